@@ -1,0 +1,2 @@
+//! barge-crds: the Barge API types.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! barge-sim: a simulated Kubernetes cluster.
+#![forbid(unsafe_code)]

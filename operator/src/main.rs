@@ -1,0 +1,4 @@
+//! barge: the Barge operator and command-line tool.
+#![forbid(unsafe_code)]
+
+fn main() {}

@@ -20,4 +20,5 @@
 //! API server.
 
 pub(crate) mod gofmt;
+pub mod selectors;
 pub mod validation;

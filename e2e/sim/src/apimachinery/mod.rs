@@ -19,6 +19,7 @@
 //! ([`validation::invalid_status`], [`apply::conflict_status`]) so their wording matches a real
 //! API server.
 
+pub mod apply;
 pub mod builtin;
 pub(crate) mod gofmt;
 pub mod patch;

@@ -24,6 +24,7 @@ use crate::apimachinery::validation::{CompiledSchema, ListType};
 use fieldset::{path_string, FieldSet};
 use serde_json::{json, Map, Value};
 
+pub use crate::apimachinery::validation::ListType as ApplyListType;
 pub use fieldset::path_string as field_path_string;
 
 /// Operation of a managed fields entry.

@@ -20,11 +20,11 @@ mod typed;
 
 use crate::apimachinery::builtin::BuiltinKind;
 use crate::apimachinery::gofmt;
-use crate::apimachinery::validation::{CompiledSchema, ListType};
+use crate::apimachinery::validation::CompiledSchema;
+pub use crate::apimachinery::validation::ListType;
 use fieldset::{path_string, FieldSet};
 use serde_json::{json, Map, Value};
 
-pub use crate::apimachinery::validation::ListType as ApplyListType;
 pub use fieldset::path_string as field_path_string;
 
 /// Operation of a managed fields entry.

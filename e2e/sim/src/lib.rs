@@ -1,2 +1,4 @@
 //! barge-sim: a simulated Kubernetes cluster.
 #![forbid(unsafe_code)]
+
+pub mod apimachinery;

@@ -111,7 +111,7 @@ pub struct InstanceTypeSpec {
 pub struct SimulatedProvider {
     /// Instance types added to (or replacing, by name) the operator's built-in catalog.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 100), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[schemars(length(max = MAX_CATALOG_ENTRIES), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub catalog: Vec<InstanceTypeSpec>,
 }
 
@@ -214,7 +214,7 @@ pub struct ComputeResources {
     pub desiredv_cpus: Option<i32>,
     /// Instance types: catalog names (`c5.xlarge`), families (`c5`), or `optimal` (the default).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 100), inner(length(min = 1, max = 128)))]
+    #[schemars(length(max = MAX_INSTANCE_TYPES), inner(length(min = 1, max = 128)))]
     pub instance_types: Vec<String>,
     /// How instance types are chosen (default BEST_FIT; SPOT_CAPACITY_OPTIMIZED for SPOT).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -14,7 +14,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::resources::{ContainerOverrides, JobTimeout, RetryStrategy};
+use crate::job_definition::MAX_SCHEDULING_PRIORITY;
+use crate::resources::{
+    ContainerOverrides, JobTimeout, RetryStrategy, MAX_ATTEMPTS, MAX_NODE_RANGES,
+};
 
 /// Array size bounds (AWS Batch: 2–10,000).
 pub const MIN_ARRAY_SIZE: i32 = 2;
@@ -183,7 +186,7 @@ pub struct JobDependency {
 #[serde(rename_all = "camelCase")]
 pub struct ArrayProperties {
     /// Number of children, 2–10,000; child i sees `AWS_BATCH_JOB_ARRAY_INDEX=i`.
-    #[schemars(range(min = 2, max = 10_000))]
+    #[schemars(range(min = MIN_ARRAY_SIZE, max = MAX_ARRAY_SIZE))]
     pub size: i32,
 }
 
@@ -210,7 +213,7 @@ pub struct NodeOverrides {
     pub num_nodes: Option<i32>,
     /// Per-range container overrides (at most 5).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 5))]
+    #[schemars(length(max = MAX_NODE_RANGES))]
     pub node_property_overrides: Vec<NodePropertyOverride>,
 }
 
@@ -242,7 +245,7 @@ pub struct Terminate {
     status = "JobStatusDetail",
     derive = "PartialEq",
     doc = "A Barge job: single, array or multi-node (AWS Batch SubmitJob).",
-    validation = Rule::new(format!("self.metadata.name.size() <= {MAX_JOB_NAME_LENGTH}")).message("a Job name must be at most 63 characters: it becomes a label value on the job's pods"),
+    validation = Rule::new(format!("self.metadata.name.size() <= {MAX_JOB_NAME_LENGTH}")).message(Message::Message(format!("a Job name must be at most {MAX_JOB_NAME_LENGTH} characters: it becomes a label value on the job's pods"))),
     validation = Rule::new("!self.metadata.name.contains('.')").message("a Job name may not contain '.': it names the job's pods and, for multi-node jobs, a Service"),
     validation = Rule::new("!has(self.spec.dependsOn) || self.spec.dependsOn.all(d, !has(d.jobName) || d.jobName != self.metadata.name)").message("a job cannot depend on itself"),
     printcolumn(name = "Queue", type_ = "string", json_path = ".spec.jobQueue"),
@@ -275,7 +278,7 @@ pub struct JobSpec {
     pub array_properties: Option<ArrayProperties>,
     /// Jobs (in the same namespace) this job waits for, at most 20.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 20))]
+    #[schemars(length(max = MAX_DEPENDENCIES))]
     pub depends_on: Vec<JobDependency>,
     /// Values of `Ref::name` placeholders (override the definition's defaults).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -300,7 +303,7 @@ pub struct JobSpec {
     pub share_identifier: Option<String>,
     /// Replaces the definition's scheduling priority (0–9999).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 9999))]
+    #[schemars(range(min = 0, max = MAX_SCHEDULING_PRIORITY))]
     pub scheduling_priority_override: Option<i32>,
     /// Tags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -450,11 +453,11 @@ pub struct ArrayStatus {
     pub terminated_indices: String,
     /// Children between attempts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 10_000))]
+    #[schemars(length(max = MAX_ARRAY_SIZE))]
     pub retrying: Vec<RetryingChild>,
     /// The last attempt of the most recently failed children (at most 100 are kept).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 100))]
+    #[schemars(length(max = MAX_FAILED_ATTEMPT_RECORDS))]
     pub failed_attempts: Vec<ChildAttempt>,
 }
 
@@ -493,7 +496,7 @@ pub struct JobStatusDetail {
     pub stopped_at: Option<Time>,
     /// Its attempts, oldest first (for array jobs: none; see arrayProperties).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 10))]
+    #[schemars(length(max = MAX_ATTEMPTS))]
     pub attempts: Vec<AttemptDetail>,
     /// Number of attempts started (printer column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -512,7 +515,7 @@ pub struct JobStatusDetail {
     pub array_properties: Option<ArrayStatus>,
     /// Multinode jobs: the node groups.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 5))]
+    #[schemars(length(max = MAX_NODE_RANGES))]
     pub node_groups: Vec<NodeGroupStatus>,
     /// Ready, Schedulable, Succeeded, Failed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -15,7 +15,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::resources::{ContainerProperties, JobTimeout, RetryStrategy, TARGET_NODES_PATTERN};
+use crate::resources::{
+    ContainerProperties, JobTimeout, RetryStrategy, MAX_NODE_RANGES, TARGET_NODES_PATTERN,
+};
 
 /// `schedulingPriority` bounds (AWS Batch: 0–9999).
 pub const MAX_SCHEDULING_PRIORITY: i32 = 9999;
@@ -79,7 +81,7 @@ pub struct NodeProperties {
     #[schemars(range(min = 0))]
     pub main_node: i32,
     /// 1–5 node groups.
-    #[schemars(length(min = 1, max = 5))]
+    #[schemars(length(min = 1, max = MAX_NODE_RANGES))]
     pub node_range_properties: Vec<NodeRangeProperty>,
 }
 
@@ -134,7 +136,7 @@ pub struct JobDefinitionSpec {
     pub timeout: Option<JobTimeout>,
     /// Priority within a fair-share queue (higher first, 0–9999).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 9999))]
+    #[schemars(range(min = 0, max = MAX_SCHEDULING_PRIORITY))]
     pub scheduling_priority: Option<i32>,
     /// Copy the tags of the job and definition to its pods (as annotations).
     #[serde(default, skip_serializing_if = "Option::is_none")]

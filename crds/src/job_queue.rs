@@ -68,7 +68,7 @@ pub struct JobStateTimeLimitAction {
     /// RUNNABLE.
     pub state: TimeLimitState,
     /// Seconds, 600–86400.
-    #[schemars(range(min = 600, max = 86_400))]
+    #[schemars(range(min = MIN_STATE_TIME_LIMIT_SECONDS, max = MAX_STATE_TIME_LIMIT_SECONDS))]
     pub max_time_seconds: i32,
     /// CANCEL.
     pub action: TimeLimitAction,
@@ -117,7 +117,7 @@ pub struct JobQueueSpec {
     /// 1–3 compute environments with distinct orders, tried in ascending order.
     #[x_kube(validation = Rule::new("self.all(a, self.filter(b, b.order == a.order).size() == 1)").message("computeEnvironmentOrder entries must have distinct order values"))]
     #[x_kube(validation = Rule::new("self.all(a, self.filter(b, b.computeEnvironment == a.computeEnvironment).size() == 1)").message("a compute environment may appear only once in computeEnvironmentOrder"))]
-    #[schemars(length(min = 1, max = 3))]
+    #[schemars(length(min = 1, max = MAX_COMPUTE_ENVIRONMENTS))]
     pub compute_environment_order: Vec<ComputeEnvironmentOrder>,
     /// Name of a SchedulingPolicy: the queue is then ordered by fair share and its jobs need a
     /// `shareIdentifier`; without one the queue is FIFO.

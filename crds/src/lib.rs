@@ -20,6 +20,9 @@
 //! Shared pieces: [`resources`] (containers, resource requirements, retry strategy, timeout,
 //! overrides) and [`common`] (ENABLED/DISABLED state, name patterns, schema helpers).
 #![forbid(unsafe_code)]
+// kube-derive's `printcolumn(...)`, `shortname` and `validation` arguments repeat by design; clippy
+// mistakes the repeated `type_ = "string"` for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
 
 pub mod common;
 pub mod compute_environment;

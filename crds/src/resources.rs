@@ -14,6 +14,8 @@ use k8s_openapi::api::core::v1::{
     SecretVolumeSource,
 };
 use kube::KubeSchema;
+
+use crate::common::MAX_ENV_VARS;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -87,6 +89,7 @@ pub struct EnvironmentVariable {
 /// Secrets Manager or SSM ARN; in Barge it names a key of a Kubernetes Secret in the job's
 /// namespace: `<secret-name>:<key>`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Secret {
     /// The environment variable to set; names starting with `AWS_BATCH_` are reserved.
     #[x_kube(validation = crate::common::reserved_env_name_rule())]
@@ -242,15 +245,15 @@ pub struct ContainerProperties {
     /// The command (replaces the image's entrypoint arguments); `Ref::name` words are replaced by
     /// the job's parameters.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = MAX_COMMAND_WORDS))]
     pub command: Vec<String>,
     /// Environment variables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 256), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[schemars(length(max = MAX_ENV_VARS), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub environment: Vec<EnvironmentVariable>,
     /// vCPUs, memory (MiB) and GPUs, at most one entry per type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 3), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    #[schemars(length(max = MAX_RESOURCE_REQUIREMENTS), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub resource_requirements: Vec<ResourceRequirement>,
     /// Deprecated in AWS Batch: vCPUs (use a VCPU resource requirement).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -262,15 +265,15 @@ pub struct ContainerProperties {
     pub memory: Option<i32>,
     /// Volumes the container mounts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[schemars(length(max = MAX_VOLUMES), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub volumes: Vec<Volume>,
     /// Where the volumes are mounted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = MAX_VOLUMES))]
     pub mount_points: Vec<MountPoint>,
     /// Secrets exposed as environment variables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[schemars(length(max = MAX_VOLUMES), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub secrets: Vec<Secret>,
     /// The user to run as: a numeric uid (optionally `uid:gid`), `root` or `nobody` (Kubernetes
     /// cannot resolve other user names).
@@ -310,15 +313,15 @@ pub struct ContainerProperties {
 pub struct ContainerOverrides {
     /// Replaces the definition's command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = MAX_COMMAND_WORDS))]
     pub command: Option<Vec<String>>,
     /// Added to (and overriding by name) the definition's environment.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 256), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[schemars(length(max = MAX_ENV_VARS), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub environment: Vec<EnvironmentVariable>,
     /// Replaces the definition's requirements of the same type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 3), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    #[schemars(length(max = MAX_RESOURCE_REQUIREMENTS), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub resource_requirements: Vec<ResourceRequirement>,
     /// Deprecated in AWS Batch: vCPUs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -353,17 +356,17 @@ pub struct EvaluateOnExit {
     /// Glob on the attempt's status reason, e.g. `Host EC2*`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(format!("self.matches('{REASON_GLOB_PATTERN}')")).message("onStatusReason may contain only letters, digits, '.', ':', spaces and tabs, optionally ending with a single '*' (e.g. \"Host EC2*\")"))]
-    #[schemars(length(max = 512))]
+    #[schemars(length(max = MAX_GLOB_LENGTH))]
     pub on_status_reason: Option<String>,
     /// Glob on the container's reason, e.g. `OutOfMemory*`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(format!("self.matches('{REASON_GLOB_PATTERN}')")).message("onReason may contain only letters, digits, '.', ':', spaces and tabs, optionally ending with a single '*' (e.g. \"CannotPullContainerError:*\")"))]
-    #[schemars(length(max = 512))]
+    #[schemars(length(max = MAX_GLOB_LENGTH))]
     pub on_reason: Option<String>,
     /// Glob on the decimal exit code, e.g. `137` or `1*`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(format!("self.size() > 0 && self.matches('{EXIT_CODE_GLOB_PATTERN}')")).message("onExitCode may contain only digits, optionally ending with a single '*' (e.g. \"137\" or \"1*\")"))]
-    #[schemars(length(max = 512))]
+    #[schemars(length(max = MAX_GLOB_LENGTH))]
     pub on_exit_code: Option<String>,
     /// RETRY or EXIT.
     pub action: RetryAction,
@@ -375,11 +378,11 @@ pub struct EvaluateOnExit {
 pub struct RetryStrategy {
     /// Total attempts, 1–10 (1 = no retry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 10))]
+    #[schemars(range(min = MIN_ATTEMPTS, max = MAX_ATTEMPTS))]
     pub attempts: Option<i32>,
     /// Up to 5 conditions, first match wins; no match means retry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 5))]
+    #[schemars(length(max = MAX_EVALUATE_ON_EXIT))]
     pub evaluate_on_exit: Vec<EvaluateOnExit>,
 }
 

@@ -30,8 +30,12 @@ pub struct ShareAttributes {
     #[schemars(length(min = 1, max = 256))]
     pub share_identifier: String,
     /// Lower gets more: 0.125 gets 8× the compute of 1.0 (0.0001–999.9999, default 1).
+    ///
+    /// The CEL rule repeats the bounds because the API server compares an integer value (`0`,
+    /// `1000`) with float bounds truncated to integers, so `minimum: 0.0001` alone lets `0` in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.0001, max = 999.9999))]
+    #[x_kube(validation = Rule::new(format!("self >= {MIN_WEIGHT_FACTOR} && self <= {MAX_WEIGHT_FACTOR}")).message(Message::Message(format!("weightFactor must be between {MIN_WEIGHT_FACTOR} and {MAX_WEIGHT_FACTOR}"))))]
+    #[schemars(range(min = MIN_WEIGHT_FACTOR, max = MAX_WEIGHT_FACTOR))]
     pub weight_factor: Option<f64>,
 }
 
@@ -41,18 +45,18 @@ pub struct ShareAttributes {
 pub struct FairsharePolicy {
     /// Seconds over which past usage decays (0 = only current usage counts; at most a week).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 604_800))]
+    #[schemars(range(min = 0, max = MAX_SHARE_DECAY_SECONDS))]
     pub share_decay_seconds: Option<i32>,
     /// Percentage 0–99: (computeReservation/100)^activeShares of the capacity is held back for
     /// share identifiers that are not active yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 99))]
+    #[schemars(range(min = 0, max = MAX_COMPUTE_RESERVATION))]
     pub compute_reservation: Option<i32>,
     /// Weights per share identifier or prefix; identifiers and prefixes may not overlap.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.all(a, self.filter(b, b.shareIdentifier == a.shareIdentifier).size() == 1)").message("each shareIdentifier may appear only once in shareDistribution"))]
     #[x_kube(validation = Rule::new("self.all(a, !a.shareIdentifier.endsWith('*') || self.all(b, b.shareIdentifier == a.shareIdentifier || !b.shareIdentifier.startsWith(a.shareIdentifier.substring(0, a.shareIdentifier.size() - 1))))").message("shareDistribution entries may not overlap: a prefix entry (ending with '*') may not also match another entry's identifier"))]
-    #[schemars(length(max = 100))]
+    #[schemars(length(max = MAX_SHARE_DISTRIBUTION))]
     pub share_distribution: Vec<ShareAttributes>,
 }
 

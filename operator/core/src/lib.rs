@@ -1,2 +1,9 @@
 //! barge-core: the decisions Barge makes, as pure functions over plain values.
 #![forbid(unsafe_code)]
+
+pub mod error;
+pub mod glob;
+pub mod index_set;
+pub mod resources;
+
+pub use error::{Error, Result};

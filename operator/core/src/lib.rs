@@ -4,6 +4,9 @@
 pub mod error;
 pub mod glob;
 pub mod index_set;
+pub mod reasons;
 pub mod resources;
+pub mod retry;
+pub mod timeout;
 
 pub use error::{Error, Result};

@@ -73,7 +73,11 @@ impl Dependency {
 }
 
 /// Checks a `dependsOn` list against the job it belongs to (`own_name`, `array_size`).
-pub fn validate_dependencies(own_name: &str, array_size: Option<u32>, deps: &[Dependency]) -> Result<()> {
+pub fn validate_dependencies(
+    own_name: &str,
+    array_size: Option<u32>,
+    deps: &[Dependency],
+) -> Result<()> {
     if deps.len() > MAX_DEPENDENCIES {
         return Err(Error::Dependency(format!(
             "{} entries; at most {MAX_DEPENDENCIES} are allowed",
@@ -108,7 +112,9 @@ pub fn validate_dependencies(own_name: &str, array_size: Option<u32>, deps: &[De
         }
     }
     if sequential > 1 {
-        return Err(Error::Dependency("at most one SEQUENTIAL dependency is allowed".into()));
+        return Err(Error::Dependency(
+            "at most one SEQUENTIAL dependency is allowed".into(),
+        ));
     }
     Ok(())
 }
@@ -150,7 +156,12 @@ impl DependencyTarget {
     }
 
     /// An array job in `state` with its children's progress.
-    pub fn array(state: JobState, size: u32, succeeded: IndexSet, failed: IndexSet) -> DependencyTarget {
+    pub fn array(
+        state: JobState,
+        size: u32,
+        succeeded: IndexSet,
+        failed: IndexSet,
+    ) -> DependencyTarget {
         DependencyTarget::Found {
             state,
             array: Some(ArrayProgress {
@@ -226,7 +237,11 @@ fn standard_verdict(name: &str, target: Option<&DependencyTarget>) -> Dependency
 /// The verdict for a job that is not an array: every dependency is plain.
 /// (N_TO_N and SEQUENTIAL on a non-array job are refused by [`validate_dependencies`]; here
 /// they fail the job with the same message, so a job that skipped validation cannot hang.)
-pub fn evaluate_job(own_name: &str, deps: &[Dependency], targets: &DependencyTargets) -> DependencyVerdict {
+pub fn evaluate_job(
+    own_name: &str,
+    deps: &[Dependency],
+    targets: &DependencyTargets,
+) -> DependencyVerdict {
     if let Err(e) = validate_dependencies(own_name, None, deps) {
         return DependencyVerdict::Failed {
             status_reason: e.to_string(),
@@ -298,14 +313,21 @@ pub fn evaluate_array(
     for dep in deps {
         match (dep.kind, dep.job_name.as_deref()) {
             (DependencyType::Sequential, _) => sequential = true,
-            (DependencyType::Standard, Some(name)) => gates.push(standard_verdict(name, targets.get(name))),
+            (DependencyType::Standard, Some(name)) => {
+                gates.push(standard_verdict(name, targets.get(name)))
+            }
             (DependencyType::NToN, Some(name)) => match targets.get(name) {
                 None | Some(DependencyTarget::Missing) => gates.push(missing(name)),
-                Some(DependencyTarget::Found { array: None, .. }) => gates.push(DependencyVerdict::Failed {
-                    status_reason: format!("N_TO_N dependency on job {name:?}, which is not an array job"),
-                }),
+                Some(DependencyTarget::Found { array: None, .. }) => {
+                    gates.push(DependencyVerdict::Failed {
+                        status_reason: format!(
+                            "N_TO_N dependency on job {name:?}, which is not an array job"
+                        ),
+                    })
+                }
                 Some(DependencyTarget::Found {
-                    array: Some(progress), ..
+                    array: Some(progress),
+                    ..
                 }) => {
                     if progress.size != size {
                         gates.push(DependencyVerdict::Failed {
@@ -337,7 +359,13 @@ pub fn evaluate_array(
 
 /// Child i needs child i-1 to have succeeded; once a child failed (or is doomed), every later
 /// child is doomed. One pass over the array.
-fn apply_sequential(size: u32, ready: &mut BitSet, doomed: &mut BitSet, own_succeeded: &IndexSet, own_failed: &IndexSet) {
+fn apply_sequential(
+    size: u32,
+    ready: &mut BitSet,
+    doomed: &mut BitSet,
+    own_succeeded: &IndexSet,
+    own_failed: &IndexSet,
+) {
     if size == 0 {
         return;
     }
@@ -388,7 +416,10 @@ mod tests {
         let deps = [Dependency::standard("a")];
         let t = targets(vec![("a", DependencyTarget::job(JobState::Running))]);
         match evaluate_job("j", &deps, &t) {
-            DependencyVerdict::Waiting { reason } => assert!(reason.contains("\"a\" to succeed (it is RUNNING)"), "{reason}"),
+            DependencyVerdict::Waiting { reason } => assert!(
+                reason.contains("\"a\" to succeed (it is RUNNING)"),
+                "{reason}"
+            ),
             other => panic!("expected waiting, got {other:?}"),
         }
         let t = targets(vec![("a", DependencyTarget::job(JobState::Succeeded))]);
@@ -415,7 +446,10 @@ mod tests {
     fn missing_dependency_says_so() {
         let deps = [Dependency::standard("ghost")];
         match evaluate_job("j", &deps, &DependencyTargets::new()) {
-            DependencyVerdict::Waiting { reason } => assert!(reason.contains("\"ghost\", which does not exist"), "{reason}"),
+            DependencyVerdict::Waiting { reason } => assert!(
+                reason.contains("\"ghost\", which does not exist"),
+                "{reason}"
+            ),
             other => panic!("expected waiting, got {other:?}"),
         }
     }
@@ -424,11 +458,20 @@ mod tests {
     fn plain_dependency_on_an_array_waits_for_all_children() {
         let deps = [Dependency::standard("arr")];
         let running = DependencyTarget::array(JobState::Running, 10, set("0-8"), IndexSet::new());
-        assert!(matches!(evaluate_job("j", &deps, &targets(vec![("arr", running)])), DependencyVerdict::Waiting { .. }));
+        assert!(matches!(
+            evaluate_job("j", &deps, &targets(vec![("arr", running)])),
+            DependencyVerdict::Waiting { .. }
+        ));
         let done = DependencyTarget::array(JobState::Succeeded, 10, set("0-9"), IndexSet::new());
-        assert_eq!(evaluate_job("j", &deps, &targets(vec![("arr", done)])), DependencyVerdict::Met);
+        assert_eq!(
+            evaluate_job("j", &deps, &targets(vec![("arr", done)])),
+            DependencyVerdict::Met
+        );
         let failed = DependencyTarget::array(JobState::Failed, 10, set("0-8"), set("9"));
-        assert!(matches!(evaluate_job("j", &deps, &targets(vec![("arr", failed)])), DependencyVerdict::Failed { .. }));
+        assert!(matches!(
+            evaluate_job("j", &deps, &targets(vec![("arr", failed)])),
+            DependencyVerdict::Failed { .. }
+        ));
     }
 
     #[test]
@@ -441,23 +484,45 @@ mod tests {
             job_name: Some("x".into()),
             kind: DependencyType::Sequential,
         };
-        assert!(validate_dependencies("j", Some(3), &[bad_seq]).unwrap_err().to_string().contains("names no job"));
+        assert!(validate_dependencies("j", Some(3), &[bad_seq])
+            .unwrap_err()
+            .to_string()
+            .contains("names no job"));
         let no_name = Dependency {
             job_name: None,
             kind: DependencyType::NToN,
         };
-        assert!(validate_dependencies("j", Some(3), &[no_name]).unwrap_err().to_string().contains("needs a jobName"));
-        let many: Vec<_> = (0..21).map(|i| Dependency::standard(&format!("d{i}"))).collect();
-        assert!(validate_dependencies("j", None, &many).unwrap_err().to_string().contains("at most 20"));
-        assert!(validate_dependencies("j", Some(2), &[Dependency::sequential(), Dependency::sequential()]).is_err());
+        assert!(validate_dependencies("j", Some(3), &[no_name])
+            .unwrap_err()
+            .to_string()
+            .contains("needs a jobName"));
+        let many: Vec<_> = (0..21)
+            .map(|i| Dependency::standard(&format!("d{i}")))
+            .collect();
+        assert!(validate_dependencies("j", None, &many)
+            .unwrap_err()
+            .to_string()
+            .contains("at most 20"));
+        assert!(validate_dependencies(
+            "j",
+            Some(2),
+            &[Dependency::sequential(), Dependency::sequential()]
+        )
+        .is_err());
         // A non-array job with an N_TO_N dependency fails instead of hanging.
-        assert!(matches!(evaluate_job("j", &[Dependency::n_to_n("a")], &DependencyTargets::new()), DependencyVerdict::Failed { .. }));
+        assert!(matches!(
+            evaluate_job("j", &[Dependency::n_to_n("a")], &DependencyTargets::new()),
+            DependencyVerdict::Failed { .. }
+        ));
     }
 
     #[test]
     fn n_to_n_child_waits_for_matching_child() {
         let deps = [Dependency::n_to_n("a")];
-        let t = targets(vec![("a", DependencyTarget::array(JobState::Running, 6, set("0-1,4"), set("3")))]);
+        let t = targets(vec![(
+            "a",
+            DependencyTarget::array(JobState::Running, 6, set("0-1,4"), set("3")),
+        )]);
         let r = evaluate_array("b", 6, &deps, &t, &IndexSet::new(), &IndexSet::new());
         assert_eq!(r.gate, DependencyVerdict::Met);
         assert_eq!(ones(&r.ready), "0-1,4");
@@ -470,24 +535,42 @@ mod tests {
     #[test]
     fn n_to_n_size_mismatch_is_refused() {
         let deps = [Dependency::n_to_n("a")];
-        let t = targets(vec![("a", DependencyTarget::array(JobState::Running, 5, IndexSet::new(), IndexSet::new()))]);
+        let t = targets(vec![(
+            "a",
+            DependencyTarget::array(JobState::Running, 5, IndexSet::new(), IndexSet::new()),
+        )]);
         let r = evaluate_array("b", 6, &deps, &t, &IndexSet::new(), &IndexSet::new());
         match &r.gate {
             DependencyVerdict::Failed { status_reason } => {
-                assert!(status_reason.contains("array size 5, which does not match this job's array size 6"), "{status_reason}")
+                assert!(
+                    status_reason
+                        .contains("array size 5, which does not match this job's array size 6"),
+                    "{status_reason}"
+                )
             }
             other => panic!("expected failure, got {other:?}"),
         }
         assert_eq!(r.child(0), ChildDependency::Doomed);
         let plain = targets(vec![("a", DependencyTarget::job(JobState::Succeeded))]);
         let r = evaluate_array("b", 6, &deps, &plain, &IndexSet::new(), &IndexSet::new());
-        assert!(matches!(&r.gate, DependencyVerdict::Failed { status_reason } if status_reason.contains("not an array job")));
+        assert!(
+            matches!(&r.gate, DependencyVerdict::Failed { status_reason } if status_reason.contains("not an array job"))
+        );
     }
 
     #[test]
     fn missing_n_to_n_target_gates_every_child() {
-        let r = evaluate_array("b", 4, &[Dependency::n_to_n("a")], &DependencyTargets::new(), &IndexSet::new(), &IndexSet::new());
-        assert!(matches!(&r.gate, DependencyVerdict::Waiting { reason } if reason.contains("does not exist")));
+        let r = evaluate_array(
+            "b",
+            4,
+            &[Dependency::n_to_n("a")],
+            &DependencyTargets::new(),
+            &IndexSet::new(),
+            &IndexSet::new(),
+        );
+        assert!(
+            matches!(&r.gate, DependencyVerdict::Waiting { reason } if reason.contains("does not exist"))
+        );
         assert_eq!(r.child(0), ChildDependency::Waiting);
     }
 
@@ -529,10 +612,16 @@ mod tests {
     #[test]
     fn n_to_n_failure_cascades_through_sequential() {
         let deps = [Dependency::n_to_n("a"), Dependency::sequential()];
-        let t = targets(vec![("a", DependencyTarget::array(JobState::Running, 5, set("0-4"), IndexSet::new()))]);
+        let t = targets(vec![(
+            "a",
+            DependencyTarget::array(JobState::Running, 5, set("0-4"), IndexSet::new()),
+        )]);
         let r = evaluate_array("b", 5, &deps, &t, &set("0"), &IndexSet::new());
         assert_eq!(ones(&r.ready), "0-1");
-        let t = targets(vec![("a", DependencyTarget::array(JobState::Failed, 5, set("0-1,3-4"), set("2")))]);
+        let t = targets(vec![(
+            "a",
+            DependencyTarget::array(JobState::Failed, 5, set("0-1,3-4"), set("2")),
+        )]);
         let r = evaluate_array("b", 5, &deps, &t, &set("0-1"), &IndexSet::new());
         assert_eq!(ones(&r.doomed), "2-4");
         assert_eq!(ones(&r.ready), "0-1");
@@ -548,7 +637,10 @@ mod tests {
         let succeeded: IndexSet = (0..size).step_by(2).collect();
         let failed: IndexSet = (1..size).step_by(4).collect();
         assert_eq!(succeeded.range_count(), 5_000);
-        let t = targets(vec![("a", DependencyTarget::array(JobState::Running, size, succeeded, failed))]);
+        let t = targets(vec![(
+            "a",
+            DependencyTarget::array(JobState::Running, size, succeeded, failed),
+        )]);
         let own_succeeded: IndexSet = (0..size).step_by(3).collect();
         let deps = [Dependency::n_to_n("a"), Dependency::sequential()];
         let started = std::time::Instant::now();

@@ -15,7 +15,8 @@ use crate::job::{
 use crate::resources::Resources;
 use crate::retry::{EvaluateOnExit, RetryStrategy};
 use crate::scheduler::{
-    Constraints, EnvironmentSpec, JobKey, NodeShape, NodeSnapshot, QueueSpec, Snapshot, Units, Workload,
+    Constraints, EnvironmentSpec, JobKey, NodeShape, NodeSnapshot, QueueSpec, Snapshot, Units,
+    Workload,
 };
 use crate::state::JobState;
 
@@ -26,6 +27,9 @@ pub const T0: i64 = 1_700_000_000_000;
 pub const fn secs(s: i64) -> i64 {
     s * 1000
 }
+
+/// One `evaluateOnExit` entry as raw strings: (onExitCode, onReason, onStatusReason, action).
+pub type RawRule<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, &'a str);
 
 /// Starts a [`JobView`] for job `name`: freshly SUBMITTED at [`T0`], admitted, no pods.
 pub fn job(name: &str) -> JobViewBuilder {
@@ -60,16 +64,20 @@ impl JobViewBuilder {
     }
     /// `retryStrategy.attempts` with no rules. Panics on an invalid count (test input).
     pub fn retry(mut self, attempts: u32) -> Self {
-        self.view.spec.retry_strategy = RetryStrategy::attempts_only(attempts).expect("valid attempts in fixture");
+        self.view.spec.retry_strategy =
+            RetryStrategy::attempts_only(attempts).expect("valid attempts in fixture");
         self
     }
     /// `retryStrategy` with `evaluateOnExit` rules given as (onExitCode, onReason, onStatusReason, action).
-    pub fn retry_rules(mut self, attempts: u32, rules: &[(Option<&str>, Option<&str>, Option<&str>, &str)]) -> Self {
+    pub fn retry_rules(mut self, attempts: u32, rules: &[RawRule<'_>]) -> Self {
         let rules = rules
             .iter()
-            .map(|(c, r, s, a)| EvaluateOnExit::parse(*c, *r, *s, a).expect("valid rule in fixture"))
+            .map(|(c, r, s, a)| {
+                EvaluateOnExit::parse(*c, *r, *s, a).expect("valid rule in fixture")
+            })
             .collect();
-        self.view.spec.retry_strategy = RetryStrategy::new(attempts, rules).expect("valid strategy in fixture");
+        self.view.spec.retry_strategy =
+            RetryStrategy::new(attempts, rules).expect("valid strategy in fixture");
         self
     }
     pub fn timeout(mut self, attempt_duration_seconds: i64) -> Self {
@@ -365,10 +373,13 @@ impl EnvironmentBuilder {
     }
     /// A node shape this environment has or could have.
     pub fn shape(mut self, instance_type: &str, allocatable: Resources) -> Self {
-        self.env.shapes.get_or_insert_with(Vec::new).push(NodeShape {
-            instance_type: instance_type.to_string(),
-            allocatable,
-        });
+        self.env
+            .shapes
+            .get_or_insert_with(Vec::new)
+            .push(NodeShape {
+                instance_type: instance_type.to_string(),
+                allocatable,
+            });
         self
     }
     pub fn max_vcpus(mut self, vcpus: i64) -> Self {
@@ -431,7 +442,12 @@ impl From<NodeBuilder> for NodeSnapshot {
 }
 
 /// A single-job workload `default/<name>` in `queue`, submitted at `submitted_at_ms`, attempt 1.
-pub fn workload(name: &str, queue: &str, request: Resources, submitted_at_ms: i64) -> WorkloadBuilder {
+pub fn workload(
+    name: &str,
+    queue: &str,
+    request: Resources,
+    submitted_at_ms: i64,
+) -> WorkloadBuilder {
     WorkloadBuilder {
         workload: Workload {
             job: JobKey::new("default", name),
@@ -460,7 +476,8 @@ impl WorkloadBuilder {
     }
     /// Array children `indices` (e.g. `"0-99"`).
     pub fn children(mut self, indices: &str) -> Self {
-        self.workload.units = Units::Array(IndexSet::parse(indices).expect("valid indices in fixture"));
+        self.workload.units =
+            Units::Array(IndexSet::parse(indices).expect("valid indices in fixture"));
         self
     }
     pub fn instance_type(mut self, instance_type: &str) -> Self {

@@ -56,14 +56,18 @@ impl Glob {
         for c in prefix.chars() {
             let ok = match kind {
                 PatternKind::ExitCode => c.is_ascii_digit(),
-                PatternKind::Text => c.is_alphanumeric() || c == ' ' || c == '\t' || c.is_ascii_punctuation(),
+                PatternKind::Text => {
+                    c.is_alphanumeric() || c == ' ' || c == '\t' || c.is_ascii_punctuation()
+                }
             };
             if !ok {
                 let allowed = match kind {
                     PatternKind::ExitCode => "digits",
                     PatternKind::Text => "letters, digits, spaces, tabs and punctuation",
                 };
-                return Err(fail(format!("character {c:?} is not allowed (only {allowed})")));
+                return Err(fail(format!(
+                    "character {c:?} is not allowed (only {allowed})"
+                )));
             }
         }
         Ok(Glob {
@@ -129,7 +133,10 @@ mod tests {
         let g = Glob::text("Host EC2*").expect("valid");
         assert!(g.matches("Host EC2 (instance node-7) terminated."));
         assert!(g.matches("Host EC2"));
-        assert!(!g.matches("host EC2 (instance x) terminated."), "case-sensitive");
+        assert!(
+            !g.matches("host EC2 (instance x) terminated."),
+            "case-sensitive"
+        );
         assert!(!g.matches("Essential container in task exited"));
         assert!(g.is_prefix());
     }
@@ -166,7 +173,10 @@ mod tests {
     #[test]
     fn star_only_at_the_end() {
         let e = Glob::text("Host*EC2").unwrap_err();
-        assert!(e.to_string().contains("only allowed as the last character"), "{e}");
+        assert!(
+            e.to_string().contains("only allowed as the last character"),
+            "{e}"
+        );
         assert!(Glob::text("**").is_err());
         assert!(Glob::text("a*b*").is_err());
     }

@@ -99,10 +99,7 @@ impl IndexSet {
 
     /// Number of indices in the set.
     pub fn len(&self) -> u64 {
-        self.ranges
-            .iter()
-            .map(|&(a, b)| u64::from(b - a) + 1)
-            .sum()
+        self.ranges.iter().map(|&(a, b)| u64::from(b - a) + 1).sum()
     }
 
     /// The inclusive ranges, ascending.
@@ -562,7 +559,12 @@ impl BitSet {
 
 impl fmt::Debug for BitSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BitSet(len={}, {:?})", self.len, IndexSet::from_bitset(self).to_string())
+        write!(
+            f,
+            "BitSet(len={}, {:?})",
+            self.len,
+            IndexSet::from_bitset(self).to_string()
+        )
     }
 }
 
@@ -591,7 +593,10 @@ mod tests {
         let e = IndexSet::parse("1,x").unwrap_err();
         assert_eq!(e.to_string(), "\"x\": \"x\" is not a non-negative integer");
         let e = IndexSet::parse("-3").unwrap_err();
-        assert!(e.to_string().contains("is not a non-negative integer"), "{e}");
+        assert!(
+            e.to_string().contains("is not a non-negative integer"),
+            "{e}"
+        );
         let e = IndexSet::parse("1,,2").unwrap_err();
         assert!(e.to_string().contains("empty item"), "{e}");
         let e = IndexSet::parse("99999999999").unwrap_err();
@@ -651,7 +656,10 @@ mod tests {
         assert!(set("1-3").is_subset(&a));
         assert!(!b.is_subset(&a));
         assert_eq!(set("0-9").union(&set("10-12")).to_string(), "0-12");
-        assert_eq!(set("0-100").difference(&set("1,3,5-98")).to_string(), "0,2,4,99-100");
+        assert_eq!(
+            set("0-100").difference(&set("1,3,5-98")).to_string(),
+            "0,2,4,99-100"
+        );
         assert_eq!(a.clipped(25).to_string(), "0-9,20-24");
     }
 
@@ -669,16 +677,30 @@ mod tests {
         for _ in 0..50 {
             let xs: Vec<u32> = (0..80).map(|_| next()).collect();
             let ys: Vec<u32> = (0..80).map(|_| next()).collect();
-            let (a, b): (IndexSet, IndexSet) = (xs.iter().copied().collect(), ys.iter().copied().collect());
-            let (na, nb): (BTreeSet<u32>, BTreeSet<u32>) = (xs.into_iter().collect(), ys.into_iter().collect());
+            let (a, b): (IndexSet, IndexSet) =
+                (xs.iter().copied().collect(), ys.iter().copied().collect());
+            let (na, nb): (BTreeSet<u32>, BTreeSet<u32>) =
+                (xs.into_iter().collect(), ys.into_iter().collect());
             let to_vec = |s: &IndexSet| s.iter().collect::<Vec<_>>();
-            assert_eq!(to_vec(&a.union(&b)), na.union(&nb).copied().collect::<Vec<_>>());
-            assert_eq!(to_vec(&a.intersection(&b)), na.intersection(&nb).copied().collect::<Vec<_>>());
-            assert_eq!(to_vec(&a.difference(&b)), na.difference(&nb).copied().collect::<Vec<_>>());
+            assert_eq!(
+                to_vec(&a.union(&b)),
+                na.union(&nb).copied().collect::<Vec<_>>()
+            );
+            assert_eq!(
+                to_vec(&a.intersection(&b)),
+                na.intersection(&nb).copied().collect::<Vec<_>>()
+            );
+            assert_eq!(
+                to_vec(&a.difference(&b)),
+                na.difference(&nb).copied().collect::<Vec<_>>()
+            );
             assert_eq!(a.len(), na.len() as u64);
             let bits = a.to_bitset(300);
             assert_eq!(IndexSet::from_bitset(&bits), a);
-            assert_eq!(bits.iter().collect::<Vec<_>>(), na.iter().copied().collect::<Vec<_>>());
+            assert_eq!(
+                bits.iter().collect::<Vec<_>>(),
+                na.iter().copied().collect::<Vec<_>>()
+            );
         }
     }
 
@@ -699,7 +721,10 @@ mod tests {
         let back: IndexSet = serde_json::from_str(&json).expect("deserialise");
         assert_eq!(back, s);
         let bad: std::result::Result<IndexSet, _> = serde_json::from_str("\"9-1\"");
-        assert!(bad.unwrap_err().to_string().contains("range end before start"));
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("range end before start"));
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod glob;
 pub mod index_set;
 pub mod job;
 pub mod naming;
+pub mod pool;
 pub mod reasons;
 pub mod resources;
 pub mod retry;

@@ -19,7 +19,8 @@ pub const DEFAULT_TERMINATE_REASON: &str = "Terminated by user request";
 pub const JOB_RESOURCE_REQUIREMENT: &str = "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT";
 
 /// The code AWS Batch uses when every compute environment's `maxvCpus` is below the request.
-pub const COMPUTE_ENVIRONMENT_MAX_RESOURCE: &str = "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE";
+pub const COMPUTE_ENVIRONMENT_MAX_RESOURCE: &str =
+    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE";
 
 /// The code AWS Batch uses when every compute environment of the queue is invalid.
 pub const ACTION_REQUIRED: &str = "ACTION_REQUIRED";

@@ -12,7 +12,9 @@ use std::ops::{Add, AddAssign, Sub, SubAssign};
 ///
 /// `pods` counts pod slots: a node's allocatable `pods`, and 1 for every unit of work Barge
 /// places (see [`Resources::request`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct Resources {
     pub milli_cpu: i64,
@@ -221,7 +223,13 @@ mod tests {
 
     #[test]
     fn display_is_human() {
-        assert_eq!(Resources::request(2500, 4096, 0).to_string(), "cpu=2500m memory=4096Mi");
-        assert_eq!(Resources::request(1000, 1, 2).to_string(), "cpu=1000m memory=1Mi gpu=2");
+        assert_eq!(
+            Resources::request(2500, 4096, 0).to_string(),
+            "cpu=2500m memory=4096Mi"
+        );
+        assert_eq!(
+            Resources::request(1000, 1, 2).to_string(),
+            "cpu=1000m memory=1Mi gpu=2"
+        );
     }
 }

@@ -253,13 +253,19 @@ pub fn decide_after_attempt(
     };
     match outcome.cause {
         AttemptCause::Completed if outcome.exit_code == Some(0) => return AttemptDecision::Succeed,
-        AttemptCause::TimedOut | AttemptCause::Terminated | AttemptCause::Rejected => return fail(),
+        AttemptCause::TimedOut | AttemptCause::Terminated | AttemptCause::Rejected => {
+            return fail()
+        }
         _ => {}
     }
     if attempt >= strategy.attempts {
         return fail();
     }
-    match strategy.evaluate_on_exit.iter().find(|rule| rule.matches(outcome)) {
+    match strategy
+        .evaluate_on_exit
+        .iter()
+        .find(|rule| rule.matches(outcome))
+    {
         Some(rule) if rule.action == RetryAction::Exit => fail(),
         _ => AttemptDecision::Retry,
     }
@@ -269,7 +275,12 @@ pub fn decide_after_attempt(
 mod tests {
     use super::*;
 
-    fn rule(code: Option<&str>, reason: Option<&str>, status: Option<&str>, action: &str) -> EvaluateOnExit {
+    fn rule(
+        code: Option<&str>,
+        reason: Option<&str>,
+        status: Option<&str>,
+        action: &str,
+    ) -> EvaluateOnExit {
         EvaluateOnExit::parse(code, reason, status, action).expect("valid rule")
     }
 
@@ -284,14 +295,20 @@ mod tests {
     #[test]
     fn exit_zero_succeeds_even_with_exit_rules() {
         let s = RetryStrategy::new(3, vec![rule(None, Some("*"), None, "EXIT")]).expect("valid");
-        assert_eq!(decide_after_attempt(&s, 1, &AttemptOutcome::exited(0, None)), AttemptDecision::Succeed);
+        assert_eq!(
+            decide_after_attempt(&s, 1, &AttemptOutcome::exited(0, None)),
+            AttemptDecision::Succeed
+        );
     }
 
     #[test]
     fn default_strategy_never_retries() {
         let s = RetryStrategy::default();
         assert_eq!(s.attempts(), 1);
-        assert_eq!(decide_after_attempt(&s, 1, &AttemptOutcome::exited(1, None)), fail_with(EXITED));
+        assert_eq!(
+            decide_after_attempt(&s, 1, &AttemptOutcome::exited(1, None)),
+            fail_with(EXITED)
+        );
     }
 
     #[test]
@@ -320,9 +337,15 @@ mod tests {
         let other = AttemptOutcome::exited(1, Some("OOMKilled".into()));
         assert_eq!(decide_after_attempt(&s, 1, &other), fail_with(EXITED));
         // No container reason at all: "*" still matches (missing = empty string).
-        assert_eq!(decide_after_attempt(&s, 1, &AttemptOutcome::exited(1, None)), fail_with(EXITED));
+        assert_eq!(
+            decide_after_attempt(&s, 1, &AttemptOutcome::exited(1, None)),
+            fail_with(EXITED)
+        );
         let failed_start = AttemptOutcome::pod_failed("Task failed to start".into(), None);
-        assert_eq!(decide_after_attempt(&s, 1, &failed_start), AttemptDecision::Retry);
+        assert_eq!(
+            decide_after_attempt(&s, 1, &failed_start),
+            AttemptDecision::Retry
+        );
     }
 
     #[test]
@@ -343,14 +366,23 @@ mod tests {
         let killed = AttemptOutcome::exited(137, Some("Error".into()));
         assert_eq!(decide_after_attempt(&s, 1, &killed), AttemptDecision::Retry);
         // Exit code 2: rule 2 misses, rule 3 matches any status reason -> EXIT.
-        assert_eq!(decide_after_attempt(&s, 1, &AttemptOutcome::exited(2, None)), fail_with(EXITED));
+        assert_eq!(
+            decide_after_attempt(&s, 1, &AttemptOutcome::exited(2, None)),
+            fail_with(EXITED)
+        );
     }
 
     #[test]
     fn no_match_means_retry() {
         let s = RetryStrategy::new(2, vec![rule(Some("3"), None, None, "EXIT")]).expect("valid");
-        assert_eq!(decide_after_attempt(&s, 1, &AttemptOutcome::exited(4, None)), AttemptDecision::Retry);
-        assert_eq!(decide_after_attempt(&s, 1, &AttemptOutcome::exited(3, None)), fail_with(EXITED));
+        assert_eq!(
+            decide_after_attempt(&s, 1, &AttemptOutcome::exited(4, None)),
+            AttemptDecision::Retry
+        );
+        assert_eq!(
+            decide_after_attempt(&s, 1, &AttemptOutcome::exited(3, None)),
+            fail_with(EXITED)
+        );
     }
 
     #[test]
@@ -378,7 +410,10 @@ mod tests {
             decide_after_attempt(&s, 5, &lost),
             fail_with("Host EC2 (instance spot-node-1) terminated.")
         );
-        assert_eq!(decide_after_attempt(&s, 1, &AttemptOutcome::exited(1, None)), fail_with(EXITED));
+        assert_eq!(
+            decide_after_attempt(&s, 1, &AttemptOutcome::exited(1, None)),
+            fail_with(EXITED)
+        );
     }
 
     #[test]
@@ -400,13 +435,27 @@ mod tests {
 
     #[test]
     fn validation_follows_aws_ranges() {
-        assert!(RetryStrategy::attempts_only(0).unwrap_err().to_string().contains("between 1 and 10"));
+        assert!(RetryStrategy::attempts_only(0)
+            .unwrap_err()
+            .to_string()
+            .contains("between 1 and 10"));
         assert!(RetryStrategy::attempts_only(11).is_err());
         assert!(RetryStrategy::attempts_only(10).is_ok());
-        let six = (0..6).map(|_| rule(None, Some("*"), None, "EXIT")).collect();
-        assert!(RetryStrategy::new(2, six).unwrap_err().to_string().contains("at most 5"));
-        assert_eq!(RetryAction::parse("retry").expect("case-insensitive"), RetryAction::Retry);
-        assert!(RetryAction::parse("AGAIN").unwrap_err().to_string().contains("not RETRY or EXIT"));
+        let six = (0..6)
+            .map(|_| rule(None, Some("*"), None, "EXIT"))
+            .collect();
+        assert!(RetryStrategy::new(2, six)
+            .unwrap_err()
+            .to_string()
+            .contains("at most 5"));
+        assert_eq!(
+            RetryAction::parse("retry").expect("case-insensitive"),
+            RetryAction::Retry
+        );
+        assert!(RetryAction::parse("AGAIN")
+            .unwrap_err()
+            .to_string()
+            .contains("not RETRY or EXIT"));
         assert!(EvaluateOnExit::parse(Some("x"), None, None, "EXIT").is_err());
         assert!(EvaluateOnExit::parse(None, Some("a*b"), None, "EXIT").is_err());
     }
@@ -414,6 +463,9 @@ mod tests {
     #[test]
     fn empty_rule_matches_everything() {
         let s = RetryStrategy::new(3, vec![rule(None, None, None, "EXIT")]).expect("valid");
-        assert_eq!(decide_after_attempt(&s, 1, &AttemptOutcome::exited(9, None)), fail_with(EXITED));
+        assert_eq!(
+            decide_after_attempt(&s, 1, &AttemptOutcome::exited(9, None)),
+            fail_with(EXITED)
+        );
     }
 }

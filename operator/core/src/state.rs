@@ -54,7 +54,10 @@ impl JobState {
 
     /// SUBMITTED, PENDING or RUNNABLE: nothing of the job has been placed yet.
     pub const fn is_queued(self) -> bool {
-        matches!(self, JobState::Submitted | JobState::Pending | JobState::Runnable)
+        matches!(
+            self,
+            JobState::Submitted | JobState::Pending | JobState::Runnable
+        )
     }
 }
 
@@ -111,7 +114,10 @@ impl StatusSummary {
 
     /// AWS's map form, `{"RUNNABLE": 3, ...}`, byte-stable.
     pub fn to_map(&self) -> BTreeMap<&'static str, u32> {
-        JobState::ALL.iter().map(|&s| (s.as_str(), self.get(s))).collect()
+        JobState::ALL
+            .iter()
+            .map(|&s| (s.as_str(), self.get(s)))
+            .collect()
     }
 }
 
@@ -123,7 +129,10 @@ mod tests {
     fn names_and_order() {
         for s in JobState::ALL {
             assert_eq!(JobState::parse(s.as_str()), Some(s));
-            assert_eq!(serde_json::to_string(&s).expect("ser"), format!("\"{}\"", s.as_str()));
+            assert_eq!(
+                serde_json::to_string(&s).expect("ser"),
+                format!("\"{}\"", s.as_str())
+            );
         }
         assert!(JobState::Runnable < JobState::Starting);
         assert!(JobState::Failed.is_terminal() && !JobState::Running.is_terminal());

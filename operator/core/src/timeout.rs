@@ -87,9 +87,15 @@ pub fn decide_timeout(
 
 /// True when an attempt that started at `started_at_ms` and ended (or is still running) at
 /// `ended_or_now_ms` ran into its timeout.
-pub fn exceeded(attempt_duration_seconds: Option<i64>, started_at_ms: Option<i64>, ended_or_now_ms: i64) -> bool {
+pub fn exceeded(
+    attempt_duration_seconds: Option<i64>,
+    started_at_ms: Option<i64>,
+    ended_or_now_ms: i64,
+) -> bool {
     match (attempt_duration_seconds, started_at_ms) {
-        (Some(duration), Some(started)) => ended_or_now_ms >= attempt_deadline_ms(started, duration),
+        (Some(duration), Some(started)) => {
+            ended_or_now_ms >= attempt_deadline_ms(started, duration)
+        }
         _ => false,
     }
 }
@@ -102,15 +108,23 @@ mod tests {
 
     #[test]
     fn no_timeout_without_duration_or_start() {
-        assert_eq!(decide_timeout(None, Some(T0), None, T0 + 10_000_000), TimeoutDecision::NoTimeout);
-        assert_eq!(decide_timeout(Some(60), None, None, T0), TimeoutDecision::NoTimeout);
+        assert_eq!(
+            decide_timeout(None, Some(T0), None, T0 + 10_000_000),
+            TimeoutDecision::NoTimeout
+        );
+        assert_eq!(
+            decide_timeout(Some(60), None, None, T0),
+            TimeoutDecision::NoTimeout
+        );
     }
 
     #[test]
     fn wakes_at_the_deadline() {
         assert_eq!(
             decide_timeout(Some(60), Some(T0), None, T0 + 59_999),
-            TimeoutDecision::NotYet { deadline_ms: T0 + 60_000 }
+            TimeoutDecision::NotYet {
+                deadline_ms: T0 + 60_000
+            }
         );
     }
 
@@ -127,7 +141,9 @@ mod tests {
         let deletion = T0 + 60_000 + 30_000; // requested at the deadline with 30 s grace
         assert_eq!(
             decide_timeout(Some(60), Some(T0), Some(deletion), T0 + 70_000),
-            TimeoutDecision::Stopping(StopProgress::Waiting { force_at_ms: deletion + 30_000 })
+            TimeoutDecision::Stopping(StopProgress::Waiting {
+                force_at_ms: deletion + 30_000
+            })
         );
         assert_eq!(
             decide_timeout(Some(60), Some(T0), Some(deletion), deletion + 30_000),

@@ -21,7 +21,8 @@
 use super::pods::{self, Progress};
 use super::single::{let_go, stop_pod, watch_deletion};
 use super::{
-    Admission, AttemptRecord, DeleteReason, Draft, JobAction, JobView, PodView, RunnableGroup, RunnableWork,
+    Admission, AttemptRecord, DeleteReason, Draft, JobAction, JobView, PodView, RunnableGroup,
+    RunnableWork,
 };
 use crate::deps::{self, DependencyVerdict};
 use crate::error::{Error, Result};
@@ -110,7 +111,10 @@ impl ArrayRecord {
 
     /// The kept latest attempt of failed child `index`, if it was kept.
     pub fn failed_attempt(&self, index: u32) -> Option<&AttemptRecord> {
-        self.failed_attempts.iter().rev().find(|a| a.array_index == Some(index))
+        self.failed_attempts
+            .iter()
+            .rev()
+            .find(|a| a.array_index == Some(index))
     }
 
     fn forget_prior(&mut self, index: u32) {
@@ -129,7 +133,10 @@ impl ArrayRecord {
 
     fn mark_retry(&mut self, index: u32, attempts_used: u32) {
         self.forget_prior(index);
-        self.prior_attempts.entry(attempts_used).or_default().insert(index);
+        self.prior_attempts
+            .entry(attempts_used)
+            .or_default()
+            .insert(index);
     }
 
     pub(crate) fn mark_failed(&mut self, index: u32, attempt: AttemptRecord) {
@@ -182,7 +189,11 @@ pub(crate) fn reconcile_array(view: &JobView, d: &mut Draft) {
         .map(|a| a.size)
         .or(view.spec.array_size)
         .unwrap_or(0);
-    let mut rec = d.record.array.take().unwrap_or_else(|| ArrayRecord::new(size));
+    let mut rec = d
+        .record
+        .array
+        .take()
+        .unwrap_or_else(|| ArrayRecord::new(size));
     run(view, d, &mut rec);
     d.record.array = Some(rec);
 }
@@ -203,7 +214,9 @@ fn run(view: &JobView, d: &mut Draft, rec: &mut ArrayRecord) {
     // The current pod of each child: attempt = attempts used + 1. Everything else lets go.
     let mut current: BTreeMap<u32, &PodView> = BTreeMap::new();
     for pod in &view.pods {
-        let Some(index) = pod.array_index else { continue };
+        let Some(index) = pod.array_index else {
+            continue;
+        };
         if pod.node_index.is_some() {
             continue;
         }
@@ -254,20 +267,36 @@ fn run(view: &JobView, d: &mut Draft, rec: &mut ArrayRecord) {
     let mut observed = Observed::default();
     let mut live = BitSet::new(size);
     for (&index, &pod) in &current {
-        let stop_reason = terminate_reason.as_deref().filter(|_| terminated.contains(index));
-        let progress = pods::progress(pod, view.spec.attempt_duration_seconds, stop_reason, d.now_ms);
+        let stop_reason = terminate_reason
+            .as_deref()
+            .filter(|_| terminated.contains(index));
+        let progress = pods::progress(
+            pod,
+            view.spec.attempt_duration_seconds,
+            stop_reason,
+            d.now_ms,
+        );
         if let Some(started) = progress.started_at() {
-            observed.first_start_ms = Some(observed.first_start_ms.map_or(started, |s| s.min(started)));
+            observed.first_start_ms =
+                Some(observed.first_start_ms.map_or(started, |s| s.min(started)));
         }
         match progress {
             Progress::Finished(finished) => {
-                match decide_after_attempt(&view.spec.retry_strategy, pod.attempt, &finished.outcome) {
+                match decide_after_attempt(
+                    &view.spec.retry_strategy,
+                    pod.attempt,
+                    &finished.outcome,
+                ) {
                     AttemptDecision::Succeed => rec.mark_succeeded(index),
                     AttemptDecision::Retry => rec.mark_retry(index, pod.attempt),
-                    AttemptDecision::Fail { .. } => rec.mark_failed(index, pods::attempt_record(pod, &finished)),
+                    AttemptDecision::Fail { .. } => {
+                        rec.mark_failed(index, pods::attempt_record(pod, &finished))
+                    }
                 }
                 if pod.has_finalizer {
-                    d.act(JobAction::ReleasePod { name: pod.name.clone() });
+                    d.act(JobAction::ReleasePod {
+                        name: pod.name.clone(),
+                    });
                 }
             }
             Progress::Waiting => {
@@ -363,7 +392,10 @@ fn run(view: &JobView, d: &mut Draft, rec: &mut ArrayRecord) {
             d.transition(target, None);
         }
         if d.record.state == JobState::Runnable && !runnable.none() && d.apply_blocked(view) {
-            let reason = Draft::time_limit_reason(view, d.record.status_reason.as_deref().unwrap_or_default());
+            let reason = Draft::time_limit_reason(
+                view,
+                d.record.status_reason.as_deref().unwrap_or_default(),
+            );
             rec.mark_failed_without_attempt(&IndexSet::from_bitset(&runnable));
             runnable = BitSet::new(size);
             if rec.done_count() >= u64::from(size) {
@@ -439,7 +471,12 @@ fn runnable_work(rec: &ArrayRecord, runnable: &IndexSet) -> RunnableWork {
     RunnableWork::Array { groups }
 }
 
-fn summary(rec: &ArrayRecord, observed: &Observed, runnable: u32, parent: JobState) -> StatusSummary {
+fn summary(
+    rec: &ArrayRecord,
+    observed: &Observed,
+    runnable: u32,
+    parent: JobState,
+) -> StatusSummary {
     let size = u64::from(rec.size);
     let succeeded = rec.succeeded.len();
     let failed = rec.failed.len();

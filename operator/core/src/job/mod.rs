@@ -448,7 +448,9 @@ impl Draft {
             }
             return false;
         };
-        if self.record.status_reason.as_ref() != Some(reason) || self.record.blocked_since_ms.is_none() {
+        if self.record.status_reason.as_ref() != Some(reason)
+            || self.record.blocked_since_ms.is_none()
+        {
             self.record.status_reason = Some(reason.clone());
             self.record.blocked_since_ms = Some(self.now_ms);
         }
@@ -479,7 +481,10 @@ impl Draft {
 
     /// TTL handling for a finished job.
     pub fn apply_ttl(&mut self, view: &JobView) {
-        let (Some(ttl), Some(stopped)) = (view.spec.ttl_seconds_after_finished, self.record.stopped_at_ms) else {
+        let (Some(ttl), Some(stopped)) = (
+            view.spec.ttl_seconds_after_finished,
+            self.record.stopped_at_ms,
+        ) else {
             return;
         };
         let due = stopped.saturating_add(ttl.saturating_mul(1000));

@@ -22,7 +22,10 @@ pub(crate) fn reconcile_single(view: &JobView, d: &mut Draft) {
         .iter()
         .filter(|p| p.array_index.is_none() && p.node_index.is_none())
         .collect();
-    let current = own_pods.iter().copied().find(|p| p.attempt == current_attempt);
+    let current = own_pods
+        .iter()
+        .copied()
+        .find(|p| p.attempt == current_attempt);
 
     // Pods whose attempt is already in the record: make sure they stop and let them go.
     for pod in own_pods.iter().filter(|p| p.attempt <= recorded) {
@@ -55,12 +58,21 @@ pub(crate) fn reconcile_single(view: &JobView, d: &mut Draft) {
         let reason = terminate.reason();
         match current {
             Some(pod) => {
-                let progress = pods::progress(pod, view.spec.attempt_duration_seconds, Some(reason), d.now_ms);
+                let progress = pods::progress(
+                    pod,
+                    view.spec.attempt_duration_seconds,
+                    Some(reason),
+                    d.now_ms,
+                );
                 observe_started(d, &progress);
                 match progress {
                     Progress::Finished(finished) => finish_attempt(d, view, pod, &finished),
                     _ => {
-                        let grace = if progress.started_at().is_some() { STOP_GRACE_SECONDS } else { 0 };
+                        let grace = if progress.started_at().is_some() {
+                            STOP_GRACE_SECONDS
+                        } else {
+                            0
+                        };
                         stop_pod(d, pod, grace, DeleteReason::Terminate);
                         d.waiting = Some(format!("terminating: {reason}"));
                     }
@@ -79,7 +91,9 @@ pub(crate) fn reconcile_single(view: &JobView, d: &mut Draft) {
                 return;
             }
             DependencyVerdict::Waiting { reason } => {
-                if d.record.state != JobState::Pending || d.record.status_reason.as_ref() != Some(&reason) {
+                if d.record.state != JobState::Pending
+                    || d.record.status_reason.as_ref() != Some(&reason)
+                {
                     d.transition(JobState::Pending, Some(reason.clone()));
                 }
                 d.waiting = Some(reason);
@@ -107,7 +121,10 @@ pub(crate) fn reconcile_single(view: &JobView, d: &mut Draft) {
             let pod_name = naming::attempt_pod_name(&view.name, current_attempt, None);
             let finished = Finished {
                 outcome: AttemptOutcome::pod_failed(reasons::pod_vanished(&pod_name), None),
-                started_at_ms: d.record.started_at_ms.filter(|_| d.record.state == JobState::Running),
+                started_at_ms: d
+                    .record
+                    .started_at_ms
+                    .filter(|_| d.record.state == JobState::Running),
                 stopped_at_ms: d.now_ms,
             };
             let vanished = PodView {
@@ -134,12 +151,17 @@ pub(crate) fn reconcile_single(view: &JobView, d: &mut Draft) {
 
     if d.record.state == JobState::Runnable {
         if d.apply_blocked(view) {
-            let reason = Draft::time_limit_reason(view, d.record.status_reason.as_deref().unwrap_or_default());
+            let reason = Draft::time_limit_reason(
+                view,
+                d.record.status_reason.as_deref().unwrap_or_default(),
+            );
             d.fail(reason);
             return;
         }
         d.runnable = RunnableWork::Single {
-            attempt: u32::try_from(d.record.attempts.len()).unwrap_or(u32::MAX).saturating_add(1),
+            attempt: u32::try_from(d.record.attempts.len())
+                .unwrap_or(u32::MAX)
+                .saturating_add(1),
             retried: d.record.is_retried(),
         };
     }
@@ -165,7 +187,10 @@ fn finish_attempt(d: &mut Draft, view: &JobView, pod: &PodView, finished: &Finis
     d.record.attempts.push(pods::attempt_record(pod, finished));
     match decide_after_attempt(&view.spec.retry_strategy, pod.attempt, &finished.outcome) {
         AttemptDecision::Succeed => {
-            d.transition(JobState::Succeeded, Some(finished.outcome.status_reason.clone()));
+            d.transition(
+                JobState::Succeeded,
+                Some(finished.outcome.status_reason.clone()),
+            );
             d.record.stopped_at_ms = Some(finished.stopped_at_ms);
         }
         AttemptDecision::Retry => d.transition(JobState::Runnable, None),
@@ -175,7 +200,9 @@ fn finish_attempt(d: &mut Draft, view: &JobView, pod: &PodView, finished: &Finis
         }
     }
     if pod.has_finalizer {
-        d.act(JobAction::ReleasePod { name: pod.name.clone() });
+        d.act(JobAction::ReleasePod {
+            name: pod.name.clone(),
+        });
     }
 }
 
@@ -230,6 +257,8 @@ pub(crate) fn let_go(d: &mut Draft, pod: &PodView) {
         stop_pod(d, pod, 0, DeleteReason::Superseded);
     }
     if pod.has_finalizer {
-        d.act(JobAction::ReleasePod { name: pod.name.clone() });
+        d.act(JobAction::ReleasePod {
+            name: pod.name.clone(),
+        });
     }
 }

@@ -61,7 +61,13 @@ fn submitted_without_dependencies_becomes_runnable() {
     let plan = reconcile(&job("j").build(), T0 + 5);
     assert_eq!(states(&plan), vec![(Submitted, Runnable)]);
     assert_eq!(plan.record.runnable_since_ms, Some(T0 + 5));
-    assert_eq!(plan.runnable, RunnableWork::Single { attempt: 1, retried: false });
+    assert_eq!(
+        plan.runnable,
+        RunnableWork::Single {
+            attempt: 1,
+            retried: false
+        }
+    );
     assert!(plan.changed);
     assert!(plan.actions.is_empty());
 }
@@ -83,7 +89,8 @@ fn unmet_dependency_is_pending_until_it_succeeds() {
     // Same observation again: nothing changes.
     let again = reconcile(&view, T0 + 1);
     assert!(!again.changed && again.events.is_empty());
-    view.dependencies.insert("a".into(), DependencyTarget::job(Succeeded));
+    view.dependencies
+        .insert("a".into(), DependencyTarget::job(Succeeded));
     let plan = reconcile(&view, T0 + 2);
     assert_eq!(states(&plan), vec![(Pending, Runnable)]);
     assert_eq!(plan.record.status_reason, None);
@@ -91,9 +98,15 @@ fn unmet_dependency_is_pending_until_it_succeeds() {
 
 #[test]
 fn missing_dependency_waits_with_a_reason_that_says_so() {
-    let plan = reconcile(&job("b").depends_on(Dependency::standard("ghost")).build(), T0);
+    let plan = reconcile(
+        &job("b").depends_on(Dependency::standard("ghost")).build(),
+        T0,
+    );
     assert_eq!(plan.record.state, Pending);
-    assert!(plan.waiting.expect("reason").contains("\"ghost\", which does not exist"));
+    assert!(plan
+        .waiting
+        .expect("reason")
+        .contains("\"ghost\", which does not exist"));
 }
 
 #[test]
@@ -104,7 +117,10 @@ fn failed_dependency_fails_the_job() {
         .build();
     let plan = reconcile(&view, T0 + 9);
     assert_eq!(states(&plan), vec![(Submitted, Failed)]);
-    assert_eq!(plan.record.status_reason.as_deref(), Some(reasons::DEPENDENT_JOB_FAILED));
+    assert_eq!(
+        plan.record.status_reason.as_deref(),
+        Some(reasons::DEPENDENT_JOB_FAILED)
+    );
     assert_eq!(plan.record.stopped_at_ms, Some(T0 + 9));
 }
 
@@ -118,8 +134,14 @@ fn admission_waiting_keeps_submitted_and_invalid_fails() {
     let plan = reconcile(&waiting, T0);
     assert_eq!(plan.record.state, Submitted);
     assert!(plan.events.is_empty());
-    assert_eq!(plan.record.status_reason.as_deref(), Some("job definition \"render\" does not exist"));
-    assert_eq!(plan.waiting.as_deref(), Some("job definition \"render\" does not exist"));
+    assert_eq!(
+        plan.record.status_reason.as_deref(),
+        Some("job definition \"render\" does not exist")
+    );
+    assert_eq!(
+        plan.waiting.as_deref(),
+        Some("job definition \"render\" does not exist")
+    );
 
     let invalid = job("j")
         .admission(Admission::Invalid {
@@ -128,7 +150,10 @@ fn admission_waiting_keeps_submitted_and_invalid_fails() {
         .build();
     let plan = reconcile(&invalid, T0);
     assert_eq!(states(&plan), vec![(Submitted, Failed)]);
-    assert_eq!(plan.record.status_reason.as_deref(), Some("containerProperties.image is empty"));
+    assert_eq!(
+        plan.record.status_reason.as_deref(),
+        Some("containerProperties.image is empty")
+    );
 }
 
 // ---------------------------------------------------------------- single jobs: attempts
@@ -136,13 +161,27 @@ fn admission_waiting_keeps_submitted_and_invalid_fails() {
 #[test]
 fn pod_created_means_starting_and_running_container_means_running() {
     let base = job("j").state(Runnable);
-    let plan = reconcile(&base.clone().pod(attempt_pod("j", 1, None).pending()).build(), T0);
+    let plan = reconcile(
+        &base
+            .clone()
+            .pod(attempt_pod("j", 1, None).pending())
+            .build(),
+        T0,
+    );
     assert_eq!(states(&plan), vec![(Runnable, Starting)]);
     assert_eq!(plan.runnable, RunnableWork::Nothing);
 
     // Seen directly as running: both steps are announced.
-    let plan = reconcile(&base.pod(attempt_pod("j", 1, None).running(T0 + 100)).build(), T0 + 200);
-    assert_eq!(states(&plan), vec![(Runnable, Starting), (Starting, Running)]);
+    let plan = reconcile(
+        &base
+            .pod(attempt_pod("j", 1, None).running(T0 + 100))
+            .build(),
+        T0 + 200,
+    );
+    assert_eq!(
+        states(&plan),
+        vec![(Runnable, Starting), (Starting, Running)]
+    );
     assert_eq!(plan.record.started_at_ms, Some(T0 + 100));
 }
 
@@ -150,15 +189,25 @@ fn pod_created_means_starting_and_running_container_means_running() {
 fn exit_zero_succeeds_records_the_attempt_and_releases_the_pod() {
     let view = job("j")
         .state(Running)
-        .pod(attempt_pod("j", 1, None).node("n7").succeeded(T0, T0 + secs(30)))
+        .pod(
+            attempt_pod("j", 1, None)
+                .node("n7")
+                .succeeded(T0, T0 + secs(30)),
+        )
         .build();
     let plan = reconcile(&view, T0 + secs(31));
     assert_eq!(states(&plan), vec![(Running, Succeeded)]);
-    assert_eq!(plan.record.status_reason.as_deref(), Some(reasons::ESSENTIAL_CONTAINER_EXITED));
+    assert_eq!(
+        plan.record.status_reason.as_deref(),
+        Some(reasons::ESSENTIAL_CONTAINER_EXITED)
+    );
     assert_eq!(plan.record.stopped_at_ms, Some(T0 + secs(30)));
     assert_eq!(plan.record.attempts.len(), 1);
     let a = &plan.record.attempts[0];
-    assert_eq!((a.attempt, a.exit_code, a.node_name.as_deref()), (1, Some(0), Some("n7")));
+    assert_eq!(
+        (a.attempt, a.exit_code, a.node_name.as_deref()),
+        (1, Some(0), Some("n7"))
+    );
     assert_eq!(a.pod_name, "j-1");
     assert_eq!(released(&plan), vec!["j-1"]);
 }
@@ -174,7 +223,13 @@ fn failed_attempt_with_attempts_left_goes_back_to_runnable_first_in_queue() {
     assert_eq!(states(&plan), vec![(Running, Runnable)]);
     assert_eq!(plan.record.runnable_since_ms, Some(T0 + secs(6)));
     assert_eq!(plan.record.attempts.len(), 1);
-    assert_eq!(plan.runnable, RunnableWork::Single { attempt: 2, retried: true });
+    assert_eq!(
+        plan.runnable,
+        RunnableWork::Single {
+            attempt: 2,
+            retried: true
+        }
+    );
     assert_eq!(released(&plan), vec!["j-1"]);
 }
 
@@ -211,7 +266,11 @@ fn evaluate_on_exit_exit_rule_stops_retries() {
     let view = job("j")
         .retry_rules(5, &[(None, Some("OOM*"), None, "EXIT")])
         .state(Running)
-        .pod(attempt_pod("j", 1, None).failed(137, T0, T0 + 1).container_reason("OOMKilled"))
+        .pod(
+            attempt_pod("j", 1, None)
+                .failed(137, T0, T0 + 1)
+                .container_reason("OOMKilled"),
+        )
         .build();
     let plan = reconcile(&view, T0 + 2);
     assert_eq!(plan.record.state, Failed);
@@ -221,13 +280,27 @@ fn evaluate_on_exit_exit_rule_stops_retries() {
 #[test]
 fn lost_host_is_retried_by_host_ec2_rule() {
     let view = job("j")
-        .retry_rules(5, &[(None, None, Some("Host EC2*"), "RETRY"), (None, Some("*"), None, "EXIT")])
+        .retry_rules(
+            5,
+            &[
+                (None, None, Some("Host EC2*"), "RETRY"),
+                (None, Some("*"), None, "EXIT"),
+            ],
+        )
         .state(Running)
-        .pod(attempt_pod("j", 1, None).node("spot-3").running(T0).node_lost())
+        .pod(
+            attempt_pod("j", 1, None)
+                .node("spot-3")
+                .running(T0)
+                .node_lost(),
+        )
         .build();
     let plan = reconcile(&view, T0 + secs(9));
     assert_eq!(plan.record.state, Runnable);
-    assert_eq!(plan.record.attempts[0].status_reason, "Host EC2 (instance spot-3) terminated.");
+    assert_eq!(
+        plan.record.attempts[0].status_reason,
+        "Host EC2 (instance spot-3) terminated."
+    );
     assert_eq!(plan.record.attempts[0].stopped_at_ms, T0 + secs(9));
     assert_eq!(released(&plan), vec!["j-1"]);
 }
@@ -241,7 +314,10 @@ fn evicted_pod_without_exit_code_is_a_retryable_failure() {
         .build();
     let plan = reconcile(&view, T0);
     assert_eq!(plan.record.state, Runnable);
-    assert_eq!(plan.record.attempts[0].status_reason, "Evicted: The node was low on resource: memory.");
+    assert_eq!(
+        plan.record.attempts[0].status_reason,
+        "Evicted: The node was low on resource: memory."
+    );
     assert_eq!(plan.record.attempts[0].exit_code, None);
 }
 
@@ -250,7 +326,10 @@ fn vanished_pod_counts_as_a_failed_attempt() {
     let view = job("j").retry(2).state(Running).build();
     let plan = reconcile(&view, T0);
     assert_eq!(states(&plan), vec![(Running, Runnable)]);
-    assert_eq!(plan.record.attempts[0].status_reason, reasons::pod_vanished("j-1"));
+    assert_eq!(
+        plan.record.attempts[0].status_reason,
+        reasons::pod_vanished("j-1")
+    );
 }
 
 // ---------------------------------------------------------------- timeouts
@@ -285,7 +364,10 @@ fn timed_out_attempt_fails_and_is_not_retried() {
         .build();
     let plan = reconcile(&view, T0 + secs(62));
     assert_eq!(plan.record.state, Failed);
-    assert_eq!(plan.record.status_reason.as_deref(), Some(reasons::ATTEMPT_DURATION_EXCEEDED));
+    assert_eq!(
+        plan.record.status_reason.as_deref(),
+        Some(reasons::ATTEMPT_DURATION_EXCEEDED)
+    );
     assert_eq!(plan.record.attempts[0].exit_code, Some(143));
 }
 
@@ -294,18 +376,25 @@ fn kubelet_deadline_exceeded_counts_as_timeout() {
     let view = job("j")
         .retry(3)
         .state(Running)
-        .pod(attempt_pod("j", 1, None).rejected("DeadlineExceeded", "Pod was active on the node longer than the specified deadline"))
+        .pod(attempt_pod("j", 1, None).rejected(
+            "DeadlineExceeded",
+            "Pod was active on the node longer than the specified deadline",
+        ))
         .build();
     let plan = reconcile(&view, T0);
-    assert_eq!(plan.record.status_reason.as_deref(), Some(reasons::ATTEMPT_DURATION_EXCEEDED));
+    assert_eq!(
+        plan.record.status_reason.as_deref(),
+        Some(reasons::ATTEMPT_DURATION_EXCEEDED)
+    );
 }
 
 #[test]
 fn lingering_terminating_pod_is_force_deleted() {
-    let view = job("j")
-        .timeout(60)
-        .state(Running)
-        .pod(attempt_pod("j", 1, None).running(T0).deleting(T0 + secs(90)));
+    let view = job("j").timeout(60).state(Running).pod(
+        attempt_pod("j", 1, None)
+            .running(T0)
+            .deleting(T0 + secs(90)),
+    );
     let plan = reconcile(&view.clone().build(), T0 + secs(100));
     assert!(plan.actions.is_empty());
     assert_eq!(plan.requeue_at_ms, Some(T0 + secs(120)));
@@ -317,12 +406,24 @@ fn lingering_terminating_pod_is_force_deleted() {
 
 #[test]
 fn terminate_before_start_cancels() {
-    let plan = reconcile(&job("j").state(Runnable).terminate("no longer needed").build(), T0);
+    let plan = reconcile(
+        &job("j")
+            .state(Runnable)
+            .terminate("no longer needed")
+            .build(),
+        T0,
+    );
     assert_eq!(states(&plan), vec![(Runnable, Failed)]);
-    assert_eq!(plan.record.status_reason.as_deref(), Some("no longer needed"));
+    assert_eq!(
+        plan.record.status_reason.as_deref(),
+        Some("no longer needed")
+    );
     assert!(plan.record.attempts.is_empty());
     let plan = reconcile(&job("j").terminate("").build(), T0);
-    assert_eq!(plan.record.status_reason.as_deref(), Some(reasons::DEFAULT_TERMINATE_REASON));
+    assert_eq!(
+        plan.record.status_reason.as_deref(),
+        Some(reasons::DEFAULT_TERMINATE_REASON)
+    );
 }
 
 #[test]
@@ -335,17 +436,27 @@ fn terminate_running_job_stops_the_pod_then_fails_with_the_reason() {
     let plan = reconcile(&running.build(), T0 + 1);
     assert_eq!(deleted(&plan), vec![("j-1", 30, DeleteReason::Terminate)]);
     assert_eq!(plan.record.state, Running);
-    assert!(plan.waiting.expect("waiting").contains("operator said stop"));
+    assert!(plan
+        .waiting
+        .expect("waiting")
+        .contains("operator said stop"));
 
     let stopped = job("j")
         .retry(5)
         .state(Running)
         .terminate("operator said stop")
-        .pod(attempt_pod("j", 1, None).failed(143, T0, T0 + secs(2)).deleting(T0 + secs(31)))
+        .pod(
+            attempt_pod("j", 1, None)
+                .failed(143, T0, T0 + secs(2))
+                .deleting(T0 + secs(31)),
+        )
         .build();
     let plan = reconcile(&stopped, T0 + secs(3));
     assert_eq!(states(&plan), vec![(Running, Failed)]);
-    assert_eq!(plan.record.status_reason.as_deref(), Some("operator said stop"));
+    assert_eq!(
+        plan.record.status_reason.as_deref(),
+        Some("operator said stop")
+    );
     assert_eq!(plan.record.attempts[0].exit_code, Some(143));
     assert_eq!(released(&plan), vec!["j-1"]);
 }
@@ -357,7 +468,10 @@ fn terminate_starting_job_deletes_without_grace() {
         .terminate("stop")
         .pod(attempt_pod("j", 1, None).pending())
         .build();
-    assert_eq!(deleted(&reconcile(&view, T0)), vec![("j-1", 0, DeleteReason::Terminate)]);
+    assert_eq!(
+        deleted(&reconcile(&view, T0)),
+        vec![("j-1", 0, DeleteReason::Terminate)]
+    );
 }
 
 // ---------------------------------------------------------------- runnable: blocked, time limits
@@ -367,14 +481,21 @@ fn blocked_reason_is_shown_and_time_limit_cancels_after_max_time() {
     let reason = reasons::job_resource_requirement();
     let view = job("j")
         .state(Runnable)
-        .blocked(Some(&reason), "requests cpu=64000m memory=1Mi per pod, more than ...")
+        .blocked(
+            Some(&reason),
+            "requests cpu=64000m memory=1Mi per pod, more than ...",
+        )
         .time_limit(reasons::JOB_RESOURCE_REQUIREMENT, 600)
         .build();
     let plan = reconcile(&view, T0 + secs(1));
     assert_eq!(plan.record.status_reason.as_deref(), Some(reason.as_str()));
     assert_eq!(plan.record.blocked_since_ms, Some(T0 + secs(1)));
     assert_eq!(plan.requeue_at_ms, Some(T0 + secs(601)));
-    assert!(plan.waiting.as_deref().expect("message").starts_with("requests cpu=64000m"));
+    assert!(plan
+        .waiting
+        .as_deref()
+        .expect("message")
+        .starts_with("requests cpu=64000m"));
 
     let view = with_record(&view, &plan);
     let plan = reconcile(&view, T0 + secs(300));
@@ -391,7 +512,10 @@ fn blocked_reason_is_shown_and_time_limit_cancels_after_max_time() {
 fn time_limit_ignores_other_reasons_and_unblocked_jobs() {
     let view = job("j")
         .state(Runnable)
-        .blocked(Some("ACTION_REQUIRED - CE(s) associated with the job queue are invalid."), "invalid")
+        .blocked(
+            Some("ACTION_REQUIRED - CE(s) associated with the job queue are invalid."),
+            "invalid",
+        )
         .time_limit(reasons::JOB_RESOURCE_REQUIREMENT, 1)
         .build();
     let plan = reconcile(&view, T0 + secs(100));
@@ -412,8 +536,14 @@ fn ttl_deletes_the_job_after_it_finished() {
     record.state = Succeeded;
     record.stopped_at_ms = Some(T0);
     let view = job("j").ttl(100).record(record).build();
-    assert_eq!(reconcile(&view, T0 + secs(50)).requeue_at_ms, Some(T0 + secs(100)));
-    assert_eq!(reconcile(&view, T0 + secs(100)).actions, vec![JobAction::DeleteJob]);
+    assert_eq!(
+        reconcile(&view, T0 + secs(50)).requeue_at_ms,
+        Some(T0 + secs(100))
+    );
+    assert_eq!(
+        reconcile(&view, T0 + secs(100)).actions,
+        vec![JobAction::DeleteJob]
+    );
     let no_ttl = job("j").state(Failed).build();
     assert!(reconcile(&no_ttl, T0 + secs(1_000_000)).actions.is_empty());
 }
@@ -470,7 +600,8 @@ fn an_attempt_is_recorded_once_and_old_observations_do_not_move_back() {
     // A finished job stays finished whatever is observed.
     let mut done = job("j").state(Succeeded).build();
     done.pods = vec![attempt_pod("j", 1, None).failed(9, T0, T0 + 1).build()];
-    done.dependencies.insert("x".into(), DependencyTarget::job(Failed));
+    done.dependencies
+        .insert("x".into(), DependencyTarget::job(Failed));
     done.spec.terminate = Some(Terminate::job("late"));
     let plan = reconcile(&done, T0);
     assert_eq!(plan.record.state, Succeeded);
@@ -498,8 +629,16 @@ fn lifecycle_with_one_retry() {
         view.pods = pods;
         let plan = reconcile(view, now);
         for name in released(&plan) {
-            let pod = view.pods.iter().find(|p| p.name == name).expect("released pod was observed");
-            let recorded = plan.record.attempts.iter().any(|a| a.pod_name == name && a.attempt == pod.attempt);
+            let pod = view
+                .pods
+                .iter()
+                .find(|p| p.name == name)
+                .expect("released pod was observed");
+            let recorded = plan
+                .record
+                .attempts
+                .iter()
+                .any(|a| a.pod_name == name && a.attempt == pod.attempt);
             assert!(recorded, "{name} released before its result was recorded");
         }
         all_events.extend(states(&plan));
@@ -507,14 +646,57 @@ fn lifecycle_with_one_retry() {
         plan
     };
     step(&mut view, vec![], T0);
-    step(&mut view, vec![attempt_pod("life", 1, None).pending().build()], T0 + 1);
-    step(&mut view, vec![attempt_pod("life", 1, None).running(T0 + 2).build()], T0 + 3);
-    let plan = step(&mut view, vec![attempt_pod("life", 1, None).failed(1, T0 + 2, T0 + 4).build()], T0 + 5);
-    assert_eq!(plan.runnable, RunnableWork::Single { attempt: 2, retried: true });
-    let old = attempt_pod("life", 1, None).failed(1, T0 + 2, T0 + 4).released().build();
-    step(&mut view, vec![old.clone(), attempt_pod("life", 2, None).pending().build()], T0 + 6);
-    step(&mut view, vec![old.clone(), attempt_pod("life", 2, None).running(T0 + 7).build()], T0 + 8);
-    step(&mut view, vec![old, attempt_pod("life", 2, None).succeeded(T0 + 7, T0 + 9).build()], T0 + 10);
+    step(
+        &mut view,
+        vec![attempt_pod("life", 1, None).pending().build()],
+        T0 + 1,
+    );
+    step(
+        &mut view,
+        vec![attempt_pod("life", 1, None).running(T0 + 2).build()],
+        T0 + 3,
+    );
+    let plan = step(
+        &mut view,
+        vec![attempt_pod("life", 1, None)
+            .failed(1, T0 + 2, T0 + 4)
+            .build()],
+        T0 + 5,
+    );
+    assert_eq!(
+        plan.runnable,
+        RunnableWork::Single {
+            attempt: 2,
+            retried: true
+        }
+    );
+    let old = attempt_pod("life", 1, None)
+        .failed(1, T0 + 2, T0 + 4)
+        .released()
+        .build();
+    step(
+        &mut view,
+        vec![old.clone(), attempt_pod("life", 2, None).pending().build()],
+        T0 + 6,
+    );
+    step(
+        &mut view,
+        vec![
+            old.clone(),
+            attempt_pod("life", 2, None).running(T0 + 7).build(),
+        ],
+        T0 + 8,
+    );
+    step(
+        &mut view,
+        vec![
+            old,
+            attempt_pod("life", 2, None)
+                .succeeded(T0 + 7, T0 + 9)
+                .build(),
+        ],
+        T0 + 10,
+    );
     assert_eq!(
         all_events,
         vec![
@@ -547,14 +729,21 @@ fn new_array_makes_every_child_runnable() {
 fn invalid_array_size_is_refused() {
     let plan = reconcile(&job("arr").array(1).build(), T0);
     assert_eq!(plan.record.state, Failed);
-    assert!(plan.record.status_reason.expect("reason").contains("between 2 and 10000, got 1"));
+    assert!(plan
+        .record
+        .status_reason
+        .expect("reason")
+        .contains("between 2 and 10000, got 1"));
     let plan = reconcile(&job("arr").array(10_001).build(), T0);
     assert_eq!(plan.record.state, Failed);
 }
 
 #[test]
 fn sequential_children_run_one_after_another() {
-    let view = job("seq").array(4).depends_on(Dependency::sequential()).build();
+    let view = job("seq")
+        .array(4)
+        .depends_on(Dependency::sequential())
+        .build();
     let plan = reconcile(&view, T0);
     assert_eq!(groups(&plan), vec![(1, false, "0".to_string())]);
     assert_eq!(plan.summary.expect("summary").pending, 3);
@@ -564,7 +753,10 @@ fn sequential_children_run_one_after_another() {
     let plan = reconcile(&view, T0 + 2);
     assert_eq!(array_rec(&plan).succeeded.to_string(), "0");
     assert_eq!(groups(&plan), vec![(1, false, "1".to_string())]);
-    assert_eq!(plan.record.state, Running, "a child ran, so the parent is RUNNING");
+    assert_eq!(
+        plan.record.state, Running,
+        "a child ran, so the parent is RUNNING"
+    );
     assert_eq!(plan.record.started_at_ms, Some(T0));
 }
 
@@ -574,7 +766,11 @@ fn sequential_failure_fails_every_later_child() {
         .array(4)
         .depends_on(Dependency::sequential())
         .state(Running)
-        .pod(attempt_pod("seq", 1, Some(0)).succeeded(T0, T0 + 1).released())
+        .pod(
+            attempt_pod("seq", 1, Some(0))
+                .succeeded(T0, T0 + 1)
+                .released(),
+        )
         .pod(attempt_pod("seq", 1, Some(1)).failed(1, T0 + 2, T0 + 3))
         .build();
     let mut view = view;
@@ -587,7 +783,10 @@ fn sequential_failure_fails_every_later_child() {
     let rec = array_rec(&plan);
     assert_eq!(rec.failed.to_string(), "1-3");
     assert_eq!(plan.record.state, Failed);
-    assert_eq!(plan.record.status_reason.as_deref(), Some("3 of 4 child jobs failed"));
+    assert_eq!(
+        plan.record.status_reason.as_deref(),
+        Some("3 of 4 child jobs failed")
+    );
     assert_eq!(rec.failed_attempts.len(), 1, "only child 1 had an attempt");
 }
 
@@ -616,7 +815,10 @@ fn n_to_n_size_mismatch_fails_the_job_clearly() {
     let plan = reconcile(&view, T0);
     assert_eq!(plan.record.state, Failed);
     let reason = plan.record.status_reason.expect("reason");
-    assert!(reason.contains("array size 5, which does not match this job's array size 6"), "{reason}");
+    assert!(
+        reason.contains("array size 5, which does not match this job's array size 6"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -630,7 +832,11 @@ fn plain_dependency_on_array_keeps_the_whole_array_pending() {
     assert_eq!(plan.record.state, Pending);
     assert_eq!(plan.runnable, RunnableWork::Nothing);
     assert_eq!(plan.summary.expect("summary").pending, 3);
-    assert!(plan.record.status_reason.expect("reason").contains("\"a\" to succeed"));
+    assert!(plan
+        .record
+        .status_reason
+        .expect("reason")
+        .contains("\"a\" to succeed"));
 }
 
 #[test]
@@ -641,19 +847,33 @@ fn mixed_plain_and_sequential_dependencies() {
         .depends_on(Dependency::sequential())
         .dependency("setup", DependencyTarget::job(Succeeded))
         .build();
-    assert_eq!(groups(&reconcile(&view, T0)), vec![(1, false, "0".to_string())]);
+    assert_eq!(
+        groups(&reconcile(&view, T0)),
+        vec![(1, false, "0".to_string())]
+    );
     let mut failed = view.clone();
-    failed.dependencies.insert("setup".into(), DependencyTarget::job(Failed));
+    failed
+        .dependencies
+        .insert("setup".into(), DependencyTarget::job(Failed));
     let plan = reconcile(&failed, T0);
     assert_eq!(plan.record.state, Failed);
-    assert_eq!(plan.record.status_reason.as_deref(), Some(reasons::DEPENDENT_JOB_FAILED));
+    assert_eq!(
+        plan.record.status_reason.as_deref(),
+        Some(reasons::DEPENDENT_JOB_FAILED)
+    );
     assert_eq!(array_rec(&plan).failed.to_string(), "0-2");
 }
 
 #[test]
 fn child_pods_drive_parent_starting_and_running_and_the_summary() {
     let base = job("arr").array(5).state(Runnable);
-    let plan = reconcile(&base.clone().pod(attempt_pod("arr", 1, Some(2)).pending()).build(), T0);
+    let plan = reconcile(
+        &base
+            .clone()
+            .pod(attempt_pod("arr", 1, Some(2)).pending())
+            .build(),
+        T0,
+    );
     assert_eq!(plan.record.state, Starting);
     let s = plan.summary.expect("summary");
     assert_eq!((s.starting, s.runnable), (1, 4));
@@ -682,7 +902,10 @@ fn each_child_retries_with_the_parents_strategy() {
         .build();
     let plan = reconcile(&view, T0 + 2);
     let rec = array_rec(&plan);
-    assert_eq!(rec.prior_attempts.get(&1).map(|s| s.to_string()), Some("3".to_string()));
+    assert_eq!(
+        rec.prior_attempts.get(&1).map(|s| s.to_string()),
+        Some("3".to_string())
+    );
     assert_eq!(rec.next_attempt(3), 2);
     assert_eq!(
         groups(&plan),
@@ -694,8 +917,13 @@ fn each_child_retries_with_the_parents_strategy() {
     // Attempt 2 runs and fails too: out of attempts, the child fails with its attempt kept.
     let mut view = with_record(&view, &plan);
     view.pods = vec![
-        attempt_pod("arr", 1, Some(3)).failed(1, T0, T0 + 1).released().build(),
-        attempt_pod("arr", 2, Some(3)).failed(7, T0 + 3, T0 + 4).build(),
+        attempt_pod("arr", 1, Some(3))
+            .failed(1, T0, T0 + 1)
+            .released()
+            .build(),
+        attempt_pod("arr", 2, Some(3))
+            .failed(7, T0 + 3, T0 + 4)
+            .build(),
     ];
     let plan = reconcile(&view, T0 + 5);
     let rec = array_rec(&plan);
@@ -730,7 +958,10 @@ fn parent_succeeds_when_all_children_succeed_and_fails_when_any_failed() {
         .build();
     let plan = reconcile(&bad, T0 + 3);
     assert_eq!(states(&plan), vec![(Running, Failed)]);
-    assert_eq!(plan.record.status_reason.as_deref(), Some("1 of 2 child jobs failed"));
+    assert_eq!(
+        plan.record.status_reason.as_deref(),
+        Some("1 of 2 child jobs failed")
+    );
 }
 
 #[test]
@@ -745,7 +976,10 @@ fn parent_stays_running_while_children_retry() {
     let mut view = view;
     view.record.started_at_ms = Some(T0);
     let plan = reconcile(&view, T0 + 2);
-    assert_eq!(plan.record.state, Running, "never back to RUNNABLE once a child ran");
+    assert_eq!(
+        plan.record.state, Running,
+        "never back to RUNNABLE once a child ran"
+    );
     assert!(plan.events.is_empty());
     assert_eq!(groups(&plan), vec![(2, true, "0-1".to_string())]);
 }
@@ -762,23 +996,44 @@ fn terminating_the_parent_terminates_every_child() {
     let plan = reconcile(&view, T0 + 1);
     assert_eq!(
         deleted(&plan),
-        vec![("arr-1-0", 30, DeleteReason::Terminate), ("arr-1-1", 0, DeleteReason::Terminate)]
+        vec![
+            ("arr-1-0", 30, DeleteReason::Terminate),
+            ("arr-1-1", 0, DeleteReason::Terminate)
+        ]
     );
     let rec = array_rec(&plan);
-    assert_eq!(rec.failed.to_string(), "2-3", "children without pods are cancelled at once");
-    assert_eq!(plan.record.state, Running, "still waiting for two pods to stop");
+    assert_eq!(
+        rec.failed.to_string(),
+        "2-3",
+        "children without pods are cancelled at once"
+    );
+    assert_eq!(
+        plan.record.state, Running,
+        "still waiting for two pods to stop"
+    );
     assert_eq!(plan.runnable, RunnableWork::Nothing);
 
     let mut view = with_record(&view, &plan);
     view.pods = vec![
-        attempt_pod("arr", 1, Some(0)).failed(143, T0, T0 + 2).deleting(T0 + secs(31)).build(),
-        attempt_pod("arr", 1, Some(1)).rejected("Terminated", "deleted").deleting(T0 + 1).build(),
+        attempt_pod("arr", 1, Some(0))
+            .failed(143, T0, T0 + 2)
+            .deleting(T0 + secs(31))
+            .build(),
+        attempt_pod("arr", 1, Some(1))
+            .rejected("Terminated", "deleted")
+            .deleting(T0 + 1)
+            .build(),
     ];
     let plan = reconcile(&view, T0 + 3);
     assert_eq!(plan.record.state, Failed);
     assert_eq!(plan.record.status_reason.as_deref(), Some("abort"));
     assert_eq!(array_rec(&plan).failed.to_string(), "0-3");
-    assert_eq!(array_rec(&plan).failed_attempt(0).map(|a| a.status_reason.as_str()), Some("abort"));
+    assert_eq!(
+        array_rec(&plan)
+            .failed_attempt(0)
+            .map(|a| a.status_reason.as_str()),
+        Some("abort")
+    );
 }
 
 #[test]
@@ -791,7 +1046,10 @@ fn terminating_chosen_children_fails_just_those() {
         .pod(attempt_pod("arr", 1, Some(3)).running(T0))
         .build();
     let plan = reconcile(&view, T0 + 1);
-    assert_eq!(deleted(&plan), vec![("arr-1-3", 30, DeleteReason::Terminate)]);
+    assert_eq!(
+        deleted(&plan),
+        vec![("arr-1-3", 30, DeleteReason::Terminate)]
+    );
     let rec = array_rec(&plan);
     assert_eq!(rec.failed.to_string(), "1,4");
     assert_eq!(groups(&plan), vec![(1, false, "2".to_string())]);
@@ -802,11 +1060,17 @@ fn terminating_chosen_children_fails_just_those() {
     view.pods = vec![
         attempt_pod("arr", 1, Some(0)).succeeded(T0, T0 + 5).build(),
         attempt_pod("arr", 1, Some(2)).succeeded(T0, T0 + 5).build(),
-        attempt_pod("arr", 1, Some(3)).failed(143, T0, T0 + 5).deleting(T0 + secs(31)).build(),
+        attempt_pod("arr", 1, Some(3))
+            .failed(143, T0, T0 + 5)
+            .deleting(T0 + secs(31))
+            .build(),
     ];
     let plan = reconcile(&view, T0 + 6);
     assert_eq!(plan.record.state, Failed);
-    assert_eq!(plan.record.status_reason.as_deref(), Some("3 of 5 child jobs failed"));
+    assert_eq!(
+        plan.record.status_reason.as_deref(),
+        Some("3 of 5 child jobs failed")
+    );
     assert_eq!(array_rec(&plan).succeeded.to_string(), "0,2");
 }
 
@@ -819,14 +1083,25 @@ fn each_child_gets_the_timeout_and_is_not_retried_after_it() {
         .state(Running)
         .pod(attempt_pod("arr", 1, Some(0)).running(T0))
         .pod(attempt_pod("arr", 1, Some(1)).running(T0 + secs(30)))
-        .pod(attempt_pod("arr", 1, Some(2)).failed(143, T0, T0 + secs(61)).deleting(T0 + secs(90)))
+        .pod(
+            attempt_pod("arr", 1, Some(2))
+                .failed(143, T0, T0 + secs(61))
+                .deleting(T0 + secs(90)),
+        )
         .build();
     let plan = reconcile(&view, T0 + secs(62));
     assert_eq!(deleted(&plan), vec![("arr-1-0", 30, DeleteReason::Timeout)]);
-    assert_eq!(plan.requeue_at_ms, Some(T0 + secs(90)), "child 1 times out at its own deadline");
+    assert_eq!(
+        plan.requeue_at_ms,
+        Some(T0 + secs(90)),
+        "child 1 times out at its own deadline"
+    );
     let rec = array_rec(&plan);
     assert_eq!(rec.failed.to_string(), "2");
-    assert_eq!(rec.failed_attempt(2).map(|a| a.status_reason.as_str()), Some(reasons::ATTEMPT_DURATION_EXCEEDED));
+    assert_eq!(
+        rec.failed_attempt(2).map(|a| a.status_reason.as_str()),
+        Some(reasons::ATTEMPT_DURATION_EXCEEDED)
+    );
 }
 
 #[test]
@@ -887,12 +1162,24 @@ fn array_record_stays_small_at_ten_thousand_children() {
             },
         );
     }
-    rec.prior_attempts.insert(1, IndexSet::parse("10-20,30-40").expect("valid"));
+    rec.prior_attempts
+        .insert(1, IndexSet::parse("10-20,30-40").expect("valid"));
     assert_eq!(rec.failed_attempts.len(), MAX_FAILED_CHILD_ATTEMPTS);
-    assert_eq!(rec.failed_attempts_omitted, 5_000 - MAX_FAILED_CHILD_ATTEMPTS as u32);
-    assert_eq!(rec.failed_attempts.last().and_then(|a| a.array_index), Some(9_999), "most recent kept");
+    assert_eq!(
+        rec.failed_attempts_omitted,
+        5_000 - MAX_FAILED_CHILD_ATTEMPTS as u32
+    );
+    assert_eq!(
+        rec.failed_attempts.last().and_then(|a| a.array_index),
+        Some(9_999),
+        "most recent kept"
+    );
     let json = serde_json::to_string(&rec).expect("serialise");
-    assert!(json.len() < 8 * 1024, "array record is {} bytes", json.len());
+    assert!(
+        json.len() < 8 * 1024,
+        "array record is {} bytes",
+        json.len()
+    );
     let back: ArrayRecord = serde_json::from_str(&json).expect("deserialise");
     assert_eq!(back, rec);
 }
@@ -909,7 +1196,9 @@ fn array_same_input_same_plan_and_admission() {
     assert_eq!(reconcile(&view, T0), reconcile(&view, T0));
     let waiting = job("arr")
         .array(4)
-        .admission(Admission::Waiting { reason: "no queue yet".into() })
+        .admission(Admission::Waiting {
+            reason: "no queue yet".into(),
+        })
         .build();
     let plan = reconcile(&waiting, T0);
     assert_eq!(plan.record.state, Submitted);
@@ -927,7 +1216,10 @@ fn large_array_reconcile_is_fast() {
         .array(size)
         .retry(3)
         .depends_on(Dependency::n_to_n("a"))
-        .dependency("a", DependencyTarget::array(Running, size, succeeded, IndexSet::new()))
+        .dependency(
+            "a",
+            DependencyTarget::array(Running, size, succeeded, IndexSet::new()),
+        )
         .state(Running);
     for i in (0..2_000).step_by(2) {
         builder = builder.pod(attempt_pod("big", 1, Some(i)).running(T0));
@@ -939,5 +1231,8 @@ fn large_array_reconcile_is_fast() {
     let s = plan.summary.expect("summary");
     assert_eq!(s.running, 1_000);
     assert_eq!(s.runnable, 4_000);
-    assert!(elapsed < std::time::Duration::from_secs(1), "reconcile took {elapsed:?}");
+    assert!(
+        elapsed < std::time::Duration::from_secs(1),
+        "reconcile took {elapsed:?}"
+    );
 }

@@ -86,7 +86,9 @@ impl CapacityIndex {
                     cap.pools.len() - 1
                 }
             };
-            cap.pools[pool].tree.insert((free.milli_cpu, free.memory_mib, i));
+            cap.pools[pool]
+                .tree
+                .insert((free.milli_cpu, free.memory_mib, i));
             index.pool_of.push((env, pool));
         }
         index
@@ -94,7 +96,12 @@ impl CapacityIndex {
 
     /// Finds the best node of environment `env` for `request` (restricted to `instance_type`
     /// when given), or None. Remembers failures.
-    pub fn find(&mut self, env: usize, request: &Resources, instance_type: Option<&str>) -> Option<usize> {
+    pub fn find(
+        &mut self,
+        env: usize,
+        request: &Resources,
+        instance_type: Option<&str>,
+    ) -> Option<usize> {
         let free = &self.free;
         let cap = self.environments.get_mut(env)?;
         let key = instance_type.map(str::to_string);
@@ -107,11 +114,16 @@ impl CapacityIndex {
             return None;
         }
         // GPU requests only on GPU nodes; other requests prefer nodes without GPUs.
-        let passes: &[bool] = if request.gpus > 0 { &[true] } else { &[false, true] };
+        let passes: &[bool] = if request.gpus > 0 {
+            &[true]
+        } else {
+            &[false, true]
+        };
         for &gpu_pass in passes {
             let mut best: Option<(i64, i64, usize)> = None;
             for pool in cap.pools.iter().filter(|p| {
-                p.has_gpu == gpu_pass && instance_type.is_none_or(|t| p.instance_type.as_deref() == Some(t))
+                p.has_gpu == gpu_pass
+                    && instance_type.is_none_or(|t| p.instance_type.as_deref() == Some(t))
             }) {
                 let found = pool
                     .tree

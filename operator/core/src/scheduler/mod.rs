@@ -32,9 +32,9 @@ mod order;
 
 pub use order::{order_queues, Fifo, QueueOrder};
 
+use crate::index_set::IndexSet;
 use crate::reasons;
 use crate::resources::Resources;
-use crate::index_set::IndexSet;
 use capacity::CapacityIndex;
 use std::collections::HashMap;
 use std::fmt;
@@ -194,7 +194,10 @@ pub enum Unplaced {
     /// Waiting behind the head of a strict-FIFO queue that does not fit.
     BehindStrictFifoHead { head: JobKey },
     /// No compute environment of its queue can ever run it.
-    CannotRun { status_reason: String, message: String },
+    CannotRun {
+        status_reason: String,
+        message: String,
+    },
 }
 
 impl Unplaced {
@@ -210,12 +213,20 @@ impl Unplaced {
     /// A human explanation for the job's condition.
     pub fn message(&self, queue: &str) -> String {
         match self {
-            Unplaced::NoCapacity => format!("waiting for capacity in the compute environments of queue {queue:?}"),
+            Unplaced::NoCapacity => {
+                format!("waiting for capacity in the compute environments of queue {queue:?}")
+            }
             Unplaced::QueueDisabled => format!("queue {queue:?} is DISABLED"),
             Unplaced::UnknownQueue => format!("queue {queue:?} does not exist"),
-            Unplaced::NoEnvironment => format!("queue {queue:?} has no existing compute environment"),
-            Unplaced::EnvironmentsDisabled => format!("every compute environment of queue {queue:?} is DISABLED"),
-            Unplaced::EnvironmentsInvalid => format!("every compute environment of queue {queue:?} is INVALID"),
+            Unplaced::NoEnvironment => {
+                format!("queue {queue:?} has no existing compute environment")
+            }
+            Unplaced::EnvironmentsDisabled => {
+                format!("every compute environment of queue {queue:?} is DISABLED")
+            }
+            Unplaced::EnvironmentsInvalid => {
+                format!("every compute environment of queue {queue:?} is INVALID")
+            }
             Unplaced::BehindStrictFifoHead { head } => {
                 format!("queue {queue:?} is strict FIFO and its head {head} does not fit yet")
             }
@@ -296,7 +307,16 @@ pub fn schedule_with(snapshot: &Snapshot, ordering: &dyn QueueOrder) -> PassResu
         let queue = &snapshot.queues[q];
         let mut list = std::mem::take(&mut members[q]);
         ordering.order(queue, &snapshot.workloads, &mut list);
-        admit_queue(snapshot, queue, &list, &env_index, &nodes, &mut capacity, &mut placements, &mut verdicts);
+        admit_queue(
+            snapshot,
+            queue,
+            &list,
+            &env_index,
+            &nodes,
+            &mut capacity,
+            &mut placements,
+            &mut verdicts,
+        );
     }
 
     // 5. Explain what stays unplaced.
@@ -408,7 +428,11 @@ fn admit_queue(
 }
 
 /// One unit: the first usable environment (in queue order) with a node that fits, best fit.
-fn place_unit(workload: &Workload, environments: &[usize], capacity: &mut CapacityIndex) -> Option<(usize, usize)> {
+fn place_unit(
+    workload: &Workload,
+    environments: &[usize],
+    capacity: &mut CapacityIndex,
+) -> Option<(usize, usize)> {
     let instance_type = workload.constraints.instance_type.as_deref();
     for &env in environments {
         if let Some(node) = capacity.find(env, &workload.request, instance_type) {
@@ -435,7 +459,11 @@ fn explain_unplaced(
         let Some(&q) = queue_index.get(workload.queue.as_str()) else {
             continue;
         };
-        let key = (q, workload.request, workload.constraints.instance_type.as_deref());
+        let key = (
+            q,
+            workload.request,
+            workload.constraints.instance_type.as_deref(),
+        );
         let never = cache
             .entry(key)
             .or_insert_with(|| never_runs(snapshot, &snapshot.queues[q], env_index, workload))
@@ -456,7 +484,11 @@ pub fn never_runs(
     let envs: Vec<&EnvironmentSpec> = queue
         .environments
         .iter()
-        .filter_map(|e| env_index.get(e.as_str()).map(|&i| &snapshot.environments[i]))
+        .filter_map(|e| {
+            env_index
+                .get(e.as_str())
+                .map(|&i| &snapshot.environments[i])
+        })
         .collect();
     if envs.is_empty() {
         return None;
@@ -469,7 +501,11 @@ pub fn never_runs(
     let shape_ok = |s: &NodeShape| {
         wanted_type.is_none_or(|t| s.instance_type == t) && workload.request.fits_in(&s.allocatable)
     };
-    let env_names = envs.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ");
+    let env_names = envs
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     let fitting: Vec<&EnvironmentSpec> = envs
         .iter()
         .zip(&shapes_per_env)
@@ -498,10 +534,10 @@ pub fn never_runs(
             message,
         });
     }
-    if fitting
-        .iter()
-        .all(|e| e.max_milli_cpu.is_some_and(|max| workload.request.milli_cpu > max))
-    {
+    if fitting.iter().all(|e| {
+        e.max_milli_cpu
+            .is_some_and(|max| workload.request.milli_cpu > max)
+    }) {
         return Some(Unplaced::CannotRun {
             status_reason: reasons::compute_environment_max_resource(),
             message: format!(

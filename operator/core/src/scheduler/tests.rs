@@ -7,12 +7,23 @@ fn placed(result: &PassResult) -> Vec<(String, Option<u32>, String, String)> {
     result
         .placements
         .iter()
-        .map(|p| (p.job.name.clone(), p.array_index, p.environment.clone(), p.node.clone()))
+        .map(|p| {
+            (
+                p.job.name.clone(),
+                p.array_index,
+                p.environment.clone(),
+                p.node.clone(),
+            )
+        })
         .collect()
 }
 
 fn jobs_placed(result: &PassResult) -> Vec<String> {
-    result.placements.iter().map(|p| p.job.name.clone()).collect()
+    result
+        .placements
+        .iter()
+        .map(|p| p.job.name.clone())
+        .collect()
 }
 
 fn verdict(result: &PassResult, w: usize) -> Option<Unplaced> {
@@ -32,7 +43,13 @@ fn fifo_within_a_queue() {
     let r = schedule(&s);
     assert_eq!(jobs_placed(&r), vec!["early", "middle"]);
     assert_eq!(verdict(&r, 0), Some(Unplaced::NoCapacity));
-    assert_eq!(r.verdicts[1], WorkloadVerdict { placed: 1, unplaced: None });
+    assert_eq!(
+        r.verdicts[1],
+        WorkloadVerdict {
+            placed: 1,
+            unplaced: None
+        }
+    );
 }
 
 #[test]
@@ -66,7 +83,10 @@ fn queues_sharing_an_environment_are_served_by_priority_then_name() {
     let r = schedule(&s);
     assert_eq!(jobs_placed(&r), vec!["high-job", "a-job", "b-job"]);
     assert_eq!(verdict(&r, 0), Some(Unplaced::NoCapacity));
-    let order: Vec<&str> = order_queues(&s.queues).into_iter().map(|q| s.queues[q].name.as_str()).collect();
+    let order: Vec<&str> = order_queues(&s.queues)
+        .into_iter()
+        .map(|q| s.queues[q].name.as_str())
+        .collect();
     assert_eq!(order, vec!["high", "a-mid", "b-mid", "low"]);
 }
 
@@ -86,7 +106,12 @@ fn environments_are_tried_in_queue_order() {
         placed(&r),
         vec![
             ("j1".to_string(), None, "first".to_string(), "a".to_string()),
-            ("j2".to_string(), None, "second".to_string(), "b".to_string()),
+            (
+                "j2".to_string(),
+                None,
+                "second".to_string(),
+                "b".to_string()
+            ),
         ]
     );
 }
@@ -135,7 +160,11 @@ fn placements_reserve_capacity_within_the_pass() {
         .workload(workload("d", "q", req(1000, 1024, 0), T0 + 3))
         .build();
     let r = schedule(&s);
-    assert_eq!(jobs_placed(&r), vec!["a", "b", "c"], "the pod-slot limit (3) is respected");
+    assert_eq!(
+        jobs_placed(&r),
+        vec!["a", "b", "c"],
+        "the pod-slot limit (3) is respected"
+    );
 }
 
 #[test]
@@ -184,7 +213,10 @@ fn disabled_queue_places_nothing() {
     let r = schedule(&s);
     assert!(r.placements.is_empty());
     assert_eq!(verdict(&r, 0), Some(Unplaced::QueueDisabled));
-    assert_eq!(Unplaced::QueueDisabled.message("q"), "queue \"q\" is DISABLED");
+    assert_eq!(
+        Unplaced::QueueDisabled.message("q"),
+        "queue \"q\" is DISABLED"
+    );
 }
 
 #[test]
@@ -205,7 +237,10 @@ fn disabled_and_invalid_environments_receive_nothing() {
         .node(node("n-off", "off", alloc(4, 8192, 0)))
         .workload(workload("j", "q", req(1000, 1024, 0), T0))
         .build();
-    assert_eq!(verdict(&schedule(&all_off), 0), Some(Unplaced::EnvironmentsDisabled));
+    assert_eq!(
+        verdict(&schedule(&all_off), 0),
+        Some(Unplaced::EnvironmentsDisabled)
+    );
 
     let invalid = snapshot()
         .queue(queue("q", &["bad"]))
@@ -217,7 +252,10 @@ fn disabled_and_invalid_environments_receive_nothing() {
     assert!(r.placements.is_empty());
     let v = verdict(&r, 0).expect("verdict");
     assert_eq!(v, Unplaced::EnvironmentsInvalid);
-    assert_eq!(v.status_reason().as_deref(), Some("ACTION_REQUIRED - CE(s) associated with the job queue are invalid."));
+    assert_eq!(
+        v.status_reason().as_deref(),
+        Some("ACTION_REQUIRED - CE(s) associated with the job queue are invalid.")
+    );
 
     let none = snapshot()
         .queue(queue("q", &["ghost"]))
@@ -286,8 +324,20 @@ fn instance_type_constraint_is_honoured() {
         .workload(workload("nowhere", "q", req(1000, 1024, 0), T0 + 1).instance_type("r5.large"))
         .build();
     let r = schedule(&s);
-    assert_eq!(placed(&r), vec![("pinned".to_string(), None, "ce".to_string(), "c5".to_string())]);
-    assert_eq!(verdict(&r, 1), Some(Unplaced::NoCapacity), "shapes unknown: cannot call it never");
+    assert_eq!(
+        placed(&r),
+        vec![(
+            "pinned".to_string(),
+            None,
+            "ce".to_string(),
+            "c5".to_string()
+        )]
+    );
+    assert_eq!(
+        verdict(&r, 1),
+        Some(Unplaced::NoCapacity),
+        "shapes unknown: cannot call it never"
+    );
 }
 
 #[test]
@@ -296,13 +346,23 @@ fn array_children_are_placed_in_index_order_until_one_does_not_fit() {
         .queue(queue("q", &["ce"]))
         .environment(environment("ce"))
         .node(node("n", "ce", alloc(3, 8192, 0)))
-        .workload(workload("arr", "q", req(1000, 1024, 0), T0).children("5-9,20").retried(2))
+        .workload(
+            workload("arr", "q", req(1000, 1024, 0), T0)
+                .children("5-9,20")
+                .retried(2),
+        )
         .build();
     let r = schedule(&s);
     let indices: Vec<Option<u32>> = r.placements.iter().map(|p| p.array_index).collect();
     assert_eq!(indices, vec![Some(5), Some(6), Some(7)]);
     assert!(r.placements.iter().all(|p| p.attempt == 2));
-    assert_eq!(r.verdicts[0], WorkloadVerdict { placed: 3, unplaced: Some(Unplaced::NoCapacity) });
+    assert_eq!(
+        r.verdicts[0],
+        WorkloadVerdict {
+            placed: 3,
+            unplaced: Some(Unplaced::NoCapacity)
+        }
+    );
 }
 
 #[test]
@@ -319,8 +379,17 @@ fn a_full_cluster_does_not_walk_every_child() {
         .build();
     let r = schedule(&s);
     assert_eq!(r.placements.len(), 5);
-    assert_eq!(r.verdicts[1], WorkloadVerdict { placed: 0, unplaced: Some(Unplaced::NoCapacity) });
-    assert_eq!(r.stats.memo_hits, 2, "b's and c's first children answered from the memo");
+    assert_eq!(
+        r.verdicts[1],
+        WorkloadVerdict {
+            placed: 0,
+            unplaced: Some(Unplaced::NoCapacity)
+        }
+    );
+    assert_eq!(
+        r.stats.memo_hits, 2,
+        "b's and c's first children answered from the memo"
+    );
     assert_eq!(r.stats.units_placed, 5);
 }
 
@@ -329,7 +398,11 @@ fn jobs_larger_than_any_instance_type_can_never_run() {
     let s = snapshot()
         .queue(queue("q", &["small", "medium"]))
         .environment(environment("small").shape("c5.large", alloc(2, 4096, 0)))
-        .environment(environment("medium").shape("c5.2xlarge", alloc(8, 16384, 0)).shape("r5.xlarge", alloc(4, 32768, 0)))
+        .environment(
+            environment("medium")
+                .shape("c5.2xlarge", alloc(8, 16384, 0))
+                .shape("r5.xlarge", alloc(4, 32768, 0)),
+        )
         .workload(workload("huge", "q", req(16000, 1024, 0), T0))
         .workload(workload("fits-r5", "q", req(4000, 30000, 0), T0))
         .workload(workload("cpu-and-mem", "q", req(8000, 32768, 0), T0))
@@ -337,20 +410,32 @@ fn jobs_larger_than_any_instance_type_can_never_run() {
         .build();
     let r = schedule(&s);
     match verdict(&r, 0) {
-        Some(Unplaced::CannotRun { status_reason, message }) => {
+        Some(Unplaced::CannotRun {
+            status_reason,
+            message,
+        }) => {
             assert!(status_reason.starts_with("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"));
             assert!(message.contains("cpu=16000m"), "{message}");
-            assert!(message.contains("largest: cpu=8000m memory=32768Mi"), "{message}");
+            assert!(
+                message.contains("largest: cpu=8000m memory=32768Mi"),
+                "{message}"
+            );
         }
         other => panic!("expected CannotRun, got {other:?}"),
     }
-    assert_eq!(verdict(&r, 1), Some(Unplaced::NoCapacity), "fits an r5.xlarge, just no node now");
+    assert_eq!(
+        verdict(&r, 1),
+        Some(Unplaced::NoCapacity),
+        "fits an r5.xlarge, just no node now"
+    );
     assert!(
         matches!(verdict(&r, 2), Some(Unplaced::CannotRun { .. })),
         "8 vCPU and 32 GiB fit no single shape, though each fits some shape"
     );
     match verdict(&r, 3) {
-        Some(Unplaced::CannotRun { message, .. }) => assert!(message.contains("instance type p3.2xlarge"), "{message}"),
+        Some(Unplaced::CannotRun { message, .. }) => {
+            assert!(message.contains("instance type p3.2xlarge"), "{message}")
+        }
         other => panic!("expected CannotRun, got {other:?}"),
     }
     assert!(verdict(&r, 0).expect("verdict").is_permanent());
@@ -360,7 +445,11 @@ fn jobs_larger_than_any_instance_type_can_never_run() {
 fn jobs_above_every_max_vcpus_can_never_run() {
     let s = snapshot()
         .queue(queue("q", &["ce"]))
-        .environment(environment("ce").shape("m5.24xlarge", alloc(96, 393216, 0)).max_vcpus(16))
+        .environment(
+            environment("ce")
+                .shape("m5.24xlarge", alloc(96, 393216, 0))
+                .max_vcpus(16),
+        )
         .workload(workload("wide", "q", req(32000, 1024, 0), T0))
         .build();
     match verdict(&schedule(&s), 0) {
@@ -378,7 +467,10 @@ fn can_never_run_is_judged_even_in_a_disabled_queue_or_behind_a_strict_head() {
         .environment(environment("ce").shape("c5.large", alloc(2, 4096, 0)))
         .workload(workload("huge", "q", req(4000, 1024, 0), T0))
         .build();
-    assert!(matches!(verdict(&schedule(&s), 0), Some(Unplaced::CannotRun { .. })));
+    assert!(matches!(
+        verdict(&schedule(&s), 0),
+        Some(Unplaced::CannotRun { .. })
+    ));
 }
 
 #[test]
@@ -416,7 +508,9 @@ fn queue_ordering_is_pluggable() {
 
 #[test]
 fn messages_explain_verdicts() {
-    assert!(Unplaced::NoCapacity.message("q").contains("waiting for capacity"));
+    assert!(Unplaced::NoCapacity
+        .message("q")
+        .contains("waiting for capacity"));
     let head = Unplaced::BehindStrictFifoHead {
         head: JobKey::new("ns", "big"),
     };

@@ -163,6 +163,8 @@ pub fn pod(name: &str) -> PodBuilder {
             container_reason: None,
             pod_reason: None,
             pod_message: None,
+            waiting_reason: None,
+            waiting_message: None,
             deletion_timestamp_ms: None,
             node_lost: false,
             has_finalizer: true,
@@ -232,6 +234,13 @@ impl PodBuilder {
     }
     pub fn container_reason(mut self, reason: &str) -> Self {
         self.pod.container_reason = Some(reason.to_string());
+        self
+    }
+    /// The container is waiting with `reason` (e.g. `ImagePullBackOff`) and `message`.
+    pub fn waiting(mut self, reason: &str, message: &str) -> Self {
+        self.pod.phase = PodPhase::Pending;
+        self.pod.waiting_reason = Some(reason.to_string());
+        self.pod.waiting_message = Some(message.to_string());
         self
     }
     pub fn pod_reason(mut self, reason: &str) -> Self {

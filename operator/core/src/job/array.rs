@@ -174,11 +174,71 @@ impl ArrayRecord {
 }
 
 /// What one reconcile saw of the children.
-#[derive(Default)]
-struct Observed {
-    starting: u32,
-    running: u32,
+/// Which children are in which state, derived by one reconcile (`JobPlan::children`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChildStates {
+    pub submitted: IndexSet,
+    pub pending: IndexSet,
+    pub runnable: IndexSet,
+    pub starting: IndexSet,
+    pub running: IndexSet,
+    pub succeeded: IndexSet,
+    pub failed: IndexSet,
+}
+
+impl ChildStates {
+    /// The state of child `index` (None when out of range).
+    pub fn state_of(&self, index: u32) -> Option<JobState> {
+        [
+            (JobState::Submitted, &self.submitted),
+            (JobState::Pending, &self.pending),
+            (JobState::Runnable, &self.runnable),
+            (JobState::Starting, &self.starting),
+            (JobState::Running, &self.running),
+            (JobState::Succeeded, &self.succeeded),
+            (JobState::Failed, &self.failed),
+        ]
+        .into_iter()
+        .find(|(_, set)| set.contains(index))
+        .map(|(state, _)| state)
+    }
+
+    /// `arrayProperties.statusSummary`.
+    pub fn summary(&self) -> StatusSummary {
+        let n = |s: &IndexSet| u32::try_from(s.len()).unwrap_or(u32::MAX);
+        StatusSummary {
+            submitted: n(&self.submitted),
+            pending: n(&self.pending),
+            runnable: n(&self.runnable),
+            starting: n(&self.starting),
+            running: n(&self.running),
+            succeeded: n(&self.succeeded),
+            failed: n(&self.failed),
+        }
+    }
+}
+
+/// Children with a live pod, as seen by one reconcile.
+struct Live {
+    starting: BitSet,
+    running: BitSet,
     first_start_ms: Option<i64>,
+}
+
+impl Live {
+    fn new(size: u32) -> Live {
+        Live {
+            starting: BitSet::new(size),
+            running: BitSet::new(size),
+            first_start_ms: None,
+        }
+    }
+
+    fn any(&self) -> BitSet {
+        let mut all = self.starting.clone();
+        all.or_with(&self.running);
+        all
+    }
 }
 
 pub(crate) fn reconcile_array(view: &JobView, d: &mut Draft) {
@@ -200,8 +260,13 @@ pub(crate) fn reconcile_array(view: &JobView, d: &mut Draft) {
 
 fn run(view: &JobView, d: &mut Draft, rec: &mut ArrayRecord) {
     let size = rec.size;
+    let child_pods: Vec<&PodView> = view
+        .pods
+        .iter()
+        .filter(|p| p.array_index.is_some() && p.node_index.is_none())
+        .collect();
     if let Err(e) = validate_size(size) {
-        for pod in &view.pods {
+        for pod in &child_pods {
             let_go(d, pod);
         }
         if !d.record.state.is_terminal() {
@@ -211,15 +276,20 @@ fn run(view: &JobView, d: &mut Draft, rec: &mut ArrayRecord) {
         return;
     }
 
-    // The current pod of each child: attempt = attempts used + 1. Everything else lets go.
-    let mut current: BTreeMap<u32, &PodView> = BTreeMap::new();
-    for pod in &view.pods {
-        let Some(index) = pod.array_index else {
-            continue;
-        };
-        if pod.node_index.is_some() {
-            continue;
+    if d.record.state.is_terminal() {
+        // Every pod of a finished array lets go (recorded, or placed while it was ending).
+        for pod in &child_pods {
+            let_go(d, pod);
         }
+        finish_children(d, rec, &Live::new(size), &BitSet::new(size));
+        d.apply_ttl(view);
+        return;
+    }
+
+    // The current pod of each child: attempt = attempts used + 1. Older pods let go.
+    let mut current: BTreeMap<u32, &PodView> = BTreeMap::new();
+    for pod in child_pods {
+        let index = pod.array_index.unwrap_or(u32::MAX);
         if index >= size || rec.is_done(index) || pod.attempt <= rec.attempts_made(index) {
             let_go(d, pod);
         } else if pod.attempt == rec.next_attempt(index) {
@@ -227,32 +297,25 @@ fn run(view: &JobView, d: &mut Draft, rec: &mut ArrayRecord) {
         }
     }
 
-    if d.record.state.is_terminal() {
-        for pod in current.values() {
-            let_go(d, pod);
-        }
-        d.summary = Some(summary(rec, &Observed::default(), 0, d.record.state));
-        d.apply_ttl(view);
-        return;
-    }
-
+    let terminate = view.spec.terminate.as_ref();
     match &view.admission {
-        Admission::Waiting { reason } if d.record.state == JobState::Submitted => {
+        Admission::Waiting { reason }
+            if d.record.state == JobState::Submitted && terminate.is_none() =>
+        {
             d.record.status_reason = Some(reason.clone());
             d.waiting = Some(reason.clone());
-            d.summary = Some(summary(rec, &Observed::default(), 0, JobState::Submitted));
+            finish_children(d, rec, &Live::new(size), &BitSet::new(size));
             return;
         }
         Admission::Invalid { reason } if current.is_empty() && d.record.state.is_queued() => {
             rec.mark_failed_without_attempt(&IndexSet::from_bitset(&rec.unfinished()));
             d.fail(reason.clone());
-            d.summary = Some(summary(rec, &Observed::default(), 0, JobState::Failed));
+            finish_children(d, rec, &Live::new(size), &BitSet::new(size));
             return;
         }
         _ => {}
     }
 
-    let terminate = view.spec.terminate.as_ref();
     let terminated: IndexSet = match terminate {
         Some(t) => t
             .array_indices
@@ -264,8 +327,7 @@ fn run(view: &JobView, d: &mut Draft, rec: &mut ArrayRecord) {
     let whole_job_terminated = terminate.is_some_and(|t| t.array_indices.is_none());
 
     // 1. Live children: record results, enforce timeouts and terminations.
-    let mut observed = Observed::default();
-    let mut live = BitSet::new(size);
+    let mut live = Live::new(size);
     for (&index, &pod) in &current {
         let stop_reason = terminate_reason
             .as_deref()
@@ -277,8 +339,7 @@ fn run(view: &JobView, d: &mut Draft, rec: &mut ArrayRecord) {
             d.now_ms,
         );
         if let Some(started) = progress.started_at() {
-            observed.first_start_ms =
-                Some(observed.first_start_ms.map_or(started, |s| s.min(started)));
+            live.first_start_ms = Some(live.first_start_ms.map_or(started, |s| s.min(started)));
         }
         match progress {
             Progress::Finished(finished) => {
@@ -293,15 +354,10 @@ fn run(view: &JobView, d: &mut Draft, rec: &mut ArrayRecord) {
                         rec.mark_failed(index, pods::attempt_record(pod, &finished))
                     }
                 }
-                if pod.has_finalizer {
-                    d.act(JobAction::ReleasePod {
-                        name: pod.name.clone(),
-                    });
-                }
+                let_go(d, pod);
             }
             Progress::Waiting => {
-                live.insert(index);
-                observed.starting += 1;
+                live.starting.insert(index);
                 if stop_reason.is_some() {
                     stop_pod(d, pod, 0, DeleteReason::Terminate);
                 } else {
@@ -309,8 +365,7 @@ fn run(view: &JobView, d: &mut Draft, rec: &mut ArrayRecord) {
                 }
             }
             Progress::Running { started_at_ms } => {
-                live.insert(index);
-                observed.running += 1;
+                live.running.insert(index);
                 if stop_reason.is_some() {
                     stop_pod(d, pod, STOP_GRACE_SECONDS, DeleteReason::Terminate);
                 } else {
@@ -322,13 +377,15 @@ fn run(view: &JobView, d: &mut Draft, rec: &mut ArrayRecord) {
 
     // 2. Children without a live pod: cancel the terminated ones.
     let mut idle = rec.unfinished();
-    idle.and_not_with(&live);
+    idle.and_not_with(&live.any());
     if let Some(reason) = &terminate_reason {
         let mut cancel = idle.clone();
         cancel.and_with(&terminated.to_bitset(size));
         if !cancel.none() {
             rec.mark_failed_without_attempt(&IndexSet::from_bitset(&cancel));
             idle.and_not_with(&cancel);
+        }
+        if !(live.any().none() && cancel.none()) {
             d.waiting = Some(format!("terminating: {reason}"));
         }
     }
@@ -363,15 +420,14 @@ fn run(view: &JobView, d: &mut Draft, rec: &mut ArrayRecord) {
         }
     }
 
-    // 4. The parent's state.
+    // 4. The parent's state (never backwards before it ends).
     if d.record.started_at_ms.is_none() {
-        d.record.started_at_ms = observed.first_start_ms;
+        d.record.started_at_ms = live.first_start_ms;
     }
-    let all_done = rec.done_count() >= u64::from(size);
-    if !all_done {
-        let derived = if observed.running > 0 || d.record.started_at_ms.is_some() {
+    if rec.done_count() < u64::from(size) {
+        let derived = if !live.running.none() || d.record.started_at_ms.is_some() {
             JobState::Running
-        } else if observed.starting > 0 {
+        } else if !live.starting.none() {
             JobState::Starting
         } else if !runnable.none() {
             JobState::Runnable
@@ -379,17 +435,15 @@ fn run(view: &JobView, d: &mut Draft, rec: &mut ArrayRecord) {
             JobState::Pending
         };
         let target = derived.max(d.record.state);
-        if target == JobState::Pending {
-            if let Some(reason) = &gate_waiting {
+        match (&gate_waiting, target) {
+            (Some(reason), JobState::Pending) => {
                 if d.record.state != target || d.record.status_reason.as_ref() != Some(reason) {
                     d.transition(target, Some(reason.clone()));
                 }
                 d.waiting = Some(reason.clone());
-            } else if d.record.state != target {
-                d.transition(target, None);
             }
-        } else if d.record.state != target {
-            d.transition(target, None);
+            _ if d.record.state != target => d.transition(target, None),
+            _ => {}
         }
         if d.record.state == JobState::Runnable && !runnable.none() && d.apply_blocked(view) {
             let reason = Draft::time_limit_reason(
@@ -418,12 +472,11 @@ fn run(view: &JobView, d: &mut Draft, rec: &mut ArrayRecord) {
         }
     }
 
-    // 5. What the scheduler may place.
-    let runnable_count = runnable.count();
+    // 5. What the scheduler may place, and where every child stands.
     if !runnable.none() && !d.record.state.is_terminal() {
         d.runnable = runnable_work(rec, &IndexSet::from_bitset(&runnable));
     }
-    d.summary = Some(summary(rec, &observed, runnable_count, d.record.state));
+    finish_children(d, rec, &live, &runnable);
 }
 
 fn enforce_child_timeout(d: &mut Draft, view: &JobView, pod: &PodView, started_at_ms: i64) {
@@ -471,30 +524,32 @@ fn runnable_work(rec: &ArrayRecord, runnable: &IndexSet) -> RunnableWork {
     RunnableWork::Array { groups }
 }
 
-fn summary(
-    rec: &ArrayRecord,
-    observed: &Observed,
-    runnable: u32,
-    parent: JobState,
-) -> StatusSummary {
-    let size = u64::from(rec.size);
-    let succeeded = rec.succeeded.len();
-    let failed = rec.failed.len();
-    let active = u64::from(observed.starting) + u64::from(observed.running) + u64::from(runnable);
-    let rest = size.saturating_sub(succeeded + failed + active);
-    let to_u32 = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
-    let mut s = StatusSummary {
-        starting: observed.starting,
-        running: observed.running,
-        runnable,
-        succeeded: to_u32(succeeded),
-        failed: to_u32(failed),
-        ..StatusSummary::default()
-    };
-    if parent == JobState::Submitted {
-        s.submitted = to_u32(rest);
+/// Derives every child's state into the plan (children still live after the job ended, e.g.
+/// stray pods being removed, are not counted: the record decides).
+fn finish_children(d: &mut Draft, rec: &ArrayRecord, live: &Live, runnable: &BitSet) {
+    let mut rest = rec.unfinished();
+    let mut starting = live.starting.clone();
+    let mut running = live.running.clone();
+    starting.and_with(&rest);
+    running.and_with(&rest);
+    rest.and_not_with(&starting);
+    rest.and_not_with(&running);
+    rest.and_not_with(runnable);
+    let rest = IndexSet::from_bitset(&rest);
+    let (submitted, pending) = if d.record.state == JobState::Submitted {
+        (rest, IndexSet::new())
     } else {
-        s.pending = to_u32(rest);
-    }
-    s
+        (IndexSet::new(), rest)
+    };
+    let children = ChildStates {
+        submitted,
+        pending,
+        runnable: IndexSet::from_bitset(runnable),
+        starting: IndexSet::from_bitset(&starting),
+        running: IndexSet::from_bitset(&running),
+        succeeded: rec.succeeded.clone(),
+        failed: rec.failed.clone(),
+    };
+    d.summary = Some(children.summary());
+    d.children = Some(children);
 }

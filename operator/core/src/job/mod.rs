@@ -27,7 +27,7 @@ pub mod array;
 mod pods;
 mod single;
 
-pub use array::{ArrayRecord, MAX_FAILED_CHILD_ATTEMPTS};
+pub use array::{ArrayRecord, ChildStates, MAX_FAILED_CHILD_ATTEMPTS};
 
 use crate::deps::{Dependency, DependencyTargets};
 use crate::index_set::IndexSet;
@@ -183,6 +183,10 @@ pub struct PodView {
     pub pod_reason: Option<String>,
     /// `status.message` of the pod.
     pub pod_message: Option<String>,
+    /// The container's `state.waiting.reason` while it is not running (`ImagePullBackOff`, ...).
+    pub waiting_reason: Option<String>,
+    /// The container's `state.waiting.message`.
+    pub waiting_message: Option<String>,
     /// `metadata.deletionTimestamp`: the pod is being deleted; SIGKILL is due at this time.
     pub deletion_timestamp_ms: Option<i64>,
     /// The pod's node disappeared (node object gone, or a `DisruptionTarget` condition saying so).
@@ -347,8 +351,10 @@ pub struct JobPlan {
     /// Reconcile again at this time (unix ms), if nothing else happens first.
     pub requeue_at_ms: Option<i64>,
     pub runnable: RunnableWork,
-    /// Array jobs: children per state.
+    /// Array jobs: children per state (`arrayProperties.statusSummary`).
     pub summary: Option<StatusSummary>,
+    /// Array jobs: which children are in which state.
+    pub children: Option<ChildStates>,
     /// Why the job is not progressing, for a condition (waiting for a dependency, blocked...).
     pub waiting: Option<String>,
 }
@@ -373,6 +379,7 @@ pub(crate) struct Draft {
     pub wake_at_ms: Option<i64>,
     pub runnable: RunnableWork,
     pub summary: Option<StatusSummary>,
+    pub children: Option<ChildStates>,
     pub waiting: Option<String>,
 }
 
@@ -386,6 +393,7 @@ impl Draft {
             wake_at_ms: None,
             runnable: RunnableWork::Nothing,
             summary: None,
+            children: None,
             waiting: None,
         }
     }
@@ -505,6 +513,7 @@ impl Draft {
             requeue_at_ms: self.wake_at_ms,
             runnable: self.runnable,
             summary: self.summary,
+            children: self.children,
             waiting: self.waiting,
         }
     }

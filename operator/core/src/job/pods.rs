@@ -1,8 +1,15 @@
 //! Reading a pod: where its attempt stands and, once over, its [`AttemptOutcome`].
 //!
+//! An attempt is over when the pod's phase is Succeeded or Failed, when its node is lost, or
+//! when its container cannot be started at all (the image cannot be pulled, the container
+//! cannot be created): AWS Batch fails such an attempt with `CannotPullContainerError` /
+//! `CannotCreateContainerError` / `CannotStartContainerError`, where Kubernetes would keep the
+//! pod Pending and retry forever.
+//!
 //! Precedence for a finished attempt: a requested termination, then a timeout (the pod was
 //! deleted after its deadline, or the kubelet enforced `activeDeadlineSeconds`), then success
-//! (phase Succeeded), then a lost node, then the container's exit code, then the pod's reason.
+//! (phase Succeeded), then a lost node, then a container that could not start, then the
+//! container's exit code, then the pod's reason.
 
 use super::{AttemptRecord, PodPhase, PodView};
 use crate::retry::AttemptOutcome;
@@ -10,6 +17,39 @@ use crate::timeout;
 
 /// The kubelet's pod `status.reason` when `activeDeadlineSeconds` expired.
 pub const POD_REASON_DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+
+/// Container waiting reasons (`state.waiting.reason`) that mean the image cannot be pulled.
+/// (`ErrImagePull` alone is not final: the kubelet retries once before backing off.)
+pub const IMAGE_PULL_FAILURES: [&str; 4] = [
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+    "RegistryUnavailable",
+];
+
+/// Container waiting reasons that mean the container cannot be created.
+pub const CREATE_FAILURES: [&str; 2] = ["CreateContainerConfigError", "CreateContainerError"];
+
+/// Container waiting reasons that mean the container cannot be started.
+pub const START_FAILURES: [&str; 2] = ["RunContainerError", "StartError"];
+
+/// The AWS-style status reason for a container that cannot start, if `waiting_reason` is one.
+pub(crate) fn start_failure(pod: &PodView) -> Option<String> {
+    let reason = pod.waiting_reason.as_deref()?;
+    let kind = if IMAGE_PULL_FAILURES.contains(&reason) {
+        "CannotPullContainerError"
+    } else if CREATE_FAILURES.contains(&reason) {
+        "CannotCreateContainerError"
+    } else if START_FAILURES.contains(&reason) {
+        "CannotStartContainerError"
+    } else {
+        return None;
+    };
+    Some(match pod.waiting_message.as_deref() {
+        Some(message) if !message.is_empty() => format!("{kind}: {message}"),
+        _ => format!("{kind}: {reason}"),
+    })
+}
 
 /// Where a pod's attempt stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,9 +80,14 @@ impl Progress {
     }
 }
 
-/// True when the pod's attempt is over (it will not run any further).
+/// True when the pod's attempt is over (its result can be recorded).
 pub(crate) fn is_finished(pod: &PodView) -> bool {
-    matches!(pod.phase, PodPhase::Succeeded | PodPhase::Failed) || pod.node_lost
+    has_exited(pod) || pod.node_lost || start_failure(pod).is_some()
+}
+
+/// True when Kubernetes reports the pod done (phase Succeeded or Failed): nothing to stop.
+pub(crate) fn has_exited(pod: &PodView) -> bool {
+    matches!(pod.phase, PodPhase::Succeeded | PodPhase::Failed)
 }
 
 /// Reads a pod. `terminate_reason` is set when a termination applies to this pod.
@@ -72,6 +117,8 @@ pub(crate) fn progress(
         AttemptOutcome::exited(pod.exit_code.unwrap_or(0), pod.container_reason.clone())
     } else if pod.node_lost {
         AttemptOutcome::host_lost(pod.node_name.as_deref().unwrap_or("unknown"))
+    } else if let Some(reason) = start_failure(pod).filter(|_| !has_exited(pod)) {
+        AttemptOutcome::pod_failed(reason, pod.waiting_reason.clone())
     } else {
         match pod.exit_code {
             Some(code) if code != 0 => AttemptOutcome::exited(code, pod.container_reason.clone()),

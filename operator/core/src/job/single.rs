@@ -27,31 +27,19 @@ pub(crate) fn reconcile_single(view: &JobView, d: &mut Draft) {
         .copied()
         .find(|p| p.attempt == current_attempt);
 
-    // Pods whose attempt is already in the record: make sure they stop and let them go.
-    for pod in own_pods.iter().filter(|p| p.attempt <= recorded) {
-        let_go(d, pod);
-    }
-
     if d.record.state.is_terminal() {
-        if let Some(pod) = current {
-            // Created after the job ended (e.g. placed while it was being cancelled).
+        // Every pod of a finished job lets go: recorded attempts, and any pod placed while the
+        // job was ending (e.g. while it was being cancelled).
+        for pod in &own_pods {
             let_go(d, pod);
         }
         d.apply_ttl(view);
         return;
     }
 
-    match &view.admission {
-        Admission::Waiting { reason } if d.record.state == JobState::Submitted => {
-            d.record.status_reason = Some(reason.clone());
-            d.waiting = Some(reason.clone());
-            return;
-        }
-        Admission::Invalid { reason } if current.is_none() && d.record.state.is_queued() => {
-            d.fail(reason.clone());
-            return;
-        }
-        _ => {}
+    // Pods whose attempt is already in the record: make sure they stop and let them go.
+    for pod in own_pods.iter().filter(|p| p.attempt <= recorded) {
+        let_go(d, pod);
     }
 
     if let Some(terminate) = &view.spec.terminate {
@@ -82,6 +70,19 @@ pub(crate) fn reconcile_single(view: &JobView, d: &mut Draft) {
             None => d.fail(reason.to_string()),
         }
         return;
+    }
+
+    match &view.admission {
+        Admission::Waiting { reason } if d.record.state == JobState::Submitted => {
+            d.record.status_reason = Some(reason.clone());
+            d.waiting = Some(reason.clone());
+            return;
+        }
+        Admission::Invalid { reason } if current.is_none() && d.record.state.is_queued() => {
+            d.fail(reason.clone());
+            return;
+        }
+        _ => {}
     }
 
     if current.is_none() && matches!(d.record.state, JobState::Submitted | JobState::Pending) {
@@ -140,6 +141,8 @@ pub(crate) fn reconcile_single(view: &JobView, d: &mut Draft) {
                 container_reason: None,
                 pod_reason: None,
                 pod_message: None,
+                waiting_reason: None,
+                waiting_message: None,
                 deletion_timestamp_ms: None,
                 node_lost: false,
                 has_finalizer: false,
@@ -182,7 +185,7 @@ fn observe_started(d: &mut Draft, progress: &Progress) {
     }
 }
 
-/// Records the attempt's result, decides what follows, and releases the pod.
+/// Records the attempt's result, decides what follows, and lets the pod go.
 fn finish_attempt(d: &mut Draft, view: &JobView, pod: &PodView, finished: &Finished) {
     d.record.attempts.push(pods::attempt_record(pod, finished));
     match decide_after_attempt(&view.spec.retry_strategy, pod.attempt, &finished.outcome) {
@@ -199,11 +202,7 @@ fn finish_attempt(d: &mut Draft, view: &JobView, pod: &PodView, finished: &Finis
             d.record.stopped_at_ms = Some(finished.stopped_at_ms);
         }
     }
-    if pod.has_finalizer {
-        d.act(JobAction::ReleasePod {
-            name: pod.name.clone(),
-        });
-    }
+    let_go(d, pod);
 }
 
 fn enforce_timeout(d: &mut Draft, view: &JobView, pod: &PodView, started_at_ms: i64) {
@@ -251,9 +250,10 @@ pub(crate) fn watch_deletion(d: &mut Draft, pod: &PodView) {
     }
 }
 
-/// A pod whose result is recorded (or not needed): it must not run on; release it.
+/// A pod whose result is recorded (or not needed): it must not run on (a pod still Pending or
+/// Running, e.g. on a lost node or unable to pull its image, is deleted); release it.
 pub(crate) fn let_go(d: &mut Draft, pod: &PodView) {
-    if !pods::is_finished(pod) {
+    if !pods::has_exited(pod) {
         stop_pod(d, pod, 0, DeleteReason::Superseded);
     }
     if pod.has_finalizer {

@@ -1236,3 +1236,165 @@ fn large_array_reconcile_is_fast() {
         "reconcile took {elapsed:?}"
     );
 }
+
+// ---------------------------------------------------------------- hardening
+
+#[test]
+fn image_that_cannot_be_pulled_fails_the_attempt_and_removes_the_pod() {
+    let base = job("j")
+        .retry_rules(
+            3,
+            &[(None, None, Some("CannotPullContainerError*"), "EXIT")],
+        )
+        .state(Starting);
+    let backoff = base
+        .clone()
+        .pod(
+            attempt_pod("j", 1, None)
+                .waiting("ImagePullBackOff", "Back-off pulling image \"nope:1\""),
+        )
+        .build();
+    let plan = reconcile(&backoff, T0);
+    assert_eq!(states(&plan), vec![(Starting, Failed)]);
+    assert_eq!(
+        plan.record.status_reason.as_deref(),
+        Some("CannotPullContainerError: Back-off pulling image \"nope:1\"")
+    );
+    assert_eq!(
+        plan.record.attempts[0].reason.as_deref(),
+        Some("ImagePullBackOff")
+    );
+    assert_eq!(deleted(&plan), vec![("j-1", 0, DeleteReason::Superseded)]);
+    assert_eq!(released(&plan), vec!["j-1"]);
+
+    // The first ErrImagePull is not final: the kubelet retries the pull.
+    let first_try = base
+        .pod(attempt_pod("j", 1, None).waiting("ErrImagePull", "timeout"))
+        .build();
+    let plan = reconcile(&first_try, T0);
+    assert_eq!(plan.record.state, Starting);
+    assert!(plan.actions.is_empty());
+
+    let config = job("j")
+        .retry(2)
+        .state(Starting)
+        .pod(
+            attempt_pod("j", 1, None)
+                .waiting("CreateContainerConfigError", "secret \"db\" not found"),
+        )
+        .build();
+    let plan = reconcile(&config, T0);
+    assert_eq!(
+        plan.record.state, Runnable,
+        "retried: no rule says otherwise"
+    );
+    assert_eq!(
+        plan.record.attempts[0].status_reason,
+        "CannotCreateContainerError: secret \"db\" not found"
+    );
+}
+
+#[test]
+fn pod_on_a_lost_node_is_deleted_once_recorded() {
+    let view = job("j")
+        .retry(2)
+        .state(Running)
+        .pod(
+            attempt_pod("j", 1, None)
+                .node("gone")
+                .running(T0)
+                .node_lost(),
+        )
+        .build();
+    let plan = reconcile(&view, T0 + 1);
+    assert_eq!(plan.record.state, Runnable);
+    assert_eq!(deleted(&plan), vec![("j-1", 0, DeleteReason::Superseded)]);
+    assert_eq!(released(&plan), vec!["j-1"]);
+}
+
+#[test]
+fn terminate_cancels_a_job_still_waiting_for_admission() {
+    let waiting = Admission::Waiting {
+        reason: "definition missing".into(),
+    };
+    let plan = reconcile(
+        &job("j")
+            .admission(waiting.clone())
+            .terminate("never mind")
+            .build(),
+        T0,
+    );
+    assert_eq!(states(&plan), vec![(Submitted, Failed)]);
+    assert_eq!(plan.record.status_reason.as_deref(), Some("never mind"));
+    let plan = reconcile(
+        &job("arr")
+            .array(3)
+            .admission(waiting)
+            .terminate("never mind")
+            .build(),
+        T0,
+    );
+    assert_eq!(states(&plan), vec![(Submitted, Failed)]);
+    assert_eq!(array_rec(&plan).failed.to_string(), "0-2");
+}
+
+#[test]
+fn every_pod_of_a_finished_job_lets_go() {
+    let view = job("j")
+        .state(Failed)
+        .pod(attempt_pod("j", 1, None).failed(1, T0, T0 + 1))
+        .pod(attempt_pod("j", 3, None).pending())
+        .build();
+    let plan = reconcile(&view, T0);
+    assert_eq!(released(&plan), vec!["j-1", "j-3"]);
+    assert_eq!(deleted(&plan), vec![("j-3", 0, DeleteReason::Superseded)]);
+    let arr = job("arr")
+        .array(2)
+        .state(Succeeded)
+        .pod(attempt_pod("arr", 1, Some(0)).succeeded(T0, T0 + 1))
+        .pod(attempt_pod("arr", 4, Some(1)).running(T0))
+        .build();
+    let plan = reconcile(&arr, T0);
+    assert_eq!(released(&plan), vec!["arr-1-0", "arr-4-1"]);
+    assert_eq!(
+        deleted(&plan),
+        vec![("arr-4-1", 0, DeleteReason::Superseded)]
+    );
+}
+
+#[test]
+fn child_states_say_where_each_child_stands() {
+    let view = job("arr")
+        .array(8)
+        .retry(2)
+        .depends_on(Dependency::n_to_n("a"))
+        .dependency("a", array_target(Running, 8, "0-5", "7"))
+        .state(Running)
+        .pod(attempt_pod("arr", 1, Some(0)).running(T0))
+        .pod(attempt_pod("arr", 1, Some(1)).pending())
+        .pod(attempt_pod("arr", 1, Some(2)).succeeded(T0, T0 + 1))
+        .pod(attempt_pod("arr", 1, Some(3)).failed(1, T0, T0 + 1))
+        .build();
+    let plan = reconcile(&view, T0 + 2);
+    let children = plan.children.clone().expect("children");
+    let expected = [
+        (0, Running),
+        (1, Starting),
+        (2, Succeeded),
+        (3, Runnable), // retried
+        (4, Runnable),
+        (5, Runnable),
+        (6, Pending), // its counterpart is still running
+        (7, Failed),  // its counterpart failed
+    ];
+    for (index, state) in expected {
+        assert_eq!(children.state_of(index), Some(state), "child {index}");
+    }
+    assert_eq!(children.state_of(8), None);
+    assert_eq!(plan.summary, Some(children.summary()));
+    assert_eq!(plan.summary.expect("summary").total(), 8);
+    assert_eq!(
+        groups(&plan),
+        vec![(2, true, "3".to_string()), (1, false, "4-5".to_string())]
+    );
+}

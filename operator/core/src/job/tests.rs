@@ -1398,3 +1398,25 @@ fn child_states_say_where_each_child_stands() {
         vec![(2, true, "3".to_string()), (1, false, "4-5".to_string())]
     );
 }
+
+#[test]
+fn parent_does_not_move_back_when_a_child_returns_to_runnable() {
+    // The only started child's pod failed before its container ran; the child retries. The
+    // parent, already STARTING, does not go back to RUNNABLE.
+    let view = job("arr")
+        .array(2)
+        .retry(2)
+        .state(Starting)
+        .pod(attempt_pod("arr", 1, Some(0)).rejected("Evicted", "node pressure"))
+        .build();
+    let mut view = view;
+    view.record.array = Some(ArrayRecord {
+        size: 2,
+        succeeded: IndexSet::parse("1").expect("valid"),
+        ..ArrayRecord::default()
+    });
+    let plan = reconcile(&view, T0);
+    assert_eq!(plan.record.state, Starting);
+    assert!(plan.events.is_empty());
+    assert_eq!(groups(&plan), vec![(2, true, "0".to_string())]);
+}

@@ -29,6 +29,10 @@ pub enum Error {
     #[error("instanceTypes: {0}")]
     InstanceTypes(String),
 
+    /// A Kubernetes quantity or AWS resource value could not be read.
+    #[error("quantity {quantity:?}: {problem}")]
+    Quantity { quantity: String, problem: String },
+
     /// A node pool cannot be planned from the inputs given.
     #[error("node pool: {0}")]
     PoolPlan(String),

@@ -13,7 +13,7 @@
 //! - [`pool`]: the instance-type catalog, `instanceTypes` expansion, fixed-size pool plans and
 //!   the node create/delete diff for the `simulated` provider.
 //!
-//! Building blocks: [`resources`], [`index_set`] (compact child-index ranges and bitsets),
+//! Building blocks: [`resources`] (and [`quantity`] to read Kubernetes/AWS amounts into them), [`index_set`] (compact child-index ranges and bitsets),
 //! [`glob`] (AWS Batch patterns), [`retry`] (`evaluateOnExit`), [`timeout`], [`deps`]
 //! (dependency verdicts), [`state`] (AWS job states), [`reasons`] (AWS status reasons),
 //! [`naming`] (deterministic pod names). Test builders live in [`fixtures`] (feature
@@ -29,6 +29,7 @@ pub mod index_set;
 pub mod job;
 pub mod naming;
 pub mod pool;
+pub mod quantity;
 pub mod reasons;
 pub mod resources;
 pub mod retry;

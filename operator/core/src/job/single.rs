@@ -1,9 +1,9 @@
 //! The state machine of a single (non-array) job.
 //!
-//! Steps, in order: settle pods of attempts already recorded → finished job (stray pods, TTL)
-//! → admission → `spec.terminate` → dependencies → the current attempt's pod (STARTING,
-//! RUNNING, timeout, result) → RUNNABLE bookkeeping (blocked reason, time-limit actions, what
-//! the scheduler may place).
+//! Steps, in order: finished job (let every pod go, TTL) → pods of attempts already recorded
+//! (stop, release) → `spec.terminate` (cancel or terminate) → admission → dependencies → the
+//! current attempt's pod (STARTING, RUNNING, timeout, result) → RUNNABLE bookkeeping (blocked
+//! reason, time-limit actions, what the scheduler may place).
 
 use super::pods::{self, Finished, Progress};
 use super::{Admission, DeleteReason, Draft, JobAction, JobView, PodView, RunnableWork};
@@ -147,7 +147,8 @@ pub(crate) fn reconcile_single(view: &JobView, d: &mut Draft) {
                 node_lost: false,
                 has_finalizer: false,
             };
-            finish_attempt(d, view, &vanished, &finished);
+            // Nothing left to stop or release: just record the result.
+            record_result(d, view, &vanished, &finished);
         }
         None => {}
     }
@@ -187,6 +188,12 @@ fn observe_started(d: &mut Draft, progress: &Progress) {
 
 /// Records the attempt's result, decides what follows, and lets the pod go.
 fn finish_attempt(d: &mut Draft, view: &JobView, pod: &PodView, finished: &Finished) {
+    record_result(d, view, pod, finished);
+    let_go(d, pod);
+}
+
+/// Records the attempt's result and decides what follows.
+fn record_result(d: &mut Draft, view: &JobView, pod: &PodView, finished: &Finished) {
     d.record.attempts.push(pods::attempt_record(pod, finished));
     match decide_after_attempt(&view.spec.retry_strategy, pod.attempt, &finished.outcome) {
         AttemptDecision::Succeed => {
@@ -202,7 +209,6 @@ fn finish_attempt(d: &mut Draft, view: &JobView, pod: &PodView, finished: &Finis
             d.record.stopped_at_ms = Some(finished.stopped_at_ms);
         }
     }
-    let_go(d, pod);
 }
 
 fn enforce_timeout(d: &mut Draft, view: &JobView, pod: &PodView, started_at_ms: i64) {

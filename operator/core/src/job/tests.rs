@@ -330,6 +330,11 @@ fn vanished_pod_counts_as_a_failed_attempt() {
         plan.record.attempts[0].status_reason,
         reasons::pod_vanished("j-1")
     );
+    assert!(
+        plan.actions.is_empty(),
+        "nothing to stop or release: {:?}",
+        plan.actions
+    );
 }
 
 // ---------------------------------------------------------------- timeouts

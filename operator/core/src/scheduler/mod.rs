@@ -33,6 +33,8 @@ mod order;
 pub use order::{order_queues, Fifo, QueueOrder};
 
 use crate::index_set::IndexSet;
+use crate::job::{Blocked, RunnableWork};
+use crate::naming;
 use crate::reasons;
 use crate::resources::Resources;
 use capacity::CapacityIndex;
@@ -155,6 +157,41 @@ pub struct Workload {
     pub units: Units,
 }
 
+impl Workload {
+    /// The workloads of one job from what its plan says the scheduler may place
+    /// (`JobPlan::runnable`): one for a single job, one per attempt group for an array.
+    pub fn from_runnable(
+        job: &JobKey,
+        queue: &str,
+        submitted_at_ms: i64,
+        request: Resources,
+        constraints: &Constraints,
+        work: &RunnableWork,
+    ) -> Vec<Workload> {
+        let make = |attempt: u32, retried: bool, units: Units| Workload {
+            job: job.clone(),
+            queue: queue.to_string(),
+            retried,
+            submitted_at_ms,
+            attempt,
+            request,
+            constraints: constraints.clone(),
+            units,
+        };
+        match work {
+            RunnableWork::Nothing => Vec::new(),
+            RunnableWork::Single { attempt, retried } => {
+                vec![make(*attempt, *retried, Units::Single)]
+            }
+            RunnableWork::Array { groups } => groups
+                .iter()
+                .filter(|g| !g.indices.is_empty())
+                .map(|g| make(g.attempt, g.retried, Units::Array(g.indices.clone())))
+                .collect(),
+        }
+    }
+}
+
 /// The input of a pass.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -174,6 +211,13 @@ pub struct Placement {
     pub attempt: u32,
     pub environment: String,
     pub node: String,
+}
+
+impl Placement {
+    /// The deterministic name of the pod to create (`<job>-<attempt>[-<index>]`).
+    pub fn pod_name(&self) -> String {
+        naming::attempt_pod_name(&self.job.name, self.attempt, self.array_index)
+    }
 }
 
 /// Why (part of) a workload was not placed.
@@ -231,6 +275,14 @@ impl Unplaced {
                 format!("queue {queue:?} is strict FIFO and its head {head} does not fit yet")
             }
             Unplaced::CannotRun { message, .. } => message.clone(),
+        }
+    }
+
+    /// The verdict as the job state machine takes it (`JobView::blocked`).
+    pub fn to_blocked(&self, queue: &str) -> Blocked {
+        Blocked {
+            status_reason: self.status_reason(),
+            message: self.message(queue),
         }
     }
 

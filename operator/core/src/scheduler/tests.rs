@@ -517,3 +517,78 @@ fn messages_explain_verdicts() {
     assert!(head.message("q").contains("ns/big"));
     assert_eq!(Unplaced::NoCapacity.status_reason(), None);
 }
+
+#[test]
+fn workloads_come_from_the_job_plan_and_placements_name_their_pods() {
+    use crate::fixtures::{attempt_pod, job};
+    use crate::job::reconcile;
+    let view = job("arr")
+        .array(6)
+        .retry(2)
+        .state(crate::state::JobState::Running)
+        .pod(attempt_pod("arr", 1, Some(4)).failed(1, T0, T0 + 1))
+        .pod(attempt_pod("arr", 1, Some(5)).running(T0))
+        .build();
+    let plan = reconcile(&view, T0 + 2);
+    let key = JobKey::new("default", "arr");
+    let workloads = Workload::from_runnable(
+        &key,
+        "q",
+        T0,
+        req(1000, 1024, 0),
+        &Constraints::default(),
+        &plan.runnable,
+    );
+    assert_eq!(workloads.len(), 2);
+    assert_eq!((workloads[0].attempt, workloads[0].retried), (2, true));
+    assert_eq!(
+        workloads[0].units,
+        Units::Array(IndexSet::parse("4").expect("valid"))
+    );
+    assert_eq!(
+        workloads[1].units,
+        Units::Array(IndexSet::parse("0-3").expect("valid"))
+    );
+    let mut s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("n", "ce", alloc(2, 8192, 0)))
+        .build();
+    s.workloads = workloads;
+    let r = schedule(&s);
+    let names: Vec<String> = r.placements.iter().map(Placement::pod_name).collect();
+    assert_eq!(
+        names,
+        vec!["arr-2-4", "arr-1-0"],
+        "the retried child first, on attempt 2"
+    );
+    let blocked = r.verdicts[1]
+        .unplaced
+        .as_ref()
+        .expect("partly placed")
+        .to_blocked("q");
+    assert_eq!(blocked.status_reason, None);
+    assert!(blocked.message.contains("waiting for capacity"));
+    let single = Workload::from_runnable(
+        &JobKey::new("ns", "one"),
+        "q",
+        T0,
+        req(1, 1, 0),
+        &Constraints::default(),
+        &crate::job::RunnableWork::Single {
+            attempt: 3,
+            retried: true,
+        },
+    );
+    assert_eq!(single.len(), 1);
+    assert_eq!(single[0].units, Units::Single);
+    assert!(Workload::from_runnable(
+        &key,
+        "q",
+        T0,
+        req(1, 1, 0),
+        &Constraints::default(),
+        &crate::job::RunnableWork::Nothing
+    )
+    .is_empty());
+}

@@ -1425,3 +1425,161 @@ fn parent_does_not_move_back_when_a_child_returns_to_runnable() {
     assert!(plan.events.is_empty());
     assert_eq!(groups(&plan), vec![(2, true, "0".to_string())]);
 }
+
+// ---------------------------------------------------------------- simulated lifecycles
+
+/// A tiny deterministic cluster: each step, the "scheduler" creates pods for up to `slots`
+/// runnable children; each pod moves Pending → Running → (exit 0 | exit 1 | node lost) at
+/// random; the operator applies every plan (record first, then actions). Invariants are
+/// checked at every step; the array must finish.
+fn simulate_array(seed: u64, size: u32, attempts: u32, sequential: bool) -> JobRecord {
+    let mut rng = seed;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let mut builder = job("sim").array(size).retry(attempts);
+    if sequential {
+        builder = builder.depends_on(Dependency::sequential());
+    }
+    let mut view = builder.build();
+    let mut now = T0;
+    let mut attempts_seen: std::collections::BTreeMap<u32, u32> = Default::default();
+    for _step in 0..10_000 {
+        now += 1_000;
+        let plan = reconcile(&view, now);
+        // Invariants.
+        let summary = plan.summary.expect("summary");
+        assert_eq!(
+            summary.total(),
+            u64::from(size),
+            "every child is counted once"
+        );
+        if view.record.state.is_terminal() {
+            assert_eq!(
+                plan.record.state, view.record.state,
+                "terminal stays terminal"
+            );
+        } else if !plan.record.state.is_terminal() {
+            assert!(
+                plan.record.state >= view.record.state,
+                "the parent never moves back"
+            );
+        }
+        let rec = array_rec(&plan);
+        assert!(rec.succeeded.intersection(&rec.failed).is_empty());
+        for set in rec.prior_attempts.values() {
+            assert!(
+                set.intersection(&rec.succeeded).is_empty()
+                    && set.intersection(&rec.failed).is_empty()
+            );
+        }
+        for name in released(&plan) {
+            let pod = view
+                .pods
+                .iter()
+                .find(|p| p.name == name)
+                .expect("released pod observed");
+            let index = pod.array_index.expect("child pod");
+            assert!(
+                rec.is_done(index) || rec.attempts_made(index) >= pod.attempt,
+                "{name} released before its result was recorded"
+            );
+        }
+        // Apply: record, then actions.
+        view.record = plan.record.clone();
+        for action in &plan.actions {
+            match action {
+                JobAction::ReleasePod { name } => {
+                    if let Some(p) = view.pods.iter_mut().find(|p| &p.name == name) {
+                        p.has_finalizer = false;
+                    }
+                }
+                JobAction::DeletePod { name, .. } => {
+                    view.pods.retain(|p| &p.name != name || p.has_finalizer)
+                }
+                JobAction::DeleteJob => {}
+            }
+        }
+        // Released, finished pods are garbage collected now and then.
+        view.pods.retain(|p| p.has_finalizer || next(3) != 0);
+        if plan.record.state.is_terminal() {
+            return plan.record;
+        }
+        // The "scheduler": place some runnable children.
+        if let RunnableWork::Array { groups } = &plan.runnable {
+            let mut slots = 1 + next(4);
+            for group in groups {
+                for index in group.indices.iter() {
+                    if slots == 0 {
+                        break;
+                    }
+                    slots -= 1;
+                    let count = attempts_seen.entry(index).or_default();
+                    *count += 1;
+                    assert!(
+                        *count <= attempts,
+                        "child {index} got more than {attempts} attempts"
+                    );
+                    assert_eq!(group.attempt, *count, "attempt numbers count up from 1");
+                    view.pods.push(
+                        attempt_pod("sim", group.attempt, Some(index))
+                            .pending()
+                            .build(),
+                    );
+                }
+            }
+        }
+        // The "kubelet": move pods along.
+        for pod in view.pods.iter_mut().filter(|p| p.has_finalizer) {
+            match pod.phase {
+                PodPhase::Pending => {
+                    if next(2) == 0 {
+                        pod.phase = PodPhase::Running;
+                        pod.started_at_ms = Some(now);
+                    }
+                }
+                PodPhase::Running if !pod.node_lost => match next(6) {
+                    0 | 1 => {
+                        pod.phase = PodPhase::Succeeded;
+                        pod.exit_code = Some(0);
+                        pod.finished_at_ms = Some(now);
+                    }
+                    2 => {
+                        pod.phase = PodPhase::Failed;
+                        pod.exit_code = Some(1);
+                        pod.finished_at_ms = Some(now);
+                    }
+                    3 => pod.node_lost = true,
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    panic!("the array did not finish");
+}
+
+#[test]
+fn simulated_arrays_keep_every_invariant_and_finish() {
+    for seed in 1..=12u64 {
+        let sequential = seed % 3 == 0;
+        let record = simulate_array(seed * 0x9e37_79b9, 40, 3, sequential);
+        let rec = record.array.as_ref().expect("array");
+        assert_eq!(rec.done_count(), 40, "seed {seed}");
+        assert!(rec.prior_attempts.is_empty(), "seed {seed}");
+        let expected = if rec.failed.is_empty() {
+            Succeeded
+        } else {
+            Failed
+        };
+        assert_eq!(record.state, expected, "seed {seed}");
+        if sequential && !rec.failed.is_empty() {
+            // After the first failure every later child failed too.
+            let first = rec.failed.first().expect("failed");
+            assert_eq!(rec.failed, IndexSet::range(first, 40), "seed {seed}");
+        }
+    }
+}

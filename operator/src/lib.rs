@@ -2,4 +2,5 @@
 #![forbid(unsafe_code)]
 
 pub mod index;
+pub mod leader;
 pub mod metrics;

@@ -1535,11 +1535,9 @@ fn simulate_array(seed: u64, size: u32, attempts: u32, sequential: bool) -> JobR
         // The "kubelet": move pods along.
         for pod in view.pods.iter_mut().filter(|p| p.has_finalizer) {
             match pod.phase {
-                PodPhase::Pending => {
-                    if next(2) == 0 {
-                        pod.phase = PodPhase::Running;
-                        pod.started_at_ms = Some(now);
-                    }
+                PodPhase::Pending if next(2) == 0 => {
+                    pod.phase = PodPhase::Running;
+                    pod.started_at_ms = Some(now);
                 }
                 PodPhase::Running if !pod.node_lost => match next(6) {
                     0 | 1 => {

@@ -16,7 +16,7 @@
 //! Building blocks: [`resources`] (and [`quantity`] to read Kubernetes/AWS amounts into them), [`index_set`] (compact child-index ranges and bitsets),
 //! [`glob`] (AWS Batch patterns), [`retry`] (`evaluateOnExit`), [`timeout`], [`deps`]
 //! (dependency verdicts), [`state`] (AWS job states), [`reasons`] (AWS status reasons),
-//! [`naming`] (deterministic pod names). Test builders live in [`fixtures`] (feature
+//! [`naming`] (deterministic pod names). Test builders live in `fixtures` (feature
 //! `fixtures`).
 #![forbid(unsafe_code)]
 

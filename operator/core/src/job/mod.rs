@@ -21,7 +21,7 @@
 //! States follow AWS Batch: SUBMITTED → PENDING (dependencies unmet) | RUNNABLE → STARTING (a
 //! pod of the next attempt exists; the scheduler creates pods, not this machine) → RUNNING
 //! (the container runs) → SUCCEEDED (exit 0) | FAILED | RUNNABLE (retry). Array jobs are
-//! handled by [`array`]; single jobs by the private `single` module.
+//! handled by [`mod@array`]; single jobs by the private `single` module.
 
 pub mod array;
 mod pods;

@@ -22,7 +22,10 @@ struct State<Key> {
 
 impl<Key: Eq + Hash + Clone> State<Key> {
     fn new() -> Self {
-        Self { by_key: HashMap::new(), keys_of: HashMap::new() }
+        Self {
+            by_key: HashMap::new(),
+            keys_of: HashMap::new(),
+        }
     }
 
     fn remove(&mut self, id: &str) {
@@ -44,7 +47,10 @@ impl<Key: Eq + Hash + Clone> State<Key> {
             return;
         }
         for key in &keys {
-            self.by_key.entry(key.clone()).or_default().insert(id.clone());
+            self.by_key
+                .entry(key.clone())
+                .or_default()
+                .insert(id.clone());
         }
         self.keys_of.insert(id, keys);
     }
@@ -69,7 +75,11 @@ pub fn object_id<K: kube::Resource>(obj: &K) -> String {
 
 impl<K: kube::Resource, Key: Eq + Hash + Clone> Index<K, Key> {
     pub fn new(key_fn: impl Fn(&K) -> Vec<Key> + Send + Sync + 'static) -> Arc<Self> {
-        Arc::new(Self { key_fn: Box::new(key_fn), live: RwLock::new(State::new()), buffer: RwLock::new(None) })
+        Arc::new(Self {
+            key_fn: Box::new(key_fn),
+            live: RwLock::new(State::new()),
+            buffer: RwLock::new(None),
+        })
     }
 
     /// Applies one watcher event; call it for every event, before or after the reflector.
@@ -83,7 +93,9 @@ impl<K: kube::Resource, Key: Eq + Hash + Clone> Index<K, Key> {
             watcher::Event::Init => *write(&self.buffer) = Some(State::new()),
             watcher::Event::InitApply(obj) => {
                 let keys = (self.key_fn)(obj);
-                write(&self.buffer).get_or_insert_with(State::new).insert(object_id(obj), keys);
+                write(&self.buffer)
+                    .get_or_insert_with(State::new)
+                    .insert(object_id(obj), keys);
             }
             watcher::Event::InitDone => {
                 if let Some(fresh) = write(&self.buffer).take() {
@@ -95,19 +107,28 @@ impl<K: kube::Resource, Key: Eq + Hash + Clone> Index<K, Key> {
 
     /// The ids (`namespace/name`) of the objects indexed under `key`, in name order.
     pub fn get(&self, key: &Key) -> Vec<String> {
-        read(&self.live).by_key.get(key).map(|ids| ids.iter().cloned().collect()).unwrap_or_default()
+        read(&self.live)
+            .by_key
+            .get(key)
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// How many objects are indexed under `key`.
     pub fn count(&self, key: &Key) -> usize {
-        read(&self.live).by_key.get(key).map(BTreeSet::len).unwrap_or(0)
+        read(&self.live)
+            .by_key
+            .get(key)
+            .map(BTreeSet::len)
+            .unwrap_or(0)
     }
 }
 
 // A poisoned lock means a panic elsewhere already; the index data itself stays consistent because
 // every mutation above is completed under one guard, so recovering the guard is sound.
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -134,7 +155,12 @@ mod tests {
 
     fn by_group() -> Arc<Index<ConfigMap, String>> {
         Index::new(|c: &ConfigMap| {
-            c.metadata.labels.as_ref().and_then(|l| l.get("group").cloned()).into_iter().collect()
+            c.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("group").cloned())
+                .into_iter()
+                .collect()
         })
     }
 

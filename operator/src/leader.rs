@@ -64,14 +64,20 @@ pub fn decide(view: &LeaseView, me: &str, now: Timestamp) -> LeaseDecision {
             let expired = match view.renewed_at {
                 None => true,
                 Some(renewed) => {
-                    let duration = SignedDuration::try_from(view.duration).unwrap_or(SignedDuration::MAX);
-                    renewed.checked_add(duration).map(|until| until <= now).unwrap_or(false)
+                    let duration =
+                        SignedDuration::try_from(view.duration).unwrap_or(SignedDuration::MAX);
+                    renewed
+                        .checked_add(duration)
+                        .map(|until| until <= now)
+                        .unwrap_or(false)
                 }
             };
             if expired {
                 LeaseDecision::Acquire
             } else {
-                LeaseDecision::Wait { holder: holder.to_string() }
+                LeaseDecision::Wait {
+                    holder: holder.to_string(),
+                }
             }
         }
     }
@@ -95,7 +101,13 @@ pub struct LeaderElector {
 }
 
 impl LeaderElector {
-    pub fn new(client: Client, namespace: &str, name: &str, identity: &str, timings: LeaseTimings) -> Self {
+    pub fn new(
+        client: Client,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+        timings: LeaseTimings,
+    ) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             name: name.to_string(),
@@ -152,7 +164,9 @@ impl LeaderElector {
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.name.clone()),
-                    labels: Some([(LABEL_MANAGED_BY.to_string(), MANAGED_BY_BARGE.to_string())].into()),
+                    labels: Some(
+                        [(LABEL_MANAGED_BY.to_string(), MANAGED_BY_BARGE.to_string())].into(),
+                    ),
                     ..Default::default()
                 },
                 spec: Some(self.spec_for(now, now, 0)),
@@ -169,12 +183,19 @@ impl LeaderElector {
                 debug!(%holder, "lease held by another candidate");
                 return Ok(false);
             }
-            LeaseDecision::Renew => (spec.acquire_time.map(|t| t.0).unwrap_or(now), spec.lease_transitions.unwrap_or(0)),
+            LeaseDecision::Renew => (
+                spec.acquire_time.map(|t| t.0).unwrap_or(now),
+                spec.lease_transitions.unwrap_or(0),
+            ),
             LeaseDecision::Acquire => (now, spec.lease_transitions.unwrap_or(0) + 1),
         };
         lease.spec = Some(self.spec_for(now, acquired_at, transitions));
         // `replace` sends the resourceVersion we read: a concurrent writer makes this a 409.
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
             Err(err) => Err(err),
@@ -193,16 +214,25 @@ impl LeaderElector {
     }
 
     /// Gives the lease up (on shutdown), so another replica can take over at once.
-    pub async fn release(client: Client, namespace: &str, name: &str, identity: &str) -> Result<(), kube::Error> {
+    pub async fn release(
+        client: Client,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+    ) -> Result<(), kube::Error> {
         let api: Api<Lease> = Api::namespaced(client, namespace);
-        let Some(mut lease) = api.get_opt(name).await? else { return Ok(()) };
+        let Some(mut lease) = api.get_opt(name).await? else {
+            return Ok(());
+        };
         let spec = lease.spec.get_or_insert_with(Default::default);
         if spec.holder_identity.as_deref() != Some(identity) {
             return Ok(());
         }
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
-        api.replace(name, &PostParams::default(), &lease).await.map(|_| ())
+        api.replace(name, &PostParams::default(), &lease)
+            .await
+            .map(|_| ())
     }
 }
 
@@ -224,24 +254,39 @@ mod tests {
 
     #[test]
     fn an_unheld_lease_is_acquired() {
-        assert_eq!(decide(&view(None, None, 15), "a", ts(100)), LeaseDecision::Acquire);
-        assert_eq!(decide(&view(Some(""), Some(99), 15), "a", ts(100)), LeaseDecision::Acquire);
+        assert_eq!(
+            decide(&view(None, None, 15), "a", ts(100)),
+            LeaseDecision::Acquire
+        );
+        assert_eq!(
+            decide(&view(Some(""), Some(99), 15), "a", ts(100)),
+            LeaseDecision::Acquire
+        );
     }
 
     #[test]
     fn our_own_lease_is_renewed() {
-        assert_eq!(decide(&view(Some("a"), Some(10), 15), "a", ts(100)), LeaseDecision::Renew);
+        assert_eq!(
+            decide(&view(Some("a"), Some(10), 15), "a", ts(100)),
+            LeaseDecision::Renew
+        );
     }
 
     #[test]
     fn a_live_lease_of_another_is_respected_until_it_expires() {
         let held = view(Some("b"), Some(100), 15);
-        assert_eq!(decide(&held, "a", ts(114)), LeaseDecision::Wait { holder: "b".into() });
+        assert_eq!(
+            decide(&held, "a", ts(114)),
+            LeaseDecision::Wait { holder: "b".into() }
+        );
         assert_eq!(decide(&held, "a", ts(115)), LeaseDecision::Acquire);
     }
 
     #[test]
     fn a_lease_without_renew_time_is_expired() {
-        assert_eq!(decide(&view(Some("b"), None, 15), "a", ts(100)), LeaseDecision::Acquire);
+        assert_eq!(
+            decide(&view(Some("b"), None, 15), "a", ts(100)),
+            LeaseDecision::Acquire
+        );
     }
 }

@@ -68,6 +68,15 @@ pub struct Metrics {
     pub ce_allocated_vcpus: Family<ComputeEnvironmentLabels, Gauge>,
     /// Status writes issued, all kinds (the figure the status-coalescing work keeps low).
     pub status_writes: Counter,
+    /// Status writes skipped because nothing changed.
+    pub status_writes_skipped: Counter,
+    /// Kubernetes Events written, failed, and dropped because the queue was full.
+    pub events_published: Counter,
+    pub events_failed: Counter,
+    pub events_dropped: Counter,
+    /// Node objects the simulated provider created and deleted.
+    pub nodes_created: Counter,
+    pub nodes_deleted: Counter,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -86,23 +95,97 @@ impl Metrics {
         let jobs = Family::<QueueStateLabels, Gauge>::default();
         registry.register("jobs", "Jobs by queue and state", jobs.clone());
         let transitions = Family::<QueueStateLabels, Counter>::default();
-        registry.register("job_transitions", "Job state changes by queue and state entered", transitions.clone());
+        registry.register(
+            "job_transitions",
+            "Job state changes by queue and state entered",
+            transitions.clone(),
+        );
         let reconciles = Family::<ControllerResultLabels, Counter>::default();
-        registry.register("reconciles", "Reconciles by controller and result", reconciles.clone());
-        let reconcile_seconds = Family::<ControllerLabels, Histogram>::new_with_constructor(seconds_histogram as fn() -> Histogram);
-        registry.register("reconcile_duration_seconds", "Reconcile duration by controller", reconcile_seconds.clone());
+        registry.register(
+            "reconciles",
+            "Reconciles by controller and result",
+            reconciles.clone(),
+        );
+        let reconcile_seconds = Family::<ControllerLabels, Histogram>::new_with_constructor(
+            seconds_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Reconcile duration by controller",
+            reconcile_seconds.clone(),
+        );
         let pass_seconds = seconds_histogram();
-        registry.register("scheduler_pass_duration_seconds", "Duration of a scheduling pass", pass_seconds.clone());
+        registry.register(
+            "scheduler_pass_duration_seconds",
+            "Duration of a scheduling pass",
+            pass_seconds.clone(),
+        );
         let placements = Counter::default();
-        registry.register("scheduler_placements", "Units (jobs, array children) placed on nodes", placements.clone());
+        registry.register(
+            "scheduler_placements",
+            "Units (jobs, array children) placed on nodes",
+            placements.clone(),
+        );
         let pod_creations_failed = Counter::default();
-        registry.register("pod_creations_failed", "Pod creations that failed and were rolled back", pod_creations_failed.clone());
+        registry.register(
+            "pod_creations_failed",
+            "Pod creations that failed and were rolled back",
+            pod_creations_failed.clone(),
+        );
         let ce_desired_vcpus = Family::<ComputeEnvironmentLabels, Gauge>::default();
-        registry.register("compute_environment_desired_vcpus", "Desired vCPUs of a compute environment", ce_desired_vcpus.clone());
+        registry.register(
+            "compute_environment_desired_vcpus",
+            "Desired vCPUs of a compute environment",
+            ce_desired_vcpus.clone(),
+        );
         let ce_allocated_vcpus = Family::<ComputeEnvironmentLabels, Gauge>::default();
-        registry.register("compute_environment_allocated_vcpus", "vCPUs of the nodes a compute environment has", ce_allocated_vcpus.clone());
+        registry.register(
+            "compute_environment_allocated_vcpus",
+            "vCPUs of the nodes a compute environment has",
+            ce_allocated_vcpus.clone(),
+        );
         let status_writes = Counter::default();
-        registry.register("status_writes", "Status writes issued", status_writes.clone());
+        registry.register(
+            "status_writes",
+            "Status writes issued",
+            status_writes.clone(),
+        );
+        let status_writes_skipped = Counter::default();
+        registry.register(
+            "status_writes_skipped",
+            "Status writes skipped because nothing changed",
+            status_writes_skipped.clone(),
+        );
+        let events_published = Counter::default();
+        registry.register(
+            "events_published",
+            "Kubernetes Events written",
+            events_published.clone(),
+        );
+        let events_failed = Counter::default();
+        registry.register(
+            "events_failed",
+            "Kubernetes Events the API server refused",
+            events_failed.clone(),
+        );
+        let events_dropped = Counter::default();
+        registry.register(
+            "events_dropped",
+            "Kubernetes Events dropped because the queue was full",
+            events_dropped.clone(),
+        );
+        let nodes_created = Counter::default();
+        registry.register(
+            "nodes_created",
+            "Node objects created by the simulated provider",
+            nodes_created.clone(),
+        );
+        let nodes_deleted = Counter::default();
+        registry.register(
+            "nodes_deleted",
+            "Node objects deleted by the simulated provider",
+            nodes_deleted.clone(),
+        );
         Self {
             registry,
             jobs,
@@ -115,6 +198,12 @@ impl Metrics {
             ce_desired_vcpus,
             ce_allocated_vcpus,
             status_writes,
+            status_writes_skipped,
+            events_published,
+            events_failed,
+            events_dropped,
+            nodes_created,
+            nodes_deleted,
         }
     }
 
@@ -122,10 +211,15 @@ impl Metrics {
     pub fn reconciled(&self, controller: &str, ok: bool, elapsed: Duration) {
         let result = if ok { "ok" } else { "error" };
         self.reconciles
-            .get_or_create(&ControllerResultLabels { controller: controller.into(), result: result.into() })
+            .get_or_create(&ControllerResultLabels {
+                controller: controller.into(),
+                result: result.into(),
+            })
             .inc();
         self.reconcile_seconds
-            .get_or_create(&ControllerLabels { controller: controller.into() })
+            .get_or_create(&ControllerLabels {
+                controller: controller.into(),
+            })
             .observe(elapsed.as_secs_f64());
     }
 
@@ -147,7 +241,10 @@ pub struct Endpoints {
 
 async fn serve_metrics(State(state): State<Endpoints>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.render(),
     )
 }
@@ -183,7 +280,10 @@ pub async fn serve(
     let bound = listener.local_addr()?;
     let app = router(endpoints);
     let handle = tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(err) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(error = %err, "metrics server failed");
         }
     });
@@ -197,19 +297,38 @@ mod tests {
     #[test]
     fn render_lists_recorded_series() {
         let metrics = Metrics::new();
-        metrics.jobs.get_or_create(&QueueStateLabels { queue: "high".into(), state: "RUNNABLE".into() }).set(3);
+        metrics
+            .jobs
+            .get_or_create(&QueueStateLabels {
+                queue: "high".into(),
+                state: "RUNNABLE".into(),
+            })
+            .set(3);
         metrics.reconciled("job", true, Duration::from_millis(2));
         let text = metrics.render();
-        assert!(text.contains(r#"barge_jobs{queue="high",state="RUNNABLE"} 3"#), "{text}");
-        assert!(text.contains(r#"barge_reconciles_total{controller="job",result="ok"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"barge_jobs{queue="high",state="RUNNABLE"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"barge_reconciles_total{controller="job",result="ok"} 1"#),
+            "{text}"
+        );
     }
 
     #[tokio::test]
     async fn readyz_follows_the_ready_flag() {
-        let endpoints = Endpoints { metrics: Arc::new(Metrics::new()), ready: Arc::new(AtomicBool::new(false)) };
-        let (addr, handle) = serve("127.0.0.1:0".parse().expect("addr"), endpoints.clone(), std::future::pending())
-            .await
-            .expect("bind");
+        let endpoints = Endpoints {
+            metrics: Arc::new(Metrics::new()),
+            ready: Arc::new(AtomicBool::new(false)),
+        };
+        let (addr, handle) = serve(
+            "127.0.0.1:0".parse().expect("addr"),
+            endpoints.clone(),
+            std::future::pending(),
+        )
+        .await
+        .expect("bind");
         let probe = |path: &'static str| async move {
             let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -223,7 +342,9 @@ mod tests {
         endpoints.ready.store(true, Ordering::Relaxed);
         assert!(probe("/readyz").await.starts_with("HTTP/1.1 200"));
         assert!(probe("/healthz").await.starts_with("HTTP/1.1 200"));
-        assert!(probe("/metrics").await.contains("barge_scheduler_pass_duration_seconds"));
+        assert!(probe("/metrics")
+            .await
+            .contains("barge_scheduler_pass_duration_seconds"));
         handle.abort();
     }
 }

@@ -1,0 +1,118 @@
+//! The kube-runtime controllers, one module per kind, and what they share.
+//!
+//! Every reconciler is a pipeline (Stackable style): **dereference** (read related objects from
+//! the caches, never the API) → **validate** (pure) → **build** (pure: the desired children and
+//! status) → **apply** (writes) → **update_status** (server-side apply, skipped when unchanged).
+//! Each module has one `thiserror` enum whose variants name the failing step, and an
+//! `error_policy` that tells permanent errors (wait for a change) from transient ones (requeue).
+//!
+//! [`spawn_all`] starts every controller and the scheduler on the leader; each is driven by the
+//! shared feeds of the [`Caches`](crate::cache::Caches) and stops on the shutdown signal.
+
+pub mod scheduling_policy;
+
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use kube::runtime::controller::{self, Action};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::Resource;
+use tracing::{debug, warn};
+
+use crate::context::Context;
+use crate::run::Shutdown;
+
+/// Condition reason: a deleted object waits for what still uses it.
+pub const REASON_IN_USE: &str = "InUse";
+/// Condition reason: a provider Barge does not implement yet.
+pub const REASON_PROVIDER_NOT_SUPPORTED: &str = "ProviderNotSupported";
+/// Condition reason: the nodes of a compute environment do not match its plan yet.
+pub const REASON_SCALING: &str = "Scaling";
+/// Condition reason: a compute environment depends on something not valid yet.
+pub const REASON_NOT_READY: &str = "NotReady";
+/// Event action of everything a controller announces about configuration.
+pub const ACTION_RECONCILE: &str = "Reconcile";
+
+/// How long a transient failure waits before the next attempt.
+pub const TRANSIENT_RETRY: Duration = Duration::from_secs(5);
+
+/// Starts every controller and the scheduler loop; the handles finish after `shutdown`.
+pub fn spawn_all(ctx: Arc<Context>, shutdown: Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
+    // The job controller (controllers::job) and the scheduler loop (crate::scheduler) are
+    // started here too, with the same `ctx` and `shutdown`, by the "jobs" side of the operator.
+    vec![tokio::spawn(scheduling_policy::run(ctx, shutdown))]
+}
+
+/// The kube controller settings for every Barge controller.
+pub fn controller_config(ctx: &Context) -> controller::Config {
+    controller::Config::default().concurrency(ctx.config.reconcile_concurrency)
+}
+
+/// Runs one reconcile and records its duration and outcome under `controller`.
+pub async fn measured<T, E>(
+    ctx: &Context,
+    controller: &str,
+    reconcile: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let started = Instant::now();
+    let result = reconcile.await;
+    ctx.metrics
+        .reconciled(controller, result.is_ok(), started.elapsed());
+    result
+}
+
+/// Consumes a controller's output until it ends, logging failed reconciles.
+pub async fn drain<K, E>(
+    controller: &'static str,
+    stream: impl Stream<Item = Result<(ObjectRef<K>, Action), controller::Error<E, watcher::Error>>>,
+) where
+    K: Resource,
+    K::DynamicType: std::fmt::Debug,
+    E: std::error::Error + 'static,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(result) = stream.next().await {
+        match result {
+            Ok((obj, _)) => debug!(%controller, object = %obj, "reconciled"),
+            Err(controller::Error::ReconcilerFailed(err, obj)) => {
+                warn!(%controller, object = %obj, error = %err, "reconcile failed")
+            }
+            Err(controller::Error::ObjectNotFound(obj)) => {
+                debug!(%controller, object = %obj, "object gone before its reconcile")
+            }
+            Err(err) => warn!(%controller, error = %err, "controller error"),
+        }
+    }
+    debug!(%controller, "controller stopped");
+}
+
+/// A list of names for messages: `a, b and c`.
+pub fn join_names<S: Display>(names: &[S]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!(
+            "{} and {last}",
+            init.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_join_like_a_sentence() {
+        assert_eq!(join_names::<&str>(&[]), "");
+        assert_eq!(join_names(&["a"]), "a");
+        assert_eq!(join_names(&["a", "b", "c"]), "a, b and c");
+    }
+}

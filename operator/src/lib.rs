@@ -22,3 +22,5 @@ pub mod leader;
 pub mod metrics;
 pub mod run;
 pub mod status;
+#[cfg(test)]
+pub(crate) mod test_support;

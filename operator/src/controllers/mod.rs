@@ -9,6 +9,7 @@
 //! [`spawn_all`] starts every controller and the scheduler on the leader; each is driven by the
 //! shared feeds of the [`Caches`](crate::cache::Caches) and stops on the shutdown signal.
 
+pub mod job_definition;
 pub mod scheduling_policy;
 
 use std::fmt::Display;
@@ -44,7 +45,10 @@ pub const TRANSIENT_RETRY: Duration = Duration::from_secs(5);
 pub fn spawn_all(ctx: Arc<Context>, shutdown: Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
     // The job controller (controllers::job) and the scheduler loop (crate::scheduler) are
     // started here too, with the same `ctx` and `shutdown`, by the "jobs" side of the operator.
-    vec![tokio::spawn(scheduling_policy::run(ctx, shutdown))]
+    vec![
+        tokio::spawn(scheduling_policy::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(job_definition::run(ctx, shutdown)),
+    ]
 }
 
 /// The kube controller settings for every Barge controller.

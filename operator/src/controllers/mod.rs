@@ -10,6 +10,7 @@
 //! shared feeds of the [`Caches`](crate::cache::Caches) and stops on the shutdown signal.
 
 pub mod job_definition;
+pub mod job_queue;
 pub mod scheduling_policy;
 
 use std::fmt::Display;
@@ -47,6 +48,7 @@ pub fn spawn_all(ctx: Arc<Context>, shutdown: Shutdown) -> Vec<tokio::task::Join
     // started here too, with the same `ctx` and `shutdown`, by the "jobs" side of the operator.
     vec![
         tokio::spawn(scheduling_policy::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(job_queue::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(job_definition::run(ctx, shutdown)),
     ]
 }

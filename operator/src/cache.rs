@@ -414,12 +414,15 @@ fn occupies_node(pod: &Pod) -> Option<&str> {
 struct PodUsage {
     node: String,
     requests: PodRequests,
+    barge: bool,
 }
 
 #[derive(Clone, Debug, Default)]
 struct NodeTotals {
     requests: PodRequests,
     pods: i64,
+    /// CPU requested by Barge's pods alone.
+    barge_milli_cpu: i64,
 }
 
 #[derive(Default)]
@@ -435,6 +438,9 @@ impl UsageState {
         };
         if let Some(totals) = self.nodes.get_mut(&usage.node) {
             totals.pods -= 1;
+            if usage.barge {
+                totals.barge_milli_cpu -= usage.requests.milli_cpu;
+            }
             totals.requests.milli_cpu -= usage.requests.milli_cpu;
             totals.requests.memory_mib -= usage.requests.memory_mib;
             for (name, value) in &usage.requests.extended {
@@ -454,14 +460,19 @@ impl UsageState {
             return;
         };
         let requests = PodRequests::of_pod(pod);
+        let barge = is_barge_pod(pod);
         let totals = self.nodes.entry(node.to_string()).or_default();
         totals.pods += 1;
+        if barge {
+            totals.barge_milli_cpu += requests.milli_cpu;
+        }
         totals.requests.add(&requests);
         self.pods.insert(
             id,
             PodUsage {
                 node: node.to_string(),
                 requests,
+                barge,
             },
         );
     }
@@ -492,6 +503,16 @@ impl NodeUsage {
                 t.pods,
             ),
         }
+    }
+
+    /// Millicpu requested by Barge's pods bound to `node` (a compute environment's allocated
+    /// vCPUs).
+    pub fn barge_milli_cpu_on(&self, node: &str) -> i64 {
+        read(&self.live)
+            .nodes
+            .get(node)
+            .map(|t| t.barge_milli_cpu)
+            .unwrap_or(0)
     }
 
     /// Number of non-terminal pods bound to `node`.
@@ -1039,6 +1060,7 @@ mod tests {
             Resources::new(2000, 200, 0, 2)
         );
         assert!(usage.contains("ns", "b") && !usage.contains("ns", "unbound"));
+        assert_eq!(usage.barge_milli_cpu_on("n1"), 1000, "only b is Barge's");
         // b finishes: its requests are released.
         usage.apply(&watcher::Event::Apply(pod(
             "b",

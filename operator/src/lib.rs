@@ -20,6 +20,7 @@ pub mod events;
 pub mod index;
 pub mod leader;
 pub mod metrics;
+pub mod nodepools;
 pub mod run;
 pub mod status;
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! [`spawn_all`] starts every controller and the scheduler on the leader; each is driven by the
 //! shared feeds of the [`Caches`](crate::cache::Caches) and stops on the shutdown signal.
 
+pub mod compute_environment;
 pub mod job_definition;
 pub mod job_queue;
 pub mod scheduling_policy;
@@ -49,6 +50,7 @@ pub fn spawn_all(ctx: Arc<Context>, shutdown: Shutdown) -> Vec<tokio::task::Join
     vec![
         tokio::spawn(scheduling_policy::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(job_queue::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(compute_environment::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(job_definition::run(ctx, shutdown)),
     ]
 }

@@ -1,0 +1,594 @@
+//! Tests of the scheduling pass, one (or more) per rule.
+
+use super::*;
+use crate::fixtures::{alloc, environment, node, queue, req, snapshot, workload, T0};
+
+fn placed(result: &PassResult) -> Vec<(String, Option<u32>, String, String)> {
+    result
+        .placements
+        .iter()
+        .map(|p| {
+            (
+                p.job.name.clone(),
+                p.array_index,
+                p.environment.clone(),
+                p.node.clone(),
+            )
+        })
+        .collect()
+}
+
+fn jobs_placed(result: &PassResult) -> Vec<String> {
+    result
+        .placements
+        .iter()
+        .map(|p| p.job.name.clone())
+        .collect()
+}
+
+fn verdict(result: &PassResult, w: usize) -> Option<Unplaced> {
+    result.verdicts[w].unplaced.clone()
+}
+
+#[test]
+fn fifo_within_a_queue() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("n1", "ce", alloc(2, 4096, 0)))
+        .workload(workload("late", "q", req(1000, 1024, 0), T0 + 2))
+        .workload(workload("early", "q", req(1000, 1024, 0), T0))
+        .workload(workload("middle", "q", req(1000, 1024, 0), T0 + 1))
+        .build();
+    let r = schedule(&s);
+    assert_eq!(jobs_placed(&r), vec!["early", "middle"]);
+    assert_eq!(verdict(&r, 0), Some(Unplaced::NoCapacity));
+    assert_eq!(
+        r.verdicts[1],
+        WorkloadVerdict {
+            placed: 1,
+            unplaced: None
+        }
+    );
+}
+
+#[test]
+fn retried_jobs_go_first() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("n1", "ce", alloc(1, 4096, 0)))
+        .workload(workload("old", "q", req(1000, 1024, 0), T0))
+        .workload(workload("retry", "q", req(1000, 1024, 0), T0 + 100).retried(2))
+        .build();
+    let r = schedule(&s);
+    assert_eq!(jobs_placed(&r), vec!["retry"]);
+    assert_eq!(r.placements[0].attempt, 2);
+}
+
+#[test]
+fn queues_sharing_an_environment_are_served_by_priority_then_name() {
+    let s = snapshot()
+        .queue(queue("low", &["ce"]).priority(1))
+        .queue(queue("high", &["ce"]).priority(10))
+        .queue(queue("b-mid", &["ce"]).priority(5))
+        .queue(queue("a-mid", &["ce"]).priority(5))
+        .environment(environment("ce"))
+        .node(node("n1", "ce", alloc(3, 8192, 0)))
+        .workload(workload("low-job", "low", req(1000, 1, 0), T0))
+        .workload(workload("high-job", "high", req(1000, 1, 0), T0 + 50))
+        .workload(workload("b-job", "b-mid", req(1000, 1, 0), T0))
+        .workload(workload("a-job", "a-mid", req(1000, 1, 0), T0 + 10))
+        .build();
+    let r = schedule(&s);
+    assert_eq!(jobs_placed(&r), vec!["high-job", "a-job", "b-job"]);
+    assert_eq!(verdict(&r, 0), Some(Unplaced::NoCapacity));
+    let order: Vec<&str> = order_queues(&s.queues)
+        .into_iter()
+        .map(|q| s.queues[q].name.as_str())
+        .collect();
+    assert_eq!(order, vec!["high", "a-mid", "b-mid", "low"]);
+}
+
+#[test]
+fn environments_are_tried_in_queue_order() {
+    let s = snapshot()
+        .queue(queue("q", &["first", "second"]))
+        .environment(environment("second"))
+        .environment(environment("first"))
+        .node(node("a", "first", alloc(1, 2048, 0)))
+        .node(node("b", "second", alloc(8, 2048, 0)))
+        .workload(workload("j1", "q", req(1000, 1024, 0), T0))
+        .workload(workload("j2", "q", req(1000, 1024, 0), T0 + 1))
+        .build();
+    let r = schedule(&s);
+    assert_eq!(
+        placed(&r),
+        vec![
+            ("j1".to_string(), None, "first".to_string(), "a".to_string()),
+            (
+                "j2".to_string(),
+                None,
+                "second".to_string(),
+                "b".to_string()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn best_fit_packs_the_fullest_node_that_fits() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("roomy", "ce", alloc(16, 65536, 0)))
+        .node(node("snug", "ce", alloc(4, 16384, 0)).used(req(2000, 0, 0)))
+        .node(node("too-small", "ce", alloc(1, 16384, 0)))
+        .workload(workload("j", "q", req(2000, 1024, 0), T0))
+        .build();
+    let r = schedule(&s);
+    assert_eq!(r.placements[0].node, "snug");
+}
+
+#[test]
+fn pods_that_are_not_barges_count_against_free_capacity() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("busy", "ce", alloc(4, 8192, 0)).used(Resources::new(3500, 1024, 0, 3)))
+        .workload(workload("j", "q", req(1000, 1024, 0), T0))
+        .build();
+    assert_eq!(verdict(&schedule(&s), 0), Some(Unplaced::NoCapacity));
+    let overcommitted = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("over", "ce", alloc(4, 8192, 0)).used(req(9000, 0, 0)))
+        .workload(workload("j", "q", req(1, 1, 0), T0))
+        .build();
+    assert!(schedule(&overcommitted).placements.is_empty());
+}
+
+#[test]
+fn placements_reserve_capacity_within_the_pass() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("n", "ce", Resources::new(4000, 4096, 0, 3)))
+        .workload(workload("a", "q", req(1000, 1024, 0), T0))
+        .workload(workload("b", "q", req(1000, 1024, 0), T0 + 1))
+        .workload(workload("c", "q", req(1000, 1024, 0), T0 + 2))
+        .workload(workload("d", "q", req(1000, 1024, 0), T0 + 3))
+        .build();
+    let r = schedule(&s);
+    assert_eq!(
+        jobs_placed(&r),
+        vec!["a", "b", "c"],
+        "the pod-slot limit (3) is respected"
+    );
+}
+
+#[test]
+fn best_effort_fifo_lets_smaller_jobs_pass_a_big_one() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("n", "ce", alloc(4, 8192, 0)))
+        .workload(workload("big", "q", req(8000, 1024, 0), T0))
+        .workload(workload("small", "q", req(1000, 1024, 0), T0 + 1))
+        .build();
+    let r = schedule(&s);
+    assert_eq!(jobs_placed(&r), vec!["small"]);
+    assert_eq!(verdict(&r, 0), Some(Unplaced::NoCapacity));
+}
+
+#[test]
+fn strict_fifo_stops_at_the_first_job_that_does_not_fit() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]).strict_fifo())
+        .environment(environment("ce"))
+        .node(node("n", "ce", alloc(4, 8192, 0)))
+        .workload(workload("first", "q", req(1000, 1024, 0), T0))
+        .workload(workload("big", "q", req(8000, 1024, 0), T0 + 1))
+        .workload(workload("small", "q", req(1000, 1024, 0), T0 + 2))
+        .build();
+    let r = schedule(&s);
+    assert_eq!(jobs_placed(&r), vec!["first"]);
+    assert_eq!(verdict(&r, 1), Some(Unplaced::NoCapacity));
+    assert_eq!(
+        verdict(&r, 2),
+        Some(Unplaced::BehindStrictFifoHead {
+            head: JobKey::new("default", "big")
+        })
+    );
+}
+
+#[test]
+fn disabled_queue_places_nothing() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]).disabled())
+        .environment(environment("ce"))
+        .node(node("n", "ce", alloc(4, 8192, 0)))
+        .workload(workload("j", "q", req(1000, 1024, 0), T0))
+        .build();
+    let r = schedule(&s);
+    assert!(r.placements.is_empty());
+    assert_eq!(verdict(&r, 0), Some(Unplaced::QueueDisabled));
+    assert_eq!(
+        Unplaced::QueueDisabled.message("q"),
+        "queue \"q\" is DISABLED"
+    );
+}
+
+#[test]
+fn disabled_and_invalid_environments_receive_nothing() {
+    let s = snapshot()
+        .queue(queue("q", &["off", "on"]))
+        .environment(environment("off").disabled())
+        .environment(environment("on"))
+        .node(node("n-off", "off", alloc(4, 8192, 0)))
+        .node(node("n-on", "on", alloc(4, 8192, 0)))
+        .workload(workload("j", "q", req(1000, 1024, 0), T0))
+        .build();
+    assert_eq!(schedule(&s).placements[0].node, "n-on");
+
+    let all_off = snapshot()
+        .queue(queue("q", &["off"]))
+        .environment(environment("off").disabled())
+        .node(node("n-off", "off", alloc(4, 8192, 0)))
+        .workload(workload("j", "q", req(1000, 1024, 0), T0))
+        .build();
+    assert_eq!(
+        verdict(&schedule(&all_off), 0),
+        Some(Unplaced::EnvironmentsDisabled)
+    );
+
+    let invalid = snapshot()
+        .queue(queue("q", &["bad"]))
+        .environment(environment("bad").invalid())
+        .node(node("n", "bad", alloc(4, 8192, 0)))
+        .workload(workload("j", "q", req(1000, 1024, 0), T0))
+        .build();
+    let r = schedule(&invalid);
+    assert!(r.placements.is_empty());
+    let v = verdict(&r, 0).expect("verdict");
+    assert_eq!(v, Unplaced::EnvironmentsInvalid);
+    assert_eq!(
+        v.status_reason().as_deref(),
+        Some("ACTION_REQUIRED - CE(s) associated with the job queue are invalid.")
+    );
+
+    let none = snapshot()
+        .queue(queue("q", &["ghost"]))
+        .workload(workload("j", "q", req(1000, 1024, 0), T0))
+        .workload(workload("k", "nowhere", req(1000, 1024, 0), T0))
+        .build();
+    let r = schedule(&none);
+    assert_eq!(verdict(&r, 0), Some(Unplaced::NoEnvironment));
+    assert_eq!(verdict(&r, 1), Some(Unplaced::UnknownQueue));
+}
+
+#[test]
+fn unschedulable_nodes_and_foreign_nodes_are_skipped() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("cordoned", "ce", alloc(8, 8192, 0)).unschedulable())
+        .node(node("other-ce", "elsewhere", alloc(8, 8192, 0)))
+        .workload(workload("j", "q", req(1000, 1024, 0), T0))
+        .build();
+    assert!(schedule(&s).placements.is_empty());
+}
+
+#[test]
+fn non_gpu_work_avoids_gpu_nodes_unless_nothing_else_fits() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("gpu", "ce", alloc(4, 16384, 1)).instance_type("g4dn.xlarge"))
+        .node(node("cpu", "ce", alloc(8, 16384, 0)))
+        .workload(workload("a", "q", req(2000, 1024, 0), T0))
+        .workload(workload("b", "q", req(6000, 1024, 0), T0 + 1))
+        .workload(workload("c", "q", req(1000, 1024, 0), T0 + 2))
+        .workload(workload("g", "q", req(1000, 1024, 1), T0 + 3))
+        .build();
+    let r = schedule(&s);
+    assert_eq!(
+        placed(&r)
+            .into_iter()
+            .map(|(j, _, _, n)| (j, n))
+            .collect::<Vec<_>>(),
+        vec![
+            ("a".to_string(), "cpu".to_string()),
+            ("b".to_string(), "cpu".to_string()),
+            ("c".to_string(), "gpu".to_string()),
+            ("g".to_string(), "gpu".to_string()),
+        ]
+    );
+    let gpu_only_on_gpu_nodes = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("cpu", "ce", alloc(8, 16384, 0)))
+        .workload(workload("g", "q", req(1000, 1024, 1), T0))
+        .build();
+    assert!(schedule(&gpu_only_on_gpu_nodes).placements.is_empty());
+}
+
+#[test]
+fn instance_type_constraint_is_honoured() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("m5", "ce", alloc(4, 16384, 0)).instance_type("m5.xlarge"))
+        .node(node("c5", "ce", alloc(4, 8192, 0)).instance_type("c5.xlarge"))
+        .workload(workload("pinned", "q", req(1000, 1024, 0), T0).instance_type("c5.xlarge"))
+        .workload(workload("nowhere", "q", req(1000, 1024, 0), T0 + 1).instance_type("r5.large"))
+        .build();
+    let r = schedule(&s);
+    assert_eq!(
+        placed(&r),
+        vec![(
+            "pinned".to_string(),
+            None,
+            "ce".to_string(),
+            "c5".to_string()
+        )]
+    );
+    assert_eq!(
+        verdict(&r, 1),
+        Some(Unplaced::NoCapacity),
+        "shapes unknown: cannot call it never"
+    );
+}
+
+#[test]
+fn array_children_are_placed_in_index_order_until_one_does_not_fit() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("n", "ce", alloc(3, 8192, 0)))
+        .workload(
+            workload("arr", "q", req(1000, 1024, 0), T0)
+                .children("5-9,20")
+                .retried(2),
+        )
+        .build();
+    let r = schedule(&s);
+    let indices: Vec<Option<u32>> = r.placements.iter().map(|p| p.array_index).collect();
+    assert_eq!(indices, vec![Some(5), Some(6), Some(7)]);
+    assert!(r.placements.iter().all(|p| p.attempt == 2));
+    assert_eq!(
+        r.verdicts[0],
+        WorkloadVerdict {
+            placed: 3,
+            unplaced: Some(Unplaced::NoCapacity)
+        }
+    );
+}
+
+#[test]
+fn a_full_cluster_does_not_walk_every_child() {
+    // Two arrays of 10,000 identical children; room for five. The second array's first child
+    // is refused by the failure memo without looking at nodes.
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("n", "ce", alloc(5, 8192, 0)))
+        .workload(workload("a", "q", req(1000, 1024, 0), T0).children("0-9999"))
+        .workload(workload("b", "q", req(1000, 1024, 0), T0 + 1).children("0-9999"))
+        .workload(workload("c", "q", req(2000, 2048, 0), T0 + 2).children("0-9999"))
+        .build();
+    let r = schedule(&s);
+    assert_eq!(r.placements.len(), 5);
+    assert_eq!(
+        r.verdicts[1],
+        WorkloadVerdict {
+            placed: 0,
+            unplaced: Some(Unplaced::NoCapacity)
+        }
+    );
+    assert_eq!(
+        r.stats.memo_hits, 2,
+        "b's and c's first children answered from the memo"
+    );
+    assert_eq!(r.stats.units_placed, 5);
+}
+
+#[test]
+fn jobs_larger_than_any_instance_type_can_never_run() {
+    let s = snapshot()
+        .queue(queue("q", &["small", "medium"]))
+        .environment(environment("small").shape("c5.large", alloc(2, 4096, 0)))
+        .environment(
+            environment("medium")
+                .shape("c5.2xlarge", alloc(8, 16384, 0))
+                .shape("r5.xlarge", alloc(4, 32768, 0)),
+        )
+        .workload(workload("huge", "q", req(16000, 1024, 0), T0))
+        .workload(workload("fits-r5", "q", req(4000, 30000, 0), T0))
+        .workload(workload("cpu-and-mem", "q", req(8000, 32768, 0), T0))
+        .workload(workload("no-such-type", "q", req(1000, 1024, 0), T0).instance_type("p3.2xlarge"))
+        .build();
+    let r = schedule(&s);
+    match verdict(&r, 0) {
+        Some(Unplaced::CannotRun {
+            status_reason,
+            message,
+        }) => {
+            assert!(status_reason.starts_with("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"));
+            assert!(message.contains("cpu=16000m"), "{message}");
+            assert!(
+                message.contains("largest: cpu=8000m memory=32768Mi"),
+                "{message}"
+            );
+        }
+        other => panic!("expected CannotRun, got {other:?}"),
+    }
+    assert_eq!(
+        verdict(&r, 1),
+        Some(Unplaced::NoCapacity),
+        "fits an r5.xlarge, just no node now"
+    );
+    assert!(
+        matches!(verdict(&r, 2), Some(Unplaced::CannotRun { .. })),
+        "8 vCPU and 32 GiB fit no single shape, though each fits some shape"
+    );
+    match verdict(&r, 3) {
+        Some(Unplaced::CannotRun { message, .. }) => {
+            assert!(message.contains("instance type p3.2xlarge"), "{message}")
+        }
+        other => panic!("expected CannotRun, got {other:?}"),
+    }
+    assert!(verdict(&r, 0).expect("verdict").is_permanent());
+}
+
+#[test]
+fn jobs_above_every_max_vcpus_can_never_run() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(
+            environment("ce")
+                .shape("m5.24xlarge", alloc(96, 393216, 0))
+                .max_vcpus(16),
+        )
+        .workload(workload("wide", "q", req(32000, 1024, 0), T0))
+        .build();
+    match verdict(&schedule(&s), 0) {
+        Some(Unplaced::CannotRun { status_reason, .. }) => {
+            assert!(status_reason.starts_with("MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE"))
+        }
+        other => panic!("expected CannotRun, got {other:?}"),
+    }
+}
+
+#[test]
+fn can_never_run_is_judged_even_in_a_disabled_queue_or_behind_a_strict_head() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]).disabled())
+        .environment(environment("ce").shape("c5.large", alloc(2, 4096, 0)))
+        .workload(workload("huge", "q", req(4000, 1024, 0), T0))
+        .build();
+    assert!(matches!(
+        verdict(&schedule(&s), 0),
+        Some(Unplaced::CannotRun { .. })
+    ));
+}
+
+#[test]
+fn same_snapshot_same_result_and_ties_break_by_node_name() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("n-b", "ce", alloc(4, 8192, 0)))
+        .node(node("n-a", "ce", alloc(4, 8192, 0)))
+        .workload(workload("j", "q", req(1000, 1024, 0), T0))
+        .build();
+    let r = schedule(&s);
+    assert_eq!(r.placements[0].node, "n-a");
+    assert_eq!(schedule(&s), r);
+}
+
+#[test]
+fn queue_ordering_is_pluggable() {
+    struct Newest;
+    impl QueueOrder for Newest {
+        fn order(&self, _q: &QueueSpec, workloads: &[Workload], members: &mut Vec<usize>) {
+            members.sort_by_key(|&w| std::cmp::Reverse(workloads[w].submitted_at_ms));
+        }
+    }
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("n", "ce", alloc(1, 8192, 0)))
+        .workload(workload("old", "q", req(1000, 1024, 0), T0))
+        .workload(workload("new", "q", req(1000, 1024, 0), T0 + 1))
+        .build();
+    assert_eq!(jobs_placed(&schedule_with(&s, &Newest)), vec!["new"]);
+    assert_eq!(jobs_placed(&schedule(&s)), vec!["old"]);
+}
+
+#[test]
+fn messages_explain_verdicts() {
+    assert!(Unplaced::NoCapacity
+        .message("q")
+        .contains("waiting for capacity"));
+    let head = Unplaced::BehindStrictFifoHead {
+        head: JobKey::new("ns", "big"),
+    };
+    assert!(head.message("q").contains("ns/big"));
+    assert_eq!(Unplaced::NoCapacity.status_reason(), None);
+}
+
+#[test]
+fn workloads_come_from_the_job_plan_and_placements_name_their_pods() {
+    use crate::fixtures::{attempt_pod, job};
+    use crate::job::reconcile;
+    let view = job("arr")
+        .array(6)
+        .retry(2)
+        .state(crate::state::JobState::Running)
+        .pod(attempt_pod("arr", 1, Some(4)).failed(1, T0, T0 + 1))
+        .pod(attempt_pod("arr", 1, Some(5)).running(T0))
+        .build();
+    let plan = reconcile(&view, T0 + 2);
+    let key = JobKey::new("default", "arr");
+    let workloads = Workload::from_runnable(
+        &key,
+        "q",
+        T0,
+        req(1000, 1024, 0),
+        &Constraints::default(),
+        &plan.runnable,
+    );
+    assert_eq!(workloads.len(), 2);
+    assert_eq!((workloads[0].attempt, workloads[0].retried), (2, true));
+    assert_eq!(
+        workloads[0].units,
+        Units::Array(IndexSet::parse("4").expect("valid"))
+    );
+    assert_eq!(
+        workloads[1].units,
+        Units::Array(IndexSet::parse("0-3").expect("valid"))
+    );
+    let mut s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("n", "ce", alloc(2, 8192, 0)))
+        .build();
+    s.workloads = workloads;
+    let r = schedule(&s);
+    let names: Vec<String> = r.placements.iter().map(Placement::pod_name).collect();
+    assert_eq!(
+        names,
+        vec!["arr-2-4", "arr-1-0"],
+        "the retried child first, on attempt 2"
+    );
+    let blocked = r.verdicts[1]
+        .unplaced
+        .as_ref()
+        .expect("partly placed")
+        .to_blocked("q");
+    assert_eq!(blocked.status_reason, None);
+    assert!(blocked.message.contains("waiting for capacity"));
+    let single = Workload::from_runnable(
+        &JobKey::new("ns", "one"),
+        "q",
+        T0,
+        req(1, 1, 0),
+        &Constraints::default(),
+        &crate::job::RunnableWork::Single {
+            attempt: 3,
+            retried: true,
+        },
+    );
+    assert_eq!(single.len(), 1);
+    assert_eq!(single[0].units, Units::Single);
+    assert!(Workload::from_runnable(
+        &key,
+        "q",
+        T0,
+        req(1, 1, 0),
+        &Constraints::default(),
+        &crate::job::RunnableWork::Nothing
+    )
+    .is_empty());
+}

@@ -119,6 +119,29 @@ fn write_sharp_v(out: &mut String, v: &Value) {
     }
 }
 
+/// `%v` of a decoded JSON value.
+pub(crate) fn plain_v(v: &Value) -> String {
+    match v {
+        Value::Null => "<nil>".to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => number(n),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => {
+            let parts: Vec<String> = items.iter().map(plain_v).collect();
+            format!("[{}]", parts.join(" "))
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{k}:{}", plain_v(&map[k])))
+                .collect();
+            format!("map[{}]", parts.join(" "))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +181,12 @@ mod tests {
             "[]interface {}{\"x\", 2, interface {}(nil)}"
         );
         assert_eq!(sharp_v(&json!(1.5)), "1.5");
+    }
+
+    #[test]
+    fn plain_v_renders_go_default_format() {
+        assert_eq!(plain_v(&json!(["a", "b"])), "[a b]");
+        assert_eq!(plain_v(&json!({"k": "v", "a": 1})), "map[a:1 k:v]");
+        assert_eq!(plain_v(&json!(null)), "<nil>");
     }
 }

@@ -19,5 +19,31 @@
 //! ([`validation::invalid_status`], [`apply::conflict_status`]) so their wording matches a real
 //! API server.
 
+pub mod apply;
+pub mod builtin;
 pub(crate) mod gofmt;
+pub mod patch;
+pub mod selectors;
+pub mod table;
 pub mod validation;
+
+use serde_json::Value;
+
+/// JSON equality with Go's numeric view of decoded JSON: `1` equals `1.0`.
+pub(crate) fn structural_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(i), Some(j)) => i == j,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| structural_eq(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| structural_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}

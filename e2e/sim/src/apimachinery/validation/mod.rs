@@ -172,6 +172,14 @@ impl CompiledSchema {
             .is_some_and(|n| n.map_atomic)
     }
 
+    /// Whether the object at `path` is a map (`additionalProperties`) rather than a struct.
+    pub fn is_map_at(&self, path: &[&str]) -> bool {
+        self.node_at(path.iter().copied()).is_some_and(|n| {
+            n.properties.is_empty()
+                && matches!(n.additional, Additional::Schema(_) | Additional::Any)
+        })
+    }
+
     fn node_at<'a>(&self, path: impl Iterator<Item = &'a str>) -> Option<&Node> {
         let mut node = &self.root;
         for seg in path {

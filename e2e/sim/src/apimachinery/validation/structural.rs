@@ -51,24 +51,7 @@ fn is_integer(v: &Value) -> bool {
     matches!(v, Value::Number(n) if n.is_i64() || n.is_u64())
 }
 
-/// JSON equality with Go's numeric conversion: `1` equals `1.0`.
-pub(crate) fn json_eq(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
-            (Some(i), Some(j)) => i == j,
-            _ => x.as_f64() == y.as_f64(),
-        },
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
-        }
-        _ => a == b,
-    }
-}
+pub(crate) use crate::apimachinery::structural_eq as json_eq;
 
 /// A `float64` boundary printed as kube-openapi prints it for this data: integer data is
 /// compared (and printed) against `int64(boundary)`.

@@ -375,3 +375,68 @@ impl ComputeResources {
             .unwrap_or(DEFAULT_SCALE_DOWN_DELAY_SECONDS)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(provider: NodeProvider, binding_mode: Option<BindingMode>) -> ComputeEnvironmentSpec {
+        ComputeEnvironmentSpec {
+            r#type: ComputeEnvironmentType::Managed,
+            state: State::Enabled,
+            compute_resources: Some(ComputeResources {
+                r#type: ComputeResourceType::Ec2,
+                minv_cpus: 0,
+                maxv_cpus: 8,
+                desiredv_cpus: None,
+                instance_types: vec![],
+                allocation_strategy: None,
+                bid_percentage: None,
+                tags: BTreeMap::new(),
+                provider,
+                scale_down_delay_seconds: None,
+            }),
+            node_selector: None,
+            gpu_resource_name: None,
+            binding_mode,
+        }
+    }
+
+    #[test]
+    fn binding_mode_defaults_to_the_kube_scheduler_with_karpenter_only() {
+        let karpenter = NodeProvider {
+            karpenter: Some(KarpenterProvider {
+                node_class_ref: NodeClassRef {
+                    group: "karpenter.k8s.aws".into(),
+                    kind: "EC2NodeClass".into(),
+                    name: "default".into(),
+                },
+                requirements: vec![],
+            }),
+            ..NodeProvider::default()
+        };
+        let simulated = NodeProvider {
+            simulated: Some(SimulatedProvider::default()),
+            ..NodeProvider::default()
+        };
+        assert_eq!(
+            spec(karpenter, None).effective_binding_mode(),
+            BindingMode::KubeScheduler
+        );
+        assert_eq!(
+            spec(simulated.clone(), None).effective_binding_mode(),
+            BindingMode::Barge
+        );
+        assert_eq!(
+            spec(simulated.clone(), Some(BindingMode::KubeScheduler)).effective_binding_mode(),
+            BindingMode::KubeScheduler
+        );
+        let ce = spec(simulated, None);
+        assert_eq!(ce.effective_gpu_resource_name(), "nvidia.com/gpu");
+        let resources = ce.compute_resources.as_ref().expect("managed");
+        assert_eq!(
+            resources.effective_scale_down_delay_seconds(),
+            DEFAULT_SCALE_DOWN_DELAY_SECONDS
+        );
+    }
+}

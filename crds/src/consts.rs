@@ -136,6 +136,28 @@ pub const BLOCKED_REASON_INSUFFICIENT_INSTANCE_CAPACITY: &str =
 pub const STATUS_REASON_CANCELED_BY_TIME_LIMIT_PREFIX: &str =
     "Canceled by JobStateTimeLimit action due to reason: ";
 
+/// Which pod of an attempt a name is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptPod {
+    /// The pod of a single (non-array, single-node) job.
+    Single,
+    /// The pod of array child `index`.
+    ArrayChild(u32),
+    /// The pod of node `index` of a multi-node job.
+    Node(u32),
+}
+
+/// The deterministic name of an attempt's pod: `<job>-<attempt>`, `<job>-<attempt>-<index>` for
+/// an array child, `<job>-<attempt>-node-<n>` for a node of a multi-node job. A re-created pod
+/// gets the same name, so the API server answers AlreadyExists instead of making a twin.
+pub fn attempt_pod_name(job: &str, attempt: u32, pod: AttemptPod) -> String {
+    match pod {
+        AttemptPod::Single => format!("{job}-{attempt}"),
+        AttemptPod::ArrayChild(index) => format!("{job}-{attempt}-{index}"),
+        AttemptPod::Node(node) => format!("{job}-{attempt}-node-{node}"),
+    }
+}
+
 /// The status reason of an attempt whose node was lost, as AWS Batch words it.
 pub fn host_terminated_status_reason(node_name: &str) -> String {
     format!("{STATUS_REASON_HOST_TERMINATED_PREFIX} (instance {node_name}) terminated.")
@@ -201,6 +223,22 @@ mod tests {
         let reason = host_terminated_status_reason("node-7");
         assert_eq!(reason, "Host EC2 (instance node-7) terminated.");
         assert!(reason.starts_with(STATUS_REASON_HOST_TERMINATED_PREFIX));
+    }
+
+    #[test]
+    fn attempt_pod_names_follow_the_contract() {
+        assert_eq!(
+            attempt_pod_name("render", 1, AttemptPod::Single),
+            "render-1"
+        );
+        assert_eq!(
+            attempt_pod_name("render", 2, AttemptPod::ArrayChild(41)),
+            "render-2-41"
+        );
+        assert_eq!(
+            attempt_pod_name("mpi", 1, AttemptPod::Node(0)),
+            "mpi-1-node-0"
+        );
     }
 
     #[test]

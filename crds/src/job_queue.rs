@@ -181,3 +181,26 @@ impl JobQueueSpec {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compute_environments_are_tried_in_ascending_order() {
+        let entry = |order, name: &str| ComputeEnvironmentOrder {
+            order,
+            compute_environment: name.to_string(),
+        };
+        let spec = JobQueueSpec {
+            state: State::Enabled,
+            priority: 1,
+            compute_environment_order: vec![entry(3, "c"), entry(1, "a"), entry(2, "b")],
+            scheduling_policy_name: None,
+            job_state_time_limit_actions: vec![],
+            namespace_selector: None,
+            queueing_strategy: QueueingStrategy::default(),
+        };
+        assert_eq!(spec.ordered_compute_environments(), vec!["a", "b", "c"]);
+    }
+}

@@ -2,7 +2,10 @@
 //! status subresource and the status fields every kind shares.
 mod support;
 
-use barge_crds::consts::{CATEGORY, GROUP, VERSION};
+use barge_crds::consts::{
+    API_VERSION, CATEGORY, GROUP, KIND_COMPUTE_ENVIRONMENT, KIND_JOB, KIND_JOB_DEFINITION,
+    KIND_JOB_QUEUE, KIND_SCHEDULING_POLICY, VERSION,
+};
 use barge_crds::crdgen::crd_schema;
 
 struct Expected {
@@ -111,6 +114,25 @@ fn names_scopes_and_printer_columns_are_as_designed() {
             expected.kind
         );
     }
+}
+
+#[test]
+fn the_kind_constants_name_the_crds() {
+    let kinds: Vec<String> = support::crds()
+        .iter()
+        .map(|c| c.spec.names.kind.clone())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            KIND_COMPUTE_ENVIRONMENT,
+            KIND_JOB_QUEUE,
+            KIND_SCHEDULING_POLICY,
+            KIND_JOB_DEFINITION,
+            KIND_JOB
+        ]
+    );
+    assert_eq!(API_VERSION, format!("{GROUP}/{VERSION}"));
 }
 
 #[test]

@@ -1,0 +1,208 @@
+//! `barge import aws FILE...`: reads AWS Batch JSON documents and prints Barge manifests.
+//!
+//! The manifests go to stdout as multi-document YAML (ready for `kubectl apply -f -`); notes
+//! about anything changed or not carried over go to stderr. On any error (unreadable file,
+//! invalid JSON, a malformed field) nothing is printed on stdout, every error is reported on
+//! stderr naming the file and the field, and the exit code is 1. Usage errors exit with 2.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use crate::import_aws::{convert, ImportOptions};
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(subcommand)]
+    pub source: ImportSource,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportSource {
+    /// Convert AWS Batch JSON (RegisterJobDefinition, CreateJobQueue, CreateComputeEnvironment,
+    /// CreateSchedulingPolicy, SubmitJob; a document or a list of them per file) into Barge
+    /// manifests.
+    Aws(AwsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AwsArgs {
+    /// AWS Batch JSON files ("-" reads standard input).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Namespace of the JobDefinitions and Jobs (default: none, so kubectl uses its current one).
+    #[arg(long, short = 'n', value_parser = parse_namespace)]
+    pub namespace: Option<String>,
+}
+
+fn parse_namespace(value: &str) -> Result<String, String> {
+    if barge_crds::common::is_dns_label(value) {
+        Ok(value.to_string())
+    } else {
+        Err(format!(
+            "{value:?} is not a namespace name (lowercase letters, digits and '-', at most 63 characters)"
+        ))
+    }
+}
+
+/// The result of importing a set of inputs: YAML for stdout, notes, or errors.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ImportOutput {
+    pub yaml: String,
+    pub notes: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+/// Converts named inputs (file name, content); pure, so it is unit-tested without files.
+pub fn import_inputs(inputs: &[(String, String)], options: &ImportOptions) -> ImportOutput {
+    let mut output = ImportOutput::default();
+    for (name, content) in inputs {
+        let value: serde_json::Value = match serde_json::from_str(content) {
+            Ok(value) => value,
+            Err(e) => {
+                output.errors.push(format!("{name}: not valid JSON: {e}"));
+                continue;
+            }
+        };
+        let conversion = match convert(&value, options) {
+            Ok(conversion) => conversion,
+            Err(e) => {
+                output.errors.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        output.notes.extend(
+            conversion
+                .notes
+                .iter()
+                .map(|note| format!("{name}: {note}")),
+        );
+        for object in &conversion.objects {
+            match object
+                .to_value()
+                .and_then(|v| serde_yaml::to_string(&v).map_err(serde::ser::Error::custom))
+            {
+                Ok(yaml) => {
+                    output
+                        .yaml
+                        .push_str(&format!("---\n# Imported from {name}\n{yaml}"));
+                }
+                Err(e) => output
+                    .errors
+                    .push(format!("{name}: cannot render the manifest: {e}")),
+            }
+        }
+    }
+    if !output.errors.is_empty() {
+        output.yaml.clear();
+    }
+    output
+}
+
+fn read_input(path: &PathBuf) -> Result<(String, String), String> {
+    let name = path.display().to_string();
+    let content = if name == "-" {
+        let mut content = String::new();
+        std::io::stdin()
+            .read_to_string(&mut content)
+            .map_err(|e| format!("standard input: {e}"))?;
+        content
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?
+    };
+    Ok((name, content))
+}
+
+pub fn run(args: ImportArgs) -> ExitCode {
+    match args.source {
+        ImportSource::Aws(aws) => run_aws(aws),
+    }
+}
+
+fn run_aws(args: AwsArgs) -> ExitCode {
+    let mut inputs = Vec::new();
+    let mut read_errors = Vec::new();
+    for path in &args.files {
+        match read_input(path) {
+            Ok(input) => inputs.push(input),
+            Err(e) => read_errors.push(e),
+        }
+    }
+    let options = ImportOptions {
+        namespace: args.namespace,
+    };
+    let mut output = import_inputs(&inputs, &options);
+    if !read_errors.is_empty() {
+        output.errors.splice(0..0, read_errors);
+        output.yaml.clear();
+    }
+    for note in &output.notes {
+        eprintln!("note: {note}");
+    }
+    for error in &output.errors {
+        eprintln!("error: {error}");
+    }
+    if !output.errors.is_empty() {
+        return ExitCode::FAILURE;
+    }
+    print!("{}", output.yaml);
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(name: &str, content: &str) -> (String, String) {
+        (name.to_string(), content.to_string())
+    }
+
+    #[test]
+    fn documents_become_yaml_with_notes() {
+        let output = import_inputs(
+            &[input(
+                "q.json",
+                r#"{"jobQueueName": "High_Priority", "priority": 1, "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": "ce"}]}"#,
+            )],
+            &ImportOptions::default(),
+        );
+        assert!(output.errors.is_empty(), "{:?}", output.errors);
+        assert!(output.yaml.starts_with("---\n# Imported from q.json\n"));
+        assert!(output.yaml.contains("kind: JobQueue"));
+        assert!(output.yaml.contains("name: high-priority"));
+        assert!(output
+            .notes
+            .iter()
+            .any(|n| n.starts_with("q.json: jobQueueName: ")));
+    }
+
+    #[test]
+    fn errors_name_file_and_field_and_suppress_output() {
+        let output = import_inputs(
+            &[
+                input("good.json", r#"{"name": "p", "fairsharePolicy": {}}"#),
+                input(
+                    "bad.json",
+                    r#"{"jobDefinitionName": "x", "type": "container", "containerProperties": {"image": "i", "vcpus": "two"}}"#,
+                ),
+                input("broken.json", "{"),
+            ],
+            &ImportOptions::default(),
+        );
+        assert_eq!(output.yaml, "");
+        assert_eq!(output.errors.len(), 2);
+        assert_eq!(
+            output.errors[0],
+            "bad.json: containerProperties.vcpus: expected a number, got \"two\""
+        );
+        assert!(output.errors[1].starts_with("broken.json: not valid JSON: "));
+    }
+
+    #[test]
+    fn namespace_must_be_a_dns_label() {
+        assert!(parse_namespace("team-a").is_ok());
+        assert!(parse_namespace("Team_A").is_err());
+    }
+}

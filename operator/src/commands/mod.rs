@@ -1,0 +1,5 @@
+//! One module per `barge` subcommand: each parses its arguments (clap) and does the I/O around
+//! the pure logic it calls.
+
+pub mod import;
+pub mod operator;

@@ -168,14 +168,14 @@ pub struct Selectors {
 }
 
 impl Selectors {
-    pub fn parse(q: &Query) -> ApiResult<Self> {
+    pub fn parse(q: &Query, def: &ResourceDef) -> ApiResult<Self> {
         let labels = q
             .get("labelSelector")
             .map(LabelSelector::parse)
             .transpose()?;
         let fields = q
             .get("fieldSelector")
-            .map(FieldSelector::parse)
+            .map(|f| FieldSelector::parse(f, &def.group, &def.kind, def.custom))
             .transpose()?;
         let indexed = fields.as_ref().is_none_or(|f| {
             f.keys()
@@ -189,7 +189,7 @@ impl Selectors {
         })
     }
 
-    pub fn matches(&self, def: &ResourceDef, s: &Stored) -> bool {
+    pub fn matches(&self, s: &Stored) -> bool {
         if let Some(l) = &self.labels {
             if !l.matches(&s.labels) {
                 return false;
@@ -198,7 +198,7 @@ impl Selectors {
         match &self.fields {
             None => true,
             Some(f) if self.indexed => f.matches(&s.indexed_fields()),
-            Some(f) => f.matches(&served_value(def, s)),
+            Some(f) => f.matches(&s.value()),
         }
     }
 }
@@ -254,7 +254,7 @@ pub fn list_body(
 
 /// LIST with selectors and limit/continue pagination.
 pub fn list(req: &Req) -> ApiResult<Response> {
-    let sel = Selectors::parse(&req.query)?;
+    let sel = Selectors::parse(&req.query, &req.def)?;
     let limit = req
         .query
         .int("limit")
@@ -290,7 +290,7 @@ pub fn list(req: &Req) -> ApiResult<Response> {
     let mut scanned = 0usize;
     for s in objs {
         scanned += 1;
-        if !sel.matches(&req.def, &s) {
+        if !sel.matches(&s) {
             continue;
         }
         if limit.is_some_and(|l| picked.len() == l) {
@@ -454,6 +454,7 @@ pub fn patch(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> 
                     &def.kind,
                     &now,
                     None,
+                    def.has_status(),
                 )?;
                 (
                     201,
@@ -497,6 +498,7 @@ pub fn patch(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> 
                             &def.kind,
                             &now,
                             req.target.subresource.as_deref(),
+                            def.has_status(),
                         )?
                     }
                 };
@@ -613,7 +615,7 @@ pub fn delete(req: &Req, body: &[u8]) -> ApiResult<Response> {
 /// DELETE of a collection (with selectors).
 pub fn delete_collection(req: &Req, body: &[u8]) -> ApiResult<Response> {
     let opts = delete_opts(req, body)?;
-    let sel = Selectors::parse(&req.query)?;
+    let sel = Selectors::parse(&req.query, &req.def)?;
     let (rv, deleted) = {
         let mut st = req
             .api
@@ -624,7 +626,7 @@ pub fn delete_collection(req: &Req, body: &[u8]) -> ApiResult<Response> {
             .store
             .list(&req.def.storage, req.target.namespace.as_deref(), None);
         let mut out = Vec::new();
-        for s in objs.into_iter().filter(|s| sel.matches(&req.def, s)) {
+        for s in objs.into_iter().filter(|s| sel.matches(s)) {
             match deletion::delete(&mut st, &req.def, &s.key(), &opts) {
                 Ok(Deleted::Gone(x)) | Ok(Deleted::Pending(x)) => out.push(render(&req.def, &x)),
                 Err(e) if e.code == 404 => {}

@@ -251,9 +251,6 @@ pub fn create(
         ] {
             m.remove(k);
         }
-        if !opts.keep_managed_fields {
-            m.remove("managedFields");
-        }
     }
     let name = meta_str(&obj, "name").unwrap_or_default().to_string();
     check_name(def, &name)?;
@@ -304,6 +301,7 @@ pub fn create(
             def.schema.as_deref(),
             &def.group,
             &def.kind,
+            def.has_status(),
         );
     }
     let mut stored = objects::to_storage(def, obj);
@@ -456,6 +454,7 @@ pub fn commit_update(
             def.schema.as_deref(),
             &def.group,
             &def.kind,
+            def.has_status(),
         );
     }
     let key: ObjKey = (

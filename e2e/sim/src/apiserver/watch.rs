@@ -153,7 +153,7 @@ pub fn watch(
             sel,
             tx,
             sent: 0,
-            drop_after: api.faults.drop_watches_after(),
+
             last_rv: start_rv,
         };
         task.run(
@@ -175,7 +175,6 @@ struct WatchTask {
     sel: Selectors,
     tx: mpsc::Sender<Bytes>,
     sent: u64,
-    drop_after: Option<u64>,
     last_rv: u64,
 }
 
@@ -186,7 +185,11 @@ impl WatchTask {
             return false;
         }
         self.sent += 1;
-        self.drop_after.is_none_or(|n| self.sent < n)
+        // Read per event, so a fault set while a watch is open applies to it too.
+        self.api
+            .faults
+            .drop_watches_after()
+            .is_none_or(|n| self.sent < n)
     }
 
     async fn event(&mut self, ev: &WatchEvent) -> bool {

@@ -350,6 +350,8 @@ fn merge_subresource(def: &ResourceDef, old: &Value, new: Value, sub: Option<&st
             // the resourceVersion precondition, which the caller already checked.
             out
         }
+        // Binding sets spec.nodeName and the PodScheduled condition together.
+        Some("binding") => new,
         Some("finalize") => {
             let mut out = old.clone();
             out["spec"]["finalizers"] = new

@@ -85,7 +85,8 @@ impl Req<'_> {
 /// Decode a JSON (or YAML) request body.
 pub fn decode_body(body: &[u8], content_type: &str) -> ApiResult<Value> {
     if content_type.contains("protobuf") {
-        return Err(ApiError::unsupported_media(content_type));
+        return super::protobuf::decode(body)
+            .map_err(|e| ApiError::new(415, "UnsupportedMediaType", e, None));
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => Ok(v),
@@ -537,10 +538,15 @@ pub fn patch(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> 
 
 /// DeleteOptions from the query and an optional JSON body.
 fn delete_opts(req: &Req, body: &[u8]) -> ApiResult<DeleteOpts> {
+    let ct = req
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
     let b: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        decode_body(body, "application/json")?
+        decode_body(body, ct)?
     };
     let mut o = DeleteOpts {
         grace: req
@@ -733,7 +739,11 @@ pub fn evict(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> 
 fn review(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> {
     // kubectl sends reviews as protobuf; the answer (everything allowed) does not depend on the
     // request, so a protobuf body is answered without decoding it.
-    let mut b = if content_type.contains("protobuf") { json!({}) } else { decode_body(body, content_type)? };
+    let mut b = if content_type.contains("protobuf") {
+        json!({})
+    } else {
+        decode_body(body, content_type)?
+    };
     write::check_kind(&req.def, &mut b)?;
     b["status"] = match req.def.kind.as_str() {
         "SelfSubjectRulesReview" => {

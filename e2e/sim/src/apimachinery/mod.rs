@@ -24,6 +24,7 @@ pub mod builtin;
 pub(crate) mod gofmt;
 pub mod patch;
 pub mod selectors;
+pub mod table;
 pub mod validation;
 
 use serde_json::Value;

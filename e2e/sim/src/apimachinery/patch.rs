@@ -9,7 +9,8 @@
 //! patch order, server-only items kept in place relative to them). Custom resources do not
 //! support it: the server answers 415 ([`unsupported_media_type_status`]).
 
-use super::builtin::{BuiltinKind, PatchStrategy};
+use super::builtin::PatchStrategy;
+pub use super::builtin::{builtin_kind, BuiltinKind};
 use super::structural_eq;
 use serde_json::{json, Map, Value};
 use std::fmt;

@@ -629,20 +629,36 @@ pub fn escape_value(s: &str) -> String {
         .replace('=', "\\=")
 }
 
+/// What the API server's selectable-field functions report for unset fields that are not
+/// strings (Go zero values: `strconv.FormatBool(false)`, `strconv.Itoa(0)`).
+const FIELD_ZERO_VALUES: &[(&str, &str)] = &[
+    ("spec.unschedulable", "false"),
+    ("spec.hostNetwork", "false"),
+    ("status.replicas", "0"),
+    ("status.successful", "0"),
+];
+
 /// The text of a field of `obj` addressed by a dotted path, as field selectors compare it.
 pub fn field_value(obj: &Value, path: &str) -> String {
+    let zero = || {
+        FIELD_ZERO_VALUES
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, z)| z.to_string())
+            .unwrap_or_default()
+    };
     let mut cur = obj;
     for seg in path.split('.') {
         match cur.get(seg) {
             Some(v) => cur = v,
-            None => return String::new(),
+            None => return zero(),
         }
     }
     match cur {
         Value::String(s) => s.clone(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => gofmt::number(n),
-        Value::Null => String::new(),
+        Value::Null => zero(),
         other => other.to_string(),
     }
 }
@@ -976,6 +992,16 @@ mod tests {
                 .matches(&unscheduled),
             "missing reads as empty"
         );
+        let node = json!({"metadata": {"name": "n1"}, "spec": {}});
+        assert!(
+            parse_field_selector("spec.unschedulable=false")
+                .unwrap()
+                .matches(&node),
+            "unset booleans read as false"
+        );
+        assert!(!parse_field_selector("spec.unschedulable=true")
+            .unwrap()
+            .matches(&node));
         let event = json!({"involvedObject": {"kind": "Job", "name": "j", "uid": "u-1"}, "reason": "Started"});
         assert!(
             parse_field_selector("involvedObject.uid=u-1,involvedObject.kind=Job")

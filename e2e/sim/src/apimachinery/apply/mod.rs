@@ -20,7 +20,8 @@ mod typed;
 
 use crate::apimachinery::builtin::BuiltinKind;
 use crate::apimachinery::gofmt;
-use crate::apimachinery::validation::{CompiledSchema, ListType};
+use crate::apimachinery::validation::CompiledSchema;
+pub use crate::apimachinery::validation::ListType;
 use fieldset::{path_string, FieldSet};
 use serde_json::{json, Map, Value};
 

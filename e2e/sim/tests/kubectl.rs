@@ -214,11 +214,24 @@ async fn kubectl_apply_get_watch_label_patch_delete() {
         vec!["widget.example.com/w1", "widget.example.com/w2"]
     );
     let table = k.ok(&["get", "widgets"]);
-    assert!(
-        table.lines().next().is_some_and(|h| h.contains("NAME")),
-        "{table}"
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "SIZE", "AGE"],
+        "the CRD's printer columns:\n{table}"
     );
-    assert!(table.contains("w1") && table.contains("w2"), "{table}");
+    let w1_row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("w1"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(&w1_row[..2], ["w1", "4"], "{table}");
 
     // A refused object: exit code and the field in the message.
     let bad = k.fails_stdin(&["apply", "-f", "-"], &widget("bad", 99));
@@ -290,6 +303,14 @@ async fn kubectl_apply_get_watch_label_patch_delete() {
 
     // label, patch (merge / JSON / strategic), delete on a pod.
     k.ok_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p1\nspec:\n  containers:\n  - name: a\n    image: busybox:1.36\n  - name: b\n    image: busybox:1.36\n");
+    let pods = k.ok(&["get", "pods"]);
+    let row: Vec<&str> = pods
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(&row[..4], ["p1", "0/2", "Pending", "0"], "{pods}");
     assert!(k
         .ok(&["label", "pod", "p1", "tier=web"])
         .contains("pod/p1 labeled"));

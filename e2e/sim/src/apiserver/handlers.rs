@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
@@ -130,15 +130,19 @@ fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
 fn object_response(req: &Req, code: u16, s: &Stored) -> Response {
     if req.wants_table() {
         let v = served_value(&req.def, s);
-        return json_response(code, json_bytes(&table_of(req, &[v])));
+        return match table_of(req, &[v]) {
+            Ok(t) => json_response(code, json_bytes(&t)),
+            Err(e) => e.into_response(),
+        };
     }
     json_response(code, render(&req.def, s))
 }
 
-fn table_of(req: &Req, items: &[Value]) -> Value {
+fn table_of(req: &Req, items: &[Value]) -> ApiResult<Value> {
     let include = req.query.get("includeObject").unwrap_or("Metadata");
     machinery::table(
         items,
+        req.def.custom,
         &req.def.group,
         &req.def.kind,
         &req.def.printer_columns,
@@ -308,7 +312,7 @@ pub fn list(req: &Req) -> ApiResult<Response> {
     };
     if req.wants_table() {
         let items: Vec<Value> = picked.iter().map(|s| served_value(&req.def, s)).collect();
-        let mut t = table_of(req, &items);
+        let mut t = table_of(req, &items)?;
         t["metadata"] = json!({"resourceVersion": rv.to_string()});
         if let Some(c) = &cont {
             t["metadata"]["continue"] = json!(c);

@@ -4,12 +4,13 @@
 //! the three patch types, server-side apply and `kubectl get` tables, so that the library can be
 //! swapped in or upgraded in one place.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::apimachinery::apply::{self, ApplyOptions, ListTypes, Untyped};
 use crate::apimachinery::builtin::{builtin_kind, BuiltinKind};
 use crate::apimachinery::patch;
 use crate::apimachinery::selectors;
+use crate::apimachinery::table::{self, IncludeObject, PrinterColumn};
 use crate::apimachinery::validation::{invalid_status, CompiledSchema};
 
 use super::status::{ApiError, ApiResult};
@@ -202,44 +203,23 @@ pub fn track_update(
     })
 }
 
-/// A `meta.k8s.io/v1` Table of objects.
+/// A `meta.k8s.io/v1` Table of objects (`kubectl get`): CRD printer columns for custom kinds,
+/// kubectl's columns for built-ins.
 pub fn table(
     items: &[Value],
-    _group: &str,
-    _kind: &str,
-    _columns: &[Value],
+    custom: bool,
+    group: &str,
+    kind: &str,
+    columns: &[Value],
     now: jiff::Timestamp,
     include_object: &str,
-) -> Value {
-    let rows: Vec<Value> = items
-        .iter()
-        .map(|o| {
-            let name = o.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
-            let age = o.pointer("/metadata/creationTimestamp").and_then(Value::as_str).and_then(|t| t.parse::<jiff::Timestamp>().ok()).map(|t| short_age(now, t)).unwrap_or_else(|| "<unknown>".into());
-            let object = match include_object {
-                "None" => Value::Null,
-                "Object" => o.clone(),
-                _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o.get("metadata").cloned().unwrap_or_else(|| Value::Object(Map::new()))}),
-            };
-            json!({"cells": [name, age], "object": object})
-        })
-        .collect();
-    json!({
-        "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {},
-        "columnDefinitions": [
-            {"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0},
-            {"name": "Age", "type": "string", "format": "", "description": "CreationTimestamp is a timestamp representing the server time when this object was created.", "priority": 0},
-        ],
-        "rows": rows,
+) -> ApiResult<Value> {
+    let include = IncludeObject::parse(include_object).map_err(ApiError::bad_request)?;
+    let refs: Vec<&Value> = items.iter().collect();
+    Ok(if custom {
+        let cols = PrinterColumn::for_crd_version(&json!({"additionalPrinterColumns": columns}));
+        table::crd_table(&refs, &cols, now, include)
+    } else {
+        table::builtin_table(group, kind, &refs, now, include)
     })
-}
-
-fn short_age(now: jiff::Timestamp, t: jiff::Timestamp) -> String {
-    let secs = (now.as_second() - t.as_second()).max(0);
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 3600 * 3 => format!("{}m", s / 60),
-        s if s < 86400 * 2 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86400),
-    }
 }

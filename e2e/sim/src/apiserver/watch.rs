@@ -264,3 +264,98 @@ impl WatchTask {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::registry::Registry;
+    use serde_json::json;
+
+    fn stored(ns: &str, label: &str) -> Arc<Stored> {
+        Arc::new(Stored::new(
+            &json!({"metadata": {"name": "o", "namespace": ns, "labels": {"tier": label}}}),
+            1,
+        ))
+    }
+
+    fn ev(kind: EventType, obj: Arc<Stored>, prev: Option<Arc<Stored>>) -> WatchEvent {
+        WatchEvent {
+            kind,
+            rv: 2,
+            obj,
+            prev,
+        }
+    }
+
+    #[test]
+    fn selector_transitions_become_added_and_deleted() {
+        let def = Registry::with_builtins()
+            .get("", "v1", "configmaps")
+            .unwrap();
+        let sel = Selectors::parse(&Query::parse(Some("labelSelector=tier%3Dweb")), &def).unwrap();
+        let web = stored("a", "web");
+        let db = stored("a", "db");
+        assert_eq!(
+            classify(&ev(EventType::Added, web.clone(), None), None, &sel),
+            Some(EventType::Added)
+        );
+        assert_eq!(
+            classify(&ev(EventType::Added, db.clone(), None), None, &sel),
+            None
+        );
+        assert_eq!(
+            classify(
+                &ev(EventType::Modified, web.clone(), Some(db.clone())),
+                None,
+                &sel
+            ),
+            Some(EventType::Added)
+        );
+        assert_eq!(
+            classify(
+                &ev(EventType::Modified, db.clone(), Some(web.clone())),
+                None,
+                &sel
+            ),
+            Some(EventType::Deleted)
+        );
+        assert_eq!(
+            classify(
+                &ev(EventType::Modified, web.clone(), Some(web.clone())),
+                None,
+                &sel
+            ),
+            Some(EventType::Modified)
+        );
+        assert_eq!(
+            classify(
+                &ev(EventType::Deleted, web.clone(), Some(web.clone())),
+                None,
+                &sel
+            ),
+            Some(EventType::Deleted)
+        );
+        assert_eq!(
+            classify(&ev(EventType::Added, web, None), Some("b"), &sel),
+            None,
+            "other namespace"
+        );
+    }
+
+    #[test]
+    fn event_lines_and_bookmarks() {
+        let def = Registry::with_builtins().get("", "v1", "pods").unwrap();
+        let b = bookmark(&def, 42, true);
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["type"], "BOOKMARK");
+        assert_eq!(v["object"]["metadata"]["resourceVersion"], "42");
+        assert_eq!(
+            v["object"]["metadata"]["annotations"][INITIAL_EVENTS_END],
+            "true"
+        );
+        assert_eq!(v["object"]["kind"], "Pod");
+        assert!(b.ends_with(b"\n"));
+        let l: serde_json::Value = serde_json::from_slice(&line("ADDED", b"{\"a\":1}")).unwrap();
+        assert_eq!(l, json!({"type": "ADDED", "object": {"a": 1}}));
+    }
+}

@@ -10,9 +10,9 @@ pub const DEFAULT_NODE_SELECTOR: &str = "sim.barge.dev/simulated=true";
 pub const ANNOTATION_CAPACITY: &str = "sim.barge.dev/capacity";
 /// Node annotation: decimal seconds before the node turns Ready.
 pub const ANNOTATION_BOOT_DELAY: &str = "sim.barge.dev/boot-delay-seconds";
-/// Node annotation set by the sim API server's node-loss fault ("kills" the node): the kubelet
+/// Node annotation (`sim.barge.dev/lost`) set by the sim API server's node-loss fault: the kubelet
 /// stops heartbeating and stops running the node's pods. Any value other than "false" counts.
-pub const ANNOTATION_NODE_KILLED: &str = "sim.barge.dev/killed";
+pub const ANNOTATION_NODE_KILLED: &str = crate::apiserver::admin::LOST_ANNOTATION;
 /// Pod annotation: `scripted` or `process`.
 pub const ANNOTATION_RUNTIME: &str = "sim.barge.dev/runtime";
 /// Pod annotation (scripted runtime): decimal seconds each container runs.

@@ -52,13 +52,12 @@ pub fn first_fit<'a>(
     ))
 }
 
-/// Why `node` cannot take the pod (`None` when it can).
+/// Why `node` cannot take the pod (`None` when it can), checked in the order of the
+/// kube-scheduler's default filter plugins: NodeUnschedulable, TaintToleration, NodeAffinity,
+/// NodeResourcesFit.
 fn node_misfits(spec: &PodSpec, request: &Resources, node: &Candidate) -> Option<Vec<String>> {
     if node.unschedulable {
         return Some(vec![REASON_UNSCHEDULABLE.to_string()]);
-    }
-    if !matches_node_selector(spec, node) {
-        return Some(vec![REASON_SELECTOR.to_string()]);
     }
     let tolerations = spec.tolerations.as_deref().unwrap_or_default();
     if let Some(t) = node.taints.iter().find(|t| {
@@ -70,6 +69,9 @@ fn node_misfits(spec: &PodSpec, request: &Resources, node: &Candidate) -> Option
             t.key,
             t.value.as_deref().unwrap_or_default()
         )]);
+    }
+    if !matches_node_selector(spec, node) {
+        return Some(vec![REASON_SELECTOR.to_string()]);
     }
     let mut why = Vec::new();
     if node.free_pods < 1 {

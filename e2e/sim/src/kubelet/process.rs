@@ -3,7 +3,9 @@
 //! does with CreateContainerConfigError), runs `command`+`args` through
 //! `/bin/sh -c 'exec "$@"' sh ...` in a process group of its own, with a per-pod working
 //! directory, streams stdout/stderr into the container's log, and reports start and exit to the
-//! manager. A `Stop` sends SIGTERM to the group and SIGKILL once the grace period is over.
+//! manager. A `Stop` sends SIGTERM to the main process (as a container runtime signals the
+//! container's PID 1) and SIGKILL to its whole process group once the grace period is over;
+//! when the main process exits, whatever it left behind in its group is killed too.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -280,7 +282,11 @@ pub async fn run_container(
                 Some(Control::Stop { grace }) => grace,
                 None => Duration::ZERO,
             };
-            signal_group(pgid, Signal::SIGTERM);
+            // Like a container runtime: SIGTERM to the main process (the container's PID 1)
+            // only; SIGKILL, later, to everything (the whole group, as a cgroup kill).
+            if let Some(pid) = pgid.and_then(|p| i32::try_from(p).ok()) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
             match tokio::time::timeout(grace, child.wait()).await {
                 Ok(s) => s,
                 Err(_) => {

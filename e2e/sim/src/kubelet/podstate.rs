@@ -160,6 +160,8 @@ pub struct PodRun {
     pub stopping: Option<StopCause>,
     /// Phase, reason and message fixed at admission (a rejected pod).
     pub rejected: Option<(String, String)>,
+    /// When the kubelet first computed this pod's conditions.
+    first_seen: Option<Timestamp>,
     /// Condition type → (status, reason, message, lastTransitionTime).
     conditions: BTreeMap<&'static str, ConditionState>,
 }
@@ -214,6 +216,7 @@ impl PodRun {
             sandbox_ready: false,
             stopping: None,
             rejected: None,
+            first_seen: None,
             conditions: BTreeMap::new(),
         }
     }
@@ -520,6 +523,7 @@ impl PodRun {
 
     /// Recomputes conditions; lastTransitionTime moves only when a status flips.
     fn refresh_conditions(&mut self, now: Timestamp) {
+        self.first_seen.get_or_insert(now);
         let (phase, _, _) = self.phase();
         let terminal = phase == PHASE_SUCCEEDED || phase == PHASE_FAILED;
         let mut want: Vec<(&'static str, bool, Option<&'static str>, Option<String>)> = Vec::new();
@@ -618,16 +622,29 @@ impl PodRun {
                 c
             })
             .collect();
+        // When the kubelet sees a pod, PodScheduled is True (the kubelet sets it if the
+        // scheduler did not, e.g. for a pod created with spec.nodeName).
+        let is_scheduled =
+            |c: &Value| c.get("type").and_then(Value::as_str) == Some(COND_POD_SCHEDULED);
+        let scheduled = preserved
+            .iter()
+            .find(|c| is_scheduled(c) && c.get("status").and_then(Value::as_str) == Some(TRUE))
+            .cloned()
+            .unwrap_or_else(|| {
+                let since = self.start_time.or(self.first_seen).map(api_time);
+                json!({"type": COND_POD_SCHEDULED, "status": TRUE, "lastProbeTime": null, "lastTransitionTime": since})
+            });
         conditions.extend(
             preserved
                 .iter()
                 .filter(|c| {
                     c.get("type")
                         .and_then(Value::as_str)
-                        .is_some_and(|t| !order.contains(&t))
+                        .is_some_and(|t| !order.contains(&t) && t != COND_POD_SCHEDULED)
                 })
                 .cloned(),
         );
+        conditions.push(scheduled);
         status.insert("conditions".into(), Value::Array(conditions));
         status.insert("hostIP".into(), json!(self.host_ip));
         status.insert("hostIPs".into(), json!([{"ip": self.host_ip}]));
@@ -781,6 +798,14 @@ mod tests {
         assert_eq!(p["status"]["startTime"], "2023-11-14T22:13:20Z");
         assert_eq!(cond(&p, "Ready")["status"], "True");
         assert_eq!(cond(&p, "PodScheduled")["status"], "True");
+        let generated = run.status_patch(&[
+            json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}),
+        ]);
+        assert_eq!(cond(&generated, "PodScheduled")["status"], "True");
+        assert_eq!(
+            cond(&generated, "PodScheduled")["lastTransitionTime"],
+            "2023-11-14T22:13:20Z"
+        );
         assert_eq!(
             p["status"]["containerStatuses"][0]["state"]["running"]["startedAt"],
             "2023-11-14T22:13:21Z"

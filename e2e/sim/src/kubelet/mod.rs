@@ -99,7 +99,7 @@ impl Default for KubeletConfig {
             pod_field_selector: None,
             lease_renew_interval: Duration::from_secs(10),
             restart_backoff: Duration::from_secs(10),
-            max_concurrent_writes: 32,
+            max_concurrent_writes: 64,
             work_dir: None,
         }
     }

@@ -25,7 +25,10 @@ use serde_json::json;
 type BoxError = Box<dyn std::error::Error>;
 
 fn env_num(name: &str, default: f64) -> f64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Params {
@@ -47,7 +50,12 @@ async fn create_nodes(client: &Client, prefix: &str, p: &Params) -> Result<(), B
     Ok(())
 }
 
-async fn create_pods(client: &Client, ns: &str, prefix: &str, p: &Params) -> Result<Duration, BoxError> {
+async fn create_pods(
+    client: &Client,
+    ns: &str,
+    prefix: &str,
+    p: &Params,
+) -> Result<Duration, BoxError> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let annotations = json!({"sim.barge.dev/duration-seconds": p.duration.to_string(), "sim.barge.dev/exit-code": "0"});
     let begun = Instant::now();
@@ -76,7 +84,9 @@ fn count_succeeded(client: &Client, ns: &str, n: usize) -> tokio::task::JoinHand
     tokio::spawn(async move {
         let mut running = HashSet::new();
         let mut succeeded = HashSet::new();
-        let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff().applied_objects());
+        let mut stream = std::pin::pin!(watcher(api, watcher::Config::default())
+            .default_backoff()
+            .applied_objects());
         while let Ok(Some(p)) = stream.try_next().await {
             let uid = p.metadata.uid.clone().unwrap_or_default();
             match p.status.as_ref().and_then(|s| s.phase.as_deref()) {
@@ -96,16 +106,30 @@ fn count_succeeded(client: &Client, ns: &str, n: usize) -> tokio::task::JoinHand
     })
 }
 
-async fn report(phase: &str, p: &Params, cluster: &Cluster, kubelet: &KubeletHandle, begun: Instant, done: tokio::task::JoinHandle<usize>) -> Result<(), BoxError> {
+async fn report(
+    phase: &str,
+    p: &Params,
+    cluster: &Cluster,
+    kubelet: &KubeletHandle,
+    begun: Instant,
+    done: tokio::task::JoinHandle<usize>,
+) -> Result<(), BoxError> {
     let before = kubelet.stats();
-    let running = tokio::time::timeout(Duration::from_secs(600), done).await.map_err(|_| format!("{phase}: pods did not all succeed in time"))??;
+    let running = tokio::time::timeout(Duration::from_secs(600), done)
+        .await
+        .map_err(|_| format!("{phase}: pods did not all succeed in time"))??;
     let total = begun.elapsed();
     let after = kubelet.stats();
     let server = cluster.stats();
     let n = p.pods as f64;
     let _ = before;
     let pod_writes = after.pod_writes();
-    println!("  {phase}: all {} Succeeded after {:.2} s: {:.0} pods/s (seen Running: {running})", p.pods, total.as_secs_f64(), n / total.as_secs_f64());
+    println!(
+        "  {phase}: all {} Succeeded after {:.2} s: {:.0} pods/s (seen Running: {running})",
+        p.pods,
+        total.as_secs_f64(),
+        n / total.as_secs_f64()
+    );
     println!(
         "    kubelet pod writes {pod_writes} ({:.2}/pod); server write requests {} ({:.2}/pod incl. creates), pods/status patches {}",
         pod_writes as f64 / n,
@@ -123,22 +147,46 @@ async fn main() -> Result<(), BoxError> {
         nodes: env_num("BARGE_BENCH_NODES", 100.0).max(1.0) as usize,
         duration: env_num("BARGE_BENCH_DURATION", 1.0),
     };
-    let writes = env_num("BARGE_BENCH_WRITES", KubeletConfig::default().max_concurrent_writes as f64) as usize;
-    println!("kubelet_scripted: {} pods on {} nodes, {} s each, {writes} concurrent kubelet writes", p.pods, p.nodes, p.duration);
+    let writes = env_num(
+        "BARGE_BENCH_WRITES",
+        KubeletConfig::default().max_concurrent_writes as f64,
+    ) as usize;
+    println!(
+        "kubelet_scripted: {} pods on {} nodes, {} s each, {writes} concurrent kubelet writes",
+        p.pods, p.nodes, p.duration
+    );
 
     for phase in ["stream", "backlog"] {
-        let cluster = Cluster::start(ClusterConfig { watch_history: Some(200_000), ..Default::default() }).await?;
+        let cluster = Cluster::start(ClusterConfig {
+            watch_history: Some(200_000),
+            ..Default::default()
+        })
+        .await?;
         let client = cluster.client()?;
         let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": phase}}))?;
-        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
-        let kubelet = Kubelet::start(client.clone(), KubeletConfig { runtime: RuntimeKind::Scripted, max_concurrent_writes: writes, ..Default::default() }).await?;
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await?;
+        let kubelet = Kubelet::start(
+            client.clone(),
+            KubeletConfig {
+                runtime: RuntimeKind::Scripted,
+                max_concurrent_writes: writes,
+                ..Default::default()
+            },
+        )
+        .await?;
         let done = count_succeeded(&client, phase, p.pods);
         if phase == "stream" {
             create_nodes(&client, phase, &p).await?;
             cluster.reset_stats();
             let begun = Instant::now();
             let created = create_pods(&client, phase, phase, &p).await?;
-            println!("  stream: created in {:.2} s ({:.0} creates/s)", created.as_secs_f64(), p.pods as f64 / created.as_secs_f64());
+            println!(
+                "  stream: created in {:.2} s ({:.0} creates/s)",
+                created.as_secs_f64(),
+                p.pods as f64 / created.as_secs_f64()
+            );
             report(phase, &p, &cluster, &kubelet, begun, done).await?;
         } else {
             create_pods(&client, phase, phase, &p).await?;

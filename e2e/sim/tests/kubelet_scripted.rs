@@ -353,3 +353,135 @@ async fn node_loss_fails_the_pods_and_stops_the_node() {
     assert_eq!(sim.kubelet.stats().pod_status_patches, writes);
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn survives_failed_writes_and_dropped_watches() {
+    let sim = Sim::start(RuntimeKind::Scripted, |_| {}).await;
+    sim.ready_node("n1", None).await;
+    sim.cluster.faults().set(barge_sim::FaultConfig {
+        error_rate: 0.3,
+        verbs: vec!["patch".into(), "create".into(), "delete".into()],
+        resources: vec!["pods".into()],
+        drop_watches_after_events: Some(7),
+        ..Default::default()
+    });
+    for i in 0..12 {
+        let node = if i % 2 == 0 { Some("n1") } else { None };
+        let mut p = pod(&format!("p{i}"), node, scripted("0.2", "0"), busybox());
+        p["metadata"]["finalizers"] = json!(["test.barge.dev/hold"]);
+        // Creation itself may be refused by the injected faults: retry it.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while sim
+            .pods("default")
+            .create(
+                &Default::default(),
+                &serde_json::from_value(p.clone()).expect("pod"),
+            )
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "could not create p{i}"
+            );
+        }
+    }
+    for i in 0..12 {
+        sim.wait_pod("default", &format!("p{i}"), "Succeeded", |p| {
+            phase(p) == "Succeeded"
+        })
+        .await;
+    }
+    // Deletion goes through too: the kubelet keeps asking until the API accepts.
+    for i in 0..12 {
+        let name = format!("p{i}");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while sim
+            .pods("default")
+            .delete(&name, &DeleteParams::default())
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "could not delete {name}"
+            );
+        }
+    }
+    sim.cluster.faults().clear();
+    for i in 0..12 {
+        let name = format!("p{i}");
+        sim.pods("default")
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+            )
+            .await
+            .expect("drop finalizer");
+        sim.wait_pod_gone("default", &name).await;
+    }
+    assert!(
+        sim.kubelet.stats().write_errors > 0,
+        "no fault was injected into the kubelet's writes"
+    );
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_kubelet_resumes_scripted_pods() {
+    let Sim {
+        cluster,
+        kubelet,
+        client,
+    } = Sim::start(RuntimeKind::Scripted, |_| {}).await;
+    let sim = Sim {
+        cluster,
+        kubelet,
+        client,
+    };
+    sim.ready_node("n1", None).await;
+    sim.create_pod(
+        "default",
+        pod("survivor", Some("n1"), scripted("1.5", "0"), busybox()),
+    )
+    .await;
+    let running = sim
+        .wait_pod("default", "survivor", "Running", |p| phase(p) == "Running")
+        .await;
+    let Sim {
+        cluster,
+        kubelet,
+        client,
+    } = sim;
+    kubelet.shutdown().await;
+    let kubelet = barge_sim::kubelet::Kubelet::start(
+        client.clone(),
+        barge_sim::kubelet::KubeletConfig::default(),
+    )
+    .await
+    .expect("restart");
+    let sim = Sim {
+        cluster,
+        kubelet,
+        client,
+    };
+    let done = sim
+        .wait_pod("default", "survivor", "Succeeded", |p| {
+            phase(p) == "Succeeded"
+        })
+        .await;
+    let (before, after) = (status(&running), status(&done));
+    assert_eq!(before["podIP"], after["podIP"]);
+    assert_eq!(before["startTime"], after["startTime"]);
+    assert_eq!(
+        before["containerStatuses"][0]["state"]["running"]["startedAt"],
+        after["containerStatuses"][0]["state"]["terminated"]["startedAt"]
+    );
+    assert_eq!(
+        sim.kubelet.stats().pods_admitted,
+        0,
+        "resumed, not admitted again"
+    );
+    sim.stop().await;
+}

@@ -51,6 +51,7 @@ pub struct KubeletStats {
     pub node_status_patches: AtomicU64,
     pub lease_writes: AtomicU64,
     pub write_errors: AtomicU64,
+    /// Pods admitted (a pod resumed after a kubelet restart is not admitted again).
     pub pods_admitted: AtomicU64,
     pub pods_rejected: AtomicU64,
     pub pods_finished: AtomicU64,
@@ -717,10 +718,10 @@ impl Manager {
                 }
                 self.retry_later(key.clone());
             }
-            (
-                WriteKey::PodDelete(_),
-                Ok(()) | Err(WriteError::NotFound) | Err(WriteError::Conflict),
-            ) => {}
+            // A pod that is gone needs no deletion. Anything else (a 409 included: with the uid
+            // precondition it may be injected or transient) is retried; a pod replaced by a
+            // namesake leaves `pods` through the watch, which ends the retries.
+            (WriteKey::PodDelete(_), Ok(()) | Err(WriteError::NotFound)) => {}
             (WriteKey::PodDelete(uid), Err(_)) => {
                 match self.pods.get_mut(uid) {
                     Some(Tracked::Active(a)) => a.delete_sent = false,
@@ -730,13 +731,12 @@ impl Manager {
                 self.retry_later(key.clone());
             }
             (WriteKey::Bind(_), Ok(())) => {}
-            (WriteKey::Bind(uid), Err(e)) => {
+            (WriteKey::Bind(uid), Err(_)) => {
+                // Undo the assumption and try again later; a pod that is in fact bound leaves
+                // `unbound` through the watch before that.
                 if let Some(u) = self.unbound.get_mut(uid) {
                     u.assumed = None;
-                    // A pod that is already bound will leave `unbound` through the watch.
-                    if !matches!(e, WriteError::Conflict) {
-                        self.at(Instant::now() + Duration::from_millis(500), Timer::BindPass);
-                    }
+                    self.at(Instant::now() + Duration::from_millis(500), Timer::BindPass);
                 }
             }
             (WriteKey::Unschedulable(uid), Err(_)) => {
@@ -1258,7 +1258,9 @@ impl Manager {
         let requests = requests.unwrap_or_default();
         add_into(&mut node.used, &requests);
         node.pods_used += 1;
-        bump(&self.stats.pods_admitted);
+        if resumed.is_none() {
+            bump(&self.stats.pods_admitted);
+        }
         let mut run = PodRun::new(&pod, &host_ip);
         let previous_ip = pod
             .status

@@ -485,3 +485,27 @@ async fn a_restarted_kubelet_resumes_scripted_pods() {
     );
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn a_bad_capacity_annotation_keeps_the_node_not_ready_until_fixed() {
+    let sim = Sim::start(RuntimeKind::Scripted, |_| {}).await;
+    sim.create_node("odd", Some(json!({"cpu": "lots"})), json!({}), json!([]))
+        .await;
+    let n = sim
+        .wait_node("odd", "explained", |n| {
+            condition(&json!(n.status), "Ready").is_some_and(|c| {
+                c["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("sim.barge.dev/capacity"))
+            })
+        })
+        .await;
+    assert!(!is_ready(&n));
+    sim.nodes()
+        .patch("odd", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"sim.barge.dev/capacity": "{\"cpu\": \"2\", \"pods\": \"5\"}"}}})))
+        .await
+        .expect("fix");
+    let n = sim.wait_node("odd", "Ready", is_ready).await;
+    assert_eq!(json!(n.status)["allocatable"]["cpu"], "2");
+    sim.stop().await;
+}

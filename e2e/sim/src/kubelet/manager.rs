@@ -175,6 +175,8 @@ struct NodeState {
     uid: String,
     capacity: Capacity,
     config_error: Option<String>,
+    /// Boot time has come but `config_error` holds the node back.
+    boot_blocked: bool,
     ready: bool,
     ready_since: Timestamp,
     booted_at: Timestamp,
@@ -635,7 +637,8 @@ impl Manager {
                 let patch = nodestatus::node_status_patch(&NodeReport {
                     name,
                     capacity: &n.capacity,
-                    ready: n.ready,
+                    // A node whose annotations broke reports NotReady, saying why.
+                    ready: n.ready && n.config_error.is_none(),
                     ready_since: n.ready_since,
                     booted_at: n.booted_at,
                     now: now(),
@@ -852,6 +855,9 @@ impl Manager {
                 n.unschedulable = unschedulable;
                 if killed && !n.killed {
                     self.kill_node(&name);
+                } else if changed && n.boot_blocked && n.config_error.is_none() {
+                    // The annotation that kept the node from booting has been fixed.
+                    self.node_booted(&name);
                 } else if changed {
                     self.want(WriteKey::NodeStatus(name));
                     self.schedule_bind_pass();
@@ -863,6 +869,7 @@ impl Manager {
                     uid,
                     capacity,
                     config_error,
+                    boot_blocked: false,
                     ready: false,
                     ready_since: t,
                     booted_at: t,
@@ -903,7 +910,8 @@ impl Manager {
             return;
         }
         // A node whose annotations are unusable stays NotReady and says why.
-        if n.config_error.is_some() {
+        n.boot_blocked = n.config_error.is_some();
+        if n.boot_blocked {
             self.want(WriteKey::NodeStatus(name.to_string()));
             return;
         }

@@ -10,6 +10,7 @@
 //! Authentication: none. The kubeconfig carries no credentials and the server accepts any.
 #![forbid(unsafe_code)]
 
+pub mod apimachinery;
 pub mod apiserver;
 pub mod kubelet;
 

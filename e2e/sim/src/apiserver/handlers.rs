@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
@@ -85,7 +85,8 @@ impl Req<'_> {
 /// Decode a JSON (or YAML) request body.
 pub fn decode_body(body: &[u8], content_type: &str) -> ApiResult<Value> {
     if content_type.contains("protobuf") {
-        return Err(ApiError::unsupported_media(content_type));
+        return super::protobuf::decode(body)
+            .map_err(|e| ApiError::new(415, "UnsupportedMediaType", e, None));
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => Ok(v),
@@ -129,15 +130,19 @@ fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
 fn object_response(req: &Req, code: u16, s: &Stored) -> Response {
     if req.wants_table() {
         let v = served_value(&req.def, s);
-        return json_response(code, json_bytes(&table_of(req, &[v])));
+        return match table_of(req, &[v]) {
+            Ok(t) => json_response(code, json_bytes(&t)),
+            Err(e) => e.into_response(),
+        };
     }
     json_response(code, render(&req.def, s))
 }
 
-fn table_of(req: &Req, items: &[Value]) -> Value {
+fn table_of(req: &Req, items: &[Value]) -> ApiResult<Value> {
     let include = req.query.get("includeObject").unwrap_or("Metadata");
     machinery::table(
         items,
+        req.def.custom,
         &req.def.group,
         &req.def.kind,
         &req.def.printer_columns,
@@ -168,14 +173,14 @@ pub struct Selectors {
 }
 
 impl Selectors {
-    pub fn parse(q: &Query) -> ApiResult<Self> {
+    pub fn parse(q: &Query, def: &ResourceDef) -> ApiResult<Self> {
         let labels = q
             .get("labelSelector")
             .map(LabelSelector::parse)
             .transpose()?;
         let fields = q
             .get("fieldSelector")
-            .map(FieldSelector::parse)
+            .map(|f| FieldSelector::parse(f, &def.group, &def.kind, def.custom))
             .transpose()?;
         let indexed = fields.as_ref().is_none_or(|f| {
             f.keys()
@@ -189,7 +194,7 @@ impl Selectors {
         })
     }
 
-    pub fn matches(&self, def: &ResourceDef, s: &Stored) -> bool {
+    pub fn matches(&self, s: &Stored) -> bool {
         if let Some(l) = &self.labels {
             if !l.matches(&s.labels) {
                 return false;
@@ -198,7 +203,7 @@ impl Selectors {
         match &self.fields {
             None => true,
             Some(f) if self.indexed => f.matches(&s.indexed_fields()),
-            Some(f) => f.matches(&served_value(def, s)),
+            Some(f) => f.matches(&s.value()),
         }
     }
 }
@@ -254,7 +259,7 @@ pub fn list_body(
 
 /// LIST with selectors and limit/continue pagination.
 pub fn list(req: &Req) -> ApiResult<Response> {
-    let sel = Selectors::parse(&req.query)?;
+    let sel = Selectors::parse(&req.query, &req.def)?;
     let limit = req
         .query
         .int("limit")
@@ -290,7 +295,7 @@ pub fn list(req: &Req) -> ApiResult<Response> {
     let mut scanned = 0usize;
     for s in objs {
         scanned += 1;
-        if !sel.matches(&req.def, &s) {
+        if !sel.matches(&s) {
             continue;
         }
         if limit.is_some_and(|l| picked.len() == l) {
@@ -307,7 +312,7 @@ pub fn list(req: &Req) -> ApiResult<Response> {
     };
     if req.wants_table() {
         let items: Vec<Value> = picked.iter().map(|s| served_value(&req.def, s)).collect();
-        let mut t = table_of(req, &items);
+        let mut t = table_of(req, &items)?;
         t["metadata"] = json!({"resourceVersion": rv.to_string()});
         if let Some(c) = &cont {
             t["metadata"]["continue"] = json!(c);
@@ -454,6 +459,7 @@ pub fn patch(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> 
                     &def.kind,
                     &now,
                     None,
+                    def.has_status(),
                 )?;
                 (
                     201,
@@ -497,6 +503,7 @@ pub fn patch(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> 
                             &def.kind,
                             &now,
                             req.target.subresource.as_deref(),
+                            def.has_status(),
                         )?
                     }
                 };
@@ -535,10 +542,15 @@ pub fn patch(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> 
 
 /// DeleteOptions from the query and an optional JSON body.
 fn delete_opts(req: &Req, body: &[u8]) -> ApiResult<DeleteOpts> {
+    let ct = req
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
     let b: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        decode_body(body, "application/json")?
+        decode_body(body, ct)?
     };
     let mut o = DeleteOpts {
         grace: req
@@ -613,7 +625,7 @@ pub fn delete(req: &Req, body: &[u8]) -> ApiResult<Response> {
 /// DELETE of a collection (with selectors).
 pub fn delete_collection(req: &Req, body: &[u8]) -> ApiResult<Response> {
     let opts = delete_opts(req, body)?;
-    let sel = Selectors::parse(&req.query)?;
+    let sel = Selectors::parse(&req.query, &req.def)?;
     let (rv, deleted) = {
         let mut st = req
             .api
@@ -624,7 +636,7 @@ pub fn delete_collection(req: &Req, body: &[u8]) -> ApiResult<Response> {
             .store
             .list(&req.def.storage, req.target.namespace.as_deref(), None);
         let mut out = Vec::new();
-        for s in objs.into_iter().filter(|s| sel.matches(&req.def, s)) {
+        for s in objs.into_iter().filter(|s| sel.matches(s)) {
             match deletion::delete(&mut st, &req.def, &s.key(), &opts) {
                 Ok(Deleted::Gone(x)) | Ok(Deleted::Pending(x)) => out.push(render(&req.def, &x)),
                 Err(e) if e.code == 404 => {}
@@ -729,7 +741,13 @@ pub fn evict(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> 
 
 /// Access reviews: everything is allowed (the sim has no authorization).
 fn review(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> {
-    let mut b = decode_body(body, content_type)?;
+    // kubectl sends reviews as protobuf; the answer (everything allowed) does not depend on the
+    // request, so a protobuf body is answered without decoding it.
+    let mut b = if content_type.contains("protobuf") {
+        json!({})
+    } else {
+        decode_body(body, content_type)?
+    };
     write::check_kind(&req.def, &mut b)?;
     b["status"] = match req.def.kind.as_str() {
         "SelfSubjectRulesReview" => {

@@ -20,6 +20,7 @@ pub mod machinery;
 pub mod objects;
 pub mod openapi;
 pub mod paths;
+pub mod protobuf;
 pub mod registry;
 pub mod status;
 pub mod store;

@@ -28,13 +28,8 @@ use super::ApiServer;
 pub const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
 
 /// How an event looks to a watcher with a namespace and selectors (None: not for it).
-pub fn classify(
-    ev: &WatchEvent,
-    def: &ResourceDef,
-    ns: Option<&str>,
-    sel: &Selectors,
-) -> Option<EventType> {
-    let m = |s: &Stored| ns.is_none_or(|n| s.namespace == n) && sel.matches(def, s);
+pub fn classify(ev: &WatchEvent, ns: Option<&str>, sel: &Selectors) -> Option<EventType> {
+    let m = |s: &Stored| ns.is_none_or(|n| s.namespace == n) && sel.matches(s);
     match ev.kind {
         EventType::Added => m(&ev.obj).then_some(EventType::Added),
         EventType::Deleted => {
@@ -100,7 +95,7 @@ pub fn watch(
     target: &Target,
     q: &Query,
 ) -> ApiResult<Response> {
-    let sel = Selectors::parse(q)?;
+    let sel = Selectors::parse(q, &def)?;
     let ns = target.namespace.clone();
     let bookmarks = q.flag("allowWatchBookmarks");
     let send_initial = q.get("sendInitialEvents") == Some("true");
@@ -158,7 +153,7 @@ pub fn watch(
             sel,
             tx,
             sent: 0,
-            drop_after: api.faults.drop_watches_after(),
+
             last_rv: start_rv,
         };
         task.run(
@@ -180,7 +175,6 @@ struct WatchTask {
     sel: Selectors,
     tx: mpsc::Sender<Bytes>,
     sent: u64,
-    drop_after: Option<u64>,
     last_rv: u64,
 }
 
@@ -191,12 +185,16 @@ impl WatchTask {
             return false;
         }
         self.sent += 1;
-        self.drop_after.is_none_or(|n| self.sent < n)
+        // Read per event, so a fault set while a watch is open applies to it too.
+        self.api
+            .faults
+            .drop_watches_after()
+            .is_none_or(|n| self.sent < n)
     }
 
     async fn event(&mut self, ev: &WatchEvent) -> bool {
         self.last_rv = self.last_rv.max(ev.rv);
-        match classify(ev, &self.def, self.ns.as_deref(), &self.sel) {
+        match classify(ev, self.ns.as_deref(), &self.sel) {
             Some(kind) => {
                 let b = line(kind.as_str(), &render(&self.def, &ev.obj));
                 self.send(b).await
@@ -217,7 +215,7 @@ impl WatchTask {
         match start {
             Start::Initial(objs) => {
                 for s in objs {
-                    if self.sel.matches(&self.def, &s) {
+                    if self.sel.matches(&s) {
                         let b = line("ADDED", &render(&self.def, &s));
                         if !self.send(b).await {
                             return;

@@ -251,9 +251,6 @@ pub fn create(
         ] {
             m.remove(k);
         }
-        if !opts.keep_managed_fields {
-            m.remove("managedFields");
-        }
     }
     let name = meta_str(&obj, "name").unwrap_or_default().to_string();
     check_name(def, &name)?;
@@ -304,6 +301,7 @@ pub fn create(
             def.schema.as_deref(),
             &def.group,
             &def.kind,
+            def.has_status(),
         );
     }
     let mut stored = objects::to_storage(def, obj);
@@ -352,6 +350,8 @@ fn merge_subresource(def: &ResourceDef, old: &Value, new: Value, sub: Option<&st
             // the resourceVersion precondition, which the caller already checked.
             out
         }
+        // Binding sets spec.nodeName and the PodScheduled condition together.
+        Some("binding") => new,
         Some("finalize") => {
             let mut out = old.clone();
             out["spec"]["finalizers"] = new
@@ -456,6 +456,7 @@ pub fn commit_update(
             def.schema.as_deref(),
             &def.group,
             &def.kind,
+            def.has_status(),
         );
     }
     let key: ObjKey = (

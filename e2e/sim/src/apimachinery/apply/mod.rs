@@ -1,0 +1,622 @@
+//! Server-side apply and `metadata.managedFields`, with structured-merge-diff semantics.
+//!
+//! Every write records who owns which fields:
+//! - [`server_side_apply`] (PATCH `application/apply-patch+yaml`): the applied configuration is
+//!   merged into the live object; the manager's `Apply` entry becomes exactly the fields of the
+//!   configuration; fields it applied last time and no longer applies are removed unless another
+//!   manager owns them; a field another manager owns with a different value is a conflict (409,
+//!   [`conflict_status`]) unless `force`, which takes it over.
+//! - [`track_update`] (create, update, and the other patch types): the manager's `Update` entry
+//!   takes the fields the write added or changed, and other managers lose them.
+//!
+//! Managers are identified as kube-apiserver identifies them: `(manager, operation, subresource)`,
+//! plus `apiVersion` for `Update` entries. Entries are sorted as the API server sorts them
+//! (operation, time, manager, apiVersion, subresource). Type metadata (`apiVersion`, `kind`) and
+//! server-owned metadata are never owned. An object without managed fields that gets applied to is
+//! first attributed to `before-first-apply`.
+
+pub mod fieldset;
+mod typed;
+
+use crate::apimachinery::builtin::BuiltinKind;
+use crate::apimachinery::gofmt;
+use crate::apimachinery::validation::CompiledSchema;
+pub use crate::apimachinery::validation::ListType;
+use fieldset::{path_string, FieldSet};
+use serde_json::{json, Map, Value};
+
+pub use fieldset::path_string as field_path_string;
+
+/// Operation of a managed fields entry.
+pub const OPERATION_APPLY: &str = "Apply";
+pub const OPERATION_UPDATE: &str = "Update";
+/// The only `fieldsType` there is.
+pub const FIELDS_TYPE_V1: &str = "FieldsV1";
+/// The manager that owns an object's fields when it is first applied to without managed fields.
+pub const BEFORE_FIRST_APPLY_MANAGER: &str = "before-first-apply";
+
+/// Type information server-side apply needs: how lists merge, which maps are atomic, and which
+/// objects are maps (`map[string]X`) rather than structs. Paths are field names from the root.
+pub trait ListTypes {
+    fn list_type(&self, path: &[String]) -> ListType;
+
+    /// `x-kubernetes-map-type: atomic` (or `structType=atomic`): replaced whole.
+    fn map_is_atomic(&self, _path: &[String]) -> bool {
+        false
+    }
+
+    /// Whether the object at `path` is a map whose entries are owned individually as members.
+    fn is_map(&self, path: &[String]) -> bool {
+        object_meta_is_map(path)
+    }
+}
+
+/// `metadata` is an `ObjectMeta` whatever the kind: its merge rules, for every type.
+fn object_meta_list_type(path: &[String]) -> Option<ListType> {
+    match path {
+        [m, f] if m == "metadata" && f == "finalizers" => Some(ListType::Set),
+        [m, f] if m == "metadata" && f == "ownerReferences" => Some(ListType::Map {
+            keys: vec!["uid".to_string()],
+        }),
+        [m, ..] if m == "metadata" => Some(ListType::Atomic),
+        _ => None,
+    }
+}
+
+fn object_meta_is_map(path: &[String]) -> bool {
+    matches!(path, [m, f] if m == "metadata" && (f == "labels" || f == "annotations"))
+}
+
+impl ListTypes for CompiledSchema {
+    fn list_type(&self, path: &[String]) -> ListType {
+        if let Some(lt) = object_meta_list_type(path) {
+            return lt;
+        }
+        let p: Vec<&str> = path.iter().map(String::as_str).collect();
+        self.list_type_at(&p)
+    }
+
+    fn map_is_atomic(&self, path: &[String]) -> bool {
+        let p: Vec<&str> = path.iter().map(String::as_str).collect();
+        self.map_is_atomic_at(&p)
+    }
+
+    fn is_map(&self, path: &[String]) -> bool {
+        if object_meta_is_map(path) {
+            return true;
+        }
+        let p: Vec<&str> = path.iter().map(String::as_str).collect();
+        self.is_map_at(&p)
+    }
+}
+
+/// Map-typed fields of built-in kinds (`map[string]X`).
+const BUILTIN_MAP_FIELDS: &[&str] = &[
+    "labels",
+    "annotations",
+    "data",
+    "binaryData",
+    "stringData",
+    "nodeSelector",
+    "capacity",
+    "allocatable",
+    "limits",
+    "requests",
+    "matchLabels",
+    "selector",
+    "hard",
+    "used",
+    "overhead",
+];
+
+impl ListTypes for BuiltinKind {
+    fn list_type(&self, path: &[String]) -> ListType {
+        match self.field(path) {
+            Some(f) => f.list_type.clone(),
+            None => object_meta_list_type(path).unwrap_or_default(),
+        }
+    }
+
+    fn map_is_atomic(&self, path: &[String]) -> bool {
+        self.field(path).is_some_and(|f| f.map_atomic)
+    }
+
+    fn is_map(&self, path: &[String]) -> bool {
+        path.last()
+            .is_some_and(|l| BUILTIN_MAP_FIELDS.contains(&l.as_str()))
+            && !self.map_is_atomic(path)
+    }
+}
+
+/// Type information for objects nobody described: lists atomic, objects granular structs
+/// (structured-merge-diff's deduced type), `ObjectMeta` rules for `metadata`.
+pub struct Untyped;
+
+impl ListTypes for Untyped {
+    fn list_type(&self, path: &[String]) -> ListType {
+        object_meta_list_type(path).unwrap_or_default()
+    }
+}
+
+/// A server-side apply refused because of fields other managers own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApplyConflict {
+    /// `(manager as the API server prints it, field path)`, e.g.
+    /// `("\"kubectl\" using apps/v1", ".spec.replicas")`.
+    pub conflicts: Vec<(String, String)>,
+}
+
+impl ApplyConflict {
+    /// `Apply failed with 1 conflict: conflict with "m": .spec.x` (grouped by manager when several).
+    pub fn message(&self) -> String {
+        if let [(manager, path)] = self.conflicts.as_slice() {
+            return format!("Apply failed with 1 conflict: conflict with {manager}: {path}");
+        }
+        let mut managers: Vec<&String> = self.conflicts.iter().map(|(m, _)| m).collect();
+        managers.sort();
+        managers.dedup();
+        let mut lines = Vec::new();
+        for m in managers {
+            lines.push(format!("conflicts with {m}:"));
+            for (_, p) in self.conflicts.iter().filter(|(cm, _)| cm == m) {
+                lines.push(format!("- {p}"));
+            }
+        }
+        format!(
+            "Apply failed with {} conflicts: {}",
+            self.conflicts.len(),
+            lines.join("\n")
+        )
+    }
+}
+
+impl std::fmt::Display for ApplyConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for ApplyConflict {}
+
+/// The 409 body of a refused apply (`errors.NewApplyConflict`): reason `Conflict`, one
+/// `FieldManagerConflict` cause per field. Like the API server, the details name no object; the
+/// group, kind and name are accepted for symmetry with the other status builders.
+pub fn conflict_status(conflicts: &ApplyConflict, _group: &str, _kind: &str, _name: &str) -> Value {
+    let causes: Vec<Value> = conflicts
+        .conflicts
+        .iter()
+        .map(|(m, p)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {m}"), "field": p}))
+        .collect();
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": conflicts.message(),
+        "reason": "Conflict",
+        "details": {"causes": causes},
+        "code": 409,
+    })
+}
+
+/// Fields a write may not own: paths whose subtree the API server resets (e.g. `status` on the
+/// main resource of a kind with a status subresource, `spec` on `/status`).
+#[derive(Clone, Debug, Default)]
+pub struct ApplyOptions {
+    pub ignored_fields: Vec<Vec<String>>,
+}
+
+impl ApplyOptions {
+    /// The reset fields kube-apiserver uses for custom resources: `status` on the main resource
+    /// when the status subresource is enabled, `spec` on `/status`.
+    pub fn reset_fields(subresource: Option<&str>, has_status_subresource: bool) -> Self {
+        let ignored = match subresource {
+            Some("status") => vec![vec!["spec".to_string()]],
+            None if has_status_subresource => vec![vec!["status".to_string()]],
+            _ => Vec::new(),
+        };
+        ApplyOptions {
+            ignored_fields: ignored,
+        }
+    }
+
+    fn ignored_set(&self) -> FieldSet {
+        let mut s = FieldSet::new();
+        for p in &self.ignored_fields {
+            let pes: Vec<String> = p.iter().map(|n| typed::field_pe(n)).collect();
+            s.insert(&pes);
+        }
+        s
+    }
+}
+
+/// One `managedFields` entry.
+#[derive(Clone, Debug, PartialEq)]
+struct Entry {
+    manager: String,
+    operation: String,
+    api_version: String,
+    time: Option<String>,
+    subresource: String,
+    fields: FieldSet,
+}
+
+impl Entry {
+    fn same_identity(
+        &self,
+        manager: &str,
+        operation: &str,
+        api_version: &str,
+        subresource: &str,
+    ) -> bool {
+        self.manager == manager
+            && self.operation == operation
+            && self.subresource == subresource
+            && (operation == OPERATION_APPLY || self.api_version == api_version)
+    }
+
+    /// `printManager` of the entry's identifier (no time: identifiers carry none).
+    fn display(&self) -> String {
+        let mut s = gofmt::quote(&self.manager);
+        if !self.subresource.is_empty() {
+            s = format!("{s} with subresource {}", gofmt::quote(&self.subresource));
+        }
+        if self.operation == OPERATION_UPDATE {
+            s = format!("{s} using {}", self.api_version);
+        }
+        s
+    }
+
+    fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("manager".into(), json!(self.manager));
+        m.insert("operation".into(), json!(self.operation));
+        m.insert("apiVersion".into(), json!(self.api_version));
+        if let Some(t) = &self.time {
+            m.insert("time".into(), json!(t));
+        }
+        m.insert("fieldsType".into(), json!(FIELDS_TYPE_V1));
+        m.insert("fieldsV1".into(), self.fields.to_fields_v1());
+        if !self.subresource.is_empty() {
+            m.insert("subresource".into(), json!(self.subresource));
+        }
+        Value::Object(m)
+    }
+
+    fn from_json(v: &Value) -> Option<Entry> {
+        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        Some(Entry {
+            manager: s("manager").unwrap_or_default(),
+            operation: s("operation")?,
+            api_version: s("apiVersion").unwrap_or_default(),
+            time: s("time"),
+            subresource: s("subresource").unwrap_or_default(),
+            fields: FieldSet::from_fields_v1(v.get("fieldsV1").unwrap_or(&Value::Null)),
+        })
+    }
+}
+
+fn decode_managed_fields(obj: Option<&Value>) -> Vec<Entry> {
+    obj.and_then(|o| o.pointer("/metadata/managedFields"))
+        .and_then(Value::as_array)
+        .map(|entries| {
+            entries
+                .iter()
+                .filter_map(Entry::from_json)
+                .filter(|e| !e.fields.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn seconds(t: &Option<String>) -> i64 {
+    t.as_deref()
+        .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+        .map(|ts| ts.as_second())
+        .unwrap_or(0)
+}
+
+/// Writes the entries into `metadata.managedFields`, sorted as the API server sorts them.
+fn encode_managed_fields(obj: &mut Value, mut entries: Vec<Entry>) {
+    entries.retain(|e| !e.fields.is_empty());
+    entries.sort_by(|p, q| {
+        p.operation
+            .cmp(&q.operation)
+            .then(seconds(&p.time).cmp(&seconds(&q.time)))
+            .then(p.manager.cmp(&q.manager))
+            .then(p.api_version.cmp(&q.api_version))
+            .then(p.subresource.cmp(&q.subresource))
+    });
+    let Some(root) = obj.as_object_mut() else {
+        return;
+    };
+    let meta = root
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Some(meta) = meta.as_object_mut() else {
+        return;
+    };
+    if entries.is_empty() {
+        meta.remove("managedFields");
+    } else {
+        meta.insert(
+            "managedFields".into(),
+            Value::Array(entries.iter().map(Entry::to_json).collect()),
+        );
+    }
+}
+
+/// The object without `metadata.managedFields`.
+fn without_managed_fields(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    o
+}
+
+/// Paths nobody owns (`stripMetaManager`): type meta and server-managed metadata.
+fn strip_set() -> FieldSet {
+    let mut s = FieldSet::new();
+    for p in [
+        &["apiVersion"][..],
+        &["kind"],
+        &["metadata"],
+        &["metadata", "name"],
+        &["metadata", "namespace"],
+        &["metadata", "creationTimestamp"],
+        &["metadata", "selfLink"],
+        &["metadata", "uid"],
+        &["metadata", "clusterName"],
+        &["metadata", "generation"],
+        &["metadata", "managedFields"],
+        &["metadata", "resourceVersion"],
+    ] {
+        let pes: Vec<String> = p.iter().map(|n| typed::field_pe(n)).collect();
+        s.insert(&pes);
+    }
+    s
+}
+
+fn api_version_of(obj: &Value) -> String {
+    obj.get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Conflicts of `others` with a change, and removal of changed/removed fields from them
+/// (structured-merge-diff's `update`).
+fn settle_other_managers(
+    entries: &mut [Entry],
+    acting: &dyn Fn(&Entry) -> bool,
+    cmp: &typed::Comparison,
+    force: bool,
+) -> Result<(), ApplyConflict> {
+    let changed = cmp.modified.union(&cmp.added);
+    let mut conflicts = Vec::new();
+    for e in entries.iter().filter(|e| !acting(e)) {
+        let clash = e.fields.intersection(&changed);
+        for p in clash.paths() {
+            conflicts.push((e.display(), path_string(&p)));
+        }
+    }
+    if !force && !conflicts.is_empty() {
+        return Err(ApplyConflict { conflicts });
+    }
+    for e in entries.iter_mut().filter(|e| !acting(e)) {
+        e.fields = e.fields.difference(&changed).difference(&cmp.removed);
+    }
+    Ok(())
+}
+
+/// Server-side apply of `applied` (the configuration a manager sends) onto `live` (`None` on
+/// create). Returns the new object with `metadata.managedFields`, or the conflicts.
+pub fn server_side_apply(
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    schema: &dyn ListTypes,
+    now_rfc3339: &str,
+    subresource: Option<&str>,
+) -> Result<Value, ApplyConflict> {
+    server_side_apply_with(
+        live,
+        applied,
+        manager,
+        force,
+        schema,
+        now_rfc3339,
+        subresource,
+        &ApplyOptions::default(),
+    )
+}
+
+/// [`server_side_apply`] with fields the write may not own (see [`ApplyOptions`]).
+#[allow(clippy::too_many_arguments)]
+pub fn server_side_apply_with(
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    schema: &dyn ListTypes,
+    now_rfc3339: &str,
+    subresource: Option<&str>,
+    options: &ApplyOptions,
+) -> Result<Value, ApplyConflict> {
+    let subresource = subresource.unwrap_or_default();
+    let live_obj = live
+        .map(without_managed_fields)
+        .unwrap_or_else(|| json!({}));
+    let config = without_managed_fields(applied);
+    let api_version = api_version_of(&config);
+    let ignored = options.ignored_set();
+    let strip = strip_set();
+
+    let mut entries = decode_managed_fields(live);
+    if live.is_some() && entries.is_empty() {
+        let fields = typed::to_field_set(&live_obj, schema)
+            .difference(&strip)
+            .recursive_difference(&ignored);
+        entries.push(Entry {
+            manager: BEFORE_FIRST_APPLY_MANAGER.to_string(),
+            operation: OPERATION_UPDATE.to_string(),
+            api_version: api_version_of(&live_obj),
+            time: None,
+            subresource: String::new(),
+            fields,
+        });
+    }
+
+    let merged = typed::merge(&live_obj, &config, schema);
+    let config_set = typed::to_field_set(&config, schema)
+        .difference(&strip)
+        .recursive_difference(&ignored);
+    let is_me = |e: &Entry| e.same_identity(manager, OPERATION_APPLY, &api_version, subresource);
+    let last_set = entries.iter().find(|e| is_me(e)).map(|e| e.fields.clone());
+    let previous_time = entries
+        .iter()
+        .find(|e| is_me(e))
+        .and_then(|e| e.time.clone());
+    entries.retain(|e| !is_me(e));
+    entries.push(Entry {
+        manager: manager.to_string(),
+        operation: OPERATION_APPLY.to_string(),
+        api_version: api_version.clone(),
+        time: previous_time,
+        subresource: subresource.to_string(),
+        fields: config_set,
+    });
+
+    let new_obj = match &last_set {
+        Some(last) if !last.is_empty() => prune(&merged, &entries, last, schema),
+        _ => merged,
+    };
+
+    let cmp = typed::compare(&live_obj, &new_obj, schema);
+    settle_other_managers(&mut entries, &is_me, &cmp, force)?;
+
+    let changed = !crate::apimachinery::structural_eq(&live_obj, &new_obj);
+    if let Some(me) = entries.iter_mut().find(|e| is_me(e)) {
+        if changed || me.time.is_none() {
+            me.time = Some(now_rfc3339.to_string());
+        }
+    }
+    let mut out = new_obj;
+    encode_managed_fields(&mut out, entries);
+    Ok(out)
+}
+
+/// Removes what the manager applied last time and no longer applies, unless someone owns it
+/// (`Updater.prune` with `addBackOwnedItems` and `addBackDanglingItems`).
+fn prune(merged: &Value, entries: &[Entry], last: &FieldSet, schema: &dyn ListTypes) -> Value {
+    let named = |s: &FieldSet| typed::ensure_named_fields_are_members(s, schema);
+    let last_n = named(last);
+    let pruned = typed::remove_items(merged, &last_n, schema);
+    let managed = entries
+        .iter()
+        .fold(FieldSet::new(), |acc, e| acc.union(&e.fields));
+    let merged_set = named(&typed::to_field_set(merged, schema));
+    let pruned_set = named(&typed::to_field_set(&pruned, schema));
+    let keep = pruned_set.union(&named(&managed));
+    let pruned = typed::remove_items(merged, &merged_set.difference(&keep), schema);
+    let pruned_set = named(&typed::to_field_set(&pruned, schema));
+    typed::remove_items(
+        merged,
+        &merged_set.difference(&pruned_set).intersection(&last_n),
+        schema,
+    )
+}
+
+/// Records an ordinary write (create, update, JSON/merge/strategic patch) in
+/// `new.metadata.managedFields`: `manager`'s `Update` entry gains the fields the write added or
+/// changed, other managers lose them and the removed ones. `old` is `None` on create. Managed
+/// fields sent in `new` replace the live ones (clients may edit them; `[{}]` clears them), except
+/// on subresources; when `new` carries none, the live ones are kept.
+pub fn track_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    now_rfc3339: &str,
+    subresource: Option<&str>,
+    schema: &dyn ListTypes,
+) {
+    track_update_with(
+        old,
+        new,
+        manager,
+        now_rfc3339,
+        subresource,
+        schema,
+        &ApplyOptions::default(),
+    );
+}
+
+/// [`track_update`] with fields the write may not own (see [`ApplyOptions`]).
+pub fn track_update_with(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    now_rfc3339: &str,
+    subresource: Option<&str>,
+    schema: &dyn ListTypes,
+    options: &ApplyOptions,
+) {
+    let subresource = subresource.unwrap_or_default();
+    // A client may rewrite managed fields (`[{}]` clears them); none sent means "keep".
+    let sent_any = new
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    let mut entries = if sent_any && subresource.is_empty() {
+        decode_managed_fields(Some(new))
+    } else {
+        decode_managed_fields(old)
+    };
+    let old_obj = old.map(without_managed_fields).unwrap_or_else(|| json!({}));
+    let new_obj = without_managed_fields(new);
+    let api_version = api_version_of(&new_obj);
+    let strip = strip_set();
+    let ignored = options.ignored_set();
+
+    let mut cmp = typed::compare(&old_obj, &new_obj, schema);
+    cmp.added = cmp.added.difference(&strip).recursive_difference(&ignored);
+    cmp.modified = cmp
+        .modified
+        .difference(&strip)
+        .recursive_difference(&ignored);
+    cmp.removed = cmp
+        .removed
+        .difference(&strip)
+        .recursive_difference(&ignored);
+
+    // Force-settle against a fresh "current operation" manager, then fold into the manager.
+    let never = |_: &Entry| false;
+    if settle_other_managers(&mut entries, &never, &cmp, true).is_err() {
+        return;
+    }
+    let taken = cmp.modified.union(&cmp.added);
+    if !taken.is_empty() {
+        let is_me =
+            |e: &Entry| e.same_identity(manager, OPERATION_UPDATE, &api_version, subresource);
+        match entries.iter_mut().find(|e| is_me(e)) {
+            Some(me) => {
+                me.fields = me.fields.union(&taken);
+                me.time = Some(now_rfc3339.to_string());
+            }
+            None => entries.push(Entry {
+                manager: manager.to_string(),
+                operation: OPERATION_UPDATE.to_string(),
+                api_version,
+                time: Some(now_rfc3339.to_string()),
+                subresource: subresource.to_string(),
+                fields: taken,
+            }),
+        }
+    }
+    encode_managed_fields(new, entries);
+}
+
+#[cfg(test)]
+mod tests;

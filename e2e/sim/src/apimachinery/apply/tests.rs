@@ -1,0 +1,546 @@
+use super::*;
+use crate::apimachinery::builtin::builtin_kind;
+use crate::apimachinery::validation::CompiledSchema;
+use serde_json::json;
+
+const T0: &str = "2025-01-01T00:00:00Z";
+const T1: &str = "2025-01-01T00:01:00Z";
+const T2: &str = "2025-01-01T00:02:00Z";
+
+fn deployment_kind() -> BuiltinKind {
+    builtin_kind("apps", "Deployment").unwrap()
+}
+
+fn entries(obj: &Value) -> Vec<Value> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn entry<'a>(obj: &'a Value, manager: &str, operation: &str) -> &'a Value {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["manager"] == manager && e["operation"] == operation)
+        .unwrap_or_else(|| {
+            panic!(
+                "no {operation} entry for {manager} in {}",
+                obj["metadata"]["managedFields"]
+            )
+        })
+}
+
+fn config_map(data: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "namespace": "ns", "labels": {"app": "x"}}, "data": data})
+}
+
+#[test]
+fn create_by_apply_records_the_applied_fields() {
+    let cm = builtin_kind("", "ConfigMap").unwrap();
+    let out = server_side_apply(
+        None,
+        &config_map(json!({"a": "1"})),
+        "kubectl",
+        false,
+        &cm,
+        T0,
+        None,
+    )
+    .unwrap();
+    assert_eq!(out["data"], json!({"a": "1"}));
+    let e = entries(&out);
+    assert_eq!(e.len(), 1);
+    assert_eq!(
+        e[0],
+        json!({
+            "manager": "kubectl",
+            "operation": "Apply",
+            "apiVersion": "v1",
+            "time": T0,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:data": {"f:a": {}}, "f:metadata": {"f:labels": {"f:app": {}}}}
+        })
+    );
+}
+
+#[test]
+fn reapplying_without_a_field_removes_it() {
+    let cm = builtin_kind("", "ConfigMap").unwrap();
+    let v1 = server_side_apply(
+        None,
+        &config_map(json!({"a": "1", "b": "2"})),
+        "kubectl",
+        false,
+        &cm,
+        T0,
+        None,
+    )
+    .unwrap();
+    let v2 = server_side_apply(
+        Some(&v1),
+        &config_map(json!({"a": "1"})),
+        "kubectl",
+        false,
+        &cm,
+        T1,
+        None,
+    )
+    .unwrap();
+    assert_eq!(v2["data"], json!({"a": "1"}));
+    assert_eq!(
+        entry(&v2, "kubectl", "Apply")["fieldsV1"]["f:data"],
+        json!({"f:a": {}})
+    );
+    assert_eq!(entry(&v2, "kubectl", "Apply")["time"], T1);
+    // A no-op apply keeps the entry's time.
+    let v3 = server_side_apply(
+        Some(&v2),
+        &config_map(json!({"a": "1"})),
+        "kubectl",
+        false,
+        &cm,
+        T2,
+        None,
+    )
+    .unwrap();
+    assert_eq!(entry(&v3, "kubectl", "Apply")["time"], T1);
+}
+
+fn deployment(replicas: i64, image: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "ns"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": image, "ports": [{"containerPort": 80}]}]}
+            }
+        }
+    })
+}
+
+#[test]
+fn another_managers_change_conflicts_unless_forced() {
+    let k = deployment_kind();
+    let applied = server_side_apply(
+        None,
+        &deployment(1, "nginx:1"),
+        "kubectl",
+        false,
+        &k,
+        T0,
+        None,
+    )
+    .unwrap();
+    // An autoscaler updates replicas with a plain update.
+    let mut scaled = applied.clone();
+    scaled["spec"]["replicas"] = json!(5);
+    track_update(Some(&applied), &mut scaled, "autoscaler", T1, None, &k);
+    assert_eq!(
+        entry(&scaled, "autoscaler", "Update")["fieldsV1"],
+        json!({"f:spec": {"f:replicas": {}}})
+    );
+    assert!(
+        entry(&scaled, "kubectl", "Apply")["fieldsV1"]["f:spec"]
+            .get("f:replicas")
+            .is_none(),
+        "kubectl lost replicas"
+    );
+
+    // kubectl applies a different replica count: conflict.
+    let conflict = server_side_apply(
+        Some(&scaled),
+        &deployment(2, "nginx:1"),
+        "kubectl",
+        false,
+        &k,
+        T2,
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(
+        conflict.conflicts,
+        vec![(
+            "\"autoscaler\" using apps/v1".to_string(),
+            ".spec.replicas".to_string()
+        )]
+    );
+    assert_eq!(
+        conflict.message(),
+        "Apply failed with 1 conflict: conflict with \"autoscaler\" using apps/v1: .spec.replicas"
+    );
+    let status = conflict_status(&conflict, "apps", "Deployment", "web");
+    assert_eq!(status["code"], 409);
+    assert_eq!(status["reason"], "Conflict");
+    assert_eq!(
+        status["details"]["causes"][0]["reason"],
+        "FieldManagerConflict"
+    );
+    assert_eq!(status["details"]["causes"][0]["field"], ".spec.replicas");
+    assert_eq!(
+        status["details"]["causes"][0]["message"],
+        "conflict with \"autoscaler\" using apps/v1"
+    );
+
+    // Forced, kubectl takes replicas over; the autoscaler's entry disappears (it owns nothing).
+    let forced = server_side_apply(
+        Some(&scaled),
+        &deployment(2, "nginx:1"),
+        "kubectl",
+        true,
+        &k,
+        T2,
+        None,
+    )
+    .unwrap();
+    assert_eq!(forced["spec"]["replicas"], 2);
+    assert!(entries(&forced)
+        .iter()
+        .all(|e| e["manager"] != "autoscaler"));
+    assert!(entry(&forced, "kubectl", "Apply")["fieldsV1"]["f:spec"]
+        .get("f:replicas")
+        .is_some());
+}
+
+#[test]
+fn applying_the_same_value_shares_ownership() {
+    let k = deployment_kind();
+    let a = server_side_apply(
+        None,
+        &deployment(3, "nginx:1"),
+        "kubectl",
+        false,
+        &k,
+        T0,
+        None,
+    )
+    .unwrap();
+    let b = server_side_apply(Some(&a), &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 3}}), "helm", false, &k, T1, None).unwrap();
+    assert_eq!(entries(&b).len(), 2);
+    assert!(entry(&b, "helm", "Apply")["fieldsV1"]["f:spec"]
+        .get("f:replicas")
+        .is_some());
+    assert!(entry(&b, "kubectl", "Apply")["fieldsV1"]["f:spec"]
+        .get("f:replicas")
+        .is_some());
+    // kubectl stops applying replicas: helm still owns it, so it stays.
+    let mut without = deployment(3, "nginx:1");
+    without["spec"].as_object_mut().unwrap().remove("replicas");
+    let c = server_side_apply(Some(&b), &without, "kubectl", false, &k, T2, None).unwrap();
+    assert_eq!(c["spec"]["replicas"], 3);
+    // helm stops too: now nobody owns it and it is removed.
+    let d = server_side_apply(
+        Some(&c),
+        &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}}),
+        "helm",
+        false,
+        &k,
+        T2,
+        None,
+    )
+    .unwrap();
+    assert!(d["spec"].get("replicas").is_none());
+    assert!(
+        entries(&d).iter().all(|e| e["manager"] != "helm"),
+        "an empty apply entry is dropped"
+    );
+}
+
+#[test]
+fn list_map_items_are_owned_per_key() {
+    let pod = builtin_kind("", "Pod").unwrap();
+    let base = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}});
+    let mut a_cfg = base.clone();
+    a_cfg["spec"] = json!({"containers": [{"name": "main", "image": "busybox"}]});
+    let mut b_cfg = base.clone();
+    b_cfg["spec"] = json!({"containers": [{"name": "sidecar", "image": "envoy"}]});
+    let v1 = server_side_apply(None, &a_cfg, "a", false, &pod, T0, None).unwrap();
+    let v2 = server_side_apply(Some(&v1), &b_cfg, "b", false, &pod, T1, None).unwrap();
+    let names: Vec<&str> = v2["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["main", "sidecar"]);
+    assert_eq!(
+        entry(&v2, "a", "Apply")["fieldsV1"]["f:spec"]["f:containers"],
+        json!({"k:{\"name\":\"main\"}": {".": {}, "f:image": {}, "f:name": {}}})
+    );
+    // a drops its container: only a's item goes.
+    let mut a_empty = base.clone();
+    a_empty["spec"] = json!({"containers": []});
+    let v3 = server_side_apply(Some(&v2), &a_empty, "a", false, &pod, T2, None).unwrap();
+    assert_eq!(
+        v3["spec"]["containers"],
+        json!([{"name": "sidecar", "image": "envoy"}])
+    );
+}
+
+#[test]
+fn ports_are_keyed_with_the_protocol_default() {
+    let k = deployment_kind();
+    let out = server_side_apply(
+        None,
+        &deployment(1, "nginx:1"),
+        "kubectl",
+        false,
+        &k,
+        T0,
+        None,
+    )
+    .unwrap();
+    let c = &entry(&out, "kubectl", "Apply")["fieldsV1"]["f:spec"]["f:template"]["f:spec"]
+        ["f:containers"]["k:{\"name\":\"web\"}"];
+    assert!(
+        c["f:ports"]
+            .get("k:{\"containerPort\":80,\"protocol\":\"TCP\"}")
+            .is_some(),
+        "{c}"
+    );
+    // selector is an atomic map: owned as one leaf.
+    assert_eq!(
+        entry(&out, "kubectl", "Apply")["fieldsV1"]["f:spec"]["f:selector"],
+        json!({"f:matchLabels": {}})
+    );
+}
+
+#[test]
+fn sets_and_atomic_lists() {
+    let pod = builtin_kind("", "Pod").unwrap();
+    let live = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "finalizers": ["a"]}, "spec": {"tolerations": [{"key": "x"}]}});
+    let live =
+        server_side_apply(Some(&live), &live.clone(), "creator", false, &pod, T0, None).unwrap();
+    let cfg = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "finalizers": ["b"]}, "spec": {"tolerations": [{"key": "y"}]}});
+    let out = server_side_apply(Some(&live), &cfg, "other", true, &pod, T1, None).unwrap();
+    assert_eq!(
+        out["metadata"]["finalizers"],
+        json!(["a", "b"]),
+        "sets merge"
+    );
+    assert_eq!(
+        out["spec"]["tolerations"],
+        json!([{"key": "y"}]),
+        "atomic lists are replaced"
+    );
+    assert!(
+        entry(&out, "other", "Apply")["fieldsV1"]["f:metadata"]["f:finalizers"]
+            .get("v:\"b\"")
+            .is_some()
+    );
+    // The creator lost the tolerations to the forced apply but keeps its finalizer.
+    let creator = &entry(&out, "creator", "Apply")["fieldsV1"];
+    assert!(creator.get("f:spec").is_none());
+    assert!(creator["f:metadata"]["f:finalizers"]
+        .get("v:\"a\"")
+        .is_some());
+}
+
+#[test]
+fn objects_without_managed_fields_start_with_before_first_apply() {
+    let cm = builtin_kind("", "ConfigMap").unwrap();
+    let live = config_map(json!({"a": "1"}));
+    let err = server_side_apply(
+        Some(&live),
+        &config_map(json!({"a": "2"})),
+        "kubectl",
+        false,
+        &cm,
+        T0,
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(err.conflicts[0].0, "\"before-first-apply\" using v1");
+    assert_eq!(err.conflicts[0].1, ".data.a");
+}
+
+#[test]
+fn updates_track_what_they_change() {
+    let k = deployment_kind();
+    let mut created = deployment(1, "nginx:1");
+    track_update(None, &mut created, "kubectl-create", T0, None, &k);
+    let e = entry(&created, "kubectl-create", "Update");
+    assert_eq!(e["apiVersion"], "apps/v1");
+    assert_eq!(e["time"], T0);
+    // Newly added containers get "." (the map itself was added).
+    assert_eq!(
+        e["fieldsV1"]["f:spec"]["f:template"]["f:metadata"]["f:labels"],
+        json!({".": {}, "f:app": {}})
+    );
+    assert!(
+        e["fieldsV1"].get("f:apiVersion").is_none()
+            && e["fieldsV1"]["f:metadata"].get("f:name").is_none()
+    );
+
+    // A controller updates the image: it owns the image, kubectl-create loses it.
+    let mut updated = created.clone();
+    updated["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+    track_update(Some(&created), &mut updated, "controller", T1, None, &k);
+    let c = entry(&updated, "controller", "Update");
+    assert_eq!(
+        c["fieldsV1"],
+        json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"web\"}": {"f:image": {}}}}}}})
+    );
+    let creator = entry(&updated, "kubectl-create", "Update");
+    assert!(
+        creator["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]
+            ["k:{\"name\":\"web\"}"]
+            .get("f:image")
+            .is_none()
+    );
+    // A write that changes nothing leaves the managed fields alone.
+    let mut same = updated.clone();
+    track_update(Some(&updated), &mut same, "noop", T2, None, &k);
+    assert_eq!(
+        same["metadata"]["managedFields"],
+        updated["metadata"]["managedFields"]
+    );
+    // Apply entries come first, then updates by time.
+    let applied = server_side_apply(Some(&updated), &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"paused": true}}), "kubectl", false, &k, T2, None).unwrap();
+    let ops: Vec<String> = entries(&applied)
+        .iter()
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["operation"].as_str().unwrap(),
+                e["manager"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        vec![
+            "Apply/kubectl",
+            "Update/kubectl-create",
+            "Update/controller"
+        ]
+    );
+}
+
+#[test]
+fn status_subresource_writes_are_separate_entries() {
+    let schema = CompiledSchema::new(&json!({"type": "object", "properties": {
+        "spec": {"type": "object", "properties": {"jobQueue": {"type": "string"}}},
+        "status": {"type": "object", "properties": {
+            "status": {"type": "string"},
+            "conditions": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"],
+                "items": {"type": "object", "properties": {"type": {"type": "string"}, "status": {"type": "string"}}}}
+        }}
+    }}))
+    .unwrap();
+    let job = json!({"apiVersion": "batch.barge.dev/v1alpha1", "kind": "Job", "metadata": {"name": "j"}, "spec": {"jobQueue": "q"}});
+    let created = server_side_apply(None, &job, "kubectl", false, &schema, T0, None).unwrap();
+    let status_cfg = json!({"apiVersion": "batch.barge.dev/v1alpha1", "kind": "Job", "metadata": {"name": "j"},
+        "status": {"status": "RUNNABLE", "conditions": [{"type": "Ready", "status": "True"}]}});
+    let opts = ApplyOptions::reset_fields(Some("status"), true);
+    let with_status = server_side_apply_with(
+        Some(&created),
+        &status_cfg,
+        "barge",
+        true,
+        &schema,
+        T1,
+        Some("status"),
+        &opts,
+    )
+    .unwrap();
+    let e = entry(&with_status, "barge", "Apply");
+    assert_eq!(e["subresource"], "status");
+    assert_eq!(
+        e["fieldsV1"],
+        json!({"f:status": {"f:status": {}, "f:conditions": {"k:{\"type\":\"Ready\"}": {".": {}, "f:type": {}, "f:status": {}}}}})
+    );
+    assert_eq!(with_status["spec"]["jobQueue"], "q");
+    // On the main resource, `status` is a reset field: applying it claims nothing there.
+    let main_opts = ApplyOptions::reset_fields(None, true);
+    let mut with_bogus_status = job.clone();
+    with_bogus_status["status"] = json!({"status": "SUCCEEDED"});
+    let out = server_side_apply_with(
+        Some(&with_status),
+        &with_bogus_status,
+        "kubectl",
+        true,
+        &schema,
+        T2,
+        None,
+        &main_opts,
+    )
+    .unwrap();
+    assert!(entry(&out, "kubectl", "Apply")["fieldsV1"]
+        .get("f:status")
+        .is_none());
+}
+
+#[test]
+fn helm_style_forced_apply_of_a_custom_resource_with_set_and_map_lists() {
+    let schema = CompiledSchema::new(&json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "computeEnvironmentOrder": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["order"],
+            "items": {"type": "object", "properties": {"order": {"type": "integer"}, "computeEnvironment": {"type": "string"}}}},
+        "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+        "instanceTypes": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}}
+    }}}}))
+    .unwrap();
+    let cfg = json!({"apiVersion": "batch.barge.dev/v1alpha1", "kind": "JobQueue", "metadata": {"name": "q", "labels": {"app.kubernetes.io/managed-by": "Helm"}},
+        "spec": {"computeEnvironmentOrder": [{"order": 1, "computeEnvironment": "ce1"}], "tags": {"team": "a"}, "instanceTypes": ["m5.large"]}});
+    let v1 = server_side_apply(None, &cfg, "helm", true, &schema, T0, None).unwrap();
+    let f = &entry(&v1, "helm", "Apply")["fieldsV1"]["f:spec"];
+    assert!(
+        f["f:computeEnvironmentOrder"]
+            .get("k:{\"order\":1}")
+            .is_some(),
+        "{f}"
+    );
+    assert_eq!(f["f:tags"], json!({"f:team": {}}));
+    assert!(f["f:instanceTypes"].get("v:\"m5.large\"").is_some());
+    // An upgrade that changes the order list and drops a tag.
+    let mut cfg2 = cfg.clone();
+    cfg2["spec"]["computeEnvironmentOrder"] = json!([{"order": 1, "computeEnvironment": "ce2"}, {"order": 2, "computeEnvironment": "ce3"}]);
+    cfg2["spec"]["tags"] = json!({});
+    let v2 = server_side_apply(Some(&v1), &cfg2, "helm", true, &schema, T1, None).unwrap();
+    assert_eq!(
+        v2["spec"]["computeEnvironmentOrder"],
+        cfg2["spec"]["computeEnvironmentOrder"]
+    );
+    assert_eq!(v2["spec"]["tags"], json!({}));
+}
+
+#[test]
+fn managed_fields_sent_by_a_client_are_the_starting_point() {
+    let cm = builtin_kind("", "ConfigMap").unwrap();
+    let v1 = server_side_apply(
+        None,
+        &config_map(json!({"a": "1"})),
+        "kubectl",
+        false,
+        &cm,
+        T0,
+        None,
+    )
+    .unwrap();
+    // A client clears the managed fields and changes data in the same update.
+    let mut cleared = v1.clone();
+    cleared["metadata"]["managedFields"] = json!([{}]);
+    cleared["data"]["a"] = json!("2");
+    track_update(Some(&v1), &mut cleared, "editor", T1, None, &cm);
+    let e = entries(&cleared);
+    assert_eq!(e.len(), 1, "[{{}}] clears the managed fields: {e:?}");
+    assert_eq!(e[0]["manager"], "editor");
+    // A client that sends no managed fields (kube-rs replace without them) keeps the live ones.
+    let mut plain = v1.clone();
+    plain["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("managedFields");
+    plain["data"]["b"] = json!("x");
+    track_update(Some(&v1), &mut plain, "editor", T1, None, &cm);
+    assert!(entries(&plain).iter().any(|x| x["manager"] == "kubectl"));
+    assert_eq!(
+        entry(&plain, "editor", "Update")["fieldsV1"],
+        json!({"f:data": {"f:b": {}}})
+    );
+}

@@ -1,0 +1,627 @@
+//! OpenAPI keyword validation as kube-openapi's `validate.SchemaValidator` does it for CRDs, with
+//! its messages (`spec.replicas in body should be greater than or equal to 1`), converted into
+//! field errors as apiextensions-apiserver's `kubeOpenAPIResultToFieldErrors` converts them.
+//! Also the two checks that run beside it: list-type uniqueness (`ValidateListSetsAndMaps`) and
+//! the type metadata of embedded resources.
+
+use super::errors::{FieldError, ROOT_FIELD};
+use super::formats;
+use super::schema::{Additional, FieldPath, Node};
+use super::ListType;
+use crate::apimachinery::gofmt;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// Where kube-openapi says values come from.
+const IN: &str = "body";
+
+/// kube-openapi paths are dotted names with the root as `""` (`spec.items[0].name`); the field
+/// error path is the name with a leading `.` trimmed, or the root marker.
+fn field_of(name: &str) -> String {
+    let trimmed = name.strip_prefix('.').unwrap_or(name);
+    if trimmed.is_empty() {
+        ROOT_FIELD.to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+fn prop_path(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// The JSON type kube-openapi infers for decoded data.
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::String(_) => "string",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn is_integer(v: &Value) -> bool {
+    matches!(v, Value::Number(n) if n.is_i64() || n.is_u64())
+}
+
+pub(crate) use crate::apimachinery::structural_eq as json_eq;
+
+/// A `float64` boundary printed as kube-openapi prints it for this data: integer data is
+/// compared (and printed) against `int64(boundary)`.
+fn boundary(data: &Value, b: f64) -> String {
+    if is_integer(data) {
+        (b as i64).to_string()
+    } else {
+        gofmt::float(b)
+    }
+}
+
+fn as_f64(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+/// Validates `value` against `node`, appending field errors. `path` is the kube-openapi name.
+pub(crate) fn validate(node: &Node, value: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let field = field_of(path);
+    if value.is_null() {
+        if (node.ty.is_some() || node.int_or_string) && !node.nullable {
+            let type_name = type_list(node);
+            errs.push(FieldError::type_invalid(
+                field.clone(),
+                json!("null"),
+                format!("{path} in {IN} must be of type {type_name}: \"null\""),
+            ));
+        }
+        if let Some(values) = &node.enum_values {
+            if !values.iter().any(Value::is_null) {
+                errs.push(FieldError::not_supported(
+                    field,
+                    Value::Null,
+                    &enum_strings(values),
+                ));
+            }
+        }
+        return;
+    }
+
+    // Type.
+    if node.ty.is_some() || node.int_or_string {
+        let sch = json_type(value);
+        let allowed: &[&str] = if node.int_or_string {
+            &["integer", "string"]
+        } else {
+            match node.ty.as_deref() {
+                Some("object") => &["object"],
+                Some("array") => &["array"],
+                Some("string") => &["string"],
+                Some("integer") => &["integer"],
+                Some("number") => &["number"],
+                Some("boolean") => &["boolean"],
+                _ => &[],
+            }
+        };
+        let float_int =
+            sch == "number" && as_f64(value).fract() == 0.0 && allowed.contains(&"integer");
+        let int_float = sch == "integer" && allowed.contains(&"number");
+        if !(allowed.contains(&sch) || float_int || int_float) {
+            errs.push(FieldError::type_invalid(
+                field,
+                json!(sch),
+                format!(
+                    "{path} in {IN} must be of type {}: {}",
+                    type_list(node),
+                    gofmt::quote(sch)
+                ),
+            ));
+            return;
+        }
+    }
+
+    validate_junctors(node, value, path, errs);
+
+    match value {
+        Value::String(s) => validate_string(node, s, value, path, &field, errs),
+        Value::Number(_) => validate_number(node, value, path, &field, errs),
+        Value::Array(items) => validate_array(node, items, path, &field, errs),
+        _ => {}
+    }
+
+    if let Some(values) = &node.enum_values {
+        if !values.iter().any(|e| json_eq(e, value)) {
+            errs.push(FieldError::not_supported(
+                field.clone(),
+                value.clone(),
+                &enum_strings(values),
+            ));
+        }
+    }
+
+    if let Value::Object(map) = value {
+        let n = map.len() as i64;
+        if let Some(min) = node.min_properties {
+            if n < min {
+                errs.push(FieldError::invalid(
+                    field,
+                    json!(n),
+                    format!("{path} in {IN} should have at least {min} properties"),
+                ));
+                return;
+            }
+        }
+        if let Some(max) = node.max_properties {
+            if n > max {
+                errs.push(FieldError::too_many(field, n, max));
+                return;
+            }
+        }
+        match &node.additional {
+            Additional::Forbidden => {
+                for k in map.keys().filter(|k| !node.properties.contains_key(*k)) {
+                    errs.push(FieldError::invalid(
+                        field_of(path),
+                        json!(k),
+                        format!("{path}.{k} in {IN} is a forbidden property"),
+                    ));
+                }
+            }
+            Additional::Schema(add) => {
+                for (k, v) in map
+                    .iter()
+                    .filter(|(k, _)| !node.properties.contains_key(*k))
+                {
+                    validate(add, v, &format!("{path}.{k}"), errs);
+                }
+            }
+            Additional::Unset | Additional::Any => {}
+        }
+        for (k, prop) in &node.properties {
+            if let Some(v) = map.get(k) {
+                validate(prop, v, &prop_path(path, k), errs);
+            }
+        }
+        for k in &node.required {
+            if !map.contains_key(k) {
+                errs.push(FieldError::required(field_of(&format!("{path}.{k}")), ""));
+            }
+        }
+    }
+}
+
+fn type_list(node: &Node) -> String {
+    if node.int_or_string {
+        "integer,string".to_string()
+    } else {
+        node.type_name().to_string()
+    }
+}
+
+fn enum_strings(values: &[Value]) -> Vec<String> {
+    values
+        .iter()
+        .map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => serde_json::to_string(other).unwrap_or_default(),
+        })
+        .collect()
+}
+
+fn validate_string(
+    node: &Node,
+    s: &str,
+    value: &Value,
+    path: &str,
+    field: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    let len = s.chars().count() as i64;
+    if let Some(min) = node.min_length {
+        if len < min {
+            errs.push(FieldError::invalid(
+                field,
+                value.clone(),
+                format!("{path} in {IN} should be at least {min} chars long"),
+            ));
+        }
+    }
+    if let Some(max) = node.max_length {
+        if len > max {
+            errs.push(FieldError::too_long(field, value.clone(), max));
+        }
+    }
+    if let Some(p) = &node.pattern {
+        if !p.regex.is_match(s) {
+            errs.push(FieldError::invalid(
+                field,
+                value.clone(),
+                format!("{path} in {IN} should match '{}'", p.source),
+            ));
+        }
+    }
+    if let Some(fmt) = &node.format {
+        if formats::check(fmt, s) == Some(false) {
+            errs.push(FieldError::type_invalid(
+                field,
+                value.clone(),
+                format!("{path} in {IN} must be of type {fmt}: {}", gofmt::quote(s)),
+            ));
+        }
+    }
+}
+
+fn validate_number(
+    node: &Node,
+    value: &Value,
+    path: &str,
+    field: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    let data = as_f64(value);
+    if let Some(factor) = node.multiple_of {
+        let bad = if factor < 0.0 {
+            errs.push(FieldError::invalid(
+                field,
+                value.clone(),
+                format!(
+                    "factor MultipleOf declared for {path} must be positive: {}",
+                    gofmt::float(factor)
+                ),
+            ));
+            false
+        } else if is_integer(value) && factor >= 1.0 {
+            let f = factor as i64;
+            f != 0 && value.as_i64().is_some_and(|i| i % f != 0)
+        } else {
+            let mult = if factor < 1.0 {
+                1.0 / factor * data
+            } else {
+                data / factor
+            };
+            mult.fract() != 0.0
+        };
+        if bad {
+            errs.push(FieldError::invalid(
+                field,
+                value.clone(),
+                format!(
+                    "{path} in {IN} should be a multiple of {}",
+                    boundary(value, factor)
+                ),
+            ));
+        }
+    }
+    if let Some(max) = node.maximum {
+        let exceeds = if let (true, Some(i)) = (is_integer(value), value.as_i64()) {
+            let m = max as i64;
+            if node.exclusive_maximum {
+                i >= m
+            } else {
+                i > m
+            }
+        } else if node.exclusive_maximum {
+            data >= max
+        } else {
+            data > max
+        };
+        if exceeds {
+            let op = if node.exclusive_maximum {
+                "less than"
+            } else {
+                "less than or equal to"
+            };
+            errs.push(FieldError::invalid(
+                field,
+                value.clone(),
+                format!("{path} in {IN} should be {op} {}", boundary(value, max)),
+            ));
+        }
+    }
+    if let Some(min) = node.minimum {
+        let below = if let (true, Some(i)) = (is_integer(value), value.as_i64()) {
+            let m = min as i64;
+            if node.exclusive_minimum {
+                i <= m
+            } else {
+                i < m
+            }
+        } else if node.exclusive_minimum {
+            data <= min
+        } else {
+            data < min
+        };
+        if below {
+            let op = if node.exclusive_minimum {
+                "greater than"
+            } else {
+                "greater than or equal to"
+            };
+            errs.push(FieldError::invalid(
+                field,
+                value.clone(),
+                format!("{path} in {IN} should be {op} {}", boundary(value, min)),
+            ));
+        }
+    }
+}
+
+fn validate_array(
+    node: &Node,
+    items: &[Value],
+    path: &str,
+    field: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    if let Some(item_schema) = &node.items {
+        for (i, item) in items.iter().enumerate() {
+            validate(item_schema, item, &format!("{path}[{i}]"), errs);
+        }
+    }
+    let size = items.len() as i64;
+    if let Some(min) = node.min_items {
+        if size < min {
+            errs.push(FieldError::invalid(
+                field,
+                json!(size),
+                format!("{path} in {IN} should have at least {min} items"),
+            ));
+        }
+    }
+    if let Some(max) = node.max_items {
+        if size > max {
+            errs.push(FieldError::too_many(field, size, max));
+        }
+    }
+    if node.unique_items {
+        let dup = items
+            .iter()
+            .enumerate()
+            .any(|(i, a)| items[..i].iter().any(|b| json_eq(a, b)));
+        if dup {
+            errs.push(FieldError::invalid(
+                field,
+                json!(""),
+                format!("{path} in {IN} shouldn't contain duplicates"),
+            ));
+        }
+    }
+}
+
+/// `allOf`/`anyOf`/`oneOf`/`not`. Their summary errors are not `*errors.Validation`, so the API
+/// server reports them at the root (`<nil>: Invalid value: "": "spec" must validate ...`).
+fn validate_junctors(node: &Node, value: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let root_err = |msg: String| FieldError::invalid(ROOT_FIELD, json!(""), msg);
+    if !node.any_of.is_empty() {
+        let mut best: Option<Vec<FieldError>> = None;
+        let mut ok = false;
+        for branch in &node.any_of {
+            let mut e = Vec::new();
+            validate(branch, value, path, &mut e);
+            if e.is_empty() {
+                ok = true;
+                break;
+            }
+            if best.as_ref().is_none_or(|b| e.len() < b.len()) {
+                best = Some(e);
+            }
+        }
+        if !ok {
+            errs.push(root_err(format!(
+                "{} must validate at least one schema (anyOf)",
+                gofmt::quote(path)
+            )));
+            errs.extend(best.unwrap_or_default());
+        }
+    }
+    if !node.one_of.is_empty() {
+        let mut valid = 0;
+        let mut best: Option<Vec<FieldError>> = None;
+        for branch in &node.one_of {
+            let mut e = Vec::new();
+            validate(branch, value, path, &mut e);
+            if e.is_empty() {
+                valid += 1;
+            } else if valid == 0 && best.as_ref().is_none_or(|b| e.len() < b.len()) {
+                best = Some(e);
+            }
+        }
+        if valid != 1 {
+            let extra = if valid == 0 {
+                "Found none valid".to_string()
+            } else {
+                format!("Found {valid} valid alternatives")
+            };
+            errs.push(root_err(format!(
+                "{} must validate one and only one schema (oneOf). {extra}",
+                gofmt::quote(path)
+            )));
+            if valid == 0 {
+                errs.extend(best.unwrap_or_default());
+            }
+        }
+    }
+    if !node.all_of.is_empty() {
+        let mut valid = 0;
+        for branch in &node.all_of {
+            let mut e = Vec::new();
+            validate(branch, value, path, &mut e);
+            if e.is_empty() {
+                valid += 1;
+            }
+            errs.extend(e);
+        }
+        if valid != node.all_of.len() {
+            let extra = if valid == 0 { ". None validated" } else { "" };
+            errs.push(root_err(format!(
+                "{} must validate all the schemas (allOf){extra}",
+                gofmt::quote(path)
+            )));
+        }
+    }
+    if let Some(not) = &node.not {
+        let mut e = Vec::new();
+        validate(not, value, path, &mut e);
+        if e.is_empty() {
+            errs.push(root_err(format!(
+                "{} must not validate the schema (not)",
+                gofmt::quote(path)
+            )));
+        }
+    }
+}
+
+/// `x-kubernetes-list-type: set|map` uniqueness (`structurallisttype.ValidateListSetsAndMaps`).
+pub(crate) fn validate_list_types(
+    node: &Node,
+    value: &Value,
+    path: &FieldPath,
+    errs: &mut Vec<FieldError>,
+) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if let Some(prop) = node.properties.get(k) {
+                    validate_list_types(prop, v, &path.child(k), errs);
+                } else if let Additional::Schema(add) = &node.additional {
+                    validate_list_types(add, v, &path.key(k), errs);
+                }
+            }
+        }
+        Value::Array(items) => {
+            match &node.list_type {
+                ListType::Set => {
+                    for i in first_repeats(items) {
+                        errs.push(FieldError::duplicate(
+                            path.index(i).as_str(),
+                            items[i].clone(),
+                        ));
+                    }
+                }
+                ListType::Map { keys } => {
+                    if let Some((i, bad)) = items
+                        .iter()
+                        .enumerate()
+                        .find(|(_, x)| !x.is_object() && !x.is_null())
+                    {
+                        errs.push(FieldError::invalid(
+                            path.index(i).as_str(),
+                            bad.clone(),
+                            "must be an object for an array of list-type map",
+                        ));
+                    } else {
+                        let key_values: Vec<Value> =
+                            items.iter().map(|x| map_list_key(x, keys)).collect();
+                        for i in first_repeats(&key_values) {
+                            errs.push(FieldError::duplicate(
+                                path.index(i).as_str(),
+                                key_values[i].clone(),
+                            ));
+                        }
+                    }
+                }
+                ListType::Atomic => {}
+            }
+            if let Some(item_schema) = &node.items {
+                for (i, item) in items.iter().enumerate() {
+                    validate_list_types(item_schema, item, &path.index(i), errs);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The key fields of a map-list item, as the object `{key: value}` the API server reports.
+pub(crate) fn map_list_key(item: &Value, keys: &[String]) -> Value {
+    let mut out = serde_json::Map::new();
+    if let Value::Object(obj) = item {
+        for k in keys {
+            if let Some(v) = obj.get(k) {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+/// Indices of the second occurrence of every value that occurs more than once.
+fn first_repeats(items: &[Value]) -> Vec<usize> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, x) in items.iter().enumerate() {
+        let key = canonical(x);
+        let count = seen.entry(key).or_insert(0);
+        *count += 1;
+        if *count == 2 {
+            out.push(i);
+        }
+    }
+    out
+}
+
+fn canonical(v: &Value) -> String {
+    match v {
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => i.to_string(),
+            None => gofmt::float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{}:{}", gofmt::quote(k), canonical(&map[*k])))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Embedded resources must say what they are (`apiVersion` and `kind`).
+pub(crate) fn validate_embedded(
+    node: &Node,
+    value: &Value,
+    path: &FieldPath,
+    errs: &mut Vec<FieldError>,
+) {
+    match value {
+        Value::Object(map) => {
+            if node.embedded {
+                for key in ["apiVersion", "kind"] {
+                    match map.get(key) {
+                        Some(Value::String(s)) if !s.is_empty() => {}
+                        _ => errs.push(FieldError::required(
+                            path.child(key).as_str(),
+                            "must not be empty",
+                        )),
+                    }
+                }
+            }
+            for (k, v) in map {
+                if let Some(prop) = node.properties.get(k) {
+                    validate_embedded(prop, v, &path.child(k), errs);
+                } else if let Additional::Schema(add) = &node.additional {
+                    validate_embedded(add, v, &path.key(k), errs);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = &node.items {
+                for (i, item) in items.iter().enumerate() {
+                    validate_embedded(item_schema, item, &path.index(i), errs);
+                }
+            }
+        }
+        _ => {}
+    }
+}

@@ -1112,9 +1112,7 @@ impl Manager {
             self.track_unbound(uid, pod);
             return;
         };
-        if let Some(u) = self.unbound.remove(&uid) {
-            drop(u);
-        }
+        self.unbound.remove(&uid);
         let node_ready = self.nodes.get(&node_name).map(|n| (n.ready, n.killed));
         match node_ready {
             Some((_, true)) => {}

@@ -151,6 +151,29 @@ impl From<kube::Error> for WriteError {
     }
 }
 
+type WriteFuture = futures::future::BoxFuture<'static, Result<(), WriteError>>;
+
+/// A merge patch of an object's status subresource, counted in `counter`.
+fn patch_status_call<K>(
+    api: Api<K>,
+    name: String,
+    pp: PatchParams,
+    patch: Value,
+    stats: Arc<KubeletStats>,
+    counter: fn(&KubeletStats) -> &AtomicU64,
+) -> WriteFuture
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    Box::pin(async move {
+        bump(counter(&stats));
+        api.patch_status(&name, &pp, &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+            .map_err(WriteError::from)
+    })
+}
+
 type TimerKey = (Instant, u64);
 
 #[derive(Debug, Clone)]
@@ -513,7 +536,7 @@ impl Manager {
             field_manager: Some(FIELD_MANAGER.to_string()),
             ..Default::default()
         };
-        let fut: futures::future::BoxFuture<'static, Result<(), WriteError>> = match &key {
+        let fut: WriteFuture = match &key {
             WriteKey::PodStatus(uid) => {
                 let Some(Tracked::Active(a)) = self.pods.get_mut(uid) else {
                     return;
@@ -537,13 +560,8 @@ impl Manager {
                 }
                 a.last_hash = Some(h);
                 let api: Api<Pod> = Api::namespaced(client, &a.ns);
-                let name = a.name.clone();
-                Box::pin(async move {
-                    bump(&stats.pod_status_patches);
-                    api.patch_status(&name, &pp, &Patch::Merge(&patch))
-                        .await
-                        .map(|_| ())
-                        .map_err(WriteError::from)
+                patch_status_call(api, a.name.clone(), pp, patch, stats, |s| {
+                    &s.pod_status_patches
                 })
             }
             WriteKey::PodDelete(uid) => {
@@ -619,13 +637,7 @@ impl Manager {
                     field_manager: Some(DEFAULT_SCHEDULER.to_string()),
                     ..Default::default()
                 };
-                Box::pin(async move {
-                    bump(&stats.unschedulable_patches);
-                    api.patch_status(&name, &pp, &Patch::Merge(&patch))
-                        .await
-                        .map(|_| ())
-                        .map_err(WriteError::from)
-                })
+                patch_status_call(api, name, pp, patch, stats, |s| &s.unschedulable_patches)
             }
             WriteKey::NodeStatus(name) => {
                 let Some(n) = self.nodes.get(name) else {
@@ -646,13 +658,8 @@ impl Manager {
                     config_error: n.config_error.as_deref(),
                 });
                 let api: Api<Node> = Api::all(client);
-                let name = name.clone();
-                Box::pin(async move {
-                    bump(&stats.node_status_patches);
-                    api.patch_status(&name, &pp, &Patch::Merge(&patch))
-                        .await
-                        .map(|_| ())
-                        .map_err(WriteError::from)
+                patch_status_call(api, name.clone(), pp, patch, stats, |s| {
+                    &s.node_status_patches
                 })
             }
             WriteKey::Lease(name) => {

@@ -360,7 +360,7 @@ pub async fn run_until(args: OperatorArgs, shutdown: Shutdown) -> Result<(), Run
         (Some(tx), rx, None)
     };
     tokio::select! {
-        led = leading.wait_for(|l| *l) => if led.is_err() { return Err(RunError::LostLeadership(args.lease_name.clone())) },
+        led = async { leading.wait_for(|l| *l).await.is_ok() } => if !led { return Err(RunError::LostLeadership(args.lease_name.clone())) },
         _ = shutdown.clone().wait() => {
             stop_background(elector, cache_tasks, http).await;
             return Ok(());
@@ -388,7 +388,7 @@ pub async fn run_until(args: OperatorArgs, shutdown: Shutdown) -> Result<(), Run
 
     let outcome = tokio::select! {
         _ = shutdown.clone().wait() => Ok(()),
-        _ = leading.wait_for(|l| !*l) => Err(RunError::LostLeadership(args.lease_name.clone())),
+        _ = async { leading.wait_for(|l| !*l).await.map(|_| ()) } => Err(RunError::LostLeadership(args.lease_name.clone())),
     };
     if outcome.is_err() {
         warn!("lost leadership; stopping the controllers");

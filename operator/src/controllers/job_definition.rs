@@ -94,6 +94,16 @@ pub enum Error {
     Finalizer(#[from] Box<kube::runtime::finalizer::Error<Error>>),
 }
 
+impl super::ReconcileError for Error {
+    fn is_waiting(&self) -> bool {
+        match self {
+            Error::InUse { .. } => true,
+            Error::Finalizer(err) => super::finalizer_error_is_waiting(err),
+            _ => false,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Validation (pure)
 // ---------------------------------------------------------------------------------------------

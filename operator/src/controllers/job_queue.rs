@@ -65,6 +65,16 @@ pub enum Error {
     Finalizer(#[from] Box<kube::runtime::finalizer::Error<Error>>),
 }
 
+impl super::ReconcileError for Error {
+    fn is_waiting(&self) -> bool {
+        match self {
+            Error::InUse { .. } => true,
+            Error::Finalizer(err) => super::finalizer_error_is_waiting(err),
+            _ => false,
+        }
+    }
+}
+
 /// A compute environment as the queue's validation sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EnvironmentState {

@@ -24,7 +24,7 @@ use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::Resource;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::context::Context;
 use crate::run::Shutdown;
@@ -73,6 +73,22 @@ pub async fn measured<T, E>(
     result
 }
 
+/// A reconcile error that may only mean "waiting" (e.g. a deletion held by an in-use
+/// finalizer): logged at info instead of warn.
+pub trait ReconcileError: std::error::Error {
+    fn is_waiting(&self) -> bool {
+        false
+    }
+}
+
+/// Whether a finalizer-wrapped error is a wait.
+pub fn finalizer_error_is_waiting<E: ReconcileError>(
+    err: &kube::runtime::finalizer::Error<E>,
+) -> bool {
+    use kube::runtime::finalizer::Error as F;
+    matches!(err, F::ApplyFailed(e) | F::CleanupFailed(e) if e.is_waiting())
+}
+
 /// Consumes a controller's output until it ends, logging failed reconciles.
 pub async fn drain<K, E>(
     controller: &'static str,
@@ -80,12 +96,15 @@ pub async fn drain<K, E>(
 ) where
     K: Resource,
     K::DynamicType: std::fmt::Debug,
-    E: std::error::Error + 'static,
+    E: ReconcileError + 'static,
 {
     let mut stream = std::pin::pin!(stream);
     while let Some(result) = stream.next().await {
         match result {
             Ok((obj, _)) => debug!(%controller, object = %obj, "reconciled"),
+            Err(controller::Error::ReconcilerFailed(err, obj)) if err.is_waiting() => {
+                info!(%controller, object = %obj, reason = %err, "waiting")
+            }
             Err(controller::Error::ReconcilerFailed(err, obj)) => {
                 warn!(%controller, object = %obj, error = %err, "reconcile failed")
             }

@@ -39,6 +39,8 @@ pub enum Error {
     UpdateStatus { name: String, source: kube::Error },
 }
 
+impl super::ReconcileError for Error {}
+
 /// The problems of a fair-share policy, in the order of its fields (empty: valid).
 pub fn validate(policy: &FairsharePolicy) -> Vec<String> {
     let mut problems = Vec::new();

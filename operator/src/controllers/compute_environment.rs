@@ -44,7 +44,7 @@ use barge_crds::consts::{
 use barge_crds::{ComputeEnvironment, ComputeEnvironmentStatus, JobQueue};
 
 use super::{
-    controller_config, drain, join_names, measured, ACTION_RECONCILE, REASON_IN_USE, REASON_SCALING,
+    controller_config, join_names, measured, ACTION_RECONCILE, REASON_IN_USE, REASON_SCALING,
 };
 use crate::context::Context;
 use crate::events::EventSpec;
@@ -590,7 +590,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     if let Some(requests) = ctx.triggers.compute_environments.stream() {
         controller = controller.reconcile_on(requests);
     }
-    drain(CONTROLLER, controller.run(reconcile, error_policy, ctx)).await;
+    super::drain_classified(
+        CONTROLLER,
+        controller.run(reconcile, error_policy, ctx),
+        super::ReconcileError::is_waiting,
+    )
+    .await;
 }
 
 #[cfg(test)]

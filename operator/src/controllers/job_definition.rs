@@ -45,7 +45,7 @@ use barge_crds::job_definition::{JobDefinitionType, NodeProperties};
 use barge_crds::resources::{ContainerProperties, ResourceType};
 use barge_crds::{JobDefinition, JobDefinitionSpec, JobDefinitionStatus};
 
-use super::{controller_config, drain, measured, ACTION_RECONCILE, REASON_IN_USE, TRANSIENT_RETRY};
+use super::{controller_config, measured, ACTION_RECONCILE, REASON_IN_USE, TRANSIENT_RETRY};
 use crate::cache::Caches;
 use crate::context::Context;
 use crate::events::EventSpec;
@@ -840,7 +840,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     if let Some(requests) = ctx.triggers.job_definitions.stream() {
         controller = controller.reconcile_on(requests);
     }
-    drain(CONTROLLER, controller.run(reconcile, error_policy, ctx)).await;
+    super::drain_classified(
+        CONTROLLER,
+        controller.run(reconcile, error_policy, ctx),
+        super::ReconcileError::is_waiting,
+    )
+    .await;
 }
 
 #[cfg(test)]

@@ -41,8 +41,7 @@ use barge_crds::job_queue::JqStatus;
 use barge_crds::{ComputeEnvironment, Job, JobQueue, JobQueueStatus, SchedulingPolicy};
 
 use super::{
-    controller_config, drain, join_names, measured, REASON_IN_USE, REASON_NOT_READY,
-    TRANSIENT_RETRY,
+    controller_config, join_names, measured, REASON_IN_USE, REASON_NOT_READY, TRANSIENT_RETRY,
 };
 use crate::context::Context;
 use crate::metrics::QueueStateLabels;
@@ -481,7 +480,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     if let Some(requests) = ctx.triggers.job_queues.stream() {
         controller = controller.reconcile_on(requests);
     }
-    drain(CONTROLLER, controller.run(reconcile, error_policy, ctx)).await;
+    super::drain_classified(
+        CONTROLLER,
+        controller.run(reconcile, error_policy, ctx),
+        super::ReconcileError::is_waiting,
+    )
+    .await;
 }
 
 #[cfg(test)]

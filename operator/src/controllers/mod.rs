@@ -74,7 +74,7 @@ pub async fn measured<T, E>(
 }
 
 /// A reconcile error that may only mean "waiting" (e.g. a deletion held by an in-use
-/// finalizer): logged at info instead of warn.
+/// finalizer): [`drain_classified`] logs those at info instead of warn.
 pub trait ReconcileError: std::error::Error {
     fn is_waiting(&self) -> bool {
         false
@@ -96,13 +96,27 @@ pub async fn drain<K, E>(
 ) where
     K: Resource,
     K::DynamicType: std::fmt::Debug,
-    E: ReconcileError + 'static,
+    E: std::error::Error + 'static,
+{
+    drain_classified(controller, stream, |_: &E| false).await
+}
+
+/// [`drain`], with errors for which `is_waiting` holds logged at info (they are waits, not
+/// failures).
+pub async fn drain_classified<K, E>(
+    controller: &'static str,
+    stream: impl Stream<Item = Result<(ObjectRef<K>, Action), controller::Error<E, watcher::Error>>>,
+    is_waiting: impl Fn(&E) -> bool,
+) where
+    K: Resource,
+    K::DynamicType: std::fmt::Debug,
+    E: std::error::Error + 'static,
 {
     let mut stream = std::pin::pin!(stream);
     while let Some(result) = stream.next().await {
         match result {
             Ok((obj, _)) => debug!(%controller, object = %obj, "reconciled"),
-            Err(controller::Error::ReconcilerFailed(err, obj)) if err.is_waiting() => {
+            Err(controller::Error::ReconcilerFailed(err, obj)) if is_waiting(&err) => {
                 info!(%controller, object = %obj, reason = %err, "waiting")
             }
             Err(controller::Error::ReconcilerFailed(err, obj)) => {

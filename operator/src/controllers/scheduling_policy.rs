@@ -26,7 +26,7 @@ use barge_crds::scheduling_policy::{
 };
 use barge_crds::{SchedulingPolicy, SchedulingPolicyStatus};
 
-use super::{controller_config, drain, measured, TRANSIENT_RETRY};
+use super::{controller_config, measured, TRANSIENT_RETRY};
 use crate::context::Context;
 use crate::run::Shutdown;
 use crate::status::{apply_status, merge_conditions, DesiredCondition, Precondition};
@@ -175,7 +175,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     if let Some(requests) = ctx.triggers.scheduling_policies.stream() {
         controller = controller.reconcile_on(requests);
     }
-    drain(CONTROLLER, controller.run(reconcile, error_policy, ctx)).await;
+    super::drain_classified(
+        CONTROLLER,
+        controller.run(reconcile, error_policy, ctx),
+        super::ReconcileError::is_waiting,
+    )
+    .await;
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::runtime::reflector::ObjectRef;
@@ -324,8 +324,28 @@ async fn apply_node_actions(
     let name = ce.name_any();
     let api: Api<Node> = Api::all(ctx.client.clone());
     let params = PatchParams::apply(FIELD_MANAGER_COMPUTE_ENVIRONMENT_CONTROLLER).force();
+    let create = PostParams {
+        field_manager: Some(FIELD_MANAGER_COMPUTE_ENVIRONMENT_CONTROLLER.to_string()),
+        ..Default::default()
+    };
+    // New nodes are created (a node a lagging cache did not show yet is AlreadyExists, not
+    // created twice), existing ones get Barge's fields by server-side apply.
+    let mut created = Vec::new();
     for node in &actions.apply {
         let node_name = node.name_any();
+        let apply_error = |source| Error::ApplyNode {
+            ce: name.clone(),
+            node: node_name.clone(),
+            source,
+        };
+        if actions.created.contains(&node_name) {
+            match api.create(&create, node).await {
+                Ok(_) => created.push(node_name.clone()),
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(source) => return Err(apply_error(source)),
+            }
+            continue;
+        }
         let mut body = serde_json::to_value(node).unwrap_or_default();
         if let Some(obj) = body.as_object_mut() {
             obj.insert("apiVersion".into(), "v1".into());
@@ -333,15 +353,12 @@ async fn apply_node_actions(
         }
         api.patch(&node_name, &params, &Patch::Apply(&body))
             .await
-            .map_err(|source| Error::ApplyNode {
-                ce: name.clone(),
-                node: node_name,
-                source,
-            })?;
+            .map_err(apply_error)?;
     }
+    let mut deleted = Vec::new();
     for node_name in &actions.delete {
         match api.delete(node_name, &DeleteParams::default()).await {
-            Ok(_) => {}
+            Ok(_) => deleted.push(node_name.clone()),
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(source) => {
                 return Err(Error::DeleteNode {
@@ -352,17 +369,13 @@ async fn apply_node_actions(
             }
         }
     }
-    ctx.metrics
-        .nodes_created
-        .inc_by(actions.created.len() as u64);
-    ctx.metrics
-        .nodes_deleted
-        .inc_by(actions.delete.len() as u64);
-    if !actions.created.is_empty() {
+    ctx.metrics.nodes_created.inc_by(created.len() as u64);
+    ctx.metrics.nodes_deleted.inc_by(deleted.len() as u64);
+    if !created.is_empty() {
         let note = format!(
             "created {} node(s) ({}) for {} desired vCPUs",
-            actions.created.len(),
-            join_names(&actions.created),
+            created.len(),
+            join_names(&created),
             actions.target_vcpus
         );
         ctx.events.publish(
@@ -380,11 +393,11 @@ async fn apply_node_actions(
             EventSpec::normal(EVENT_CORDONED, ACTION_RECONCILE, note),
         );
     }
-    if !actions.delete.is_empty() {
+    if !deleted.is_empty() {
         let note = format!(
             "removed {} idle node(s) ({}) for {} desired vCPUs",
-            actions.delete.len(),
-            join_names(&actions.delete),
+            deleted.len(),
+            join_names(&deleted),
             actions.target_vcpus
         );
         ctx.events.publish(
@@ -392,7 +405,7 @@ async fn apply_node_actions(
             EventSpec::normal(EVENT_SCALED_IN, ACTION_RECONCILE, note),
         );
     }
-    if !actions.created.is_empty() || !actions.delete.is_empty() {
+    if !created.is_empty() || !deleted.is_empty() {
         ctx.scheduler.wake();
     }
     Ok(())
@@ -539,8 +552,13 @@ async fn write_status(
     Ok(())
 }
 
-fn error_policy(_: Arc<ComputeEnvironment>, _: &Error, _: Arc<Context>) -> Action {
-    Action::requeue(super::TRANSIENT_RETRY)
+fn error_policy(_: Arc<ComputeEnvironment>, error: &Error, _: Arc<Context>) -> Action {
+    use super::ReconcileError;
+    Action::requeue(if error.is_waiting() {
+        super::WAIT_RETRY
+    } else {
+        super::TRANSIENT_RETRY
+    })
 }
 
 /// The environments a node change concerns: the one its label names, and the UNMANAGED ones

@@ -805,6 +805,7 @@ fn error_policy(_: Arc<JobDefinition>, error: &Error, _: Arc<Context>) -> Action
         Error::UpdateStatus { source, .. } if is_conflict(source) => {
             Action::requeue(std::time::Duration::from_millis(200))
         }
+        error if super::ReconcileError::is_waiting(error) => Action::requeue(super::WAIT_RETRY),
         _ => Action::requeue(TRANSIENT_RETRY),
     }
 }

@@ -411,8 +411,13 @@ async fn apply(
     })
 }
 
-fn error_policy(_: Arc<JobQueue>, _: &Error, _: Arc<Context>) -> Action {
-    Action::requeue(TRANSIENT_RETRY)
+fn error_policy(_: Arc<JobQueue>, error: &Error, _: Arc<Context>) -> Action {
+    use super::ReconcileError;
+    Action::requeue(if error.is_waiting() {
+        super::WAIT_RETRY
+    } else {
+        TRANSIENT_RETRY
+    })
 }
 
 /// Lets through at most one trigger per key per interval.

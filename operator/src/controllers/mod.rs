@@ -42,6 +42,9 @@ pub const ACTION_RECONCILE: &str = "Reconcile";
 
 /// How long a transient failure waits before the next attempt.
 pub const TRANSIENT_RETRY: Duration = Duration::from_secs(5);
+/// How soon a reconcile that is only waiting (a newer object on its way, a deletion held by
+/// what still uses the object) looks again, in case no watch event comes first.
+pub const WAIT_RETRY: Duration = Duration::from_secs(1);
 
 /// Starts every controller and the scheduler loop; the handles finish after `shutdown`.
 pub fn spawn_all(ctx: Arc<Context>, shutdown: Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
@@ -81,12 +84,19 @@ pub trait ReconcileError: std::error::Error {
     }
 }
 
-/// Whether a finalizer-wrapped error is a wait.
+/// Whether a finalizer-wrapped error is a wait: the wrapped error is one, or the finalizer
+/// patch met a newer object than the cache had (its `test` failed, 422, or a 409) — the watch
+/// brings the new object and the reconcile runs again.
 pub fn finalizer_error_is_waiting<E: ReconcileError>(
     err: &kube::runtime::finalizer::Error<E>,
 ) -> bool {
     use kube::runtime::finalizer::Error as F;
-    matches!(err, F::ApplyFailed(e) | F::CleanupFailed(e) if e.is_waiting())
+    match err {
+        F::ApplyFailed(e) | F::CleanupFailed(e) => e.is_waiting(),
+        F::AddFinalizer(kube::Error::Api(status))
+        | F::RemoveFinalizer(kube::Error::Api(status)) => status.code == 409 || status.code == 422,
+        _ => false,
+    }
 }
 
 /// Consumes a controller's output until it ends, logging failed reconciles.
@@ -149,6 +159,39 @@ pub fn join_names<S: Display>(names: &[S]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("in use")]
+    struct InUse;
+    impl ReconcileError for InUse {
+        fn is_waiting(&self) -> bool {
+            true
+        }
+    }
+
+    fn api_error(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn stale_finalizer_patches_and_in_use_cleanups_are_waits() {
+        use kube::runtime::finalizer::Error as F;
+        assert!(finalizer_error_is_waiting::<InUse>(&F::CleanupFailed(
+            InUse
+        )));
+        assert!(finalizer_error_is_waiting::<InUse>(&F::AddFinalizer(
+            api_error(422)
+        )));
+        assert!(finalizer_error_is_waiting::<InUse>(&F::RemoveFinalizer(
+            api_error(409)
+        )));
+        assert!(!finalizer_error_is_waiting::<InUse>(&F::AddFinalizer(
+            api_error(403)
+        )));
+    }
 
     #[test]
     fn names_join_like_a_sentence() {

@@ -587,22 +587,77 @@ fn environments_of_node(
 /// Runs the controller until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let caches = ctx.caches.clone();
-    let for_nodes = caches.clone();
+    let (for_nodes, for_queues) = (caches.clone(), caches.clone());
+    let node_filter = super::ChangeFilter::default();
+    let queue_filter = super::ChangeFilter::default();
     let mut controller = Controller::for_shared_stream(
         caches.compute_environments_feed.subscribe(),
         caches.compute_environments.clone(),
     )
+    // Node heartbeats and queue status writes change nothing a CE looks at: the filters let
+    // through only what does (a node's labels, taints, cordon, readiness, allocatable,
+    // existence; a queue's CE list and existence — old and new CEs both hear of a change).
     .watches_shared_stream(caches.nodes_feed.subscribe(), move |node: Arc<Node>| {
-        environments_of_node(&node, &for_nodes)
+        let present = for_nodes.nodes.get(&ObjectRef::from_obj(&*node)).is_some();
+        let spec = node.spec.as_ref();
+        let facts = super::digest(&(
+            present,
+            node.metadata.deletion_timestamp.is_some(),
+            node.labels(),
+            spec.and_then(|s| s.taints.as_ref()),
+            spec.and_then(|s| s.unschedulable),
+            node_is_ready(&node),
+            node.status.as_ref().and_then(|s| s.allocatable.as_ref()),
+        ));
+        match node_filter.update(&node.name_any(), facts) {
+            None => Vec::new(),
+            Some(_) => environments_of_node(&node, &for_nodes),
+        }
     })
-    .watches_shared_stream(caches.queues_feed.subscribe(), |queue: Arc<JobQueue>| {
-        queue
-            .spec
-            .compute_environment_order
-            .iter()
-            .map(|o| ObjectRef::<ComputeEnvironment>::new(&o.compute_environment))
-            .collect::<Vec<_>>()
-    })
+    .watches_shared_stream(
+        caches.queues_feed.subscribe(),
+        move |queue: Arc<JobQueue>| {
+            let present = for_queues
+                .queues
+                .get(&ObjectRef::from_obj(&*queue))
+                .is_some();
+            let listed: Vec<String> = if present {
+                queue
+                    .spec
+                    .compute_environment_order
+                    .iter()
+                    .map(|o| o.compute_environment.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let facts = (
+                present,
+                queue.metadata.deletion_timestamp.is_some(),
+                listed.clone(),
+            );
+            match queue_filter.update(&queue.name_any(), facts) {
+                None => Vec::new(),
+                Some(previous) => {
+                    let mut names = listed;
+                    names.extend(previous.map(|(_, _, old)| old).unwrap_or_default());
+                    names.extend(
+                        queue
+                            .spec
+                            .compute_environment_order
+                            .iter()
+                            .map(|o| o.compute_environment.clone()),
+                    );
+                    names.sort();
+                    names.dedup();
+                    names
+                        .iter()
+                        .map(|n| ObjectRef::<ComputeEnvironment>::new(n))
+                        .collect::<Vec<_>>()
+                }
+            }
+        },
+    )
     .with_config(controller_config(&ctx))
     .graceful_shutdown_on(shutdown.wait());
     if let Some(requests) = ctx.triggers.compute_environments.stream() {

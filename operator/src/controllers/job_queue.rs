@@ -452,26 +452,58 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let caches = ctx.caches.clone();
     let (by_ce, by_policy) = (caches.clone(), caches.clone());
     let throttle = Throttle::new(ctx.config.status_coalesce_interval);
+    let ce_filter = super::ChangeFilter::default();
+    let policy_filter = super::ChangeFilter::default();
     let mut controller =
         Controller::for_shared_stream(caches.queues_feed.subscribe(), caches.queues.clone())
+            // Queues care whether their CEs exist and are VALID, not about node counts or
+            // allocated vCPUs: CE status writes that change neither trigger nothing.
             .watches_shared_stream(
                 caches.compute_environments_feed.subscribe(),
                 move |ce: Arc<ComputeEnvironment>| {
-                    by_ce
-                        .queues_of_compute_environment(&ce.name_any())
-                        .iter()
-                        .map(|q| ObjectRef::from_obj(&**q))
-                        .collect::<Vec<_>>()
+                    let name = ce.name_any();
+                    let present = by_ce
+                        .compute_environments
+                        .get(&ObjectRef::from_obj(&*ce))
+                        .is_some();
+                    let status = ce.status.as_ref();
+                    let facts = (
+                        present,
+                        ce.metadata.deletion_timestamp.is_some(),
+                        status.and_then(|s| s.status),
+                        status.and_then(|s| s.status_reason.clone()),
+                    );
+                    match ce_filter.update(&name, facts) {
+                        None => Vec::new(),
+                        Some(_) => by_ce
+                            .queues_of_compute_environment(&name)
+                            .iter()
+                            .map(|q| ObjectRef::from_obj(&**q))
+                            .collect::<Vec<_>>(),
+                    }
                 },
             )
             .watches_shared_stream(
                 caches.scheduling_policies_feed.subscribe(),
                 move |sp: Arc<SchedulingPolicy>| {
-                    by_policy
-                        .queues_of_scheduling_policy(&sp.name_any())
-                        .iter()
-                        .map(|q| ObjectRef::from_obj(&**q))
-                        .collect::<Vec<_>>()
+                    let name = sp.name_any();
+                    let present = by_policy
+                        .scheduling_policies
+                        .get(&ObjectRef::from_obj(&*sp))
+                        .is_some();
+                    let ready = sp
+                        .status
+                        .as_ref()
+                        .and_then(|s| find_condition(&s.conditions, CONDITION_READY))
+                        .map(|c| (c.status.clone(), c.message.clone()));
+                    match policy_filter.update(&name, (present, ready)) {
+                        None => Vec::new(),
+                        Some(_) => by_policy
+                            .queues_of_scheduling_policy(&name)
+                            .iter()
+                            .map(|q| ObjectRef::from_obj(&**q))
+                            .collect::<Vec<_>>(),
+                    }
                 },
             )
             .watches_shared_stream(caches.jobs_feed.subscribe(), move |job: Arc<Job>| {

@@ -141,6 +141,42 @@ pub async fn drain_classified<K, E>(
     debug!(%controller, "controller stopped");
 }
 
+/// Remembers, per object, the facts a mapper cares about, so that a watch event that changes
+/// none of them (a status write, a node heartbeat) triggers no reconcile.
+pub struct ChangeFilter<T> {
+    seen: std::sync::Mutex<std::collections::HashMap<String, T>>,
+}
+
+impl<T: PartialEq + Clone> Default for ChangeFilter<T> {
+    fn default() -> Self {
+        Self {
+            seen: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+impl<T: PartialEq + Clone> ChangeFilter<T> {
+    /// Records `facts` for `key`: `Some(previous facts)` when they changed (or were unknown:
+    /// `Some(None)`), `None` when they are the same as last time.
+    pub fn update(&self, key: &str, facts: T) -> Option<Option<T>> {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        match seen.get(key) {
+            Some(previous) if *previous == facts => None,
+            _ => Some(seen.insert(key.to_string(), facts)),
+        }
+    }
+}
+
+/// A stable digest of a serialisable value (to compare facts without keeping them).
+pub fn digest<T: serde::Serialize>(value: &T) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(value)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
+}
+
 /// A list of names for messages: `a, b and c`.
 pub fn join_names<S: Display>(names: &[S]) -> String {
     match names {
@@ -191,6 +227,17 @@ mod tests {
         assert!(!finalizer_error_is_waiting::<InUse>(&F::AddFinalizer(
             api_error(403)
         )));
+    }
+
+    #[test]
+    fn change_filter_reports_only_changes() {
+        let filter = ChangeFilter::default();
+        assert_eq!(filter.update("a", 1), Some(None));
+        assert_eq!(filter.update("a", 1), None);
+        assert_eq!(filter.update("a", 2), Some(Some(1)));
+        assert_eq!(filter.update("b", 2), Some(None));
+        assert_eq!(digest(&("x", 1)), digest(&("x", 1)));
+        assert_ne!(digest(&("x", 1)), digest(&("x", 2)));
     }
 
     #[test]

@@ -98,6 +98,9 @@ impl super::ReconcileError for Error {
     fn is_waiting(&self) -> bool {
         match self {
             Error::InUse { .. } => true,
+            // The status write met a newer object (its resourceVersion precondition): the watch
+            // brings it and the reconcile runs again.
+            Error::UpdateStatus { source, .. } => is_conflict(source),
             Error::Finalizer(err) => super::finalizer_error_is_waiting(err),
             _ => false,
         }
@@ -800,14 +803,12 @@ async fn write_status(
 }
 
 fn error_policy(_: Arc<JobDefinition>, error: &Error, _: Arc<Context>) -> Action {
-    match error {
-        // A newer version of the object is on its way through the watch.
-        Error::UpdateStatus { source, .. } if is_conflict(source) => {
-            Action::requeue(std::time::Duration::from_millis(200))
-        }
-        error if super::ReconcileError::is_waiting(error) => Action::requeue(super::WAIT_RETRY),
-        _ => Action::requeue(TRANSIENT_RETRY),
-    }
+    use super::ReconcileError;
+    Action::requeue(if error.is_waiting() {
+        super::WAIT_RETRY
+    } else {
+        TRANSIENT_RETRY
+    })
 }
 
 /// Runs the controller until `shutdown`.
@@ -1036,6 +1037,34 @@ mod tests {
         assert!(deleting.conditions[0]
             .message
             .contains("4 unfinished job(s)"));
+    }
+
+    #[test]
+    fn stale_writes_and_in_use_deletions_are_waits() {
+        use super::super::ReconcileError;
+        let conflict = kube::Error::Api(Box::new(kube::core::Status {
+            code: 409,
+            ..Default::default()
+        }));
+        assert!(Error::UpdateStatus {
+            definition: "d".into(),
+            source: conflict
+        }
+        .is_waiting());
+        assert!(Error::InUse {
+            definition: "d".into(),
+            jobs: 1
+        }
+        .is_waiting());
+        let forbidden = kube::Error::Api(Box::new(kube::core::Status {
+            code: 403,
+            ..Default::default()
+        }));
+        assert!(!Error::UpdateStatus {
+            definition: "d".into(),
+            source: forbidden
+        }
+        .is_waiting());
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The operator's caches: one watch per kind, feeding a reflector store, secondary indexes and
 //! the shared trigger streams of the controllers — so nothing in a hot path ever GETs.
 //!
-//! Data flow, per kind: `watcher(Api<K>)` (managedFields stripped) → [`Sink`], which for every
-//! watcher event, in this order,
+//! Data flow, per kind: `watcher(Api<K>)` → [`Sink`], which for every watcher event, in this
+//! order, strips what nobody reads (managedFields; a node's image list), then
 //! 1. applies it to the kind's kube reflector `Writer` (readers hold the [`Store`]),
 //! 2. applies it to the kind's [`Index`]es (same protocol: Init/InitApply/InitDone swap),
 //! 3. broadcasts the object to every subscriber of the kind's [`Feed`] — including objects that
@@ -137,10 +137,21 @@ pub struct Sink<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> {
     feed: Arc<Feed<K>>,
     /// Objects that belong in the store; others are treated as absent.
     keep: fn(&K) -> bool,
+    /// Drops what no Barge component reads, before anything sees the object.
+    trim: fn(&mut K),
 }
 
 fn keep_all<K>(_: &K) -> bool {
     true
+}
+
+fn trim_nothing<K>(_: &mut K) {}
+
+/// A node's image list (often hundreds of entries on real nodes) is of no use to Barge.
+fn trim_node(node: &mut Node) {
+    if let Some(status) = node.status.as_mut() {
+        status.images = None;
+    }
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Sink<K> {
@@ -154,7 +165,13 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Sink<K> {
             raw_sinks: Vec::new(),
             feed,
             keep: keep_all,
+            trim: trim_nothing,
         }
+    }
+
+    fn trim(mut self, trim: fn(&mut K)) -> Self {
+        self.trim = trim;
+        self
     }
 
     fn index(mut self, index: Arc<dyn EventSink<K>>) -> Self {
@@ -173,7 +190,14 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Sink<K> {
     }
 
     /// Applies one event everywhere (see the module docs for the order).
-    pub fn apply(&mut self, event: watcher::Event<K>) {
+    pub fn apply(&mut self, mut event: watcher::Event<K>) {
+        if let watcher::Event::Apply(obj)
+        | watcher::Event::Delete(obj)
+        | watcher::Event::InitApply(obj) = &mut event
+        {
+            obj.managed_fields_mut().clear();
+            (self.trim)(obj);
+        }
         for sink in &self.raw_sinks {
             sink.apply(&event);
         }
@@ -252,9 +276,7 @@ where
         + 'static,
 {
     let kind = K::kind(&());
-    let stream = watcher(api, config)
-        .default_backoff()
-        .modify(|obj: &mut K| obj.managed_fields_mut().clear());
+    let stream = watcher(api, config).default_backoff();
     let mut stream = std::pin::pin!(stream);
     while let Some(event) = stream.next().await {
         match event {
@@ -722,7 +744,9 @@ impl Caches {
                 .raw(usage.clone())
                 .filter(is_barge_pod)
                 .index(indexes.pods_by_job_uid.clone()),
-            nodes: Sink::new().index(indexes.nodes_by_compute_environment.clone()),
+            nodes: Sink::new()
+                .trim(trim_node)
+                .index(indexes.nodes_by_compute_environment.clone()),
             namespaces: Sink::new(),
         };
         let caches = Caches {
@@ -1139,6 +1163,35 @@ mod tests {
         assert!(caches.pods.state().is_empty());
         assert!(caches.pods_of_job("ns", "uid-1").is_empty());
         assert_eq!(caches.usage.pods_on("n"), 0);
+    }
+
+    #[test]
+    fn cached_objects_carry_no_managed_fields_or_node_images() {
+        let (caches, mut sinks) = Caches::new();
+        let node = Node {
+            metadata: ObjectMeta {
+                name: Some("n".into()),
+                managed_fields: Some(vec![Default::default()]),
+                ..Default::default()
+            },
+            status: Some(k8s_openapi::api::core::v1::NodeStatus {
+                images: Some(vec![Default::default()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        sinks.nodes.apply(watcher::Event::Apply(node));
+        let cached = caches.nodes.get(&ObjectRef::new("n")).expect("cached");
+        assert!(cached
+            .metadata
+            .managed_fields
+            .as_ref()
+            .is_none_or(Vec::is_empty));
+        assert!(cached
+            .status
+            .as_ref()
+            .and_then(|s| s.images.as_ref())
+            .is_none());
     }
 
     #[tokio::test]

@@ -155,3 +155,73 @@ async fn one_replica_leads_and_hands_over_on_shutdown() {
     second.stop().await.expect("graceful stop");
     env.stop().await;
 }
+
+/// The real binary: prints its metrics address, leads, and on SIGTERM stops with exit code 0
+/// after releasing its lease.
+#[tokio::test]
+async fn the_binary_stops_gracefully_on_sigterm() {
+    use std::process::Stdio;
+    use tokio::io::AsyncBufReadExt;
+
+    let env = Env::start().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_barge"))
+        .args([
+            "operator",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--leader-election",
+            "--lease-name",
+            "barge-bin",
+            "--lease-namespace",
+            "default",
+        ])
+        .args(["--identity", "bin-replica", "--log-level", "warn"])
+        .arg("--kubeconfig")
+        .arg(env.cluster.kubeconfig_path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn barge");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(support::WAIT, lines.next_line())
+        .await
+        .expect("a line in time")
+        .expect("read")
+        .expect("a line");
+    let port: u16 = first
+        .strip_prefix("metrics listening on http://127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+    eventually("/readyz", || async {
+        http_get(port, "/readyz")
+            .await
+            .filter(|(code, _)| *code == 200)
+    })
+    .await;
+    let leases = env.namespaced::<Lease>("default");
+    wait_for(&leases, "barge-bin", "held", |l| {
+        l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some("bin-replica")
+    })
+    .await;
+
+    let pid = child.id().expect("pid").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(support::WAIT, child.wait())
+        .await
+        .expect("exits in time")
+        .expect("wait");
+    assert!(status.success(), "exit status {status:?}");
+    let lease = leases.get("barge-bin").await.expect("lease");
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity),
+        None,
+        "the lease was released"
+    );
+    env.stop().await;
+}

@@ -65,6 +65,8 @@ pub const EVENT_CORDONED: &str = "Cordoned";
 pub const EVENT_INVALID: &str = "InvalidComputeEnvironment";
 /// How soon to look again while nodes boot or drain.
 const SETTLE_INTERVAL: Duration = Duration::from_secs(2);
+/// Why an enabled simulated pool has no nodes.
+pub const ADVICE_EMPTY_POOL: &str = "desiredvCpus (default minvCpus) is 0, so the pool has no nodes: set desiredvCpus to run jobs (this version keeps managed pools at a fixed size; scaling with demand is not implemented yet)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -117,6 +119,8 @@ pub struct NodeReport {
     pub ready_nodes: usize,
     /// Human summary of work in progress (creating, draining...) or of problems.
     pub notes: Vec<String>,
+    /// Advice that does not mean work in progress (e.g. why a pool has no nodes).
+    pub advice: Option<String>,
 }
 
 /// The status an environment should have (pure). `verdict` is the validation outcome;
@@ -153,7 +157,7 @@ pub fn build_status(
         ),
         (Ok(()), None) => {
             let mut message = format!("{}/{} node(s) ready", report.ready_nodes, report.nodes);
-            for note in &report.notes {
+            for note in report.notes.iter().chain(&report.advice) {
                 message.push_str("; ");
                 message.push_str(note);
             }
@@ -255,6 +259,9 @@ async fn apply(ce: &ComputeEnvironment, ctx: &Context) -> Result<Action, Error> 
                     let mut report = base_report(&nodes, ctx);
                     report.desired_vcpus = actions.target_vcpus;
                     report.notes = node_notes(&actions);
+                    if actions.target_vcpus == 0 && nodepools::is_enabled(ce) {
+                        report.advice = Some(ADVICE_EMPTY_POOL.to_string());
+                    }
                     let settled = report.notes.is_empty() && report.ready_nodes == report.nodes;
                     (Ok(()), report, settled)
                 }
@@ -692,6 +699,7 @@ mod tests {
             nodes: 2,
             ready_nodes: 2,
             notes: vec![],
+            advice: None,
         };
         let status = build_status(&ce, &Ok(()), &report, None, now());
         assert_eq!(status.status, Some(CeStatus::Valid));
@@ -729,6 +737,23 @@ mod tests {
             status.conditions[0].message,
             "0/1 node(s) ready; creating ce-m5-xlarge-1"
         );
+    }
+
+    #[test]
+    fn an_empty_enabled_pool_says_how_to_get_nodes() {
+        let ce = simulated_ce("ce", &["m5.xlarge"], 0, None, 16);
+        let report = NodeReport {
+            advice: Some(ADVICE_EMPTY_POOL.into()),
+            ..Default::default()
+        };
+        let status = build_status(&ce, &Ok(()), &report, None, now());
+        assert_eq!(
+            status.conditions[0].reason, REASON_VALID,
+            "advice is not work in progress"
+        );
+        assert!(status.conditions[0]
+            .message
+            .starts_with("0/0 node(s) ready; desiredvCpus (default minvCpus) is 0"));
     }
 
     #[test]

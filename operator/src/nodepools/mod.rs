@@ -393,7 +393,7 @@ pub fn node_snapshot(node: &Node, usage: &NodeUsage, gpu_resource: &str) -> Node
 /// The scheduler's view of a compute environment. Its shapes are the node shapes it has or
 /// will have: for a fixed-size simulated pool, the types of its plan and of its nodes (it does
 /// not grow, so a larger type it lists but never creates cannot run a job); for an unmanaged
-/// pool, its member nodes. `None` (unknown) for an invalid environment.
+/// pool, its member nodes. `None` (unknown) for an invalid environment or one without any.
 pub fn scheduler_environment(ce: &ComputeEnvironment, caches: &Caches) -> EnvironmentSpec {
     let name = ce.name_any();
     let valid = ce.status.as_ref().and_then(|s| s.status) == Some(CeStatus::Valid);
@@ -434,7 +434,9 @@ pub fn scheduler_environment(ce: &ComputeEnvironment, caches: &Caches) -> Enviro
         name,
         enabled: is_enabled(ce),
         valid,
-        shapes: if valid && pool.is_some() {
+        // An empty fixed pool has no shapes to judge a job by: its jobs wait (and the
+        // environment's status says it has no nodes) rather than all being "can never run".
+        shapes: if valid && pool.is_some() && !shapes.is_empty() {
             Some(shapes)
         } else {
             None
@@ -715,5 +717,12 @@ pub(crate) mod tests {
         );
         ce.spec.state = State::Disabled;
         assert!(!scheduler_environment(&ce, &caches).enabled);
+        let mut empty = simulated_ce("empty", &["m5"], 0, None, 64);
+        empty.status = ce.status.clone();
+        assert_eq!(
+            scheduler_environment(&empty, &caches).shapes,
+            None,
+            "no nodes, no verdicts"
+        );
     }
 }

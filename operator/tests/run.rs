@@ -225,3 +225,48 @@ async fn the_binary_stops_gracefully_on_sigterm() {
     );
     env.stop().await;
 }
+
+/// A leader that finds its lease taken stops with an error (so its pod restarts clean).
+#[tokio::test]
+async fn a_leader_that_loses_its_lease_exits_with_an_error() {
+    let env = Env::start().await;
+    let leases = env.namespaced::<Lease>("default");
+    let mut args = env.operator_args();
+    args.leader_election = true;
+    args.lease_name = "barge-lost".into();
+    args.identity = Some("replica-a".into());
+    args.lease_duration_seconds = 30;
+    let operator = env.start_operator_with(args);
+    let mut lease = wait_for(&leases, "barge-lost", "held", |l| {
+        l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some("replica-a")
+    })
+    .await;
+    // Another candidate takes it over (as after a network partition).
+    let spec = lease.spec.get_or_insert_with(Default::default);
+    spec.holder_identity = Some("intruder".into());
+    spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        jiff::Timestamp::now(),
+    ));
+    leases
+        .replace("barge-lost", &PostParams::default(), &lease)
+        .await
+        .expect("take over");
+    let result = tokio::time::timeout(support::WAIT, operator.task)
+        .await
+        .expect("stops in time")
+        .expect("joined");
+    assert!(
+        matches!(
+            result,
+            Err(barge_operator::run::RunError::LostLeadership(_))
+        ),
+        "{result:?}"
+    );
+    let after = leases.get("barge-lost").await.expect("lease");
+    assert_eq!(
+        after.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("intruder"),
+        "a deposed leader does not release another's lease"
+    );
+    env.stop().await;
+}

@@ -221,6 +221,7 @@ fn managed_nodes(ce: &str, ctx: &Context) -> Vec<Arc<Node>> {
         .collect()
 }
 
+#[tracing::instrument(name = "reconcile", skip_all, fields(compute_environment = %ce.name_any()))]
 async fn reconcile(ce: Arc<ComputeEnvironment>, ctx: Arc<Context>) -> Result<Action, Error> {
     measured(&ctx, CONTROLLER, async {
         let api: Api<ComputeEnvironment> = Api::all(ctx.client.clone());

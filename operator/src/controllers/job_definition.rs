@@ -584,6 +584,7 @@ pub fn resolve_pinned(
 // Reconcile (I/O)
 // ---------------------------------------------------------------------------------------------
 
+#[tracing::instrument(name = "reconcile", skip_all, fields(job_definition = %definition.name_any(), namespace = definition.metadata.namespace.as_deref().unwrap_or_default()))]
 async fn reconcile(definition: Arc<JobDefinition>, ctx: Arc<Context>) -> Result<Action, Error> {
     measured(&ctx, CONTROLLER, async {
         let name = definition.name_any();

@@ -333,6 +333,7 @@ fn forget_metrics(ctx: &Context, queue: &str) {
     }
 }
 
+#[tracing::instrument(name = "reconcile", skip_all, fields(job_queue = %queue.name_any()))]
 async fn reconcile(queue: Arc<JobQueue>, ctx: Arc<Context>) -> Result<Action, Error> {
     measured(&ctx, CONTROLLER, async {
         let api: Api<JobQueue> = Api::all(ctx.client.clone());

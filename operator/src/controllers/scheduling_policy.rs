@@ -136,6 +136,7 @@ pub fn build_status(
     }
 }
 
+#[tracing::instrument(name = "reconcile", skip_all, fields(scheduling_policy = %policy.name_any()))]
 async fn reconcile(policy: Arc<SchedulingPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
     measured(&ctx, CONTROLLER, async {
         let problems = validate(&policy.spec.fairshare_policy);

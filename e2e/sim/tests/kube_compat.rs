@@ -1008,3 +1008,99 @@ async fn pod_logs_are_proxied_to_the_nodes_kubelet() {
     }
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn kube_runtime_recorder_events_show_in_core_v1() {
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let (c, client) = cluster().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let target = cms
+        .create(&PostParams::default(), &cm("target", &[]))
+        .await
+        .expect("create");
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "barge".into(),
+            instance: Some("barge-0".into()),
+        },
+    );
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("ConfigMap".into()),
+        name: target.metadata.name.clone(),
+        namespace: Some("default".into()),
+        uid: target.metadata.uid.clone(),
+        ..Default::default()
+    };
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Synced".into(),
+        note: Some("synced once".into()),
+        action: "Sync".into(),
+        secondary: None,
+    };
+    recorder
+        .publish(&ev, &reference)
+        .await
+        .expect("first publish creates");
+    recorder
+        .publish(&ev, &reference)
+        .await
+        .expect("second publish patches the series");
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client, "default");
+    let uid = target.metadata.uid.clone().unwrap_or_default();
+    let found = core
+        .list(&ListParams::default().fields(&format!(
+            "involvedObject.uid={uid},involvedObject.kind=ConfigMap"
+        )))
+        .await
+        .expect("list");
+    assert_eq!(found.items.len(), 1, "one event, with a series");
+    let e = &found.items[0];
+    assert_eq!(e.reason.as_deref(), Some("Synced"));
+    assert_eq!(e.series.as_ref().and_then(|s| s.count), Some(2));
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn status_by_server_side_apply_on_the_status_subresource() {
+    let (c, client) = cluster().await;
+    let api = install_widgets(&client).await;
+    api.create(&PostParams::default(), &widget("w", 3))
+        .await
+        .expect("create");
+    let status = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "status": {"phase": "Running"}});
+    let applied = api
+        .patch_status(
+            "w",
+            &PatchParams::apply("barge-status").force(),
+            &Patch::Apply(&status),
+        )
+        .await
+        .expect("status apply");
+    assert_eq!(applied.data["status"]["phase"], "Running");
+    assert_eq!(
+        applied.data["spec"]["size"], 3,
+        "spec untouched by a status apply"
+    );
+    let mf = applied.metadata.managed_fields.unwrap_or_default();
+    assert!(mf
+        .iter()
+        .any(|m| m.manager.as_deref() == Some("barge-status")
+            && m.subresource.as_deref() == Some("status")));
+    // Applying the same status again writes nothing.
+    let again = api
+        .patch_status(
+            "w",
+            &PatchParams::apply("barge-status").force(),
+            &Patch::Apply(&status),
+        )
+        .await
+        .expect("status apply");
+    assert_eq!(
+        again.metadata.resource_version,
+        applied.metadata.resource_version
+    );
+    c.shutdown().await;
+}

@@ -387,7 +387,17 @@ pub fn commit_update(
     opts: &mut WriteOpts,
 ) -> ApiResult<Arc<Stored>> {
     let now = objects::now_rfc3339();
+    // Server-side apply computed managedFields for the whole object: keep them across the
+    // subresource rules (which start from the live metadata for /status).
+    let applied_fields = if opts.keep_managed_fields {
+        new.pointer("/metadata/managedFields").cloned()
+    } else {
+        None
+    };
     let mut new = merge_subresource(def, old, new, opts.subresource.as_deref());
+    if let Some(mf) = applied_fields {
+        meta_mut(&mut new).insert("managedFields".into(), mf);
+    }
     if !new.is_object() {
         return Err(ApiError::bad_request(
             "the body of the request must be a JSON object",

@@ -378,7 +378,9 @@ async fn resource_request(
     };
     let sub = target.subresource.as_deref();
     match (&parts.method, target.name.is_some(), sub) {
-        (&Method::GET, false, None) if watch => watch::watch(api, def, &target, &query),
+        (&Method::GET, false, None) if watch => {
+            watch::watch(api, def, &target, &query, req.wants_table())
+        }
         (&Method::GET, false, None) => handlers::list(&req),
         (&Method::GET, true, Some("log")) => logs::logs(api, &target, &query).await,
         (&Method::GET, true, None | Some("status")) => handlers::get(&req),

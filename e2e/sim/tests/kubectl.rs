@@ -419,6 +419,56 @@ async fn kubectl_describe_logs_and_auth() {
     for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         assert!(ns.contains(&format!("namespace/{n}")), "{ns}");
     }
+    // kubectl's generators send protobuf bodies.
+    assert!(k
+        .ok(&["create", "namespace", "team"])
+        .contains("namespace/team created"));
+    k.ok(&[
+        "-n",
+        "team",
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.27",
+        "--replicas=2",
+        "--port=8080",
+    ]);
+    let dep = k.ok(&["-n", "team", "get", "deployment", "web", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort}"]);
+    assert_eq!(dep, "2 nginx:1.27 8080");
+    k.ok(&[
+        "-n",
+        "team",
+        "run",
+        "once",
+        "--image=busybox",
+        "--restart=Never",
+        "--env=A=1",
+        "--",
+        "sh",
+        "-c",
+        "true",
+    ]);
+    let run = k.ok(&["-n", "team", "get", "pod", "once", "-o", "jsonpath={.spec.restartPolicy} {.spec.containers[0].env[0].value} {.spec.containers[0].args}"]);
+    assert_eq!(run, "Never 1 [\"sh\",\"-c\",\"true\"]");
+    k.ok(&["create", "serviceaccount", "robot"]);
+    k.ok(&["create", "role", "reader", "--verb=get", "--resource=pods"]);
+    k.ok(&[
+        "create",
+        "rolebinding",
+        "robot-reads",
+        "--role=reader",
+        "--serviceaccount=default:robot",
+    ]);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "rolebinding",
+            "robot-reads",
+            "-o",
+            "jsonpath={.roleRef.name}/{.subjects[0].name}"
+        ]),
+        "reader/robot"
+    );
     let ar = k.ok(&["api-resources"]);
     assert!(
         ar.contains("pods") && ar.contains("customresourcedefinitions") && ar.contains("leases"),

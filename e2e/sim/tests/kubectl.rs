@@ -435,6 +435,21 @@ async fn kubectl_describe_logs_and_auth() {
     ]);
     let dep = k.ok(&["-n", "team", "get", "deployment", "web", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort}"]);
     assert_eq!(dep, "2 nginx:1.27 8080");
+    assert!(k
+        .ok(&["-n", "team", "scale", "deployment", "web", "--replicas=5"])
+        .contains("deployment.apps/web scaled"));
+    assert_eq!(
+        k.ok(&[
+            "-n",
+            "team",
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "5"
+    );
     k.ok(&[
         "-n",
         "team",

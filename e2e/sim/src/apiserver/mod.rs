@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod paths;
 pub mod protobuf;
 pub mod registry;
+pub mod scale;
 pub mod status;
 pub mod store;
 pub mod watch;
@@ -383,6 +384,9 @@ async fn resource_request(
         }
         (&Method::GET, false, None) => handlers::list(&req),
         (&Method::GET, true, Some("log")) => logs::logs(api, &target, &query).await,
+        (&Method::GET | &Method::PUT | &Method::PATCH, true, Some("scale")) => {
+            scale::handle(&req, &parts.method, body, &ct)
+        }
         (&Method::GET, true, None | Some("status")) => handlers::get(&req),
         (&Method::POST, false, None) => handlers::create(&req, body, &ct),
         (&Method::POST, true, Some("binding")) => handlers::bind(&req, body, &ct),

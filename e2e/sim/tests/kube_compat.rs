@@ -442,6 +442,26 @@ async fn pagination_and_selectors() {
         }
     }
     assert_eq!(pages, 3);
+    // A continue token from before a compaction is too old: 410 Expired.
+    let first = api
+        .list(&ListParams::default().limit(2))
+        .await
+        .expect("list");
+    let token = first.metadata.continue_.clone().expect("continue token");
+    api.create(&PostParams::default(), &cm("after-compaction", &[]))
+        .await
+        .expect("create");
+    c.compact();
+    match api
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+    {
+        Err(kube::Error::Api(e)) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
+        other => panic!("expected 410 for an expired continue token, got {other:?}"),
+    }
+    api.delete("after-compaction", &DeleteParams::default())
+        .await
+        .expect("delete");
     assert_eq!(names.len(), 7);
     let even = api
         .list(&ListParams::default().labels("tier=even"))

@@ -783,6 +783,28 @@ async fn pods_defaults_binding_graceful_deletion_and_pod_gc() {
         Some("BestEffort")
     );
 
+    // Built-in validation: label values are at most 63 characters, containers need an image.
+    let mut bad = pod("bad");
+    bad.metadata.labels = Some([("batch.barge.dev/job-name".to_string(), "j".repeat(64))].into());
+    bad.spec.as_mut().unwrap().containers[0].image = None;
+    match pods.create(&PostParams::default(), &bad).await {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 422);
+            assert!(
+                e.message
+                    .contains("metadata.labels[batch.barge.dev/job-name]"),
+                "{}",
+                e.message
+            );
+            assert!(
+                e.message
+                    .contains("spec.containers[0].image: Required value"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("an invalid pod must be refused, got {other:?}"),
+    }
     // An unbound pod is removed at once.
     pods.create(&PostParams::default(), &pod("unbound"))
         .await

@@ -25,6 +25,7 @@ pub mod registry;
 pub mod scale;
 pub mod status;
 pub mod store;
+pub mod validate;
 pub mod watch;
 pub mod write;
 

@@ -261,6 +261,7 @@ pub fn create(
     }
     objects::default_builtin(def, &mut obj, true);
     schema_checks(def, &mut obj, None, opts)?;
+    super::validate::validate(def, &obj).map_err(ApiError::from_status)?;
     let ns = meta_str(&obj, "namespace").unwrap_or_default().to_string();
     if def.namespaced {
         check_namespace_open(state, def, &ns, &name)?;
@@ -443,6 +444,7 @@ pub fn commit_update(
     if opts.subresource.is_none() || opts.subresource.as_deref() == Some("status") {
         schema_checks(def, &mut new, Some(old), opts)?;
     }
+    super::validate::validate(def, &new).map_err(ApiError::from_status)?;
     if def.has_generation
         && objects::spec_part(old, def.has_status()) != objects::spec_part(&new, def.has_status())
     {

@@ -1146,3 +1146,53 @@ async fn status_by_server_side_apply_on_the_status_subresource() {
     );
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn admin_endpoints_over_http() {
+    let (c, client) = cluster().await;
+    let send = |method: &str, path: &str, body: Option<serde_json::Value>| {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Content-Type", "application/json")
+            .body(
+                body.map(|b| serde_json::to_vec(&b).unwrap())
+                    .unwrap_or_default(),
+            )
+            .expect("request");
+        let client = client.clone();
+        async move {
+            serde_json::from_str::<serde_json::Value>(
+                &client.request_text(req).await.expect("admin request"),
+            )
+            .expect("JSON")
+        }
+    };
+    let set = send("PUT", "/sim/v1/faults", Some(json!({"errorRate": 1.0, "errorCodes": [500], "resources": ["secrets"], "latencyMs": 0}))).await;
+    assert_eq!(set["errorRate"], 1.0);
+    assert_eq!(c.faults().get().resources, vec!["secrets".to_string()]);
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), "default");
+    assert!(secrets.list(&ListParams::default()).await.is_err());
+    send("DELETE", "/sim/v1/faults", None).await;
+    secrets
+        .list(&ListParams::default())
+        .await
+        .expect("faults cleared");
+    let stats = send("GET", "/sim/v1/stats", None).await;
+    assert_eq!(stats["requests"]["list"]["secrets"], 2);
+    assert_eq!(stats["faultsInjected"], 1);
+    send("POST", "/sim/v1/stats/reset", None).await;
+    assert_eq!(c.stats().total, 0);
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .create(&PostParams::default(), &node("n9", 1))
+        .await
+        .expect("node");
+    let lost = send("POST", "/sim/v1/nodes/n9/lose", None).await;
+    assert_eq!(lost["lost"], true);
+    assert!(nodes.get_opt("n9").await.expect("get").is_none());
+    let compacted = send("POST", "/sim/v1/compact", None).await;
+    assert!(compacted["compactedTo"].as_str().is_some());
+    c.shutdown().await;
+}

@@ -1196,3 +1196,50 @@ async fn admin_endpoints_over_http() {
     assert!(compacted["compactedTo"].as_str().is_some());
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn dry_run_writes_nothing() {
+    let (c, client) = cluster().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let out = api
+        .create(&dry, &cm("dry", &[]))
+        .await
+        .expect("dry-run create");
+    assert_eq!(out.metadata.name.as_deref(), Some("dry"));
+    assert!(api.get_opt("dry").await.expect("get").is_none());
+    let real = api
+        .create(&PostParams::default(), &cm("real", &[]))
+        .await
+        .expect("create");
+    let pp = PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    api.patch(
+        "real",
+        &pp,
+        &Patch::Merge(json!({"data": {"k": "changed"}})),
+    )
+    .await
+    .expect("dry-run patch");
+    let now = api.get("real").await.expect("get");
+    assert_eq!(
+        now.data.unwrap_or_default().get("k").map(String::as_str),
+        Some("v")
+    );
+    assert_eq!(
+        now.metadata.resource_version,
+        real.metadata.resource_version
+    );
+    let dp = DeleteParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    api.delete("real", &dp).await.expect("dry-run delete");
+    assert!(api.get_opt("real").await.expect("get").is_some());
+    c.shutdown().await;
+}

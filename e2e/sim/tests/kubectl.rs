@@ -242,6 +242,20 @@ async fn kubectl_apply_get_watch_label_patch_delete() {
         "{unknown}"
     );
 
+    // fieldValidation=Warn: the unknown field is pruned and reported as a warning.
+    let o = k.run_stdin(&["apply", "--validate=warn", "-f", "-"], Some("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: warned}\nspec: {size: 1, bogus: 1}\n"));
+    assert!(o.ok, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("unknown field \"spec.bogus\""),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(
+        k.ok(&["get", "widget", "warned", "-o", "jsonpath={.spec}"]),
+        "{\"size\":1}"
+    );
+    k.ok(&["delete", "widget", "warned"]);
+
     // get -w sees a change.
     let mut watch = k
         .cmd(&["get", "widgets", "-w", "--no-headers"])

@@ -1243,3 +1243,60 @@ async fn dry_run_writes_nothing() {
     assert!(api.get_opt("real").await.expect("get").is_some());
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_watcher_never_blocks_writers_and_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = Cluster::start(ClusterConfig {
+        watch_buffer: Some(16),
+        ..Default::default()
+    })
+    .await
+    .expect("cluster");
+    let client = c.client().expect("client");
+    // A watcher that sends its request and then reads nothing.
+    let mut sock = tokio::net::TcpStream::connect(c.addr())
+        .await
+        .expect("connect");
+    let req = format!(
+        "GET /api/v1/namespaces/default/configmaps?watch=true HTTP/1.1\r\nHost: {}\r\n\r\n",
+        c.addr()
+    );
+    sock.write_all(req.as_bytes()).await.expect("send watch");
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let payload = "x".repeat(16384);
+    let started = std::time::Instant::now();
+    for i in 0..1000 {
+        let mut o = cm(&format!("big-{i}"), &[]);
+        o.data = Some([("payload".to_string(), payload.clone())].into());
+        api.create(&PostParams::default(), &o)
+            .await
+            .expect("create");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "writes were not held up by the stuck watcher"
+    );
+    // The server ended the lagging watch: reading now reaches the end of its chunked body.
+    let mut buf = Vec::new();
+    let ended = tokio::time::timeout(WAIT, async {
+        let mut chunk = [0u8; 65536];
+        loop {
+            let n = sock.read(&mut chunk).await.expect("read");
+            buf.extend_from_slice(&chunk[..n]);
+            if n == 0 || buf.ends_with(b"\r\n0\r\n\r\n") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the lagging watch was ended by the server");
+    let events = String::from_utf8_lossy(&buf)
+        .matches("\"type\":\"ADDED\"")
+        .count();
+    assert!(
+        events < 3000,
+        "the watcher was cut off before the end ({events} events)"
+    );
+    c.shutdown().await;
+}

@@ -129,6 +129,53 @@ fn pod_spec_errors(spec: &Value, errs: &mut Vec<FieldError>) {
     }
 }
 
+/// kube-apiserver's message for a forbidden Pod spec update.
+pub const POD_SPEC_IMMUTABLE: &str = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
+
+/// The Pod spec without the fields an update may change.
+fn pod_spec_fixed_part(spec: &Value) -> Value {
+    let mut s = spec.clone();
+    if let Some(o) = s.as_object_mut() {
+        for f in [
+            "activeDeadlineSeconds",
+            "tolerations",
+            "terminationGracePeriodSeconds",
+            "schedulingGates",
+        ] {
+            o.remove(f);
+        }
+        for list in ["containers", "initContainers"] {
+            if let Some(cs) = o.get_mut(list).and_then(Value::as_array_mut) {
+                for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                    c.remove("image");
+                }
+            }
+        }
+    }
+    s
+}
+
+/// Errors of an update of the main resource (not subresources) from `old` to `new`.
+pub fn validate_update(def: &ResourceDef, old: &Value, new: &Value) -> Result<(), Value> {
+    let mut errs = Vec::new();
+    if !def.custom && def.group.is_empty() && def.kind == "Pod" {
+        let null = Value::Null;
+        if pod_spec_fixed_part(old.get("spec").unwrap_or(&null))
+            != pod_spec_fixed_part(new.get("spec").unwrap_or(&null))
+        {
+            errs.push(FieldError::forbidden("spec", POD_SPEC_IMMUTABLE));
+        }
+    }
+    if errs.is_empty() {
+        return Ok(());
+    }
+    let name = new
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    Err(invalid_status(&def.group, &def.kind, name, &errs))
+}
+
 /// All errors of an object about to be stored (served form), as the 422 Status if any.
 pub fn validate(def: &ResourceDef, obj: &Value) -> Result<(), Value> {
     let mut errs = Vec::new();
@@ -192,5 +239,25 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("metadata.ownerReferences[0].uid"));
+    }
+
+    #[test]
+    fn pod_spec_updates_are_limited() {
+        let pods = Registry::with_builtins().get("", "v1", "pods").unwrap();
+        let old = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "a"}]}});
+        let mut image = old.clone();
+        image["spec"]["containers"][0]["image"] = json!("b");
+        image["spec"]["activeDeadlineSeconds"] = json!(5);
+        assert!(validate_update(&pods, &old, &image).is_ok());
+        let mut node = old.clone();
+        node["spec"]["nodeName"] = json!("n2");
+        let msg = validate_update(&pods, &old, &node).unwrap_err()["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            msg.contains("spec: Forbidden: pod updates may not change fields other than"),
+            "{msg}"
+        );
     }
 }

@@ -445,6 +445,9 @@ pub fn commit_update(
         schema_checks(def, &mut new, Some(old), opts)?;
     }
     super::validate::validate(def, &new).map_err(ApiError::from_status)?;
+    if opts.subresource.is_none() {
+        super::validate::validate_update(def, old, &new).map_err(ApiError::from_status)?;
+    }
     if def.has_generation
         && objects::spec_part(old, def.has_status()) != objects::spec_part(&new, def.has_status())
     {

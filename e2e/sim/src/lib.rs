@@ -1,4 +1,211 @@
-//! barge-sim: a simulated Kubernetes cluster.
+//! barge-sim: a simulated Kubernetes cluster for Barge's tests and demo.
+//!
+//! - [`apiserver`]: an in-memory API server over HTTP on 127.0.0.1 speaking the Kubernetes REST
+//!   protocol (discovery, CRDs with schema validation, CRUD, patch, server-side apply, watch,
+//!   finalizers, garbage collection, pods/log and pods/binding) plus fault injection and
+//!   statistics under `/sim/v1`.
+//! - [`Cluster`]: the handle tests use: start a server, get a `kube::Client` or a kubeconfig,
+//!   inject faults, read request statistics, lose nodes, shut down.
+//!
+//! Authentication: none. The kubeconfig carries no credentials and the server accepts any.
 #![forbid(unsafe_code)]
 
 pub mod apimachinery;
+pub mod apiserver;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use apiserver::faults::{FaultConfig, StatsSnapshot};
+use apiserver::{ApiServer, RunningServer, ServerConfig};
+
+/// Errors of starting or driving a cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("starting the API server: {0}")]
+    Start(#[from] std::io::Error),
+    #[error("writing the kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("building a kube client: {0}")]
+    Client(String),
+    #[error("API error {code}: {message}")]
+    Api { code: u16, message: String },
+}
+
+impl From<apiserver::status::ApiError> for SimError {
+    fn from(e: apiserver::status::ApiError) -> Self {
+        SimError::Api {
+            code: e.code,
+            message: e
+                .body
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
+}
+
+/// Which simulated kubelet runs pods (wired by the kubelet module).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum KubeletMode {
+    /// No kubelet: pods stay Pending unless something else runs them.
+    #[default]
+    None,
+    /// Durations and exit codes from pod annotations.
+    Scripted,
+    /// Container commands run with /bin/sh on the host.
+    Process,
+}
+
+/// How to start a [`Cluster`].
+#[derive(Debug, Clone, Default)]
+pub struct ClusterConfig {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// Where to write the kubeconfig; None = a temporary file removed at shutdown.
+    pub kubeconfig: Option<PathBuf>,
+    /// Watch history per resource (events); None = the default (20,000).
+    pub watch_history: Option<usize>,
+    /// Interval of watch bookmarks; None = 5 s.
+    pub bookmark_interval: Option<Duration>,
+    /// Events buffered per resource for live watchers before a lagging one is closed;
+    /// None = the default (16,384).
+    pub watch_buffer: Option<usize>,
+    pub kubelet: KubeletMode,
+}
+
+/// A running simulated cluster.
+pub struct Cluster {
+    server: RunningServer,
+    kubeconfig_path: PathBuf,
+    _tempdir: Option<tempfile::TempDir>,
+}
+
+/// Handle to change fault injection while a cluster runs.
+#[derive(Clone)]
+pub struct FaultsHandle(Arc<ApiServer>);
+
+impl FaultsHandle {
+    pub fn set(&self, cfg: FaultConfig) {
+        self.0.faults.set(cfg);
+    }
+
+    pub fn get(&self) -> FaultConfig {
+        self.0.faults.get()
+    }
+
+    pub fn clear(&self) {
+        self.0.faults.set(FaultConfig::default());
+    }
+}
+
+impl Cluster {
+    /// Start an API server on loopback and write its kubeconfig.
+    pub async fn start(config: ClusterConfig) -> Result<Cluster, SimError> {
+        let mut sc = ServerConfig {
+            port: config.port,
+            ..ServerConfig::default()
+        };
+        if let Some(h) = config.watch_history {
+            sc.watch_history = h;
+        }
+        if let Some(b) = config.bookmark_interval {
+            sc.bookmark_interval = b;
+        }
+        if let Some(b) = config.watch_buffer {
+            sc.watch_buffer = b;
+        }
+        let server = apiserver::start(sc).await?;
+        let (path, tempdir) = match config.kubeconfig {
+            Some(p) => (p, None),
+            None => {
+                let dir = tempfile::Builder::new().prefix("barge-sim-").tempdir()?;
+                (dir.path().join("kubeconfig"), Some(dir))
+            }
+        };
+        apiserver::kubeconfig::write_kubeconfig(&path, &server.url()).map_err(|source| {
+            SimError::Kubeconfig {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        Ok(Cluster {
+            server,
+            kubeconfig_path: path,
+            _tempdir: tempdir,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig_path
+    }
+
+    /// A kube client for this cluster (default namespace `default`). Needs a tokio runtime.
+    pub fn client(&self) -> Result<kube::Client, SimError> {
+        let uri: http::Uri = self
+            .url()
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| SimError::Client(e.to_string()))?;
+        let config = kube::Config::new(uri);
+        kube::Client::try_from(config).map_err(|e| SimError::Client(e.to_string()))
+    }
+
+    pub fn faults(&self) -> FaultsHandle {
+        FaultsHandle(self.server.api.clone())
+    }
+
+    /// Request counts so far.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.server.api.stats_snapshot()
+    }
+
+    pub fn reset_stats(&self) {
+        self.server.api.stats.reset();
+    }
+
+    /// Node loss: mark the Node lost and delete it; pod GC fails its pods. Returns their number.
+    pub fn lose_node(&self, name: &str) -> Result<usize, SimError> {
+        let n = {
+            let mut st = self
+                .server
+                .api
+                .state
+                .lock()
+                .map_err(|_| SimError::Client("store poisoned".into()))?;
+            apiserver::admin::lose_node(&mut st, name)?
+        };
+        self.server.api.wake_controllers.notify_one();
+        Ok(n)
+    }
+
+    /// Drop all watch history, so watches resuming from older revisions get 410 Gone.
+    pub fn compact(&self) {
+        if let Ok(mut st) = self.server.api.state.lock() {
+            st.store.compact();
+        }
+    }
+
+    /// The server state, for in-process tools (kubelet wiring, benchmarks).
+    pub fn api(&self) -> &Arc<ApiServer> {
+        &self.server.api
+    }
+
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
+    }
+}

@@ -1,0 +1,118 @@
+//! The sim's admin endpoints under `/sim/v1` (JSON):
+//! - `GET|PUT /sim/v1/faults` — the [`FaultConfig`] in force (`DELETE` clears it);
+//! - `GET /sim/v1/stats`, `POST /sim/v1/stats/reset` — request counts by verb and resource;
+//! - `POST /sim/v1/nodes/{name}/lose` — node loss: the Node is marked lost
+//!   (annotation `sim.barge.dev/lost`) then deleted; pod GC fails and deletes its pods;
+//! - `POST /sim/v1/compact` — drop all watch history (older resourceVersions answer 410).
+
+use std::sync::Arc;
+
+use axum::http::Method;
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::deletion::{self, DeleteOpts};
+use super::faults::FaultConfig;
+use super::status::{json_bytes, json_response, ApiError, ApiResult};
+use super::store::NODES_STORAGE;
+use super::write::{self, WriteOpts};
+use super::{ApiServer, State};
+
+/// Annotation put on a Node just before the sim deletes it for a node-loss fault.
+pub const LOST_ANNOTATION: &str = "sim.barge.dev/lost";
+/// Field manager of node-loss writes.
+pub const NODE_LOSS_MANAGER: &str = "barge-sim-node-loss";
+
+/// Mark a node lost and delete it. Returns the number of pods bound to it.
+pub fn lose_node(state: &mut State, name: &str) -> ApiResult<usize> {
+    let def = state
+        .registry
+        .preferred_for_storage(NODES_STORAGE)
+        .ok_or_else(|| ApiError::internal("nodes not served"))?;
+    let key = (String::new(), name.to_string());
+    let cur = state
+        .store
+        .get(NODES_STORAGE, &key)
+        .ok_or_else(|| ApiError::not_found("nodes", name))?;
+    let old = cur.value();
+    let mut new = old.clone();
+    new["metadata"]["annotations"][LOST_ANNOTATION] = json!("true");
+    write::commit_update(
+        state,
+        &def,
+        &old,
+        new,
+        &mut WriteOpts::controller(NODE_LOSS_MANAGER),
+    )?;
+    let pods = state
+        .store
+        .list(super::store::PODS_STORAGE, None, None)
+        .iter()
+        .filter(|p| p.node_name.as_deref() == Some(name))
+        .count();
+    deletion::delete(
+        state,
+        &def,
+        &key,
+        &DeleteOpts {
+            grace: Some(0),
+            ..Default::default()
+        },
+    )?;
+    Ok(pods)
+}
+
+pub async fn handle(
+    api: &Arc<ApiServer>,
+    method: &Method,
+    path: &str,
+    body: &[u8],
+) -> ApiResult<Response> {
+    let rest = path.trim_start_matches("/sim/v1").trim_matches('/');
+    let segs: Vec<&str> = rest.split('/').collect();
+    let ok = |v: Value| Ok(json_response(200, json_bytes(&v)));
+    match (method.as_str(), segs.as_slice()) {
+        ("GET", ["faults"]) => ok(serde_json::to_value(api.faults.get()).unwrap_or_default()),
+        ("PUT", ["faults"]) | ("POST", ["faults"]) => {
+            let cfg: FaultConfig = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid fault config: {e}")))?;
+            if !(0.0..=1.0).contains(&cfg.error_rate) {
+                return Err(ApiError::bad_request("errorRate must be between 0 and 1"));
+            }
+            api.faults.set(cfg.clone());
+            ok(serde_json::to_value(cfg).unwrap_or_default())
+        }
+        ("DELETE", ["faults"]) => {
+            api.faults.set(FaultConfig::default());
+            ok(serde_json::to_value(FaultConfig::default()).unwrap_or_default())
+        }
+        ("GET", ["stats"]) => ok(serde_json::to_value(api.stats_snapshot()).unwrap_or_default()),
+        ("POST", ["stats", "reset"]) => {
+            api.stats.reset();
+            ok(json!({"reset": true}))
+        }
+        ("POST", ["nodes", name, "lose"]) => {
+            let pods = {
+                let mut st = api
+                    .state
+                    .lock()
+                    .map_err(|_| ApiError::internal("store poisoned"))?;
+                lose_node(&mut st, name)?
+            };
+            api.wake_controllers.notify_one();
+            ok(json!({"node": name, "lost": true, "pods": pods}))
+        }
+        ("POST", ["compact"]) => {
+            let rv = {
+                let mut st = api
+                    .state
+                    .lock()
+                    .map_err(|_| ApiError::internal("store poisoned"))?;
+                st.store.compact();
+                st.store.rv
+            };
+            ok(json!({"compactedTo": rv.to_string()}))
+        }
+        _ => Err(ApiError::no_route(path)),
+    }
+}

@@ -1,0 +1,795 @@
+//! HTTP handlers of resource requests: get, list, create, update, patch (merge, JSON, strategic,
+//! apply), delete, deletecollection, pods/binding, pods/eviction and the access reviews.
+//!
+//! Each handler decodes the request into plain values, takes the store lock once, runs the
+//! storage rules of write.rs / deletion.rs and renders the answer as kube-apiserver does (object
+//! JSON, List, Table, or Status). Watches and logs live in watch.rs and logs.rs.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::deletion::{self, DeleteOpts, Deleted, Propagation};
+use super::machinery::{self, FieldSelector, LabelSelector};
+use super::objects::{self, meta_str};
+use super::paths::{Query, Target};
+use super::registry::ResourceDef;
+use super::status::{json_bytes, json_response, success_status, ApiError, ApiResult};
+use super::store::{ObjKey, Stored, INDEXED_FIELDS};
+use super::write::{self, FieldValidation, WriteOpts};
+use super::ApiServer;
+
+/// Everything a handler needs about its request.
+pub struct Req<'a> {
+    pub api: &'a Arc<ApiServer>,
+    pub def: Arc<ResourceDef>,
+    pub target: Target,
+    pub query: Query,
+    pub headers: HeaderMap,
+}
+
+impl Req<'_> {
+    fn key(&self) -> ObjKey {
+        (
+            self.target.namespace.clone().unwrap_or_default(),
+            self.target.name.clone().unwrap_or_default(),
+        )
+    }
+
+    fn accept(&self) -> &str {
+        self.headers
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    pub fn wants_table(&self) -> bool {
+        self.accept()
+            .split(',')
+            .any(|part| part.contains("as=Table"))
+    }
+
+    /// fieldManager, defaulting to the User-Agent's product as kube-apiserver does.
+    fn manager(&self) -> String {
+        if let Some(m) = self.query.get("fieldManager") {
+            return m.to_string();
+        }
+        let ua = self
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("unknown");
+        ua.split('/')
+            .next()
+            .unwrap_or("unknown")
+            .chars()
+            .take(128)
+            .collect()
+    }
+
+    fn write_opts(&self) -> ApiResult<WriteOpts> {
+        Ok(WriteOpts {
+            manager: self.manager(),
+            subresource: self.target.subresource.clone(),
+            dry_run: self.query.dry_run(),
+            validation: FieldValidation::parse(self.query.get("fieldValidation"))?,
+            warnings: Vec::new(),
+            keep_managed_fields: false,
+        })
+    }
+}
+
+/// Decode a JSON (or YAML) request body.
+pub fn decode_body(body: &[u8], content_type: &str) -> ApiResult<Value> {
+    if content_type.contains("protobuf") {
+        return super::protobuf::decode(body)
+            .map_err(|e| ApiError::new(415, "UnsupportedMediaType", e, None));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            if content_type.contains("yaml") {
+                serde_yaml::from_slice::<Value>(body)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+            } else {
+                Err(ApiError::bad_request(format!(
+                    "couldn't get version/kind; json parse error: {e}"
+                )))
+            }
+        }
+    }
+}
+
+/// The JSON bytes of a stored object as served by `def`.
+pub fn render(def: &ResourceDef, s: &Stored) -> Bytes {
+    if objects::needs_conversion(def) {
+        json_bytes(&objects::from_storage(def, s.value()))
+    } else {
+        s.json.clone()
+    }
+}
+
+/// A stored object as a `Value` in the served version.
+pub fn served_value(def: &ResourceDef, s: &Stored) -> Value {
+    objects::from_storage(def, s.value())
+}
+
+fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append(http::header::WARNING, v);
+        }
+    }
+    resp
+}
+
+fn object_response(req: &Req, code: u16, s: &Stored) -> Response {
+    if req.wants_table() {
+        let v = served_value(&req.def, s);
+        return match table_of(req, &[v]) {
+            Ok(t) => json_response(code, json_bytes(&t)),
+            Err(e) => e.into_response(),
+        };
+    }
+    json_response(code, render(&req.def, s))
+}
+
+fn table_of(req: &Req, items: &[Value]) -> ApiResult<Value> {
+    let include = req.query.get("includeObject").unwrap_or("Metadata");
+    machinery::table(
+        items,
+        req.def.custom,
+        &req.def.group,
+        &req.def.kind,
+        &req.def.printer_columns,
+        jiff::Timestamp::now(),
+        include,
+    )
+}
+
+/// GET of one object (main resource or status).
+pub fn get(req: &Req) -> ApiResult<Response> {
+    let s = req
+        .api
+        .state
+        .lock()
+        .map_err(|_| ApiError::internal("store poisoned"))?
+        .store
+        .get(&req.def.storage, &req.key());
+    let s = s.ok_or_else(|| ApiError::not_found(&req.def.qualified(), &req.key().1))?;
+    Ok(object_response(req, 200, &s))
+}
+
+/// Parsed label and field selectors of a list or watch.
+pub struct Selectors {
+    pub labels: Option<LabelSelector>,
+    pub fields: Option<FieldSelector>,
+    /// Field selector reads only indexed fields.
+    indexed: bool,
+}
+
+impl Selectors {
+    pub fn parse(q: &Query, def: &ResourceDef) -> ApiResult<Self> {
+        let labels = q
+            .get("labelSelector")
+            .map(LabelSelector::parse)
+            .transpose()?;
+        let fields = q
+            .get("fieldSelector")
+            .map(|f| FieldSelector::parse(f, &def.group, &def.kind, def.custom))
+            .transpose()?;
+        let indexed = fields.as_ref().is_none_or(|f| {
+            f.keys()
+                .iter()
+                .all(|k| INDEXED_FIELDS.contains(&k.as_str()))
+        });
+        Ok(Selectors {
+            labels,
+            fields,
+            indexed,
+        })
+    }
+
+    pub fn matches(&self, s: &Stored) -> bool {
+        if let Some(l) = &self.labels {
+            if !l.matches(&s.labels) {
+                return false;
+            }
+        }
+        match &self.fields {
+            None => true,
+            Some(f) if self.indexed => f.matches(&s.indexed_fields()),
+            Some(f) => f.matches(&s.value()),
+        }
+    }
+}
+
+/// `continue` tokens: base64 of {"rv": N, "start": "ns/name"}.
+fn encode_continue(rv: u64, key: &ObjKey) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({"rv": rv, "ns": key.0, "name": key.1}).to_string())
+}
+
+fn decode_continue(token: &str) -> ApiResult<(u64, ObjKey)> {
+    use base64::Engine;
+    let bad = || ApiError::bad_request(format!("continue key is not valid: {token}"));
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim_end_matches('='))
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
+    let ns = v.get("ns").and_then(Value::as_str).ok_or_else(bad)?;
+    let name = v.get("name").and_then(Value::as_str).ok_or_else(bad)?;
+    Ok((rv, (ns.to_string(), name.to_string())))
+}
+
+/// A List body from already-rendered items.
+pub fn list_body(
+    def: &ResourceDef,
+    items: &[Bytes],
+    rv: u64,
+    cont: Option<&str>,
+    remaining: Option<u64>,
+) -> Bytes {
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if let Some(c) = cont {
+        meta["continue"] = json!(c);
+    }
+    if let Some(r) = remaining {
+        meta["remainingItemCount"] = json!(r);
+    }
+    let head = json!({"kind": def.list_kind(), "apiVersion": def.api_version(), "metadata": meta});
+    let mut out = serde_json::to_vec(&head).unwrap_or_default();
+    out.pop(); // the closing brace
+    out.extend_from_slice(b",\"items\":[");
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(it);
+    }
+    out.extend_from_slice(b"]}");
+    Bytes::from(out)
+}
+
+/// LIST with selectors and limit/continue pagination.
+pub fn list(req: &Req) -> ApiResult<Response> {
+    let sel = Selectors::parse(&req.query, &req.def)?;
+    let limit = req
+        .query
+        .int("limit")
+        .filter(|l| *l > 0)
+        .map(|l| l as usize);
+    let ns = req.target.namespace.as_deref();
+    let (list_rv, after) = match req.query.get("continue") {
+        Some(tok) => {
+            let (rv, key) = decode_continue(tok)?;
+            (rv, Some(key))
+        }
+        None => (0, None),
+    };
+    let (rv, objs) = {
+        let st = req
+            .api
+            .state
+            .lock()
+            .map_err(|_| ApiError::internal("store poisoned"))?;
+        if after.is_some() && list_rv < st.store.compacted_rv(&req.def.storage) {
+            return Err(ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list."));
+        }
+        let rv = if after.is_some() {
+            list_rv
+        } else {
+            st.store.rv
+        };
+        (rv, st.store.list(&req.def.storage, ns, after.as_ref()))
+    };
+    let total = objs.len();
+    let mut picked: Vec<Arc<Stored>> = Vec::new();
+    let mut cont = None;
+    let mut scanned = 0usize;
+    for s in objs {
+        scanned += 1;
+        if !sel.matches(&s) {
+            continue;
+        }
+        if limit.is_some_and(|l| picked.len() == l) {
+            if let Some(last) = picked.last() {
+                cont = Some(encode_continue(rv, &last.key()));
+            }
+            break;
+        }
+        picked.push(s);
+    }
+    let remaining = match (&cont, sel.labels.is_none() && sel.fields.is_none()) {
+        (Some(_), true) => Some((total - scanned + 1) as u64),
+        _ => None,
+    };
+    if req.wants_table() {
+        let items: Vec<Value> = picked.iter().map(|s| served_value(&req.def, s)).collect();
+        let mut t = table_of(req, &items)?;
+        t["metadata"] = json!({"resourceVersion": rv.to_string()});
+        if let Some(c) = &cont {
+            t["metadata"]["continue"] = json!(c);
+        }
+        return Ok(json_response(200, json_bytes(&t)));
+    }
+    let items: Vec<Bytes> = picked.iter().map(|s| render(&req.def, s)).collect();
+    Ok(json_response(
+        200,
+        list_body(&req.def, &items, rv, cont.as_deref(), remaining),
+    ))
+}
+
+/// POST: create.
+pub fn create(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> {
+    if req.def.create_only {
+        return review(req, body, content_type);
+    }
+    let obj = decode_body(body, content_type)?;
+    let mut opts = req.write_opts()?;
+    let stored = {
+        let mut st = req
+            .api
+            .state
+            .lock()
+            .map_err(|_| ApiError::internal("store poisoned"))?;
+        write::create(
+            &mut st,
+            &req.def,
+            obj,
+            req.target.namespace.as_deref(),
+            &mut opts,
+        )?
+    };
+    req.api.wake_controllers.notify_one();
+    Ok(with_warnings(
+        object_response(req, 201, &stored),
+        &opts.warnings,
+    ))
+}
+
+/// PUT: update (main resource, status, namespace finalize).
+pub fn update(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> {
+    let mut obj = decode_body(body, content_type)?;
+    let key = req.key();
+    if let Some(n) = meta_str(&obj, "name") {
+        if n != key.1 {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({})",
+                key.1
+            )));
+        }
+    }
+    write::check_namespace(&req.def, &mut obj, req.target.namespace.as_deref())?;
+    let mut opts = req.write_opts()?;
+    let stored = {
+        let mut st = req
+            .api
+            .state
+            .lock()
+            .map_err(|_| ApiError::internal("store poisoned"))?;
+        write::update(&mut st, &req.def, &key, obj, &mut opts)?
+    };
+    req.api.wake_controllers.notify_one();
+    Ok(with_warnings(
+        object_response(req, 200, &stored),
+        &opts.warnings,
+    ))
+}
+
+/// The four PATCH content types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    Json,
+    Merge,
+    Strategic,
+    Apply,
+}
+
+impl PatchType {
+    pub fn from_content_type(ct: &str) -> ApiResult<Self> {
+        let base = ct.split(';').next().unwrap_or_default().trim();
+        match base {
+            "application/json-patch+json" => Ok(PatchType::Json),
+            "application/merge-patch+json" => Ok(PatchType::Merge),
+            "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
+            "application/apply-patch+yaml" | "application/apply-patch+cbor" => Ok(PatchType::Apply),
+            other => Err(ApiError::unsupported_media(other)),
+        }
+    }
+}
+
+/// PATCH in all four flavours; apply may create.
+pub fn patch(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> {
+    let ptype = PatchType::from_content_type(content_type)?;
+    let patch_body = decode_body(
+        body,
+        if ptype == PatchType::Apply {
+            "application/yaml"
+        } else {
+            content_type
+        },
+    )?;
+    if ptype == PatchType::Strategic && req.def.custom {
+        return Err(ApiError::unsupported_media(
+            "application/strategic-merge-patch+json",
+        ));
+    }
+    let mut opts = req.write_opts()?;
+    if ptype == PatchType::Apply && req.query.get("fieldManager").is_none() {
+        return Err(ApiError::bad_request("PATCH /apply requires fieldManager"));
+    }
+    let key = req.key();
+    let def = &req.def;
+    let force = req.query.flag("force");
+    let now = objects::now_rfc3339();
+    let (code, stored) = {
+        let mut st = req
+            .api
+            .state
+            .lock()
+            .map_err(|_| ApiError::internal("store poisoned"))?;
+        match st.store.get(&def.storage, &key) {
+            None if ptype == PatchType::Apply && req.target.subresource.is_none() => {
+                let mut applied = patch_body;
+                if let Some(n) = meta_str(&applied, "name") {
+                    if n != key.1 {
+                        return Err(ApiError::bad_request(format!(
+                            "the name of the object ({n}) does not match the name on the URL ({})",
+                            key.1
+                        )));
+                    }
+                }
+                write::check_kind(def, &mut applied)?;
+                write::check_namespace(def, &mut applied, req.target.namespace.as_deref())?;
+                objects::meta_mut(&mut applied).insert("name".into(), json!(key.1));
+                let obj = machinery::server_side_apply(
+                    None,
+                    &applied,
+                    &opts.manager,
+                    force,
+                    def.schema.as_deref(),
+                    &def.group,
+                    &def.kind,
+                    &now,
+                    None,
+                    def.has_status(),
+                )?;
+                (
+                    201,
+                    write::create_applied(
+                        &mut st,
+                        def,
+                        obj,
+                        req.target.namespace.as_deref(),
+                        &mut opts,
+                    )?,
+                )
+            }
+            None => return Err(ApiError::not_found(&def.qualified(), &key.1)),
+            Some(cur) => {
+                let old_storage = cur.value();
+                let old = objects::from_storage(def, old_storage.clone());
+                let new = match ptype {
+                    PatchType::Merge => {
+                        let mut n = old.clone();
+                        machinery::merge_patch(&mut n, &patch_body);
+                        n
+                    }
+                    PatchType::Json => {
+                        let mut n = old.clone();
+                        machinery::json_patch(&mut n, &patch_body)?;
+                        n
+                    }
+                    PatchType::Strategic => {
+                        machinery::strategic_merge_patch(&old, &patch_body, &def.group, &def.kind)?
+                    }
+                    PatchType::Apply => {
+                        let mut applied = patch_body.clone();
+                        write::check_kind(def, &mut applied)?;
+                        machinery::server_side_apply(
+                            Some(&old),
+                            &applied,
+                            &opts.manager,
+                            force,
+                            def.schema.as_deref(),
+                            &def.group,
+                            &def.kind,
+                            &now,
+                            req.target.subresource.as_deref(),
+                            def.has_status(),
+                        )?
+                    }
+                };
+                // A patch that names a resourceVersion is a precondition.
+                let wanted_rv = match ptype {
+                    PatchType::Json => meta_str(&new, "resourceVersion")
+                        .filter(|rv| Some(*rv) != meta_str(&old, "resourceVersion"))
+                        .map(String::from),
+                    _ => patch_body
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .map(String::from),
+                };
+                if let Some(rv) = wanted_rv {
+                    if rv != cur.rv.to_string() {
+                        return Err(ApiError::stale(&def.qualified(), &key.1));
+                    }
+                }
+                opts.keep_managed_fields = ptype == PatchType::Apply;
+                let mut new = new;
+                write::check_kind(def, &mut new)?;
+                let new = objects::to_storage(def, new);
+                (
+                    200,
+                    write::commit_update(&mut st, def, &old_storage, new, &mut opts)?,
+                )
+            }
+        }
+    };
+    req.api.wake_controllers.notify_one();
+    Ok(with_warnings(
+        object_response(req, code, &stored),
+        &opts.warnings,
+    ))
+}
+
+/// DeleteOptions from the query and an optional JSON body.
+fn delete_opts(req: &Req, body: &[u8]) -> ApiResult<DeleteOpts> {
+    let ct = req
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let b: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        decode_body(body, ct)?
+    };
+    let mut o = DeleteOpts {
+        grace: req
+            .query
+            .int("gracePeriodSeconds")
+            .or_else(|| b.get("gracePeriodSeconds").and_then(Value::as_i64)),
+        propagation: Propagation::parse(
+            req.query
+                .get("propagationPolicy")
+                .or_else(|| b.get("propagationPolicy").and_then(Value::as_str)),
+        )?,
+        precondition_uid: b
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(String::from),
+        precondition_rv: b
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(String::from),
+        dry_run: req.query.dry_run()
+            || b.get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|x| x == "All")),
+    };
+    let orphan = req
+        .query
+        .get("orphanDependents")
+        .map(|v| v == "true")
+        .or_else(|| b.get("orphanDependents").and_then(Value::as_bool));
+    if o.propagation.is_none() {
+        o.propagation = orphan.map(|orph| {
+            if orph {
+                Propagation::Orphan
+            } else {
+                Propagation::Background
+            }
+        });
+    }
+    Ok(o)
+}
+
+/// DELETE of one object.
+pub fn delete(req: &Req, body: &[u8]) -> ApiResult<Response> {
+    let opts = delete_opts(req, body)?;
+    let key = req.key();
+    let out = {
+        let mut st = req
+            .api
+            .state
+            .lock()
+            .map_err(|_| ApiError::internal("store poisoned"))?;
+        deletion::delete(&mut st, &req.def, &key, &opts)?
+    };
+    req.api.wake_controllers.notify_one();
+    Ok(match out {
+        Deleted::Pending(s) => object_response(req, 200, &s),
+        Deleted::Gone(s) if req.def.resource == "pods" || req.def.custom => {
+            object_response(req, 200, &s)
+        }
+        Deleted::Gone(s) => json_response(
+            200,
+            json_bytes(&success_status(
+                &s.name,
+                &req.def.group,
+                &req.def.resource,
+                &s.uid,
+            )),
+        ),
+    })
+}
+
+/// DELETE of a collection (with selectors).
+pub fn delete_collection(req: &Req, body: &[u8]) -> ApiResult<Response> {
+    let opts = delete_opts(req, body)?;
+    let sel = Selectors::parse(&req.query, &req.def)?;
+    let (rv, deleted) = {
+        let mut st = req
+            .api
+            .state
+            .lock()
+            .map_err(|_| ApiError::internal("store poisoned"))?;
+        let objs = st
+            .store
+            .list(&req.def.storage, req.target.namespace.as_deref(), None);
+        let mut out = Vec::new();
+        for s in objs.into_iter().filter(|s| sel.matches(s)) {
+            match deletion::delete(&mut st, &req.def, &s.key(), &opts) {
+                Ok(Deleted::Gone(x)) | Ok(Deleted::Pending(x)) => out.push(render(&req.def, &x)),
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        (st.store.rv, out)
+    };
+    req.api.wake_controllers.notify_one();
+    Ok(json_response(
+        200,
+        list_body(&req.def, &deleted, rv, None, None),
+    ))
+}
+
+/// POST pods/{name}/binding: assign a node.
+pub fn bind(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> {
+    let b = decode_body(body, content_type)?;
+    let node = b
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid("", "Binding", &req.key().1, "target.name", "Required value")
+        })?
+        .to_string();
+    let key = req.key();
+    {
+        let mut st = req
+            .api
+            .state
+            .lock()
+            .map_err(|_| ApiError::internal("store poisoned"))?;
+        let cur = st
+            .store
+            .get(&req.def.storage, &key)
+            .ok_or_else(|| ApiError::not_found(&req.def.qualified(), &key.1))?;
+        let old = cur.value();
+        if cur.deleting {
+            return Err(ApiError::conflict(
+                "pods/binding",
+                &key.1,
+                &format!(
+                    "pod {} is being deleted, cannot be assigned to a host",
+                    key.1
+                ),
+            ));
+        }
+        if let Some(n) = cur.node_name.as_ref() {
+            return Err(ApiError::conflict(
+                "pods/binding",
+                &key.1,
+                &format!("pod {} is already assigned to node \"{n}\"", key.1),
+            ));
+        }
+        let mut new = old.clone();
+        new["spec"]["nodeName"] = json!(node);
+        let mut conds: Vec<Value> = new
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        conds.retain(|c| c["type"] != "PodScheduled");
+        conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": objects::now_rfc3339()}));
+        new["status"]["conditions"] = json!(conds);
+        let mut opts = req.write_opts()?;
+        opts.subresource = Some("binding".into());
+        write::commit_update(&mut st, &req.def, &old, new, &mut opts)?;
+    }
+    Ok(json_response(
+        201,
+        json_bytes(
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        ),
+    ))
+}
+
+/// POST pods/{name}/eviction: delete the pod (no disruption budgets are enforced).
+pub fn evict(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> {
+    let b = decode_body(body, content_type)?;
+    let opts_body = b
+        .get("deleteOptions")
+        .map(|d| serde_json::to_vec(d).unwrap_or_default())
+        .unwrap_or_default();
+    let opts = delete_opts(req, &opts_body)?;
+    {
+        let mut st = req
+            .api
+            .state
+            .lock()
+            .map_err(|_| ApiError::internal("store poisoned"))?;
+        deletion::delete(&mut st, &req.def, &req.key(), &opts)?;
+    }
+    req.api.wake_controllers.notify_one();
+    Ok(json_response(
+        201,
+        json_bytes(
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        ),
+    ))
+}
+
+/// Access reviews: everything is allowed (the sim has no authorization).
+fn review(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> {
+    // kubectl sends reviews as protobuf; the answer (everything allowed) does not depend on the
+    // request, so a protobuf body is answered without decoding it.
+    let mut b = if content_type.contains("protobuf") {
+        json!({})
+    } else {
+        decode_body(body, content_type)?
+    };
+    write::check_kind(&req.def, &mut b)?;
+    b["status"] = match req.def.kind.as_str() {
+        "SelfSubjectRulesReview" => {
+            json!({"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+                                           "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": false})
+        }
+        "SelfSubjectReview" => {
+            json!({"userInfo": {"username": "system:admin", "groups": ["system:masters", "system:authenticated"]}})
+        }
+        _ => json!({"allowed": true, "reason": "barge-sim allows every request"}),
+    };
+    if b.get("metadata").is_none() {
+        b["metadata"] = json!({});
+    }
+    Ok(json_response(201, json_bytes(&b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip() {
+        let key = ("ns".to_string(), "a/b".to_string());
+        let tok = encode_continue(42, &key);
+        assert_eq!(decode_continue(&tok).unwrap(), (42, key));
+        assert_eq!(decode_continue("!!").unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn patch_types() {
+        assert_eq!(
+            PatchType::from_content_type("application/merge-patch+json").unwrap(),
+            PatchType::Merge
+        );
+        assert_eq!(
+            PatchType::from_content_type("application/apply-patch+yaml; charset=utf-8").unwrap(),
+            PatchType::Apply
+        );
+        assert_eq!(
+            PatchType::from_content_type("text/plain").unwrap_err().code,
+            415
+        );
+    }
+}

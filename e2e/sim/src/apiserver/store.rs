@@ -1,0 +1,529 @@
+//! In-memory object storage with a cluster-wide resourceVersion and per-resource watch history.
+//!
+//! Objects are kept as serialised JSON bytes ([`Stored::json`]) plus the few fields the server
+//! indexes (labels, nodeName, phase, owner references, finalizers), so 100,000 pods stay small and
+//! lists / watch events are byte copies. Every write bumps the global revision, appends a
+//! [`WatchEvent`] to its resource's bounded history and broadcasts it; watchers read from a
+//! `tokio::sync::broadcast` channel, so a writer never waits for a slow watcher (a watcher that
+//! falls behind the channel is closed, as kube-apiserver closes slow watchers).
+//!
+//! The store also keeps the indexes the controllers need: uid → object, and owner uid →
+//! dependents (garbage collection).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// (namespace or "" for cluster-scoped objects, name).
+pub type ObjKey = (String, String);
+
+/// A reference to a stored object anywhere: (storage id, key).
+pub type ObjRef = (String, ObjKey);
+
+/// One owner reference, as much as the garbage collector needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerRef {
+    pub uid: String,
+    pub block_owner_deletion: bool,
+}
+
+/// A stored object: its JSON bytes and indexed fields.
+#[derive(Debug)]
+pub struct Stored {
+    pub json: Bytes,
+    pub rv: u64,
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub labels: BTreeMap<String, String>,
+    pub node_name: Option<String>,
+    pub phase: Option<String>,
+    pub deleting: bool,
+    pub finalizers: Vec<String>,
+    pub owners: Vec<OwnerRef>,
+}
+
+fn str_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
+    v.pointer(ptr).and_then(Value::as_str)
+}
+
+impl Stored {
+    /// Index an object (its metadata.resourceVersion must already be `rv`).
+    pub fn new(v: &Value, rv: u64) -> Stored {
+        let labels = v
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let owners = v
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|o| {
+                        Some(OwnerRef {
+                            uid: o.get("uid")?.as_str()?.to_string(),
+                            block_owner_deletion: o
+                                .get("blockOwnerDeletion")
+                                .and_then(Value::as_bool)
+                                .unwrap_or(false),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let finalizers = v
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|f| f.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Stored {
+            json: Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+            rv,
+            namespace: str_at(v, "/metadata/namespace")
+                .unwrap_or_default()
+                .to_string(),
+            name: str_at(v, "/metadata/name").unwrap_or_default().to_string(),
+            uid: str_at(v, "/metadata/uid").unwrap_or_default().to_string(),
+            labels,
+            node_name: str_at(v, "/spec/nodeName")
+                .filter(|s| !s.is_empty())
+                .map(String::from),
+            phase: str_at(v, "/status/phase").map(String::from),
+            deleting: v
+                .pointer("/metadata/deletionTimestamp")
+                .is_some_and(|t| !t.is_null()),
+            finalizers,
+            owners,
+        }
+    }
+
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
+
+    pub fn key(&self) -> ObjKey {
+        (self.namespace.clone(), self.name.clone())
+    }
+
+    /// The fields field selectors usually read, without parsing the whole object.
+    pub fn indexed_fields(&self) -> Value {
+        serde_json::json!({
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": {"nodeName": self.node_name},
+            "status": {"phase": self.phase},
+        })
+    }
+}
+
+/// Field paths answered by [`Stored::indexed_fields`].
+pub const INDEXED_FIELDS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "spec.nodeName",
+    "status.phase",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// A watcher's end of a resource's event channel.
+pub type EventReceiver = broadcast::Receiver<Arc<WatchEvent>>;
+
+/// One change, as watchers receive it.
+#[derive(Debug)]
+pub struct WatchEvent {
+    pub kind: EventType,
+    pub rv: u64,
+    pub obj: Arc<Stored>,
+    /// The previous state (MODIFIED/DELETED), for selector transitions.
+    pub prev: Option<Arc<Stored>>,
+}
+
+/// All objects of one storage and their recent history.
+pub struct Table {
+    pub objects: BTreeMap<ObjKey, Arc<Stored>>,
+    history: VecDeque<Arc<WatchEvent>>,
+    /// Events at or below this revision are no longer in `history`.
+    compacted_rv: u64,
+    tx: broadcast::Sender<Arc<WatchEvent>>,
+}
+
+/// Why a watch cannot start from a revision.
+#[derive(Debug)]
+pub struct TooOld {
+    pub oldest: u64,
+}
+
+/// The whole store (guarded by one mutex in the server).
+pub struct Store {
+    pub rv: u64,
+    tables: HashMap<String, Table>,
+    history_limit: usize,
+    watch_capacity: usize,
+    uids: HashMap<String, ObjRef>,
+    dependents: HashMap<String, BTreeSet<ObjRef>>,
+    /// Objects carrying a deletionTimestamp (the controllers finish their deletion).
+    pub deleting: BTreeSet<ObjRef>,
+    /// Uids removed since the garbage collector last looked.
+    pub removed_uids: Vec<String>,
+    /// Node names removed since pod GC last looked.
+    pub removed_nodes: Vec<String>,
+    /// Total writes (creates, updates, deletes) committed.
+    pub writes: u64,
+}
+
+impl Store {
+    pub fn new(history_limit: usize, watch_capacity: usize) -> Self {
+        Store {
+            rv: 1,
+            tables: HashMap::new(),
+            history_limit: history_limit.max(1),
+            watch_capacity: watch_capacity.max(16),
+            uids: HashMap::new(),
+            dependents: HashMap::new(),
+            deleting: BTreeSet::new(),
+            removed_uids: Vec::new(),
+            removed_nodes: Vec::new(),
+            writes: 0,
+        }
+    }
+
+    /// Create a storage if missing; a new one starts its history at `since`.
+    pub fn ensure_table(&mut self, storage: &str, since: u64) {
+        if !self.tables.contains_key(storage) {
+            let (tx, _) = broadcast::channel(self.watch_capacity);
+            self.tables.insert(
+                storage.to_string(),
+                Table {
+                    objects: BTreeMap::new(),
+                    history: VecDeque::new(),
+                    compacted_rv: since,
+                    tx,
+                },
+            );
+        }
+    }
+
+    fn table_mut(&mut self, storage: &str) -> &mut Table {
+        let since = self.rv;
+        self.ensure_table(storage, since);
+        self.tables.get_mut(storage).expect("table just ensured")
+    }
+
+    pub fn table(&self, storage: &str) -> Option<&Table> {
+        self.tables.get(storage)
+    }
+
+    pub fn get(&self, storage: &str, key: &ObjKey) -> Option<Arc<Stored>> {
+        self.tables.get(storage)?.objects.get(key).cloned()
+    }
+
+    /// Objects of a storage, optionally in one namespace, in key order, starting after `after`.
+    pub fn list(
+        &self,
+        storage: &str,
+        namespace: Option<&str>,
+        after: Option<&ObjKey>,
+    ) -> Vec<Arc<Stored>> {
+        let Some(t) = self.tables.get(storage) else {
+            return Vec::new();
+        };
+        use std::ops::Bound;
+        let lower = match after {
+            Some(k) => Bound::Excluded(k.clone()),
+            None => match namespace {
+                Some(ns) => Bound::Included((ns.to_string(), String::new())),
+                None => Bound::Unbounded,
+            },
+        };
+        t.objects
+            .range((lower, Bound::Unbounded))
+            .take_while(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    pub fn count(&self, storage: &str) -> usize {
+        self.tables.get(storage).map_or(0, |t| t.objects.len())
+    }
+
+    /// Locate an object by uid.
+    pub fn by_uid(&self, uid: &str) -> Option<(ObjRef, Arc<Stored>)> {
+        let r = self.uids.get(uid)?;
+        let s = self.get(&r.0, &r.1)?;
+        Some((r.clone(), s))
+    }
+
+    pub fn uid_exists(&self, uid: &str) -> bool {
+        self.uids.contains_key(uid)
+    }
+
+    /// Objects whose ownerReferences name `uid`.
+    pub fn dependents_of(&self, uid: &str) -> Vec<ObjRef> {
+        self.dependents
+            .get(uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Write an object (create or replace): bumps the revision, stamps `metadata.resourceVersion`,
+    /// records and broadcasts the event.
+    pub fn put(&mut self, storage: &str, obj: &mut Value) -> Arc<Stored> {
+        let since = self.rv;
+        self.ensure_table(storage, since);
+        self.rv += 1;
+        self.writes += 1;
+        let rv = self.rv;
+        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.insert("resourceVersion".into(), Value::String(rv.to_string()));
+        }
+        let stored = Arc::new(Stored::new(obj, rv));
+        let key = stored.key();
+        let table = self.table_mut(storage);
+        let prev = table.objects.insert(key.clone(), stored.clone());
+        let kind = if prev.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
+        self.reindex(storage, &key, prev.as_deref(), Some(&stored));
+        self.record(
+            storage,
+            WatchEvent {
+                kind,
+                rv,
+                obj: stored.clone(),
+                prev,
+            },
+        );
+        stored
+    }
+
+    /// Remove an object; the DELETED event carries it at the deletion revision.
+    pub fn remove(&mut self, storage: &str, key: &ObjKey) -> Option<Arc<Stored>> {
+        let prev = self.tables.get_mut(storage)?.objects.remove(key)?;
+        self.rv += 1;
+        self.writes += 1;
+        let rv = self.rv;
+        let mut last = prev.value();
+        if let Some(m) = last.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.insert("resourceVersion".into(), Value::String(rv.to_string()));
+        }
+        let gone = Arc::new(Stored::new(&last, rv));
+        self.reindex(storage, key, Some(&prev), None);
+        self.removed_uids.push(prev.uid.clone());
+        if storage == NODES_STORAGE {
+            self.removed_nodes.push(prev.name.clone());
+        }
+        self.record(
+            storage,
+            WatchEvent {
+                kind: EventType::Deleted,
+                rv,
+                obj: gone.clone(),
+                prev: Some(prev),
+            },
+        );
+        Some(gone)
+    }
+
+    fn reindex(&mut self, storage: &str, key: &ObjKey, old: Option<&Stored>, new: Option<&Stored>) {
+        let oref: ObjRef = (storage.to_string(), key.clone());
+        if let Some(o) = old {
+            self.uids.remove(&o.uid);
+            self.deleting.remove(&oref);
+            for owner in &o.owners {
+                if let Some(set) = self.dependents.get_mut(&owner.uid) {
+                    set.remove(&oref);
+                    if set.is_empty() {
+                        self.dependents.remove(&owner.uid);
+                    }
+                }
+            }
+        }
+        if let Some(n) = new {
+            self.uids.insert(n.uid.clone(), oref.clone());
+            if n.deleting {
+                self.deleting.insert(oref.clone());
+            }
+            for owner in &n.owners {
+                self.dependents
+                    .entry(owner.uid.clone())
+                    .or_default()
+                    .insert(oref.clone());
+            }
+        }
+    }
+
+    fn record(&mut self, storage: &str, ev: WatchEvent) {
+        let limit = self.history_limit;
+        let table = self.table_mut(storage);
+        let ev = Arc::new(ev);
+        table.history.push_back(ev.clone());
+        while table.history.len() > limit {
+            if let Some(old) = table.history.pop_front() {
+                table.compacted_rv = old.rv;
+            }
+        }
+        // No receivers is fine: nobody watches this resource.
+        let _ = table.tx.send(ev);
+    }
+
+    /// Subscribe to a storage from revision `from` (exclusive): the buffered events after it, and
+    /// a receiver for what comes next. Called under the store lock, so nothing falls in between.
+    pub fn watch_from(
+        &mut self,
+        storage: &str,
+        from: u64,
+    ) -> Result<(Vec<Arc<WatchEvent>>, EventReceiver), TooOld> {
+        let table = self.table_mut(storage);
+        if from < table.compacted_rv {
+            return Err(TooOld {
+                oldest: table.compacted_rv + 1,
+            });
+        }
+        let start = table.history.partition_point(|e| e.rv <= from);
+        let backlog = table.history.iter().skip(start).cloned().collect();
+        Ok((backlog, table.tx.subscribe()))
+    }
+
+    /// The oldest revision a `continue` token or watch may still refer to in a storage.
+    pub fn compacted_rv(&self, storage: &str) -> u64 {
+        self.tables.get(storage).map_or(0, |t| t.compacted_rv)
+    }
+
+    /// Drop all history (like an etcd compaction): older revisions now answer 410 Gone.
+    pub fn compact(&mut self) {
+        let rv = self.rv;
+        for t in self.tables.values_mut() {
+            t.history.clear();
+            t.compacted_rv = rv;
+        }
+    }
+
+    /// Forget a storage entirely (its CRD is gone).
+    pub fn drop_table(&mut self, storage: &str) {
+        if let Some(t) = self.tables.remove(storage) {
+            for (k, s) in t.objects {
+                let oref: ObjRef = (storage.to_string(), k);
+                self.uids.remove(&s.uid);
+                self.deleting.remove(&oref);
+                for o in &s.owners {
+                    if let Some(set) = self.dependents.get_mut(&o.uid) {
+                        set.remove(&oref);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Number of watch receivers on a storage.
+    pub fn watchers(&self, storage: &str) -> usize {
+        self.tables
+            .get(storage)
+            .map_or(0, |t| t.tx.receiver_count())
+    }
+}
+
+/// Storage id of core/v1 nodes.
+pub const NODES_STORAGE: &str = "/nodes";
+/// Storage id of core/v1 pods.
+pub const PODS_STORAGE: &str = "/pods";
+/// Storage id of core/v1 namespaces.
+pub const NAMESPACES_STORAGE: &str = "/namespaces";
+/// Storage id of core/v1 events.
+pub const EVENTS_STORAGE: &str = "/events";
+/// Storage id of CRDs.
+pub const CRDS_STORAGE: &str = "apiextensions.k8s.io/customresourcedefinitions";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(ns: &str, name: &str, uid: &str) -> Value {
+        json!({"metadata": {"namespace": ns, "name": name, "uid": uid, "labels": {"a": "b"}}})
+    }
+
+    #[test]
+    fn revisions_are_global_and_events_recorded() {
+        let mut s = Store::new(10, 64);
+        let a = s.put("x", &mut obj("n", "a", "u1"));
+        let b = s.put("y", &mut obj("n", "b", "u2"));
+        assert!(b.rv > a.rv);
+        assert_eq!(
+            a.value()["metadata"]["resourceVersion"],
+            json!(a.rv.to_string())
+        );
+        let (backlog, _) = s.watch_from("x", 1).unwrap();
+        assert_eq!(backlog.len(), 1);
+        assert_eq!(backlog[0].kind, EventType::Added);
+        let gone = s.remove("x", &("n".into(), "a".into())).unwrap();
+        assert_eq!(gone.rv, s.rv);
+        assert_eq!(s.removed_uids, vec!["u1".to_string()]);
+    }
+
+    #[test]
+    fn history_is_bounded_and_old_revisions_are_too_old() {
+        let mut s = Store::new(2, 64);
+        for i in 0..5 {
+            s.put("x", &mut obj("n", &format!("o{i}"), &format!("u{i}")));
+        }
+        assert!(s.watch_from("x", 1).is_err());
+        let (backlog, _) = s.watch_from("x", s.rv - 1).unwrap();
+        assert_eq!(backlog.len(), 1);
+        s.compact();
+        assert!(s.watch_from("x", s.rv - 1).is_err());
+        assert!(s.watch_from("x", s.rv).is_ok());
+    }
+
+    #[test]
+    fn list_by_namespace_and_after_key() {
+        let mut s = Store::new(10, 64);
+        for (ns, n) in [("a", "1"), ("a", "2"), ("b", "1")] {
+            s.put("x", &mut obj(ns, n, &format!("{ns}{n}")));
+        }
+        assert_eq!(s.list("x", Some("a"), None).len(), 2);
+        assert_eq!(s.list("x", None, None).len(), 3);
+        let after = ("a".to_string(), "1".to_string());
+        assert_eq!(s.list("x", None, Some(&after)).len(), 2);
+        assert_eq!(s.list("x", Some("a"), Some(&after)).len(), 1);
+    }
+
+    #[test]
+    fn dependents_index_follows_owner_references() {
+        let mut s = Store::new(10, 64);
+        let mut child = obj("n", "c", "uc");
+        child["metadata"]["ownerReferences"] = json!([{"uid": "up", "blockOwnerDeletion": true}]);
+        s.put("x", &mut child);
+        assert_eq!(s.dependents_of("up").len(), 1);
+        s.remove("x", &("n".into(), "c".into()));
+        assert!(s.dependents_of("up").is_empty());
+    }
+}

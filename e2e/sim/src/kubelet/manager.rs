@@ -55,6 +55,8 @@ pub struct KubeletStats {
     pub pods_admitted: AtomicU64,
     pub pods_rejected: AtomicU64,
     pub pods_finished: AtomicU64,
+    /// Times the pod watch (re)started with a full list (1 at start).
+    pub pod_relists: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -70,6 +72,7 @@ pub struct StatsSnapshot {
     pub pods_admitted: u64,
     pub pods_rejected: u64,
     pub pods_finished: u64,
+    pub pod_relists: u64,
 }
 
 impl StatsSnapshot {
@@ -97,6 +100,7 @@ impl KubeletStats {
             pods_admitted: g(&self.pods_admitted),
             pods_rejected: g(&self.pods_rejected),
             pods_finished: g(&self.pods_finished),
+            pod_relists: g(&self.pod_relists),
         }
     }
 }
@@ -983,7 +987,10 @@ impl Manager {
         match ev {
             watcher::Event::Apply(p) => self.on_pod_apply(p),
             watcher::Event::Delete(p) => self.on_pod_deleted(&p),
-            watcher::Event::Init => self.pod_init = Some(Vec::new()),
+            watcher::Event::Init => {
+                bump(&self.stats.pod_relists);
+                self.pod_init = Some(Vec::new());
+            }
             watcher::Event::InitApply(p) => match &mut self.pod_init {
                 Some(buf) => buf.push(p),
                 None => self.on_pod_apply(p),

@@ -12,6 +12,7 @@
 
 pub mod apimachinery;
 pub mod apiserver;
+pub mod kubelet;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

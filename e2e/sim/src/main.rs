@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use barge_sim::kubelet::{Kubelet, KubeletConfig, RuntimeKind};
 use barge_sim::{Cluster, ClusterConfig, KubeletMode};
 use clap::{Parser, Subcommand};
 
@@ -29,7 +30,60 @@ enum Command {
         /// Simulated kubelet runtime.
         #[arg(long, value_enum, default_value_t = KubeletMode::None)]
         kubelet: KubeletMode,
+        #[command(flatten)]
+        kubelet_opts: KubeletOpts,
     },
+    /// Run only the simulated kubelet against any API server (the sim's or a real one).
+    Kubelet {
+        /// Kubeconfig of the API server (default: $KUBECONFIG, then ~/.kube/config).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Runtime of pods without a `sim.barge.dev/runtime` annotation.
+        #[arg(long, default_value_t = RuntimeKind::Scripted)]
+        runtime: RuntimeKind,
+        #[command(flatten)]
+        opts: KubeletOpts,
+    },
+}
+
+/// Options of the simulated kubelet.
+#[derive(clap::Args)]
+struct KubeletOpts {
+    /// Seconds from a Node's appearance to Ready.
+    #[arg(long, default_value_t = 0.0)]
+    boot_delay_seconds: f64,
+    /// Capacity of nodes without a `sim.barge.dev/capacity` annotation (JSON object).
+    #[arg(long)]
+    default_capacity: Option<String>,
+    /// Do not bind pods that name no node.
+    #[arg(long)]
+    no_bind: bool,
+    /// Port of the container log server on 127.0.0.1 (0 = a free one).
+    #[arg(long, default_value_t = 0)]
+    log_port: u16,
+    /// Label selector of the Nodes the kubelet owns.
+    #[arg(long, default_value = barge_sim::kubelet::consts::DEFAULT_NODE_SELECTOR)]
+    node_selector: String,
+}
+
+impl KubeletOpts {
+    fn config(&self, runtime: RuntimeKind) -> Result<KubeletConfig, Box<dyn std::error::Error>> {
+        let mut cfg = KubeletConfig {
+            runtime,
+            boot_delay: std::time::Duration::try_from_secs_f64(self.boot_delay_seconds)
+                .map_err(|e| format!("--boot-delay-seconds: {e}"))?,
+            bind_unscheduled: !self.no_bind,
+            log_port: self.log_port,
+            node_selector: self.node_selector.clone(),
+            ..KubeletConfig::default()
+        };
+        if let Some(raw) = &self.default_capacity {
+            cfg.default_capacity = serde_json::from_str(raw).map_err(|e| {
+                format!("--default-capacity must be a JSON object of quantities: {e}")
+            })?;
+        }
+        Ok(cfg)
+    }
 }
 
 #[tokio::main]
@@ -45,6 +99,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             port,
             kubeconfig,
             kubelet,
+            kubelet_opts,
         } => {
             let path = kubeconfig
                 .unwrap_or_else(|| std::env::temp_dir().join("barge-sim").join("kubeconfig"));
@@ -58,8 +113,60 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("barge-sim API server listening on {}", cluster.url());
             println!("kubeconfig: {}", cluster.kubeconfig_path().display());
             println!("export KUBECONFIG={}", cluster.kubeconfig_path().display());
+            let runtime = match kubelet {
+                KubeletMode::None => None,
+                KubeletMode::Scripted => Some(RuntimeKind::Scripted),
+                KubeletMode::Process => Some(RuntimeKind::Process),
+            };
+            let kubelet = match runtime {
+                Some(runtime) => {
+                    let cfg = KubeletConfig {
+                        runtime,
+                        ..KubeletConfig::default()
+                    };
+                    let k = Kubelet::start(cluster.client()?, cfg).await?;
+                    println!(
+                        "simulated kubelet ({runtime}) running nodes matching {}; logs on port {}",
+                        kubelet_opts.node_selector,
+                        k.log_port()
+                    );
+                    Some(k)
+                }
+                None => None,
+            };
             tokio::signal::ctrl_c().await?;
+            if let Some(k) = kubelet {
+                k.shutdown().await;
+            }
             cluster.shutdown().await;
+        }
+        Command::Kubelet {
+            kubeconfig,
+            runtime,
+            opts,
+        } => {
+            let config = match kubeconfig {
+                Some(path) => {
+                    let kc = kube::config::Kubeconfig::read_from(&path)?;
+                    kube::Config::from_custom_kubeconfig(
+                        kc,
+                        &kube::config::KubeConfigOptions::default(),
+                    )
+                    .await?
+                }
+                None => kube::Config::infer().await?,
+            };
+            let client = kube::Client::try_from(config)?;
+            let cfg = opts.config(runtime)?;
+            let k = Kubelet::start(client, cfg).await?;
+            println!(
+                "simulated kubelet ({}) running nodes matching {}; logs on 127.0.0.1:{}",
+                runtime,
+                opts.node_selector,
+                k.log_port()
+            );
+            tokio::signal::ctrl_c().await?;
+            k.shutdown().await;
         }
     }
     Ok(())

@@ -7,7 +7,8 @@
 //!
 //! `cargo bench -p barge-sim --bench kubelet_scripted` (env `BARGE_BENCH_PODS`, default
 //! 10,000; `BARGE_BENCH_NODES`, default 100; `BARGE_BENCH_DURATION`, seconds each pod runs,
-//! default 1; `BARGE_BENCH_WRITES`, the kubelet's concurrent writes). Prints pods/s and the
+//! default 1; `BARGE_BENCH_WRITES`, the kubelet's concurrent writes; `BARGE_BENCH_PHASES`,
+//! default `stream,backlog`). Prints pods/s and the
 //! API writes per pod (the kubelet's own count and the server's).
 
 use std::collections::HashSet;
@@ -114,7 +115,6 @@ async fn report(
     begun: Instant,
     done: tokio::task::JoinHandle<usize>,
 ) -> Result<(), BoxError> {
-    let before = kubelet.stats();
     let running = tokio::time::timeout(Duration::from_secs(600), done)
         .await
         .map_err(|_| format!("{phase}: pods did not all succeed in time"))??;
@@ -122,7 +122,6 @@ async fn report(
     let after = kubelet.stats();
     let server = cluster.stats();
     let n = p.pods as f64;
-    let _ = before;
     let pod_writes = after.pod_writes();
     println!(
         "  {phase}: all {} Succeeded after {:.2} s: {:.0} pods/s (seen Running: {running})",
@@ -131,8 +130,9 @@ async fn report(
         n / total.as_secs_f64()
     );
     println!(
-        "    kubelet pod writes {pod_writes} ({:.2}/pod); server write requests {} ({:.2}/pod incl. creates), pods/status patches {}",
+        "    kubelet pod writes {pod_writes} ({:.2}/pod), pod watch lists {}; server write requests {} ({:.2}/pod incl. creates), pods/status patches {}",
         pod_writes as f64 / n,
+        after.pod_relists,
         server.writes,
         server.writes as f64 / n,
         server.count("patch", "pods/status"),
@@ -156,7 +156,11 @@ async fn main() -> Result<(), BoxError> {
         p.pods, p.nodes, p.duration
     );
 
-    for phase in ["stream", "backlog"] {
+    let phases = std::env::var("BARGE_BENCH_PHASES").unwrap_or_else(|_| "stream,backlog".into());
+    for phase in phases
+        .split(',')
+        .filter(|p| ["stream", "backlog"].contains(p))
+    {
         let cluster = Cluster::start(ClusterConfig {
             watch_history: Some(200_000),
             ..Default::default()

@@ -75,6 +75,9 @@ pub struct ClusterConfig {
     pub watch_history: Option<usize>,
     /// Interval of watch bookmarks; None = 5 s.
     pub bookmark_interval: Option<Duration>,
+    /// Events buffered per resource for live watchers before a lagging one is closed;
+    /// None = the default (16,384).
+    pub watch_buffer: Option<usize>,
     pub kubelet: KubeletMode,
 }
 
@@ -115,6 +118,9 @@ impl Cluster {
         }
         if let Some(b) = config.bookmark_interval {
             sc.bookmark_interval = b;
+        }
+        if let Some(b) = config.watch_buffer {
+            sc.watch_buffer = b;
         }
         let server = apiserver::start(sc).await?;
         let (path, tempdir) = match config.kubeconfig {

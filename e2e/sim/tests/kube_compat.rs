@@ -442,6 +442,26 @@ async fn pagination_and_selectors() {
         }
     }
     assert_eq!(pages, 3);
+    // A continue token from before a compaction is too old: 410 Expired.
+    let first = api
+        .list(&ListParams::default().limit(2))
+        .await
+        .expect("list");
+    let token = first.metadata.continue_.clone().expect("continue token");
+    api.create(&PostParams::default(), &cm("after-compaction", &[]))
+        .await
+        .expect("create");
+    c.compact();
+    match api
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+    {
+        Err(kube::Error::Api(e)) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
+        other => panic!("expected 410 for an expired continue token, got {other:?}"),
+    }
+    api.delete("after-compaction", &DeleteParams::default())
+        .await
+        .expect("delete");
     assert_eq!(names.len(), 7);
     let even = api
         .list(&ListParams::default().labels("tier=even"))
@@ -763,6 +783,28 @@ async fn pods_defaults_binding_graceful_deletion_and_pod_gc() {
         Some("BestEffort")
     );
 
+    // Built-in validation: label values are at most 63 characters, containers need an image.
+    let mut bad = pod("bad");
+    bad.metadata.labels = Some([("batch.barge.dev/job-name".to_string(), "j".repeat(64))].into());
+    bad.spec.as_mut().unwrap().containers[0].image = None;
+    match pods.create(&PostParams::default(), &bad).await {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 422);
+            assert!(
+                e.message
+                    .contains("metadata.labels[batch.barge.dev/job-name]"),
+                "{}",
+                e.message
+            );
+            assert!(
+                e.message
+                    .contains("spec.containers[0].image: Required value"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("an invalid pod must be refused, got {other:?}"),
+    }
     // An unbound pod is removed at once.
     pods.create(&PostParams::default(), &pod("unbound"))
         .await
@@ -1006,5 +1048,255 @@ async fn pod_logs_are_proxied_to_the_nodes_kubelet() {
         Err(kube::Error::Api(e)) => assert_eq!(e.code, 404),
         other => panic!("expected 404, got {other:?}"),
     }
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn kube_runtime_recorder_events_show_in_core_v1() {
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let (c, client) = cluster().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let target = cms
+        .create(&PostParams::default(), &cm("target", &[]))
+        .await
+        .expect("create");
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "barge".into(),
+            instance: Some("barge-0".into()),
+        },
+    );
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("ConfigMap".into()),
+        name: target.metadata.name.clone(),
+        namespace: Some("default".into()),
+        uid: target.metadata.uid.clone(),
+        ..Default::default()
+    };
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Synced".into(),
+        note: Some("synced once".into()),
+        action: "Sync".into(),
+        secondary: None,
+    };
+    recorder
+        .publish(&ev, &reference)
+        .await
+        .expect("first publish creates");
+    recorder
+        .publish(&ev, &reference)
+        .await
+        .expect("second publish patches the series");
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client, "default");
+    let uid = target.metadata.uid.clone().unwrap_or_default();
+    let found = core
+        .list(&ListParams::default().fields(&format!(
+            "involvedObject.uid={uid},involvedObject.kind=ConfigMap"
+        )))
+        .await
+        .expect("list");
+    assert_eq!(found.items.len(), 1, "one event, with a series");
+    let e = &found.items[0];
+    assert_eq!(e.reason.as_deref(), Some("Synced"));
+    assert_eq!(e.series.as_ref().and_then(|s| s.count), Some(2));
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn status_by_server_side_apply_on_the_status_subresource() {
+    let (c, client) = cluster().await;
+    let api = install_widgets(&client).await;
+    api.create(&PostParams::default(), &widget("w", 3))
+        .await
+        .expect("create");
+    let status = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "status": {"phase": "Running"}});
+    let applied = api
+        .patch_status(
+            "w",
+            &PatchParams::apply("barge-status").force(),
+            &Patch::Apply(&status),
+        )
+        .await
+        .expect("status apply");
+    assert_eq!(applied.data["status"]["phase"], "Running");
+    assert_eq!(
+        applied.data["spec"]["size"], 3,
+        "spec untouched by a status apply"
+    );
+    let mf = applied.metadata.managed_fields.unwrap_or_default();
+    assert!(mf
+        .iter()
+        .any(|m| m.manager.as_deref() == Some("barge-status")
+            && m.subresource.as_deref() == Some("status")));
+    // Applying the same status again writes nothing.
+    let again = api
+        .patch_status(
+            "w",
+            &PatchParams::apply("barge-status").force(),
+            &Patch::Apply(&status),
+        )
+        .await
+        .expect("status apply");
+    assert_eq!(
+        again.metadata.resource_version,
+        applied.metadata.resource_version
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_endpoints_over_http() {
+    let (c, client) = cluster().await;
+    let send = |method: &str, path: &str, body: Option<serde_json::Value>| {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Content-Type", "application/json")
+            .body(
+                body.map(|b| serde_json::to_vec(&b).unwrap())
+                    .unwrap_or_default(),
+            )
+            .expect("request");
+        let client = client.clone();
+        async move {
+            serde_json::from_str::<serde_json::Value>(
+                &client.request_text(req).await.expect("admin request"),
+            )
+            .expect("JSON")
+        }
+    };
+    let set = send("PUT", "/sim/v1/faults", Some(json!({"errorRate": 1.0, "errorCodes": [500], "resources": ["secrets"], "latencyMs": 0}))).await;
+    assert_eq!(set["errorRate"], 1.0);
+    assert_eq!(c.faults().get().resources, vec!["secrets".to_string()]);
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), "default");
+    assert!(secrets.list(&ListParams::default()).await.is_err());
+    send("DELETE", "/sim/v1/faults", None).await;
+    secrets
+        .list(&ListParams::default())
+        .await
+        .expect("faults cleared");
+    let stats = send("GET", "/sim/v1/stats", None).await;
+    assert_eq!(stats["requests"]["list"]["secrets"], 2);
+    assert_eq!(stats["faultsInjected"], 1);
+    send("POST", "/sim/v1/stats/reset", None).await;
+    assert_eq!(c.stats().total, 0);
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .create(&PostParams::default(), &node("n9", 1))
+        .await
+        .expect("node");
+    let lost = send("POST", "/sim/v1/nodes/n9/lose", None).await;
+    assert_eq!(lost["lost"], true);
+    assert!(nodes.get_opt("n9").await.expect("get").is_none());
+    let compacted = send("POST", "/sim/v1/compact", None).await;
+    assert!(compacted["compactedTo"].as_str().is_some());
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn dry_run_writes_nothing() {
+    let (c, client) = cluster().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let out = api
+        .create(&dry, &cm("dry", &[]))
+        .await
+        .expect("dry-run create");
+    assert_eq!(out.metadata.name.as_deref(), Some("dry"));
+    assert!(api.get_opt("dry").await.expect("get").is_none());
+    let real = api
+        .create(&PostParams::default(), &cm("real", &[]))
+        .await
+        .expect("create");
+    let pp = PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    api.patch(
+        "real",
+        &pp,
+        &Patch::Merge(json!({"data": {"k": "changed"}})),
+    )
+    .await
+    .expect("dry-run patch");
+    let now = api.get("real").await.expect("get");
+    assert_eq!(
+        now.data.unwrap_or_default().get("k").map(String::as_str),
+        Some("v")
+    );
+    assert_eq!(
+        now.metadata.resource_version,
+        real.metadata.resource_version
+    );
+    let dp = DeleteParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    api.delete("real", &dp).await.expect("dry-run delete");
+    assert!(api.get_opt("real").await.expect("get").is_some());
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_watcher_never_blocks_writers_and_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = Cluster::start(ClusterConfig {
+        watch_buffer: Some(16),
+        ..Default::default()
+    })
+    .await
+    .expect("cluster");
+    let client = c.client().expect("client");
+    // A watcher that sends its request and then reads nothing.
+    let mut sock = tokio::net::TcpStream::connect(c.addr())
+        .await
+        .expect("connect");
+    let req = format!(
+        "GET /api/v1/namespaces/default/configmaps?watch=true HTTP/1.1\r\nHost: {}\r\n\r\n",
+        c.addr()
+    );
+    sock.write_all(req.as_bytes()).await.expect("send watch");
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let payload = "x".repeat(16384);
+    let started = std::time::Instant::now();
+    for i in 0..1000 {
+        let mut o = cm(&format!("big-{i}"), &[]);
+        o.data = Some([("payload".to_string(), payload.clone())].into());
+        api.create(&PostParams::default(), &o)
+            .await
+            .expect("create");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "writes were not held up by the stuck watcher"
+    );
+    // The server ended the lagging watch: reading now reaches the end of its chunked body.
+    let mut buf = Vec::new();
+    let ended = tokio::time::timeout(WAIT, async {
+        let mut chunk = [0u8; 65536];
+        loop {
+            let n = sock.read(&mut chunk).await.expect("read");
+            buf.extend_from_slice(&chunk[..n]);
+            if n == 0 || buf.ends_with(b"\r\n0\r\n\r\n") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the lagging watch was ended by the server");
+    let events = String::from_utf8_lossy(&buf)
+        .matches("\"type\":\"ADDED\"")
+        .count();
+    assert!(
+        events < 3000,
+        "the watcher was cut off before the end ({events} events)"
+    );
     c.shutdown().await;
 }

@@ -242,16 +242,23 @@ async fn kubectl_apply_get_watch_label_patch_delete() {
         "{unknown}"
     );
 
+    // fieldValidation=Warn: the unknown field is pruned and reported as a warning.
+    let o = k.run_stdin(&["apply", "--validate=warn", "-f", "-"], Some("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: warned}\nspec: {size: 1, bogus: 1}\n"));
+    assert!(o.ok, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("unknown field \"spec.bogus\""),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(
+        k.ok(&["get", "widget", "warned", "-o", "jsonpath={.spec}"]),
+        "{\"size\":1}"
+    );
+    k.ok(&["delete", "widget", "warned"]);
+
     // get -w sees a change.
     let mut watch = k
-        .cmd(&[
-            "get",
-            "widgets",
-            "-w",
-            "-o",
-            "custom-columns=NAME:.metadata.name,SIZE:.spec.size",
-            "--no-headers",
-        ])
+        .cmd(&["get", "widgets", "-w", "--no-headers"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -293,7 +300,7 @@ async fn kubectl_apply_get_watch_label_patch_delete() {
             l.lock()
                 .expect("lines")
                 .iter()
-                .any(|x| x.split_whitespace().collect::<Vec<_>>() == ["w1", "7"])
+                .any(|x| x.split_whitespace().take(2).collect::<Vec<_>>() == ["w1", "7"])
                 .then_some(())
         }
     })
@@ -426,6 +433,71 @@ async fn kubectl_describe_logs_and_auth() {
     for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         assert!(ns.contains(&format!("namespace/{n}")), "{ns}");
     }
+    // kubectl's generators send protobuf bodies.
+    assert!(k
+        .ok(&["create", "namespace", "team"])
+        .contains("namespace/team created"));
+    k.ok(&[
+        "-n",
+        "team",
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.27",
+        "--replicas=2",
+        "--port=8080",
+    ]);
+    let dep = k.ok(&["-n", "team", "get", "deployment", "web", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort}"]);
+    assert_eq!(dep, "2 nginx:1.27 8080");
+    assert!(k
+        .ok(&["-n", "team", "scale", "deployment", "web", "--replicas=5"])
+        .contains("deployment.apps/web scaled"));
+    assert_eq!(
+        k.ok(&[
+            "-n",
+            "team",
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "5"
+    );
+    k.ok(&[
+        "-n",
+        "team",
+        "run",
+        "once",
+        "--image=busybox",
+        "--restart=Never",
+        "--env=A=1",
+        "--",
+        "sh",
+        "-c",
+        "true",
+    ]);
+    let run = k.ok(&["-n", "team", "get", "pod", "once", "-o", "jsonpath={.spec.restartPolicy} {.spec.containers[0].env[0].value} {.spec.containers[0].args}"]);
+    assert_eq!(run, "Never 1 [\"sh\",\"-c\",\"true\"]");
+    k.ok(&["create", "serviceaccount", "robot"]);
+    k.ok(&["create", "role", "reader", "--verb=get", "--resource=pods"]);
+    k.ok(&[
+        "create",
+        "rolebinding",
+        "robot-reads",
+        "--role=reader",
+        "--serviceaccount=default:robot",
+    ]);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "rolebinding",
+            "robot-reads",
+            "-o",
+            "jsonpath={.roleRef.name}/{.subjects[0].name}"
+        ]),
+        "reader/robot"
+    );
     let ar = k.ok(&["api-resources"]);
     assert!(
         ar.contains("pods") && ar.contains("customresourcedefinitions") && ar.contains("leases"),

@@ -121,6 +121,15 @@ async fn scripted_pods_go_pending_running_succeeded_or_failed() {
     let term = status(&failed)["containerStatuses"][0]["state"]["terminated"].clone();
     assert_eq!(term["exitCode"], 3);
     assert_eq!(term["reason"], "Error");
+    let logs = sim
+        .pods("default")
+        .logs("ok", &kube::api::LogParams::default())
+        .await
+        .expect("pods/log of a scripted pod");
+    assert_eq!(
+        logs,
+        "barge-sim scripted container: runs 0.5s, then exits 0\n"
+    );
     // Distinct pod IPs.
     assert_ne!(status(&failed)["podIP"], status(&done)["podIP"]);
     sim.stop().await;

@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 
 use super::machinery::Schema;
 use super::objects::{self, meta_str, CRD_CLEANUP_FINALIZER};
-use super::registry::{storage_id, Conversion, ResourceDef, APIEXTENSIONS_GROUP, STANDARD_VERBS};
+use super::registry::{
+    storage_id, Conversion, ResourceDef, ScalePaths, APIEXTENSIONS_GROUP, STANDARD_VERBS,
+};
 use super::status::{ApiError, ApiResult};
 use super::store::CRDS_STORAGE;
 use super::State;
@@ -179,6 +181,22 @@ pub fn defs_from_crd(crd: &Value) -> ApiResult<Vec<ResourceDef>> {
                 .unwrap_or_default(),
             custom: true,
             create_only: false,
+            scale: v.pointer("/subresources/scale").map(|sc| ScalePaths {
+                spec_replicas: sc
+                    .get("specReplicasPath")
+                    .and_then(Value::as_str)
+                    .unwrap_or(".spec.replicas")
+                    .to_string(),
+                status_replicas: sc
+                    .get("statusReplicasPath")
+                    .and_then(Value::as_str)
+                    .unwrap_or(".status.replicas")
+                    .to_string(),
+                label_selector: sc
+                    .get("labelSelectorPath")
+                    .and_then(Value::as_str)
+                    .map(String::from),
+            }),
         });
     }
     Ok(defs)

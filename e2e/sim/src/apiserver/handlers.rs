@@ -46,7 +46,7 @@ impl Req<'_> {
             .unwrap_or_default()
     }
 
-    fn wants_table(&self) -> bool {
+    pub fn wants_table(&self) -> bool {
         self.accept()
             .split(',')
             .any(|part| part.contains("as=Table"))

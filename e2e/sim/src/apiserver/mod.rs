@@ -22,8 +22,10 @@ pub mod openapi;
 pub mod paths;
 pub mod protobuf;
 pub mod registry;
+pub mod scale;
 pub mod status;
 pub mod store;
+pub mod validate;
 pub mod watch;
 pub mod write;
 
@@ -378,9 +380,14 @@ async fn resource_request(
     };
     let sub = target.subresource.as_deref();
     match (&parts.method, target.name.is_some(), sub) {
-        (&Method::GET, false, None) if watch => watch::watch(api, def, &target, &query),
+        (&Method::GET, false, None) if watch => {
+            watch::watch(api, def, &target, &query, req.wants_table())
+        }
         (&Method::GET, false, None) => handlers::list(&req),
         (&Method::GET, true, Some("log")) => logs::logs(api, &target, &query).await,
+        (&Method::GET | &Method::PUT | &Method::PATCH, true, Some("scale")) => {
+            scale::handle(&req, &parts.method, body, &ct)
+        }
         (&Method::GET, true, None | Some("status")) => handlers::get(&req),
         (&Method::POST, false, None) => handlers::create(&req, body, &ct),
         (&Method::POST, true, Some("binding")) => handlers::bind(&req, body, &ct),

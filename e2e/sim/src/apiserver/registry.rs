@@ -63,6 +63,27 @@ pub struct ResourceDef {
     pub custom: bool,
     /// Only `create` (SelfSubjectAccessReview, ...): nothing is stored.
     pub create_only: bool,
+    /// Paths of the scale subresource: (spec replicas, status replicas, label selector).
+    pub scale: Option<ScalePaths>,
+}
+
+/// Where a kind keeps what its `scale` subresource shows (`.spec.replicas`-style paths).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScalePaths {
+    pub spec_replicas: String,
+    pub status_replicas: String,
+    pub label_selector: Option<String>,
+}
+
+impl ScalePaths {
+    /// The paths of built-in workloads.
+    pub fn workload() -> Self {
+        ScalePaths {
+            spec_replicas: ".spec.replicas".into(),
+            status_replicas: ".status.replicas".into(),
+            label_selector: Some(".spec.selector".into()),
+        }
+    }
 }
 
 impl ResourceDef {
@@ -565,6 +586,10 @@ impl Registry {
                 printer_columns: Vec::new(),
                 custom: false,
                 create_only: false,
+                scale: bi
+                    .subresources
+                    .contains(&"scale")
+                    .then(ScalePaths::workload),
             });
         }
         for (group, version, resource, kind, namespaced) in CREATE_ONLY {
@@ -587,6 +612,7 @@ impl Registry {
                 printer_columns: vec![],
                 custom: false,
                 create_only: true,
+                scale: None,
             });
         }
         r

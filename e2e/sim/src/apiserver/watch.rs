@@ -94,8 +94,10 @@ pub fn watch(
     def: Arc<ResourceDef>,
     target: &Target,
     q: &Query,
+    wants_table: bool,
 ) -> ApiResult<Response> {
     let sel = Selectors::parse(q, &def)?;
+    let table = wants_table.then(|| q.get("includeObject").unwrap_or("Metadata").to_string());
     let ns = target.namespace.clone();
     let bookmarks = q.flag("allowWatchBookmarks");
     let send_initial = q.get("sendInitialEvents") == Some("true");
@@ -153,8 +155,8 @@ pub fn watch(
             sel,
             tx,
             sent: 0,
-
             last_rv: start_rv,
+            table,
         };
         task.run(
             start,
@@ -176,9 +178,31 @@ struct WatchTask {
     tx: mpsc::Sender<Bytes>,
     sent: u64,
     last_rv: u64,
+    /// `includeObject` of a watch whose events carry Tables (`kubectl get -w`), if asked.
+    table: Option<String>,
 }
 
 impl WatchTask {
+    /// An event line for one object: the object itself, or a one-row Table of it.
+    fn object_line(&self, kind: &str, s: &Stored) -> Bytes {
+        if let Some(include) = &self.table {
+            let v = super::handlers::served_value(&self.def, s);
+            let t = super::machinery::table(
+                &[v],
+                self.def.custom,
+                &self.def.group,
+                &self.def.kind,
+                &self.def.printer_columns,
+                jiff::Timestamp::now(),
+                include,
+            );
+            if let Ok(t) = t {
+                return line(kind, &serde_json::to_vec(&t).unwrap_or_default());
+            }
+        }
+        line(kind, &render(&self.def, s))
+    }
+
     /// Send one event line; false when the watch must end (client gone or fault limit hit).
     async fn send(&mut self, b: Bytes) -> bool {
         if self.tx.send(b).await.is_err() {
@@ -196,7 +220,7 @@ impl WatchTask {
         self.last_rv = self.last_rv.max(ev.rv);
         match classify(ev, self.ns.as_deref(), &self.sel) {
             Some(kind) => {
-                let b = line(kind.as_str(), &render(&self.def, &ev.obj));
+                let b = self.object_line(kind.as_str(), &ev.obj);
                 self.send(b).await
             }
             None => true,
@@ -216,7 +240,7 @@ impl WatchTask {
             Start::Initial(objs) => {
                 for s in objs {
                     if self.sel.matches(&s) {
-                        let b = line("ADDED", &render(&self.def, &s));
+                        let b = self.object_line("ADDED", &s);
                         if !self.send(b).await {
                             return;
                         }

@@ -261,6 +261,7 @@ pub fn create(
     }
     objects::default_builtin(def, &mut obj, true);
     schema_checks(def, &mut obj, None, opts)?;
+    super::validate::validate(def, &obj).map_err(ApiError::from_status)?;
     let ns = meta_str(&obj, "namespace").unwrap_or_default().to_string();
     if def.namespaced {
         check_namespace_open(state, def, &ns, &name)?;
@@ -387,7 +388,17 @@ pub fn commit_update(
     opts: &mut WriteOpts,
 ) -> ApiResult<Arc<Stored>> {
     let now = objects::now_rfc3339();
+    // Server-side apply computed managedFields for the whole object: keep them across the
+    // subresource rules (which start from the live metadata for /status).
+    let applied_fields = if opts.keep_managed_fields {
+        new.pointer("/metadata/managedFields").cloned()
+    } else {
+        None
+    };
     let mut new = merge_subresource(def, old, new, opts.subresource.as_deref());
+    if let Some(mf) = applied_fields {
+        meta_mut(&mut new).insert("managedFields".into(), mf);
+    }
     if !new.is_object() {
         return Err(ApiError::bad_request(
             "the body of the request must be a JSON object",
@@ -432,6 +443,10 @@ pub fn commit_update(
     }
     if opts.subresource.is_none() || opts.subresource.as_deref() == Some("status") {
         schema_checks(def, &mut new, Some(old), opts)?;
+    }
+    super::validate::validate(def, &new).map_err(ApiError::from_status)?;
+    if opts.subresource.is_none() {
+        super::validate::validate_update(def, old, &new).map_err(ApiError::from_status)?;
     }
     if def.has_generation
         && objects::spec_part(old, def.has_status()) != objects::spec_part(&new, def.has_status())

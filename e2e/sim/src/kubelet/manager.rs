@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::consts::*;
-use super::logs::LogStore;
+use super::logs::{ContainerLog, LogStore};
 use super::nodestatus::{self, Capacity, NodeReport};
 use super::placement::{first_fit, Candidate};
 use super::podstate::{api_time, AfterExit, ContainerRef, PodRun, StopCause, Terminated};
@@ -38,7 +38,7 @@ use super::process::{
     self, Control, ProcessRun, RuntimeEvent, EXIT_START_ERROR, REASON_START_ERROR,
 };
 use super::resources::{add_into, first_insufficient, pod_requests, sub_from, Resources};
-use super::scripted::{pod_runtime, PodRuntime};
+use super::scripted::{pod_runtime, PodRuntime, ScriptedParams};
 use super::KubeletConfig;
 
 /// Counters of what the kubelet did (API writes by kind, pods by outcome).
@@ -55,6 +55,8 @@ pub struct KubeletStats {
     pub pods_admitted: AtomicU64,
     pub pods_rejected: AtomicU64,
     pub pods_finished: AtomicU64,
+    /// Times the pod watch (re)started with a full list (1 at start).
+    pub pod_relists: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -70,6 +72,7 @@ pub struct StatsSnapshot {
     pub pods_admitted: u64,
     pub pods_rejected: u64,
     pub pods_finished: u64,
+    pub pod_relists: u64,
 }
 
 impl StatsSnapshot {
@@ -97,6 +100,7 @@ impl KubeletStats {
             pods_admitted: g(&self.pods_admitted),
             pods_rejected: g(&self.pods_rejected),
             pods_finished: g(&self.pods_finished),
+            pod_relists: g(&self.pod_relists),
         }
     }
 }
@@ -212,7 +216,8 @@ struct NodeState {
 }
 
 enum Live {
-    Timer(TimerKey),
+    /// A scripted container: its exit timer and its log (finished when it stops).
+    Timer(TimerKey, Arc<ContainerLog>),
     Process(mpsc::Sender<Control>),
 }
 
@@ -348,6 +353,16 @@ fn spec_grace(pod: &Pod) -> Duration {
         .and_then(|s| s.termination_grace_period_seconds)
         .unwrap_or(30);
     Duration::from_secs(secs.max(0) as u64)
+}
+
+/// The one log line of a scripted container (so that `kubectl logs` works on scripted pods).
+fn scripted_log_line(p: &ScriptedParams) -> String {
+    format!(
+        "barge-sim scripted container: runs {}s, then exits {}{}",
+        p.duration.as_secs_f64(),
+        p.exit_code,
+        if p.oom_killed { " (OOMKilled)" } else { "" }
+    )
 }
 
 /// The instant at which `wall` is reached (now if it has passed).
@@ -983,7 +998,10 @@ impl Manager {
         match ev {
             watcher::Event::Apply(p) => self.on_pod_apply(p),
             watcher::Event::Delete(p) => self.on_pod_deleted(&p),
-            watcher::Event::Init => self.pod_init = Some(Vec::new()),
+            watcher::Event::Init => {
+                bump(&self.stats.pod_relists);
+                self.pod_init = Some(Vec::new());
+            }
             watcher::Event::InitApply(p) => match &mut self.pod_init {
                 Some(buf) => buf.push(p),
                 None => self.on_pod_apply(p),
@@ -1050,8 +1068,9 @@ impl Manager {
         };
         for (_, live) in a.live.drain() {
             match live {
-                Live::Timer(k) => {
+                Live::Timer(k, log) => {
                     self.timers.remove(&k);
+                    log.finish();
                 }
                 Live::Process(tx) => {
                     let _ = tx.try_send(Control::Stop {
@@ -1378,7 +1397,10 @@ impl Manager {
                             run: 0,
                         },
                     );
-                    a.live.insert(cref, Live::Timer(key));
+                    let name = a.run.container(cref).name.clone();
+                    let log = self.logs.container(&a.ns, &a.name, &a.run.uid, &name);
+                    log.append(&scripted_log_line(p));
+                    a.live.insert(cref, Live::Timer(key, log));
                 }
             }
         }
@@ -1429,9 +1451,10 @@ impl Manager {
         let crefs: Vec<ContainerRef> = a.live.keys().copied().collect();
         for cref in crefs {
             match a.live.get(&cref) {
-                Some(Live::Timer(k)) => {
-                    let k = *k;
-                    self.timers.remove(&k);
+                Some(Live::Timer(k, log)) => {
+                    self.timers.remove(k);
+                    log.append("barge-sim scripted container: stopped by SIGTERM");
+                    log.finish();
                     a.live.remove(&cref);
                     a.run
                         .container_exited(cref, EXIT_SIGTERM, REASON_ERROR, None, t, backoff);
@@ -1510,12 +1533,14 @@ impl Manager {
         let Some(Tracked::Active(a)) = self.pods.get_mut(uid) else {
             return;
         };
-        if !matches!(a.live.get(&cref), Some(Live::Timer(k)) if *k == key)
+        if !matches!(a.live.get(&cref), Some(Live::Timer(k, _)) if *k == key)
             || a.run.container(cref).restart_count != run
         {
             return;
         }
-        a.live.remove(&cref);
+        if let Some(Live::Timer(_, log)) = a.live.remove(&cref) {
+            log.finish();
+        }
         let PodRuntime::Scripted(p) = a.runtime.clone() else {
             return;
         };
@@ -1581,7 +1606,11 @@ impl Manager {
                         run: run_no,
                     },
                 );
-                a.live.insert(cref, Live::Timer(key));
+                let name = a.run.container(cref).name.clone();
+                let log = self.logs.container(&a.ns, &a.name, uid, &name);
+                log.begin_run();
+                log.append(&scripted_log_line(&p));
+                a.live.insert(cref, Live::Timer(key, log));
             }
             PodRuntime::Invalid(message) => {
                 a.run.container_started(cref, t);

@@ -2,7 +2,8 @@
 //! is only a timer in the manager's deadline queue (no process, no task), which is what makes
 //! 100,000 pods cheap: it "runs" for `sim.barge.dev/duration-seconds` and exits with
 //! `sim.barge.dev/exit-code` (or OOMKilled with `sim.barge.dev/oom-killed: "true"`); it dies
-//! at once on SIGTERM (exit 143).
+//! at once on SIGTERM (exit 143). Its log is one line saying what it does, so `kubectl logs`
+//! works on scripted pods too.
 
 use std::fmt;
 use std::str::FromStr;

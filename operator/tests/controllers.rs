@@ -603,6 +603,16 @@ async fn queues_validate_their_references_and_hold_what_they_use() {
         REASON_COMPUTE_ENVIRONMENT_NOT_FOUND
     );
 
+    let events = env.namespaced::<Event>("default");
+    eventually("an InvalidJobQueue event", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("InvalidJobQueue")
+                && e.note.as_deref() == Some("compute environments first and second do not exist")
+        })
+    })
+    .await;
+
     for name in ["first", "second"] {
         ces.create(&PostParams::default(), &simulated_ce(name, "m5.large", 0))
             .await

@@ -41,9 +41,11 @@ use barge_crds::job_queue::JqStatus;
 use barge_crds::{ComputeEnvironment, Job, JobQueue, JobQueueStatus, SchedulingPolicy};
 
 use super::{
-    controller_config, join_names, measured, REASON_IN_USE, REASON_NOT_READY, TRANSIENT_RETRY,
+    controller_config, join_names, measured, ACTION_RECONCILE, REASON_IN_USE, REASON_NOT_READY,
+    TRANSIENT_RETRY,
 };
 use crate::context::Context;
+use crate::events::EventSpec;
 use crate::metrics::QueueStateLabels;
 use crate::run::Shutdown;
 use crate::status::{
@@ -51,6 +53,8 @@ use crate::status::{
 };
 
 const CONTROLLER: &str = "job-queue";
+/// Event reason: the queue became INVALID (or its reason changed).
+pub const EVENT_INVALID: &str = "InvalidJobQueue";
 /// `statusReason` of a VALID queue (AWS Batch's wording).
 pub const STATUS_REASON_HEALTHY: &str = "JobQueue Healthy";
 
@@ -383,6 +387,7 @@ async fn apply(
     );
     let api: Api<JobQueue> = Api::all(ctx.client.clone());
     let before = queue.status.as_ref().and_then(|s| s.status);
+    let before_reason = queue.status.as_ref().and_then(|s| s.status_reason.clone());
     apply_status(
         &api,
         queue,
@@ -399,6 +404,12 @@ async fn apply(
     if before != status.status {
         // A queue that becomes usable (or stops being usable) changes what the scheduler may do.
         ctx.scheduler.wake();
+    }
+    if !verdict.valid && (before != status.status || before_reason != status.status_reason) {
+        ctx.events.publish(
+            queue,
+            EventSpec::warning(EVENT_INVALID, ACTION_RECONCILE, verdict.message.clone()),
+        );
     }
     // While jobs move, keep the counts fresh even if their events were throttled.
     Ok(if active {

@@ -18,6 +18,9 @@
 //! de-duplicate), and a late subscriber (a replica that becomes leader after start-up) first
 //! receives every cached object.
 //!
+//! Barge's own kinds are watched through kube's `DeserializeGuard`: an object that does not
+//! match the API types is logged and left out rather than failing the list (Stackable style).
+//!
 //! Pods are watched once, cluster-wide: every pod feeds the compact [`NodeUsage`] (requests of
 //! all non-terminal pods bound to nodes, Barge's or not: what the scheduler subtracts from a
 //! node's allocatable), and only Barge's pods (`app.kubernetes.io/managed-by=barge`) go into
@@ -32,6 +35,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{Container, Namespace, Node, Pod};
 use kube::api::Api;
+use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
@@ -285,6 +289,63 @@ where
         }
     }
     debug!(%kind, "watch ended");
+}
+
+/// Runs the watch of one of Barge's own kinds through kube's `DeserializeGuard`: an object that
+/// does not match Barge's API types (stored before a schema change, or by a client that
+/// bypassed validation) is reported and left out instead of failing the whole list — one bad
+/// object cannot stall every controller.
+async fn run_guarded_watch<K>(
+    api: Api<DeserializeGuard<K>>,
+    config: watcher::Config,
+    mut sink: Sink<K>,
+) where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let kind = K::kind(&());
+    let stream = watcher(api, config).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(event) => {
+                if let Some(event) = unguard(event, &kind) {
+                    sink.apply(event);
+                }
+            }
+            Err(err) => warn!(%kind, error = %err, "watch failed; retrying"),
+        }
+    }
+    debug!(%kind, "watch ended");
+}
+
+/// The event without its guard; `None` for an object that failed to deserialize (logged). A
+/// malformed version of a cached object leaves the last good version in the cache.
+fn unguard<K: Resource>(
+    event: watcher::Event<DeserializeGuard<K>>,
+    kind: &str,
+) -> Option<watcher::Event<K>> {
+    let take = |guard: DeserializeGuard<K>| match guard.0 {
+        Ok(obj) => Some(obj),
+        Err(invalid) => {
+            let name = invalid.metadata.name.as_deref().unwrap_or_default();
+            let namespace = invalid.metadata.namespace.as_deref().unwrap_or_default();
+            warn!(%kind, %namespace, %name, error = %invalid.error, "ignoring an object that does not match Barge's API types");
+            None
+        }
+    };
+    match event {
+        watcher::Event::Apply(g) => take(g).map(watcher::Event::Apply),
+        watcher::Event::Delete(g) => take(g).map(watcher::Event::Delete),
+        watcher::Event::InitApply(g) => take(g).map(watcher::Event::InitApply),
+        watcher::Event::Init => Some(watcher::Event::Init),
+        watcher::Event::InitDone => Some(watcher::Event::InitDone),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -781,13 +842,13 @@ impl Caches {
         let barge_label = format!("{LABEL_MANAGED_BY}={MANAGED_BY_BARGE}");
         let all = watcher::Config::default;
         let tasks = vec![
-            tokio::spawn(run_watch(
-                Api::<Job>::all(client.clone()),
+            tokio::spawn(run_guarded_watch(
+                Api::<DeserializeGuard<Job>>::all(client.clone()),
                 all(),
                 sinks.jobs,
             )),
-            tokio::spawn(run_watch(
-                Api::<JobDefinition>::all(client.clone()),
+            tokio::spawn(run_guarded_watch(
+                Api::<DeserializeGuard<JobDefinition>>::all(client.clone()),
                 all(),
                 sinks.job_definitions,
             )),
@@ -796,18 +857,18 @@ impl Caches {
                 all().labels(&barge_label),
                 sinks.revisions,
             )),
-            tokio::spawn(run_watch(
-                Api::<JobQueue>::all(client.clone()),
+            tokio::spawn(run_guarded_watch(
+                Api::<DeserializeGuard<JobQueue>>::all(client.clone()),
                 all(),
                 sinks.queues,
             )),
-            tokio::spawn(run_watch(
-                Api::<ComputeEnvironment>::all(client.clone()),
+            tokio::spawn(run_guarded_watch(
+                Api::<DeserializeGuard<ComputeEnvironment>>::all(client.clone()),
                 all(),
                 sinks.compute_environments,
             )),
-            tokio::spawn(run_watch(
-                Api::<SchedulingPolicy>::all(client.clone()),
+            tokio::spawn(run_guarded_watch(
+                Api::<DeserializeGuard<SchedulingPolicy>>::all(client.clone()),
                 all(),
                 sinks.scheduling_policies,
             )),
@@ -1163,6 +1224,29 @@ mod tests {
         assert!(caches.pods.state().is_empty());
         assert!(caches.pods_of_job("ns", "uid-1").is_empty());
         assert_eq!(caches.usage.pods_on("n"), 0);
+    }
+
+    #[test]
+    fn objects_that_do_not_deserialize_are_left_out() {
+        let valid: DeserializeGuard<JobQueue> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "batch.barge.dev/v1alpha1", "kind": "JobQueue", "metadata": {"name": "ok"},
+            "spec": {"priority": 1, "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": "ce"}]}
+        }))
+        .expect("guard");
+        let invalid: DeserializeGuard<JobQueue> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "batch.barge.dev/v1alpha1", "kind": "JobQueue", "metadata": {"name": "bad"},
+            "spec": {"priority": "high"}
+        }))
+        .expect("the guard itself deserializes");
+        assert!(invalid.0.is_err());
+        assert!(
+            matches!(unguard(watcher::Event::Apply(valid), "JobQueue"), Some(watcher::Event::Apply(q)) if q.name_any() == "ok")
+        );
+        assert!(unguard(watcher::Event::InitApply(invalid), "JobQueue").is_none());
+        assert!(matches!(
+            unguard::<JobQueue>(watcher::Event::InitDone, "JobQueue"),
+            Some(watcher::Event::InitDone)
+        ));
     }
 
     #[test]

@@ -1,10 +1,10 @@
-//! barge: the Barge command line — the AWS Batch importer today; the operator, the kubectl plugin
-//! and the demo join as further subcommands.
+//! barge: the Barge command line — the operator and the AWS Batch importer today; the kubectl
+//! plugin and the demo join as further subcommands.
 //!
 //! `main` only parses the command line (clap) and dispatches to one module per subcommand under
 //! [`commands`]; those do the I/O around pure logic (e.g. [`import_aws`], the conversion of AWS
-//! Batch documents). To add a subcommand: a variant of [`Command`], a module in `commands/`, one
-//! match arm.
+//! Batch documents; the operator lives in the `barge_operator` library). To add a subcommand: a
+//! variant of [`Command`], a module in `commands/`, one match arm.
 #![forbid(unsafe_code)]
 
 mod commands;
@@ -27,6 +27,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the operator: the controllers of Barge's kinds and the scheduler.
+    Operator(barge_operator::run::OperatorArgs),
     /// Convert documents of other batch systems into Barge manifests.
     Import(commands::import::ImportArgs),
 }
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
     // clap exits with status 2 on usage errors.
     let cli = Cli::parse();
     match cli.command {
+        Command::Operator(args) => commands::operator::run(args),
         Command::Import(args) => commands::import::run(args),
     }
 }

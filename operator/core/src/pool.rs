@@ -6,6 +6,9 @@
 //! that exist → the Node objects to create and delete, with deterministic names
 //! `<ce>-<type with '.' → '-'>-<n>`.
 //!
+//! A compute environment may add types of its own (or replace built-in ones by name):
+//! [`catalog_with`] merges them, and the functions taking `catalog` work on any catalog.
+//!
 //! The [`CATALOG`] holds AWS-like instance types of the c4/c5/m4/m5/r4/r5/p3/g4dn families with
 //! their real vCPU, memory and GPU sizes and approximate us-east-1 on-demand prices (in
 //! micro-dollars per hour, to stay with integers). Demand-driven scaling is a later issue.
@@ -13,6 +16,7 @@
 use crate::error::{Error, Result};
 use crate::resources::Resources;
 use crate::scheduler::NodeShape;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Pod slots of a simulated node (the kubelet default).
@@ -28,10 +32,10 @@ pub const OPTIMAL: &str = "optimal";
 pub const MAX_TARGET_VCPUS: i64 = 1_000_000;
 
 /// One instance type of the catalog (ordered by name).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InstanceType {
-    pub name: &'static str,
-    pub family: &'static str,
+    pub name: Cow<'static, str>,
+    pub family: Cow<'static, str>,
     pub vcpus: i64,
     pub memory_mib: i64,
     pub gpus: i64,
@@ -40,6 +44,26 @@ pub struct InstanceType {
 }
 
 impl InstanceType {
+    /// A type outside the built-in catalog; its family is the part of the name before the
+    /// first `.` (the whole name when there is none).
+    pub fn custom(
+        name: &str,
+        vcpus: i64,
+        memory_mib: i64,
+        gpus: i64,
+        price_micros_per_hour: i64,
+    ) -> InstanceType {
+        let family = name.split('.').next().unwrap_or(name).to_string();
+        InstanceType {
+            name: Cow::Owned(name.to_string()),
+            family: Cow::Owned(family),
+            vcpus,
+            memory_mib,
+            gpus,
+            price_micros_per_hour,
+        }
+    }
+
     /// What a node of this type offers: its vCPUs, memory, GPUs and [`NODE_PODS`] pod slots.
     pub fn capacity(&self) -> Resources {
         Resources::new(
@@ -74,8 +98,8 @@ const fn it(
 ) -> InstanceType {
     // Memory is given in quarter GiB so that r4.large's 15.25 GiB stays an integer.
     InstanceType {
-        name,
-        family,
+        name: Cow::Borrowed(name),
+        family: Cow::Borrowed(family),
         vcpus,
         memory_mib: memory_gib_x4 * 256,
         gpus,
@@ -142,13 +166,44 @@ pub fn lookup(name: &str) -> Option<&'static InstanceType> {
     CATALOG.iter().find(|t| t.name == name)
 }
 
-fn families() -> BTreeSet<&'static str> {
-    CATALOG.iter().map(|t| t.family).collect()
+/// The built-in catalog with `custom` types added; a custom type replaces the built-in one of
+/// the same name. Built-in types keep their order; new ones follow, by name.
+pub fn catalog_with(custom: &[InstanceType]) -> Vec<InstanceType> {
+    let mut merged: Vec<InstanceType> = CATALOG
+        .iter()
+        .map(|t| {
+            custom
+                .iter()
+                .find(|c| c.name == t.name)
+                .unwrap_or(t)
+                .clone()
+        })
+        .collect();
+    let mut extra: Vec<&InstanceType> = custom
+        .iter()
+        .filter(|c| CATALOG.iter().all(|t| t.name != c.name))
+        .collect();
+    extra.sort_by(|a, b| a.name.cmp(&b.name));
+    extra.dedup_by(|a, b| a.name == b.name);
+    merged.extend(extra.into_iter().cloned());
+    merged
 }
 
-/// Expands `instanceTypes` entries (exact names, families, `optimal`) into catalog entries,
-/// without duplicates, in catalog order.
+fn families(catalog: &[InstanceType]) -> BTreeSet<&str> {
+    catalog.iter().map(|t| t.family.as_ref()).collect()
+}
+
+/// Expands `instanceTypes` entries (exact names, families, `optimal`) into entries of the
+/// built-in [`CATALOG`], without duplicates, in catalog order.
 pub fn expand_instance_types<S: AsRef<str>>(entries: &[S]) -> Result<Vec<&'static InstanceType>> {
+    expand_instance_types_in(CATALOG, entries)
+}
+
+/// Expands `instanceTypes` entries into entries of `catalog` (see [`expand_instance_types`]).
+pub fn expand_instance_types_in<'a, S: AsRef<str>>(
+    catalog: &'a [InstanceType],
+    entries: &[S],
+) -> Result<Vec<&'a InstanceType>> {
     if entries.is_empty() {
         return Err(Error::InstanceTypes("no instance types given".into()));
     }
@@ -163,21 +218,21 @@ pub fn expand_instance_types<S: AsRef<str>>(entries: &[S]) -> Result<Vec<&'stati
         for name in wanted {
             let before = chosen.len();
             let mut matched = false;
-            for (i, t) in CATALOG.iter().enumerate() {
+            for (i, t) in catalog.iter().enumerate() {
                 if t.name == name || t.family == name {
                     chosen.insert(i);
                     matched = true;
                 }
             }
             if !matched && chosen.len() == before {
-                let known = families().into_iter().collect::<Vec<_>>().join(", ");
+                let known = families(catalog).into_iter().collect::<Vec<_>>().join(", ");
                 return Err(Error::InstanceTypes(format!(
                     "{name:?} is neither an instance type nor a family of the catalog (families: {known}; or \"{OPTIMAL}\")"
                 )));
             }
         }
     }
-    Ok(chosen.into_iter().map(|i| &CATALOG[i]).collect())
+    Ok(chosen.into_iter().filter_map(|i| catalog.get(i)).collect())
 }
 
 /// `computeResources.allocationStrategy`.
@@ -211,11 +266,11 @@ impl AllocationStrategy {
 }
 
 /// How many nodes of each type reach at least `target_vcpus` (deterministic; empty for 0).
-pub fn plan_fixed_pool(
+pub fn plan_fixed_pool<'a>(
     target_vcpus: i64,
-    candidates: &[&'static InstanceType],
+    candidates: &[&'a InstanceType],
     strategy: AllocationStrategy,
-) -> Result<Vec<(&'static InstanceType, u32)>> {
+) -> Result<Vec<(&'a InstanceType, u32)>> {
     if target_vcpus <= 0 {
         return Ok(Vec::new());
     }
@@ -224,10 +279,10 @@ pub fn plan_fixed_pool(
             "target of {target_vcpus} vCPUs is above the {MAX_TARGET_VCPUS} this planner accepts"
         )));
     }
-    let mut types: Vec<&'static InstanceType> =
+    let mut types: Vec<&'a InstanceType> =
         candidates.iter().copied().filter(|t| t.vcpus > 0).collect();
-    types.sort_by_key(|t| t.name);
-    types.dedup();
+    types.sort_by(|a, b| a.name.cmp(&b.name));
+    types.dedup_by(|a, b| a.name == b.name);
     if types.is_empty() {
         return Err(Error::PoolPlan("no instance types to plan with".into()));
     }
@@ -238,7 +293,8 @@ pub fn plan_fixed_pool(
         AllocationStrategy::SpotCapacityOptimized => spread(target_vcpus, &types),
         AllocationStrategy::SpotPriceCapacityOptimized => {
             let mut by_price = types.clone();
-            by_price.sort_by_key(|t| (t.price_per_vcpu(), t.name));
+            by_price
+                .sort_by(|a, b| (a.price_per_vcpu(), &a.name).cmp(&(b.price_per_vcpu(), &b.name)));
             let keep = by_price.len().div_ceil(2);
             by_price.truncate(keep);
             spread(target_vcpus, &by_price)
@@ -249,7 +305,7 @@ pub fn plan_fixed_pool(
 
 /// Minimum total price reaching the target; ties: fewer nodes, then earlier types by name.
 /// Unbounded knapsack over vCPUs: O(target × types).
-fn cheapest(target: i64, types: &[&'static InstanceType]) -> BTreeMap<&'static InstanceType, u32> {
+fn cheapest<'a>(target: i64, types: &[&'a InstanceType]) -> BTreeMap<&'a InstanceType, u32> {
     let target = usize::try_from(target).unwrap_or(0);
     // best[v] = (price, nodes, type index of the last node) to get at least v vCPUs.
     let mut best: Vec<(i64, u32, usize)> = vec![(0, 0, usize::MAX); target + 1];
@@ -282,31 +338,31 @@ fn cheapest(target: i64, types: &[&'static InstanceType]) -> BTreeMap<&'static I
 
 /// Adds one node at a time to the type with the fewest vCPUs so far (ties: cheaper per vCPU,
 /// then name), preferring types no larger than what is still missing.
-fn spread(target: i64, types: &[&'static InstanceType]) -> BTreeMap<&'static InstanceType, u32> {
-    let mut counts: BTreeMap<&'static InstanceType, u32> = BTreeMap::new();
-    let mut allocated: BTreeMap<&'static str, i64> = types.iter().map(|t| (t.name, 0)).collect();
+fn spread<'a>(target: i64, types: &[&'a InstanceType]) -> BTreeMap<&'a InstanceType, u32> {
+    let mut counts: BTreeMap<&'a InstanceType, u32> = BTreeMap::new();
+    let mut allocated: BTreeMap<&'a str, i64> =
+        types.iter().map(|t| (t.name.as_ref(), 0)).collect();
     let mut total = 0i64;
     while total < target {
         let missing = target - total;
-        let fitting: Vec<&&'static InstanceType> =
-            types.iter().filter(|t| t.vcpus <= missing).collect();
+        let fitting: Vec<&&'a InstanceType> = types.iter().filter(|t| t.vcpus <= missing).collect();
         let pick = if fitting.is_empty() {
             // Nothing small enough: the smallest type that covers the rest.
             types
                 .iter()
-                .min_by_key(|t| (t.vcpus, t.price_per_vcpu(), t.name))
+                .min_by_key(|t| (t.vcpus, t.price_per_vcpu(), t.name.as_ref()))
         } else {
             fitting.into_iter().min_by_key(|t| {
                 (
-                    allocated.get(t.name).copied().unwrap_or(0),
+                    allocated.get(t.name.as_ref()).copied().unwrap_or(0),
                     t.price_per_vcpu(),
-                    t.name,
+                    t.name.as_ref(),
                 )
             })
         };
         let Some(t) = pick else { break };
         *counts.entry(*t).or_insert(0) += 1;
-        *allocated.entry(t.name).or_insert(0) += t.vcpus;
+        *allocated.entry(t.name.as_ref()).or_insert(0) += t.vcpus;
         total += t.vcpus;
     }
     counts
@@ -328,26 +384,26 @@ pub struct ExistingNode {
 
 /// A node to create.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeToCreate {
+pub struct NodeToCreate<'a> {
     pub name: String,
-    pub instance_type: &'static InstanceType,
+    pub instance_type: &'a InstanceType,
 }
 
 /// What to change so that the pool matches the plan.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PoolDiff {
-    pub create: Vec<NodeToCreate>,
+pub struct PoolDiff<'a> {
+    pub create: Vec<NodeToCreate<'a>>,
     /// Names of nodes to remove: idle ones first, then the highest numbers.
     pub delete: Vec<String>,
 }
 
 /// Compares the planned pool of `ce` with its existing nodes. New nodes take the lowest free
 /// numbers; surplus nodes go idle-first, highest number first.
-pub fn diff_pool(
+pub fn diff_pool<'a>(
     ce: &str,
-    planned: &[(&'static InstanceType, u32)],
+    planned: &[(&'a InstanceType, u32)],
     existing: &[ExistingNode],
-) -> PoolDiff {
+) -> PoolDiff<'a> {
     let mut diff = PoolDiff::default();
     let mut by_type: BTreeMap<&str, Vec<&ExistingNode>> = BTreeMap::new();
     for node in existing {
@@ -356,9 +412,9 @@ pub fn diff_pool(
             .or_default()
             .push(node);
     }
-    let wanted: BTreeMap<&str, (&'static InstanceType, u32)> =
+    let wanted: BTreeMap<&str, (&'a InstanceType, u32)> =
         planned.iter().fold(BTreeMap::new(), |mut acc, (t, n)| {
-            acc.entry(t.name).or_insert((*t, 0)).1 += n;
+            acc.entry(t.name.as_ref()).or_insert((*t, 0)).1 += n;
             acc
         });
     // The number at the end of a node named `<ce>-<type>-<n>` (None for other names).
@@ -411,8 +467,16 @@ pub fn diff_pool(
 mod tests {
     use super::*;
 
-    fn names(types: &[&InstanceType]) -> Vec<&'static str> {
-        types.iter().map(|t| t.name).collect()
+    fn names(types: &[&InstanceType]) -> Vec<String> {
+        types.iter().map(|t| t.name.to_string()).collect()
+    }
+
+    /// The `&'static` name of a built-in type.
+    fn static_name(t: &InstanceType) -> &'static str {
+        match lookup(&t.name).map(|c| &c.name) {
+            Some(Cow::Borrowed(name)) => name,
+            _ => panic!("{} is not built in", t.name),
+        }
     }
 
     fn plan(
@@ -424,7 +488,7 @@ mod tests {
         plan_fixed_pool(target, &types, strategy)
             .expect("plan")
             .into_iter()
-            .map(|(t, n)| (t.name, n))
+            .map(|(t, n)| (static_name(t), n))
             .collect()
     }
 
@@ -450,10 +514,12 @@ mod tests {
         );
         let mut seen = BTreeSet::new();
         assert!(
-            CATALOG.iter().all(|t| seen.insert(t.name)),
+            CATALOG.iter().all(|t| seen.insert(t.name.as_ref())),
             "names are unique"
         );
-        assert!(CATALOG.iter().all(|t| t.name.starts_with(t.family)));
+        assert!(CATALOG
+            .iter()
+            .all(|t| t.name.starts_with(t.family.as_ref())));
     }
 
     #[test]
@@ -473,7 +539,7 @@ mod tests {
         assert_eq!(m4.len(), 6);
         assert!(m4.iter().all(|t| t.family == "m4"));
         let optimal = expand_instance_types(&["optimal"]).expect("optimal");
-        let fams: BTreeSet<&str> = optimal.iter().map(|t| t.family).collect();
+        let fams: BTreeSet<&str> = optimal.iter().map(|t| t.family.as_ref()).collect();
         assert_eq!(fams, OPTIMAL_FAMILIES.into_iter().collect());
         assert_eq!(
             expand_instance_types(&["m4", "m4.large"])
@@ -621,5 +687,41 @@ mod tests {
             &[existing("ce-m5-xlarge-0", "m5.xlarge", false)],
         );
         assert_eq!(same, PoolDiff::default());
+    }
+
+    #[test]
+    fn custom_types_join_or_replace_the_catalog() {
+        let custom = [
+            InstanceType::custom("sim.tiny", 1, 1024, 0, 10_000),
+            InstanceType::custom("m5.xlarge", 4, 8192, 0, 1),
+        ];
+        let catalog = catalog_with(&custom);
+        assert_eq!(catalog.len(), CATALOG.len() + 1);
+        let m5 = catalog
+            .iter()
+            .find(|t| t.name == "m5.xlarge")
+            .expect("m5.xlarge");
+        assert_eq!((m5.memory_mib, m5.price_micros_per_hour), (8192, 1));
+        let sim = expand_instance_types_in(&catalog, &["sim"]).expect("custom family");
+        assert_eq!(names(&sim), vec!["sim.tiny"]);
+        let p = plan_fixed_pool(3, &sim, AllocationStrategy::BestFit).expect("plan");
+        assert_eq!(
+            p.iter()
+                .map(|(t, n)| (t.name.to_string(), *n))
+                .collect::<Vec<_>>(),
+            vec![("sim.tiny".to_string(), 3)]
+        );
+        let d = diff_pool("ce", &p, &[]);
+        assert_eq!(
+            d.create.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["ce-sim-tiny-0", "ce-sim-tiny-1", "ce-sim-tiny-2"]
+        );
+        let err = expand_instance_types_in(&catalog, &["x9"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sim"),
+            "the error lists the custom family too: {err}"
+        );
     }
 }

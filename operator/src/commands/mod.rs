@@ -2,3 +2,4 @@
 //! the pure logic it calls.
 
 pub mod import;
+pub mod operator;

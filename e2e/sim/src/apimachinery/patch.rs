@@ -135,10 +135,25 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 
 /// RFC 6902 JSON patch; atomic (on error `target` is unchanged). A malformed patch is a 400, an
 /// operation that fails on this object a 422.
+///
+/// As in Kubernetes (evanphx/json-patch), a `test` of `null` passes on a member that does not
+/// exist: kube-rs' finalizer helper adds the first finalizer with `test /metadata/finalizers
+/// null` then `add`.
 pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| PatchError::bad_request(e.to_string()))?;
-    json_patch::patch(target, &ops).map_err(|e| PatchError::unprocessable(e.to_string()))
+    let mut work = target.clone();
+    for op in ops.0 {
+        if let json_patch::PatchOperation::Test(test) = &op {
+            if test.value.is_null() && work.pointer(test.path.as_str()).is_none() {
+                continue;
+            }
+        }
+        json_patch::patch(&mut work, &[op])
+            .map_err(|e| PatchError::unprocessable(e.to_string()))?;
+    }
+    *target = work;
+    Ok(())
 }
 
 /// Strategic merge patch of a built-in kind. Returns the patched object.

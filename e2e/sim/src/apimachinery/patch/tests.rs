@@ -130,6 +130,35 @@ fn json_patch_is_atomic_and_reports_422_or_400() {
     assert_eq!(err.to_status()["reason"], "BadRequest");
 }
 
+#[test]
+fn json_patch_test_of_null_passes_on_a_missing_member_as_in_kubernetes() {
+    // kube-rs' finalizer helper adds the first finalizer this way.
+    let mut doc = pod();
+    doc["metadata"]
+        .as_object_mut()
+        .expect("metadata")
+        .remove("finalizers");
+    json_patch(
+        &mut doc,
+        &json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": ["batch.barge.dev/in-use"]}
+        ]),
+    )
+    .expect("test of null on a missing member passes");
+    assert_eq!(
+        doc["metadata"]["finalizers"],
+        json!(["batch.barge.dev/in-use"])
+    );
+    // It fails once the member exists with another value.
+    let err = json_patch(
+        &mut doc,
+        &json!([{"op": "test", "path": "/metadata/finalizers", "value": null}]),
+    )
+    .unwrap_err();
+    assert_eq!(err.status_code(), 422);
+}
+
 // ---- strategic merge patch ---------------------------------------------------------------------
 
 #[test]

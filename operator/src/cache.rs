@@ -1,0 +1,1316 @@
+//! The operator's caches: one watch per kind, feeding a reflector store, secondary indexes and
+//! the shared trigger streams of the controllers — so nothing in a hot path ever GETs.
+//!
+//! Data flow, per kind: `watcher(Api<K>)` → [`Sink`], which for every watcher event, in this
+//! order, strips what nobody reads (managedFields; a node's image list), then
+//! 1. applies it to the kind's kube reflector `Writer` (readers hold the [`Store`]),
+//! 2. applies it to the kind's [`Index`]es (same protocol: Init/InitApply/InitDone swap),
+//! 3. broadcasts the object to every subscriber of the kind's [`Feed`] — including objects that
+//!    were deleted, and after a relist every object (and those that vanished while the watch was
+//!    down), so a controller never misses a change.
+//!
+//! Controllers are driven from the feeds with kube's shared-stream API
+//! (`Controller::for_shared_stream(caches.jobs_feed.subscribe(), caches.jobs.clone())`,
+//! `watches_shared_stream`, `owns_shared_stream`). The feed is Barge's own rather than
+//! `Writer::subscribe`: kube's `ReflectHandle` never yields deletions and returns `Pending`
+//! without a waker when an object is deleted between broadcast and poll; ours yields every event,
+//! cannot stall the watch (unbounded per-subscriber channels; the controllers' schedulers
+//! de-duplicate), and a late subscriber (a replica that becomes leader after start-up) first
+//! receives every cached object.
+//!
+//! Barge's own kinds are watched through kube's `DeserializeGuard`: an object that does not
+//! match the API types is logged and left out rather than failing the list (Stackable style).
+//!
+//! Pods are watched once, cluster-wide: every pod feeds the compact [`NodeUsage`] (requests of
+//! all non-terminal pods bound to nodes, Barge's or not: what the scheduler subtracts from a
+//! node's allocatable), and only Barge's pods (`app.kubernetes.io/managed-by=barge`) go into
+//! the pod store, its index by job uid, and the pod feed. ControllerRevisions are watched with
+//! the same label.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures::channel::mpsc;
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::api::core::v1::{Container, Namespace, Node, Pod};
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::runtime::WatchStreamExt;
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tracing::{debug, warn};
+
+use barge_core::resources::Resources;
+use barge_crds::consts::{
+    LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_DEFINITION, LABEL_JOB_UID, LABEL_MANAGED_BY,
+    MANAGED_BY_BARGE,
+};
+use barge_crds::job::JobStatus;
+use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, SchedulingPolicy};
+
+use crate::index::Index;
+
+/// Something that consumes the watcher events of kind `K` (an [`Index`], the [`NodeUsage`]).
+pub trait EventSink<K>: Send + Sync {
+    fn apply(&self, event: &watcher::Event<K>);
+}
+
+impl<K: Resource + Send + Sync, Key: Eq + std::hash::Hash + Clone + Send + Sync> EventSink<K>
+    for Index<K, Key>
+{
+    fn apply(&self, event: &watcher::Event<K>) {
+        Index::apply(self, event)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Feeds: the shared trigger streams
+// ---------------------------------------------------------------------------------------------
+
+/// Fans the objects of one kind out to the controllers that subscribed to them.
+pub struct Feed<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> {
+    store: Store<K>,
+    subscribers: Mutex<Vec<mpsc::UnboundedSender<Arc<K>>>>,
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Feed<K> {
+    fn new(store: Store<K>) -> Self {
+        Self {
+            store,
+            subscribers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A stream of every object of the kind that changes from now on (deleted ones included),
+    /// starting with every object already cached. It ends when the caches stop.
+    pub fn subscribe(&self) -> impl Stream<Item = Arc<K>> + Send + 'static + use<K> {
+        let (tx, rx) = mpsc::unbounded();
+        let mut subscribers = lock(&self.subscribers);
+        // Seed under the lock: a concurrent broadcast either reaches us through the channel or
+        // is already in the store we copy, so nothing falls between the two (duplicates are
+        // harmless to a controller).
+        for obj in self.store.state() {
+            let _ = tx.unbounded_send(obj);
+        }
+        subscribers.push(tx);
+        rx
+    }
+
+    fn broadcast(&self, obj: Arc<K>) {
+        let mut subscribers = lock(&self.subscribers);
+        subscribers.retain(|tx| tx.unbounded_send(obj.clone()).is_ok());
+    }
+
+    /// Number of live subscribers (closed ones are dropped at the next broadcast).
+    pub fn subscriber_count(&self) -> usize {
+        lock(&self.subscribers).len()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section above completes its mutation; a poisoned lock still holds
+    // consistent data.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sink: writer + indexes + feed for one kind
+// ---------------------------------------------------------------------------------------------
+
+/// Applies the watcher events of one kind to its store, indexes and feed.
+pub struct Sink<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> {
+    writer: reflector::store::Writer<K>,
+    store: Store<K>,
+    indexes: Vec<Arc<dyn EventSink<K>>>,
+    /// Sinks that see every object, before `keep` filters (the pod usage).
+    raw_sinks: Vec<Arc<dyn EventSink<K>>>,
+    feed: Arc<Feed<K>>,
+    /// Objects that belong in the store; others are treated as absent.
+    keep: fn(&K) -> bool,
+    /// Drops what no Barge component reads, before anything sees the object.
+    trim: fn(&mut K),
+}
+
+fn keep_all<K>(_: &K) -> bool {
+    true
+}
+
+fn trim_nothing<K>(_: &mut K) {}
+
+/// A node's image list (often hundreds of entries on real nodes) is of no use to Barge.
+fn trim_node(node: &mut Node) {
+    if let Some(status) = node.status.as_mut() {
+        status.images = None;
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Sink<K> {
+    fn new() -> Self {
+        let (store, writer) = reflector::store();
+        let feed = Arc::new(Feed::new(store.clone()));
+        Self {
+            writer,
+            store,
+            indexes: Vec::new(),
+            raw_sinks: Vec::new(),
+            feed,
+            keep: keep_all,
+            trim: trim_nothing,
+        }
+    }
+
+    fn trim(mut self, trim: fn(&mut K)) -> Self {
+        self.trim = trim;
+        self
+    }
+
+    fn index(mut self, index: Arc<dyn EventSink<K>>) -> Self {
+        self.indexes.push(index);
+        self
+    }
+
+    fn raw(mut self, sink: Arc<dyn EventSink<K>>) -> Self {
+        self.raw_sinks.push(sink);
+        self
+    }
+
+    fn filter(mut self, keep: fn(&K) -> bool) -> Self {
+        self.keep = keep;
+        self
+    }
+
+    /// Applies one event everywhere (see the module docs for the order).
+    pub fn apply(&mut self, mut event: watcher::Event<K>) {
+        if let watcher::Event::Apply(obj)
+        | watcher::Event::Delete(obj)
+        | watcher::Event::InitApply(obj) = &mut event
+        {
+            obj.managed_fields_mut().clear();
+            (self.trim)(obj);
+        }
+        for sink in &self.raw_sinks {
+            sink.apply(&event);
+        }
+        let Some(event) = self.filtered(event) else {
+            return;
+        };
+        let vanished = match &event {
+            // Objects cached now but absent from the fresh list were deleted while the watch
+            // was down: tell the subscribers once the new list is in.
+            watcher::Event::InitDone => Some(self.store.state()),
+            _ => None,
+        };
+        self.writer.apply_watcher_event(&event);
+        for index in &self.indexes {
+            index.apply(&event);
+        }
+        match event {
+            watcher::Event::Apply(obj) => {
+                let cached = self.store.get(&ObjectRef::from_obj(&obj));
+                self.feed.broadcast(cached.unwrap_or_else(|| Arc::new(obj)));
+            }
+            watcher::Event::Delete(obj) => self.feed.broadcast(Arc::new(obj)),
+            watcher::Event::InitDone => {
+                let now = self.store.state();
+                let present: HashSet<ObjectRef<K>> =
+                    now.iter().map(|o| ObjectRef::from_obj(&**o)).collect();
+                for obj in vanished.unwrap_or_default() {
+                    if !present.contains(&ObjectRef::from_obj(&*obj)) {
+                        self.feed.broadcast(obj);
+                    }
+                }
+                for obj in now {
+                    self.feed.broadcast(obj);
+                }
+            }
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        }
+    }
+
+    /// The event as the store should see it: objects that do not belong are left out, and one
+    /// that stops belonging is deleted.
+    fn filtered(&self, event: watcher::Event<K>) -> Option<watcher::Event<K>> {
+        match event {
+            watcher::Event::Apply(obj) if !(self.keep)(&obj) => {
+                let cached = self.store.get(&ObjectRef::from_obj(&obj)).is_some();
+                cached.then_some(watcher::Event::Delete(obj))
+            }
+            watcher::Event::InitApply(obj) if !(self.keep)(&obj) => None,
+            watcher::Event::Delete(obj) if !(self.keep)(&obj) => {
+                let cached = self.store.get(&ObjectRef::from_obj(&obj)).is_some();
+                cached.then_some(watcher::Event::Delete(obj))
+            }
+            other => Some(other),
+        }
+    }
+
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
+    pub fn feed(&self) -> Arc<Feed<K>> {
+        self.feed.clone()
+    }
+}
+
+/// Runs the watch of one kind into its sink until the process stops. Watch errors are logged
+/// and retried with kube's default backoff.
+async fn run_watch<K>(api: Api<K>, config: watcher::Config, mut sink: Sink<K>)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let kind = K::kind(&());
+    let stream = watcher(api, config).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(event) => sink.apply(event),
+            Err(err) => warn!(%kind, error = %err, "watch failed; retrying"),
+        }
+    }
+    debug!(%kind, "watch ended");
+}
+
+/// Runs the watch of one of Barge's own kinds through kube's `DeserializeGuard`: an object that
+/// does not match Barge's API types (stored before a schema change, or by a client that
+/// bypassed validation) is reported and left out instead of failing the whole list — one bad
+/// object cannot stall every controller.
+async fn run_guarded_watch<K>(
+    api: Api<DeserializeGuard<K>>,
+    config: watcher::Config,
+    mut sink: Sink<K>,
+) where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let kind = K::kind(&());
+    let stream = watcher(api, config).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(event) => {
+                if let Some(event) = unguard(event, &kind) {
+                    sink.apply(event);
+                }
+            }
+            Err(err) => warn!(%kind, error = %err, "watch failed; retrying"),
+        }
+    }
+    debug!(%kind, "watch ended");
+}
+
+/// The event without its guard; `None` for an object that failed to deserialize (logged). A
+/// malformed version of a cached object leaves the last good version in the cache.
+fn unguard<K: Resource>(
+    event: watcher::Event<DeserializeGuard<K>>,
+    kind: &str,
+) -> Option<watcher::Event<K>> {
+    let take = |guard: DeserializeGuard<K>| match guard.0 {
+        Ok(obj) => Some(obj),
+        Err(invalid) => {
+            let name = invalid.metadata.name.as_deref().unwrap_or_default();
+            let namespace = invalid.metadata.namespace.as_deref().unwrap_or_default();
+            warn!(%kind, %namespace, %name, error = %invalid.error, "ignoring an object that does not match Barge's API types");
+            None
+        }
+    };
+    match event {
+        watcher::Event::Apply(g) => take(g).map(watcher::Event::Apply),
+        watcher::Event::Delete(g) => take(g).map(watcher::Event::Delete),
+        watcher::Event::InitApply(g) => take(g).map(watcher::Event::InitApply),
+        watcher::Event::Init => Some(watcher::Event::Init),
+        watcher::Event::InitDone => Some(watcher::Event::InitDone),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Node usage: requests of every non-terminal pod bound to a node
+// ---------------------------------------------------------------------------------------------
+
+/// What one pod asks of its node (Kubernetes' effective pod request: the larger of the sum of
+/// its containers and its largest init container, plus restartable init containers and the
+/// pod overhead).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodRequests {
+    pub milli_cpu: i64,
+    pub memory_mib: i64,
+    /// Extended resources (GPUs...) by resource name; usually empty.
+    pub extended: Vec<(String, i64)>,
+}
+
+impl PodRequests {
+    fn add(&mut self, other: &PodRequests) {
+        self.milli_cpu = self.milli_cpu.saturating_add(other.milli_cpu);
+        self.memory_mib = self.memory_mib.saturating_add(other.memory_mib);
+        for (name, value) in &other.extended {
+            match self.extended.iter_mut().find(|(n, _)| n == name) {
+                Some((_, v)) => *v = v.saturating_add(*value),
+                None => self.extended.push((name.clone(), *value)),
+            }
+        }
+    }
+
+    fn max_with(&mut self, other: &PodRequests) {
+        self.milli_cpu = self.milli_cpu.max(other.milli_cpu);
+        self.memory_mib = self.memory_mib.max(other.memory_mib);
+        for (name, value) in &other.extended {
+            match self.extended.iter_mut().find(|(n, _)| n == name) {
+                Some((_, v)) => *v = (*v).max(*value),
+                None => self.extended.push((name.clone(), *value)),
+            }
+        }
+    }
+
+    fn from_map(
+        map: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+    ) -> PodRequests {
+        let mut out = PodRequests::default();
+        for (name, quantity) in map.into_iter().flatten() {
+            let parsed = match name.as_str() {
+                "cpu" => barge_core::quantity::cpu_millis(&quantity.0).map(|v| out.milli_cpu = v),
+                "memory" => {
+                    barge_core::quantity::memory_mib(&quantity.0).map(|v| out.memory_mib = v)
+                }
+                // Only extended resources (a domain-qualified name) are tracked besides cpu and
+                // memory: ephemeral-storage and hugepages do not take part in placement.
+                n if n.contains('/') => barge_core::quantity::count(&quantity.0)
+                    .map(|v| out.extended.push((name.clone(), v))),
+                _ => Ok(()),
+            };
+            if let Err(err) = parsed {
+                debug!(resource = %name, error = %err, "unreadable quantity counted as zero");
+            }
+        }
+        out
+    }
+
+    fn of_container(container: &Container) -> PodRequests {
+        let resources = container.resources.as_ref();
+        let requests = PodRequests::from_map(resources.and_then(|r| r.requests.as_ref()));
+        // A limit without a request means request = limit (as API server defaulting does).
+        let limits = PodRequests::from_map(resources.and_then(|r| r.limits.as_ref()));
+        let mut out = requests.clone();
+        if !has_request(resources, "cpu") {
+            out.milli_cpu = limits.milli_cpu;
+        }
+        if !has_request(resources, "memory") {
+            out.memory_mib = limits.memory_mib;
+        }
+        for (name, value) in limits.extended {
+            if !out.extended.iter().any(|(n, _)| *n == name) {
+                out.extended.push((name, value));
+            }
+        }
+        out
+    }
+
+    /// The effective request of a pod.
+    pub fn of_pod(pod: &Pod) -> PodRequests {
+        let Some(spec) = pod.spec.as_ref() else {
+            return PodRequests::default();
+        };
+        let mut containers = PodRequests::default();
+        for container in &spec.containers {
+            containers.add(&PodRequests::of_container(container));
+        }
+        let mut sidecars = PodRequests::default();
+        let mut init_peak = PodRequests::default();
+        for init in spec.init_containers.iter().flatten() {
+            let request = PodRequests::of_container(init);
+            if init.restart_policy.as_deref() == Some("Always") {
+                sidecars.add(&request);
+                init_peak.max_with(&sidecars);
+            } else {
+                let mut during = sidecars.clone();
+                during.add(&request);
+                init_peak.max_with(&during);
+            }
+        }
+        containers.add(&sidecars);
+        containers.max_with(&init_peak);
+        if let Some(overhead) = spec.overhead.as_ref() {
+            containers.add(&PodRequests::from_map(Some(overhead)));
+        }
+        containers
+    }
+
+    /// Amount of extended resource `name`.
+    pub fn extended(&self, name: &str) -> i64 {
+        self.extended
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or(0)
+    }
+}
+
+fn has_request(
+    resources: Option<&k8s_openapi::api::core::v1::ResourceRequirements>,
+    name: &str,
+) -> bool {
+    resources
+        .and_then(|r| r.requests.as_ref())
+        .is_some_and(|r| r.contains_key(name))
+}
+
+/// Whether a pod occupies its node: bound and not finished.
+fn occupies_node(pod: &Pod) -> Option<&str> {
+    let node = pod
+        .spec
+        .as_ref()?
+        .node_name
+        .as_deref()
+        .filter(|n| !n.is_empty())?;
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    match phase {
+        Some("Succeeded") | Some("Failed") => None,
+        _ => Some(node),
+    }
+}
+
+#[derive(Clone, Debug)]
+struct PodUsage {
+    node: String,
+    requests: PodRequests,
+    barge: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct NodeTotals {
+    requests: PodRequests,
+    pods: i64,
+    /// CPU requested by Barge's pods alone.
+    barge_milli_cpu: i64,
+}
+
+#[derive(Default)]
+struct UsageState {
+    pods: HashMap<String, PodUsage>,
+    nodes: HashMap<String, NodeTotals>,
+}
+
+impl UsageState {
+    fn remove(&mut self, id: &str) {
+        let Some(usage) = self.pods.remove(id) else {
+            return;
+        };
+        if let Some(totals) = self.nodes.get_mut(&usage.node) {
+            totals.pods -= 1;
+            if usage.barge {
+                totals.barge_milli_cpu -= usage.requests.milli_cpu;
+            }
+            totals.requests.milli_cpu -= usage.requests.milli_cpu;
+            totals.requests.memory_mib -= usage.requests.memory_mib;
+            for (name, value) in &usage.requests.extended {
+                if let Some((_, v)) = totals.requests.extended.iter_mut().find(|(n, _)| n == name) {
+                    *v -= value;
+                }
+            }
+            if totals.pods <= 0 {
+                self.nodes.remove(&usage.node);
+            }
+        }
+    }
+
+    fn upsert(&mut self, id: String, pod: &Pod) {
+        self.remove(&id);
+        let Some(node) = occupies_node(pod) else {
+            return;
+        };
+        let requests = PodRequests::of_pod(pod);
+        let barge = is_barge_pod(pod);
+        let totals = self.nodes.entry(node.to_string()).or_default();
+        totals.pods += 1;
+        if barge {
+            totals.barge_milli_cpu += requests.milli_cpu;
+        }
+        totals.requests.add(&requests);
+        self.pods.insert(
+            id,
+            PodUsage {
+                node: node.to_string(),
+                requests,
+                barge,
+            },
+        );
+    }
+}
+
+/// Per-node requested resources of every non-terminal pod bound to a node — Barge's or not —
+/// kept compact (no pod objects), fed by the cluster-wide pod watch.
+#[derive(Default)]
+pub struct NodeUsage {
+    live: RwLock<UsageState>,
+    buffer: Mutex<Option<UsageState>>,
+}
+
+impl NodeUsage {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// What the pods bound to `node` request, with `gpu_resource` counted as GPUs.
+    pub fn used_on(&self, node: &str, gpu_resource: &str) -> Resources {
+        let state = read(&self.live);
+        match state.nodes.get(node) {
+            None => Resources::ZERO,
+            Some(t) => Resources::new(
+                t.requests.milli_cpu,
+                t.requests.memory_mib,
+                t.requests.extended(gpu_resource),
+                t.pods,
+            ),
+        }
+    }
+
+    /// Millicpu requested by Barge's pods bound to `node` (a compute environment's allocated
+    /// vCPUs).
+    pub fn barge_milli_cpu_on(&self, node: &str) -> i64 {
+        read(&self.live)
+            .nodes
+            .get(node)
+            .map(|t| t.barge_milli_cpu)
+            .unwrap_or(0)
+    }
+
+    /// Number of non-terminal pods bound to `node`.
+    pub fn pods_on(&self, node: &str) -> i64 {
+        read(&self.live)
+            .nodes
+            .get(node)
+            .map(|t| t.pods)
+            .unwrap_or(0)
+    }
+
+    /// Whether the pod `namespace/name` is counted (bound and not finished).
+    pub fn contains(&self, namespace: &str, name: &str) -> bool {
+        read(&self.live)
+            .pods
+            .contains_key(&format!("{namespace}/{name}"))
+    }
+}
+
+impl EventSink<Pod> for NodeUsage {
+    fn apply(&self, event: &watcher::Event<Pod>) {
+        match event {
+            watcher::Event::Apply(pod) => {
+                write(&self.live).upsert(crate::index::object_id(pod), pod)
+            }
+            watcher::Event::Delete(pod) => write(&self.live).remove(&crate::index::object_id(pod)),
+            watcher::Event::Init => *lock(&self.buffer) = Some(UsageState::default()),
+            watcher::Event::InitApply(pod) => lock(&self.buffer)
+                .get_or_insert_with(UsageState::default)
+                .upsert(crate::index::object_id(pod), pod),
+            watcher::Event::InitDone => {
+                if let Some(fresh) = lock(&self.buffer).take() {
+                    *write(&self.live) = fresh;
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The caches
+// ---------------------------------------------------------------------------------------------
+
+/// Key of an index on namespaced names: (namespace, name).
+pub type NamespacedName = (String, String);
+
+/// Whether a pod is one of Barge's.
+pub fn is_barge_pod(pod: &Pod) -> bool {
+    pod.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY_BARGE)
+}
+
+/// The job state as recorded, SUBMITTED when the controller has not written one yet.
+pub fn recorded_state(job: &Job) -> JobStatus {
+    job.status
+        .as_ref()
+        .and_then(|s| s.status)
+        .unwrap_or(JobStatus::Submitted)
+}
+
+/// The secondary indexes (each answers "which objects relate to X" without a scan).
+pub struct Indexes {
+    /// Barge pods by the `batch.barge.dev/job-uid` label.
+    pub pods_by_job_uid: Arc<Index<Pod, String>>,
+    /// Jobs by each (namespace, jobName) they depend on.
+    pub jobs_by_dependency: Arc<Index<Job, NamespacedName>>,
+    /// Jobs by (queue, recorded state): queue job counts.
+    pub jobs_by_queue_state: Arc<Index<Job, (String, JobStatus)>>,
+    /// Unfinished jobs by queue: the queue's "in use" finalizer.
+    pub active_jobs_by_queue: Arc<Index<Job, String>>,
+    /// Unfinished jobs by (namespace, job definition name): the definition's "in use" finalizer.
+    pub active_jobs_by_definition: Arc<Index<Job, NamespacedName>>,
+    /// Queues by each compute environment of their `computeEnvironmentOrder`.
+    pub queues_by_compute_environment: Arc<Index<JobQueue, String>>,
+    /// Queues by scheduling policy.
+    pub queues_by_scheduling_policy: Arc<Index<JobQueue, String>>,
+    /// Nodes by their `batch.barge.dev/compute-environment` label.
+    pub nodes_by_compute_environment: Arc<Index<Node, String>>,
+    /// ControllerRevisions by the (namespace, job definition) of their label.
+    pub revisions_by_definition: Arc<Index<ControllerRevision, NamespacedName>>,
+}
+
+impl Indexes {
+    fn new() -> Self {
+        Self {
+            pods_by_job_uid: Index::new(|p: &Pod| {
+                p.labels().get(LABEL_JOB_UID).cloned().into_iter().collect()
+            }),
+            jobs_by_dependency: Index::new(|j: &Job| {
+                let ns = j.namespace().unwrap_or_default();
+                j.spec
+                    .depends_on
+                    .iter()
+                    .filter_map(|d| d.job_name.clone())
+                    .map(|n| (ns.clone(), n))
+                    .collect()
+            }),
+            jobs_by_queue_state: Index::new(|j: &Job| {
+                vec![(j.spec.job_queue.clone(), recorded_state(j))]
+            }),
+            active_jobs_by_queue: Index::new(|j: &Job| {
+                if recorded_state(j).is_finished() {
+                    Vec::new()
+                } else {
+                    vec![j.spec.job_queue.clone()]
+                }
+            }),
+            active_jobs_by_definition: Index::new(|j: &Job| {
+                if recorded_state(j).is_finished() {
+                    return Vec::new();
+                }
+                let ns = j.namespace().unwrap_or_default();
+                match j.spec.job_definition_reference() {
+                    Ok(reference) => vec![(ns, reference.name.to_string())],
+                    Err(_) => Vec::new(),
+                }
+            }),
+            queues_by_compute_environment: Index::new(|q: &JobQueue| {
+                q.spec
+                    .compute_environment_order
+                    .iter()
+                    .map(|o| o.compute_environment.clone())
+                    .collect()
+            }),
+            queues_by_scheduling_policy: Index::new(|q: &JobQueue| {
+                q.spec.scheduling_policy_name.clone().into_iter().collect()
+            }),
+            nodes_by_compute_environment: Index::new(|n: &Node| {
+                n.labels()
+                    .get(LABEL_COMPUTE_ENVIRONMENT)
+                    .cloned()
+                    .into_iter()
+                    .collect()
+            }),
+            revisions_by_definition: Index::new(|r: &ControllerRevision| {
+                let ns = r.namespace().unwrap_or_default();
+                r.labels()
+                    .get(LABEL_JOB_DEFINITION)
+                    .map(|jd| (ns, jd.clone()))
+                    .into_iter()
+                    .collect()
+            }),
+        }
+    }
+}
+
+/// Every cache of the operator. Built once at start-up (before leadership, so a standby replica
+/// is warm) and shared by all controllers and the scheduler through the
+/// [`Context`](crate::context::Context).
+pub struct Caches {
+    pub jobs: Store<Job>,
+    pub job_definitions: Store<JobDefinition>,
+    pub revisions: Store<ControllerRevision>,
+    pub queues: Store<JobQueue>,
+    pub compute_environments: Store<ComputeEnvironment>,
+    pub scheduling_policies: Store<SchedulingPolicy>,
+    /// Barge's pods only.
+    pub pods: Store<Pod>,
+    pub nodes: Store<Node>,
+    pub namespaces: Store<Namespace>,
+    pub indexes: Indexes,
+    /// Requests of all non-terminal bound pods, per node.
+    pub usage: Arc<NodeUsage>,
+    pub jobs_feed: Arc<Feed<Job>>,
+    pub job_definitions_feed: Arc<Feed<JobDefinition>>,
+    pub revisions_feed: Arc<Feed<ControllerRevision>>,
+    pub queues_feed: Arc<Feed<JobQueue>>,
+    pub compute_environments_feed: Arc<Feed<ComputeEnvironment>>,
+    pub scheduling_policies_feed: Arc<Feed<SchedulingPolicy>>,
+    pub pods_feed: Arc<Feed<Pod>>,
+    pub nodes_feed: Arc<Feed<Node>>,
+    pub namespaces_feed: Arc<Feed<Namespace>>,
+}
+
+/// The sinks of [`Caches::new`], to be driven by watches ([`Caches::start`]) or by a test.
+pub struct Sinks {
+    pub jobs: Sink<Job>,
+    pub job_definitions: Sink<JobDefinition>,
+    pub revisions: Sink<ControllerRevision>,
+    pub queues: Sink<JobQueue>,
+    pub compute_environments: Sink<ComputeEnvironment>,
+    pub scheduling_policies: Sink<SchedulingPolicy>,
+    pub pods: Sink<Pod>,
+    pub nodes: Sink<Node>,
+    pub namespaces: Sink<Namespace>,
+}
+
+impl Caches {
+    /// Empty caches and the sinks that fill them. Tests feed the sinks directly; the operator
+    /// hands them to [`Caches::start`].
+    pub fn new() -> (Arc<Caches>, Sinks) {
+        let indexes = Indexes::new();
+        let usage = NodeUsage::new();
+        let sinks = Sinks {
+            jobs: Sink::new()
+                .index(indexes.jobs_by_dependency.clone())
+                .index(indexes.jobs_by_queue_state.clone())
+                .index(indexes.active_jobs_by_queue.clone())
+                .index(indexes.active_jobs_by_definition.clone()),
+            job_definitions: Sink::new(),
+            revisions: Sink::new().index(indexes.revisions_by_definition.clone()),
+            queues: Sink::new()
+                .index(indexes.queues_by_compute_environment.clone())
+                .index(indexes.queues_by_scheduling_policy.clone()),
+            compute_environments: Sink::new(),
+            scheduling_policies: Sink::new(),
+            pods: Sink::new()
+                .raw(usage.clone())
+                .filter(is_barge_pod)
+                .index(indexes.pods_by_job_uid.clone()),
+            nodes: Sink::new()
+                .trim(trim_node)
+                .index(indexes.nodes_by_compute_environment.clone()),
+            namespaces: Sink::new(),
+        };
+        let caches = Caches {
+            jobs: sinks.jobs.store(),
+            job_definitions: sinks.job_definitions.store(),
+            revisions: sinks.revisions.store(),
+            queues: sinks.queues.store(),
+            compute_environments: sinks.compute_environments.store(),
+            scheduling_policies: sinks.scheduling_policies.store(),
+            pods: sinks.pods.store(),
+            nodes: sinks.nodes.store(),
+            namespaces: sinks.namespaces.store(),
+            indexes,
+            usage,
+            jobs_feed: sinks.jobs.feed(),
+            job_definitions_feed: sinks.job_definitions.feed(),
+            revisions_feed: sinks.revisions.feed(),
+            queues_feed: sinks.queues.feed(),
+            compute_environments_feed: sinks.compute_environments.feed(),
+            scheduling_policies_feed: sinks.scheduling_policies.feed(),
+            pods_feed: sinks.pods.feed(),
+            nodes_feed: sinks.nodes.feed(),
+            namespaces_feed: sinks.namespaces.feed(),
+        };
+        (Arc::new(caches), sinks)
+    }
+
+    /// Starts one watch per kind. The tasks run until aborted (dropping the handles does not
+    /// stop them).
+    pub fn start(client: Client) -> (Arc<Caches>, Vec<tokio::task::JoinHandle<()>>) {
+        let (caches, sinks) = Caches::new();
+        let barge_label = format!("{LABEL_MANAGED_BY}={MANAGED_BY_BARGE}");
+        let all = watcher::Config::default;
+        let tasks = vec![
+            tokio::spawn(run_guarded_watch(
+                Api::<DeserializeGuard<Job>>::all(client.clone()),
+                all(),
+                sinks.jobs,
+            )),
+            tokio::spawn(run_guarded_watch(
+                Api::<DeserializeGuard<JobDefinition>>::all(client.clone()),
+                all(),
+                sinks.job_definitions,
+            )),
+            tokio::spawn(run_watch(
+                Api::<ControllerRevision>::all(client.clone()),
+                all().labels(&barge_label),
+                sinks.revisions,
+            )),
+            tokio::spawn(run_guarded_watch(
+                Api::<DeserializeGuard<JobQueue>>::all(client.clone()),
+                all(),
+                sinks.queues,
+            )),
+            tokio::spawn(run_guarded_watch(
+                Api::<DeserializeGuard<ComputeEnvironment>>::all(client.clone()),
+                all(),
+                sinks.compute_environments,
+            )),
+            tokio::spawn(run_guarded_watch(
+                Api::<DeserializeGuard<SchedulingPolicy>>::all(client.clone()),
+                all(),
+                sinks.scheduling_policies,
+            )),
+            tokio::spawn(run_watch(
+                Api::<Pod>::all(client.clone()),
+                all(),
+                sinks.pods,
+            )),
+            tokio::spawn(run_watch(
+                Api::<Node>::all(client.clone()),
+                all(),
+                sinks.nodes,
+            )),
+            tokio::spawn(run_watch(
+                Api::<Namespace>::all(client),
+                all(),
+                sinks.namespaces,
+            )),
+        ];
+        (caches, tasks)
+    }
+
+    /// Resolves once every store has seen its first complete list.
+    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        self.jobs.wait_until_ready().await?;
+        self.job_definitions.wait_until_ready().await?;
+        self.revisions.wait_until_ready().await?;
+        self.queues.wait_until_ready().await?;
+        self.compute_environments.wait_until_ready().await?;
+        self.scheduling_policies.wait_until_ready().await?;
+        self.pods.wait_until_ready().await?;
+        self.nodes.wait_until_ready().await?;
+        self.namespaces.wait_until_ready().await?;
+        Ok(())
+    }
+
+    // -- lookups used by the controllers -------------------------------------------------------
+
+    /// The Barge pods of the job with `uid`, in name order.
+    pub fn pods_of_job(&self, namespace: &str, uid: &str) -> Vec<Arc<Pod>> {
+        self.indexes
+            .pods_by_job_uid
+            .get(&uid.to_string())
+            .iter()
+            .filter_map(|id| id.split_once('/').map(|(_, name)| name))
+            .filter_map(|name| self.pods.get(&ObjectRef::new(name).within(namespace)))
+            .collect()
+    }
+
+    /// The jobs of `namespace` that name `job_name` in their `dependsOn`.
+    pub fn dependents_of(&self, namespace: &str, job_name: &str) -> Vec<ObjectRef<Job>> {
+        namespaced_refs(
+            self.indexes
+                .jobs_by_dependency
+                .get(&(namespace.to_string(), job_name.to_string())),
+        )
+    }
+
+    /// The job `namespace/name`.
+    pub fn job(&self, namespace: &str, name: &str) -> Option<Arc<Job>> {
+        self.jobs.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// Number of jobs of `queue` per recorded state.
+    pub fn queue_job_counts(&self, queue: &str) -> barge_crds::job::JobStatusCounts {
+        let mut counts = barge_crds::job::JobStatusCounts::default();
+        for state in JobStatus::ALL {
+            let n = self
+                .indexes
+                .jobs_by_queue_state
+                .count(&(queue.to_string(), state));
+            *counts.get_mut(state) = i32::try_from(n).unwrap_or(i32::MAX);
+        }
+        counts
+    }
+
+    /// Whether unfinished jobs still use `queue`.
+    pub fn queue_in_use(&self, queue: &str) -> bool {
+        self.indexes.active_jobs_by_queue.count(&queue.to_string()) > 0
+    }
+
+    /// Whether unfinished jobs of `namespace` still reference the definition `name`.
+    pub fn job_definition_in_use(&self, namespace: &str, name: &str) -> bool {
+        self.indexes
+            .active_jobs_by_definition
+            .count(&(namespace.to_string(), name.to_string()))
+            > 0
+    }
+
+    /// The queues that list compute environment `ce`.
+    pub fn queues_of_compute_environment(&self, ce: &str) -> Vec<Arc<JobQueue>> {
+        self.indexes
+            .queues_by_compute_environment
+            .get(&ce.to_string())
+            .iter()
+            .filter_map(|name| self.queues.get(&ObjectRef::new(name)))
+            .collect()
+    }
+
+    /// The queues that name scheduling policy `policy`.
+    pub fn queues_of_scheduling_policy(&self, policy: &str) -> Vec<Arc<JobQueue>> {
+        self.indexes
+            .queues_by_scheduling_policy
+            .get(&policy.to_string())
+            .iter()
+            .filter_map(|name| self.queues.get(&ObjectRef::new(name)))
+            .collect()
+    }
+
+    /// The nodes labelled as belonging to compute environment `ce`.
+    pub fn nodes_of_compute_environment(&self, ce: &str) -> Vec<Arc<Node>> {
+        self.indexes
+            .nodes_by_compute_environment
+            .get(&ce.to_string())
+            .iter()
+            .filter_map(|name| self.nodes.get(&ObjectRef::new(name)))
+            .collect()
+    }
+
+    /// The ControllerRevisions of job definition `namespace/name`.
+    pub fn revisions_of_definition(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Vec<Arc<ControllerRevision>> {
+        self.indexes
+            .revisions_by_definition
+            .get(&(namespace.to_string(), name.to_string()))
+            .iter()
+            .filter_map(|id| id.split_once('/').map(|(_, n)| n))
+            .filter_map(|n| self.revisions.get(&ObjectRef::new(n).within(namespace)))
+            .collect()
+    }
+}
+
+fn namespaced_refs<K: Resource<DynamicType = ()>>(ids: Vec<String>) -> Vec<ObjectRef<K>> {
+    ids.iter()
+        .filter_map(|id| id.split_once('/'))
+        .map(|(ns, name)| ObjectRef::new(name).within(ns))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodSpec, PodStatus, ResourceRequirements};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use kube::api::ObjectMeta;
+
+    fn quantities(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, Quantity>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+                .collect(),
+        )
+    }
+
+    fn container(requests: &[(&str, &str)], limits: &[(&str, &str)]) -> Container {
+        Container {
+            name: "c".into(),
+            resources: Some(ResourceRequirements {
+                requests: quantities(requests),
+                limits: quantities(limits),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn pod(
+        name: &str,
+        node: Option<&str>,
+        phase: &str,
+        barge: bool,
+        containers: Vec<Container>,
+    ) -> Pod {
+        let mut labels = BTreeMap::new();
+        if barge {
+            labels.insert(LABEL_MANAGED_BY.to_string(), MANAGED_BY_BARGE.to_string());
+            labels.insert(LABEL_JOB_UID.to_string(), "uid-1".to_string());
+        }
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                labels: Some(labels),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                node_name: node.map(str::to_string),
+                containers,
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn pod_request_is_the_larger_of_containers_and_init_containers() {
+        let mut p = pod(
+            "p",
+            Some("n"),
+            "Running",
+            false,
+            vec![
+                container(&[("cpu", "500m"), ("memory", "1Gi")], &[]),
+                container(&[], &[("cpu", "1"), ("nvidia.com/gpu", "1")]),
+            ],
+        );
+        let spec = p.spec.as_mut().expect("spec");
+        spec.init_containers = Some(vec![container(&[("cpu", "2"), ("memory", "512Mi")], &[])]);
+        spec.overhead = quantities(&[("cpu", "100m")]);
+        let r = PodRequests::of_pod(&p);
+        // containers: 1500m / 1024 MiB; init: 2000m / 512 MiB → max each, plus 100m overhead.
+        assert_eq!(
+            (r.milli_cpu, r.memory_mib, r.extended("nvidia.com/gpu")),
+            (2100, 1024, 1)
+        );
+    }
+
+    #[test]
+    fn sidecar_init_containers_add_to_the_running_containers() {
+        let mut p = pod(
+            "p",
+            Some("n"),
+            "Running",
+            false,
+            vec![container(&[("cpu", "1")], &[])],
+        );
+        let mut sidecar = container(&[("cpu", "250m")], &[]);
+        sidecar.restart_policy = Some("Always".into());
+        p.spec.as_mut().expect("spec").init_containers = Some(vec![sidecar]);
+        assert_eq!(PodRequests::of_pod(&p).milli_cpu, 1250);
+    }
+
+    #[test]
+    fn node_usage_counts_bound_unfinished_pods_and_follows_relists() {
+        let usage = NodeUsage::new();
+        let c = || vec![container(&[("cpu", "1"), ("memory", "100Mi")], &[])];
+        usage.apply(&watcher::Event::Apply(pod(
+            "a",
+            Some("n1"),
+            "Running",
+            false,
+            c(),
+        )));
+        usage.apply(&watcher::Event::Apply(pod(
+            "b",
+            Some("n1"),
+            "Pending",
+            true,
+            c(),
+        )));
+        usage.apply(&watcher::Event::Apply(pod(
+            "unbound",
+            None,
+            "Pending",
+            true,
+            c(),
+        )));
+        usage.apply(&watcher::Event::Apply(pod(
+            "done",
+            Some("n1"),
+            "Succeeded",
+            true,
+            c(),
+        )));
+        assert_eq!(
+            usage.used_on("n1", "nvidia.com/gpu"),
+            Resources::new(2000, 200, 0, 2)
+        );
+        assert!(usage.contains("ns", "b") && !usage.contains("ns", "unbound"));
+        assert_eq!(usage.barge_milli_cpu_on("n1"), 1000, "only b is Barge's");
+        // b finishes: its requests are released.
+        usage.apply(&watcher::Event::Apply(pod(
+            "b",
+            Some("n1"),
+            "Failed",
+            true,
+            c(),
+        )));
+        assert_eq!(
+            usage.used_on("n1", "nvidia.com/gpu"),
+            Resources::new(1000, 100, 0, 1)
+        );
+        // A relist without `a` forgets it.
+        usage.apply(&watcher::Event::Init);
+        usage.apply(&watcher::Event::InitApply(pod(
+            "c",
+            Some("n2"),
+            "Running",
+            false,
+            c(),
+        )));
+        assert_eq!(
+            usage.pods_on("n1"),
+            1,
+            "old state stays visible until InitDone"
+        );
+        usage.apply(&watcher::Event::InitDone);
+        assert_eq!(usage.pods_on("n1"), 0);
+        assert_eq!(usage.pods_on("n2"), 1);
+    }
+
+    #[tokio::test]
+    async fn pod_sink_keeps_only_barge_pods_and_feeds_subscribers() {
+        let (caches, mut sinks) = Caches::new();
+        let c = || vec![container(&[("cpu", "1")], &[])];
+        sinks.pods.apply(watcher::Event::Init);
+        sinks.pods.apply(watcher::Event::InitApply(pod(
+            "mine",
+            Some("n"),
+            "Running",
+            true,
+            c(),
+        )));
+        sinks.pods.apply(watcher::Event::InitApply(pod(
+            "theirs",
+            Some("n"),
+            "Running",
+            false,
+            c(),
+        )));
+        sinks.pods.apply(watcher::Event::InitDone);
+        assert_eq!(caches.pods.state().len(), 1);
+        assert_eq!(caches.usage.pods_on("n"), 2);
+        assert_eq!(caches.pods_of_job("ns", "uid-1").len(), 1);
+
+        // A late subscriber first gets what is cached, then changes — deletions included.
+        let mut feed = caches.pods_feed.subscribe();
+        let first = feed.next().await.expect("seeded");
+        assert_eq!(first.name_any(), "mine");
+        sinks.pods.apply(watcher::Event::Apply(pod(
+            "theirs",
+            Some("n"),
+            "Failed",
+            false,
+            c(),
+        )));
+        sinks.pods.apply(watcher::Event::Delete(pod(
+            "mine",
+            Some("n"),
+            "Running",
+            true,
+            c(),
+        )));
+        let deleted = feed.next().await.expect("deletion is broadcast");
+        assert_eq!(deleted.name_any(), "mine");
+        assert!(caches.pods.state().is_empty());
+        assert!(caches.pods_of_job("ns", "uid-1").is_empty());
+        assert_eq!(caches.usage.pods_on("n"), 0);
+    }
+
+    #[test]
+    fn objects_that_do_not_deserialize_are_left_out() {
+        let valid: DeserializeGuard<JobQueue> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "batch.barge.dev/v1alpha1", "kind": "JobQueue", "metadata": {"name": "ok"},
+            "spec": {"priority": 1, "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": "ce"}]}
+        }))
+        .expect("guard");
+        let invalid: DeserializeGuard<JobQueue> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "batch.barge.dev/v1alpha1", "kind": "JobQueue", "metadata": {"name": "bad"},
+            "spec": {"priority": "high"}
+        }))
+        .expect("the guard itself deserializes");
+        assert!(invalid.0.is_err());
+        assert!(
+            matches!(unguard(watcher::Event::Apply(valid), "JobQueue"), Some(watcher::Event::Apply(q)) if q.name_any() == "ok")
+        );
+        assert!(unguard(watcher::Event::InitApply(invalid), "JobQueue").is_none());
+        assert!(matches!(
+            unguard::<JobQueue>(watcher::Event::InitDone, "JobQueue"),
+            Some(watcher::Event::InitDone)
+        ));
+    }
+
+    #[test]
+    fn cached_objects_carry_no_managed_fields_or_node_images() {
+        let (caches, mut sinks) = Caches::new();
+        let node = Node {
+            metadata: ObjectMeta {
+                name: Some("n".into()),
+                managed_fields: Some(vec![Default::default()]),
+                ..Default::default()
+            },
+            status: Some(k8s_openapi::api::core::v1::NodeStatus {
+                images: Some(vec![Default::default()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        sinks.nodes.apply(watcher::Event::Apply(node));
+        let cached = caches.nodes.get(&ObjectRef::new("n")).expect("cached");
+        assert!(cached
+            .metadata
+            .managed_fields
+            .as_ref()
+            .is_none_or(Vec::is_empty));
+        assert!(cached
+            .status
+            .as_ref()
+            .and_then(|s| s.images.as_ref())
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn a_relist_announces_objects_deleted_while_the_watch_was_down() {
+        let (caches, mut sinks) = Caches::new();
+        let node = |name: &str| Node {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: Some([(LABEL_COMPUTE_ENVIRONMENT.to_string(), "ce".to_string())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        sinks.nodes.apply(watcher::Event::Apply(node("a")));
+        sinks.nodes.apply(watcher::Event::Apply(node("gone")));
+        assert_eq!(caches.nodes_of_compute_environment("ce").len(), 2);
+        let mut feed = caches.nodes_feed.subscribe();
+        let mut seen: Vec<String> = vec![
+            feed.next().await.expect("a").name_any(),
+            feed.next().await.expect("b").name_any(),
+        ];
+        seen.sort();
+        assert_eq!(seen, ["a", "gone"]);
+        sinks.nodes.apply(watcher::Event::Init);
+        sinks.nodes.apply(watcher::Event::InitApply(node("a")));
+        sinks.nodes.apply(watcher::Event::InitDone);
+        assert_eq!(feed.next().await.expect("vanished").name_any(), "gone");
+        assert_eq!(feed.next().await.expect("present").name_any(), "a");
+        assert_eq!(caches.nodes_of_compute_environment("ce").len(), 1);
+        drop(feed);
+        sinks.nodes.apply(watcher::Event::Apply(node("b")));
+        assert_eq!(
+            caches.nodes_feed.subscriber_count(),
+            0,
+            "closed subscribers are dropped"
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! The [`Context`] every controller and the scheduler receive, and the operator's settings.
+//!
+//! A Context is built when this replica becomes leader (nothing in it is authoritative: a new
+//! leader rebuilds everything from the caches) and holds
+//! - the kube `Client` and the shared [`Caches`] (stores, indexes, node usage, feeds);
+//! - the [`Metrics`] and the [`EventPublisher`];
+//! - the [`OperatorConfig`] (from the command line);
+//! - the [`SchedulerWakeup`] (a coalescing wake-up of the scheduler loop);
+//! - the [`Verdicts`] slot, where the scheduler leaves "cannot place, because..." for the job
+//!   controller (which turns them into a condition and status reason);
+//! - the [`Triggers`]: channels that make a controller reconcile a given object now (fed into
+//!   `Controller::reconcile_on`), e.g. the job controller waking the dependents of a finished
+//!   job, or the scheduler asking for a job's verdict to be recorded.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use futures::Stream;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Client, Resource};
+use tokio::sync::Notify;
+
+use barge_core::job::Blocked;
+use barge_core::scheduler::JobKey;
+use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, SchedulingPolicy};
+
+use crate::cache::Caches;
+use crate::events::EventPublisher;
+use crate::metrics::Metrics;
+
+/// `--array-pod-retention`: which pods of array children stay after their result is recorded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArrayPodRetention {
+    /// Keep the pods of failed children only (their logs explain the failure).
+    #[default]
+    Failed,
+    /// Keep every child's pod until the job is deleted.
+    All,
+    /// Delete every child's pod once its result is recorded.
+    None,
+}
+
+/// Settings of a running operator (see `barge operator --help`).
+#[derive(Clone, Debug)]
+pub struct OperatorConfig {
+    pub array_pod_retention: ArrayPodRetention,
+    /// Least time between two status writes of a busy array parent (terminal transitions are
+    /// written at once).
+    pub status_coalesce_interval: Duration,
+    /// Period of the scheduler's tick (it also runs on every wake-up).
+    pub scheduler_interval: Duration,
+    /// Pods the scheduler creates concurrently.
+    pub pod_create_concurrency: usize,
+    /// Concurrent reconciles per controller (0: unbounded).
+    pub reconcile_concurrency: u16,
+    /// How often compute environment and queue statuses are refreshed without a trigger
+    /// (allocated vCPUs and job counts follow pods and jobs, which do not trigger them).
+    pub status_refresh_interval: Duration,
+    /// Identity of this replica (POD_NAME or hostname-pid): the events' reporting instance.
+    pub identity: String,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        Self {
+            array_pod_retention: ArrayPodRetention::default(),
+            status_coalesce_interval: Duration::from_secs(1),
+            scheduler_interval: Duration::from_secs(1),
+            pod_create_concurrency: 32,
+            reconcile_concurrency: 0,
+            status_refresh_interval: Duration::from_secs(10),
+            identity: "barge".to_string(),
+        }
+    }
+}
+
+/// Wakes the scheduler loop. Wake-ups coalesce: many `wake()` calls before the loop looks
+/// again cause one pass.
+#[derive(Clone, Default)]
+pub struct SchedulerWakeup {
+    notify: Arc<Notify>,
+}
+
+impl SchedulerWakeup {
+    /// Asks for a scheduling pass soon.
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+
+    /// Resolves at the next wake-up (at once if one is pending).
+    pub async fn woken(&self) {
+        self.notify.notified().await;
+    }
+}
+
+/// The scheduler's latest verdict for each job it could not (fully) place, for the job
+/// controller. Keyed by job (namespace/name) and tagged with the job's uid so that a re-created
+/// job of the same name does not inherit a stale verdict.
+#[derive(Default)]
+pub struct Verdicts {
+    inner: RwLock<HashMap<JobKey, (String, Blocked)>>,
+}
+
+impl Verdicts {
+    /// Records the verdict for `job`; returns whether it differs from the previous one (so the
+    /// caller triggers the job controller only on change).
+    pub fn set(&self, job: JobKey, uid: &str, blocked: Blocked) -> bool {
+        let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let entry = (uid.to_string(), blocked);
+        match map.get(&job) {
+            Some(existing) if *existing == entry => false,
+            _ => {
+                map.insert(job, entry);
+                true
+            }
+        }
+    }
+
+    /// Forgets the verdict (the job was placed, finished or deleted); returns whether there was one.
+    pub fn clear(&self, job: &JobKey) -> bool {
+        self.inner
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(job)
+            .is_some()
+    }
+
+    /// The verdict for the job with this key and uid, if any.
+    pub fn get(&self, job: &JobKey, uid: &str) -> Option<Blocked> {
+        let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        map.get(job)
+            .filter(|(u, _)| u == uid)
+            .map(|(_, b)| b.clone())
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A channel of "reconcile this object now" requests for one controller
+/// (`Controller::reconcile_on(trigger.stream())`).
+pub struct Trigger<K: Resource<DynamicType = ()> + 'static> {
+    tx: mpsc::UnboundedSender<ObjectRef<K>>,
+    rx: Mutex<Option<mpsc::UnboundedReceiver<ObjectRef<K>>>>,
+}
+
+impl<K: Resource<DynamicType = ()> + 'static> Default for Trigger<K> {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::unbounded();
+        Self {
+            tx,
+            rx: Mutex::new(Some(rx)),
+        }
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + 'static> Trigger<K> {
+    /// Requests a reconcile of `obj` (dropped silently once the controller has stopped).
+    pub fn fire(&self, obj: ObjectRef<K>) {
+        let _ = self.tx.unbounded_send(obj);
+    }
+
+    /// The request stream, for the controller; `None` if it was taken already.
+    pub fn stream(&self) -> Option<impl Stream<Item = ObjectRef<K>> + Send + 'static + use<K>> {
+        self.rx.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// Reconcile requests for each controller.
+#[derive(Default)]
+pub struct Triggers {
+    pub jobs: Trigger<Job>,
+    pub job_definitions: Trigger<JobDefinition>,
+    pub job_queues: Trigger<JobQueue>,
+    pub compute_environments: Trigger<ComputeEnvironment>,
+    pub scheduling_policies: Trigger<SchedulingPolicy>,
+}
+
+/// What every controller and the scheduler receive.
+pub struct Context {
+    pub client: Client,
+    pub caches: Arc<Caches>,
+    pub metrics: Arc<Metrics>,
+    pub events: EventPublisher,
+    pub config: OperatorConfig,
+    pub scheduler: SchedulerWakeup,
+    pub verdicts: Verdicts,
+    pub triggers: Triggers,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        caches: Arc<Caches>,
+        metrics: Arc<Metrics>,
+        events: EventPublisher,
+        config: OperatorConfig,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            caches,
+            metrics,
+            events,
+            config,
+            scheduler: SchedulerWakeup::default(),
+            verdicts: Verdicts::default(),
+            triggers: Triggers::default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    fn blocked(message: &str) -> Blocked {
+        Blocked {
+            status_reason: None,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn verdicts_report_changes_and_ignore_other_uids() {
+        let verdicts = Verdicts::default();
+        let key = JobKey::new("ns", "a");
+        assert!(verdicts.set(key.clone(), "u1", blocked("no room")));
+        assert!(
+            !verdicts.set(key.clone(), "u1", blocked("no room")),
+            "same verdict is no change"
+        );
+        assert!(verdicts.set(key.clone(), "u1", blocked("other")));
+        assert_eq!(verdicts.get(&key, "u1"), Some(blocked("other")));
+        assert_eq!(
+            verdicts.get(&key, "u2"),
+            None,
+            "a re-created job does not inherit it"
+        );
+        assert!(verdicts.clear(&key));
+        assert!(!verdicts.clear(&key));
+        assert!(verdicts.is_empty());
+    }
+
+    #[tokio::test]
+    async fn scheduler_wakeups_coalesce() {
+        let wakeup = SchedulerWakeup::default();
+        wakeup.wake();
+        wakeup.wake();
+        tokio::time::timeout(Duration::from_secs(1), wakeup.woken())
+            .await
+            .expect("pending wake-up");
+        let second = tokio::time::timeout(Duration::from_millis(20), wakeup.woken()).await;
+        assert!(second.is_err(), "two wake-ups before a look are one pass");
+    }
+
+    #[tokio::test]
+    async fn a_trigger_stream_is_handed_out_once() {
+        let trigger: Trigger<Job> = Trigger::default();
+        let mut stream = trigger.stream().expect("first take");
+        assert!(trigger.stream().is_none());
+        trigger.fire(ObjectRef::new("j").within("ns"));
+        assert_eq!(stream.next().await.expect("fired").name, "j");
+    }
+}

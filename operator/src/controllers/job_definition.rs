@@ -1,0 +1,1123 @@
+//! The JobDefinition controller: revisions kept in ControllerRevisions, validation, and the
+//! "in use" finalizer.
+//!
+//! Pipeline per definition:
+//! 1. dereference: its ControllerRevisions from the cache (index by definition), plus a GET of
+//!    the revision its status names when the cache has not seen it yet;
+//! 2. validate (pure, [`validate`]): what the CRD's rules cannot check — unreadable resource
+//!    values, node ranges that do not cover every node, settings with no pod equivalent
+//!    (`ulimits`: a warning), kinds not supported yet (multinode);
+//! 3. build (pure, [`plan_revision`]): is the spec the latest revision's, or does it need the
+//!    next revision? Every spec change yields the next `status.revision` (AWS Batch registers a
+//!    new revision for every change; reverting a spec is a new revision too), kept as the apps/v1
+//!    ControllerRevision `<definition>-<revision>` (owner: the definition; labels managed-by
+//!    and job-definition) — so `jobDefinition: name:N` resolves to a frozen spec;
+//! 4. apply: create the ControllerRevision;
+//! 5. update_status: `revision`, the Ready condition, `observedGeneration`; an Event for each
+//!    new revision (a Warning one when the definition is invalid).
+//!
+//! Deletion: the kube finalizer helper keeps `batch.barge.dev/in-use` on the definition while
+//! unfinished jobs reference it (their revisions must stay readable); the ControllerRevisions go
+//! with the definition through their owner reference.
+//!
+//! [`resolve`] and [`resolve_pinned`] are the job controller's way to read a definition
+//! revision from the caches.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
+use kube::api::{ObjectMeta, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+
+use barge_crds::consts::{
+    CONDITION_READY, FIELD_MANAGER_JOB_DEFINITION_CONTROLLER, FINALIZER_IN_USE,
+    LABEL_JOB_DEFINITION, LABEL_MANAGED_BY, MANAGED_BY_BARGE, REASON_INVALID_SPEC,
+    REASON_JOB_DEFINITION_NOT_FOUND, REASON_VALID,
+};
+use barge_crds::job::parse_job_definition_reference;
+use barge_crds::job_definition::{JobDefinitionType, NodeProperties};
+use barge_crds::resources::{ContainerProperties, ResourceType};
+use barge_crds::{JobDefinition, JobDefinitionSpec, JobDefinitionStatus};
+
+use super::{controller_config, measured, ACTION_RECONCILE, REASON_IN_USE, TRANSIENT_RETRY};
+use crate::cache::Caches;
+use crate::context::Context;
+use crate::events::EventSpec;
+use crate::run::Shutdown;
+use crate::status::{apply_status, is_conflict, merge_conditions, DesiredCondition, Precondition};
+
+const CONTROLLER: &str = "job-definition";
+/// Condition reason: the definition uses a kind of job Barge cannot run yet.
+pub const REASON_NOT_SUPPORTED: &str = "NotSupported";
+/// Event reason: a new revision was recorded.
+pub const EVENT_REVISION_CREATED: &str = "RevisionCreated";
+/// Event reason: the definition is invalid.
+pub const EVENT_INVALID: &str = "InvalidDefinition";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading revision {name} of job definition {definition}: {source}")]
+    ReadRevision {
+        definition: String,
+        name: String,
+        source: kube::Error,
+    },
+    #[error("creating revision {name} of job definition {definition}: {source}")]
+    CreateRevision {
+        definition: String,
+        name: String,
+        source: kube::Error,
+    },
+    #[error("revision {name} exists but belongs to another object or holds another spec; waiting for it to go")]
+    RevisionTaken { name: String },
+    #[error("encoding the spec of job definition {definition}: {source}")]
+    EncodeSpec {
+        definition: String,
+        source: serde_json::Error,
+    },
+    #[error("writing the status of job definition {definition}: {source}")]
+    UpdateStatus {
+        definition: String,
+        source: kube::Error,
+    },
+    #[error("job definition {definition} is still used by {jobs} unfinished job(s); it is deleted once they finish")]
+    InUse { definition: String, jobs: usize },
+    #[error("job definition {definition} has no namespace")]
+    NoNamespace { definition: String },
+    #[error(transparent)]
+    Finalizer(#[from] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+impl super::ReconcileError for Error {
+    fn is_waiting(&self) -> bool {
+        match self {
+            Error::InUse { .. } => true,
+            // The status write met a newer object (its resourceVersion precondition): the watch
+            // brings it and the reconcile runs again.
+            Error::UpdateStatus { source, .. } => is_conflict(source),
+            Error::Finalizer(err) => super::finalizer_error_is_waiting(err),
+            _ => false,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation (pure)
+// ---------------------------------------------------------------------------------------------
+
+/// The verdict on a definition: problems make it invalid, warnings do not.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Validation {
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
+    /// Valid, but a kind of job this operator cannot run yet.
+    pub not_supported: Option<String>,
+}
+
+impl Validation {
+    pub fn is_valid(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// A `user` as a uid and optional gid (`nobody` is 65534, `root` 0).
+pub fn parse_user(user: &str) -> Result<(i64, Option<i64>), String> {
+    const NOBODY: i64 = 65534;
+    let numeric = |text: &str| {
+        text.parse::<i64>()
+            .ok()
+            .filter(|n| (0..=i64::from(u32::MAX)).contains(n))
+    };
+    match user {
+        "root" => Ok((0, None)),
+        "nobody" => Ok((NOBODY, None)),
+        other => match other.split_once(':') {
+            Some((uid, gid)) => match (numeric(uid), numeric(gid)) {
+                (Some(uid), Some(gid)) => Ok((uid, Some(gid))),
+                _ => Err(format!("user {other:?} is not uid:gid with numeric ids")),
+            },
+            None => numeric(other).map(|uid| (uid, None)).ok_or_else(|| {
+                format!("user {other:?} cannot be used: Kubernetes needs a numeric uid (optionally uid:gid), root or nobody")
+            }),
+        },
+    }
+}
+
+fn validate_container(container: &ContainerProperties, at: &str, v: &mut Validation) {
+    for requirement in &container.resource_requirements {
+        let parsed = match requirement.r#type {
+            ResourceType::Vcpu => {
+                barge_core::quantity::aws_vcpus_millis(&requirement.value).map(|m| m > 0)
+            }
+            ResourceType::Memory => {
+                barge_core::quantity::aws_memory_mib(&requirement.value).map(|m| m > 0)
+            }
+            ResourceType::Gpu => barge_core::quantity::count(&requirement.value).map(|n| n >= 0),
+        };
+        match parsed {
+            Ok(true) => {}
+            Ok(false) => v.problems.push(format!(
+                "{at}resourceRequirements {:?} must be positive",
+                requirement.value
+            )),
+            Err(err) => v.problems.push(format!("{at}resourceRequirements: {err}")),
+        }
+    }
+    if let Some(user) = &container.user {
+        if let Err(problem) = parse_user(user) {
+            v.problems.push(format!("{at}{problem}"));
+        }
+    }
+    for mount in &container.mount_points {
+        if !container
+            .volumes
+            .iter()
+            .any(|vol| vol.name == mount.source_volume)
+        {
+            v.problems.push(format!(
+                "{at}mountPoints: sourceVolume {:?} is not one of the volumes",
+                mount.source_volume
+            ));
+        }
+    }
+    for secret in &container.secrets {
+        if secret
+            .value_from
+            .split_once(':')
+            .is_none_or(|(name, key)| name.is_empty() || key.is_empty())
+        {
+            v.problems.push(format!(
+                "{at}secrets: valueFrom {:?} must be <secret-name>:<key>",
+                secret.value_from
+            ));
+        }
+    }
+    if !container.ulimits.is_empty() {
+        let names: Vec<String> = container
+            .ulimits
+            .iter()
+            .map(|u| format!("{:?}", u.name).to_lowercase())
+            .collect();
+        v.warnings.push(format!(
+            "{at}ulimits ({}) are ignored: Kubernetes pods have no per-container ulimits (set them in the node's container runtime)",
+            names.join(", ")
+        ));
+    }
+}
+
+/// The node indices a `targetNodes` range names within `num_nodes` nodes.
+pub fn target_node_range(
+    target: &str,
+    num_nodes: i32,
+) -> Result<std::ops::RangeInclusive<i32>, String> {
+    let number = |text: &str| {
+        text.parse::<i32>()
+            .map_err(|_| format!("targetNodes {target:?} is not n, a:b, a: or :b"))
+    };
+    let last = num_nodes - 1;
+    let (from, to) = match target.split_once(':') {
+        None => {
+            let n = number(target)?;
+            (n, n)
+        }
+        Some((a, b)) => (
+            if a.is_empty() { 0 } else { number(a)? },
+            if b.is_empty() { last } else { number(b)? },
+        ),
+    };
+    if from < 0 || to > last || from > to {
+        return Err(format!(
+            "targetNodes {target:?} is not a range within nodes 0–{last}"
+        ));
+    }
+    Ok(from..=to)
+}
+
+fn validate_nodes(nodes: &NodeProperties, v: &mut Validation) {
+    if nodes.num_nodes < 1 {
+        v.problems
+            .push(format!("numNodes {} must be at least 1", nodes.num_nodes));
+        return;
+    }
+    if nodes.main_node < 0 || nodes.main_node >= nodes.num_nodes {
+        v.problems.push(format!(
+            "mainNode {} must be a node index below numNodes {}",
+            nodes.main_node, nodes.num_nodes
+        ));
+    }
+    let mut covered = vec![false; usize::try_from(nodes.num_nodes).unwrap_or(0)];
+    for (i, range) in nodes.node_range_properties.iter().enumerate() {
+        match target_node_range(&range.target_nodes, nodes.num_nodes) {
+            Ok(indices) => indices
+                .filter_map(|n| usize::try_from(n).ok())
+                .for_each(|n| covered[n] = true),
+            Err(problem) => v
+                .problems
+                .push(format!("nodeRangeProperties[{i}]: {problem}")),
+        }
+        validate_container(
+            &range.container,
+            &format!("nodeRangeProperties[{i}].container: "),
+            v,
+        );
+    }
+    let uncovered: Vec<String> = covered
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !**c)
+        .map(|(n, _)| n.to_string())
+        .collect();
+    if !uncovered.is_empty() {
+        v.problems.push(format!(
+            "nodeRangeProperties leave node(s) {} without a container",
+            uncovered.join(", ")
+        ));
+    }
+}
+
+/// Validates a definition spec (pure).
+pub fn validate(spec: &JobDefinitionSpec) -> Validation {
+    let mut v = Validation::default();
+    match spec.r#type {
+        JobDefinitionType::Container => match (&spec.container_properties, &spec.pod_properties) {
+            (Some(container), None) => validate_container(container, "containerProperties: ", &mut v),
+            (None, Some(pod)) => {
+                let mut names = std::collections::BTreeSet::new();
+                for c in pod.containers.iter().chain(&pod.init_containers) {
+                    if !names.insert(c.name.as_str()) {
+                        v.problems.push(format!("podProperties: container name {:?} is used twice", c.name));
+                    }
+                }
+                if pod.containers.is_empty() {
+                    v.problems.push("podProperties needs at least one container".into());
+                }
+            }
+            _ => v.problems.push("a container job definition needs exactly one of containerProperties or podProperties".into()),
+        },
+        JobDefinitionType::Multinode => match &spec.node_properties {
+            Some(nodes) => {
+                validate_nodes(nodes, &mut v);
+                v.not_supported = Some("multinode job definitions are not supported by this version of Barge yet; jobs that use it fail".into());
+            }
+            None => v.problems.push("a multinode job definition needs nodeProperties".into()),
+        },
+    }
+    v
+}
+
+// ---------------------------------------------------------------------------------------------
+// Revisions (pure)
+// ---------------------------------------------------------------------------------------------
+
+/// A ControllerRevision of a definition, as the plan needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RevisionView {
+    pub name: String,
+    pub revision: i64,
+    pub data: Option<serde_json::Value>,
+}
+
+/// What to do about the definition's revisions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RevisionPlan {
+    /// The spec is that of the latest revision.
+    Current { revision: i64 },
+    /// The spec changed (or has no revision yet): record it as this revision.
+    Create { revision: i64, name: String },
+}
+
+/// The ControllerRevision name of revision `revision` of definition `definition`.
+pub fn revision_name(definition: &str, revision: i64) -> String {
+    format!("{definition}-{revision}")
+}
+
+/// Decides whether the spec needs a new revision: compared with the latest revision's data; the
+/// next number follows both the revisions seen and the recorded `status.revision`, so numbers
+/// never repeat.
+pub fn plan_revision(
+    definition: &str,
+    spec: &serde_json::Value,
+    status_revision: Option<i32>,
+    revisions: &[RevisionView],
+) -> RevisionPlan {
+    let latest = revisions.iter().max_by_key(|r| r.revision);
+    if let Some(latest) = latest {
+        if latest.data.as_ref() == Some(spec) {
+            return RevisionPlan::Current {
+                revision: latest.revision,
+            };
+        }
+    }
+    let next = latest
+        .map(|r| r.revision)
+        .unwrap_or(0)
+        .max(i64::from(status_revision.unwrap_or(0)))
+        + 1;
+    RevisionPlan::Create {
+        revision: next,
+        name: revision_name(definition, next),
+    }
+}
+
+/// The ControllerRevision holding `spec` as `revision` of `definition`.
+pub fn build_revision(
+    definition: &JobDefinition,
+    spec: serde_json::Value,
+    revision: i64,
+) -> ControllerRevision {
+    let name = definition.name_any();
+    let labels: BTreeMap<String, String> = [
+        (LABEL_MANAGED_BY.to_string(), MANAGED_BY_BARGE.to_string()),
+        (LABEL_JOB_DEFINITION.to_string(), name.clone()),
+    ]
+    .into();
+    ControllerRevision {
+        metadata: ObjectMeta {
+            name: Some(revision_name(&name, revision)),
+            namespace: definition.namespace(),
+            labels: Some(labels),
+            owner_references: definition.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        data: RawExtension(spec),
+        revision: Some(revision),
+    }
+}
+
+fn view_of(revision: &ControllerRevision) -> RevisionView {
+    let data = Some(&revision.data.0).filter(|d| !d.is_null()).cloned();
+    RevisionView {
+        name: revision.name_any(),
+        revision: revision.revision.unwrap_or(0),
+        data,
+    }
+}
+
+fn owned_by(revision: &ControllerRevision, definition: &JobDefinition) -> bool {
+    let uid = definition.uid();
+    revision
+        .owner_references()
+        .iter()
+        .any(|o| Some(&o.uid) == uid.as_ref())
+}
+
+/// The status a definition should have (pure).
+pub fn build_status(
+    definition: &JobDefinition,
+    revision: Option<i64>,
+    validation: &Validation,
+    in_use_while_deleting: Option<usize>,
+    now: Timestamp,
+) -> JobDefinitionStatus {
+    let generation = definition.metadata.generation;
+    let existing = definition
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let ready = if let Some(jobs) = in_use_while_deleting {
+        DesiredCondition::new(
+            CONDITION_READY,
+            false,
+            REASON_IN_USE,
+            format!("being deleted; waiting for {jobs} unfinished job(s) that use it"),
+        )
+    } else if !validation.is_valid() {
+        DesiredCondition::new(
+            CONDITION_READY,
+            false,
+            REASON_INVALID_SPEC,
+            validation.problems.join("; "),
+        )
+    } else if let Some(message) = &validation.not_supported {
+        DesiredCondition::new(
+            CONDITION_READY,
+            false,
+            REASON_NOT_SUPPORTED,
+            message.clone(),
+        )
+    } else {
+        let mut message = match revision {
+            Some(r) => format!("revision {r} is ready for jobs"),
+            None => "the definition is valid".to_string(),
+        };
+        for warning in &validation.warnings {
+            message.push_str("; warning: ");
+            message.push_str(warning);
+        }
+        DesiredCondition::new(CONDITION_READY, true, REASON_VALID, message)
+    };
+    JobDefinitionStatus {
+        revision: revision.and_then(|r| i32::try_from(r).ok()),
+        conditions: merge_conditions(existing, &[ready], generation, now),
+        observed_generation: generation,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resolution of job references (for the job controller)
+// ---------------------------------------------------------------------------------------------
+
+/// A definition revision a job runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolvedDefinition {
+    pub name: String,
+    pub revision: i32,
+    pub spec: JobDefinitionSpec,
+}
+
+/// Why a reference cannot be resolved now.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// The reference is not `name` or `name:N`.
+    #[error("{0}")]
+    InvalidReference(String),
+    /// No such definition in the namespace.
+    #[error("job definition {name:?} does not exist in namespace {namespace:?}")]
+    NotFound { namespace: String, name: String },
+    /// The definition exists but its controller has not recorded a revision yet.
+    #[error("job definition {name:?} has no revision yet")]
+    NoRevisionYet { name: String },
+    /// The revision does not exist (or is not cached yet).
+    #[error("job definition {name:?} has no revision {revision}")]
+    NoSuchRevision { name: String, revision: i32 },
+    /// The revision's stored spec cannot be read.
+    #[error("revision {revision} of job definition {name:?} cannot be read: {problem}")]
+    Unreadable {
+        name: String,
+        revision: i32,
+        problem: String,
+    },
+}
+
+impl ResolveError {
+    /// The condition reason of the job that cannot resolve its definition.
+    pub fn condition_reason(&self) -> &'static str {
+        match self {
+            ResolveError::InvalidReference(_) | ResolveError::Unreadable { .. } => {
+                REASON_INVALID_SPEC
+            }
+            _ => REASON_JOB_DEFINITION_NOT_FOUND,
+        }
+    }
+}
+
+/// Resolves `reference` (`name` = the latest recorded revision, or `name:N`) in `namespace`.
+pub fn resolve(
+    caches: &Caches,
+    namespace: &str,
+    reference: &str,
+) -> Result<ResolvedDefinition, ResolveError> {
+    let parsed = parse_job_definition_reference(reference)
+        .map_err(|e| ResolveError::InvalidReference(e.to_string()))?;
+    let definition = caches
+        .job_definitions
+        .get(&ObjectRef::new(parsed.name).within(namespace))
+        .ok_or_else(|| ResolveError::NotFound {
+            namespace: namespace.into(),
+            name: parsed.name.into(),
+        })?;
+    let revision = match parsed.revision {
+        Some(revision) => revision,
+        None => definition
+            .status
+            .as_ref()
+            .and_then(|s| s.revision)
+            .ok_or_else(|| ResolveError::NoRevisionYet {
+                name: parsed.name.into(),
+            })?,
+    };
+    resolve_pinned(caches, namespace, parsed.name, revision)
+}
+
+/// The spec of revision `revision` of definition `name` (a job's pinned revision).
+pub fn resolve_pinned(
+    caches: &Caches,
+    namespace: &str,
+    name: &str,
+    revision: i32,
+) -> Result<ResolvedDefinition, ResolveError> {
+    let not_found = || ResolveError::NoSuchRevision {
+        name: name.into(),
+        revision,
+    };
+    let stored = caches
+        .revisions
+        .get(&ObjectRef::new(&revision_name(name, i64::from(revision))).within(namespace))
+        .ok_or_else(not_found)?;
+    if stored
+        .labels()
+        .get(LABEL_JOB_DEFINITION)
+        .map(String::as_str)
+        != Some(name)
+        || stored.revision != Some(i64::from(revision))
+    {
+        return Err(not_found());
+    }
+    if stored.data.0.is_null() {
+        return Err(ResolveError::Unreadable {
+            name: name.into(),
+            revision,
+            problem: "it holds no data".into(),
+        });
+    }
+    let spec: JobDefinitionSpec =
+        serde_json::from_value(stored.data.0.clone()).map_err(|e| ResolveError::Unreadable {
+            name: name.into(),
+            revision,
+            problem: e.to_string(),
+        })?;
+    Ok(ResolvedDefinition {
+        name: name.into(),
+        revision,
+        spec,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reconcile (I/O)
+// ---------------------------------------------------------------------------------------------
+
+#[tracing::instrument(name = "reconcile", skip_all, fields(job_definition = %definition.name_any(), namespace = definition.metadata.namespace.as_deref().unwrap_or_default()))]
+async fn reconcile(definition: Arc<JobDefinition>, ctx: Arc<Context>) -> Result<Action, Error> {
+    measured(&ctx, CONTROLLER, async {
+        let name = definition.name_any();
+        let namespace = definition.namespace().ok_or_else(|| Error::NoNamespace {
+            definition: name.clone(),
+        })?;
+        let api: Api<JobDefinition> = Api::namespaced(ctx.client.clone(), &namespace);
+        finalizer(&api, FINALIZER_IN_USE, definition, |event| async {
+            match event {
+                FinalizerEvent::Apply(definition) => apply(&definition, &ctx).await,
+                FinalizerEvent::Cleanup(definition) => cleanup(&definition, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)))
+    })
+    .await
+}
+
+/// Dereference the revisions of `definition`: those cached, plus the one its status names if
+/// the cache has not seen it yet.
+async fn dereference_revisions(
+    definition: &JobDefinition,
+    ctx: &Context,
+) -> Result<Vec<RevisionView>, Error> {
+    let name = definition.name_any();
+    let namespace = definition.namespace().unwrap_or_default();
+    let mut revisions: Vec<RevisionView> = ctx
+        .caches
+        .revisions_of_definition(&namespace, &name)
+        .iter()
+        .filter(|r| owned_by(r, definition))
+        .map(|r| view_of(r))
+        .collect();
+    let recorded = definition
+        .status
+        .as_ref()
+        .and_then(|s| s.revision)
+        .map(i64::from);
+    if let Some(recorded) = recorded {
+        if revisions.iter().all(|r| r.revision < recorded) {
+            let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &namespace);
+            let revision_name = revision_name(&name, recorded);
+            let fetched =
+                api.get_opt(&revision_name)
+                    .await
+                    .map_err(|source| Error::ReadRevision {
+                        definition: name.clone(),
+                        name: revision_name,
+                        source,
+                    })?;
+            revisions.extend(
+                fetched
+                    .filter(|r| owned_by(r, definition))
+                    .map(|r| view_of(&r)),
+            );
+        }
+    }
+    Ok(revisions)
+}
+
+async fn apply(definition: &JobDefinition, ctx: &Context) -> Result<Action, Error> {
+    let name = definition.name_any();
+    let namespace = definition.namespace().unwrap_or_default();
+    let validation = validate(&definition.spec);
+    let spec = serde_json::to_value(&definition.spec).map_err(|source| Error::EncodeSpec {
+        definition: name.clone(),
+        source,
+    })?;
+    let revisions = dereference_revisions(definition, ctx).await?;
+    let recorded = definition.status.as_ref().and_then(|s| s.revision);
+    let revision = match plan_revision(&name, &spec, recorded, &revisions) {
+        RevisionPlan::Current { revision } => revision,
+        RevisionPlan::Create {
+            revision,
+            name: revision_name,
+        } => {
+            let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &namespace);
+            let object = build_revision(definition, spec.clone(), revision);
+            match api.create(&PostParams::default(), &object).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    // Created by an earlier reconcile whose status write did not land: adopt it
+                    // if it is ours and holds this spec.
+                    let existing = api.get_opt(&revision_name).await.map_err(|source| {
+                        Error::ReadRevision {
+                            definition: name.clone(),
+                            name: revision_name.clone(),
+                            source,
+                        }
+                    })?;
+                    let adoptable = existing
+                        .as_ref()
+                        .is_some_and(|r| owned_by(r, definition) && r.data.0 == spec);
+                    if !adoptable {
+                        return Err(Error::RevisionTaken {
+                            name: revision_name,
+                        });
+                    }
+                }
+                Err(source) => {
+                    return Err(Error::CreateRevision {
+                        definition: name.clone(),
+                        name: revision_name,
+                        source,
+                    })
+                }
+            }
+            let note = match validation.is_valid() {
+                true => format!("recorded revision {revision}"),
+                false => format!(
+                    "recorded revision {revision}, which is invalid: {}",
+                    validation.problems.join("; ")
+                ),
+            };
+            ctx.events.publish(
+                definition,
+                EventSpec::normal(EVENT_REVISION_CREATED, ACTION_RECONCILE, note),
+            );
+            if !validation.warnings.is_empty() {
+                ctx.events.publish(
+                    definition,
+                    EventSpec::warning(
+                        EVENT_INVALID,
+                        ACTION_RECONCILE,
+                        validation.warnings.join("; "),
+                    ),
+                );
+            }
+            revision
+        }
+    };
+    if !validation.is_valid()
+        && definition
+            .status
+            .as_ref()
+            .and_then(|s| s.observed_generation)
+            != definition.metadata.generation
+    {
+        ctx.events.publish(
+            definition,
+            EventSpec::warning(
+                EVENT_INVALID,
+                ACTION_RECONCILE,
+                validation.problems.join("; "),
+            ),
+        );
+    }
+    let status = build_status(
+        definition,
+        Some(revision),
+        &validation,
+        None,
+        Timestamp::now(),
+    );
+    write_status(definition, &status, ctx).await?;
+    Ok(Action::await_change())
+}
+
+async fn cleanup(definition: &JobDefinition, ctx: &Context) -> Result<Action, Error> {
+    let name = definition.name_any();
+    let namespace = definition.namespace().unwrap_or_default();
+    if !ctx.caches.job_definition_in_use(&namespace, &name) {
+        return Ok(Action::await_change());
+    }
+    let jobs = ctx
+        .caches
+        .indexes
+        .active_jobs_by_definition
+        .count(&(namespace, name.clone()));
+    let validation = validate(&definition.spec);
+    let revision = definition
+        .status
+        .as_ref()
+        .and_then(|s| s.revision)
+        .map(i64::from);
+    let status = build_status(
+        definition,
+        revision,
+        &validation,
+        Some(jobs),
+        Timestamp::now(),
+    );
+    write_status(definition, &status, ctx).await?;
+    Err(Error::InUse {
+        definition: name,
+        jobs,
+    })
+}
+
+async fn write_status(
+    definition: &JobDefinition,
+    status: &JobDefinitionStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let api: Api<JobDefinition> = Api::namespaced(
+        ctx.client.clone(),
+        &definition.namespace().unwrap_or_default(),
+    );
+    // The revision number must not go back: write against the resourceVersion we read.
+    match apply_status(
+        &api,
+        definition,
+        status,
+        FIELD_MANAGER_JOB_DEFINITION_CONTROLLER,
+        Precondition::ResourceVersion,
+        &ctx.metrics,
+    )
+    .await
+    {
+        Ok(_) => Ok(()),
+        Err(source) => Err(Error::UpdateStatus {
+            definition: definition.name_any(),
+            source,
+        }),
+    }
+}
+
+fn error_policy(_: Arc<JobDefinition>, error: &Error, _: Arc<Context>) -> Action {
+    use super::ReconcileError;
+    Action::requeue(if error.is_waiting() {
+        super::WAIT_RETRY
+    } else {
+        TRANSIENT_RETRY
+    })
+}
+
+/// Runs the controller until `shutdown`.
+pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
+    let caches = ctx.caches.clone();
+    let definitions = caches.clone();
+    let mut controller = Controller::for_shared_stream(
+        caches.job_definitions_feed.subscribe(),
+        caches.job_definitions.clone(),
+    )
+    .owns_shared_stream(caches.revisions_feed.subscribe())
+    // Jobs matter to a definition only while it waits to be deleted.
+    .watches_shared_stream(
+        caches.jobs_feed.subscribe(),
+        move |job: Arc<barge_crds::Job>| {
+            let namespace = job.namespace().unwrap_or_default();
+            let name = parse_job_definition_reference(&job.spec.job_definition)
+                .ok()
+                .map(|r| r.name.to_string());
+            name.map(|n| ObjectRef::<JobDefinition>::new(&n).within(&namespace))
+                .filter(|r| {
+                    definitions
+                        .job_definitions
+                        .get(r)
+                        .is_some_and(|d| d.meta().deletion_timestamp.is_some())
+                })
+        },
+    )
+    .with_config(controller_config(&ctx))
+    .graceful_shutdown_on(shutdown.wait());
+    if let Some(requests) = ctx.triggers.job_definitions.stream() {
+        controller = controller.reconcile_on(requests);
+    }
+    super::drain_classified(
+        CONTROLLER,
+        controller.run(reconcile, error_policy, ctx),
+        super::ReconcileError::is_waiting,
+    )
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::aws_job_definition;
+
+    fn spec_json(spec: &JobDefinitionSpec) -> serde_json::Value {
+        serde_json::to_value(spec).expect("spec encodes")
+    }
+
+    #[test]
+    fn the_aws_fixtures_are_valid_container_definitions() {
+        for file in [
+            "jobdef-fetch_and_run.json",
+            "jobdef-ffmpeg_parameters.json",
+            "jobdef-gpu.json",
+            "jobdef-spot-retry.json",
+            "jobdef-tensorflow_mnist_deep.json",
+        ] {
+            let spec = aws_job_definition(file);
+            let v = validate(&spec);
+            assert!(v.is_valid(), "{file}: {:?}", v.problems);
+            assert!(v.not_supported.is_none(), "{file}");
+        }
+    }
+
+    #[test]
+    fn the_multinode_fixture_is_valid_but_not_supported_yet() {
+        let v = validate(&aws_job_definition("jobdef-multinode.json"));
+        assert!(v.is_valid(), "{:?}", v.problems);
+        assert!(v
+            .not_supported
+            .expect("not supported")
+            .contains("multinode"));
+    }
+
+    #[test]
+    fn node_ranges_must_cover_every_node() {
+        let mut spec = aws_job_definition("jobdef-multinode.json");
+        let nodes = spec.node_properties.as_mut().expect("nodes");
+        nodes.node_range_properties[1].target_nodes = "1:3".into();
+        let v = validate(&spec);
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.contains("leave node(s) 4, 5 without a container")),
+            "{:?}",
+            v.problems
+        );
+        assert_eq!(target_node_range(":2", 6), Ok(0..=2));
+        assert_eq!(target_node_range("3:", 6), Ok(3..=5));
+        assert!(target_node_range("7", 6).is_err());
+        assert!(target_node_range("4:2", 6).is_err());
+    }
+
+    #[test]
+    fn users_map_to_numeric_ids_and_names_are_refused() {
+        assert_eq!(parse_user("nobody"), Ok((65534, None)));
+        assert_eq!(parse_user("root"), Ok((0, None)));
+        assert_eq!(parse_user("1000:2000"), Ok((1000, Some(2000))));
+        assert!(parse_user("ec2-user").unwrap_err().contains("numeric uid"));
+        assert!(parse_user("1:x").is_err());
+        let mut spec = aws_job_definition("jobdef-fetch_and_run.json");
+        spec.container_properties.as_mut().expect("container").user = Some("ec2-user".into());
+        assert!(!validate(&spec).is_valid());
+    }
+
+    #[test]
+    fn ulimits_warn_without_invalidating() {
+        let mut spec = aws_job_definition("jobdef-fetch_and_run.json");
+        spec.container_properties
+            .as_mut()
+            .expect("container")
+            .ulimits = vec![barge_crds::resources::Ulimit {
+            name: barge_crds::resources::UlimitName::Nofile,
+            soft_limit: 1024,
+            hard_limit: 4096,
+        }];
+        let v = validate(&spec);
+        assert!(v.is_valid());
+        assert!(
+            v.warnings[0].contains("ulimits (nofile) are ignored"),
+            "{:?}",
+            v.warnings
+        );
+    }
+
+    #[test]
+    fn every_spec_change_is_the_next_revision() {
+        let spec_a = spec_json(&aws_job_definition("jobdef-fetch_and_run.json"));
+        let mut changed = aws_job_definition("jobdef-fetch_and_run.json");
+        changed.container_properties.as_mut().expect("c").command = vec!["other.sh".into()];
+        let spec_b = spec_json(&changed);
+        assert_eq!(
+            plan_revision("fr", &spec_a, None, &[]),
+            RevisionPlan::Create {
+                revision: 1,
+                name: "fr-1".into()
+            }
+        );
+        let r1 = RevisionView {
+            name: "fr-1".into(),
+            revision: 1,
+            data: Some(spec_a.clone()),
+        };
+        assert_eq!(
+            plan_revision("fr", &spec_a, Some(1), std::slice::from_ref(&r1)),
+            RevisionPlan::Current { revision: 1 }
+        );
+        assert_eq!(
+            plan_revision("fr", &spec_b, Some(1), std::slice::from_ref(&r1)),
+            RevisionPlan::Create {
+                revision: 2,
+                name: "fr-2".into()
+            }
+        );
+        // Going back to an older spec is a new revision, as in AWS Batch.
+        let r2 = RevisionView {
+            name: "fr-2".into(),
+            revision: 2,
+            data: Some(spec_b),
+        };
+        assert_eq!(
+            plan_revision("fr", &spec_a, Some(2), &[r1.clone(), r2]),
+            RevisionPlan::Create {
+                revision: 3,
+                name: "fr-3".into()
+            }
+        );
+        // A recorded revision the cache has not seen still counts: numbers never repeat.
+        assert_eq!(
+            plan_revision("fr", &spec_a, Some(5), &[]),
+            RevisionPlan::Create {
+                revision: 6,
+                name: "fr-6".into()
+            }
+        );
+    }
+
+    #[test]
+    fn revisions_carry_labels_owner_and_spec() {
+        let mut jd = JobDefinition::new("fr", aws_job_definition("jobdef-fetch_and_run.json"));
+        jd.metadata.namespace = Some("team".into());
+        jd.metadata.uid = Some("uid-1".into());
+        let spec = spec_json(&jd.spec);
+        let cr = build_revision(&jd, spec.clone(), 4);
+        assert_eq!(cr.metadata.name.as_deref(), Some("fr-4"));
+        assert_eq!(cr.metadata.namespace.as_deref(), Some("team"));
+        let labels = cr.metadata.labels.clone().expect("labels");
+        assert_eq!(labels[LABEL_MANAGED_BY], MANAGED_BY_BARGE);
+        assert_eq!(labels[LABEL_JOB_DEFINITION], "fr");
+        let owner = &cr.metadata.owner_references.as_ref().expect("owner")[0];
+        assert_eq!(
+            (owner.uid.as_str(), owner.kind.as_str(), owner.controller),
+            ("uid-1", "JobDefinition", Some(true))
+        );
+        assert_eq!(cr.data.0, spec);
+        assert!(owned_by(
+            &build_revision(&jd, serde_json::Value::Null, 1),
+            &jd
+        ));
+    }
+
+    #[test]
+    fn status_says_why_a_definition_is_not_ready() {
+        let mut jd = JobDefinition::new("fr", aws_job_definition("jobdef-fetch_and_run.json"));
+        jd.metadata.generation = Some(2);
+        let now = Timestamp::from_second(10).expect("ts");
+        let ok = build_status(&jd, Some(3), &Validation::default(), None, now);
+        assert_eq!((ok.revision, ok.observed_generation), (Some(3), Some(2)));
+        assert_eq!(ok.conditions[0].reason, REASON_VALID);
+        let invalid = Validation {
+            problems: vec!["user \"x\" cannot be used".into()],
+            ..Default::default()
+        };
+        let bad = build_status(&jd, Some(3), &invalid, None, now);
+        assert_eq!(
+            (
+                bad.conditions[0].status.as_str(),
+                bad.conditions[0].reason.as_str()
+            ),
+            ("False", REASON_INVALID_SPEC)
+        );
+        let deleting = build_status(&jd, Some(3), &Validation::default(), Some(4), now);
+        assert_eq!(deleting.conditions[0].reason, REASON_IN_USE);
+        assert!(deleting.conditions[0]
+            .message
+            .contains("4 unfinished job(s)"));
+    }
+
+    #[test]
+    fn stale_writes_and_in_use_deletions_are_waits() {
+        use super::super::ReconcileError;
+        let conflict = kube::Error::Api(Box::new(kube::core::Status {
+            code: 409,
+            ..Default::default()
+        }));
+        assert!(Error::UpdateStatus {
+            definition: "d".into(),
+            source: conflict
+        }
+        .is_waiting());
+        assert!(Error::InUse {
+            definition: "d".into(),
+            jobs: 1
+        }
+        .is_waiting());
+        let forbidden = kube::Error::Api(Box::new(kube::core::Status {
+            code: 403,
+            ..Default::default()
+        }));
+        assert!(!Error::UpdateStatus {
+            definition: "d".into(),
+            source: forbidden
+        }
+        .is_waiting());
+    }
+
+    #[test]
+    fn references_resolve_from_the_caches() {
+        use kube::runtime::watcher::Event;
+        let (caches, mut sinks) = Caches::new();
+        let mut jd = JobDefinition::new("fr", aws_job_definition("jobdef-fetch_and_run.json"));
+        jd.metadata.namespace = Some("team".into());
+        jd.metadata.uid = Some("uid-1".into());
+        let err = resolve(&caches, "team", "fr").unwrap_err();
+        assert!(matches!(err, ResolveError::NotFound { .. }), "{err}");
+        sinks.job_definitions.apply(Event::Apply(jd.clone()));
+        assert!(matches!(
+            resolve(&caches, "team", "fr"),
+            Err(ResolveError::NoRevisionYet { .. })
+        ));
+        jd.status = Some(JobDefinitionStatus {
+            revision: Some(2),
+            ..Default::default()
+        });
+        sinks.job_definitions.apply(Event::Apply(jd.clone()));
+        let mut old = jd.spec.clone();
+        old.container_properties.as_mut().expect("c").command = vec!["old.sh".into()];
+        sinks
+            .revisions
+            .apply(Event::Apply(build_revision(&jd, spec_json(&old), 1)));
+        sinks
+            .revisions
+            .apply(Event::Apply(build_revision(&jd, spec_json(&jd.spec), 2)));
+        let latest = resolve(&caches, "team", "fr").expect("latest");
+        assert_eq!((latest.revision, latest.spec.clone()), (2, jd.spec.clone()));
+        let pinned = resolve(&caches, "team", "fr:1").expect("pinned");
+        assert_eq!(
+            pinned.spec.container_properties.expect("c").command,
+            ["old.sh"]
+        );
+        assert_eq!(
+            resolve(&caches, "team", "fr:7").unwrap_err(),
+            ResolveError::NoSuchRevision {
+                name: "fr".into(),
+                revision: 7
+            }
+        );
+        assert!(matches!(
+            resolve(&caches, "team", "fr:x"),
+            Err(ResolveError::InvalidReference(_))
+        ));
+        assert_eq!(
+            resolve(&caches, "other", "fr:1")
+                .unwrap_err()
+                .condition_reason(),
+            REASON_JOB_DEFINITION_NOT_FOUND
+        );
+    }
+}

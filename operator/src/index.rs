@@ -1,0 +1,192 @@
+//! Secondary indexes over a watched kind, kept in step with a kube reflector store.
+//!
+//! A reflector store answers "get by name"; Barge also needs "the pods of job X" and "the jobs that
+//! depend on Y" without scanning every object in a hot path. An [`Index`] is fed the same watcher
+//! events as the reflector (before the reflector applies them) and keeps `key → object refs`. It follows
+//! the watcher protocol exactly as the reflector does: `Init` starts a fresh buffer, `InitApply` fills
+//! it, `InitDone` swaps it in, so objects deleted while a watch was down disappear from the index too.
+
+use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
+use std::sync::{Arc, RwLock};
+
+use kube::runtime::watcher;
+
+/// The keys an object is indexed under (an object may have none, one or several).
+pub type KeyFn<K, Key> = dyn Fn(&K) -> Vec<Key> + Send + Sync;
+
+struct State<Key> {
+    by_key: HashMap<Key, BTreeSet<String>>,
+    keys_of: HashMap<String, Vec<Key>>,
+}
+
+impl<Key: Eq + Hash + Clone> State<Key> {
+    fn new() -> Self {
+        Self {
+            by_key: HashMap::new(),
+            keys_of: HashMap::new(),
+        }
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(keys) = self.keys_of.remove(id) {
+            for key in keys {
+                if let Some(ids) = self.by_key.get_mut(&key) {
+                    ids.remove(id);
+                    if ids.is_empty() {
+                        self.by_key.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, id: String, keys: Vec<Key>) {
+        self.remove(&id);
+        if keys.is_empty() {
+            return;
+        }
+        for key in &keys {
+            self.by_key
+                .entry(key.clone())
+                .or_default()
+                .insert(id.clone());
+        }
+        self.keys_of.insert(id, keys);
+    }
+}
+
+/// An index from `Key` to the `namespace/name` of the objects that carry it.
+pub struct Index<K, Key> {
+    key_fn: Box<KeyFn<K, Key>>,
+    live: RwLock<State<Key>>,
+    buffer: RwLock<Option<State<Key>>>,
+}
+
+/// The identity an index stores: `namespace/name`, or `name` for cluster-scoped objects.
+pub fn object_id<K: kube::Resource>(obj: &K) -> String {
+    let meta = obj.meta();
+    let name = meta.name.as_deref().unwrap_or_default();
+    match meta.namespace.as_deref() {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_string(),
+    }
+}
+
+impl<K: kube::Resource, Key: Eq + Hash + Clone> Index<K, Key> {
+    pub fn new(key_fn: impl Fn(&K) -> Vec<Key> + Send + Sync + 'static) -> Arc<Self> {
+        Arc::new(Self {
+            key_fn: Box::new(key_fn),
+            live: RwLock::new(State::new()),
+            buffer: RwLock::new(None),
+        })
+    }
+
+    /// Applies one watcher event; call it for every event, before or after the reflector.
+    pub fn apply(&self, event: &watcher::Event<K>) {
+        match event {
+            watcher::Event::Apply(obj) => {
+                let keys = (self.key_fn)(obj);
+                write(&self.live).insert(object_id(obj), keys);
+            }
+            watcher::Event::Delete(obj) => write(&self.live).remove(&object_id(obj)),
+            watcher::Event::Init => *write(&self.buffer) = Some(State::new()),
+            watcher::Event::InitApply(obj) => {
+                let keys = (self.key_fn)(obj);
+                write(&self.buffer)
+                    .get_or_insert_with(State::new)
+                    .insert(object_id(obj), keys);
+            }
+            watcher::Event::InitDone => {
+                if let Some(fresh) = write(&self.buffer).take() {
+                    *write(&self.live) = fresh;
+                }
+            }
+        }
+    }
+
+    /// The ids (`namespace/name`) of the objects indexed under `key`, in name order.
+    pub fn get(&self, key: &Key) -> Vec<String> {
+        read(&self.live)
+            .by_key
+            .get(key)
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// How many objects are indexed under `key`.
+    pub fn count(&self, key: &Key) -> usize {
+        read(&self.live)
+            .by_key
+            .get(key)
+            .map(BTreeSet::len)
+            .unwrap_or(0)
+    }
+}
+
+// A poisoned lock means a panic elsewhere already; the index data itself stays consistent because
+// every mutation above is completed under one guard, so recovering the guard is sound.
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::ObjectMeta;
+
+    fn cm(name: &str, group: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                labels: Some([("group".to_string(), group.to_string())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn by_group() -> Arc<Index<ConfigMap, String>> {
+        Index::new(|c: &ConfigMap| {
+            c.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("group").cloned())
+                .into_iter()
+                .collect()
+        })
+    }
+
+    #[test]
+    fn apply_moves_an_object_between_keys_and_delete_removes_it() {
+        let index = by_group();
+        index.apply(&watcher::Event::Apply(cm("a", "x")));
+        index.apply(&watcher::Event::Apply(cm("b", "x")));
+        assert_eq!(index.get(&"x".to_string()), vec!["ns/a", "ns/b"]);
+        index.apply(&watcher::Event::Apply(cm("a", "y")));
+        assert_eq!(index.get(&"x".to_string()), vec!["ns/b"]);
+        assert_eq!(index.get(&"y".to_string()), vec!["ns/a"]);
+        index.apply(&watcher::Event::Delete(cm("b", "x")));
+        assert_eq!(index.count(&"x".to_string()), 0);
+    }
+
+    #[test]
+    fn a_relist_forgets_objects_deleted_while_the_watch_was_down() {
+        let index = by_group();
+        index.apply(&watcher::Event::Apply(cm("a", "x")));
+        index.apply(&watcher::Event::Apply(cm("gone", "x")));
+        index.apply(&watcher::Event::Init);
+        index.apply(&watcher::Event::InitApply(cm("a", "x")));
+        // Until InitDone, readers still see the old state.
+        assert_eq!(index.count(&"x".to_string()), 2);
+        index.apply(&watcher::Event::InitDone);
+        assert_eq!(index.get(&"x".to_string()), vec!["ns/a"]);
+    }
+}

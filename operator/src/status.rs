@@ -1,0 +1,278 @@
+//! Writing status: conditions merged so `lastTransitionTime` moves only when a condition flips,
+//! and status written by server-side apply under the writer's field manager, skipped when
+//! nothing changed.
+//!
+//! Data flow: a controller derives the whole desired status in one pure function (conditions as
+//! [`DesiredCondition`]s, merged with the current ones by [`merge_conditions`]) and hands it to
+//! [`apply_status`], which compares it with the cached object's status and, only when they
+//! differ, sends `{apiVersion, kind, metadata: {name[, resourceVersion]}, status}` as an apply
+//! patch to the `/status` subresource (forced: each status has exactly one writer). With
+//! [`Precondition::ResourceVersion`] the API server refuses the write (409) when the object
+//! changed since the cache saw it, so a stale cache can never move a record backwards.
+
+use std::fmt::Debug;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, SchedulingPolicy};
+
+use crate::metrics::Metrics;
+
+/// `status` values of conditions.
+pub const CONDITION_TRUE: &str = "True";
+pub const CONDITION_FALSE: &str = "False";
+
+/// A condition as a controller wants it now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredCondition {
+    pub type_: String,
+    pub status: bool,
+    /// CamelCase reason (a constant from `barge_crds::consts`).
+    pub reason: String,
+    pub message: String,
+}
+
+impl DesiredCondition {
+    pub fn new(type_: &str, status: bool, reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            type_: type_.into(),
+            status,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The conditions to write: exactly `desired`, in that order, each keeping the
+/// `lastTransitionTime` of the existing condition of its type when its status did not change
+/// (reason and message may change without a transition), else `now`.
+pub fn merge_conditions(
+    existing: &[Condition],
+    desired: &[DesiredCondition],
+    observed_generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
+    desired
+        .iter()
+        .map(|d| {
+            let status = if d.status {
+                CONDITION_TRUE
+            } else {
+                CONDITION_FALSE
+            };
+            let last_transition_time = existing
+                .iter()
+                .find(|c| c.type_ == d.type_ && c.status == status)
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or(Time(now));
+            Condition {
+                type_: d.type_.clone(),
+                status: status.to_string(),
+                reason: d.reason.clone(),
+                message: d.message.clone(),
+                last_transition_time,
+                observed_generation,
+            }
+        })
+        .collect()
+}
+
+/// The condition of `type_`, if present.
+pub fn find_condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// A kind whose status Barge writes.
+pub trait HasStatus:
+    Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Serialize + Send + Sync + 'static
+{
+    type Status: Serialize + PartialEq + Clone + Debug + Send + Sync;
+    fn status(&self) -> Option<&Self::Status>;
+}
+
+macro_rules! has_status {
+    ($kind:ty, $status:ty) => {
+        impl HasStatus for $kind {
+            type Status = $status;
+            fn status(&self) -> Option<&$status> {
+                self.status.as_ref()
+            }
+        }
+    };
+}
+
+has_status!(Job, barge_crds::JobStatusDetail);
+has_status!(JobDefinition, barge_crds::JobDefinitionStatus);
+has_status!(JobQueue, barge_crds::JobQueueStatus);
+has_status!(ComputeEnvironment, barge_crds::ComputeEnvironmentStatus);
+has_status!(SchedulingPolicy, barge_crds::SchedulingPolicyStatus);
+
+/// Whether the write requires the object to be unchanged since it was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// Last writer wins (fine for statuses derived entirely from the current state).
+    None,
+    /// The object's `resourceVersion` as read; a newer object makes the write fail with 409.
+    ResourceVersion,
+}
+
+/// What [`apply_status`] did.
+#[derive(Debug)]
+pub enum StatusWrite<K> {
+    /// The status already was the desired one.
+    Unchanged,
+    /// Written; the object as the API server returned it.
+    Written(Box<K>),
+}
+
+/// The apply patch body for a status write (pure).
+pub fn status_patch<K: HasStatus>(
+    obj: &K,
+    status: &K::Status,
+    precondition: Precondition,
+) -> serde_json::Value {
+    let mut metadata = serde_json::json!({ "name": obj.name_any() });
+    if precondition == Precondition::ResourceVersion {
+        if let Some(rv) = obj.resource_version() {
+            metadata["resourceVersion"] = serde_json::Value::String(rv);
+        }
+    }
+    serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": metadata,
+        "status": status,
+    })
+}
+
+/// Writes `status` to `api` for `obj` by server-side apply as `field_manager`, unless `obj`
+/// already has exactly that status.
+pub async fn apply_status<K: HasStatus>(
+    api: &Api<K>,
+    obj: &K,
+    status: &K::Status,
+    field_manager: &str,
+    precondition: Precondition,
+    metrics: &Metrics,
+) -> Result<StatusWrite<K>, kube::Error> {
+    if obj.status() == Some(status) {
+        metrics.status_writes_skipped.inc();
+        return Ok(StatusWrite::Unchanged);
+    }
+    let patch = status_patch(obj, status, precondition);
+    let params = PatchParams::apply(field_manager).force();
+    metrics.status_writes.inc();
+    let written = api
+        .patch_status(&obj.name_any(), &params, &Patch::Apply(&patch))
+        .await?;
+    Ok(StatusWrite::Written(Box::new(written)))
+}
+
+/// Whether a kube error is a 409 Conflict (a stale resourceVersion, or a concurrent writer).
+pub fn is_conflict(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 409)
+}
+
+/// Whether a kube error is a 404 Not Found.
+pub fn is_not_found(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 404)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use barge_crds::consts::{CONDITION_READY, REASON_INVALID_SPEC, REASON_VALID};
+    use barge_crds::job_queue::{JobQueueSpec, JobQueueStatus, JqStatus};
+
+    fn ts(secs: i64) -> Timestamp {
+        Timestamp::from_second(secs).expect("ts")
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_the_status_flips() {
+        let first = merge_conditions(
+            &[],
+            &[DesiredCondition::new(
+                CONDITION_READY,
+                true,
+                REASON_VALID,
+                "ok",
+            )],
+            Some(1),
+            ts(100),
+        );
+        assert_eq!(first[0].last_transition_time, Time(ts(100)));
+        assert_eq!(first[0].status, CONDITION_TRUE);
+        // Same status, new message and generation: the time stays.
+        let same = merge_conditions(
+            &first,
+            &[DesiredCondition::new(
+                CONDITION_READY,
+                true,
+                REASON_VALID,
+                "still ok",
+            )],
+            Some(2),
+            ts(200),
+        );
+        assert_eq!(same[0].last_transition_time, Time(ts(100)));
+        assert_eq!(
+            (same[0].message.as_str(), same[0].observed_generation),
+            ("still ok", Some(2))
+        );
+        // A flip moves it.
+        let flipped = merge_conditions(
+            &same,
+            &[DesiredCondition::new(
+                CONDITION_READY,
+                false,
+                REASON_INVALID_SPEC,
+                "bad",
+            )],
+            Some(2),
+            ts(300),
+        );
+        assert_eq!(flipped[0].last_transition_time, Time(ts(300)));
+        assert_eq!(flipped[0].status, CONDITION_FALSE);
+        // Conditions no longer desired are dropped.
+        assert!(merge_conditions(&flipped, &[], None, ts(400)).is_empty());
+        assert!(find_condition(&flipped, CONDITION_READY).is_some());
+    }
+
+    #[test]
+    fn status_patch_carries_identity_status_and_optional_precondition() {
+        let mut q = JobQueue::new(
+            "high",
+            JobQueueSpec {
+                state: Default::default(),
+                priority: 1,
+                compute_environment_order: vec![],
+                scheduling_policy_name: None,
+                job_state_time_limit_actions: vec![],
+                namespace_selector: None,
+                queueing_strategy: Default::default(),
+            },
+        );
+        q.metadata.resource_version = Some("42".into());
+        let status = JobQueueStatus {
+            status: Some(JqStatus::Valid),
+            ..Default::default()
+        };
+        let patch = status_patch(&q, &status, Precondition::None);
+        assert_eq!(patch["apiVersion"], "batch.barge.dev/v1alpha1");
+        assert_eq!(patch["kind"], "JobQueue");
+        assert_eq!(patch["metadata"], serde_json::json!({"name": "high"}));
+        assert_eq!(patch["status"]["status"], "VALID");
+        assert!(
+            patch.get("spec").is_none(),
+            "a status write carries no spec"
+        );
+        let guarded = status_patch(&q, &status, Precondition::ResourceVersion);
+        assert_eq!(guarded["metadata"]["resourceVersion"], "42");
+    }
+}

@@ -1,0 +1,481 @@
+//! End-to-end: single jobs through the real `barge` binary (issue 4) — the AWS Batch
+//! environment, parameters and overrides, dependencies, retries and `evaluateOnExit`, timeouts,
+//! node loss, queue priority, compute environment order, and an operator killed mid-flight.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use barge_crds::consts::{
+    ENV_CE_NAME, ENV_JOB_ATTEMPT, ENV_JOB_ID, ENV_JQ_NAME, STATUS_REASON_DEPENDENT_JOB_FAILED,
+    STATUS_REASON_HOST_TERMINATED_PREFIX, STATUS_REASON_TIMEOUT,
+};
+use barge_crds::job::JobStatus;
+use kube::api::ListParams;
+use kube::ResourceExt;
+
+use support::{
+    attempts, compute_environment, job, job_definition, job_queue, scripted_tags, status_of,
+    status_reason, trace_spans, traced, E2e, Options,
+};
+
+/// A 4-vCPU environment `ce` and a queue `q` over it.
+async fn one_queue(env: &E2e, vcpus: i32) {
+    env.apply(&format!(
+        "{}{}",
+        compute_environment("ce", vcpus),
+        job_queue("q", 10, &["ce"])
+    ))
+    .await;
+    env.wait_compute_environment("${NS}-ce", (vcpus / 2) as usize)
+        .await;
+}
+
+/// `KEY=value` lines of a log.
+fn env_lines(log: &str) -> BTreeMap<String, String> {
+    log.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_job_succeeds_and_sees_the_aws_batch_environment() {
+    let env = E2e::start("env").await;
+    one_queue(&env, 4).await;
+    env.apply(&job_definition(
+        "printenv",
+        "env | grep '^AWS_BATCH_' | sort",
+        &[],
+        "1",
+        "",
+    ))
+    .await;
+    env.apply(&job("hello", "q", "printenv", "")).await;
+
+    let done = env.wait_job("hello", JobStatus::Succeeded).await;
+    assert_eq!(attempts(&done), 1);
+    let status = done.status.clone().expect("status");
+    let pod = status.attempts[0]
+        .container
+        .pod_name
+        .clone()
+        .expect("the attempt names its pod");
+    assert_eq!(pod, "hello-1");
+    let log = env.wait_log(&pod, ENV_CE_NAME).await;
+    let vars = env_lines(&log);
+    assert_eq!(
+        vars.get(ENV_JOB_ID),
+        status.job_id.as_ref(),
+        "AWS_BATCH_JOB_ID is the job id; log:\n{log}"
+    );
+    assert_eq!(vars.get(ENV_JOB_ID), done.metadata.uid.as_ref());
+    assert_eq!(vars.get(ENV_JOB_ATTEMPT).map(String::as_str), Some("1"));
+    assert_eq!(
+        vars.get(ENV_JQ_NAME).cloned(),
+        Some(format!("{}-q", env.ns)),
+        "log:\n{log}"
+    );
+    assert_eq!(
+        vars.get(ENV_CE_NAME).cloned(),
+        Some(format!("{}-ce", env.ns)),
+        "log:\n{log}"
+    );
+    assert_eq!(status.compute_environment, Some(format!("{}-ce", env.ns)));
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn parameters_and_container_overrides_reach_the_command() {
+    let env = E2e::start("params").await;
+    one_queue(&env, 4).await;
+    // Ref::word is the script's $0; GREETING comes from the environment.
+    env.apply(&job_definition(
+        "greet",
+        "echo \"word=$0 greeting=${GREETING:-unset}\"",
+        &["Ref::word"],
+        "1",
+        "parameters: {word: default-word}",
+    ))
+    .await;
+    env.apply(&job("defaults", "q", "greet", "")).await;
+    env.apply(&job(
+        "overridden",
+        "q",
+        "greet",
+        "parameters: {word: from-job}\ncontainerOverrides:\n  environment:\n    - {name: GREETING, value: from-override}\n",
+    ))
+    .await;
+    env.apply(&job(
+        "new-command",
+        "q",
+        "greet",
+        "parameters: {word: replaced}\ncontainerOverrides:\n  command: [sh, -c, 'echo \"override-command $0\"', Ref::word]\n",
+    ))
+    .await;
+
+    for name in ["defaults", "overridden", "new-command"] {
+        env.wait_job(name, JobStatus::Succeeded).await;
+    }
+    let log = env.wait_log("defaults-1", "word=").await;
+    assert!(
+        log.contains("word=default-word greeting=unset"),
+        "the definition's parameter default: {log}"
+    );
+    let log = env.wait_log("overridden-1", "word=").await;
+    assert!(
+        log.contains("word=from-job greeting=from-override"),
+        "the job's parameter and environment override: {log}"
+    );
+    let log = env.wait_log("new-command-1", "override-command").await;
+    assert!(
+        log.contains("override-command replaced"),
+        "the overridden command, with parameters substituted: {log}"
+    );
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_dependency_chain_runs_in_order() {
+    let env = E2e::start("chain").await;
+    one_queue(&env, 8).await;
+    env.apply(&job_definition(
+        "step",
+        &traced("$0", "sleep 0.3"),
+        &["Ref::label"],
+        "1",
+        "",
+    ))
+    .await;
+    // Submitted in reverse, so that submission order cannot explain the run order.
+    env.apply(&job(
+        "third",
+        "q",
+        "step",
+        "parameters: {label: third}\ndependsOn: [{jobName: second}]\n",
+    ))
+    .await;
+    env.apply(&job(
+        "second",
+        "q",
+        "step",
+        "parameters: {label: second}\ndependsOn: [{jobName: first}]\n",
+    ))
+    .await;
+    env.apply(&job("first", "q", "step", "parameters: {label: first}\n"))
+        .await;
+    let waiting = env
+        .wait_for(&env.jobs(), "third", "PENDING", |j| {
+            status_of(j) == Some(JobStatus::Pending) || status_of(j).is_some_and(|s| s.is_finished())
+        })
+        .await;
+    assert_eq!(status_of(&waiting), Some(JobStatus::Pending));
+
+    for name in ["first", "second", "third"] {
+        env.wait_job(name, JobStatus::Succeeded).await;
+    }
+    let spans = trace_spans(&env.trace());
+    let span = |name: &str| {
+        let (start, end) = spans.get(name).copied().unwrap_or_default();
+        (
+            start.unwrap_or_else(|| panic!("{name} start traced: {spans:?}")),
+            end.unwrap_or_else(|| panic!("{name} end traced: {spans:?}")),
+        )
+    };
+    let (first, second, third) = (span("first"), span("second"), span("third"));
+    assert!(second.0 > first.1, "second started after first ended: {spans:?}");
+    assert!(third.0 > second.1, "third started after second ended: {spans:?}");
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_failed_dependency_fails_its_dependents() {
+    let env = E2e::start("depfail").await;
+    one_queue(&env, 4).await;
+    env.apply(&job_definition("fail", "exit 1", &[], "1", "")).await;
+    env.apply(&job_definition("ok", "echo never", &[], "1", "")).await;
+    env.apply(&job("root", "q", "fail", "")).await;
+    env.apply(&job("child", "q", "ok", "dependsOn: [{jobName: root}]\n"))
+        .await;
+    env.apply(&job("grandchild", "q", "ok", "dependsOn: [{jobName: child}]\n"))
+        .await;
+
+    let root = env.wait_job("root", JobStatus::Failed).await;
+    assert_eq!(attempts(&root), 1);
+    for name in ["child", "grandchild"] {
+        let dependent = env.wait_job(name, JobStatus::Failed).await;
+        assert!(
+            status_reason(&dependent).contains(STATUS_REASON_DEPENDENT_JOB_FAILED),
+            "{name}: {:?}",
+            status_reason(&dependent)
+        );
+        assert_eq!(attempts(&dependent), 0, "{name} never ran");
+        assert!(env.pods_of(name).await.is_empty(), "{name} has no pod");
+    }
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn evaluate_on_exit_exit_ends_after_one_attempt_while_other_codes_retry() {
+    let env = E2e::start_with("exitcodes", Options::scripted()).await;
+    one_queue(&env, 4).await;
+    env.apply(&job_definition(
+        "scripted",
+        "exit 0",
+        &[],
+        "1",
+        "retryStrategy:\n  attempts: 3\n  evaluateOnExit:\n    - {onExitCode: \"3\", action: EXIT}\n",
+    ))
+    .await;
+    env.apply(&job("exit-three", "q", "scripted", &scripted_tags("0", 3)))
+        .await;
+    env.apply(&job("exit-one", "q", "scripted", &scripted_tags("0", 1)))
+        .await;
+
+    let three = env.wait_job("exit-three", JobStatus::Failed).await;
+    assert_eq!(attempts(&three), 1, "EXIT on code 3 stops after one attempt");
+    assert_eq!(
+        three.status.as_ref().expect("status").attempts[0]
+            .container
+            .exit_code,
+        Some(3)
+    );
+    let one = env.wait_job("exit-one", JobStatus::Failed).await;
+    assert_eq!(attempts(&one), 3, "no rule matches exit 1: retried up to attempts");
+    let mut pods: Vec<String> = env
+        .pods_of("exit-one")
+        .await
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    pods.sort();
+    assert_eq!(pods, ["exit-one-1", "exit-one-2", "exit-one-3"]);
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_job_that_outlives_its_timeout_is_killed_and_not_retried() {
+    let env = E2e::start("timeout").await;
+    one_queue(&env, 4).await;
+    env.apply(&job_definition(
+        "slow",
+        "exec sleep 60",
+        &[],
+        "1",
+        "retryStrategy: {attempts: 3}\ntimeout: {attemptDurationSeconds: 1}\n",
+    ))
+    .await;
+    env.apply(&job("slow", "q", "slow", "")).await;
+    let started = std::time::Instant::now();
+    let done = env.wait_job("slow", JobStatus::Failed).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(40),
+        "killed long before the command's 60 s"
+    );
+    assert_eq!(attempts(&done), 1, "a timed-out job is not retried");
+    let attempt_reason = done.status.as_ref().expect("status").attempts[0]
+        .status_reason
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        status_reason(&done).contains(STATUS_REASON_TIMEOUT)
+            || attempt_reason.contains(STATUS_REASON_TIMEOUT),
+        "reason {:?} / attempt {:?}",
+        status_reason(&done),
+        attempt_reason
+    );
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_lost_node_is_retried_by_a_host_status_reason_rule() {
+    if support::skip_on_real_cluster("a_lost_node_is_retried_by_a_host_status_reason_rule") {
+        return;
+    }
+    let env = E2e::start("nodeloss").await;
+    // Two 2-vCPU nodes; the job takes a whole node.
+    one_queue(&env, 4).await;
+    env.apply(&job_definition(
+        "fragile",
+        "if [ \"$AWS_BATCH_JOB_ATTEMPT\" = 1 ]; then exec sleep 60; fi\necho \"attempt $AWS_BATCH_JOB_ATTEMPT done\"",
+        &[],
+        "2",
+        "retryStrategy:\n  attempts: 2\n  evaluateOnExit:\n    - {onStatusReason: \"Host*\", action: RETRY}\n    - {onReason: \"*\", action: EXIT}\n",
+    ))
+    .await;
+    env.apply(&job("fragile", "q", "fragile", "")).await;
+    env.wait_job_reached("fragile", JobStatus::Running).await;
+    let pod = env
+        .wait_for(&env.pods(), "fragile-1", "bound", |p| {
+            p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()
+        })
+        .await;
+    let node = pod.spec.and_then(|s| s.node_name).expect("node");
+    assert_eq!(env.lose_node(&node), 1, "the job's pod ran on {node}");
+
+    let done = env.wait_job("fragile", JobStatus::Succeeded).await;
+    let status = done.status.expect("status");
+    assert_eq!(status.attempts.len(), 2, "{:#?}", status.attempts);
+    let first_reason = status.attempts[0].status_reason.clone().unwrap_or_default();
+    assert!(
+        first_reason.starts_with(STATUS_REASON_HOST_TERMINATED_PREFIX),
+        "the first attempt ended with the host: {first_reason:?}"
+    );
+    assert_eq!(status.attempts[0].container.node_name.as_deref(), Some(node.as_str()));
+    assert_ne!(status.attempts[1].container.node_name.as_deref(), Some(node.as_str()));
+    env.wait_log("fragile-2", "attempt 2 done").await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn queue_priority_decides_which_queue_takes_a_contended_environment() {
+    let env = E2e::start("priority").await;
+    // One 2-vCPU node; every job takes all of it.
+    env.apply(&format!(
+        "{}{}{}",
+        compute_environment("ce", 2),
+        job_queue("low", 1, &["ce"]),
+        job_queue("high", 100, &["ce"])
+    ))
+    .await;
+    env.wait_compute_environment("${NS}-ce", 1).await;
+    env.apply(&job_definition("hold", &traced("$0", "sleep 2"), &["Ref::label"], "2", ""))
+        .await;
+    env.apply(&job_definition("quick", &traced("$0", "sleep 0.2"), &["Ref::label"], "2", ""))
+        .await;
+    env.apply(&job("blocker", "low", "hold", "parameters: {label: blocker}\n"))
+        .await;
+    env.wait_job_reached("blocker", JobStatus::Running).await;
+    // The low queue's jobs are submitted first: FIFO alone would run them first.
+    for name in ["low-1", "low-2"] {
+        env.apply(&job(name, "low", "quick", &format!("parameters: {{label: {name}}}\n")))
+            .await;
+    }
+    for name in ["high-1", "high-2"] {
+        env.apply(&job(name, "high", "quick", &format!("parameters: {{label: {name}}}\n")))
+            .await;
+    }
+    for name in ["blocker", "low-1", "low-2", "high-1", "high-2"] {
+        env.wait_job(name, JobStatus::Succeeded).await;
+    }
+    let spans = trace_spans(&env.trace());
+    let start = |name: &str| {
+        spans
+            .get(name)
+            .and_then(|s| s.0)
+            .unwrap_or_else(|| panic!("{name} traced: {spans:?}"))
+    };
+    let last_high = start("high-1").max(start("high-2"));
+    let first_low = start("low-1").min(start("low-2"));
+    assert!(
+        last_high < first_low,
+        "both high-priority jobs started before either low-priority one: {spans:?}"
+    );
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn compute_environment_order_spills_work_to_the_second_environment() {
+    let env = E2e::start("spill").await;
+    env.apply(&format!(
+        "{}{}{}",
+        compute_environment("first", 2),
+        compute_environment("second", 2),
+        job_queue("q", 10, &["first", "second"])
+    ))
+    .await;
+    env.wait_compute_environment("${NS}-first", 1).await;
+    env.wait_compute_environment("${NS}-second", 1).await;
+    env.apply(&job_definition("work", "sleep 2", &[], "1", "")).await;
+    let names = ["w1", "w2", "w3", "w4"];
+    for name in names {
+        env.apply(&job(name, "q", "work", "")).await;
+    }
+    let mut placed: BTreeMap<String, usize> = BTreeMap::new();
+    for name in names {
+        let done = env.wait_job(name, JobStatus::Succeeded).await;
+        let ce = done
+            .status
+            .and_then(|s| s.compute_environment)
+            .unwrap_or_else(|| panic!("{name} names its compute environment"));
+        *placed.entry(ce).or_default() += 1;
+    }
+    let expected: BTreeMap<String, usize> = [
+        (format!("{}-first", env.ns), 2),
+        (format!("{}-second", env.ns), 2),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(
+        placed, expected,
+        "the first environment takes what fits, the rest spills to the second"
+    );
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn killing_the_operator_amid_200_jobs_loses_and_duplicates_nothing() {
+    const JOBS: usize = 200;
+    let mut env = E2e::start_with("restart", Options::scripted()).await;
+    one_queue(&env, 8).await;
+    let pod_uids = env.watch_pod_uids();
+    env.apply(&job_definition("tiny", "exit 0", &[], "0.25", ""))
+        .await;
+    let mut manifests = String::new();
+    for i in 0..JOBS {
+        manifests.push_str(&job(&format!("j{i:03}"), "q", "tiny", &scripted_tags("0.3", 0)));
+    }
+    env.apply(&manifests).await;
+
+    let jobs = env.jobs();
+    let count_succeeded = || {
+        let jobs = jobs.clone();
+        async move {
+            let list = jobs.list(&ListParams::default()).await.ok()?;
+            Some(
+                list.items
+                    .iter()
+                    .filter(|j| status_of(j) == Some(JobStatus::Succeeded))
+                    .count(),
+            )
+        }
+    };
+    let at_kill = env
+        .wait_until("a quarter of the jobs to succeed", || async {
+            count_succeeded().await.filter(|n| *n >= JOBS / 4)
+        })
+        .await;
+    env.kill_operator();
+    assert!(
+        at_kill < JOBS,
+        "the operator was killed in the middle of the work ({at_kill} of {JOBS} done)"
+    );
+    env.start_operator();
+    env.wait_until(&format!("all {JOBS} jobs to succeed"), || async {
+        count_succeeded().await.filter(|n| *n == JOBS)
+    })
+    .await;
+
+    let all = jobs.list(&ListParams::default()).await.expect("jobs");
+    assert_eq!(all.items.len(), JOBS);
+    for j in &all.items {
+        assert_eq!(attempts(j), 1, "{} ran once: {:#?}", j.name_any(), j.status);
+    }
+    // Let the watch catch up with the last pods, then: one pod per job, never re-created.
+    let seen = env
+        .wait_until("every job's pod to be seen", || async {
+            let seen = pod_uids.snapshot();
+            (seen.len() >= JOBS).then_some(seen)
+        })
+        .await;
+    let expected: Vec<String> = (0..JOBS).map(|i| format!("j{i:03}-1")).collect();
+    assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), expected);
+    let recreated: Vec<&String> = seen
+        .iter()
+        .filter(|(_, uids)| uids.len() != 1)
+        .map(|(name, _)| name)
+        .collect();
+    assert!(recreated.is_empty(), "pods created twice: {recreated:?}");
+    eprintln!("killed the operator with {at_kill}/{JOBS} jobs done; all {JOBS} finished once");
+    env.finish().await;
+}

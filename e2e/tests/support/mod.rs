@@ -1,0 +1,840 @@
+//! The end-to-end harness: the real `barge` binary as a child process against a cluster.
+//!
+//! By default every test gets its own simulated cluster (`barge_sim::Cluster`, in-process) with
+//! Barge's CRDs and a simulated kubelet (process runtime unless the test asks for the scripted
+//! one), a fresh namespace, and `barge operator` spawned as a child process with fast intervals
+//! and its stderr captured to a file. The operator log is printed when a test fails and the child
+//! is killed when the [`E2e`] is dropped, so a test never leaks a process.
+//!
+//! Real-cluster mode: when `BARGE_E2E_KUBECONFIG` names a kubeconfig, the tests use that cluster
+//! instead (the CRDs must be installed; the simulated kubelet still runs in-process against it to
+//! run the pods of simulated compute environments). Tests then run one at a time (a process-wide
+//! lock), because each starts its own operator; tests that need sim-only faults skip themselves.
+//!
+//! Cluster-scoped objects (compute environments, queues) are named after the test's namespace:
+//! manifests say `${NS}` and [`E2e::apply`] substitutes it (and `${TRACE}`, a file for the
+//! process runtime's commands to append timestamps to).
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use barge_crds::compute_environment::CeStatus;
+use barge_crds::consts::{LABEL_JOB_NAME, LABEL_SIM_SIMULATED};
+use barge_crds::job::JobStatus;
+use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, SchedulingPolicy};
+use barge_sim::kubelet::{Kubelet, KubeletConfig, KubeletHandle, RuntimeKind};
+use barge_sim::{Cluster, ClusterConfig};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams,
+    PostParams,
+};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use serde::de::DeserializeOwned;
+
+/// Longest wait for any state.
+pub const WAIT: Duration = Duration::from_secs(90);
+/// Interval of every poll.
+pub const POLL: Duration = Duration::from_millis(100);
+/// Environment variable naming a real cluster's kubeconfig.
+pub const REAL_CLUSTER_ENV: &str = "BARGE_E2E_KUBECONFIG";
+/// Field manager of the tests' server-side applies.
+pub const FIELD_MANAGER: &str = "barge-e2e";
+/// Lines of the operator log shown with a failure.
+const LOG_TAIL_LINES: usize = 150;
+
+/// Tests against a real cluster run one at a time: each starts an operator of its own.
+static REAL_CLUSTER_SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How to set up a test.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Runtime of pods without a `sim.barge.dev/runtime` annotation.
+    pub runtime: RuntimeKind,
+    /// Extra flags of `barge operator`.
+    pub operator_flags: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            runtime: RuntimeKind::Process,
+            operator_flags: Vec::new(),
+        }
+    }
+}
+
+impl Options {
+    pub fn scripted() -> Self {
+        Self {
+            runtime: RuntimeKind::Scripted,
+            ..Self::default()
+        }
+    }
+
+    pub fn flag(mut self, flag: &str) -> Self {
+        self.operator_flags.push(flag.to_string());
+        self
+    }
+}
+
+/// The in-process simulated cluster of a test.
+struct Sim {
+    cluster: Cluster,
+}
+
+/// `barge operator` running as a child process.
+struct OperatorProcess {
+    child: Child,
+}
+
+impl OperatorProcess {
+    fn kill(&mut self) {
+        // SIGKILL; the child may have exited already.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One end-to-end test's world: cluster, namespace, operator.
+pub struct E2e {
+    pub ns: String,
+    pub client: Client,
+    sim: Option<Sim>,
+    kubelet: Option<KubeletHandle>,
+    kubeconfig: PathBuf,
+    dir: tempfile::TempDir,
+    options: Options,
+    operator: Option<OperatorProcess>,
+    operator_runs: u32,
+    _serial: Option<tokio::sync::MutexGuard<'static, ()>>,
+}
+
+/// The kubeconfig of the real cluster, if the tests run against one.
+pub fn real_cluster() -> Option<PathBuf> {
+    std::env::var_os(REAL_CLUSTER_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Skips (returns true) a test that needs the simulated cluster's faults, in real-cluster mode.
+pub fn skip_on_real_cluster(test: &str) -> bool {
+    if real_cluster().is_some() {
+        eprintln!("{test}: skipped against a real cluster (needs the simulated cluster's faults)");
+        return true;
+    }
+    false
+}
+
+fn unique_suffix() -> String {
+    format!("{:06x}", fastrand_u32() & 0xff_ffff)
+}
+
+fn fastrand_u32() -> u32 {
+    // Good enough for unique names without a dependency: time and pid mixed.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    nanos ^ std::process::id().rotate_left(16)
+}
+
+impl E2e {
+    /// A cluster, a namespace `e2e-<test>-<suffix>` and a running operator.
+    pub async fn start(test: &str) -> E2e {
+        E2e::start_with(test, Options::default()).await
+    }
+
+    pub async fn start_with(test: &str, options: Options) -> E2e {
+        let dir = tempfile::Builder::new()
+            .prefix("barge-e2e-")
+            .tempdir()
+            .expect("temporary directory");
+        let (sim, client, kubeconfig, serial) = match real_cluster() {
+            Some(path) => {
+                let guard = REAL_CLUSTER_SERIAL.lock().await;
+                let client = barge_operator::run::client(Some(&path))
+                    .await
+                    .expect("client of the real cluster");
+                (None, client, path, Some(guard))
+            }
+            None => {
+                let cluster = Cluster::start(ClusterConfig {
+                    kubeconfig: Some(dir.path().join("kubeconfig")),
+                    ..Default::default()
+                })
+                .await
+                .expect("simulated cluster");
+                let client = cluster.client().expect("client");
+                let path = cluster.kubeconfig_path().to_path_buf();
+                (Some(Sim { cluster }), client, path, None)
+            }
+        };
+        let kubelet = Kubelet::start(
+            client.clone(),
+            KubeletConfig {
+                runtime: options.runtime,
+                lease_renew_interval: Duration::from_secs(2),
+                work_dir: Some(dir.path().join("kubelet")),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("simulated kubelet");
+        let ns = format!("e2e-{}-{}", test.replace('_', "-"), unique_suffix());
+        let ns: String = ns.chars().take(50).collect();
+        let ns = ns.trim_end_matches('-').to_string();
+        let mut env = E2e {
+            ns,
+            client,
+            sim,
+            kubelet: Some(kubelet),
+            kubeconfig,
+            dir,
+            options,
+            operator: None,
+            operator_runs: 0,
+            _serial: serial,
+        };
+        if env.sim.is_some() {
+            env.install_crds().await;
+        }
+        let namespaces: Api<Namespace> = Api::all(env.client.clone());
+        let namespace: Namespace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": env.ns}
+        }))
+        .expect("namespace");
+        namespaces
+            .create(&PostParams::default(), &namespace)
+            .await
+            .expect("create the test namespace");
+        env.start_operator();
+        env
+    }
+
+    async fn install_crds(&self) {
+        let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        for crd in barge_crds::all_crds() {
+            api.create(&PostParams::default(), &crd)
+                .await
+                .expect("create CRD");
+        }
+        for name in barge_operator::run::crd_names() {
+            self.wait_until(&format!("CRD {name} established"), || {
+                let api = api.clone();
+                let name = name.clone();
+                async move {
+                    let crd = api.get_opt(&name).await.ok().flatten()?;
+                    let established = crd
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| {
+                            c.iter()
+                                .any(|c| c.type_ == "Established" && c.status == "True")
+                        });
+                    established.then_some(())
+                }
+            })
+            .await;
+        }
+    }
+
+    /// The simulated cluster (panics in real-cluster mode: guard with [`skip_on_real_cluster`]).
+    pub fn cluster(&self) -> &Cluster {
+        &self
+            .sim
+            .as_ref()
+            .expect("this test needs the simulated cluster")
+            .cluster
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// A file the process runtime's commands may append to (`${TRACE}` in manifests).
+    pub fn trace_path(&self) -> PathBuf {
+        self.dir.path().join("trace")
+    }
+
+    /// The lines of the trace file so far.
+    pub fn trace(&self) -> Vec<String> {
+        std::fs::read_to_string(self.trace_path())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn operator_log_path(&self, run: u32) -> PathBuf {
+        self.dir.path().join(format!("operator-{run}.log"))
+    }
+
+    /// Spawns `barge operator` (a new log file per run).
+    pub fn start_operator(&mut self) {
+        assert!(self.operator.is_none(), "the operator is already running");
+        self.operator_runs += 1;
+        let log = std::fs::File::create(self.operator_log_path(self.operator_runs))
+            .expect("operator log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_barge"))
+            .arg("operator")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args([
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--log-level",
+                "info,kube=warn",
+                "--status-coalesce-ms",
+                "100",
+                "--scheduler-interval-ms",
+                "100",
+                "--status-refresh-seconds",
+                "1",
+                "--array-pod-retention",
+                "all",
+                "--identity",
+                &format!("e2e-{}", self.ns),
+            ])
+            .args(&self.options.operator_flags)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn barge operator");
+        self.operator = Some(OperatorProcess { child });
+    }
+
+    /// SIGKILLs the operator (no graceful shutdown) and waits for it to be gone.
+    pub fn kill_operator(&mut self) {
+        if let Some(mut operator) = self.operator.take() {
+            operator.kill();
+        }
+    }
+
+    pub fn restart_operator(&mut self) {
+        self.kill_operator();
+        self.start_operator();
+    }
+
+    /// The last lines of every operator run's log.
+    pub fn operator_log(&self) -> String {
+        let mut out = String::new();
+        for run in 1..=self.operator_runs {
+            let text = std::fs::read_to_string(self.operator_log_path(run)).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let skip = lines.len().saturating_sub(LOG_TAIL_LINES);
+            out.push_str(&format!(
+                "----- operator run {run} ({} lines, last {}) -----\n",
+                lines.len(),
+                lines.len() - skip
+            ));
+            for line in &lines[skip..] {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Substitutes `${NS}` and `${TRACE}`.
+    pub fn render(&self, manifest: &str) -> String {
+        manifest
+            .replace("${NS}", &self.ns)
+            .replace("${TRACE}", &self.trace_path().display().to_string())
+    }
+
+    /// Server-side applies every document of `manifests` (Barge kinds; namespaced ones go to
+    /// the test's namespace).
+    pub async fn apply(&self, manifests: &str) {
+        let text = self.render(manifests);
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let value: serde_json::Value = serde::Deserialize::deserialize(document)
+                .unwrap_or_else(|e| panic!("test manifest: {e}\n{text}"));
+            if value.is_null() {
+                continue;
+            }
+            let object: DynamicObject = serde_json::from_value(value)
+                .unwrap_or_else(|e| panic!("test manifest: {e}\n{text}"));
+            let kind = object
+                .types
+                .as_ref()
+                .map(|t| t.kind.clone())
+                .unwrap_or_default();
+            let (resource, namespaced) = api_resource(&kind)
+                .unwrap_or_else(|| panic!("the harness does not apply kind {kind:?}"));
+            let api: Api<DynamicObject> = if namespaced {
+                Api::namespaced_with(self.client.clone(), &self.ns, &resource)
+            } else {
+                Api::all_with(self.client.clone(), &resource)
+            };
+            let name = object.name_any();
+            api.patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&object),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("apply {kind} {name}: {e}\n{text}"));
+        }
+    }
+
+    pub fn jobs(&self) -> Api<Job> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub fn definitions(&self) -> Api<JobDefinition> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub fn compute_environments(&self) -> Api<ComputeEnvironment> {
+        Api::all(self.client.clone())
+    }
+
+    pub fn queues(&self) -> Api<JobQueue> {
+        Api::all(self.client.clone())
+    }
+
+    pub fn policies(&self) -> Api<SchedulingPolicy> {
+        Api::all(self.client.clone())
+    }
+
+    pub fn nodes(&self) -> Api<Node> {
+        Api::all(self.client.clone())
+    }
+
+    /// Polls `probe` every [`POLL`] until it returns `Some`; fails after [`WAIT`] with the
+    /// operator log.
+    pub async fn wait_until<T, F, Fut>(&self, what: &str, probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        self.wait_until_for(what, WAIT, probe).await
+    }
+
+    pub async fn wait_until_for<T, F, Fut>(&self, what: &str, limit: Duration, mut probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(value) = probe().await {
+                return value;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "timed out after {limit:?} waiting for {what}\n{}",
+                    self.operator_log()
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Polls a namespaced object until `pred` holds; fails with the last object seen.
+    pub async fn wait_for<K>(&self, api: &Api<K>, name: &str, what: &str, pred: impl Fn(&K) -> bool) -> K
+    where
+        K: Clone + DeserializeOwned + Debug + serde::Serialize,
+    {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut last = None;
+        loop {
+            if let Ok(Some(obj)) = api.get_opt(name).await {
+                if pred(&obj) {
+                    return obj;
+                }
+                last = Some(obj);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let last = last
+                    .map(|o| serde_yaml::to_string(&o).unwrap_or_default())
+                    .unwrap_or_else(|| "(never seen)".into());
+                panic!(
+                    "timed out after {WAIT:?} waiting for {name} to be {what}; last seen:\n{last}\n{}",
+                    self.operator_log()
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until the job is SUCCEEDED or FAILED and returns it.
+    pub async fn wait_finished(&self, job: &str) -> Job {
+        self.wait_for(&self.jobs(), job, "finished", |j| {
+            status_of(j).is_some_and(JobStatus::is_finished)
+        })
+        .await
+    }
+
+    /// Waits until the job is finished and asserts its final status.
+    pub async fn wait_job(&self, job: &str, expected: JobStatus) -> Job {
+        let found = self.wait_finished(job).await;
+        if status_of(&found) != Some(expected) {
+            panic!(
+                "job {job} ended {:?}, expected {expected}:\n{}\n{}",
+                status_of(&found),
+                serde_yaml::to_string(&found).unwrap_or_default(),
+                self.operator_log()
+            );
+        }
+        found
+    }
+
+    /// Waits until the job has reached `state` (or a later one).
+    pub async fn wait_job_reached(&self, job: &str, state: JobStatus) -> Job {
+        self.wait_for(&self.jobs(), job, state.as_str(), |j| {
+            status_of(j).is_some_and(|s| s >= state)
+        })
+        .await
+    }
+
+    /// Waits until a compute environment is VALID with `nodes` Ready nodes.
+    pub async fn wait_compute_environment(&self, name: &str, nodes: usize) {
+        let name = self.render(name);
+        self.wait_for(&self.compute_environments(), &name, "VALID", |ce| {
+            ce.status
+                .as_ref()
+                .and_then(|s| s.status)
+                .is_some_and(|s| s == CeStatus::Valid)
+        })
+        .await;
+        let selector = format!("{}={name}", barge_crds::consts::LABEL_COMPUTE_ENVIRONMENT);
+        let nodes_api = self.nodes();
+        self.wait_until(&format!("{nodes} Ready nodes of {name}"), || {
+            let nodes_api = nodes_api.clone();
+            let selector = selector.clone();
+            async move {
+                let list = nodes_api
+                    .list(&ListParams::default().labels(&selector))
+                    .await
+                    .ok()?;
+                let ready = list.items.iter().filter(|n| node_is_ready(n)).count();
+                (ready >= nodes).then_some(())
+            }
+        })
+        .await;
+    }
+
+    /// Pods of a job (every attempt, every child).
+    pub async fn pods_of(&self, job: &str) -> Vec<Pod> {
+        self.pods()
+            .list(&ListParams::default().labels(&format!("{LABEL_JOB_NAME}={job}")))
+            .await
+            .expect("list pods")
+            .items
+    }
+
+    /// The log of a pod's (first) container.
+    pub async fn log(&self, pod: &str) -> String {
+        self.pods()
+            .logs(pod, &LogParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("logs of {pod}: {e}"))
+    }
+
+    /// Waits until a pod's log contains `needle` (the log server may lag the pod's end).
+    pub async fn wait_log(&self, pod: &str, needle: &str) -> String {
+        let pods = self.pods();
+        self.wait_until(&format!("log of {pod} to contain {needle:?}"), || {
+            let pods = pods.clone();
+            async move {
+                let text = pods.logs(pod, &LogParams::default()).await.ok()?;
+                text.contains(needle).then_some(text)
+            }
+        })
+        .await
+    }
+
+    /// Patches `spec.terminate` of a job.
+    pub async fn terminate(&self, job: &str, reason: &str, array_indices: Option<&str>) {
+        let mut terminate = serde_json::json!({"reason": reason});
+        if let Some(indices) = array_indices {
+            terminate["arrayIndices"] = serde_json::json!(indices);
+        }
+        self.jobs()
+            .patch(
+                job,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"terminate": terminate}})),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("terminate {job}: {e}"));
+    }
+
+    /// Node loss (sim only): the Node is deleted and its pods fail.
+    pub fn lose_node(&self, node: &str) -> usize {
+        self.cluster()
+            .lose_node(node)
+            .unwrap_or_else(|e| panic!("lose node {node}: {e}"))
+    }
+
+    /// Records every pod uid ever seen per pod name in the test namespace, until dropped.
+    pub fn watch_pod_uids(&self) -> PodUidRecorder {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, BTreeSet<String>>::new()));
+        let record = seen.clone();
+        let api = self.pods();
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()));
+            while let Some(event) = stream.next().await {
+                let pods: Vec<Pod> = match event {
+                    Ok(watcher::Event::Apply(pod)) | Ok(watcher::Event::InitApply(pod)) => {
+                        vec![pod]
+                    }
+                    _ => continue,
+                };
+                if let Ok(mut seen) = record.lock() {
+                    for pod in pods {
+                        if let Some(uid) = pod.metadata.uid.clone() {
+                            seen.entry(pod.name_any()).or_default().insert(uid);
+                        }
+                    }
+                }
+            }
+        });
+        PodUidRecorder { seen, task }
+    }
+
+    /// Stops the operator, the kubelet and the cluster; deletes the namespace of a real cluster.
+    pub async fn finish(mut self) {
+        self.kill_operator();
+        if let Some(kubelet) = self.kubelet.take() {
+            kubelet.shutdown().await;
+        }
+        if let Some(sim) = self.sim.take() {
+            sim.cluster.shutdown().await;
+        } else {
+            let namespaces: Api<Namespace> = Api::all(self.client.clone());
+            let _ = namespaces.delete(&self.ns, &DeleteParams::default()).await;
+        }
+    }
+}
+
+impl Drop for E2e {
+    fn drop(&mut self) {
+        self.kill_operator();
+        if std::thread::panicking() {
+            eprintln!("namespace {}\n{}", self.ns, self.operator_log());
+        }
+    }
+}
+
+/// Pod uids seen per pod name (see [`E2e::watch_pod_uids`]).
+pub struct PodUidRecorder {
+    seen: std::sync::Arc<std::sync::Mutex<BTreeMap<String, BTreeSet<String>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PodUidRecorder {
+    pub fn snapshot(&self) -> BTreeMap<String, BTreeSet<String>> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for PodUidRecorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// (resource, namespaced) of the kinds the harness applies.
+fn api_resource(kind: &str) -> Option<(ApiResource, bool)> {
+    Some(match kind {
+        "ComputeEnvironment" => (ApiResource::erase::<ComputeEnvironment>(&()), false),
+        "JobQueue" => (ApiResource::erase::<JobQueue>(&()), false),
+        "SchedulingPolicy" => (ApiResource::erase::<SchedulingPolicy>(&()), false),
+        "JobDefinition" => (ApiResource::erase::<JobDefinition>(&()), true),
+        "Job" => (ApiResource::erase::<Job>(&()), true),
+        _ => return None,
+    })
+}
+
+pub fn status_of(job: &Job) -> Option<JobStatus> {
+    job.status.as_ref().and_then(|s| s.status)
+}
+
+pub fn status_reason(job: &Job) -> String {
+    job.status
+        .as_ref()
+        .and_then(|s| s.status_reason.clone())
+        .unwrap_or_default()
+}
+
+pub fn attempts(job: &Job) -> usize {
+    job.status.as_ref().map(|s| s.attempts.len()).unwrap_or(0)
+}
+
+pub fn node_is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Whether a Node belongs to the simulated kubelet.
+pub fn is_simulated(node: &Node) -> bool {
+    node.labels().contains_key(LABEL_SIM_SIMULATED)
+}
+
+/// Parses trace lines `<label> <start|end> <nanos>` into label → (start, end).
+pub fn trace_spans(lines: &[String]) -> BTreeMap<String, (Option<u128>, Option<u128>)> {
+    let mut spans: BTreeMap<String, (Option<u128>, Option<u128>)> = BTreeMap::new();
+    for line in lines {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        if let [label, edge, nanos] = parts.as_slice() {
+            let Ok(nanos) = nanos.parse::<u128>() else {
+                continue;
+            };
+            let span = spans.entry(label.to_string()).or_default();
+            match *edge {
+                "start" => span.0 = Some(nanos),
+                "end" => span.1 = Some(nanos),
+                _ => {}
+            }
+        }
+    }
+    spans
+}
+
+/// A shell snippet for process-runtime commands: appends `<label> start <ns>`, runs `body`,
+/// appends `<label> end <ns>` (only when `body` succeeded). `label` may use shell variables.
+pub fn traced(label: &str, body: &str) -> String {
+    format!(
+        "echo \"{label} start $(date +%s%N)\" >> ${{TRACE}} && {{ {body} ; }} && echo \"{label} end $(date +%s%N)\" >> ${{TRACE}}"
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Manifests
+// ---------------------------------------------------------------------------------------------
+
+/// Indents every line of `text` by `spaces`.
+pub fn indent(text: &str, spaces: usize) -> String {
+    let pad = " ".repeat(spaces);
+    text.lines()
+        .map(|l| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("{pad}{l}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A MANAGED simulated compute environment `${NS}-<name>` of exactly `vcpus` vCPUs of 2-vCPU
+/// nodes (c5.large), so `vcpus / 2` nodes.
+pub fn compute_environment(name: &str, vcpus: i32) -> String {
+    format!(
+        r#"---
+apiVersion: batch.barge.dev/v1alpha1
+kind: ComputeEnvironment
+metadata: {{name: "${{NS}}-{name}"}}
+spec:
+  type: MANAGED
+  state: ENABLED
+  computeResources:
+    type: EC2
+    minvCpus: {vcpus}
+    maxvCpus: {vcpus}
+    desiredvCpus: {vcpus}
+    instanceTypes: [c5.large]
+    provider: {{simulated: {{}}}}
+"#
+    )
+}
+
+/// A queue `${NS}-<name>` over the given environments (by short name), in order.
+pub fn job_queue(name: &str, priority: i32, environments: &[&str]) -> String {
+    let order: Vec<String> = environments
+        .iter()
+        .enumerate()
+        .map(|(i, ce)| format!("{{order: {}, computeEnvironment: \"${{NS}}-{ce}\"}}", i + 1))
+        .collect();
+    format!(
+        r#"---
+apiVersion: batch.barge.dev/v1alpha1
+kind: JobQueue
+metadata: {{name: "${{NS}}-{name}"}}
+spec:
+  state: ENABLED
+  priority: {priority}
+  computeEnvironmentOrder: [{}]
+"#,
+        order.join(", ")
+    )
+}
+
+/// A container job definition running `script` with `sh -c` (extra words after the script are
+/// its `$0`, `$1`...), asking for `vcpus` vCPUs and 64 MiB; `extra` is spec-level YAML.
+pub fn job_definition(name: &str, script: &str, args: &[&str], vcpus: &str, extra: &str) -> String {
+    let args: String = args
+        .iter()
+        .map(|a| format!("      - \"{a}\"\n"))
+        .collect();
+    format!(
+        r#"---
+apiVersion: batch.barge.dev/v1alpha1
+kind: JobDefinition
+metadata: {{name: {name}}}
+spec:
+  type: container
+  containerProperties:
+    image: busybox:1.36
+    command:
+      - sh
+      - -c
+      - |
+{script}
+{args}    resourceRequirements:
+      - {{type: VCPU, value: "{vcpus}"}}
+      - {{type: MEMORY, value: "64"}}
+{extra}
+"#,
+        script = indent(script, 8),
+        extra = indent(extra, 2),
+    )
+}
+
+/// A job of `definition` on queue `${NS}-<queue>`; `extra` is spec-level YAML.
+pub fn job(name: &str, queue: &str, definition: &str, extra: &str) -> String {
+    format!(
+        r#"---
+apiVersion: batch.barge.dev/v1alpha1
+kind: Job
+metadata: {{name: {name}}}
+spec:
+  jobQueue: "${{NS}}-{queue}"
+  jobDefinition: {definition}
+{extra}
+"#,
+        extra = indent(extra, 2),
+    )
+}
+
+/// Spec-level YAML for the scripted runtime: tags that become pod annotations.
+pub fn scripted_tags(duration_seconds: &str, exit_code: i32) -> String {
+    format!(
+        "propagateTags: true\ntags:\n  sim.barge.dev/runtime: scripted\n  sim.barge.dev/duration-seconds: \"{duration_seconds}\"\n  sim.barge.dev/exit-code: \"{exit_code}\"\n"
+    )
+}

@@ -76,6 +76,8 @@ pub const FIELD_MANAGER_JOB_DEFINITION_CONTROLLER: &str = "barge-job-definition-
 pub const FIELD_MANAGER_SCHEDULING_POLICY_CONTROLLER: &str = "barge-scheduling-policy-controller";
 /// The `barge` command line (submit, terminate, ...).
 pub const FIELD_MANAGER_CLI: &str = "barge-cli";
+/// `barge demo`, applying its sample workload.
+pub const FIELD_MANAGER_DEMO: &str = "barge-demo";
 
 // ---------------------------------------------------------------------------------------------
 // Conditions (Kubernetes API conventions: CamelCase types and reasons)

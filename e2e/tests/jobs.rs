@@ -166,7 +166,8 @@ async fn a_dependency_chain_runs_in_order() {
         .await;
     let waiting = env
         .wait_for(&env.jobs(), "third", "PENDING", |j| {
-            status_of(j) == Some(JobStatus::Pending) || status_of(j).is_some_and(|s| s.is_finished())
+            status_of(j) == Some(JobStatus::Pending)
+                || status_of(j).is_some_and(|s| s.is_finished())
         })
         .await;
     assert_eq!(status_of(&waiting), Some(JobStatus::Pending));
@@ -183,8 +184,14 @@ async fn a_dependency_chain_runs_in_order() {
         )
     };
     let (first, second, third) = (span("first"), span("second"), span("third"));
-    assert!(second.0 > first.1, "second started after first ended: {spans:?}");
-    assert!(third.0 > second.1, "third started after second ended: {spans:?}");
+    assert!(
+        second.0 > first.1,
+        "second started after first ended: {spans:?}"
+    );
+    assert!(
+        third.0 > second.1,
+        "third started after second ended: {spans:?}"
+    );
     env.finish().await;
 }
 
@@ -192,13 +199,20 @@ async fn a_dependency_chain_runs_in_order() {
 async fn a_failed_dependency_fails_its_dependents() {
     let env = E2e::start("depfail").await;
     one_queue(&env, 4).await;
-    env.apply(&job_definition("fail", "exit 1", &[], "1", "")).await;
-    env.apply(&job_definition("ok", "echo never", &[], "1", "")).await;
+    env.apply(&job_definition("fail", "exit 1", &[], "1", ""))
+        .await;
+    env.apply(&job_definition("ok", "echo never", &[], "1", ""))
+        .await;
     env.apply(&job("root", "q", "fail", "")).await;
     env.apply(&job("child", "q", "ok", "dependsOn: [{jobName: root}]\n"))
         .await;
-    env.apply(&job("grandchild", "q", "ok", "dependsOn: [{jobName: child}]\n"))
-        .await;
+    env.apply(&job(
+        "grandchild",
+        "q",
+        "ok",
+        "dependsOn: [{jobName: child}]\n",
+    ))
+    .await;
 
     let root = env.wait_job("root", JobStatus::Failed).await;
     assert_eq!(attempts(&root), 1);
@@ -233,7 +247,11 @@ async fn evaluate_on_exit_exit_ends_after_one_attempt_while_other_codes_retry() 
         .await;
 
     let three = env.wait_job("exit-three", JobStatus::Failed).await;
-    assert_eq!(attempts(&three), 1, "EXIT on code 3 stops after one attempt");
+    assert_eq!(
+        attempts(&three),
+        1,
+        "EXIT on code 3 stops after one attempt"
+    );
     assert_eq!(
         three.status.as_ref().expect("status").attempts[0]
             .container
@@ -241,7 +259,11 @@ async fn evaluate_on_exit_exit_ends_after_one_attempt_while_other_codes_retry() 
         Some(3)
     );
     let one = env.wait_job("exit-one", JobStatus::Failed).await;
-    assert_eq!(attempts(&one), 3, "no rule matches exit 1: retried up to attempts");
+    assert_eq!(
+        attempts(&one),
+        3,
+        "no rule matches exit 1: retried up to attempts"
+    );
     let mut pods: Vec<String> = env
         .pods_of("exit-one")
         .await
@@ -321,8 +343,14 @@ async fn a_lost_node_is_retried_by_a_host_status_reason_rule() {
         first_reason.starts_with(STATUS_REASON_HOST_TERMINATED_PREFIX),
         "the first attempt ended with the host: {first_reason:?}"
     );
-    assert_eq!(status.attempts[0].container.node_name.as_deref(), Some(node.as_str()));
-    assert_ne!(status.attempts[1].container.node_name.as_deref(), Some(node.as_str()));
+    assert_eq!(
+        status.attempts[0].container.node_name.as_deref(),
+        Some(node.as_str())
+    );
+    assert_ne!(
+        status.attempts[1].container.node_name.as_deref(),
+        Some(node.as_str())
+    );
     env.wait_log("fragile-2", "attempt 2 done").await;
     env.finish().await;
 }
@@ -339,21 +367,48 @@ async fn queue_priority_decides_which_queue_takes_a_contended_environment() {
     ))
     .await;
     env.wait_compute_environment("${NS}-ce", 1).await;
-    env.apply(&job_definition("hold", &traced("$0", "sleep 2"), &["Ref::label"], "2", ""))
-        .await;
-    env.apply(&job_definition("quick", &traced("$0", "sleep 0.2"), &["Ref::label"], "2", ""))
-        .await;
-    env.apply(&job("blocker", "low", "hold", "parameters: {label: blocker}\n"))
-        .await;
+    env.apply(&job_definition(
+        "hold",
+        &traced("$0", "sleep 2"),
+        &["Ref::label"],
+        "2",
+        "",
+    ))
+    .await;
+    env.apply(&job_definition(
+        "quick",
+        &traced("$0", "sleep 0.2"),
+        &["Ref::label"],
+        "2",
+        "",
+    ))
+    .await;
+    env.apply(&job(
+        "blocker",
+        "low",
+        "hold",
+        "parameters: {label: blocker}\n",
+    ))
+    .await;
     env.wait_job_reached("blocker", JobStatus::Running).await;
     // The low queue's jobs are submitted first: FIFO alone would run them first.
     for name in ["low-1", "low-2"] {
-        env.apply(&job(name, "low", "quick", &format!("parameters: {{label: {name}}}\n")))
-            .await;
+        env.apply(&job(
+            name,
+            "low",
+            "quick",
+            &format!("parameters: {{label: {name}}}\n"),
+        ))
+        .await;
     }
     for name in ["high-1", "high-2"] {
-        env.apply(&job(name, "high", "quick", &format!("parameters: {{label: {name}}}\n")))
-            .await;
+        env.apply(&job(
+            name,
+            "high",
+            "quick",
+            &format!("parameters: {{label: {name}}}\n"),
+        ))
+        .await;
     }
     for name in ["blocker", "low-1", "low-2", "high-1", "high-2"] {
         env.wait_job(name, JobStatus::Succeeded).await;
@@ -386,7 +441,8 @@ async fn compute_environment_order_spills_work_to_the_second_environment() {
     .await;
     env.wait_compute_environment("${NS}-first", 1).await;
     env.wait_compute_environment("${NS}-second", 1).await;
-    env.apply(&job_definition("work", "sleep 2", &[], "1", "")).await;
+    env.apply(&job_definition("work", "sleep 2", &[], "1", ""))
+        .await;
     let names = ["w1", "w2", "w3", "w4"];
     for name in names {
         env.apply(&job(name, "q", "work", "")).await;
@@ -423,7 +479,12 @@ async fn killing_the_operator_amid_200_jobs_loses_and_duplicates_nothing() {
         .await;
     let mut manifests = String::new();
     for i in 0..JOBS {
-        manifests.push_str(&job(&format!("j{i:03}"), "q", "tiny", &scripted_tags("0.3", 0)));
+        manifests.push_str(&job(
+            &format!("j{i:03}"),
+            "q",
+            "tiny",
+            &scripted_tags("0.3", 0),
+        ));
     }
     env.apply(&manifests).await;
 

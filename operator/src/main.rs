@@ -1,5 +1,5 @@
-//! barge: the Barge command line — the operator and the AWS Batch importer today; the kubectl
-//! plugin and the demo join as further subcommands.
+//! barge: the Barge command line — the operator, the AWS Batch importer and the demo; the
+//! kubectl plugin joins as a further subcommand.
 //!
 //! `main` only parses the command line (clap) and dispatches to one module per subcommand under
 //! [`commands`]; those do the I/O around pure logic (e.g. [`import_aws`], the conversion of AWS
@@ -31,6 +31,9 @@ enum Command {
     Operator(barge_operator::run::OperatorArgs),
     /// Convert documents of other batch systems into Barge manifests.
     Import(commands::import::ImportArgs),
+    /// Start a simulated cluster, the operator and a sample workload; show the jobs' progress
+    /// and a summary (with a kubeconfig for kubectl).
+    Demo(commands::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,5 +42,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Operator(args) => commands::operator::run(args),
         Command::Import(args) => commands::import::run(args),
+        Command::Demo(args) => commands::demo::run(args),
     }
 }

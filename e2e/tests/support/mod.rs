@@ -32,8 +32,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams,
-    PostParams,
+    ApiResource, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams,
 };
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
@@ -452,7 +451,13 @@ impl E2e {
     }
 
     /// Polls a namespaced object until `pred` holds; fails with the last object seen.
-    pub async fn wait_for<K>(&self, api: &Api<K>, name: &str, what: &str, pred: impl Fn(&K) -> bool) -> K
+    pub async fn wait_for<K>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&K) -> bool,
+    ) -> K
     where
         K: Clone + DeserializeOwned + Debug + serde::Serialize,
     {
@@ -590,7 +595,9 @@ impl E2e {
 
     /// Records every pod uid ever seen per pod name in the test namespace, until dropped.
     pub fn watch_pod_uids(&self) -> PodUidRecorder {
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, BTreeSet<String>>::new()));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(
+            BTreeMap::<String, BTreeSet<String>>::new(),
+        ));
         let record = seen.clone();
         let api = self.pods();
         let task = tokio::spawn(async move {
@@ -788,10 +795,7 @@ spec:
 /// A container job definition running `script` with `sh -c` (extra words after the script are
 /// its `$0`, `$1`...), asking for `vcpus` vCPUs and 64 MiB; `extra` is spec-level YAML.
 pub fn job_definition(name: &str, script: &str, args: &[&str], vcpus: &str, extra: &str) -> String {
-    let args: String = args
-        .iter()
-        .map(|a| format!("      - \"{a}\"\n"))
-        .collect();
+    let args: String = args.iter().map(|a| format!("      - \"{a}\"\n")).collect();
     format!(
         r#"---
 apiVersion: batch.barge.dev/v1alpha1

@@ -116,7 +116,7 @@ pub enum DemoError {
         file: String,
         kind: String,
         name: String,
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error("the samples contain no Job")]
     NoJobs,
@@ -619,7 +619,7 @@ async fn apply_all(client: &Client, manifests: &[Manifest]) -> Result<(), DemoEr
             file: manifest.file.clone(),
             kind,
             name,
-            source,
+            source: Box::new(source),
         })?;
     }
     Ok(())

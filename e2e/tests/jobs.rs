@@ -540,3 +540,58 @@ async fn killing_the_operator_amid_200_jobs_loses_and_duplicates_nothing() {
     eprintln!("killed the operator with {at_kill}/{JOBS} jobs done; all {JOBS} finished once");
     env.finish().await;
 }
+
+/// The harness itself, without Barge's job controller: a pod bound by hand to a compute
+/// environment's node runs with the process runtime, its log is readable, and its trace lines
+/// land in the trace file (what the ordering checks above rely on).
+#[tokio::test]
+async fn the_harness_reads_logs_and_traces_of_process_pods() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::PostParams;
+
+    let env = E2e::start("harness").await;
+    one_queue(&env, 2).await;
+    let node = env
+        .nodes()
+        .list(&ListParams::default().labels(&format!(
+            "{}={}-ce",
+            barge_crds::consts::LABEL_COMPUTE_ENVIRONMENT,
+            env.ns
+        )))
+        .await
+        .expect("nodes")
+        .items
+        .into_iter()
+        .next()
+        .expect("a node of the environment");
+    let script = env.render(&traced("by-hand", "echo hello from the harness"));
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "by-hand"},
+        "spec": {
+            "nodeName": node.name_any(),
+            "restartPolicy": "Never",
+            "tolerations": [{"operator": "Exists"}],
+            "containers": [{"name": "main", "image": "busybox:1.36", "command": ["sh", "-c", script]}]
+        }
+    }))
+    .expect("pod");
+    env.pods()
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod");
+    env.wait_for(&env.pods(), "by-hand", "Succeeded", |p| {
+        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded")
+    })
+    .await;
+    let log = env.wait_log("by-hand", "hello from the harness").await;
+    assert_eq!(log.trim(), "hello from the harness");
+    let spans = trace_spans(&env.trace());
+    let (start, end) = spans.get("by-hand").copied().unwrap_or_default();
+    assert!(
+        matches!((start, end), (Some(s), Some(e)) if s <= e),
+        "trace: {spans:?}"
+    );
+    env.finish().await;
+}

@@ -623,15 +623,51 @@ impl E2e {
 
     /// Stops the operator, the kubelet and the cluster; deletes the namespace of a real cluster.
     pub async fn finish(mut self) {
+        if self.sim.is_none() {
+            // A real cluster outlives the test: delete what it created (best effort) while the
+            // operator still runs to release its finalizers.
+            self.delete_created_objects().await;
+        }
         self.kill_operator();
         if let Some(kubelet) = self.kubelet.take() {
             kubelet.shutdown().await;
         }
         if let Some(sim) = self.sim.take() {
             sim.cluster.shutdown().await;
-        } else {
-            let namespaces: Api<Namespace> = Api::all(self.client.clone());
-            let _ = namespaces.delete(&self.ns, &DeleteParams::default()).await;
+        }
+    }
+
+    async fn delete_created_objects(&self) {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let _ = namespaces.delete(&self.ns, &DeleteParams::default()).await;
+        let prefix = format!("{}-", self.ns);
+        if let Ok(queues) = self.queues().list(&ListParams::default()).await {
+            for queue in queues
+                .items
+                .iter()
+                .filter(|q| q.name_any().starts_with(&prefix))
+            {
+                let _ = self
+                    .queues()
+                    .delete(&queue.name_any(), &DeleteParams::default())
+                    .await;
+            }
+        }
+        if let Ok(ces) = self
+            .compute_environments()
+            .list(&ListParams::default())
+            .await
+        {
+            for ce in ces
+                .items
+                .iter()
+                .filter(|c| c.name_any().starts_with(&prefix))
+            {
+                let _ = self
+                    .compute_environments()
+                    .delete(&ce.name_any(), &DeleteParams::default())
+                    .await;
+            }
         }
     }
 }

@@ -840,3 +840,1035 @@ pub fn pod_view(pod: &Pod, node_exists: bool) -> Option<PodView> {
             .is_some_and(|f| f.iter().any(|f| f == FINALIZER_ATTEMPT_RESULT)),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::aws_job_definition;
+    use serde_json::json;
+
+    const UID: &str = "5f0c7a2e-1111-4a4a-9b9b-000000000001";
+
+    fn job(spec: serde_json::Value) -> Job {
+        let mut spec = spec;
+        let object = spec.as_object_mut().expect("job spec is an object");
+        object
+            .entry("jobQueue")
+            .or_insert_with(|| json!("high-priority"));
+        object
+            .entry("jobDefinition")
+            .or_insert_with(|| json!("render"));
+        serde_json::from_value(json!({
+            "apiVersion": API_VERSION,
+            "kind": KIND_JOB,
+            "metadata": {"name": "render", "namespace": "team-a", "uid": UID},
+            "spec": spec,
+        }))
+        .expect("a valid Job")
+    }
+
+    fn compute_environment(gpu_resource_name: Option<&str>) -> ComputeEnvironment {
+        let mut spec = json!({
+            "type": "MANAGED",
+            "computeResources": {
+                "type": "EC2", "minvCpus": 0, "maxvCpus": 64,
+                "provider": {"simulated": {}},
+            },
+        });
+        if let Some(name) = gpu_resource_name {
+            spec["gpuResourceName"] = json!(name);
+        }
+        serde_json::from_value(json!({
+            "apiVersion": API_VERSION,
+            "kind": "ComputeEnvironment",
+            "metadata": {"name": "c4ondemand"},
+            "spec": spec,
+        }))
+        .expect("a valid ComputeEnvironment")
+    }
+
+    fn definition(spec: serde_json::Value) -> JobDefinitionSpec {
+        serde_json::from_value(spec).expect("a valid JobDefinitionSpec")
+    }
+
+    /// Builder of render inputs: attempt 1 of a single job, bound to node-1.
+    struct Render {
+        job: Job,
+        definition: JobDefinitionSpec,
+        ce: ComputeEnvironment,
+        queue: String,
+        node_name: Option<&'static str>,
+        attempt: u32,
+        array: Option<(u32, u32)>,
+    }
+
+    impl Render {
+        fn new(definition: JobDefinitionSpec, job: Job) -> Self {
+            Render {
+                job,
+                definition,
+                ce: compute_environment(None),
+                queue: "high-priority".into(),
+                node_name: Some("node-1"),
+                attempt: 1,
+                array: None,
+            }
+        }
+
+        fn attempt(mut self, attempt: u32) -> Self {
+            self.attempt = attempt;
+            self
+        }
+
+        fn array_child(mut self, index: u32, size: u32) -> Self {
+            self.array = Some((index, size));
+            self
+        }
+
+        fn unbound(mut self) -> Self {
+            self.node_name = None;
+            self
+        }
+
+        fn ce(mut self, ce: ComputeEnvironment) -> Self {
+            self.ce = ce;
+            self
+        }
+
+        fn queue(mut self, queue: &str) -> Self {
+            self.queue = queue.into();
+            self
+        }
+
+        fn render(&self) -> Result<Pod, RenderError> {
+            render_pod(&AttemptPod {
+                job: &self.job,
+                definition_name: "render",
+                definition_revision: 3,
+                definition: &self.definition,
+                queue: &self.queue,
+                compute_environment: &self.ce,
+                node_name: self.node_name,
+                attempt: self.attempt,
+                array_index: self.array.map(|(i, _)| i),
+                array_size: self.array.map(|(_, n)| n),
+            })
+        }
+
+        fn pod(&self) -> Pod {
+            self.render().expect("the attempt renders")
+        }
+    }
+
+    fn main_container(pod: &Pod) -> &Container {
+        &pod.spec.as_ref().expect("spec").containers[0]
+    }
+
+    fn env_pairs(container: &Container) -> Vec<(String, Option<String>)> {
+        container
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect()
+    }
+
+    fn env_value(container: &Container, name: &str) -> Option<String> {
+        container
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.clone())
+    }
+
+    fn quantities(pod: &Pod, which: &str) -> BTreeMap<String, String> {
+        let resources = main_container(pod).resources.as_ref().expect("resources");
+        let map = if which == "requests" {
+            resources.requests.as_ref()
+        } else {
+            resources.limits.as_ref()
+        };
+        map.expect(which)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn every_aws_fixture_renders_except_multinode() {
+        for file in [
+            "jobdef-fetch_and_run.json",
+            "jobdef-ffmpeg_parameters.json",
+            "jobdef-gpu.json",
+            "jobdef-spot-retry.json",
+            "jobdef-tensorflow_mnist_deep.json",
+        ] {
+            let def = aws_job_definition(file);
+            let pod = Render::new(def.clone(), job(json!({})))
+                .render()
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            let container = main_container(&pod);
+            assert_eq!(container.name, MAIN_CONTAINER_NAME, "{file}");
+            assert_eq!(
+                container.image.as_deref(),
+                def.container_properties.as_ref().map(|c| c.image.as_str()),
+                "{file}"
+            );
+            // The pod serializes (what the API server receives).
+            serde_json::to_value(&pod).unwrap_or_else(|e| panic!("{file}: {e}"));
+        }
+        let multinode = aws_job_definition("jobdef-multinode.json");
+        assert_eq!(
+            Render::new(multinode.clone(), job(json!({}))).render(),
+            Err(RenderError::MultiNodeNotSupported)
+        );
+        assert_eq!(
+            job_request(&job(json!({})), &multinode),
+            Err(RenderError::MultiNodeNotSupported)
+        );
+    }
+
+    #[test]
+    fn fetch_and_run_maps_legacy_resources_user_and_environment() {
+        let pod = Render::new(
+            aws_job_definition("jobdef-fetch_and_run.json"),
+            job(json!({})),
+        )
+        .pod();
+        let container = main_container(&pod);
+        assert_eq!(
+            container.command,
+            Some(vec!["myjob.sh".to_string(), "60".to_string()])
+        );
+        let expected = BTreeMap::from([
+            ("cpu".to_string(), "2".to_string()),
+            ("memory".to_string(), "2000Mi".to_string()),
+        ]);
+        assert_eq!(quantities(&pod, "requests"), expected);
+        assert_eq!(quantities(&pod, "limits"), expected);
+        let security = container
+            .security_context
+            .as_ref()
+            .expect("security context");
+        assert_eq!(security.run_as_user, Some(65534), "nobody");
+        assert_eq!(security.run_as_group, None);
+        assert_eq!(
+            env_value(container, "BATCH_FILE_TYPE").as_deref(),
+            Some("script")
+        );
+    }
+
+    #[test]
+    fn ref_parameters_are_substituted_with_job_values_winning() {
+        let def = aws_job_definition("jobdef-ffmpeg_parameters.json");
+        let submitted = job(json!({
+            "parameters": {"inputfile": "s3://in/a.mov", "outputfile": "s3://out/a.mp4", "codec": "h264"},
+        }));
+        let pod = Render::new(def.clone(), submitted).pod();
+        assert_eq!(
+            main_container(&pod).command.as_deref(),
+            Some(
+                &[
+                    "ffmpeg",
+                    "-i",
+                    "s3://in/a.mov",
+                    "-c",
+                    "h264",
+                    "-o",
+                    "s3://out/a.mp4"
+                ]
+                .map(String::from)[..]
+            )
+        );
+        // Without job parameters: the definition's default for codec, unknown refs left alone.
+        let pod = Render::new(def, job(json!({}))).pod();
+        assert_eq!(
+            main_container(&pod).command.as_deref(),
+            Some(
+                &[
+                    "ffmpeg",
+                    "-i",
+                    "Ref::inputfile",
+                    "-c",
+                    "mp4",
+                    "-o",
+                    "Ref::outputfile"
+                ]
+                .map(String::from)[..]
+            )
+        );
+    }
+
+    #[test]
+    fn ref_tokens_inside_words_respect_word_boundaries() {
+        let params = BTreeMap::from([
+            ("in".to_string(), "X".to_string()),
+            ("input".to_string(), "Y".to_string()),
+            ("codec".to_string(), "Ref::in".to_string()),
+        ]);
+        assert_eq!(
+            substitute_refs("--file=Ref::input.mov", &params),
+            "--file=Y.mov"
+        );
+        assert_eq!(substitute_refs("Ref::in-Ref::input", &params), "X-Y");
+        assert_eq!(substitute_refs("Ref::inputs", &params), "Ref::inputs");
+        assert_eq!(
+            substitute_refs("Ref::codec", &params),
+            "Ref::in",
+            "values are not re-substituted"
+        );
+        assert_eq!(substitute_refs("Ref::", &params), "Ref::");
+        assert_eq!(substitute_refs("no refs", &params), "no refs");
+    }
+
+    #[test]
+    fn container_overrides_replace_command_environment_and_resources_by_type() {
+        let def = definition(json!({
+            "type": "container",
+            "containerProperties": {
+                "image": "busybox",
+                "command": ["echo", "definition"],
+                "environment": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+                "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}],
+            },
+        }));
+        let submitted = job(json!({
+            "containerOverrides": {
+                "command": ["echo", "Ref::who"],
+                "environment": [{"name": "B", "value": "override"}, {"name": "C", "value": "3"}],
+                "resourceRequirements": [{"type": "VCPU", "value": "0.5"}],
+            },
+            "parameters": {"who": "job"},
+        }));
+        let pod = Render::new(def.clone(), submitted.clone()).pod();
+        let container = main_container(&pod);
+        assert_eq!(
+            container.command,
+            Some(vec!["echo".to_string(), "job".to_string()])
+        );
+        let names: Vec<String> = env_pairs(container).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(&names[..3], ["A", "B", "C"]);
+        assert_eq!(env_value(container, "B").as_deref(), Some("override"));
+        assert_eq!(
+            quantities(&pod, "requests"),
+            BTreeMap::from([
+                ("cpu".to_string(), "500m".to_string()),
+                ("memory".to_string(), "512Mi".to_string()),
+            ])
+        );
+        assert_eq!(
+            job_request(&submitted, &def),
+            Ok(Resources::request(500, 512, 0))
+        );
+    }
+
+    #[test]
+    fn aws_batch_variables_come_last_and_describe_the_attempt() {
+        let def = aws_job_definition("jobdef-fetch_and_run.json");
+        let pod = Render::new(def.clone(), job(json!({}))).attempt(2).pod();
+        let env = env_pairs(main_container(&pod));
+        let tail: Vec<(String, Option<String>)> = env[env.len() - 4..].to_vec();
+        assert_eq!(
+            tail,
+            vec![
+                (ENV_JOB_ID.to_string(), Some(UID.to_string())),
+                (ENV_JOB_ATTEMPT.to_string(), Some("2".to_string())),
+                (ENV_JQ_NAME.to_string(), Some("high-priority".to_string())),
+                (ENV_CE_NAME.to_string(), Some("c4ondemand".to_string())),
+            ]
+        );
+        assert!(!env.iter().any(|(n, _)| n == ENV_JOB_ARRAY_INDEX));
+
+        let pod = Render::new(def, job(json!({"arrayProperties": {"size": 100}})))
+            .array_child(41, 100)
+            .pod();
+        let env = env_pairs(main_container(&pod));
+        let tail: Vec<(String, Option<String>)> = env[env.len() - 6..].to_vec();
+        assert_eq!(tail[0], (ENV_JOB_ID.to_string(), Some(format!("{UID}:41"))));
+        assert_eq!(
+            tail[4],
+            (ENV_JOB_ARRAY_INDEX.to_string(), Some("41".to_string()))
+        );
+        assert_eq!(
+            tail[5],
+            (ENV_JOB_ARRAY_SIZE.to_string(), Some("100".to_string()))
+        );
+        assert_eq!(pod.metadata.name.as_deref(), Some("render-1-41"));
+        assert_eq!(
+            pod.metadata
+                .labels
+                .as_ref()
+                .expect("labels")
+                .get(LABEL_ARRAY_INDEX),
+            Some(&"41".to_string())
+        );
+    }
+
+    #[test]
+    fn gpus_use_the_compute_environment_resource_name() {
+        let def = aws_job_definition("jobdef-gpu.json");
+        let pod = Render::new(def.clone(), job(json!({})))
+            .ce(compute_environment(Some("amd.com/gpu")))
+            .pod();
+        for which in ["requests", "limits"] {
+            let q = quantities(&pod, which);
+            assert_eq!(
+                q.get("amd.com/gpu").map(String::as_str),
+                Some("1"),
+                "{which}"
+            );
+            assert!(!q.contains_key(DEFAULT_GPU_RESOURCE_NAME));
+            assert_eq!(q.get("cpu").map(String::as_str), Some("1"));
+            assert_eq!(q.get("memory").map(String::as_str), Some("2048Mi"));
+        }
+        let pod = Render::new(def.clone(), job(json!({}))).pod();
+        assert!(quantities(&pod, "limits").contains_key(DEFAULT_GPU_RESOURCE_NAME));
+        assert_eq!(
+            job_request(&job(json!({})), &def),
+            Ok(Resources::request(1000, 2048, 1))
+        );
+    }
+
+    #[test]
+    fn user_privileged_read_only_root_and_shared_memory() {
+        let def = definition(json!({
+            "type": "container",
+            "containerProperties": {
+                "image": "busybox",
+                "user": "1000:2000",
+                "privileged": true,
+                "readonlyRootFilesystem": true,
+                "linuxParameters": {
+                    "sharedMemorySize": 256,
+                    "tmpfs": [{"containerPath": "/scratch", "size": 64}],
+                    "initProcessEnabled": true,
+                },
+                "ulimits": [{"name": "nofile", "softLimit": 1024, "hardLimit": 4096}],
+            },
+        }));
+        let pod = Render::new(def, job(json!({}))).pod();
+        let container = main_container(&pod);
+        let security = container
+            .security_context
+            .as_ref()
+            .expect("security context");
+        assert_eq!(security.run_as_user, Some(1000));
+        assert_eq!(security.run_as_group, Some(2000));
+        assert_eq!(security.privileged, Some(true));
+        assert_eq!(security.read_only_root_filesystem, Some(true));
+        let spec = pod.spec.as_ref().expect("spec");
+        assert_eq!(spec.share_process_namespace, Some(true));
+        let volumes = spec.volumes.as_ref().expect("volumes");
+        let shm = volumes
+            .iter()
+            .find(|v| v.name == SHM_VOLUME_NAME)
+            .and_then(|v| v.empty_dir.as_ref())
+            .expect("an emptyDir for /dev/shm");
+        assert_eq!(shm.medium.as_deref(), Some(MEDIUM_MEMORY));
+        assert_eq!(shm.size_limit, Some(Quantity("256Mi".into())));
+        let mounts = container.volume_mounts.as_ref().expect("mounts");
+        assert!(mounts
+            .iter()
+            .any(|m| m.name == SHM_VOLUME_NAME && m.mount_path == "/dev/shm"));
+        assert!(mounts.iter().any(|m| m.mount_path == "/scratch"));
+    }
+
+    #[test]
+    fn user_names_kubernetes_cannot_resolve_are_refused() {
+        let def = definition(json!({
+            "type": "container",
+            "containerProperties": {"image": "busybox", "user": "www-data"},
+        }));
+        assert!(matches!(
+            Render::new(def, job(json!({}))).render(),
+            Err(RenderError::BadUser(_))
+        ));
+    }
+
+    #[test]
+    fn volumes_mount_points_and_secrets_map_to_kubernetes() {
+        let def = definition(json!({
+            "type": "container",
+            "containerProperties": {
+                "image": "busybox",
+                "volumes": [
+                    {"name": "data", "host": {"sourcePath": "/mnt/data"}},
+                    {"name": "scratch"},
+                    {"name": "creds", "secret": {"secretName": "creds"}},
+                ],
+                "mountPoints": [
+                    {"containerPath": "/data", "sourceVolume": "data", "readOnly": true},
+                    {"containerPath": "/tmp/work", "sourceVolume": "scratch"},
+                ],
+                "secrets": [{"name": "DB_PASSWORD", "valueFrom": "db:password"}],
+            },
+        }));
+        let pod = Render::new(def, job(json!({}))).pod();
+        let spec = pod.spec.as_ref().expect("spec");
+        let volumes = spec.volumes.as_ref().expect("volumes");
+        assert_eq!(
+            volumes[0].host_path.as_ref().map(|h| h.path.as_str()),
+            Some("/mnt/data")
+        );
+        assert!(volumes[1].empty_dir.is_some());
+        assert_eq!(
+            volumes[2]
+                .secret
+                .as_ref()
+                .and_then(|s| s.secret_name.as_deref()),
+            Some("creds")
+        );
+        let container = main_container(&pod);
+        let mounts = container.volume_mounts.as_ref().expect("mounts");
+        assert_eq!(mounts[0].name, "data");
+        assert_eq!(mounts[0].mount_path, "/data");
+        assert_eq!(mounts[0].read_only, Some(true));
+        let secret = container
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "DB_PASSWORD")
+            .and_then(|e| e.value_from.as_ref())
+            .and_then(|f| f.secret_key_ref.as_ref())
+            .expect("a secretKeyRef");
+        assert_eq!(
+            (secret.name.as_str(), secret.key.as_str()),
+            ("db", "password")
+        );
+
+        let bad = definition(json!({
+            "type": "container",
+            "containerProperties": {
+                "image": "busybox",
+                "secrets": [{"name": "TOKEN", "valueFrom": "arn:aws:secretsmanager:x"}],
+            },
+        }));
+        // "arn:aws..." splits into name "arn" and key "aws:secretsmanager:x": a key with ':' is
+        // not a Secret key, but the CRD refuses it before; only a missing ':' reaches here.
+        let missing_key = definition(json!({
+            "type": "container",
+            "containerProperties": {
+                "image": "busybox",
+                "secrets": [{"name": "TOKEN", "valueFrom": "just-a-name"}],
+            },
+        }));
+        assert!(Render::new(bad, job(json!({}))).render().is_ok());
+        assert_eq!(
+            Render::new(missing_key, job(json!({}))).render(),
+            Err(RenderError::BadSecret {
+                name: "TOKEN".into(),
+                value_from: "just-a-name".into()
+            })
+        );
+    }
+
+    #[test]
+    fn propagated_tags_become_annotations_job_tags_winning() {
+        let def = definition(json!({
+            "type": "container",
+            "propagateTags": true,
+            "tags": {"team": "render", "sim.barge.dev/duration-seconds": "5", "Cost Center": "42"},
+            "containerProperties": {"image": "busybox"},
+        }));
+        let pod = Render::new(
+            def.clone(),
+            job(json!({"tags": {"team": "vfx", "sim.barge.dev/exit-code": "3"}})),
+        )
+        .pod();
+        let annotations = pod.metadata.annotations.expect("annotations");
+        assert_eq!(
+            annotations,
+            BTreeMap::from([
+                (
+                    "sim.barge.dev/duration-seconds".to_string(),
+                    "5".to_string()
+                ),
+                ("sim.barge.dev/exit-code".to_string(), "3".to_string()),
+                ("team".to_string(), "vfx".to_string()),
+            ]),
+            "job tags win; keys that are not annotation keys are left out"
+        );
+        // The job's propagateTags: false wins over the definition's true.
+        let pod = Render::new(
+            def,
+            job(json!({"propagateTags": false, "tags": {"a": "b"}})),
+        )
+        .pod();
+        assert_eq!(pod.metadata.annotations, None);
+    }
+
+    #[test]
+    fn metadata_names_labels_owner_finalizer_and_placement() {
+        let def = aws_job_definition("jobdef-spot-retry.json");
+        let render = Render::new(def, job(json!({}))).attempt(3);
+        let pod = render.pod();
+        assert_eq!(pod, render.pod(), "deterministic");
+        assert_eq!(
+            serde_json::to_string(&pod).expect("json"),
+            serde_json::to_string(&render.pod()).expect("json")
+        );
+        assert_eq!(pod.metadata.name.as_deref(), Some("render-3"));
+        assert_eq!(pod.metadata.namespace.as_deref(), Some("team-a"));
+        let labels = pod.metadata.labels.clone().expect("labels");
+        assert_eq!(
+            labels,
+            BTreeMap::from([
+                (LABEL_MANAGED_BY.to_string(), MANAGED_BY_BARGE.to_string()),
+                (LABEL_JOB_NAME.to_string(), "render".to_string()),
+                (LABEL_JOB_UID.to_string(), UID.to_string()),
+                (LABEL_ATTEMPT.to_string(), "3".to_string()),
+                (LABEL_JOB_QUEUE.to_string(), "high-priority".to_string()),
+                (
+                    LABEL_COMPUTE_ENVIRONMENT.to_string(),
+                    "c4ondemand".to_string()
+                ),
+                (LABEL_JOB_DEFINITION.to_string(), "render".to_string()),
+            ])
+        );
+        let owner = &pod.metadata.owner_references.as_ref().expect("owner")[0];
+        assert_eq!(
+            (
+                owner.api_version.as_str(),
+                owner.kind.as_str(),
+                owner.name.as_str(),
+                owner.uid.as_str()
+            ),
+            (API_VERSION, KIND_JOB, "render", UID)
+        );
+        assert_eq!(
+            (owner.controller, owner.block_owner_deletion),
+            (Some(true), Some(true))
+        );
+        assert_eq!(
+            pod.metadata.finalizers,
+            Some(vec![FINALIZER_ATTEMPT_RESULT.to_string()])
+        );
+        let spec = pod.spec.as_ref().expect("spec");
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(spec.node_name.as_deref(), Some("node-1"));
+        assert_eq!(spec.termination_grace_period_seconds, Some(30));
+        assert_eq!(
+            spec.tolerations,
+            Some(vec![Toleration {
+                key: Some(TAINT_COMPUTE_ENVIRONMENT.to_string()),
+                operator: Some("Equal".to_string()),
+                value: Some("c4ondemand".to_string()),
+                effect: Some("NoSchedule".to_string()),
+                toleration_seconds: None,
+            }])
+        );
+        assert_eq!(
+            spec.node_selector,
+            Some(BTreeMap::from([(
+                LABEL_COMPUTE_ENVIRONMENT.to_string(),
+                "c4ondemand".to_string()
+            )]))
+        );
+        assert_eq!(spec.automount_service_account_token, None);
+        let unbound = Render::new(aws_job_definition("jobdef-spot-retry.json"), job(json!({})))
+            .unbound()
+            .pod();
+        assert_eq!(unbound.spec.expect("spec").node_name, None);
+    }
+
+    #[test]
+    fn names_that_cannot_be_label_values_fail_the_render() {
+        let long = "q".repeat(70);
+        let result = Render::new(aws_job_definition("jobdef-spot-retry.json"), job(json!({})))
+            .queue(&long)
+            .render();
+        assert_eq!(
+            result,
+            Err(RenderError::BadLabelValue {
+                what: "job queue",
+                value: long
+            })
+        );
+        let mut nameless = job(json!({}));
+        nameless.metadata.uid = None;
+        assert_eq!(
+            Render::new(aws_job_definition("jobdef-spot-retry.json"), nameless).render(),
+            Err(RenderError::MissingJobMetadata("uid"))
+        );
+    }
+
+    fn pod_properties_definition() -> JobDefinitionSpec {
+        definition(json!({
+            "type": "container",
+            "parameters": {"mode": "fast"},
+            "podProperties": {
+                "serviceAccountName": "renderer",
+                "containers": [
+                    {"name": "app", "image": "app:1", "command": ["run", "Ref::mode"],
+                     "env": [{"name": "LEVEL", "value": "info"}],
+                     "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"nvidia.com/gpu": "1"}}},
+                    {"name": "side", "image": "side:1",
+                     "resources": {"limits": {"cpu": "250m", "memory": "256Mi"}}},
+                ],
+                "initContainers": [
+                    {"name": "fetch", "image": "fetch:1",
+                     "resources": {"requests": {"cpu": "2", "memory": "128Mi"}}},
+                ],
+                "volumes": [{"name": "work", "emptyDir": {}}],
+            },
+        }))
+    }
+
+    #[test]
+    fn pod_properties_keep_their_containers_and_get_the_batch_environment() {
+        let submitted = job(json!({
+            "containerOverrides": {
+                "command": ["run", "Ref::mode", "--verbose"],
+                "environment": [{"name": "LEVEL", "value": "debug"}],
+            },
+            "parameters": {"mode": "slow"},
+        }));
+        let pod = Render::new(pod_properties_definition(), submitted).pod();
+        let spec = pod.spec.as_ref().expect("spec");
+        assert_eq!(spec.service_account_name.as_deref(), Some("renderer"));
+        assert_eq!(spec.volumes.as_ref().map(Vec::len), Some(1));
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        let app = &spec.containers[0];
+        assert_eq!(app.name, "app");
+        assert_eq!(
+            app.command,
+            Some(vec![
+                "run".to_string(),
+                "slow".to_string(),
+                "--verbose".to_string()
+            ])
+        );
+        assert_eq!(env_value(app, "LEVEL").as_deref(), Some("debug"));
+        let init = &spec.init_containers.as_ref().expect("init containers")[0];
+        for container in [app, &spec.containers[1], init] {
+            let env = env_pairs(container);
+            assert_eq!(
+                env.last().map(|(n, _)| n.as_str()),
+                Some(ENV_CE_NAME),
+                "{}",
+                container.name
+            );
+            assert_eq!(env_value(container, ENV_JOB_ID).as_deref(), Some(UID));
+        }
+        assert_eq!(
+            env_value(&spec.containers[1], "LEVEL"),
+            None,
+            "overrides touch the first container only"
+        );
+    }
+
+    #[test]
+    fn job_request_follows_kubernetes_pod_requests_for_pod_properties() {
+        // Containers: 500m + 250m (limit as request) = 750m, 1024 + 256 MiB, 1 GPU; the init
+        // container needs 2 CPUs alone, so the pod needs 2000m.
+        assert_eq!(
+            job_request(&job(json!({})), &pod_properties_definition()),
+            Ok(Resources::request(2000, 1280, 1))
+        );
+        let with_sidecar = definition(json!({
+            "type": "container",
+            "podProperties": {
+                "containers": [{"name": "app", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}],
+                "initContainers": [
+                    {"name": "proxy", "restartPolicy": "Always", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}},
+                    {"name": "migrate", "resources": {"requests": {"cpu": "1", "memory": "2Gi"}}},
+                ],
+            },
+        }));
+        // Main: 1000m + 100m sidecar; init peak: 100m + 1000m, 64 + 2048 MiB.
+        assert_eq!(
+            job_request(&job(json!({})), &with_sidecar),
+            Ok(Resources::request(1100, 2112, 0))
+        );
+        let bad = definition(json!({
+            "type": "container",
+            "podProperties": {"containers": [{"name": "app", "resources": {"requests": {"cpu": "lots"}}}]},
+        }));
+        assert!(matches!(
+            job_request(&job(json!({})), &bad),
+            Err(RenderError::BadQuantity { .. })
+        ));
+    }
+
+    #[test]
+    fn job_request_prefers_requirements_over_legacy_and_overrides_over_definition() {
+        let legacy = aws_job_definition("jobdef-tensorflow_mnist_deep.json");
+        assert_eq!(
+            job_request(&job(json!({})), &legacy),
+            Ok(Resources::request(8000, 32000, 0))
+        );
+        assert_eq!(
+            job_request(
+                &job(json!({"containerOverrides": {"vcpus": 4, "memory": 1024}})),
+                &legacy
+            ),
+            Ok(Resources::request(4000, 1024, 0))
+        );
+        let mixed = definition(json!({
+            "type": "container",
+            "containerProperties": {
+                "image": "busybox", "vcpus": 2,
+                "resourceRequirements": [{"type": "MEMORY", "value": "4096"}],
+            },
+        }));
+        assert_eq!(
+            job_request(
+                &job(
+                    json!({"containerOverrides": {"resourceRequirements": [{"type": "VCPU", "value": "0.25"}], "memory": 100}})
+                ),
+                &mixed
+            ),
+            Ok(Resources::request(250, 100, 0)),
+            "override requirements and override legacy fields beat the definition"
+        );
+        let spot = aws_job_definition("jobdef-spot-retry.json");
+        assert_eq!(
+            job_request(&job(json!({})), &spot),
+            Ok(Resources::request(1000, 512, 0))
+        );
+    }
+
+    /// A pod as the simulated kubelet reports it (e2e/sim/src/kubelet/podstate.rs).
+    fn sim_pod(phase: &str, state: serde_json::Value) -> serde_json::Value {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "render-2-7",
+                "namespace": "team-a",
+                "labels": {LABEL_ATTEMPT: "2", LABEL_ARRAY_INDEX: "7", LABEL_JOB_UID: UID},
+                "finalizers": [FINALIZER_ATTEMPT_RESULT],
+            },
+            "spec": {"nodeName": "node-1", "containers": [{"name": "main", "image": "busybox"}]},
+            "status": {
+                "phase": phase,
+                "conditions": [{"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+                "hostIP": "127.0.0.1",
+                "startTime": "2026-01-01T00:00:00Z",
+                "containerStatuses": [{
+                    "name": "main", "image": "busybox", "imageID": "sim://busybox",
+                    "ready": false, "started": false, "restartCount": 0,
+                    "state": state, "lastState": {},
+                }],
+            },
+        })
+    }
+
+    fn view(pod: serde_json::Value, node_exists: bool) -> PodView {
+        let pod: Pod = serde_json::from_value(pod).expect("a valid Pod");
+        pod_view(&pod, node_exists).expect("a Barge pod")
+    }
+
+    const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+    const T1: &str = "2026-01-01T00:00:05Z";
+    const T2: &str = "2026-01-01T00:00:09Z";
+
+    #[test]
+    fn pod_view_reads_running_and_succeeded_pods() {
+        let running = view(
+            sim_pod("Running", json!({"running": {"startedAt": T1}})),
+            true,
+        );
+        assert_eq!(running.name, "render-2-7");
+        assert_eq!(
+            (running.attempt, running.array_index, running.node_index),
+            (2, Some(7), None)
+        );
+        assert_eq!(running.phase, PodPhase::Running);
+        assert_eq!(running.node_name.as_deref(), Some("node-1"));
+        assert_eq!(running.started_at_ms, Some(T0 + 5000));
+        assert_eq!((running.finished_at_ms, running.exit_code), (None, None));
+        assert!(running.has_finalizer);
+        assert!(!running.node_lost);
+
+        let done = view(
+            sim_pod(
+                "Succeeded",
+                json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": T1, "finishedAt": T2, "containerID": "sim://x"}}),
+            ),
+            true,
+        );
+        assert_eq!(done.phase, PodPhase::Succeeded);
+        assert_eq!(done.exit_code, Some(0));
+        assert_eq!(done.container_reason.as_deref(), Some("Completed"));
+        assert_eq!(
+            (done.started_at_ms, done.finished_at_ms),
+            (Some(T0 + 5000), Some(T0 + 9000))
+        );
+        assert!(!done.node_lost);
+        // A finished pod whose node then went away is not a lost attempt.
+        assert!(
+            !view(
+                sim_pod(
+                    "Succeeded",
+                    json!({"terminated": {"exitCode": 0, "finishedAt": T2}})
+                ),
+                false
+            )
+            .node_lost
+        );
+    }
+
+    #[test]
+    fn pod_view_reads_failures_oom_and_waiting() {
+        let failed = view(
+            sim_pod(
+                "Failed",
+                json!({"terminated": {"exitCode": 3, "reason": "Error", "startedAt": T1, "finishedAt": T2}}),
+            ),
+            true,
+        );
+        assert_eq!(failed.phase, PodPhase::Failed);
+        assert_eq!(
+            (failed.exit_code, failed.container_reason.as_deref()),
+            (Some(3), Some("Error"))
+        );
+
+        let oom = view(
+            sim_pod(
+                "Failed",
+                json!({"terminated": {"exitCode": 137, "reason": "OOMKilled", "startedAt": T1, "finishedAt": T2}}),
+            ),
+            true,
+        );
+        assert_eq!(
+            (oom.exit_code, oom.container_reason.as_deref()),
+            (Some(137), Some("OOMKilled"))
+        );
+
+        let pulling = view(
+            sim_pod(
+                "Pending",
+                json!({"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}),
+            ),
+            true,
+        );
+        assert_eq!(pulling.phase, PodPhase::Pending);
+        assert_eq!(pulling.waiting_reason.as_deref(), Some("ImagePullBackOff"));
+        assert_eq!(
+            pulling.waiting_message.as_deref(),
+            Some("Back-off pulling image")
+        );
+        assert_eq!(pulling.started_at_ms, None);
+
+        let mut deadline = sim_pod(
+            "Failed",
+            json!({"terminated": {"exitCode": 143, "reason": "Error", "startedAt": T1, "finishedAt": T2}}),
+        );
+        deadline["status"]["reason"] = json!("DeadlineExceeded");
+        deadline["status"]["message"] =
+            json!("Pod was active on the node longer than the specified deadline");
+        let deadline = view(deadline, true);
+        assert_eq!(deadline.pod_reason.as_deref(), Some("DeadlineExceeded"));
+        assert!(deadline.pod_message.is_some());
+        assert!(!deadline.node_lost);
+    }
+
+    #[test]
+    fn pod_view_reads_deletion_and_finalizer() {
+        let mut deleting = sim_pod("Running", json!({"running": {"startedAt": T1}}));
+        deleting["metadata"]["deletionTimestamp"] = json!(T2);
+        deleting["metadata"]["finalizers"] = json!(["example.com/other"]);
+        let deleting = view(deleting, true);
+        assert_eq!(deleting.deletion_timestamp_ms, Some(T0 + 9000));
+        assert!(!deleting.has_finalizer);
+    }
+
+    #[test]
+    fn pod_view_sees_lost_nodes() {
+        // The sim's pod GC after `lose_node`: Failed with DisruptionTarget, container state as
+        // the kubelet last reported it, then deleted.
+        let mut gc = sim_pod("Failed", json!({"running": {"startedAt": T1}}));
+        gc["status"]["conditions"]
+            .as_array_mut()
+            .expect("conditions")
+            .push(
+                json!({"type": "DisruptionTarget", "status": "True", "lastTransitionTime": T2,
+                         "reason": "DeletionByPodGC", "message": "PodGC: node no longer exists"}),
+            );
+        gc["metadata"]["deletionTimestamp"] = json!(T2);
+        let gc = view(gc, false);
+        assert!(gc.node_lost);
+        assert_eq!(gc.started_at_ms, Some(T0 + 5000));
+        assert_eq!(gc.exit_code, None);
+
+        // Before pod GC runs: still Running, but the node object is gone.
+        assert!(
+            view(
+                sim_pod("Running", json!({"running": {"startedAt": T1}})),
+                false
+            )
+            .node_lost
+        );
+        // An unbound pod has no node to lose.
+        let mut unbound = sim_pod(
+            "Pending",
+            json!({"waiting": {"reason": "ContainerCreating"}}),
+        );
+        unbound["spec"]
+            .as_object_mut()
+            .expect("spec")
+            .remove("nodeName");
+        assert!(!view(unbound, false).node_lost);
+        // The node lifecycle controller's reason.
+        let mut node_lost = sim_pod("Running", json!({"running": {"startedAt": T1}}));
+        node_lost["status"]["reason"] = json!("NodeLost");
+        assert!(view(node_lost, true).node_lost);
+        // A DisruptionTarget that is False does not count.
+        let mut not_disrupted = sim_pod("Running", json!({"running": {"startedAt": T1}}));
+        not_disrupted["status"]["conditions"]
+            .as_array_mut()
+            .expect("conditions")
+            .push(json!({"type": "DisruptionTarget", "status": "False"}));
+        assert!(!view(not_disrupted, true).node_lost);
+    }
+
+    #[test]
+    fn pod_view_ignores_pods_that_are_not_barge_attempts() {
+        let parse = |pod: serde_json::Value| {
+            pod_view(
+                &serde_json::from_value::<Pod>(pod).expect("a valid Pod"),
+                true,
+            )
+        };
+        let mut no_labels = sim_pod("Running", json!({}));
+        no_labels["metadata"]
+            .as_object_mut()
+            .expect("meta")
+            .remove("labels");
+        assert_eq!(parse(no_labels), None);
+        let mut bad_attempt = sim_pod("Running", json!({}));
+        bad_attempt["metadata"]["labels"][LABEL_ATTEMPT] = json!("first");
+        assert_eq!(parse(bad_attempt), None);
+        let mut zero = sim_pod("Running", json!({}));
+        zero["metadata"]["labels"][LABEL_ATTEMPT] = json!("0");
+        assert_eq!(parse(zero), None);
+        let mut bad_index = sim_pod("Running", json!({}));
+        bad_index["metadata"]["labels"][LABEL_ARRAY_INDEX] = json!("-1");
+        assert_eq!(parse(bad_index), None);
+        // A freshly created pod without status is Pending.
+        let mut fresh = sim_pod("Running", json!({}));
+        fresh.as_object_mut().expect("pod").remove("status");
+        let fresh = parse(fresh).expect("a Barge pod");
+        assert_eq!(fresh.phase, PodPhase::Pending);
+        assert_eq!(fresh.exit_code, None);
+    }
+
+    #[test]
+    fn rendered_pods_read_back_as_their_attempt() {
+        let pod = Render::new(
+            aws_job_definition("jobdef-spot-retry.json"),
+            job(json!({"arrayProperties": {"size": 10}})),
+        )
+        .attempt(4)
+        .array_child(9, 10)
+        .pod();
+        let view = pod_view(&pod, true).expect("a Barge pod");
+        assert_eq!((view.attempt, view.array_index), (4, Some(9)));
+        assert_eq!(view.name, "render-4-9");
+        assert_eq!(view.phase, PodPhase::Pending);
+        assert!(view.has_finalizer);
+        assert!(!view.node_lost);
+    }
+}

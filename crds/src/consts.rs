@@ -58,6 +58,10 @@ pub const LABEL_INSTANCE_TYPE: &str = "node.kubernetes.io/instance-type";
 /// Prefix of label keys Barge reserves for itself (user tags may not use it).
 pub const RESERVED_LABEL_PREFIX: &str = "batch.barge.dev/";
 
+/// Name of the container Barge renders from an AWS-shaped `containerProperties` (the essential
+/// container of the attempt's pod, whose log `barge logs` shows).
+pub const MAIN_CONTAINER_NAME: &str = "main";
+
 /// Finalizer on Barge pods: removed only once the attempt's result is recorded in the job status.
 pub const FINALIZER_ATTEMPT_RESULT: &str = "batch.barge.dev/attempt-result";
 /// Finalizer on compute environments and job queues that are still in use.

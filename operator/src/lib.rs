@@ -8,6 +8,7 @@
 //! - [`controllers`]: one kube-runtime controller per kind, each a pipeline dereference →
 //!   validate → build → apply → update_status, decisions delegated to `barge_core`;
 //! - [`nodepools`]: the node-pool providers of managed compute environments;
+//! - [`pods`]: rendering a job attempt into its Pod and reading a Pod back (pure);
 //! - [`status`]: condition merging and skip-if-unchanged server-side-apply status writes;
 //! - [`events`]: Kubernetes Events, published in the background;
 //! - [`leader`]: Lease-based leader election; [`metrics`]: Prometheus metrics and probes.
@@ -21,6 +22,7 @@ pub mod index;
 pub mod leader;
 pub mod metrics;
 pub mod nodepools;
+pub mod pods;
 pub mod run;
 pub mod status;
 #[cfg(test)]

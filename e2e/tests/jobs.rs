@@ -435,15 +435,17 @@ async fn compute_environment_order_spills_work_to_the_second_environment() {
     env.apply(&format!(
         "{}{}{}",
         compute_environment("first", 2),
-        compute_environment("second", 2),
+        compute_environment("second", 4),
         job_queue("q", 10, &["first", "second"])
     ))
     .await;
     env.wait_compute_environment("${NS}-first", 1).await;
-    env.wait_compute_environment("${NS}-second", 1).await;
+    env.wait_compute_environment("${NS}-second", 2).await;
     env.apply(&job_definition("work", "sleep 2", &[], "1", ""))
         .await;
-    let names = ["w1", "w2", "w3", "w4"];
+    // Three one-vCPU jobs: two fill the first environment, the third spills over (the second
+    // environment, larger, would take all three if the order were not respected).
+    let names = ["w1", "w2", "w3"];
     for name in names {
         env.apply(&job(name, "q", "work", "")).await;
     }
@@ -458,7 +460,7 @@ async fn compute_environment_order_spills_work_to_the_second_environment() {
     }
     let expected: BTreeMap<String, usize> = [
         (format!("{}-first", env.ns), 2),
-        (format!("{}-second", env.ns), 2),
+        (format!("{}-second", env.ns), 1),
     ]
     .into_iter()
     .collect();

@@ -348,7 +348,12 @@ pub fn summary_table(jobs: &[JobView]) -> String {
             [
                 j.name.clone(),
                 state_name(j.status).to_string(),
-                j.attempts.to_string(),
+                // An array parent makes no attempts itself: its children do.
+                if j.progress.is_some() {
+                    "-".to_string()
+                } else {
+                    j.attempts.to_string()
+                },
                 j.duration_seconds
                     .map(|s| format!("{s}s"))
                     .unwrap_or_else(|| "-".into()),
@@ -769,7 +774,10 @@ mod tests {
         ok.duration_seconds = Some(3);
         let mut bad = view("too-slow", Some(JobStatus::Succeeded));
         bad.expected = Some("FAILED".into());
-        let table = summary_table(&[ok.clone(), bad.clone()]);
+        let mut array = view("render", Some(JobStatus::Succeeded));
+        array.progress = Some("5/5".into());
+        array.attempts = 0;
+        let table = summary_table(&[ok.clone(), bad.clone(), array]);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
             lines[0],

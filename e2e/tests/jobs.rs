@@ -369,7 +369,7 @@ async fn queue_priority_decides_which_queue_takes_a_contended_environment() {
     env.wait_compute_environment("${NS}-ce", 1).await;
     env.apply(&job_definition(
         "hold",
-        &traced("$0", "sleep 2"),
+        &traced("$0", support::GATE),
         &["Ref::label"],
         "2",
         "",
@@ -410,6 +410,11 @@ async fn queue_priority_decides_which_queue_takes_a_contended_environment() {
         ))
         .await;
     }
+    // Every job is queued behind the blocker; now let it finish.
+    for name in ["low-1", "low-2", "high-1", "high-2"] {
+        env.wait_job_reached(name, JobStatus::Runnable).await;
+    }
+    env.open_gate();
     for name in ["blocker", "low-1", "low-2", "high-1", "high-2"] {
         env.wait_job(name, JobStatus::Succeeded).await;
     }
@@ -441,7 +446,8 @@ async fn compute_environment_order_spills_work_to_the_second_environment() {
     .await;
     env.wait_compute_environment("${NS}-first", 1).await;
     env.wait_compute_environment("${NS}-second", 2).await;
-    env.apply(&job_definition("work", "sleep 2", &[], "1", ""))
+    // Each job runs until the test opens the gate, so all three hold their place at once.
+    env.apply(&job_definition("work", support::GATE, &[], "1", ""))
         .await;
     // Three one-vCPU jobs: two fill the first environment, the third spills over (the second
     // environment, larger, would take all three if the order were not respected).
@@ -449,6 +455,10 @@ async fn compute_environment_order_spills_work_to_the_second_environment() {
     for name in names {
         env.apply(&job(name, "q", "work", "")).await;
     }
+    for name in names {
+        env.wait_job_reached(name, JobStatus::Running).await;
+    }
+    env.open_gate();
     let mut placed: BTreeMap<String, usize> = BTreeMap::new();
     for name in names {
         let done = env.wait_job(name, JobStatus::Succeeded).await;

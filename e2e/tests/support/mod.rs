@@ -13,7 +13,7 @@
 //!
 //! Cluster-scoped objects (compute environments, queues) are named after the test's namespace:
 //! manifests say `${NS}` and [`E2e::apply`] substitutes it (and `${TRACE}`, a file for the
-//! process runtime's commands to append timestamps to).
+//! process runtime's commands to append timestamps to, and `${GATE}`, see [`GATE`]).
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -270,6 +270,15 @@ impl E2e {
         self.dir.path().join("trace")
     }
 
+    /// Opens the gate that [`GATE`] scripts wait for.
+    pub fn open_gate(&self) {
+        std::fs::write(self.gate_path(), b"open").expect("open the gate");
+    }
+
+    fn gate_path(&self) -> PathBuf {
+        self.dir.path().join("gate")
+    }
+
     /// The lines of the trace file so far.
     pub fn trace(&self) -> Vec<String> {
         std::fs::read_to_string(self.trace_path())
@@ -355,6 +364,7 @@ impl E2e {
         manifest
             .replace("${NS}", &self.ns)
             .replace("${TRACE}", &self.trace_path().display().to_string())
+            .replace("${GATE}", &self.gate_path().display().to_string())
     }
 
     /// Server-side applies every document of `manifests` (Barge kinds; namespaced ones go to
@@ -757,6 +767,10 @@ pub fn trace_spans(lines: &[String]) -> BTreeMap<String, (Option<u128>, Option<u
     }
     spans
 }
+
+/// A shell snippet that waits until the test calls [`E2e::open_gate`]: holds a job RUNNING for
+/// exactly as long as the test needs, instead of guessing a duration.
+pub const GATE: &str = "while [ ! -e ${GATE} ]; do sleep 0.05; done";
 
 /// A shell snippet for process-runtime commands: appends `<label> start <ns>`, runs `body`,
 /// appends `<label> end <ns>` (only when `body` succeeded). `label` may use shell variables.

@@ -13,7 +13,7 @@
 //! 5. print a line per job state change until every demo job is finished, then a summary table
 //!    (job, status, attempts, duration, reason, and whether the job ended as its
 //!    `demo.barge.dev/expect` annotation says);
-//! 6. with `--keep`, leave everything up for `kubectl` until Ctrl-C; then stop.
+//! 6. with `--keep`, leave everything up for `kubectl` until Ctrl-C or SIGTERM; then stop.
 //!
 //! Exit code 0 when every job ended as expected, 1 otherwise (or on any error).
 
@@ -65,7 +65,7 @@ pub const DEMO_MANIFESTS: &[(&str, &str)] = &[
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Keep the cluster and the operator up after the summary, until Ctrl-C.
+    /// Keep the cluster and the operator up after the summary, until Ctrl-C (or SIGTERM).
     #[arg(long)]
     pub keep: bool,
     /// Where to write the simulated cluster's kubeconfig (default: barge-demo/kubeconfig in the
@@ -130,7 +130,7 @@ pub enum DemoError {
     ListJobs(#[source] kube::Error),
     #[error("jobs still unfinished after {seconds} s: {}", pending.join(", "))]
     TimedOut { seconds: u64, pending: Vec<String> },
-    #[error("waiting for Ctrl-C: {0}")]
+    #[error("waiting for Ctrl-C or SIGTERM: {0}")]
     Signal(#[source] std::io::Error),
 }
 
@@ -502,10 +502,10 @@ pub async fn demo(args: DemoArgs) -> Result<bool, DemoError> {
         if args.keep {
             println!();
             println!(
-                "the cluster stays up: KUBECONFIG={} kubectl get bjob; Ctrl-C to stop",
+                "the cluster stays up: KUBECONFIG={} kubectl get bjob; Ctrl-C (or SIGTERM) to stop",
                 kubeconfig.display()
             );
-            tokio::signal::ctrl_c().await.map_err(DemoError::Signal)?;
+            stop_signal().await?;
         }
         Ok(all_as_expected)
     }
@@ -523,6 +523,18 @@ pub async fn demo(args: DemoArgs) -> Result<bool, DemoError> {
     kubelet.shutdown().await;
     cluster.shutdown().await;
     outcome
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn stop_signal() -> Result<(), DemoError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(DemoError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DemoError::Signal)?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
 }
 
 fn operator_args(kubeconfig: &Path, log_level: &str) -> OperatorArgs {

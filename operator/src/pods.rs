@@ -18,7 +18,7 @@ use barge_core::job::{PodPhase, PodView};
 use barge_core::naming::attempt_pod_name;
 use barge_core::quantity;
 use barge_core::resources::Resources;
-use barge_crds::common::{is_label_key, is_label_value};
+use barge_crds::common::{is_dns_subdomain, is_label_key, is_label_value};
 use barge_crds::consts::{
     API_VERSION, DEFAULT_GPU_RESOURCE_NAME, ENV_CE_NAME, ENV_JOB_ARRAY_INDEX, ENV_JOB_ARRAY_SIZE,
     ENV_JOB_ATTEMPT, ENV_JOB_ID, ENV_JQ_NAME, FINALIZER_ATTEMPT_RESULT, KIND_JOB,
@@ -354,6 +354,15 @@ fn set_env(env: &mut Vec<EnvVar>, var: EnvVar) {
     }
 }
 
+/// Whether `key` can be a key of a Secret's data (letters, digits, `-`, `_`, `.`).
+fn is_secret_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 253
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 fn env_var(var: &EnvironmentVariable) -> EnvVar {
     EnvVar {
         name: var.name.clone(),
@@ -565,7 +574,7 @@ fn container_pod_spec(
         let (name, key) = secret
             .value_from
             .split_once(':')
-            .filter(|(name, key)| !name.is_empty() && !key.is_empty())
+            .filter(|(name, key)| is_dns_subdomain(name) && is_secret_key(key))
             .ok_or_else(|| RenderError::BadSecret {
                 name: secret.name.clone(),
                 value_from: secret.value_from.clone(),
@@ -1344,8 +1353,6 @@ mod tests {
                 "secrets": [{"name": "TOKEN", "valueFrom": "arn:aws:secretsmanager:x"}],
             },
         }));
-        // "arn:aws..." splits into name "arn" and key "aws:secretsmanager:x": a key with ':' is
-        // not a Secret key, but the CRD refuses it before; only a missing ':' reaches here.
         let missing_key = definition(json!({
             "type": "container",
             "containerProperties": {
@@ -1353,14 +1360,18 @@ mod tests {
                 "secrets": [{"name": "TOKEN", "valueFrom": "just-a-name"}],
             },
         }));
-        assert!(Render::new(bad, job(json!({}))).render().is_ok());
-        assert_eq!(
-            Render::new(missing_key, job(json!({}))).render(),
-            Err(RenderError::BadSecret {
-                name: "TOKEN".into(),
-                value_from: "just-a-name".into()
-            })
-        );
+        for (def, value_from) in [
+            (bad, "arn:aws:secretsmanager:x"),
+            (missing_key, "just-a-name"),
+        ] {
+            assert_eq!(
+                Render::new(def, job(json!({}))).render(),
+                Err(RenderError::BadSecret {
+                    name: "TOKEN".into(),
+                    value_from: value_from.into()
+                })
+            );
+        }
     }
 
     #[test]

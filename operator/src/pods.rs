@@ -23,9 +23,9 @@ use barge_crds::consts::{
     API_VERSION, DEFAULT_GPU_RESOURCE_NAME, ENV_CE_NAME, ENV_JOB_ARRAY_INDEX, ENV_JOB_ARRAY_SIZE,
     ENV_JOB_ATTEMPT, ENV_JOB_ID, ENV_JQ_NAME, FINALIZER_ATTEMPT_RESULT, KIND_JOB,
     LABEL_ARRAY_INDEX, LABEL_ATTEMPT, LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_DEFINITION,
-    LABEL_JOB_NAME, LABEL_JOB_QUEUE, LABEL_JOB_UID, LABEL_MANAGED_BY, LABEL_NODE_INDEX,
-    MAIN_CONTAINER_NAME, MANAGED_BY_BARGE, TAINT_COMPUTE_ENVIRONMENT,
-    TERMINATION_GRACE_PERIOD_SECONDS,
+    LABEL_JOB_DEFINITION_REVISION, LABEL_JOB_NAME, LABEL_JOB_QUEUE, LABEL_JOB_UID,
+    LABEL_MANAGED_BY, LABEL_NODE_INDEX, MAIN_CONTAINER_NAME, MANAGED_BY_BARGE,
+    TAINT_COMPUTE_ENVIRONMENT, TERMINATION_GRACE_PERIOD_SECONDS,
 };
 use barge_crds::resources::{
     ContainerOverrides, ContainerProperties, EnvironmentVariable, ResourceRequirement,
@@ -118,6 +118,9 @@ pub enum RenderError {
         value: String,
         problem: String,
     },
+    /// The compute environment object has no name.
+    #[error("the compute environment has no metadata.name")]
+    UnnamedComputeEnvironment,
     /// A `user` Kubernetes cannot run as.
     #[error("{0}")]
     BadUser(String),
@@ -159,7 +162,8 @@ pub fn render_pod(input: &AttemptPod) -> Result<Pod, RenderError> {
         .metadata
         .name
         .as_deref()
-        .unwrap_or_default();
+        .filter(|name| !name.is_empty())
+        .ok_or(RenderError::UnnamedComputeEnvironment)?;
 
     let batch_env = batch_environment(input, uid, ce_name);
     let parameters = merged_parameters(definition, job);
@@ -272,6 +276,11 @@ fn pod_labels(
         LABEL_JOB_DEFINITION,
         "job definition",
         input.definition_name,
+    )?;
+    put(
+        LABEL_JOB_DEFINITION_REVISION,
+        "job definition revision",
+        &input.definition_revision.to_string(),
     )?;
     Ok(labels)
 }
@@ -678,7 +687,9 @@ fn container_pod_spec(
 /// `vcpus`/`memory`, and the job's overrides over the definition. For `podProperties`, as
 /// Kubernetes computes a pod's requests: the sum over containers of their requests (their limits
 /// where a request is absent), at least the largest init container's; GPUs are the resources
-/// named `nvidia.com/gpu` or `<vendor>/gpu`.
+/// named `nvidia.com/gpu` or `<vendor>/gpu`. (A job's `containerOverrides` change only the
+/// command and environment of a `podProperties` pod, as [`render_pod`] applies them, not its
+/// resources.)
 pub fn job_request(job: &Job, definition: &JobDefinitionSpec) -> Result<Resources, RenderError> {
     if definition.node_properties.is_some() {
         return Err(RenderError::MultiNodeNotSupported);
@@ -1435,6 +1446,7 @@ mod tests {
                     "c4ondemand".to_string()
                 ),
                 (LABEL_JOB_DEFINITION.to_string(), "render".to_string()),
+                (LABEL_JOB_DEFINITION_REVISION.to_string(), "3".to_string()),
             ])
         );
         let owner = &pod.metadata.owner_references.as_ref().expect("owner")[0];
@@ -1495,6 +1507,14 @@ mod tests {
                 what: "job queue",
                 value: long
             })
+        );
+        let mut unnamed = compute_environment(None);
+        unnamed.metadata.name = None;
+        assert_eq!(
+            Render::new(aws_job_definition("jobdef-spot-retry.json"), job(json!({})))
+                .ce(unnamed)
+                .render(),
+            Err(RenderError::UnnamedComputeEnvironment)
         );
         let mut nameless = job(json!({}));
         nameless.metadata.uid = None;

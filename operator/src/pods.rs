@@ -27,6 +27,7 @@ use barge_crds::consts::{
     LABEL_MANAGED_BY, LABEL_NODE_INDEX, MAIN_CONTAINER_NAME, MANAGED_BY_BARGE,
     TAINT_COMPUTE_ENVIRONMENT, TERMINATION_GRACE_PERIOD_SECONDS,
 };
+use barge_crds::job_definition::PodProperties;
 use barge_crds::resources::{
     ContainerOverrides, ContainerProperties, EnvironmentVariable, ResourceRequirement,
     ResourceType, Volume as BatchVolume,
@@ -178,30 +179,7 @@ pub fn render_pod(input: &AttemptPod) -> Result<Pod, RenderError> {
             input.compute_environment.spec.effective_gpu_resource_name(),
         )?
     } else if let Some(props) = &definition.pod_properties {
-        let mut containers = props.containers.clone();
-        let first = containers.first_mut().ok_or(RenderError::NoPodContainers)?;
-        if let Some(overrides) = overrides {
-            if let Some(command) = &overrides.command {
-                first.command = Some(command.clone());
-            }
-            let mut env = first.env.take().unwrap_or_default();
-            for var in &overrides.environment {
-                set_env(&mut env, env_var(var));
-            }
-            first.env = (!env.is_empty()).then_some(env);
-        }
-        let mut init_containers = props.init_containers.clone();
-        for container in containers.iter_mut().chain(init_containers.iter_mut()) {
-            substitute_container_refs(container, &parameters);
-            append_batch_env(container, &batch_env);
-        }
-        PodSpec {
-            containers,
-            init_containers: (!init_containers.is_empty()).then_some(init_containers),
-            volumes: (!props.volumes.is_empty()).then(|| props.volumes.clone()),
-            service_account_name: props.service_account_name.clone(),
-            ..PodSpec::default()
-        }
+        pod_properties_spec(props, overrides, &parameters, &batch_env)?
     } else {
         return Err(RenderError::NoContainer);
     };
@@ -241,6 +219,42 @@ pub fn render_pod(input: &AttemptPod) -> Result<Pod, RenderError> {
         metadata,
         spec: Some(spec),
         status: None,
+    })
+}
+
+/// The pod spec of a Kubernetes-shaped `podProperties`: its containers, init containers, volumes
+/// and service account as they are, with `Ref::` parameters substituted in commands and
+/// arguments, the job's command and environment overrides applied to the first container, and
+/// the `AWS_BATCH_*` variables appended to every container.
+fn pod_properties_spec(
+    props: &PodProperties,
+    overrides: Option<&ContainerOverrides>,
+    parameters: &BTreeMap<String, String>,
+    batch_env: &[EnvVar],
+) -> Result<PodSpec, RenderError> {
+    let mut containers = props.containers.clone();
+    let first = containers.first_mut().ok_or(RenderError::NoPodContainers)?;
+    if let Some(overrides) = overrides {
+        if let Some(command) = &overrides.command {
+            first.command = Some(command.clone());
+        }
+        let mut env = first.env.take().unwrap_or_default();
+        for var in &overrides.environment {
+            set_env(&mut env, env_var(var));
+        }
+        first.env = (!env.is_empty()).then_some(env);
+    }
+    let mut init_containers = props.init_containers.clone();
+    for container in containers.iter_mut().chain(init_containers.iter_mut()) {
+        substitute_container_refs(container, parameters);
+        append_batch_env(container, batch_env);
+    }
+    Ok(PodSpec {
+        containers,
+        init_containers: (!init_containers.is_empty()).then_some(init_containers),
+        volumes: (!props.volumes.is_empty()).then(|| props.volumes.clone()),
+        service_account_name: props.service_account_name.clone(),
+        ..PodSpec::default()
     })
 }
 

@@ -795,3 +795,38 @@ async fn the_sample_environment_and_queue_become_valid_under_the_operator() {
     operator.stop().await.expect("operator stops cleanly");
     env.stop().await;
 }
+
+#[test]
+fn ci_runs_the_test_command_the_readme_gives() {
+    let readme = read("README.md");
+    let quick_start = readme
+        .split("## Quick start")
+        .nth(1)
+        .and_then(|rest| rest.split("```sh").nth(1))
+        .and_then(|block| block.split("```").next())
+        .expect("README.md has a Quick start with a sh block");
+    let commands: Vec<&str> = quick_start
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "cargo run -p barge-operator -- demo",
+            "cargo test --workspace"
+        ],
+        "the Quick start is exactly two commands"
+    );
+    let ci = read(".ci/run");
+    let ci_tests: Vec<&str> = ci
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("cargo test"))
+        .collect();
+    assert_eq!(
+        ci_tests,
+        [commands[1]],
+        ".ci/run runs the README's test command"
+    );
+}

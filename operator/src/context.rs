@@ -22,11 +22,13 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource};
 use tokio::sync::Notify;
 
-use barge_core::job::Blocked;
-use barge_core::scheduler::JobKey;
+use barge_core::job::{Blocked, RunnableWork};
+use barge_core::resources::Resources;
+use barge_core::scheduler::{Constraints, JobKey};
 use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, SchedulingPolicy};
 
 use crate::cache::Caches;
+use crate::controllers::job_definition::ResolvedDefinition;
 use crate::events::EventPublisher;
 use crate::metrics::Metrics;
 
@@ -144,6 +146,65 @@ impl Verdicts {
     }
 }
 
+/// What the scheduler may place for one job, as the job controller last published it.
+#[derive(Clone, Debug)]
+pub struct RunnableEntry {
+    /// The job's uid (a re-created job of the same name is another job).
+    pub uid: String,
+    pub queue: String,
+    /// The job's `createdAt` (FIFO order).
+    pub submitted_at_ms: i64,
+    /// What one pod of the job asks for.
+    pub request: Resources,
+    pub constraints: Constraints,
+    pub work: RunnableWork,
+    /// The definition revision the pods run.
+    pub definition: Arc<ResolvedDefinition>,
+    pub array_size: Option<u32>,
+}
+
+/// The RUNNABLE work of every job, written by the job controller and read by the scheduler
+/// (Kueue's queue manager: pending work kept apart from the cache of what runs).
+#[derive(Default)]
+pub struct RunnableBook {
+    inner: RwLock<HashMap<JobKey, RunnableEntry>>,
+}
+
+impl RunnableBook {
+    /// Publishes `entry` for `job`, replacing what was there; returns whether its work changed.
+    pub fn publish(&self, job: JobKey, entry: RunnableEntry) -> bool {
+        let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let changed = map
+            .get(&job)
+            .is_none_or(|old| old.work != entry.work || old.uid != entry.uid);
+        map.insert(job, entry);
+        changed
+    }
+
+    /// Removes the job's work (nothing to place, or the job is gone); returns whether it had any.
+    pub fn withdraw(&self, job: &JobKey) -> bool {
+        self.inner
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(job)
+            .is_some()
+    }
+
+    /// Every published entry.
+    pub fn entries(&self) -> Vec<(JobKey, RunnableEntry)> {
+        let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// A channel of "reconcile this object now" requests for one controller
 /// (`Controller::reconcile_on(trigger.stream())`).
 pub struct Trigger<K: Resource<DynamicType = ()> + 'static> {
@@ -193,6 +254,10 @@ pub struct Context {
     pub scheduler: SchedulerWakeup,
     pub verdicts: Verdicts,
     pub triggers: Triggers,
+    /// RUNNABLE work published by the job controller for the scheduler.
+    pub runnable: RunnableBook,
+    /// When each busy array job's status was last written (status coalescing).
+    pub job_status_writes: Mutex<HashMap<JobKey, std::time::Instant>>,
 }
 
 impl Context {
@@ -212,6 +277,8 @@ impl Context {
             scheduler: SchedulerWakeup::default(),
             verdicts: Verdicts::default(),
             triggers: Triggers::default(),
+            runnable: RunnableBook::default(),
+            job_status_writes: Mutex::new(HashMap::new()),
         })
     }
 }

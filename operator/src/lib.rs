@@ -7,7 +7,10 @@
 //!   events, settings, scheduler wake-up, scheduler verdicts, reconcile triggers);
 //! - [`controllers`]: one kube-runtime controller per kind, each a pipeline dereference →
 //!   validate → build → apply → update_status, decisions delegated to `barge_core`;
+//! - [`scheduler`]: the scheduling loop (RUNNABLE work → snapshot → barge-core's pass → pods);
 //! - [`nodepools`]: the node-pool providers of managed compute environments;
+//! - [`pods`]: rendering a job attempt into its Pod and reading a Pod back (pure);
+//! - [`translate`]: Job objects ↔ barge-core's job types (record, spec, status), pure;
 //! - [`status`]: condition merging and skip-if-unchanged server-side-apply status writes;
 //! - [`events`]: Kubernetes Events, published in the background;
 //! - [`leader`]: Lease-based leader election; [`metrics`]: Prometheus metrics and probes.
@@ -21,7 +24,10 @@ pub mod index;
 pub mod leader;
 pub mod metrics;
 pub mod nodepools;
+pub mod pods;
 pub mod run;
+pub mod scheduler;
 pub mod status;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod translate;

@@ -10,6 +10,7 @@
 //! shared feeds of the [`Caches`](crate::cache::Caches) and stops on the shutdown signal.
 
 pub mod compute_environment;
+pub mod job;
 pub mod job_definition;
 pub mod job_queue;
 pub mod scheduling_policy;
@@ -48,9 +49,9 @@ pub const WAIT_RETRY: Duration = Duration::from_secs(1);
 
 /// Starts every controller and the scheduler loop; the handles finish after `shutdown`.
 pub fn spawn_all(ctx: Arc<Context>, shutdown: Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
-    // The job controller (controllers::job) and the scheduler loop (crate::scheduler) are
-    // started here too, with the same `ctx` and `shutdown`, by the "jobs" side of the operator.
     vec![
+        tokio::spawn(job::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(crate::scheduler::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(scheduling_policy::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(job_queue::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(compute_environment::run(ctx.clone(), shutdown.clone())),

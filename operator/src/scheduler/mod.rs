@@ -1,0 +1,488 @@
+//! The scheduler loop: stores → snapshot → `barge_core::scheduler::schedule` → pods.
+//!
+//! One task on the leader (the only writer of placements). Each pass is a numbered recipe, each
+//! step a function whose duration is logged (and the whole pass measured in
+//! `barge_pass_seconds`):
+//! 1. [`collect_work`]: the RUNNABLE work the job controller published in the
+//!    [`RunnableBook`](crate::context::RunnableBook), minus units whose pod was just created
+//!    (assumed) and work of jobs that no longer exist;
+//! 2. [`snapshot`]: queues, compute environments and nodes from the caches; each node's usage
+//!    counts every bound pod (Barge's or not) plus the assumed pods not yet in the cache;
+//! 3. decide: the pure pass (`barge_core::scheduler::schedule`);
+//! 4. [`bind`]: create one pod per placement, bound to its node (deterministic names: a
+//!    placement repeated after a restart meets AlreadyExists, never a twin), and assume its
+//!    resources until the pod cache shows it ("assume, then write");
+//! 5. [`explain`]: leave each unplaced job's verdict for the job controller (which turns it into
+//!    a condition and, for "can never run", a status reason) and wake that job on change.
+//!
+//! Passes run on every wake-up (coalesced) and on a tick.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::ResourceExt;
+use tracing::{debug, info, warn};
+
+use barge_core::job::{Blocked, RunnableWork};
+use barge_core::resources::Resources;
+use barge_core::scheduler::{
+    schedule, JobKey, PassResult, Placement, QueueSpec, Snapshot, Units, Workload,
+};
+use barge_crds::common::State as QueueState;
+use barge_crds::compute_environment::ComputeEnvironment;
+use barge_crds::consts::{FINALIZER_ATTEMPT_RESULT, LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_UID};
+use barge_crds::job_queue::QueueingStrategy;
+
+use crate::context::{Context, RunnableEntry};
+use crate::controllers::job::release_pod;
+use crate::nodepools::{node_snapshot, scheduler_environment};
+use crate::pods::{render_pod, AttemptPod};
+use crate::run::Shutdown;
+use crate::status::is_conflict;
+
+/// How long a created pod counts as assumed when the cache never shows it.
+const ASSUME_TTL: Duration = Duration::from_secs(30);
+/// Every how many passes pods of vanished jobs are released.
+const SWEEP_EVERY: u64 = 10;
+
+/// A pod created by the scheduler and not yet seen in the cache.
+struct Assumed {
+    node: String,
+    request: Resources,
+    job: JobKey,
+    attempt: u32,
+    array_index: Option<u32>,
+    at: Instant,
+}
+
+/// What the loop keeps between passes (nothing authoritative: a new leader starts empty).
+#[derive(Default)]
+pub struct LoopState {
+    /// Keyed by (namespace, pod name).
+    assumed: HashMap<(String, String), Assumed>,
+    passes: u64,
+}
+
+/// Runs the loop until `shutdown`.
+pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
+    let mut state = LoopState::default();
+    let mut tick = tokio::time::interval(ctx.config.scheduler_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stop = shutdown.clone().wait();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = ctx.scheduler.woken() => {}
+            _ = tick.tick() => {}
+        }
+        pass(&ctx, &mut state).await;
+    }
+    debug!("scheduler stopped");
+}
+
+/// One scheduling pass.
+pub async fn pass(ctx: &Context, state: &mut LoopState) {
+    let started = Instant::now();
+    forget_seen(ctx, state);
+    // 1.
+    let (workloads, uids) = collect_work(ctx, state);
+    let t_collect = started.elapsed();
+    if !workloads.is_empty() {
+        // 2.
+        let snap = snapshot(ctx, state, workloads);
+        let t_snapshot = started.elapsed();
+        // 3.
+        let result = schedule(&snap);
+        let t_decide = started.elapsed();
+        // 4.
+        let failures = bind(ctx, state, &result, &uids).await;
+        let t_bind = started.elapsed();
+        // 5.
+        explain(ctx, &snap, &result, &uids, &failures);
+        ctx.metrics.placements.inc_by(result.stats.units_placed);
+        debug!(
+            workloads = snap.workloads.len(),
+            placed = result.stats.units_placed,
+            collect_ms = t_collect.as_secs_f64() * 1e3,
+            snapshot_ms = (t_snapshot - t_collect).as_secs_f64() * 1e3,
+            decide_ms = (t_decide - t_snapshot).as_secs_f64() * 1e3,
+            bind_ms = (t_bind - t_decide).as_secs_f64() * 1e3,
+            "scheduling pass"
+        );
+    }
+    state.passes += 1;
+    if state.passes.is_multiple_of(SWEEP_EVERY) {
+        sweep_orphans(ctx).await;
+    }
+    ctx.metrics
+        .pass_seconds
+        .observe(started.elapsed().as_secs_f64());
+}
+
+/// Drops assumptions the caches have caught up with: the pod is in the pod cache, or the job
+/// controller (which reads the same cache) no longer offers the unit — it saw the pod, which may
+/// already have run and gone. Assumptions the caches never confirm expire after a while.
+fn forget_seen(ctx: &Context, state: &mut LoopState) {
+    let usage = &ctx.caches.usage;
+    let entries: HashMap<JobKey, RunnableEntry> = ctx.runnable.entries().into_iter().collect();
+    state.assumed.retain(|(ns, name), a| {
+        let offered = entries
+            .get(&a.job)
+            .is_some_and(|e| offers(&e.work, a.attempt, a.array_index));
+        offered
+            && !usage.contains(ns, name)
+            && ctx
+                .caches
+                .pods
+                .get(&ObjectRef::new(name).within(ns))
+                .is_none()
+            && a.at.elapsed() < ASSUME_TTL
+    });
+}
+
+/// Whether `work` still offers the unit (attempt, array index) to the scheduler.
+fn offers(work: &RunnableWork, attempt: u32, array_index: Option<u32>) -> bool {
+    match (work, array_index) {
+        (RunnableWork::Single { attempt: a, .. }, None) => *a == attempt,
+        (RunnableWork::Array { groups }, Some(index)) => groups
+            .iter()
+            .any(|g| g.attempt == attempt && g.indices.contains(index)),
+        _ => false,
+    }
+}
+
+/// Step 1: the published work as workloads, and each job's uid.
+fn collect_work(
+    ctx: &Context,
+    state: &LoopState,
+) -> (Vec<(Workload, RunnableEntry)>, HashMap<JobKey, String>) {
+    let mut in_flight: HashMap<(&JobKey, u32), Vec<Option<u32>>> = HashMap::new();
+    for a in state.assumed.values() {
+        in_flight
+            .entry((&a.job, a.attempt))
+            .or_default()
+            .push(a.array_index);
+    }
+    let mut workloads = Vec::new();
+    let mut uids = HashMap::new();
+    for (key, entry) in ctx.runnable.entries() {
+        let current = ctx.caches.job(&key.namespace, &key.name);
+        if current.and_then(|j| j.uid()).as_deref() != Some(entry.uid.as_str()) {
+            ctx.runnable.withdraw(&key);
+            continue;
+        }
+        uids.insert(key.clone(), entry.uid.clone());
+        for mut workload in Workload::from_runnable(
+            &key,
+            &entry.queue,
+            entry.submitted_at_ms,
+            entry.request,
+            &entry.constraints,
+            &entry.work,
+        ) {
+            if let Some(indices) = in_flight.get(&(&key, workload.attempt)) {
+                match &mut workload.units {
+                    Units::Single => continue,
+                    Units::Array(set) => {
+                        for index in indices.iter().flatten() {
+                            set.remove(*index);
+                        }
+                        if set.is_empty() {
+                            continue;
+                        }
+                    }
+                }
+            }
+            workloads.push((workload, entry.clone()));
+        }
+    }
+    (workloads, uids)
+}
+
+/// Step 2: the snapshot the pass decides on.
+fn snapshot(ctx: &Context, state: &LoopState, work: Vec<(Workload, RunnableEntry)>) -> Snapshot {
+    let caches = &ctx.caches;
+    let queues = caches
+        .queues
+        .state()
+        .iter()
+        .map(|q| {
+            let mut order = q.spec.compute_environment_order.clone();
+            order.sort_by_key(|o| o.order);
+            QueueSpec {
+                name: q.name_any(),
+                priority: q.spec.priority,
+                enabled: q.spec.state == QueueState::Enabled,
+                environments: order.into_iter().map(|o| o.compute_environment).collect(),
+                strict_fifo: q.spec.queueing_strategy == QueueingStrategy::StrictFIFO,
+            }
+        })
+        .collect();
+    let ces = caches.compute_environments.state();
+    let gpu_names: HashMap<String, String> = ces
+        .iter()
+        .map(|ce| {
+            (
+                ce.name_any(),
+                ce.spec.effective_gpu_resource_name().to_string(),
+            )
+        })
+        .collect();
+    let environments = ces
+        .iter()
+        .map(|ce| scheduler_environment(ce, caches))
+        .collect();
+    let mut assumed_by_node: HashMap<&str, Resources> = HashMap::new();
+    for a in state.assumed.values() {
+        let used = assumed_by_node.entry(a.node.as_str()).or_default();
+        *used = used.saturating_add(&a.request);
+    }
+    let nodes = caches
+        .nodes
+        .state()
+        .iter()
+        .filter_map(|node| {
+            let ce = node.labels().get(LABEL_COMPUTE_ENVIRONMENT)?;
+            let gpu = gpu_names
+                .get(ce)
+                .map(String::as_str)
+                .unwrap_or(barge_crds::consts::DEFAULT_GPU_RESOURCE_NAME);
+            let mut snap = node_snapshot(node, &caches.usage, gpu);
+            if let Some(extra) = assumed_by_node.get(snap.name.as_str()) {
+                snap.used = snap.used.saturating_add(extra);
+            }
+            Some(snap)
+        })
+        .collect();
+    Snapshot {
+        queues,
+        environments,
+        nodes,
+        workloads: work.into_iter().map(|(w, _)| w).collect(),
+    }
+}
+
+/// Step 4: creates the placed pods; returns the jobs whose pod could not be created, with why.
+async fn bind(
+    ctx: &Context,
+    state: &mut LoopState,
+    result: &PassResult,
+    uids: &HashMap<JobKey, String>,
+) -> HashMap<JobKey, String> {
+    let entries: HashMap<JobKey, RunnableEntry> = ctx.runnable.entries().into_iter().collect();
+    let mut rendered = Vec::new();
+    let mut failures = HashMap::new();
+    for placement in &result.placements {
+        let Some(entry) = entries.get(&placement.job) else {
+            continue;
+        };
+        if uids.get(&placement.job) != Some(&entry.uid) {
+            continue;
+        }
+        match render(ctx, placement, entry) {
+            Ok(pod) => rendered.push((placement.clone(), entry.request, pod)),
+            Err(problem) => {
+                failures.insert(placement.job.clone(), problem);
+            }
+        }
+    }
+    let outcomes = create_pods(
+        ctx.client.clone(),
+        rendered,
+        ctx.config.pod_create_concurrency,
+    )
+    .await;
+    for (placement, request, pod_name, outcome) in outcomes {
+        match outcome {
+            Ok(_) => {}
+            // Deterministic names: the pod of this attempt exists already (a restart, a
+            // lagging cache). Nothing to do; the job controller sees it.
+            Err(e) if is_conflict(&e) => {
+                debug!(pod = %pod_name, "pod exists already");
+            }
+            Err(e) => {
+                ctx.metrics.pod_creations_failed.inc();
+                warn!(job = %placement.job, pod = %pod_name, error = %e, "creating pod failed");
+                failures.insert(
+                    placement.job.clone(),
+                    format!("creating pod {pod_name} failed: {e}"),
+                );
+                continue;
+            }
+        }
+        state.assumed.insert(
+            (placement.job.namespace.clone(), pod_name),
+            Assumed {
+                node: placement.node.clone(),
+                request,
+                job: placement.job.clone(),
+                attempt: placement.attempt,
+                array_index: placement.array_index,
+                at: Instant::now(),
+            },
+        );
+        // The job moves to STARTING once it sees its pod; wake it without waiting for
+        // unrelated events.
+        ctx.triggers
+            .jobs
+            .fire(ObjectRef::new(&placement.job.name).within(&placement.job.namespace));
+    }
+    failures
+}
+
+type Created = (Placement, Resources, String, Result<Pod, kube::Error>);
+
+/// Creates the pods, `concurrency` at a time.
+async fn create_pods(
+    client: kube::Client,
+    pods: Vec<(Placement, Resources, Pod)>,
+    concurrency: usize,
+) -> Vec<Created> {
+    futures::stream::iter(pods)
+        .map(move |(placement, request, pod)| {
+            let api: Api<Pod> = Api::namespaced(client.clone(), &placement.job.namespace);
+            async move {
+                let outcome = api.create(&PostParams::default(), &pod).await;
+                (placement, request, pod.name_any(), outcome)
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await
+}
+
+fn render(ctx: &Context, placement: &Placement, entry: &RunnableEntry) -> Result<Pod, String> {
+    let job = ctx
+        .caches
+        .job(&placement.job.namespace, &placement.job.name)
+        .ok_or_else(|| format!("job {} vanished", placement.job))?;
+    let ce: Arc<ComputeEnvironment> = ctx
+        .caches
+        .compute_environments
+        .get(&ObjectRef::new(&placement.environment))
+        .ok_or_else(|| format!("compute environment {} vanished", placement.environment))?;
+    render_pod(&AttemptPod {
+        job: &job,
+        definition_name: &entry.definition.name,
+        definition_revision: entry.definition.revision,
+        definition: &entry.definition.spec,
+        queue: &entry.queue,
+        compute_environment: &ce,
+        node_name: Some(&placement.node),
+        attempt: placement.attempt,
+        array_index: placement.array_index,
+        array_size: entry.array_size,
+    })
+    .map_err(|e| format!("the job's pod cannot be rendered: {e}"))
+}
+
+/// Step 5: verdicts for the job controller.
+fn explain(
+    ctx: &Context,
+    snap: &Snapshot,
+    result: &PassResult,
+    uids: &HashMap<JobKey, String>,
+    failures: &HashMap<JobKey, String>,
+) {
+    let mut blocked: HashMap<&JobKey, Blocked> = HashMap::new();
+    let mut seen: HashSet<&JobKey> = HashSet::new();
+    for (workload, verdict) in snap.workloads.iter().zip(&result.verdicts) {
+        seen.insert(&workload.job);
+        if let Some(unplaced) = &verdict.unplaced {
+            blocked
+                .entry(&workload.job)
+                .or_insert_with(|| unplaced.to_blocked(&workload.queue));
+        }
+    }
+    for (job, problem) in failures {
+        if let Some(key) = seen.get(job) {
+            blocked.insert(
+                key,
+                Blocked {
+                    status_reason: None,
+                    message: problem.clone(),
+                },
+            );
+        }
+    }
+    for job in seen {
+        let Some(uid) = uids.get(job) else { continue };
+        let changed = match blocked.remove(job) {
+            Some(verdict) => ctx.verdicts.set(job.clone(), uid, verdict),
+            None => ctx.verdicts.clear(job),
+        };
+        if changed {
+            ctx.triggers
+                .jobs
+                .fire(ObjectRef::new(&job.name).within(&job.namespace));
+        }
+    }
+}
+
+/// Releases the result finalizer of Barge pods whose job no longer exists (deleted jobs: the
+/// garbage collector deletes their pods, which must not hang on the finalizer).
+async fn sweep_orphans(ctx: &Context) {
+    let live: HashSet<String> = ctx
+        .caches
+        .jobs
+        .state()
+        .iter()
+        .filter_map(|j| j.uid())
+        .collect();
+    for pod in ctx.caches.pods.state() {
+        if !pod
+            .finalizers()
+            .iter()
+            .any(|f| f == FINALIZER_ATTEMPT_RESULT)
+        {
+            continue;
+        }
+        let Some(uid) = pod.labels().get(LABEL_JOB_UID) else {
+            continue;
+        };
+        if live.contains(uid) {
+            continue;
+        }
+        let namespace = pod.namespace().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+        match release_pod(&api, &pod.name_any(), pod.finalizers()).await {
+            Ok(()) => info!(pod = %pod.name_any(), %namespace, "released the pod of a deleted job"),
+            Err(e) => warn!(error = %e, "releasing the pod of a deleted job"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use barge_core::index_set::IndexSet;
+    use barge_core::job::RunnableGroup;
+
+    #[test]
+    fn an_assumed_unit_is_offered_only_while_the_work_still_lists_it() {
+        let single = RunnableWork::Single {
+            attempt: 2,
+            retried: true,
+        };
+        assert!(offers(&single, 2, None));
+        assert!(!offers(&single, 1, None), "another attempt");
+        assert!(!offers(&RunnableWork::Nothing, 2, None));
+        let array = RunnableWork::Array {
+            groups: vec![RunnableGroup {
+                attempt: 1,
+                retried: false,
+                indices: IndexSet::parse("3-5").expect("set"),
+            }],
+        };
+        assert!(offers(&array, 1, Some(4)));
+        assert!(!offers(&array, 1, Some(6)));
+        assert!(!offers(&array, 2, Some(4)));
+        assert!(!offers(&array, 1, None));
+    }
+}

@@ -1,0 +1,595 @@
+//! Translation between Barge's Job objects and barge-core's job types (pure).
+//!
+//! Data flow, in the job controller: the Job's status → [`record_from_status`] → the core's
+//! `JobRecord`; the Job's spec and its resolved definition → [`core_spec`]; jobs named in
+//! `dependsOn` → [`dependency_target`]; the queue → [`time_limit_actions`]. barge-core decides,
+//! and [`build_status`] turns its `JobPlan` back into the Job's status. Nothing here reads a
+//! clock or a cache: every input is an argument.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::ResourceExt;
+
+use barge_core::deps::{Dependency, DependencyTarget, DependencyType as CoreDependencyType};
+use barge_core::index_set::IndexSet;
+use barge_core::job::{
+    ArrayRecord, AttemptRecord, JobPlan, JobRecord, JobSpec as CoreJobSpec, Terminate,
+    TimeLimitAction,
+};
+use barge_core::retry::{EvaluateOnExit, RetryStrategy as CoreRetryStrategy};
+use barge_core::state::{JobState, StatusSummary};
+use barge_crds::consts::{
+    CONDITION_FAILED, CONDITION_SCHEDULABLE, CONDITION_SUCCEEDED, REASON_NO_INSTANCE_TYPE_FITS,
+};
+use barge_crds::job::{
+    ArrayStatus, AttemptContainerDetail, AttemptDetail, ChildAttempt, DependencyType,
+    JobStatusCounts, ResolvedJobDefinition, RetryingChild,
+};
+use barge_crds::resources::{RetryAction, RetryStrategy};
+use barge_crds::{Job, JobDefinitionSpec, JobQueue, JobStatus, JobStatusDetail};
+
+use crate::status::{merge_conditions, DesiredCondition};
+
+/// Condition reason: the job waits (for a dependency, its definition, capacity...).
+pub const REASON_WAITING: &str = "Waiting";
+/// Condition reason: the job was placed (or needs no placement any more).
+pub const REASON_PLACED: &str = "Placed";
+/// Condition reason: the job ended SUCCEEDED.
+pub const REASON_SUCCEEDED: &str = "JobSucceeded";
+/// Condition reason: the job ended FAILED.
+pub const REASON_FAILED: &str = "JobFailed";
+
+/// The core state of a recorded status.
+pub fn job_state(status: JobStatus) -> JobState {
+    match status {
+        JobStatus::Submitted => JobState::Submitted,
+        JobStatus::Pending => JobState::Pending,
+        JobStatus::Runnable => JobState::Runnable,
+        JobStatus::Starting => JobState::Starting,
+        JobStatus::Running => JobState::Running,
+        JobStatus::Succeeded => JobState::Succeeded,
+        JobStatus::Failed => JobState::Failed,
+    }
+}
+
+/// The API spelling of a core state.
+pub fn crd_state(state: JobState) -> JobStatus {
+    match state {
+        JobState::Submitted => JobStatus::Submitted,
+        JobState::Pending => JobStatus::Pending,
+        JobState::Runnable => JobStatus::Runnable,
+        JobState::Starting => JobStatus::Starting,
+        JobState::Running => JobStatus::Running,
+        JobState::Succeeded => JobStatus::Succeeded,
+        JobState::Failed => JobStatus::Failed,
+    }
+}
+
+/// Unix milliseconds of an API timestamp.
+pub fn ms_of(time: &Time) -> i64 {
+    time.0.as_millisecond()
+}
+
+/// An API timestamp of unix milliseconds (clamped to the representable range).
+pub fn time_of(ms: i64) -> Time {
+    Time(jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
+}
+
+/// The state-machine essentials of a job: the job's retry strategy and timeout override the
+/// definition's. Err: a spec the API server should have refused (an old object, a skipped
+/// webhook) — the job fails with this message instead of hanging.
+pub fn core_spec(job: &Job, definition: Option<&JobDefinitionSpec>) -> Result<CoreJobSpec, String> {
+    let spec = &job.spec;
+    let array_size = match &spec.array_properties {
+        Some(props) => {
+            let size = u32::try_from(props.size)
+                .map_err(|_| format!("arrayProperties.size {} is negative", props.size))?;
+            barge_core::job::array::validate_size(size).map_err(|e| e.to_string())?;
+            Some(size)
+        }
+        None => None,
+    };
+    let depends_on = spec
+        .depends_on
+        .iter()
+        .map(|d| match (d.r#type, d.job_name.as_deref()) {
+            (Some(DependencyType::Sequential), _) => Ok(Dependency::sequential()),
+            (Some(DependencyType::NToN), Some(name)) => Ok(Dependency::n_to_n(name)),
+            (None, Some(name)) => Ok(Dependency::standard(name)),
+            (_, None) => Err("a dependsOn entry without jobName must be SEQUENTIAL".to_string()),
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if depends_on
+        .iter()
+        .any(|d| d.kind == CoreDependencyType::Sequential)
+        && array_size.is_none()
+    {
+        return Err("a SEQUENTIAL dependency needs arrayProperties".into());
+    }
+    let retry = spec
+        .retry_strategy
+        .as_ref()
+        .or(definition.and_then(|d| d.retry_strategy.as_ref()));
+    let retry_strategy = match retry {
+        Some(r) => core_retry_strategy(r)?,
+        None => CoreRetryStrategy::default(),
+    };
+    let attempt_duration_seconds = spec
+        .timeout
+        .as_ref()
+        .and_then(|t| t.attempt_duration_seconds)
+        .or_else(|| {
+            definition
+                .and_then(|d| d.timeout.as_ref())
+                .and_then(|t| t.attempt_duration_seconds)
+        })
+        .map(i64::from);
+    let terminate = match &spec.terminate {
+        Some(t) => Some(Terminate {
+            reason: Some(t.reason.clone()),
+            array_indices: t
+                .array_indices
+                .as_deref()
+                .map(IndexSet::parse)
+                .transpose()
+                .map_err(|e| format!("terminate.arrayIndices: {e}"))?,
+        }),
+        None => None,
+    };
+    Ok(CoreJobSpec {
+        array_size,
+        depends_on,
+        retry_strategy,
+        attempt_duration_seconds,
+        terminate,
+        ttl_seconds_after_finished: spec.ttl_seconds_after_finished.map(i64::from),
+    })
+}
+
+fn core_retry_strategy(r: &RetryStrategy) -> Result<CoreRetryStrategy, String> {
+    let attempts = u32::try_from(r.attempts.unwrap_or(1))
+        .map_err(|_| "retryStrategy.attempts must be positive".to_string())?;
+    let rules = r
+        .evaluate_on_exit
+        .iter()
+        .map(|e| {
+            let action = match e.action {
+                RetryAction::Retry => "RETRY",
+                RetryAction::Exit => "EXIT",
+            };
+            EvaluateOnExit::parse(
+                e.on_exit_code.as_deref(),
+                e.on_reason.as_deref(),
+                e.on_status_reason.as_deref(),
+                action,
+            )
+        })
+        .collect::<barge_core::Result<Vec<_>>>()
+        .map_err(|e| format!("retryStrategy.evaluateOnExit: {e}"))?;
+    CoreRetryStrategy::new(attempts, rules).map_err(|e| format!("retryStrategy: {e}"))
+}
+
+/// The job's record as persisted in its status (a fresh SUBMITTED record when there is none).
+pub fn record_from_status(job: &Job) -> JobRecord {
+    let created_at_ms = job
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(ms_of)
+        .unwrap_or_default();
+    let Some(status) = job.status.as_ref().filter(|s| s.status.is_some()) else {
+        return JobRecord::submitted(created_at_ms);
+    };
+    let state = job_state(status.status.unwrap_or(JobStatus::Submitted));
+    // While a blocked reason is shown, the Schedulable condition turned False when it appeared.
+    let blocked_since_ms = status
+        .conditions
+        .iter()
+        .find(|c| {
+            c.type_ == CONDITION_SCHEDULABLE
+                && c.status == "False"
+                && c.reason == REASON_NO_INSTANCE_TYPE_FITS
+        })
+        .filter(|_| state == JobState::Runnable && status.status_reason.is_some())
+        .map(|c| ms_of(&c.last_transition_time));
+    JobRecord {
+        state,
+        status_reason: status.status_reason.clone(),
+        created_at_ms: status.created_at.as_ref().map_or(created_at_ms, ms_of),
+        runnable_since_ms: None,
+        blocked_since_ms,
+        started_at_ms: status.started_at.as_ref().map(ms_of),
+        stopped_at_ms: status.stopped_at.as_ref().map(ms_of),
+        attempts: status
+            .attempts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| attempt_record(a, u32::try_from(i + 1).unwrap_or(u32::MAX), None))
+            .collect(),
+        array: status.array_properties.as_ref().map(array_record),
+    }
+}
+
+fn attempt_record(a: &AttemptDetail, attempt: u32, array_index: Option<u32>) -> AttemptRecord {
+    AttemptRecord {
+        attempt,
+        array_index,
+        pod_name: a.container.pod_name.clone().unwrap_or_default(),
+        node_name: a.container.node_name.clone(),
+        exit_code: a.container.exit_code,
+        reason: a.container.reason.clone(),
+        started_at_ms: a.started_at.as_ref().map(ms_of),
+        stopped_at_ms: a.stopped_at.as_ref().map(ms_of).unwrap_or_default(),
+        status_reason: a.status_reason.clone().unwrap_or_default(),
+    }
+}
+
+fn attempt_detail(a: &AttemptRecord) -> AttemptDetail {
+    AttemptDetail {
+        container: AttemptContainerDetail {
+            exit_code: a.exit_code,
+            reason: a.reason.clone(),
+            pod_name: Some(a.pod_name.clone()).filter(|p| !p.is_empty()),
+            node_name: a.node_name.clone(),
+            log_stream_name: None,
+        },
+        started_at: a.started_at_ms.map(time_of),
+        stopped_at: Some(time_of(a.stopped_at_ms)),
+        status_reason: Some(a.status_reason.clone()).filter(|r| !r.is_empty()),
+    }
+}
+
+fn array_record(a: &ArrayStatus) -> ArrayRecord {
+    let parse = |s: &str| IndexSet::parse(s).unwrap_or_default();
+    let mut prior_attempts = std::collections::BTreeMap::<u32, IndexSet>::new();
+    for child in &a.retrying {
+        if let (Ok(index), Ok(attempts)) =
+            (u32::try_from(child.index), u32::try_from(child.attempts))
+        {
+            prior_attempts.entry(attempts).or_default().insert(index);
+        }
+    }
+    ArrayRecord {
+        size: u32::try_from(a.size).unwrap_or_default(),
+        succeeded: parse(&a.succeeded_indices),
+        failed: parse(&a.failed_indices),
+        prior_attempts,
+        failed_attempts: a
+            .failed_attempts
+            .iter()
+            .map(|c| {
+                attempt_record(
+                    &c.attempt,
+                    u32::try_from(c.attempts).unwrap_or_default(),
+                    u32::try_from(c.index).ok(),
+                )
+            })
+            .collect(),
+        failed_attempts_omitted: 0,
+    }
+}
+
+fn counts(summary: &StatusSummary) -> JobStatusCounts {
+    let mut counts = JobStatusCounts::default();
+    for state in JobState::ALL {
+        *counts.get_mut(crd_state(state)) = i32::try_from(summary.get(state)).unwrap_or(i32::MAX);
+    }
+    counts
+}
+
+fn array_status(record: &ArrayRecord, summary: Option<&StatusSummary>) -> ArrayStatus {
+    let size = i32::try_from(record.size).unwrap_or(i32::MAX);
+    let done = record.done_count();
+    ArrayStatus {
+        size,
+        status_summary: summary.map(counts).unwrap_or_default(),
+        progress: Some(format!("{done}/{}", record.size)),
+        succeeded_indices: record.succeeded.to_string(),
+        failed_indices: record.failed.to_string(),
+        terminated_indices: String::new(),
+        retrying: record
+            .prior_attempts
+            .iter()
+            .flat_map(|(attempts, set)| {
+                set.iter().map(move |index| RetryingChild {
+                    index: i32::try_from(index).unwrap_or(i32::MAX),
+                    attempts: i32::try_from(*attempts).unwrap_or(i32::MAX),
+                    last_status_reason: None,
+                })
+            })
+            .collect(),
+        failed_attempts: record
+            .failed_attempts
+            .iter()
+            .map(|a| ChildAttempt {
+                index: a
+                    .array_index
+                    .and_then(|i| i32::try_from(i).ok())
+                    .unwrap_or_default(),
+                attempts: i32::try_from(a.attempt).unwrap_or(i32::MAX),
+                attempt: attempt_detail(a),
+            })
+            .collect(),
+    }
+}
+
+/// What the job's status shows besides the record.
+pub struct StatusInputs<'a> {
+    pub resolved: Option<ResolvedJobDefinition>,
+    pub compute_environment: Option<String>,
+    /// Attempts started so far (finished ones plus a live one), for the printer column.
+    pub attempt_count: Option<i32>,
+    /// A condition reason for `plan.waiting` (None: [`REASON_WAITING`]).
+    pub waiting_reason: Option<&'a str>,
+    pub now_ms: i64,
+}
+
+/// The Job's status after a plan: the record in API form plus conditions.
+pub fn build_status(job: &Job, plan: &JobPlan, inputs: StatusInputs<'_>) -> JobStatusDetail {
+    let record = &plan.record;
+    let existing = job.status.clone().unwrap_or_default();
+    let state = record.state;
+    let mut desired = Vec::new();
+    desired.push(DesiredCondition::new(
+        CONDITION_SUCCEEDED,
+        state == JobState::Succeeded,
+        if state == JobState::Succeeded {
+            REASON_SUCCEEDED
+        } else {
+            REASON_WAITING
+        },
+        if state == JobState::Succeeded {
+            "the job succeeded".to_string()
+        } else {
+            format!("the job is {state}")
+        },
+    ));
+    desired.push(DesiredCondition::new(
+        CONDITION_FAILED,
+        state == JobState::Failed,
+        if state == JobState::Failed {
+            REASON_FAILED
+        } else {
+            REASON_WAITING
+        },
+        if state == JobState::Failed {
+            record.status_reason.clone().unwrap_or_default()
+        } else {
+            format!("the job is {state}")
+        },
+    ));
+    let blocked = record.blocked_since_ms.is_some();
+    let schedulable = match (&plan.waiting, state.is_terminal()) {
+        (Some(message), false) => DesiredCondition::new(
+            CONDITION_SCHEDULABLE,
+            false,
+            if blocked {
+                REASON_NO_INSTANCE_TYPE_FITS
+            } else {
+                inputs.waiting_reason.unwrap_or(REASON_WAITING)
+            },
+            message.clone(),
+        ),
+        _ => DesiredCondition::new(
+            CONDITION_SCHEDULABLE,
+            true,
+            REASON_PLACED,
+            if state.is_queued() {
+                format!("the job is {state}")
+            } else {
+                "the job was placed".to_string()
+            },
+        ),
+    };
+    desired.push(schedulable);
+    let now = time_of(inputs.now_ms).0;
+    let generation = job.metadata.generation;
+    let mut conditions = merge_conditions(&existing.conditions, &desired, generation, now);
+    // The Schedulable condition's transition time records since when a blocked reason shows
+    // (jobStateTimeLimitActions count from there).
+    if let (Some(since), Some(c)) = (
+        record.blocked_since_ms,
+        conditions
+            .iter_mut()
+            .find(|c: &&mut Condition| c.type_ == CONDITION_SCHEDULABLE),
+    ) {
+        c.last_transition_time = time_of(since);
+    }
+    JobStatusDetail {
+        status: Some(crd_state(state)),
+        status_reason: record.status_reason.clone(),
+        job_id: job.uid(),
+        created_at: Some(time_of(record.created_at_ms)),
+        started_at: record.started_at_ms.map(time_of),
+        stopped_at: record.stopped_at_ms.map(time_of),
+        attempts: record.attempts.iter().map(attempt_detail).collect(),
+        attempt_count: inputs.attempt_count,
+        resolved_job_definition: inputs.resolved.or(existing.resolved_job_definition),
+        job_queue: Some(job.spec.job_queue.clone()),
+        compute_environment: inputs.compute_environment.or(existing.compute_environment),
+        array_properties: record
+            .array
+            .as_ref()
+            .map(|a| array_status(a, plan.summary.as_ref())),
+        node_groups: Vec::new(),
+        conditions,
+        observed_generation: generation,
+    }
+}
+
+/// How a job named in `dependsOn` stands, for its dependents.
+pub fn dependency_target(job: Option<&Job>) -> DependencyTarget {
+    let Some(job) = job else {
+        return DependencyTarget::Missing;
+    };
+    let record = record_from_status(job);
+    match (&record.array, &job.spec.array_properties) {
+        (Some(array), _) => DependencyTarget::array(
+            record.state,
+            array.size,
+            array.succeeded.clone(),
+            array.failed.clone(),
+        ),
+        (None, Some(props)) => DependencyTarget::array(
+            record.state,
+            u32::try_from(props.size).unwrap_or_default(),
+            IndexSet::default(),
+            IndexSet::default(),
+        ),
+        (None, None) => DependencyTarget::job(record.state),
+    }
+}
+
+/// The queue's `jobStateTimeLimitActions` in core form.
+pub fn time_limit_actions(queue: &JobQueue) -> Vec<TimeLimitAction> {
+    queue
+        .spec
+        .job_state_time_limit_actions
+        .iter()
+        .map(|a| TimeLimitAction::cancel_runnable(&a.reason, i64::from(a.max_time_seconds)))
+        .collect()
+}
+
+/// The job's name, for messages and pod names.
+pub fn job_name(job: &Job) -> String {
+    job.name_any()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use barge_core::job::{reconcile, Admission, JobView};
+    use barge_crds::job::{ArrayProperties, JobDependency, JobSpec};
+
+    fn job(spec: JobSpec) -> Job {
+        let mut job = Job::new("j", spec);
+        job.metadata.namespace = Some("ns".into());
+        job.metadata.uid = Some("u1".into());
+        job.metadata.creation_timestamp = Some(time_of(1_700_000_000_000));
+        job
+    }
+
+    fn spec() -> JobSpec {
+        serde_json::from_value(serde_json::json!({"jobQueue": "q", "jobDefinition": "d"}))
+            .expect("spec")
+    }
+
+    fn definition() -> JobDefinitionSpec {
+        serde_json::from_value(serde_json::json!({
+            "type": "container",
+            "containerProperties": {"image": "busybox", "command": ["true"]},
+            "retryStrategy": {"attempts": 3, "evaluateOnExit": [{"onExitCode": "3", "action": "EXIT"}]},
+            "timeout": {"attemptDurationSeconds": 60}
+        }))
+        .expect("definition")
+    }
+
+    #[test]
+    fn the_jobs_retry_strategy_and_timeout_override_the_definitions() {
+        let mut s = spec();
+        s.retry_strategy = Some(RetryStrategy {
+            attempts: Some(5),
+            evaluate_on_exit: Vec::new(),
+        });
+        let core = core_spec(&job(s), Some(&definition())).expect("spec");
+        assert_eq!(core.retry_strategy.attempts(), 5);
+        assert_eq!(core.attempt_duration_seconds, Some(60));
+        let core = core_spec(&job(spec()), Some(&definition())).expect("spec");
+        assert_eq!(core.retry_strategy.attempts(), 3);
+        assert_eq!(core.retry_strategy.evaluate_on_exit().len(), 1);
+    }
+
+    #[test]
+    fn dependencies_translate_and_sequential_needs_an_array() {
+        let mut s = spec();
+        s.depends_on = vec![JobDependency {
+            job_name: None,
+            r#type: Some(DependencyType::Sequential),
+        }];
+        assert!(core_spec(&job(s.clone()), Some(&definition()))
+            .unwrap_err()
+            .contains("SEQUENTIAL"));
+        s.array_properties = Some(ArrayProperties { size: 4 });
+        s.depends_on.push(JobDependency {
+            job_name: Some("a".into()),
+            r#type: None,
+        });
+        let core = core_spec(&job(s), Some(&definition())).expect("spec");
+        assert_eq!(
+            core.depends_on,
+            vec![Dependency::sequential(), Dependency::standard("a")]
+        );
+        assert_eq!(core.array_size, Some(4));
+    }
+
+    fn view(job: &Job) -> JobView {
+        JobView {
+            name: job.name_any(),
+            spec: core_spec(job, Some(&definition())).expect("spec"),
+            record: record_from_status(job),
+            admission: Admission::Admitted,
+            dependencies: Default::default(),
+            pods: Vec::new(),
+            time_limit_actions: Vec::new(),
+            blocked: None,
+        }
+    }
+
+    fn inputs(now_ms: i64) -> StatusInputs<'static> {
+        StatusInputs {
+            resolved: None,
+            compute_environment: None,
+            attempt_count: None,
+            waiting_reason: None,
+            now_ms,
+        }
+    }
+
+    #[test]
+    fn a_written_status_reads_back_as_the_same_record() {
+        let mut j = job(spec());
+        let now = 1_700_000_005_000;
+        let plan = reconcile(&view(&j), now);
+        assert_eq!(plan.record.state, JobState::Runnable);
+        j.status = Some(build_status(&j, &plan, inputs(now)));
+        let again = reconcile(&view(&j), now + 1000);
+        assert!(!again.changed, "a re-read record is stable: {again:?}");
+        assert_eq!(
+            j.status.as_ref().and_then(|s| s.status),
+            Some(JobStatus::Runnable)
+        );
+    }
+
+    #[test]
+    fn an_array_record_round_trips_through_the_status() {
+        let mut s = spec();
+        s.array_properties = Some(ArrayProperties { size: 10 });
+        let mut j = job(s);
+        let now = 1_700_000_005_000;
+        let mut plan = reconcile(&view(&j), now);
+        let array = plan.record.array.as_mut().expect("array record");
+        array.succeeded = IndexSet::parse("0-3,5").expect("set");
+        array
+            .prior_attempts
+            .insert(1, IndexSet::parse("7").expect("set"));
+        j.status = Some(build_status(&j, &plan, inputs(now)));
+        let status = j.status.as_ref().expect("status");
+        let a = status.array_properties.as_ref().expect("array status");
+        assert_eq!(a.succeeded_indices, "0-3,5");
+        assert_eq!(a.progress.as_deref(), Some("5/10"));
+        assert_eq!(record_from_status(&j).array, plan.record.array);
+    }
+
+    #[test]
+    fn a_missing_or_array_dependency_is_described() {
+        assert_eq!(dependency_target(None), DependencyTarget::Missing);
+        let mut s = spec();
+        s.array_properties = Some(ArrayProperties { size: 3 });
+        match dependency_target(Some(&job(s))) {
+            DependencyTarget::Found {
+                state: JobState::Submitted,
+                array: Some(p),
+            } => assert_eq!(p.size, 3),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The job controller and the scheduler against an in-process simulated cluster (scripted
+//! kubelet), with the operator running in-process: the quick tests of job semantics. The
+//! end-to-end tests of the real binary live under e2e/tests.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ListParams, PostParams};
+use kube::ResourceExt;
+
+use barge_crds::consts::LABEL_JOB_NAME;
+use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, JobStatus};
+use support::{from_yaml, wait_for, Env};
+
+async fn setup(env: &Env, vcpus: i32) {
+    let ce: ComputeEnvironment = from_yaml(&format!(
+        r#"
+apiVersion: batch.barge.dev/v1alpha1
+kind: ComputeEnvironment
+metadata: {{name: ce}}
+spec:
+  type: MANAGED
+  computeResources:
+    type: EC2
+    minvCpus: 0
+    maxvCpus: 64
+    desiredvCpus: {vcpus}
+    instanceTypes: [m5.xlarge]
+    provider: {{simulated: {{}}}}
+"#
+    ));
+    env.api::<ComputeEnvironment>()
+        .create(&PostParams::default(), &ce)
+        .await
+        .expect("ce");
+    let queue: JobQueue = from_yaml(
+        "apiVersion: batch.barge.dev/v1alpha1\nkind: JobQueue\nmetadata: {name: q}\nspec: {priority: 1, computeEnvironmentOrder: [{order: 1, computeEnvironment: ce}]}\n",
+    );
+    env.api::<JobQueue>()
+        .create(&PostParams::default(), &queue)
+        .await
+        .expect("queue");
+    let jd: JobDefinition = from_yaml(
+        r#"
+apiVersion: batch.barge.dev/v1alpha1
+kind: JobDefinition
+metadata: {name: work, namespace: default}
+spec:
+  type: container
+  propagateTags: true
+  containerProperties:
+    image: busybox
+    command: [sh, -c, "exit 0"]
+    resourceRequirements: [{type: VCPU, value: "1"}, {type: MEMORY, value: "512"}]
+  retryStrategy:
+    attempts: 3
+    evaluateOnExit: [{onExitCode: "3", action: EXIT}]
+"#,
+    );
+    env.namespaced::<JobDefinition>("default")
+        .create(&PostParams::default(), &jd)
+        .await
+        .expect("jd");
+}
+
+fn job(name: &str, extra: &str) -> Job {
+    from_yaml(&format!(
+        "apiVersion: batch.barge.dev/v1alpha1\nkind: Job\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  jobQueue: q\n  jobDefinition: work\n{extra}"
+    ))
+}
+
+fn status(job: &Job) -> Option<JobStatus> {
+    job.status.as_ref().and_then(|s| s.status)
+}
+
+async fn finished(env: &Env, name: &str) -> Job {
+    wait_for(&env.namespaced::<Job>("default"), name, "finished", |j| {
+        status(j).is_some_and(JobStatus::is_finished)
+    })
+    .await
+}
+
+async fn pods_of(env: &Env, job: &str) -> Vec<Pod> {
+    env.namespaced::<Pod>("default")
+        .list(&ListParams::default().labels(&format!("{LABEL_JOB_NAME}={job}")))
+        .await
+        .expect("pods")
+        .items
+}
+
+#[tokio::test]
+async fn a_job_runs_to_success_and_records_its_attempt() {
+    let env = Env::start().await;
+    let operator = env.start_operator();
+    setup(&env, 4).await;
+    let jobs = env.namespaced::<Job>("default");
+    jobs.create(&PostParams::default(), &job("one", ""))
+        .await
+        .expect("job");
+    let done = finished(&env, "one").await;
+    let st = done.status.as_ref().expect("status");
+    assert_eq!(st.status, Some(JobStatus::Succeeded), "{st:#?}");
+    assert_eq!(st.attempts.len(), 1);
+    assert_eq!(st.attempts[0].container.exit_code, Some(0));
+    assert_eq!(st.compute_environment.as_deref(), Some("ce"));
+    assert_eq!(
+        st.resolved_job_definition.as_ref().map(|r| r.revision),
+        Some(1)
+    );
+    let pods = pods_of(&env, "one").await;
+    assert_eq!(pods.len(), 1);
+    assert_eq!(pods[0].name_any(), "one-1");
+    operator.stop().await.expect("operator stops");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn exit_codes_decide_retries() {
+    let env = Env::start().await;
+    let operator = env.start_operator();
+    setup(&env, 4).await;
+    let jobs = env.namespaced::<Job>("default");
+    let tags = |code: u8| {
+        format!("  tags: {{sim.barge.dev/duration-seconds: \"0\", sim.barge.dev/exit-code: \"{code}\"}}\n")
+    };
+    jobs.create(&PostParams::default(), &job("exit3", &tags(3)))
+        .await
+        .expect("job");
+    jobs.create(&PostParams::default(), &job("exit1", &tags(1)))
+        .await
+        .expect("job");
+    let exit3 = finished(&env, "exit3").await;
+    let exit1 = finished(&env, "exit1").await;
+    let st3 = exit3.status.expect("status");
+    assert_eq!(st3.status, Some(JobStatus::Failed));
+    assert_eq!(st3.attempts.len(), 1, "EXIT on code 3: {st3:#?}");
+    let st1 = exit1.status.expect("status");
+    assert_eq!(st1.status, Some(JobStatus::Failed));
+    assert_eq!(
+        st1.attempts.len(),
+        3,
+        "no rule matches 1: retried: {st1:#?}"
+    );
+    let names: BTreeSet<String> = pods_of(&env, "exit1")
+        .await
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    assert_eq!(
+        names,
+        ["exit1-1", "exit1-2", "exit1-3"]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    );
+    operator.stop().await.expect("operator stops");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn an_array_runs_every_child_and_a_dependent_waits_for_it() {
+    let env = Env::start().await;
+    let operator = env.start_operator();
+    setup(&env, 8).await;
+    let jobs = env.namespaced::<Job>("default");
+    jobs.create(
+        &PostParams::default(),
+        &job("arr", "  arrayProperties: {size: 20}\n"),
+    )
+    .await
+    .expect("array");
+    jobs.create(
+        &PostParams::default(),
+        &job("after", "  dependsOn: [{jobName: arr}]\n"),
+    )
+    .await
+    .expect("dependent");
+    let arr = finished(&env, "arr").await;
+    let st = arr.status.as_ref().expect("status");
+    assert_eq!(st.status, Some(JobStatus::Succeeded), "{st:#?}");
+    let array = st.array_properties.as_ref().expect("array status");
+    assert_eq!(array.succeeded_indices, "0-19");
+    assert_eq!(array.progress.as_deref(), Some("20/20"));
+    assert_eq!(array.status_summary.get(JobStatus::Succeeded), 20);
+    let after = finished(&env, "after").await;
+    assert_eq!(status(&after), Some(JobStatus::Succeeded));
+    let after_start = after
+        .status
+        .as_ref()
+        .and_then(|s| s.started_at.clone())
+        .expect("started");
+    let arr_stop = st.stopped_at.clone().expect("stopped");
+    assert!(
+        after_start.0 >= arr_stop.0,
+        "the dependent started after the array ended"
+    );
+    operator.stop().await.expect("operator stops");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_dependency_fails_the_dependent() {
+    let env = Env::start().await;
+    let operator = env.start_operator();
+    setup(&env, 4).await;
+    let jobs = env.namespaced::<Job>("default");
+    jobs.create(
+        &PostParams::default(),
+        &job("bad", "  tags: {sim.barge.dev/exit-code: \"3\"}\n"),
+    )
+    .await
+    .expect("job");
+    jobs.create(
+        &PostParams::default(),
+        &job("child", "  dependsOn: [{jobName: bad}]\n"),
+    )
+    .await
+    .expect("job");
+    let child = finished(&env, "child").await;
+    let st = child.status.expect("status");
+    assert_eq!(st.status, Some(JobStatus::Failed));
+    assert_eq!(st.status_reason.as_deref(), Some("Dependent Job failed"));
+    assert!(pods_of(&env, "child").await.is_empty());
+    operator.stop().await.expect("operator stops");
+    env.stop().await;
+}

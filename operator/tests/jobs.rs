@@ -359,3 +359,37 @@ async fn state_changes_are_events_and_ttl_deletes_a_finished_job() {
     operator.stop().await.expect("operator stops");
     env.stop().await;
 }
+
+#[tokio::test]
+async fn an_n_to_n_dependency_on_an_array_of_another_size_fails_with_a_clear_reason() {
+    let env = Env::start().await;
+    let operator = env.start_operator();
+    setup(&env, 4).await;
+    let jobs = env.namespaced::<Job>("default");
+    jobs.create(
+        &PostParams::default(),
+        &job("four", "  arrayProperties: {size: 4}\n"),
+    )
+    .await
+    .expect("job");
+    jobs.create(
+        &PostParams::default(),
+        &job(
+            "three",
+            "  arrayProperties: {size: 3}\n  dependsOn: [{jobName: four, type: N_TO_N}]\n",
+        ),
+    )
+    .await
+    .expect("job");
+    let three = finished(&env, "three").await;
+    let st = three.status.expect("status");
+    assert_eq!(st.status, Some(JobStatus::Failed));
+    let reason = st.status_reason.unwrap_or_default();
+    assert!(
+        reason.contains("N_TO_N") && reason.contains('4') && reason.contains('3'),
+        "the reason names the sizes: {reason}"
+    );
+    assert!(pods_of(&env, "three").await.is_empty());
+    operator.stop().await.expect("operator stops");
+    env.stop().await;
+}

@@ -53,6 +53,8 @@ pub const LABEL_COMPUTE_ENVIRONMENT: &str = "batch.barge.dev/compute-environment
 pub const TAINT_COMPUTE_ENVIRONMENT: &str = LABEL_COMPUTE_ENVIRONMENT;
 /// Label on ControllerRevisions that keep the revisions of a JobDefinition.
 pub const LABEL_JOB_DEFINITION: &str = "batch.barge.dev/job-definition";
+/// Pod label: the revision of the JobDefinition the attempt runs (beside [`LABEL_JOB_DEFINITION`]).
+pub const LABEL_JOB_DEFINITION_REVISION: &str = "batch.barge.dev/job-definition-revision";
 /// Well-known node label holding the instance type.
 pub const LABEL_INSTANCE_TYPE: &str = "node.kubernetes.io/instance-type";
 /// Prefix of label keys Barge reserves for itself (user tags may not use it).

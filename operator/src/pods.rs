@@ -18,15 +18,16 @@ use barge_core::job::{PodPhase, PodView};
 use barge_core::naming::attempt_pod_name;
 use barge_core::quantity;
 use barge_core::resources::Resources;
-use barge_crds::common::{is_label_key, is_label_value};
+use barge_crds::common::{is_dns_subdomain, is_label_key, is_label_value};
 use barge_crds::consts::{
     API_VERSION, DEFAULT_GPU_RESOURCE_NAME, ENV_CE_NAME, ENV_JOB_ARRAY_INDEX, ENV_JOB_ARRAY_SIZE,
     ENV_JOB_ATTEMPT, ENV_JOB_ID, ENV_JQ_NAME, FINALIZER_ATTEMPT_RESULT, KIND_JOB,
     LABEL_ARRAY_INDEX, LABEL_ATTEMPT, LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_DEFINITION,
-    LABEL_JOB_NAME, LABEL_JOB_QUEUE, LABEL_JOB_UID, LABEL_MANAGED_BY, LABEL_NODE_INDEX,
-    MAIN_CONTAINER_NAME, MANAGED_BY_BARGE, TAINT_COMPUTE_ENVIRONMENT,
-    TERMINATION_GRACE_PERIOD_SECONDS,
+    LABEL_JOB_DEFINITION_REVISION, LABEL_JOB_NAME, LABEL_JOB_QUEUE, LABEL_JOB_UID,
+    LABEL_MANAGED_BY, LABEL_NODE_INDEX, MAIN_CONTAINER_NAME, MANAGED_BY_BARGE,
+    TAINT_COMPUTE_ENVIRONMENT, TERMINATION_GRACE_PERIOD_SECONDS,
 };
+use barge_crds::job_definition::PodProperties;
 use barge_crds::resources::{
     ContainerOverrides, ContainerProperties, EnvironmentVariable, ResourceRequirement,
     ResourceType, Volume as BatchVolume,
@@ -118,6 +119,9 @@ pub enum RenderError {
         value: String,
         problem: String,
     },
+    /// The compute environment object has no name.
+    #[error("the compute environment has no metadata.name")]
+    UnnamedComputeEnvironment,
     /// A `user` Kubernetes cannot run as.
     #[error("{0}")]
     BadUser(String),
@@ -159,7 +163,8 @@ pub fn render_pod(input: &AttemptPod) -> Result<Pod, RenderError> {
         .metadata
         .name
         .as_deref()
-        .unwrap_or_default();
+        .filter(|name| !name.is_empty())
+        .ok_or(RenderError::UnnamedComputeEnvironment)?;
 
     let batch_env = batch_environment(input, uid, ce_name);
     let parameters = merged_parameters(definition, job);
@@ -174,30 +179,7 @@ pub fn render_pod(input: &AttemptPod) -> Result<Pod, RenderError> {
             input.compute_environment.spec.effective_gpu_resource_name(),
         )?
     } else if let Some(props) = &definition.pod_properties {
-        let mut containers = props.containers.clone();
-        let first = containers.first_mut().ok_or(RenderError::NoPodContainers)?;
-        if let Some(overrides) = overrides {
-            if let Some(command) = &overrides.command {
-                first.command = Some(command.clone());
-            }
-            let mut env = first.env.take().unwrap_or_default();
-            for var in &overrides.environment {
-                set_env(&mut env, env_var(var));
-            }
-            first.env = (!env.is_empty()).then_some(env);
-        }
-        let mut init_containers = props.init_containers.clone();
-        for container in containers.iter_mut().chain(init_containers.iter_mut()) {
-            substitute_container_refs(container, &parameters);
-            append_batch_env(container, &batch_env);
-        }
-        PodSpec {
-            containers,
-            init_containers: (!init_containers.is_empty()).then_some(init_containers),
-            volumes: (!props.volumes.is_empty()).then(|| props.volumes.clone()),
-            service_account_name: props.service_account_name.clone(),
-            ..PodSpec::default()
-        }
+        pod_properties_spec(props, overrides, &parameters, &batch_env)?
     } else {
         return Err(RenderError::NoContainer);
     };
@@ -240,6 +222,42 @@ pub fn render_pod(input: &AttemptPod) -> Result<Pod, RenderError> {
     })
 }
 
+/// The pod spec of a Kubernetes-shaped `podProperties`: its containers, init containers, volumes
+/// and service account as they are, with `Ref::` parameters substituted in commands and
+/// arguments, the job's command and environment overrides applied to the first container, and
+/// the `AWS_BATCH_*` variables appended to every container.
+fn pod_properties_spec(
+    props: &PodProperties,
+    overrides: Option<&ContainerOverrides>,
+    parameters: &BTreeMap<String, String>,
+    batch_env: &[EnvVar],
+) -> Result<PodSpec, RenderError> {
+    let mut containers = props.containers.clone();
+    let first = containers.first_mut().ok_or(RenderError::NoPodContainers)?;
+    if let Some(overrides) = overrides {
+        if let Some(command) = &overrides.command {
+            first.command = Some(command.clone());
+        }
+        let mut env = first.env.take().unwrap_or_default();
+        for var in &overrides.environment {
+            set_env(&mut env, env_var(var));
+        }
+        first.env = (!env.is_empty()).then_some(env);
+    }
+    let mut init_containers = props.init_containers.clone();
+    for container in containers.iter_mut().chain(init_containers.iter_mut()) {
+        substitute_container_refs(container, parameters);
+        append_batch_env(container, batch_env);
+    }
+    Ok(PodSpec {
+        containers,
+        init_containers: (!init_containers.is_empty()).then_some(init_containers),
+        volumes: (!props.volumes.is_empty()).then(|| props.volumes.clone()),
+        service_account_name: props.service_account_name.clone(),
+        ..PodSpec::default()
+    })
+}
+
 /// The pod's labels; every value is checked, so that a long queue or compute environment name
 /// fails the job with a reason instead of a refused pod creation.
 fn pod_labels(
@@ -272,6 +290,11 @@ fn pod_labels(
         LABEL_JOB_DEFINITION,
         "job definition",
         input.definition_name,
+    )?;
+    put(
+        LABEL_JOB_DEFINITION_REVISION,
+        "job definition revision",
+        &input.definition_revision.to_string(),
     )?;
     Ok(labels)
 }
@@ -352,6 +375,15 @@ fn set_env(env: &mut Vec<EnvVar>, var: EnvVar) {
         Some(existing) => *existing = var,
         None => env.push(var),
     }
+}
+
+/// Whether `key` can be a key of a Secret's data (letters, digits, `-`, `_`, `.`).
+fn is_secret_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 253
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn env_var(var: &EnvironmentVariable) -> EnvVar {
@@ -565,7 +597,7 @@ fn container_pod_spec(
         let (name, key) = secret
             .value_from
             .split_once(':')
-            .filter(|(name, key)| !name.is_empty() && !key.is_empty())
+            .filter(|(name, key)| is_dns_subdomain(name) && is_secret_key(key))
             .ok_or_else(|| RenderError::BadSecret {
                 name: secret.name.clone(),
                 value_from: secret.value_from.clone(),
@@ -669,7 +701,9 @@ fn container_pod_spec(
 /// `vcpus`/`memory`, and the job's overrides over the definition. For `podProperties`, as
 /// Kubernetes computes a pod's requests: the sum over containers of their requests (their limits
 /// where a request is absent), at least the largest init container's; GPUs are the resources
-/// named `nvidia.com/gpu` or `<vendor>/gpu`.
+/// named `nvidia.com/gpu` or `<vendor>/gpu`. (A job's `containerOverrides` change only the
+/// command and environment of a `podProperties` pod, as [`render_pod`] applies them, not its
+/// resources.)
 pub fn job_request(job: &Job, definition: &JobDefinitionSpec) -> Result<Resources, RenderError> {
     if definition.node_properties.is_some() {
         return Err(RenderError::MultiNodeNotSupported);
@@ -1344,8 +1378,6 @@ mod tests {
                 "secrets": [{"name": "TOKEN", "valueFrom": "arn:aws:secretsmanager:x"}],
             },
         }));
-        // "arn:aws..." splits into name "arn" and key "aws:secretsmanager:x": a key with ':' is
-        // not a Secret key, but the CRD refuses it before; only a missing ':' reaches here.
         let missing_key = definition(json!({
             "type": "container",
             "containerProperties": {
@@ -1353,14 +1385,18 @@ mod tests {
                 "secrets": [{"name": "TOKEN", "valueFrom": "just-a-name"}],
             },
         }));
-        assert!(Render::new(bad, job(json!({}))).render().is_ok());
-        assert_eq!(
-            Render::new(missing_key, job(json!({}))).render(),
-            Err(RenderError::BadSecret {
-                name: "TOKEN".into(),
-                value_from: "just-a-name".into()
-            })
-        );
+        for (def, value_from) in [
+            (bad, "arn:aws:secretsmanager:x"),
+            (missing_key, "just-a-name"),
+        ] {
+            assert_eq!(
+                Render::new(def, job(json!({}))).render(),
+                Err(RenderError::BadSecret {
+                    name: "TOKEN".into(),
+                    value_from: value_from.into()
+                })
+            );
+        }
     }
 
     #[test]
@@ -1424,6 +1460,7 @@ mod tests {
                     "c4ondemand".to_string()
                 ),
                 (LABEL_JOB_DEFINITION.to_string(), "render".to_string()),
+                (LABEL_JOB_DEFINITION_REVISION.to_string(), "3".to_string()),
             ])
         );
         let owner = &pod.metadata.owner_references.as_ref().expect("owner")[0];
@@ -1484,6 +1521,14 @@ mod tests {
                 what: "job queue",
                 value: long
             })
+        );
+        let mut unnamed = compute_environment(None);
+        unnamed.metadata.name = None;
+        assert_eq!(
+            Render::new(aws_job_definition("jobdef-spot-retry.json"), job(json!({})))
+                .ce(unnamed)
+                .render(),
+            Err(RenderError::UnnamedComputeEnvironment)
         );
         let mut nameless = job(json!({}));
         nameless.metadata.uid = None;

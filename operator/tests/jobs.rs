@@ -226,3 +226,170 @@ async fn a_failed_dependency_fails_the_dependent() {
     operator.stop().await.expect("operator stops");
     env.stop().await;
 }
+
+#[tokio::test]
+async fn a_job_that_can_never_run_says_why() {
+    let env = Env::start().await;
+    let operator = env.start_operator();
+    setup(&env, 4).await;
+    let jobs = env.namespaced::<Job>("default");
+    jobs.create(
+        &PostParams::default(),
+        &job(
+            "huge",
+            "  containerOverrides: {resourceRequirements: [{type: VCPU, value: \"64\"}]}\n",
+        ),
+    )
+    .await
+    .expect("job");
+    let blocked = wait_for(&jobs, "huge", "explained", |j| {
+        j.status
+            .as_ref()
+            .and_then(|s| s.status_reason.as_deref())
+            .is_some_and(|r| r.starts_with("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"))
+    })
+    .await;
+    let st = blocked.status.expect("status");
+    assert_eq!(st.status, Some(JobStatus::Runnable));
+    let schedulable = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Schedulable")
+        .expect("Schedulable condition");
+    assert_eq!(schedulable.status, "False");
+    assert!(
+        schedulable.message.contains("vCPU") || schedulable.message.contains("instance type"),
+        "the message says why: {}",
+        schedulable.message
+    );
+    assert!(pods_of(&env, "huge").await.is_empty());
+    operator.stop().await.expect("operator stops");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn terminate_cancels_a_queued_job_and_stops_a_running_one() {
+    let env = Env::start().await;
+    let operator = env.start_operator();
+    setup(&env, 4).await;
+    let jobs = env.namespaced::<Job>("default");
+    jobs.create(
+        &PostParams::default(),
+        &job("waiting", "  dependsOn: [{jobName: never-submitted}]\n"),
+    )
+    .await
+    .expect("job");
+    jobs.create(
+        &PostParams::default(),
+        &job(
+            "long",
+            "  tags: {sim.barge.dev/duration-seconds: \"600\"}\n",
+        ),
+    )
+    .await
+    .expect("job");
+    wait_for(&jobs, "waiting", "PENDING", |j| {
+        status(j) == Some(JobStatus::Pending)
+    })
+    .await;
+    wait_for(&jobs, "long", "RUNNING", |j| {
+        status(j) == Some(JobStatus::Running)
+    })
+    .await;
+    let patch = serde_json::json!({"spec": {"terminate": {"reason": "no longer needed"}}});
+    for name in ["waiting", "long"] {
+        jobs.patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("terminate");
+    }
+    for name in ["waiting", "long"] {
+        let done = finished(&env, name).await;
+        let st = done.status.expect("status");
+        assert_eq!(st.status, Some(JobStatus::Failed), "{name}: {st:#?}");
+        assert_eq!(
+            st.status_reason.as_deref(),
+            Some("no longer needed"),
+            "{name}"
+        );
+    }
+    let long = jobs.get("long").await.expect("long");
+    assert_eq!(
+        long.status.expect("status").attempts.len(),
+        1,
+        "the terminated attempt is recorded, not retried"
+    );
+    operator.stop().await.expect("operator stops");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn state_changes_are_events_and_ttl_deletes_a_finished_job() {
+    let env = Env::start().await;
+    let operator = env.start_operator();
+    setup(&env, 4).await;
+    let jobs = env.namespaced::<Job>("default");
+    jobs.create(
+        &PostParams::default(),
+        &job("short-lived", "  ttlSecondsAfterFinished: 1\n"),
+    )
+    .await
+    .expect("job");
+    support::wait_gone(&jobs, "short-lived").await;
+    let events = env
+        .namespaced::<k8s_openapi::api::events::v1::Event>("default")
+        .list(&ListParams::default())
+        .await
+        .expect("events");
+    let reasons: BTreeSet<String> = events
+        .items
+        .iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("short-lived"))
+        .filter_map(|e| e.reason.clone())
+        .collect();
+    for expected in ["Runnable", "Starting", "Succeeded"] {
+        assert!(
+            reasons.contains(expected),
+            "event {expected} in {reasons:?}"
+        );
+    }
+    operator.stop().await.expect("operator stops");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn an_n_to_n_dependency_on_an_array_of_another_size_fails_with_a_clear_reason() {
+    let env = Env::start().await;
+    let operator = env.start_operator();
+    setup(&env, 4).await;
+    let jobs = env.namespaced::<Job>("default");
+    jobs.create(
+        &PostParams::default(),
+        &job("four", "  arrayProperties: {size: 4}\n"),
+    )
+    .await
+    .expect("job");
+    jobs.create(
+        &PostParams::default(),
+        &job(
+            "three",
+            "  arrayProperties: {size: 3}\n  dependsOn: [{jobName: four, type: N_TO_N}]\n",
+        ),
+    )
+    .await
+    .expect("job");
+    let three = finished(&env, "three").await;
+    let st = three.status.expect("status");
+    assert_eq!(st.status, Some(JobStatus::Failed));
+    let reason = st.status_reason.unwrap_or_default();
+    assert!(
+        reason.contains("N_TO_N") && reason.contains('4') && reason.contains('3'),
+        "the reason names the sizes: {reason}"
+    );
+    assert!(pods_of(&env, "three").await.is_empty());
+    operator.stop().await.expect("operator stops");
+    env.stop().await;
+}

@@ -226,3 +226,19 @@ where
 pub fn from_yaml<K: DeserializeOwned>(text: &str) -> K {
     serde_yaml::from_str(text).unwrap_or_else(|e| panic!("test manifest: {e}\n{text}"))
 }
+
+/// Whether an external tool (kubectl, python3 with helm_python) can be run; when it cannot, fail
+/// under `BARGE_REQUIRE_TOOLS=1` (as in CI) and otherwise print a loud skip message.
+pub fn tool_available(tool: &str, probe: &[&str]) -> bool {
+    let ok = std::process::Command::new(tool)
+        .args(probe)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        if std::env::var("BARGE_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            panic!("required tool `{tool}` is not available (BARGE_REQUIRE_TOOLS=1)");
+        }
+        eprintln!("\n!!!!!!!!!! SKIPPING: `{tool}` is not installed; set BARGE_REQUIRE_TOOLS=1 to make this a failure !!!!!!!!!!\n");
+    }
+    ok
+}

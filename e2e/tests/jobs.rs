@@ -358,12 +358,13 @@ async fn a_lost_node_is_retried_by_a_host_status_reason_rule() {
 #[tokio::test]
 async fn queue_priority_decides_which_queue_takes_a_contended_environment() {
     let env = E2e::start("priority").await;
-    // One 2-vCPU node; every job takes all of it.
+    // One 2-vCPU node; every job takes all of it. The low-priority queue comes first by name,
+    // by creation and by submission, so only priority can put the other queue's jobs first.
     env.apply(&format!(
         "{}{}{}",
         compute_environment("ce", 2),
-        job_queue("low", 1, &["ce"]),
-        job_queue("high", 100, &["ce"])
+        job_queue("a-low", 1, &["ce"]),
+        job_queue("z-high", 100, &["ce"])
     ))
     .await;
     env.wait_compute_environment("${NS}-ce", 1).await;
@@ -385,7 +386,7 @@ async fn queue_priority_decides_which_queue_takes_a_contended_environment() {
     .await;
     env.apply(&job(
         "blocker",
-        "low",
+        "a-low",
         "hold",
         "parameters: {label: blocker}\n",
     ))
@@ -395,7 +396,7 @@ async fn queue_priority_decides_which_queue_takes_a_contended_environment() {
     for name in ["low-1", "low-2"] {
         env.apply(&job(
             name,
-            "low",
+            "a-low",
             "quick",
             &format!("parameters: {{label: {name}}}\n"),
         ))
@@ -404,7 +405,7 @@ async fn queue_priority_decides_which_queue_takes_a_contended_environment() {
     for name in ["high-1", "high-2"] {
         env.apply(&job(
             name,
-            "high",
+            "z-high",
             "quick",
             &format!("parameters: {{label: {name}}}\n"),
         ))

@@ -205,6 +205,41 @@ impl RunnableBook {
     }
 }
 
+/// Writes done recently whose effect the caches may not show yet (e.g. a released finalizer),
+/// so that a reconcile on a lagging cache does not repeat them. Keyed by object uid; entries
+/// expire after `ttl`.
+pub struct RecentWrites {
+    ttl: Duration,
+    inner: Mutex<HashMap<String, std::time::Instant>>,
+}
+
+impl Default for RecentWrites {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(30),
+            inner: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl RecentWrites {
+    /// Whether `uid` was written within the ttl.
+    pub fn contains(&self, uid: &str) -> bool {
+        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(uid).is_some_and(|at| at.elapsed() < self.ttl)
+    }
+
+    /// Remembers a write of `uid` (and forgets expired ones).
+    pub fn insert(&self, uid: &str) {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= 1024 {
+            let ttl = self.ttl;
+            map.retain(|_, at| at.elapsed() < ttl);
+        }
+        map.insert(uid.to_string(), std::time::Instant::now());
+    }
+}
+
 /// A channel of "reconcile this object now" requests for one controller
 /// (`Controller::reconcile_on(trigger.stream())`).
 pub struct Trigger<K: Resource<DynamicType = ()> + 'static> {
@@ -256,6 +291,8 @@ pub struct Context {
     pub triggers: Triggers,
     /// RUNNABLE work published by the job controller for the scheduler.
     pub runnable: RunnableBook,
+    /// Pods whose result finalizer this replica released recently.
+    pub released_pods: RecentWrites,
     /// When each busy array job's status was last written (status coalescing).
     pub job_status_writes: Mutex<HashMap<JobKey, std::time::Instant>>,
 }
@@ -278,6 +315,7 @@ impl Context {
             verdicts: Verdicts::default(),
             triggers: Triggers::default(),
             runnable: RunnableBook::default(),
+            released_pods: RecentWrites::default(),
             job_status_writes: Mutex::new(HashMap::new()),
         })
     }
@@ -314,6 +352,19 @@ mod tests {
         assert!(verdicts.clear(&key));
         assert!(!verdicts.clear(&key));
         assert!(verdicts.is_empty());
+    }
+
+    #[test]
+    fn recent_writes_are_remembered_until_they_expire() {
+        let recent = RecentWrites {
+            ttl: Duration::from_millis(30),
+            ..RecentWrites::default()
+        };
+        recent.insert("u1");
+        assert!(recent.contains("u1"));
+        assert!(!recent.contains("u2"));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(!recent.contains("u1"), "expired");
     }
 
     #[tokio::test]

@@ -52,7 +52,8 @@ impl From<apiserver::status::ApiError> for SimError {
     }
 }
 
-/// Which simulated kubelet runs pods (wired by the kubelet module).
+/// Which simulated kubelet `barge-sim serve` starts beside the API server (in-process users
+/// start a [`kubelet::Kubelet`] themselves, with the configuration they need).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum KubeletMode {
     /// No kubelet: pods stay Pending unless something else runs them.
@@ -78,7 +79,6 @@ pub struct ClusterConfig {
     /// Events buffered per resource for live watchers before a lagging one is closed;
     /// None = the default (16,384).
     pub watch_buffer: Option<usize>,
-    pub kubelet: KubeletMode,
 }
 
 /// A running simulated cluster.

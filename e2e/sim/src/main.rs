@@ -106,7 +106,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let cluster = Cluster::start(ClusterConfig {
                 port,
                 kubeconfig: Some(path),
-                kubelet,
                 ..Default::default()
             })
             .await?;
@@ -120,10 +119,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             let kubelet = match runtime {
                 Some(runtime) => {
-                    let cfg = KubeletConfig {
-                        runtime,
-                        ..KubeletConfig::default()
-                    };
+                    let cfg = kubelet_opts.config(runtime)?;
                     let k = Kubelet::start(cluster.client()?, cfg).await?;
                     println!(
                         "simulated kubelet ({runtime}) running nodes matching {}; logs on port {}",

@@ -219,7 +219,7 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
     if job.metadata.deletion_timestamp.is_some() {
         withdraw(ctx, &key);
         for pod in ctx.caches.pods_of_job(&namespace, &uid) {
-            release_pod(&pods_api, &pod.name_any(), pod.finalizers()).await?;
+            release_once(ctx, &pods_api, &pod).await?;
         }
         return Ok(Action::await_change());
     }
@@ -369,7 +369,7 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
                 }
                 if *reason == DeleteReason::ForceDelete {
                     if let Some(p) = pods.iter().find(|p| p.name_any() == *pod) {
-                        release_pod(&pods_api, pod, p.finalizers()).await?;
+                        release_once(ctx, &pods_api, p).await?;
                     }
                 }
             }
@@ -377,7 +377,9 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
                 let Some(p) = pods.iter().find(|p| p.name_any() == *pod) else {
                     continue;
                 };
-                release_pod(&pods_api, pod, p.finalizers()).await?;
+                if !release_once(ctx, &pods_api, p).await? {
+                    continue;
+                }
                 if should_delete_released(ctx.config.array_pod_retention, p) {
                     if let Err(source) = pods_api.delete(pod, &DeleteParams::default()).await {
                         if !is_not_found(&source) {
@@ -486,6 +488,18 @@ fn publish(ctx: &Context, key: &JobKey, uid: &str, job: &Job, admitted: &Admitte
 fn withdraw(ctx: &Context, key: &JobKey) {
     ctx.runnable.withdraw(key);
     ctx.verdicts.clear(key);
+}
+
+/// [`release_pod`], unless this replica released the pod moments ago (the cache lags behind
+/// the patch). Returns whether it released it now.
+async fn release_once(ctx: &Context, api: &Api<Pod>, pod: &Pod) -> Result<bool, Error> {
+    let uid = pod.uid().unwrap_or_default();
+    if ctx.released_pods.contains(&uid) {
+        return Ok(false);
+    }
+    release_pod(api, &pod.name_any(), pod.finalizers()).await?;
+    ctx.released_pods.insert(&uid);
+    Ok(true)
 }
 
 /// Removes Barge's result finalizer from a pod (its result is recorded, or its job is gone).

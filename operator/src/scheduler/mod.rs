@@ -13,7 +13,8 @@
 //!    placement repeated after a restart meets AlreadyExists, never a twin), and assume its
 //!    resources until the pod cache shows it ("assume, then write");
 //! 5. [`explain`]: leave each unplaced job's verdict for the job controller (which turns it into
-//!    a condition and, for "can never run", a status reason) and wake that job on change.
+//!    a condition and, for "can never run", a status reason) and wake that job on change;
+//!    waiting for capacity is no verdict (that is what RUNNABLE says).
 //!
 //! Passes run on every wake-up (coalesced) and on a tick.
 
@@ -31,7 +32,7 @@ use tracing::{debug, info, warn};
 use barge_core::job::{Blocked, RunnableWork};
 use barge_core::resources::Resources;
 use barge_core::scheduler::{
-    schedule, JobKey, PassResult, Placement, QueueSpec, Snapshot, Units, Workload,
+    schedule, JobKey, PassResult, Placement, QueueSpec, Snapshot, Units, Unplaced, Workload,
 };
 use barge_crds::common::State as QueueState;
 use barge_crds::compute_environment::ComputeEnvironment;
@@ -125,23 +126,16 @@ pub async fn pass(ctx: &Context, state: &mut LoopState) {
         .observe(started.elapsed().as_secs_f64());
 }
 
-/// Drops assumptions the caches have caught up with: the pod is in the pod cache, or the job
-/// controller (which reads the same cache) no longer offers the unit — it saw the pod, which may
-/// already have run and gone. Assumptions the caches never confirm expire after a while.
+/// Drops assumptions the job controller has caught up with: it no longer offers the unit (it
+/// saw the pod, which may already have run and gone). Until then the unit is not placed again
+/// (no AlreadyExists churn), and its resources count even if the pod cache already has the pod
+/// — briefly conservative, never double-booked. Assumptions never confirmed expire.
 fn forget_seen(ctx: &Context, state: &mut LoopState) {
-    let usage = &ctx.caches.usage;
     let entries: HashMap<JobKey, RunnableEntry> = ctx.runnable.entries().into_iter().collect();
-    state.assumed.retain(|(ns, name), a| {
-        let offered = entries
+    state.assumed.retain(|_, a| {
+        entries
             .get(&a.job)
-            .is_some_and(|e| offers(&e.work, a.attempt, a.array_index));
-        offered
-            && !usage.contains(ns, name)
-            && ctx
-                .caches
-                .pods
-                .get(&ObjectRef::new(name).within(ns))
-                .is_none()
+            .is_some_and(|e| offers(&e.work, a.attempt, a.array_index))
             && a.at.elapsed() < ASSUME_TTL
     });
 }
@@ -394,7 +388,14 @@ fn explain(
     let mut seen: HashSet<&JobKey> = HashSet::new();
     for (workload, verdict) in snap.workloads.iter().zip(&result.verdicts) {
         seen.insert(&workload.job);
-        if let Some(unplaced) = &verdict.unplaced {
+        // Waiting for room is what RUNNABLE means: no verdict (and no status write) for it.
+        // Everything else — a disabled queue, invalid environments, a strict-FIFO head, a
+        // job that can never run — is explained on the job.
+        if let Some(unplaced) = verdict
+            .unplaced
+            .as_ref()
+            .filter(|u| **u != Unplaced::NoCapacity)
+        {
             blocked
                 .entry(&workload.job)
                 .or_insert_with(|| unplaced.to_blocked(&workload.queue));

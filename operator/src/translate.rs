@@ -252,6 +252,7 @@ fn array_record(a: &ArrayStatus) -> ArrayRecord {
         size: u32::try_from(a.size).unwrap_or_default(),
         succeeded: parse(&a.succeeded_indices),
         failed: parse(&a.failed_indices),
+        terminated: parse(&a.terminated_indices),
         prior_attempts,
         failed_attempts: a
             .failed_attempts
@@ -285,7 +286,7 @@ fn array_status(record: &ArrayRecord, summary: Option<&StatusSummary>) -> ArrayS
         progress: Some(format!("{done}/{}", record.size)),
         succeeded_indices: record.succeeded.to_string(),
         failed_indices: record.failed.to_string(),
-        terminated_indices: String::new(),
+        terminated_indices: record.terminated.to_string(),
         retrying: record
             .prior_attempts
             .iter()

@@ -393,3 +393,89 @@ async fn an_n_to_n_dependency_on_an_array_of_another_size_fails_with_a_clear_rea
     operator.stop().await.expect("operator stops");
     env.stop().await;
 }
+
+#[tokio::test]
+async fn a_job_runs_the_definition_revision_it_resolved_even_after_an_edit() {
+    let env = Env::start().await;
+    let operator = env.start_operator();
+    setup(&env, 4).await;
+    let jobs = env.namespaced::<Job>("default");
+    jobs.create(
+        &PostParams::default(),
+        &job("pinned", "  dependsOn: [{jobName: gate}]\n"),
+    )
+    .await
+    .expect("job");
+    wait_for(&jobs, "pinned", "PENDING with revision 1 pinned", |j| {
+        j.status
+            .as_ref()
+            .and_then(|s| s.resolved_job_definition.as_ref())
+            .is_some_and(|r| r.name == "work" && r.revision == 1)
+            && status(j) == Some(JobStatus::Pending)
+    })
+    .await;
+    // Revision 2 fails with exit code 3 (EXIT): a job on it would fail.
+    let definitions = env.namespaced::<JobDefinition>("default");
+    let edit = serde_json::json!({"spec": {"tags": {"sim.barge.dev/exit-code": "3"}}});
+    definitions
+        .patch(
+            "work",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&edit),
+        )
+        .await
+        .expect("edit");
+    wait_for(&definitions, "work", "revision 2", |d| {
+        d.status.as_ref().and_then(|s| s.revision) == Some(2)
+    })
+    .await;
+    jobs.create(&PostParams::default(), &job("gate", ""))
+        .await
+        .expect("gate");
+    let gate = finished(&env, "gate").await;
+    assert_eq!(
+        status(&gate),
+        Some(JobStatus::Failed),
+        "the latest revision exits 3"
+    );
+    // `pinned` waits for `gate`, which failed: it fails as a dependent, never having run.
+    let pinned = finished(&env, "pinned").await;
+    assert_eq!(
+        pinned
+            .status
+            .as_ref()
+            .and_then(|s| s.status_reason.as_deref()),
+        Some("Dependent Job failed")
+    );
+    assert_eq!(
+        pinned
+            .status
+            .as_ref()
+            .and_then(|s| s.resolved_job_definition.as_ref())
+            .map(|r| r.revision),
+        Some(1),
+        "the pin survives the edit"
+    );
+    let explicit: Job = from_yaml(
+        "apiVersion: batch.barge.dev/v1alpha1\nkind: Job\nmetadata: {name: old-rev, namespace: default}\nspec: {jobQueue: q, jobDefinition: \"work:1\"}\n",
+    );
+    jobs.create(&PostParams::default(), &explicit)
+        .await
+        .expect("work:1");
+    let old = finished(&env, "old-rev").await;
+    assert_eq!(
+        status(&old),
+        Some(JobStatus::Succeeded),
+        "work:1 still exits 0"
+    );
+    let pods = pods_of(&env, "old-rev").await;
+    assert_eq!(
+        pods[0]
+            .labels()
+            .get(barge_crds::consts::LABEL_JOB_DEFINITION_REVISION)
+            .map(String::as_str),
+        Some("1")
+    );
+    operator.stop().await.expect("operator stops");
+    env.stop().await;
+}

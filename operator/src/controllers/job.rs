@@ -62,6 +62,8 @@ pub const REASON_NOT_SUPPORTED: &str = "NotSupported";
 /// How soon a write refused for a stale resourceVersion is retried (the watch brings the newer
 /// object first, usually).
 const CONFLICT_RETRY: Duration = Duration::from_millis(200);
+/// Pod deletions and finalizer releases of one reconcile in flight at once.
+const POD_ACTION_CONCURRENCY: usize = 16;
 
 /// Errors of one reconcile, named after the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -346,61 +348,31 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
         announce(ctx, &job, &plan);
     }
 
-    // 5. Apply what the recorded plan asks for.
-    for action in &plan.actions {
-        match action {
-            JobAction::DeletePod {
-                name: pod,
-                grace_seconds,
-                reason,
-            } => {
-                debug!(pod = %pod, ?reason, "deleting pod");
-                let params = DeleteParams {
-                    grace_period_seconds: u32::try_from(*grace_seconds).ok(),
-                    ..DeleteParams::default()
-                };
-                if let Err(source) = pods_api.delete(pod, &params).await {
-                    if !is_not_found(&source) {
-                        return Err(Error::DeletePod {
-                            pod: pod.clone(),
-                            source,
-                        });
-                    }
-                }
-                if *reason == DeleteReason::ForceDelete {
-                    if let Some(p) = pods.iter().find(|p| p.name_any() == *pod) {
-                        release_once(ctx, &pods_api, p).await?;
-                    }
-                }
-            }
-            JobAction::ReleasePod { name: pod } => {
-                let Some(p) = pods.iter().find(|p| p.name_any() == *pod) else {
-                    continue;
-                };
-                if !release_once(ctx, &pods_api, p).await? {
-                    continue;
-                }
-                if should_delete_released(ctx.config.array_pod_retention, p) {
-                    if let Err(source) = pods_api.delete(pod, &DeleteParams::default()).await {
-                        if !is_not_found(&source) {
-                            return Err(Error::DeletePod {
-                                pod: pod.clone(),
-                                source,
-                            });
-                        }
-                    }
-                }
-            }
-            JobAction::DeleteJob => {
-                if let Err(source) = api.delete(&name, &DeleteParams::background()).await {
-                    if !is_not_found(&source) {
-                        return Err(Error::DeleteJob { name, source });
-                    }
-                }
-                withdraw(ctx, &key);
-                return Ok(Action::await_change());
+    // 5. Apply what the recorded plan asks for: pod actions concurrently (an array may finish
+    //    hundreds of children in one reconcile), then the job's own deletion.
+    let pod_actions: Vec<JobAction> = plan
+        .actions
+        .iter()
+        .filter(|a| !matches!(a, JobAction::DeleteJob))
+        .cloned()
+        .collect();
+    for chunk in pod_actions.chunks(POD_ACTION_CONCURRENCY) {
+        let mut pending = Vec::with_capacity(chunk.len());
+        for action in chunk {
+            pending.push(apply_pod_action(ctx, &pods_api, &pods, action));
+        }
+        for outcome in futures::future::join_all(pending).await {
+            outcome?;
+        }
+    }
+    if plan.actions.contains(&JobAction::DeleteJob) {
+        if let Err(source) = api.delete(&name, &DeleteParams::background()).await {
+            if !is_not_found(&source) {
+                return Err(Error::DeleteJob { name, source });
             }
         }
+        withdraw(ctx, &key);
+        return Ok(Action::await_change());
     }
     publish(ctx, &key, &uid, &job, &admitted, &plan);
     Ok(match plan.requeue_at_ms {
@@ -411,6 +383,53 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
         )),
         None => Action::await_change(),
     })
+}
+
+/// Deletes a pod or releases its result finalizer (and, for array children, deletes it as
+/// `--array-pod-retention` says).
+async fn apply_pod_action(
+    ctx: &Context,
+    pods_api: &Api<Pod>,
+    pods: &[Arc<Pod>],
+    action: &JobAction,
+) -> Result<(), Error> {
+    let delete = |pod: String, params: DeleteParams| async move {
+        match pods_api.delete(&pod, &params).await {
+            Err(source) if !is_not_found(&source) => Err(Error::DeletePod { pod, source }),
+            _ => Ok(()),
+        }
+    };
+    match action {
+        JobAction::DeletePod {
+            name: pod,
+            grace_seconds,
+            reason,
+        } => {
+            debug!(pod = %pod, ?reason, "deleting pod");
+            let params = DeleteParams {
+                grace_period_seconds: u32::try_from(*grace_seconds).ok(),
+                ..DeleteParams::default()
+            };
+            delete(pod.clone(), params).await?;
+            if *reason == DeleteReason::ForceDelete {
+                if let Some(p) = pods.iter().find(|p| p.name_any() == *pod) {
+                    release_once(ctx, pods_api, p).await?;
+                }
+            }
+        }
+        JobAction::ReleasePod { name: pod } => {
+            let Some(p) = pods.iter().find(|p| p.name_any() == *pod) else {
+                return Ok(());
+            };
+            if release_once(ctx, pods_api, p).await?
+                && should_delete_released(ctx.config.array_pod_retention, p)
+            {
+                delete(pod.clone(), DeleteParams::default()).await?;
+            }
+        }
+        JobAction::DeleteJob => {}
+    }
+    Ok(())
 }
 
 /// For an array job whose status was written less than the coalescing interval ago and whose

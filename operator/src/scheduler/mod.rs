@@ -59,6 +59,8 @@ struct Assumed {
     attempt: u32,
     array_index: Option<u32>,
     at: Instant,
+    /// The pod cache has shown the pod: from then on its usage is the cache's to count.
+    seen: bool,
 }
 
 /// What the loop keeps between passes (nothing authoritative: a new leader starts empty).
@@ -128,11 +130,18 @@ pub async fn pass(ctx: &Context, state: &mut LoopState) {
 
 /// Drops assumptions the job controller has caught up with: it no longer offers the unit (it
 /// saw the pod, which may already have run and gone). Until then the unit is not placed again
-/// (no AlreadyExists churn), and its resources count even if the pod cache already has the pod
-/// — briefly conservative, never double-booked. Assumptions never confirmed expire.
+/// (no AlreadyExists churn); its resources count as used until the usage cache counts the pod
+/// itself (see [`snapshot`]). Assumptions never confirmed expire.
 fn forget_seen(ctx: &Context, state: &mut LoopState) {
     let entries: HashMap<JobKey, RunnableEntry> = ctx.runnable.entries().into_iter().collect();
-    state.assumed.retain(|_, a| {
+    state.assumed.retain(|(namespace, name), a| {
+        a.seen = a.seen
+            || ctx.caches.usage.contains(namespace, name)
+            || ctx
+                .caches
+                .pods
+                .get(&ObjectRef::new(name).within(namespace))
+                .is_some();
         entries
             .get(&a.job)
             .is_some_and(|e| offers(&e.work, a.attempt, a.array_index))
@@ -233,7 +242,11 @@ fn snapshot(ctx: &Context, state: &LoopState, work: Vec<(Workload, RunnableEntry
         .map(|ce| scheduler_environment(ce, caches))
         .collect();
     let mut assumed_by_node: HashMap<&str, Resources> = HashMap::new();
-    for a in state.assumed.values() {
+    // A pod the usage cache already counts is not counted twice.
+    for ((namespace, name), a) in &state.assumed {
+        if a.seen || caches.usage.contains(namespace, name) {
+            continue;
+        }
         let used = assumed_by_node.entry(a.node.as_str()).or_default();
         *used = used.saturating_add(&a.request);
     }
@@ -319,6 +332,7 @@ async fn bind(
                 attempt: placement.attempt,
                 array_index: placement.array_index,
                 at: Instant::now(),
+                seen: false,
             },
         );
         // The job moves to STARTING once it sees its pod; wake it without waiting for

@@ -65,6 +65,9 @@ pub struct ArrayRecord {
     pub succeeded: IndexSet,
     #[serde(default)]
     pub failed: IndexSet,
+    /// Failed children that `spec.terminate` stopped or cancelled (a subset of `failed`).
+    #[serde(default, skip_serializing_if = "IndexSet::is_empty")]
+    pub terminated: IndexSet,
     /// Unfinished children that already used attempts, keyed by the number of attempts used.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub prior_attempts: BTreeMap<u32, IndexSet>,
@@ -351,7 +354,10 @@ fn run(view: &JobView, d: &mut Draft, rec: &mut ArrayRecord) {
                     AttemptDecision::Succeed => rec.mark_succeeded(index),
                     AttemptDecision::Retry => rec.mark_retry(index, pod.attempt),
                     AttemptDecision::Fail { .. } => {
-                        rec.mark_failed(index, pods::attempt_record(pod, &finished))
+                        rec.mark_failed(index, pods::attempt_record(pod, &finished));
+                        if stop_reason.is_some() {
+                            rec.terminated.insert(index);
+                        }
                     }
                 }
                 let_go(d, pod);
@@ -382,7 +388,9 @@ fn run(view: &JobView, d: &mut Draft, rec: &mut ArrayRecord) {
         let mut cancel = idle.clone();
         cancel.and_with(&terminated.to_bitset(size));
         if !cancel.none() {
-            rec.mark_failed_without_attempt(&IndexSet::from_bitset(&cancel));
+            let cancelled = IndexSet::from_bitset(&cancel);
+            rec.mark_failed_without_attempt(&cancelled);
+            rec.terminated = rec.terminated.union(&cancelled);
             idle.and_not_with(&cancel);
         }
         if !(live.any().none() && cancel.none()) {

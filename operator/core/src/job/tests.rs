@@ -1057,6 +1057,11 @@ fn terminating_chosen_children_fails_just_those() {
     );
     let rec = array_rec(&plan);
     assert_eq!(rec.failed.to_string(), "1,4");
+    assert_eq!(
+        rec.terminated.to_string(),
+        "1,4",
+        "cancelled before they ran"
+    );
     assert_eq!(groups(&plan), vec![(1, false, "2".to_string())]);
     assert_eq!(plan.record.state, Running);
 
@@ -1077,6 +1082,11 @@ fn terminating_chosen_children_fails_just_those() {
         Some("3 of 5 child jobs failed")
     );
     assert_eq!(array_rec(&plan).succeeded.to_string(), "0,2");
+    assert_eq!(
+        array_rec(&plan).terminated.to_string(),
+        "1,3-4",
+        "the stopped child joins the terminated ones; child 0 finished on its own"
+    );
 }
 
 #[test]

@@ -1031,13 +1031,7 @@ mod tests {
 
     #[test]
     fn every_aws_fixture_renders_except_multinode() {
-        for file in [
-            "jobdef-fetch_and_run.json",
-            "jobdef-ffmpeg_parameters.json",
-            "jobdef-gpu.json",
-            "jobdef-spot-retry.json",
-            "jobdef-tensorflow_mnist_deep.json",
-        ] {
+        for file in crate::test_support::CONTAINER_JOB_DEFINITION_FIXTURES {
             let def = aws_job_definition(file);
             let pod = Render::new(def.clone(), job(json!({})))
                 .render()

@@ -25,6 +25,15 @@ fn is_workspace_root(dir: &std::path::Path) -> bool {
     std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|text| text.contains("[workspace]"))
 }
 
+/// The container (not multi-node) job definitions among the AWS fixtures.
+pub const CONTAINER_JOB_DEFINITION_FIXTURES: [&str; 5] = [
+    "jobdef-fetch_and_run.json",
+    "jobdef-ffmpeg_parameters.json",
+    "jobdef-gpu.json",
+    "jobdef-spot-retry.json",
+    "jobdef-tensorflow_mnist_deep.json",
+];
+
 /// An AWS Batch document from `fixtures/aws/`.
 pub fn aws_document(file: &str) -> serde_json::Value {
     let path = shared_dir().join("fixtures").join("aws").join(file);

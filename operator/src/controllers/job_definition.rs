@@ -862,13 +862,7 @@ mod tests {
 
     #[test]
     fn the_aws_fixtures_are_valid_container_definitions() {
-        for file in [
-            "jobdef-fetch_and_run.json",
-            "jobdef-ffmpeg_parameters.json",
-            "jobdef-gpu.json",
-            "jobdef-spot-retry.json",
-            "jobdef-tensorflow_mnist_deep.json",
-        ] {
+        for file in crate::test_support::CONTAINER_JOB_DEFINITION_FIXTURES {
             let spec = aws_job_definition(file);
             let v = validate(&spec);
             assert!(v.is_valid(), "{file}: {:?}", v.problems);

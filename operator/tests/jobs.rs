@@ -479,3 +479,62 @@ async fn a_job_runs_the_definition_revision_it_resolved_even_after_an_edit() {
     operator.stop().await.expect("operator stops");
     env.stop().await;
 }
+
+#[tokio::test]
+async fn a_queue_takes_jobs_only_from_the_namespaces_its_selector_picks() {
+    let env = Env::start().await;
+    let operator = env.start_operator();
+    setup(&env, 4).await;
+    let guarded: JobQueue = from_yaml(
+        "apiVersion: batch.barge.dev/v1alpha1\nkind: JobQueue\nmetadata: {name: guarded}\nspec:\n  priority: 1\n  computeEnvironmentOrder: [{order: 1, computeEnvironment: ce}]\n  namespaceSelector: {matchLabels: {team: a}}\n",
+    );
+    env.api::<JobQueue>()
+        .create(&PostParams::default(), &guarded)
+        .await
+        .expect("queue");
+    let team_a: k8s_openapi::api::core::v1::Namespace =
+        from_yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a, labels: {team: a}}\n");
+    env.api::<k8s_openapi::api::core::v1::Namespace>()
+        .create(&PostParams::default(), &team_a)
+        .await
+        .expect("namespace");
+    let jd: JobDefinition = from_yaml(
+        "apiVersion: batch.barge.dev/v1alpha1\nkind: JobDefinition\nmetadata: {name: work, namespace: team-a}\nspec: {type: container, containerProperties: {image: busybox, command: [\"true\"]}}\n",
+    );
+    env.namespaced::<JobDefinition>("team-a")
+        .create(&PostParams::default(), &jd)
+        .await
+        .expect("jd");
+    let submit = |ns: &str| -> Job {
+        from_yaml(&format!(
+            "apiVersion: batch.barge.dev/v1alpha1\nkind: Job\nmetadata: {{name: guarded-job, namespace: {ns}}}\nspec: {{jobQueue: guarded, jobDefinition: work}}\n"
+        ))
+    };
+    env.namespaced::<Job>("default")
+        .create(&PostParams::default(), &submit("default"))
+        .await
+        .expect("job in default");
+    env.namespaced::<Job>("team-a")
+        .create(&PostParams::default(), &submit("team-a"))
+        .await
+        .expect("job in team-a");
+    let refused = finished(&env, "guarded-job").await;
+    let st = refused.status.expect("status");
+    assert_eq!(st.status, Some(JobStatus::Failed));
+    assert!(
+        st.status_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("does not accept jobs from namespace \"default\"")),
+        "{st:#?}"
+    );
+    let accepted = wait_for(
+        &env.namespaced::<Job>("team-a"),
+        "guarded-job",
+        "finished",
+        |j| status(j).is_some_and(JobStatus::is_finished),
+    )
+    .await;
+    assert_eq!(status(&accepted), Some(JobStatus::Succeeded));
+    operator.stop().await.expect("operator stops");
+    env.stop().await;
+}

@@ -173,12 +173,15 @@ pub fn admit(job: &Job, ctx: &Context) -> Admitted {
             format!("job queue {:?} does not exist", job.spec.job_queue),
         );
     };
-    let labels = caches
-        .namespaces
-        .get(&ObjectRef::new(&namespace))
-        .map(|ns| ns.labels().clone())
-        .unwrap_or_default();
-    if !namespace_allowed(&queue, &labels) {
+    // The namespace watch may lag behind the job's: judge the selector only on a namespace
+    // the cache has seen (a wait, never a wrong refusal).
+    let Some(ns) = caches.namespaces.get(&ObjectRef::new(&namespace)) else {
+        return waiting(
+            REASON_NAMESPACE_NOT_ALLOWED,
+            format!("namespace {namespace:?} is not in the operator's cache yet"),
+        );
+    };
+    if !namespace_allowed(&queue, ns.labels()) {
         return invalid(
             REASON_NAMESPACE_NOT_ALLOWED,
             format!(

@@ -405,17 +405,15 @@ pub struct ResolvedJobDefinition {
     pub revision: i32,
 }
 
-/// An array child between attempts, waiting to be retried.
+/// Array children between attempts that have made the same number of attempts, waiting to be
+/// retried (one entry per attempt count, so the list stays short at any array size).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct RetryingChild {
-    /// The child's index.
-    pub index: i32,
-    /// Attempts made so far.
+pub struct RetryingChildren {
+    /// Attempts each of these children made so far.
     pub attempts: i32,
-    /// Status reason of its last attempt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_status_reason: Option<String>,
+    /// The children, as index ranges, e.g. "3,17-20".
+    pub indices: String,
 }
 
 /// The last attempt of a failed array child.
@@ -451,10 +449,10 @@ pub struct ArrayStatus {
     /// Children stopped by `terminate` (a subset of the failed ones), as index ranges.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub terminated_indices: String,
-    /// Children between attempts.
+    /// Children between attempts, grouped by the attempts they made.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = MAX_ARRAY_SIZE))]
-    pub retrying: Vec<RetryingChild>,
+    #[schemars(length(max = MAX_ATTEMPTS))]
+    pub retrying: Vec<RetryingChildren>,
     /// The last attempt of the most recently failed children (at most 100 are kept).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_FAILED_ATTEMPT_RECORDS))]

@@ -22,7 +22,7 @@ use barge_crds::consts::{
 };
 use barge_crds::job::{
     ArrayStatus, AttemptContainerDetail, AttemptDetail, ChildAttempt, DependencyType,
-    JobStatusCounts, ResolvedJobDefinition, RetryingChild,
+    JobStatusCounts, ResolvedJobDefinition, RetryingChildren,
 };
 use barge_crds::resources::{RetryAction, RetryStrategy};
 use barge_crds::{Job, JobDefinitionSpec, JobQueue, JobStatus, JobStatusDetail};
@@ -241,11 +241,10 @@ fn attempt_detail(a: &AttemptRecord) -> AttemptDetail {
 fn array_record(a: &ArrayStatus) -> ArrayRecord {
     let parse = |s: &str| IndexSet::parse(s).unwrap_or_default();
     let mut prior_attempts = std::collections::BTreeMap::<u32, IndexSet>::new();
-    for child in &a.retrying {
-        if let (Ok(index), Ok(attempts)) =
-            (u32::try_from(child.index), u32::try_from(child.attempts))
-        {
-            prior_attempts.entry(attempts).or_default().insert(index);
+    for group in &a.retrying {
+        if let Ok(attempts) = u32::try_from(group.attempts) {
+            let set = prior_attempts.entry(attempts).or_default();
+            *set = set.union(&parse(&group.indices));
         }
     }
     ArrayRecord {
@@ -290,12 +289,10 @@ fn array_status(record: &ArrayRecord, summary: Option<&StatusSummary>) -> ArrayS
         retrying: record
             .prior_attempts
             .iter()
-            .flat_map(|(attempts, set)| {
-                set.iter().map(move |index| RetryingChild {
-                    index: i32::try_from(index).unwrap_or(i32::MAX),
-                    attempts: i32::try_from(*attempts).unwrap_or(i32::MAX),
-                    last_status_reason: None,
-                })
+            .filter(|(_, set)| !set.is_empty())
+            .map(|(attempts, set)| RetryingChildren {
+                attempts: i32::try_from(*attempts).unwrap_or(i32::MAX),
+                indices: set.to_string(),
             })
             .collect(),
         failed_attempts: record
@@ -571,12 +568,28 @@ mod tests {
         array.succeeded = IndexSet::parse("0-3,5").expect("set");
         array
             .prior_attempts
-            .insert(1, IndexSet::parse("7").expect("set"));
+            .insert(1, IndexSet::parse("7,9").expect("set"));
+        array
+            .prior_attempts
+            .insert(2, IndexSet::parse("8").expect("set"));
         j.status = Some(build_status(&j, &plan, inputs(now)));
         let status = j.status.as_ref().expect("status");
         let a = status.array_properties.as_ref().expect("array status");
         assert_eq!(a.succeeded_indices, "0-3,5");
         assert_eq!(a.progress.as_deref(), Some("5/10"));
+        assert_eq!(
+            a.retrying,
+            vec![
+                RetryingChildren {
+                    attempts: 1,
+                    indices: "7,9".into()
+                },
+                RetryingChildren {
+                    attempts: 2,
+                    indices: "8".into()
+                }
+            ]
+        );
         assert_eq!(record_from_status(&j).array, plan.record.array);
     }
 

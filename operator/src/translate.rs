@@ -594,6 +594,43 @@ mod tests {
     }
 
     #[test]
+    fn the_status_of_a_busy_10000_child_array_stays_a_few_kib() {
+        let mut s = spec();
+        s.array_properties = Some(ArrayProperties { size: 10_000 });
+        let mut j = job(s);
+        let now = 1_700_000_005_000;
+        let mut view = view(&j);
+        view.spec.retry_strategy = CoreRetryStrategy::attempts_only(5).expect("strategy");
+        let mut plan = reconcile(&view, now);
+        let array = plan.record.array.as_mut().expect("array record");
+        array.succeeded = IndexSet::parse("0-4999,5500-8999").expect("set");
+        array.failed = IndexSet::parse("9000-9019").expect("set");
+        for i in 9000..9020 {
+            array.failed_attempts.push(AttemptRecord {
+                attempt: 5,
+                array_index: Some(i),
+                pod_name: format!("j-5-{i}"),
+                node_name: Some("node-with-a-long-name-0001".into()),
+                exit_code: Some(1),
+                reason: Some("Error".into()),
+                started_at_ms: Some(now),
+                stopped_at_ms: now,
+                status_reason: "Essential container in task exited".into(),
+            });
+        }
+        for attempts in 1..5 {
+            let start = 5000 + 100 * attempts;
+            array
+                .prior_attempts
+                .insert(attempts, IndexSet::range(start, start + 99));
+        }
+        j.status = Some(build_status(&j, &plan, inputs(now)));
+        let bytes = serde_json::to_vec(&j.status).expect("json").len();
+        assert!(bytes < 8 * 1024, "status of {bytes} bytes");
+        assert_eq!(record_from_status(&j).array, plan.record.array);
+    }
+
+    #[test]
     fn a_missing_or_array_dependency_is_described() {
         assert_eq!(dependency_target(None), DependencyTarget::Missing);
         let mut s = spec();

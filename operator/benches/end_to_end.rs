@@ -44,6 +44,33 @@ struct Report {
     elapsed: Duration,
     stats: StatsSnapshot,
     peak_rss_kib: u64,
+    /// The operator's own counters at the end (`barge_events_*`, `barge_status_writes*`).
+    metrics: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The operator's metric lines whose names start with one of `prefixes`.
+async fn scrape(port: u16, prefixes: &[&str]) -> Vec<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return Vec::new();
+    };
+    let request = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return Vec::new();
+    }
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body).await;
+    body.lines()
+        .filter(|l| prefixes.iter().any(|p| l.starts_with(p)))
+        .map(str::to_string)
+        .collect()
 }
 
 fn yaml<K: serde::de::DeserializeOwned>(text: &str) -> K {
@@ -163,12 +190,13 @@ async fn run_phase(phase: Phase, n: u64) -> Report {
     .expect("kubelet");
     install(&client).await;
     let log = std::env::temp_dir().join(format!("barge-bench-{phase:?}.log"));
+    let metrics_port = free_port();
     let mut operator = tokio::process::Command::new(env!("CARGO_BIN_EXE_barge"))
         .args(["operator", "--kubeconfig"])
         .arg(cluster.kubeconfig_path())
         .args([
             "--metrics-addr",
-            "127.0.0.1:0",
+            &format!("127.0.0.1:{metrics_port}"),
             "--log-level",
             "warn",
             "--scheduler-interval-ms",
@@ -244,6 +272,7 @@ async fn run_phase(phase: Phase, n: u64) -> Report {
     let elapsed = started.elapsed();
     let stats = cluster.stats();
     let peak_rss_kib = peak_rss_kib(pid);
+    let metrics = scrape(metrics_port, &["barge_events_", "barge_status_writes"]).await;
     eprintln!("{phase:?}: submitted in {submitted:?}, done in {elapsed:?}");
     let _ = operator.kill().await;
     kubelet.shutdown().await;
@@ -255,6 +284,7 @@ async fn run_phase(phase: Phase, n: u64) -> Report {
         elapsed,
         stats,
         peak_rss_kib,
+        metrics,
     }
 }
 
@@ -291,6 +321,10 @@ fn print(r: &Report) {
         "  operator peak RSS          : {:.0} MiB",
         r.peak_rss_kib as f64 / 1024.0
     );
+    println!("  operator counters at the end:");
+    for line in &r.metrics {
+        println!("    {line}");
+    }
 }
 
 fn main() {

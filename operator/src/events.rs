@@ -34,8 +34,9 @@ pub const CLUSTER_EVENTS_NAMESPACE: &str = "default";
 const MAX_NOTE_BYTES: usize = 1024;
 /// Events waiting to be written before new ones are dropped.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 20_000;
-/// Event creations in flight.
-const CONCURRENCY: usize = 8;
+/// Event creations in flight (a burst of job state changes — four per job — must not wait
+/// behind the status writes of the same burst until the queue overflows).
+const CONCURRENCY: usize = 32;
 
 /// Severity of an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -538,3 +538,76 @@ async fn a_queue_takes_jobs_only_from_the_namespaces_its_selector_picks() {
     operator.stop().await.expect("operator stops");
     env.stop().await;
 }
+
+/// kubectl against the in-process cluster (asynchronously: the API server runs on this
+/// test's runtime); its stdout.
+async fn kubectl_get(env: &Env, args: &[&str]) -> String {
+    let out = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(env.cluster.kubeconfig_path())
+        .args(args)
+        .output()
+        .await
+        .expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn kubectl_get_bjob_shows_queue_status_attempts_and_array_progress() {
+    if !support::tool_available("kubectl", &["version", "--client"]) {
+        return;
+    }
+    let env = Env::start().await;
+    let operator = env.start_operator();
+    setup(&env, 4).await;
+    let jobs = env.namespaced::<Job>("default");
+    jobs.create(
+        &PostParams::default(),
+        &job("sweep", "  arrayProperties: {size: 6}\n"),
+    )
+    .await
+    .expect("array");
+    jobs.create(&PostParams::default(), &job("single", ""))
+        .await
+        .expect("single");
+    finished(&env, "sweep").await;
+    finished(&env, "single").await;
+    let table = kubectl_get(&env, &["get", "bjob", "-n", "default"]).await;
+    let header = table.lines().next().expect("header");
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "QUEUE", "STATUS", "ATTEMPTS", "PROGRESS", "AGE"],
+        "{table}"
+    );
+    // Cells by the header's column positions (kubectl leaves an empty cell blank).
+    let starts: Vec<usize> = ["QUEUE", "STATUS", "ATTEMPTS", "PROGRESS", "AGE"]
+        .iter()
+        .map(|c| header.find(c).expect("column"))
+        .collect();
+    let row = |name: &str| -> Vec<String> {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} in {table}"));
+        starts
+            .windows(2)
+            .map(|w| line.get(w[0]..w[1]).unwrap_or("").trim().to_string())
+            .collect()
+    };
+    assert_eq!(row("sweep"), ["q", "SUCCEEDED", "", "6/6"], "{table}");
+    assert_eq!(row("single"), ["q", "SUCCEEDED", "1", ""], "{table}");
+    let everything = kubectl_get(&env, &["get", "barge", "-A"]).await;
+    for kind in ["computeenvironment", "jobqueue", "jobdefinition", "job"] {
+        assert!(
+            everything.contains(&format!("{kind}.batch.barge.dev/")),
+            "`kubectl get barge -A` lists {kind}: {everything}"
+        );
+    }
+    operator.stop().await.expect("operator stops");
+    env.stop().await;
+}

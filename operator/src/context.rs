@@ -295,6 +295,10 @@ pub struct Context {
     pub released_pods: RecentWrites,
     /// When each busy array job's status was last written (status coalescing).
     pub job_status_writes: Mutex<HashMap<JobKey, std::time::Instant>>,
+    /// The resourceVersion of each job's last status write by this replica: a reconcile whose
+    /// cached job is older waits for the cache instead of deciding on a record it already
+    /// replaced (which could offer finished array children to the scheduler again).
+    pub job_written_versions: Mutex<HashMap<JobKey, u64>>,
 }
 
 impl Context {
@@ -317,6 +321,7 @@ impl Context {
             runnable: RunnableBook::default(),
             released_pods: RecentWrites::default(),
             job_status_writes: Mutex::new(HashMap::new()),
+            job_written_versions: Mutex::new(HashMap::new()),
         })
     }
 }

@@ -62,6 +62,9 @@ pub const REASON_NOT_SUPPORTED: &str = "NotSupported";
 /// How soon a write refused for a stale resourceVersion is retried (the watch brings the newer
 /// object first, usually).
 const CONFLICT_RETRY: Duration = Duration::from_millis(200);
+/// How soon a reconcile whose cache has not caught up with its own status write looks again
+/// (the watch event of that write usually triggers it first).
+const CACHE_LAG_RETRY: Duration = Duration::from_millis(50);
 /// Pod deletions and finalizer releases of one reconcile in flight at once.
 const POD_ACTION_CONCURRENCY: usize = 16;
 
@@ -229,6 +232,10 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
 
+    if cache_lags_own_write(ctx, &key, &job) {
+        return Ok(Action::requeue(CACHE_LAG_RETRY));
+    }
+
     // 1. Dereference and validate.
     let record = translate::record_from_status(&job);
     let finished = record.state.is_terminal();
@@ -334,7 +341,15 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
         )
         .await
         {
-            Ok(StatusWrite::Written(_) | StatusWrite::Unchanged) => {}
+            Ok(StatusWrite::Written(written)) => {
+                if let Some(version) = numeric_version(&written) {
+                    ctx.job_written_versions
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key.clone(), version);
+                }
+            }
+            Ok(StatusWrite::Unchanged) => {}
             Err(e) if is_conflict(&e) => return Ok(Action::requeue(CONFLICT_RETRY)),
             Err(e) if is_not_found(&e) => {
                 withdraw(ctx, &key);
@@ -433,6 +448,30 @@ async fn apply_pod_action(
         JobAction::DeleteJob => {}
     }
     Ok(())
+}
+
+/// A resourceVersion as a number (etcd's are; an API server whose are not skips the check).
+fn numeric_version(job: &Job) -> Option<u64> {
+    job.metadata.resource_version.as_deref()?.parse().ok()
+}
+
+/// Whether the cached job predates this replica's last status write of it (once the cache has
+/// caught up, the write is forgotten, so the map holds only writes in flight).
+fn cache_lags_own_write(ctx: &Context, key: &JobKey, job: &Job) -> bool {
+    let mut written = ctx
+        .job_written_versions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let Some(&w) = written.get(key) else {
+        return false;
+    };
+    match numeric_version(job) {
+        Some(seen) if seen < w => true,
+        _ => {
+            written.remove(key);
+            false
+        }
+    }
 }
 
 /// For an array job whose status was written less than the coalescing interval ago and whose

@@ -447,11 +447,6 @@ pub fn time_limit_actions(queue: &JobQueue) -> Vec<TimeLimitAction> {
         .collect()
 }
 
-/// The job's name, for messages and pod names.
-pub fn job_name(job: &Job) -> String {
-    job.name_any()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,6 +65,21 @@ spec:
         .expect("jd");
 }
 
+/// A cluster with the operator running, a compute environment of `vcpus`, queue `q` and
+/// definition `work`; the Job API of namespace `default`.
+async fn started(vcpus: i32) -> (Env, support::Operator, kube::Api<Job>) {
+    let env = Env::start().await;
+    let operator = env.start_operator();
+    setup(&env, vcpus).await;
+    let jobs = env.namespaced::<Job>("default");
+    (env, operator, jobs)
+}
+
+async fn stop(env: Env, operator: support::Operator) {
+    operator.stop().await.expect("operator stops");
+    env.stop().await;
+}
+
 fn job(name: &str, extra: &str) -> Job {
     from_yaml(&format!(
         "apiVersion: batch.barge.dev/v1alpha1\nkind: Job\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  jobQueue: q\n  jobDefinition: work\n{extra}"
@@ -92,10 +107,7 @@ async fn pods_of(env: &Env, job: &str) -> Vec<Pod> {
 
 #[tokio::test]
 async fn a_job_runs_to_success_and_records_its_attempt() {
-    let env = Env::start().await;
-    let operator = env.start_operator();
-    setup(&env, 4).await;
-    let jobs = env.namespaced::<Job>("default");
+    let (env, operator, jobs) = started(4).await;
     jobs.create(&PostParams::default(), &job("one", ""))
         .await
         .expect("job");
@@ -112,16 +124,12 @@ async fn a_job_runs_to_success_and_records_its_attempt() {
     let pods = pods_of(&env, "one").await;
     assert_eq!(pods.len(), 1);
     assert_eq!(pods[0].name_any(), "one-1");
-    operator.stop().await.expect("operator stops");
-    env.stop().await;
+    stop(env, operator).await;
 }
 
 #[tokio::test]
 async fn exit_codes_decide_retries() {
-    let env = Env::start().await;
-    let operator = env.start_operator();
-    setup(&env, 4).await;
-    let jobs = env.namespaced::<Job>("default");
+    let (env, operator, jobs) = started(4).await;
     let tags = |code: u8| {
         format!("  tags: {{sim.barge.dev/duration-seconds: \"0\", sim.barge.dev/exit-code: \"{code}\"}}\n")
     };
@@ -155,16 +163,12 @@ async fn exit_codes_decide_retries() {
             .map(String::from)
             .collect()
     );
-    operator.stop().await.expect("operator stops");
-    env.stop().await;
+    stop(env, operator).await;
 }
 
 #[tokio::test]
 async fn an_array_runs_every_child_and_a_dependent_waits_for_it() {
-    let env = Env::start().await;
-    let operator = env.start_operator();
-    setup(&env, 8).await;
-    let jobs = env.namespaced::<Job>("default");
+    let (env, operator, jobs) = started(8).await;
     jobs.create(
         &PostParams::default(),
         &job("arr", "  arrayProperties: {size: 20}\n"),
@@ -196,16 +200,12 @@ async fn an_array_runs_every_child_and_a_dependent_waits_for_it() {
         after_start.0 >= arr_stop.0,
         "the dependent started after the array ended"
     );
-    operator.stop().await.expect("operator stops");
-    env.stop().await;
+    stop(env, operator).await;
 }
 
 #[tokio::test]
 async fn a_failed_dependency_fails_the_dependent() {
-    let env = Env::start().await;
-    let operator = env.start_operator();
-    setup(&env, 4).await;
-    let jobs = env.namespaced::<Job>("default");
+    let (env, operator, jobs) = started(4).await;
     jobs.create(
         &PostParams::default(),
         &job("bad", "  tags: {sim.barge.dev/exit-code: \"3\"}\n"),
@@ -223,16 +223,12 @@ async fn a_failed_dependency_fails_the_dependent() {
     assert_eq!(st.status, Some(JobStatus::Failed));
     assert_eq!(st.status_reason.as_deref(), Some("Dependent Job failed"));
     assert!(pods_of(&env, "child").await.is_empty());
-    operator.stop().await.expect("operator stops");
-    env.stop().await;
+    stop(env, operator).await;
 }
 
 #[tokio::test]
 async fn a_job_that_can_never_run_says_why() {
-    let env = Env::start().await;
-    let operator = env.start_operator();
-    setup(&env, 4).await;
-    let jobs = env.namespaced::<Job>("default");
+    let (env, operator, jobs) = started(4).await;
     jobs.create(
         &PostParams::default(),
         &job(
@@ -263,16 +259,12 @@ async fn a_job_that_can_never_run_says_why() {
         schedulable.message
     );
     assert!(pods_of(&env, "huge").await.is_empty());
-    operator.stop().await.expect("operator stops");
-    env.stop().await;
+    stop(env, operator).await;
 }
 
 #[tokio::test]
 async fn terminate_cancels_a_queued_job_and_stops_a_running_one() {
-    let env = Env::start().await;
-    let operator = env.start_operator();
-    setup(&env, 4).await;
-    let jobs = env.namespaced::<Job>("default");
+    let (env, operator, jobs) = started(4).await;
     jobs.create(
         &PostParams::default(),
         &job("waiting", "  dependsOn: [{jobName: never-submitted}]\n"),
@@ -322,16 +314,12 @@ async fn terminate_cancels_a_queued_job_and_stops_a_running_one() {
         1,
         "the terminated attempt is recorded, not retried"
     );
-    operator.stop().await.expect("operator stops");
-    env.stop().await;
+    stop(env, operator).await;
 }
 
 #[tokio::test]
 async fn state_changes_are_events_and_ttl_deletes_a_finished_job() {
-    let env = Env::start().await;
-    let operator = env.start_operator();
-    setup(&env, 4).await;
-    let jobs = env.namespaced::<Job>("default");
+    let (env, operator, jobs) = started(4).await;
     jobs.create(
         &PostParams::default(),
         &job("short-lived", "  ttlSecondsAfterFinished: 1\n"),
@@ -356,16 +344,12 @@ async fn state_changes_are_events_and_ttl_deletes_a_finished_job() {
             "event {expected} in {reasons:?}"
         );
     }
-    operator.stop().await.expect("operator stops");
-    env.stop().await;
+    stop(env, operator).await;
 }
 
 #[tokio::test]
 async fn an_n_to_n_dependency_on_an_array_of_another_size_fails_with_a_clear_reason() {
-    let env = Env::start().await;
-    let operator = env.start_operator();
-    setup(&env, 4).await;
-    let jobs = env.namespaced::<Job>("default");
+    let (env, operator, jobs) = started(4).await;
     jobs.create(
         &PostParams::default(),
         &job("four", "  arrayProperties: {size: 4}\n"),
@@ -390,16 +374,12 @@ async fn an_n_to_n_dependency_on_an_array_of_another_size_fails_with_a_clear_rea
         "the reason names the sizes: {reason}"
     );
     assert!(pods_of(&env, "three").await.is_empty());
-    operator.stop().await.expect("operator stops");
-    env.stop().await;
+    stop(env, operator).await;
 }
 
 #[tokio::test]
 async fn a_job_runs_the_definition_revision_it_resolved_even_after_an_edit() {
-    let env = Env::start().await;
-    let operator = env.start_operator();
-    setup(&env, 4).await;
-    let jobs = env.namespaced::<Job>("default");
+    let (env, operator, jobs) = started(4).await;
     jobs.create(
         &PostParams::default(),
         &job("pinned", "  dependsOn: [{jobName: gate}]\n"),
@@ -476,15 +456,12 @@ async fn a_job_runs_the_definition_revision_it_resolved_even_after_an_edit() {
             .map(String::as_str),
         Some("1")
     );
-    operator.stop().await.expect("operator stops");
-    env.stop().await;
+    stop(env, operator).await;
 }
 
 #[tokio::test]
 async fn a_queue_takes_jobs_only_from_the_namespaces_its_selector_picks() {
-    let env = Env::start().await;
-    let operator = env.start_operator();
-    setup(&env, 4).await;
+    let (env, operator, _) = started(4).await;
     let guarded: JobQueue = from_yaml(
         "apiVersion: batch.barge.dev/v1alpha1\nkind: JobQueue\nmetadata: {name: guarded}\nspec:\n  priority: 1\n  computeEnvironmentOrder: [{order: 1, computeEnvironment: ce}]\n  namespaceSelector: {matchLabels: {team: a}}\n",
     );
@@ -535,8 +512,7 @@ async fn a_queue_takes_jobs_only_from_the_namespaces_its_selector_picks() {
     )
     .await;
     assert_eq!(status(&accepted), Some(JobStatus::Succeeded));
-    operator.stop().await.expect("operator stops");
-    env.stop().await;
+    stop(env, operator).await;
 }
 
 /// kubectl against the in-process cluster (asynchronously: the API server runs on this
@@ -562,10 +538,7 @@ async fn kubectl_get_bjob_shows_queue_status_attempts_and_array_progress() {
     if !support::tool_available("kubectl", &["version", "--client"]) {
         return;
     }
-    let env = Env::start().await;
-    let operator = env.start_operator();
-    setup(&env, 4).await;
-    let jobs = env.namespaced::<Job>("default");
+    let (env, operator, jobs) = started(4).await;
     jobs.create(
         &PostParams::default(),
         &job("sweep", "  arrayProperties: {size: 6}\n"),
@@ -608,6 +581,5 @@ async fn kubectl_get_bjob_shows_queue_status_attempts_and_array_progress() {
             "`kubectl get barge -A` lists {kind}: {everything}"
         );
     }
-    operator.stop().await.expect("operator stops");
-    env.stop().await;
+    stop(env, operator).await;
 }

@@ -1004,7 +1004,8 @@ impl Caches {
     }
 }
 
-fn namespaced_refs<K: Resource<DynamicType = ()>>(ids: Vec<String>) -> Vec<ObjectRef<K>> {
+/// References to namespaced objects from index ids (`namespace/name`).
+pub fn namespaced_refs<K: Resource<DynamicType = ()>>(ids: Vec<String>) -> Vec<ObjectRef<K>> {
     ids.iter()
         .filter_map(|id| id.split_once('/'))
         .map(|(ns, name)| ObjectRef::new(name).within(ns))

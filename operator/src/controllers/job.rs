@@ -46,6 +46,7 @@ use barge_crds::{Job, JobQueue};
 use super::job_definition::{resolve, resolve_pinned, ResolveError, ResolvedDefinition};
 use super::job_queue::namespace_allowed;
 use super::{controller_config, measured, ReconcileError, TRANSIENT_RETRY};
+use crate::cache::namespaced_refs;
 use crate::context::{ArrayPodRetention, Context, RunnableEntry};
 use crate::events::EventSpec;
 use crate::metrics::QueueStateLabels;
@@ -629,14 +630,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
                 caches.job_definitions_feed.subscribe(),
                 move |jd: Arc<barge_crds::JobDefinition>| {
                     let namespace = jd.namespace().unwrap_or_default();
-                    for_defs
-                        .indexes
-                        .active_jobs_by_definition
-                        .get(&(namespace, jd.name_any()))
-                        .iter()
-                        .filter_map(|id| id.split_once('/'))
-                        .map(|(ns, n)| ObjectRef::<Job>::new(n).within(ns))
-                        .collect::<Vec<_>>()
+                    namespaced_refs::<Job>(
+                        for_defs
+                            .indexes
+                            .active_jobs_by_definition
+                            .get(&(namespace, jd.name_any())),
+                    )
                 },
             )
             // A queue's appearance, state or rules concern its unfinished jobs.
@@ -652,14 +651,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
                     );
                     match queue_filter.update(&name, facts) {
                         None => Vec::new(),
-                        Some(_) => for_queues
-                            .indexes
-                            .active_jobs_by_queue
-                            .get(&name)
-                            .iter()
-                            .filter_map(|id| id.split_once('/'))
-                            .map(|(ns, n)| ObjectRef::<Job>::new(n).within(ns))
-                            .collect::<Vec<_>>(),
+                        Some(_) => namespaced_refs::<Job>(
+                            for_queues.indexes.active_jobs_by_queue.get(&name),
+                        ),
                     }
                 },
             )

@@ -4,8 +4,9 @@
 //! step a function whose duration is logged (and the whole pass measured in
 //! `barge_pass_seconds`):
 //! 1. [`collect_work`]: the RUNNABLE work the job controller published in the
-//!    [`RunnableBook`](crate::context::RunnableBook), minus units whose pod was just created
-//!    (assumed) and work of jobs that no longer exist;
+//!    [`RunnableBook`](crate::context::RunnableBook) (read once per pass by
+//!    [`current_entries`], which drops work of jobs that no longer exist), minus units whose
+//!    pod was just created (assumed);
 //! 2. [`snapshot`]: queues, compute environments and nodes from the caches; each node's usage
 //!    counts every bound pod (Barge's or not) plus the assumed pods not yet in the cache;
 //! 3. decide: the pure pass (`barge_core::scheduler::schedule`);
@@ -92,9 +93,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
 /// One scheduling pass.
 pub async fn pass(ctx: &Context, state: &mut LoopState) {
     let started = Instant::now();
-    forget_seen(ctx, state);
+    // The book is read once per pass; every step works on this copy.
+    let entries = current_entries(ctx);
+    forget_seen(ctx, state, &entries);
     // 1.
-    let (workloads, uids) = collect_work(ctx, state);
+    let workloads = collect_work(state, &entries);
     let t_collect = started.elapsed();
     if !workloads.is_empty() {
         // 2.
@@ -104,10 +107,10 @@ pub async fn pass(ctx: &Context, state: &mut LoopState) {
         let result = schedule(&snap);
         let t_decide = started.elapsed();
         // 4.
-        let failures = bind(ctx, state, &result, &uids).await;
+        let failures = bind(ctx, state, &result, &entries).await;
         let t_bind = started.elapsed();
         // 5.
-        explain(ctx, &snap, &result, &uids, &failures);
+        explain(ctx, &snap, &result, &entries, &failures);
         ctx.metrics.placements.inc_by(result.stats.units_placed);
         debug!(
             workloads = snap.workloads.len(),
@@ -132,8 +135,7 @@ pub async fn pass(ctx: &Context, state: &mut LoopState) {
 /// saw the pod, which may already have run and gone). Until then the unit is not placed again
 /// (no AlreadyExists churn); its resources count as used until the usage cache counts the pod
 /// itself (see [`snapshot`]). Assumptions never confirmed expire.
-fn forget_seen(ctx: &Context, state: &mut LoopState) {
-    let entries: HashMap<JobKey, RunnableEntry> = ctx.runnable.entries().into_iter().collect();
+fn forget_seen(ctx: &Context, state: &mut LoopState, entries: &HashMap<JobKey, RunnableEntry>) {
     state.assumed.retain(|(namespace, name), a| {
         a.seen = a.seen
             || ctx.caches.usage.contains(namespace, name)
@@ -160,11 +162,23 @@ fn offers(work: &RunnableWork, attempt: u32, array_index: Option<u32>) -> bool {
     }
 }
 
-/// Step 1: the published work as workloads, and each job's uid.
-fn collect_work(
-    ctx: &Context,
-    state: &LoopState,
-) -> (Vec<(Workload, RunnableEntry)>, HashMap<JobKey, String>) {
+/// The published work of jobs that still exist (work of a deleted or re-created job is
+/// withdrawn from the book).
+fn current_entries(ctx: &Context) -> HashMap<JobKey, RunnableEntry> {
+    let mut entries: HashMap<JobKey, RunnableEntry> = ctx.runnable.entries().into_iter().collect();
+    entries.retain(|key, entry| {
+        let current = ctx.caches.job(&key.namespace, &key.name);
+        let alive = current.and_then(|j| j.uid()).as_deref() == Some(entry.uid.as_str());
+        if !alive {
+            ctx.runnable.withdraw(key);
+        }
+        alive
+    });
+    entries
+}
+
+/// Step 1: the published work as workloads, minus the units whose pods were just created.
+fn collect_work(state: &LoopState, entries: &HashMap<JobKey, RunnableEntry>) -> Vec<Workload> {
     let mut in_flight: HashMap<(&JobKey, u32), Vec<Option<u32>>> = HashMap::new();
     for a in state.assumed.values() {
         in_flight
@@ -173,23 +187,16 @@ fn collect_work(
             .push(a.array_index);
     }
     let mut workloads = Vec::new();
-    let mut uids = HashMap::new();
-    for (key, entry) in ctx.runnable.entries() {
-        let current = ctx.caches.job(&key.namespace, &key.name);
-        if current.and_then(|j| j.uid()).as_deref() != Some(entry.uid.as_str()) {
-            ctx.runnable.withdraw(&key);
-            continue;
-        }
-        uids.insert(key.clone(), entry.uid.clone());
+    for (key, entry) in entries {
         for mut workload in Workload::from_runnable(
-            &key,
+            key,
             &entry.queue,
             entry.submitted_at_ms,
             entry.request,
             &entry.constraints,
             &entry.work,
         ) {
-            if let Some(indices) = in_flight.get(&(&key, workload.attempt)) {
+            if let Some(indices) = in_flight.get(&(key, workload.attempt)) {
                 match &mut workload.units {
                     Units::Single => continue,
                     Units::Array(set) => {
@@ -202,14 +209,14 @@ fn collect_work(
                     }
                 }
             }
-            workloads.push((workload, entry.clone()));
+            workloads.push(workload);
         }
     }
-    (workloads, uids)
+    workloads
 }
 
 /// Step 2: the snapshot the pass decides on.
-fn snapshot(ctx: &Context, state: &LoopState, work: Vec<(Workload, RunnableEntry)>) -> Snapshot {
+fn snapshot(ctx: &Context, state: &LoopState, workloads: Vec<Workload>) -> Snapshot {
     let caches = &ctx.caches;
     let queues = caches
         .queues
@@ -271,7 +278,7 @@ fn snapshot(ctx: &Context, state: &LoopState, work: Vec<(Workload, RunnableEntry
         queues,
         environments,
         nodes,
-        workloads: work.into_iter().map(|(w, _)| w).collect(),
+        workloads,
     }
 }
 
@@ -280,18 +287,14 @@ async fn bind(
     ctx: &Context,
     state: &mut LoopState,
     result: &PassResult,
-    uids: &HashMap<JobKey, String>,
+    entries: &HashMap<JobKey, RunnableEntry>,
 ) -> HashMap<JobKey, String> {
-    let entries: HashMap<JobKey, RunnableEntry> = ctx.runnable.entries().into_iter().collect();
     let mut rendered = Vec::new();
     let mut failures = HashMap::new();
     for placement in &result.placements {
         let Some(entry) = entries.get(&placement.job) else {
             continue;
         };
-        if uids.get(&placement.job) != Some(&entry.uid) {
-            continue;
-        }
         match render(ctx, placement, entry) {
             Ok(pod) => rendered.push((placement.clone(), entry.request, pod)),
             Err(problem) => {
@@ -395,7 +398,7 @@ fn explain(
     ctx: &Context,
     snap: &Snapshot,
     result: &PassResult,
-    uids: &HashMap<JobKey, String>,
+    entries: &HashMap<JobKey, RunnableEntry>,
     failures: &HashMap<JobKey, String>,
 ) {
     let mut blocked: HashMap<&JobKey, Blocked> = HashMap::new();
@@ -427,7 +430,9 @@ fn explain(
         }
     }
     for job in seen {
-        let Some(uid) = uids.get(job) else { continue };
+        let Some(uid) = entries.get(job).map(|e| e.uid.as_str()) else {
+            continue;
+        };
         let changed = match blocked.remove(job) {
             Some(verdict) => ctx.verdicts.set(job.clone(), uid, verdict),
             None => ctx.verdicts.clear(job),

@@ -3,17 +3,17 @@
 //! One task on the leader (the only writer of placements). Each pass is a numbered recipe, each
 //! step a function whose duration is logged (and the whole pass measured in
 //! `barge_pass_seconds`):
-//! 1. [`collect_work`]: the RUNNABLE work the job controller published in the
+//! 1. `collect_work`: the RUNNABLE work the job controller published in the
 //!    [`RunnableBook`](crate::context::RunnableBook) (read once per pass by
-//!    [`current_entries`], which drops work of jobs that no longer exist), minus units whose
+//!    `current_entries`, which drops work of jobs that no longer exist), minus units whose
 //!    pod was just created (assumed);
-//! 2. [`snapshot`]: queues, compute environments and nodes from the caches; each node's usage
+//! 2. `snapshot`: queues, compute environments and nodes from the caches; each node's usage
 //!    counts every bound pod (Barge's or not) plus the assumed pods not yet in the cache;
 //! 3. decide: the pure pass (`barge_core::scheduler::schedule`);
-//! 4. [`bind`]: create one pod per placement, bound to its node (deterministic names: a
+//! 4. `bind`: create one pod per placement, bound to its node (deterministic names: a
 //!    placement repeated after a restart meets AlreadyExists, never a twin), and assume its
 //!    resources until the pod cache shows it ("assume, then write");
-//! 5. [`explain`]: leave each unplaced job's verdict for the job controller (which turns it into
+//! 5. `explain`: leave each unplaced job's verdict for the job controller (which turns it into
 //!    a condition and, for "can never run", a status reason) and wake that job on change;
 //!    waiting for capacity is no verdict (that is what RUNNABLE says).
 //!
@@ -134,7 +134,7 @@ pub async fn pass(ctx: &Context, state: &mut LoopState) {
 /// Drops assumptions the job controller has caught up with: it no longer offers the unit (it
 /// saw the pod, which may already have run and gone). Until then the unit is not placed again
 /// (no AlreadyExists churn); its resources count as used until the usage cache counts the pod
-/// itself (see [`snapshot`]). Assumptions never confirmed expire.
+/// itself (see `snapshot`). Assumptions never confirmed expire.
 fn forget_seen(ctx: &Context, state: &mut LoopState, entries: &HashMap<JobKey, RunnableEntry>) {
     state.assumed.retain(|(namespace, name), a| {
         a.seen = a.seen

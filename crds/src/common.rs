@@ -12,7 +12,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::consts::{RESERVED_ENV_PREFIX, RESERVED_LABEL_PREFIX};
+use crate::consts::{RESERVED_ENV_PREFIX, RESERVED_LABEL_PREFIX, RESERVED_VOLUME_PREFIX};
 
 /// DNS-1123 label: the shape of namespace names, volume names and Job names.
 pub const DNS_LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
@@ -76,7 +76,24 @@ pub fn reserved_label_prefix_rule(what: &str) -> Rule {
     )))
 }
 
-/// CEL rule on an environment variable name refusing the `AWS_BATCH_` prefix.
+/// CEL rule at the root of a kind whose name Barge writes into a label value (`label` names the
+/// label): the API server would accept names up to 253 characters, which no label can hold, so
+/// the object would be accepted and then stuck. `self.metadata.name` is one of the two metadata
+/// fields (with `generateName`) a root rule may read.
+pub fn name_fits_label_value_rule(kind: &str, label: &str) -> Rule {
+    Rule::new(format!("self.metadata.name.size() <= {LABEL_MAX_LENGTH}")).message(Message::Message(format!(
+        "metadata.name: a {kind} name must be at most {LABEL_MAX_LENGTH} characters: Barge puts it in the {label} label"
+    )))
+}
+
+/// CEL rule on a volume name refusing the prefix of the volumes Barge adds to pods.
+pub fn reserved_volume_name_rule() -> Rule {
+    Rule::new(format!("!self.startsWith('{RESERVED_VOLUME_PREFIX}')")).message(Message::Message(format!(
+        "volume names starting with {RESERVED_VOLUME_PREFIX} are reserved: Barge names the volumes of linuxParameters (sharedMemorySize, tmpfs) with it"
+    )))
+}
+
+/// CEL rule on an environment variable name refusing the `AWS_BATCH` prefix.
 pub fn reserved_env_name_rule() -> Rule {
     Rule::new(format!("!self.startsWith('{RESERVED_ENV_PREFIX}')")).message(Message::Message(format!(
         "environment variable names starting with {RESERVED_ENV_PREFIX} are reserved: Barge sets them in every container"
@@ -227,7 +244,7 @@ pub fn strip_descriptions(schema: &mut Value) {
 
 /// Schema of a list of core/v1 Containers in `podProperties`: k8s-openapi's Container schema
 /// (without upstream descriptions) with the list bounded, and each `env[].name` refusing the
-/// reserved `AWS_BATCH_` prefix (bounded too, so that the API server's CEL cost estimate stays
+/// reserved `AWS_BATCH` prefix (bounded too, so that the API server's CEL cost estimate stays
 /// small).
 fn bounded_containers_schema(generator: &mut SchemaGenerator, min_items: usize) -> Schema {
     let mut schema = generator.subschema_for::<Vec<k8s_openapi::api::core::v1::Container>>();
@@ -289,7 +306,7 @@ mod tests {
         let value = serde_json::to_value(&schema).expect("schema serializes");
         let rules = &value["items"]["properties"]["env"]["items"]["properties"]["name"]
             ["x-kubernetes-validations"];
-        assert_eq!(rules[0]["rule"], "!self.startsWith('AWS_BATCH_')");
+        assert_eq!(rules[0]["rule"], "!self.startsWith('AWS_BATCH')");
         assert_eq!(
             value["items"]["properties"]["env"]["maxItems"],
             MAX_ENV_VARS

@@ -21,6 +21,11 @@ pub const MAX_INSTANCE_TYPES: usize = 100;
 pub const MAX_CATALOG_ENTRIES: usize = 100;
 /// Default seconds an idle node waits before it is drained and removed.
 pub const DEFAULT_SCALE_DOWN_DELAY_SECONDS: i32 = 300;
+/// Most vCPUs `minvCpus`, `maxvCpus` and `desiredvCpus` may name: barge-core's pool planner
+/// (`MAX_TARGET_VCPUS`) plans no more, and it is beyond what one Kubernetes cluster holds (at
+/// most 5,000 nodes: under 500,000 vCPUs even at 96 vCPUs a node). A typo such as 100000000 is
+/// refused by the API server instead of stalling the environment.
+pub const MAX_VCPUS: i32 = 1_000_000;
 
 /// `type` of a compute environment.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
@@ -201,16 +206,16 @@ pub struct ComputeResources {
     /// EC2 (on-demand) or SPOT.
     #[serde(rename = "type")]
     pub r#type: ComputeResourceType,
-    /// vCPUs kept even when idle.
+    /// vCPUs kept even when idle (at most 1,000,000).
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = MAX_VCPUS))]
     pub minv_cpus: i32,
-    /// Most vCPUs the environment may scale to.
-    #[schemars(range(min = 0))]
+    /// Most vCPUs the environment may scale to (at most 1,000,000).
+    #[schemars(range(min = 0, max = MAX_VCPUS))]
     pub maxv_cpus: i32,
     /// A floor Barge scales to now (between minvCpus and maxvCpus); Barge then manages it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = MAX_VCPUS))]
     pub desiredv_cpus: Option<i32>,
     /// Instance types: catalog names (`c5.xlarge`), families (`c5`), or `optimal` (the default).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -248,6 +253,7 @@ pub struct ComputeResources {
     status = "ComputeEnvironmentStatus",
     derive = "PartialEq",
     doc = "A pool of nodes Barge places jobs on (AWS Batch compute environment).",
+    validation = crate::common::name_fits_label_value_rule("ComputeEnvironment", crate::consts::LABEL_COMPUTE_ENVIRONMENT),
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(name = "State", type_ = "string", json_path = ".spec.state"),
     printcolumn(name = "Status", type_ = "string", json_path = ".status.status"),

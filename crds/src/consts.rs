@@ -59,6 +59,10 @@ pub const LABEL_JOB_DEFINITION_REVISION: &str = "batch.barge.dev/job-definition-
 pub const LABEL_INSTANCE_TYPE: &str = "node.kubernetes.io/instance-type";
 /// Prefix of label keys Barge reserves for itself (user tags may not use it).
 pub const RESERVED_LABEL_PREFIX: &str = "batch.barge.dev/";
+/// Prefix of the pod volumes Barge adds itself (`barge-dev-shm` for
+/// `linuxParameters.sharedMemorySize`, `barge-tmpfs-<i>` for `linuxParameters.tmpfs`); the
+/// volumes of `containerProperties` may not use it.
+pub const RESERVED_VOLUME_PREFIX: &str = "barge-";
 
 /// Name of the container Barge renders from an AWS-shaped `containerProperties` (the essential
 /// container of the attempt's pod, whose log `barge logs` shows).
@@ -92,8 +96,8 @@ pub const FIELD_MANAGER_DEMO: &str = "barge-demo";
 /// The object is usable (CE/queue VALID, definition resolvable, policy valid) / the job is
 /// progressing normally.
 pub const CONDITION_READY: &str = "Ready";
-/// The job can be placed on one of its queue's compute environments (False with a reason when it
-/// can never run, e.g. it asks for more than any instance type offers).
+/// True (`Placed`) once a pod of the job's current attempt exists; False with the reason it has
+/// none (waiting for admission, dependencies or capacity, blocked by the scheduler, never placed).
 pub const CONDITION_SCHEDULABLE: &str = "Schedulable";
 /// The job ended SUCCEEDED.
 pub const CONDITION_SUCCEEDED: &str = "Succeeded";
@@ -111,6 +115,29 @@ pub const REASON_NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
 pub const REASON_NO_INSTANCE_TYPE_FITS: &str = "NoInstanceTypeFits";
 pub const REASON_EXCEEDS_MAX_VCPUS: &str = "ExceedsMaxvCpus";
 pub const REASON_WAITING_FOR_CAPACITY: &str = "WaitingForCapacity";
+/// Job `Schedulable=True`: a pod of the current (or, once finished, the last) attempt was created.
+pub const REASON_PLACED: &str = "Placed";
+/// Job `Schedulable=False`: the job finished without any pod ever being created.
+pub const REASON_NEVER_PLACED: &str = "NeverPlaced";
+/// Job `Schedulable=False`: SUBMITTED, not admitted yet (no more specific reason known).
+pub const REASON_SUBMITTED: &str = "Submitted";
+/// Job/queue/CE: no usable compute environment has a Ready node, and none is starting one
+/// (a compute environment or queue: it has no Ready node now).
+pub const REASON_NO_READY_NODES: &str = "NoReadyNodes";
+/// Job `Schedulable=False`: no Ready node could take the job and none that could is starting.
+pub const REASON_INSUFFICIENT_CAPACITY: &str = "InsufficientCapacity";
+pub const REASON_COMPUTE_ENVIRONMENTS_DISABLED: &str = "ComputeEnvironmentsDisabled";
+pub const REASON_COMPUTE_ENVIRONMENTS_INVALID: &str = "ComputeEnvironmentsInvalid";
+/// Job `Schedulable=False`: a strict-FIFO queue waits for its head job.
+pub const REASON_WAITING_FOR_QUEUE_HEAD: &str = "WaitingForQueueHead";
+/// Job `Schedulable=False`: the job was placed but its pod could not be created.
+pub const REASON_POD_CREATION_FAILED: &str = "PodCreationFailed";
+/// Job `Succeeded=True` / `Failed=False`: the job ended SUCCEEDED.
+pub const REASON_JOB_SUCCEEDED: &str = "JobSucceeded";
+/// Job `Succeeded=False` / `Failed=True`: the job ended FAILED.
+pub const REASON_JOB_FAILED: &str = "JobFailed";
+/// Job `Succeeded=False` / `Failed=False`: the job has not finished.
+pub const REASON_IN_PROGRESS: &str = "InProgress";
 pub const REASON_DEPENDENCIES_PENDING: &str = "DependenciesPending";
 pub const REASON_DEPENDENCY_FAILED: &str = "DependencyFailed";
 pub const REASON_ALL_SUCCEEDED: &str = "AllSucceeded";
@@ -175,8 +202,10 @@ pub fn host_terminated_status_reason(node_name: &str) -> String {
 // Environment variables set in every container of a job
 // ---------------------------------------------------------------------------------------------
 
-/// Users may not set environment variables with this prefix (refused by the CRD schema).
-pub const RESERVED_ENV_PREFIX: &str = "AWS_BATCH_";
+/// Users may not set environment variables with this prefix (refused by the CRD schema). AWS
+/// Batch reserves `AWS_BATCH` itself, without the underscore: "Environment variables cannot start
+/// with AWS_BATCH" (RegisterJobDefinition, `environment`).
+pub const RESERVED_ENV_PREFIX: &str = "AWS_BATCH";
 pub const ENV_JOB_ID: &str = "AWS_BATCH_JOB_ID";
 pub const ENV_JOB_ATTEMPT: &str = "AWS_BATCH_JOB_ATTEMPT";
 pub const ENV_JQ_NAME: &str = "AWS_BATCH_JQ_NAME";

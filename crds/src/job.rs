@@ -24,8 +24,6 @@ pub const MIN_ARRAY_SIZE: i32 = 2;
 pub const MAX_ARRAY_SIZE: i32 = 10_000;
 /// Most dependencies of a job (AWS Batch: 20).
 pub const MAX_DEPENDENCIES: usize = 20;
-/// Longest Job name: it becomes a label value on the job's pods.
-pub const MAX_JOB_NAME_LENGTH: usize = 63;
 /// Most records in `status.arrayProperties.failedAttempts` (the latest ones are kept).
 pub const MAX_FAILED_ATTEMPT_RECORDS: usize = 100;
 /// A compact list of array indices: "0-41,43,45-99".
@@ -245,7 +243,7 @@ pub struct Terminate {
     status = "JobStatusDetail",
     derive = "PartialEq",
     doc = "A Barge job: single, array or multi-node (AWS Batch SubmitJob).",
-    validation = Rule::new(format!("self.metadata.name.size() <= {MAX_JOB_NAME_LENGTH}")).message(Message::Message(format!("a Job name must be at most {MAX_JOB_NAME_LENGTH} characters: it becomes a label value on the job's pods"))),
+    validation = crate::common::name_fits_label_value_rule("Job", crate::consts::LABEL_JOB_NAME),
     validation = Rule::new("!self.metadata.name.contains('.')").message("a Job name may not contain '.': it names the job's pods and, for multi-node jobs, a Service"),
     validation = Rule::new("!has(self.spec.dependsOn) || self.spec.dependsOn.all(d, !has(d.jobName) || d.jobName != self.metadata.name)").message("a job cannot depend on itself"),
     printcolumn(name = "Queue", type_ = "string", json_path = ".spec.jobQueue"),
@@ -261,6 +259,7 @@ pub struct Terminate {
 #[x_kube(validation = Rule::new(format!("!has(oldSelf.{MUTABLE_SPEC_FIELD}) || has(self.{MUTABLE_SPEC_FIELD})")).message("terminate cannot be withdrawn once set"))]
 #[x_kube(validation = Rule::new("!has(oldSelf.terminate) || !has(self.terminate) || has(oldSelf.terminate.arrayIndices) || !has(self.terminate.arrayIndices)").message("a terminate of the whole job cannot be narrowed to arrayIndices"))]
 #[x_kube(validation = Rule::new("!has(self.terminate) || !has(self.terminate.arrayIndices) || has(self.arrayProperties)").message("terminate.arrayIndices applies to array jobs only"))]
+#[x_kube(validation = Rule::new("!has(self.terminate) || !has(self.terminate.arrayIndices) || !has(self.arrayProperties) || self.terminate.arrayIndices.findAll('[0-9]+').all(i, int(i) < self.arrayProperties.size)").message("terminate.arrayIndices may only name children below arrayProperties.size (indices start at 0)"))]
 #[x_kube(validation = Rule::new("!has(self.dependsOn) || has(self.arrayProperties) || self.dependsOn.all(d, !has(d.type))").message("N_TO_N and SEQUENTIAL dependencies are for array jobs: set arrayProperties.size"))]
 #[x_kube(validation = Rule::new("!has(self.nodeOverrides) || !has(self.arrayProperties)").message("a multi-node job (nodeOverrides) cannot be an array job"))]
 pub struct JobSpec {
@@ -486,6 +485,12 @@ pub struct JobStatusDetail {
     /// When the job was submitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Time>,
+    /// Where the job stands in submission order: the API server's resourceVersion of the job
+    /// when Barge first saw it, which is its creation's unless its metadata was edited before
+    /// Barge saw it. Jobs created within the same second of `createdAt` run in this order
+    /// (FIFO as the API server stored them); kept here so that it survives operator restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submission_order: Option<i64>,
     /// When it first became RUNNING.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,

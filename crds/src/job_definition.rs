@@ -37,7 +37,7 @@ pub enum JobDefinitionType {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodProperties {
-    /// The pod's containers (1–10); `env` names starting with `AWS_BATCH_` are reserved.
+    /// The pod's containers (1–10); `env` names starting with `AWS_BATCH` are reserved.
     #[schemars(schema_with = "crate::common::pod_containers_schema")]
     pub containers: Vec<Container>,
     /// Init containers (at most 10).
@@ -97,6 +97,7 @@ pub struct NodeProperties {
     status = "JobDefinitionStatus",
     derive = "PartialEq",
     doc = "The blueprint of Barge jobs (AWS Batch job definition).",
+    validation = crate::common::name_fits_label_value_rule("JobDefinition", crate::consts::LABEL_JOB_DEFINITION),
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(name = "Revision", type_ = "integer", json_path = ".status.revision"),
     printcolumn(

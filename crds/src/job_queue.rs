@@ -85,6 +85,7 @@ pub struct JobStateTimeLimitAction {
     status = "JobQueueStatus",
     derive = "PartialEq",
     doc = "A queue of Barge jobs with a priority and an ordered list of compute environments (AWS Batch job queue).",
+    validation = crate::common::name_fits_label_value_rule("JobQueue", crate::consts::LABEL_JOB_QUEUE),
     printcolumn(name = "State", type_ = "string", json_path = ".spec.state"),
     printcolumn(name = "Priority", type_ = "integer", json_path = ".spec.priority"),
     printcolumn(name = "Status", type_ = "string", json_path = ".status.status"),

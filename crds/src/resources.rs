@@ -76,7 +76,7 @@ pub struct ResourceRequirement {
 /// An environment variable (AWS `KeyValuePair`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 pub struct EnvironmentVariable {
-    /// The variable's name; names starting with `AWS_BATCH_` are reserved.
+    /// The variable's name; names starting with `AWS_BATCH` are reserved.
     #[x_kube(validation = crate::common::reserved_env_name_rule())]
     #[schemars(length(min = 1, max = 256))]
     pub name: String,
@@ -91,7 +91,7 @@ pub struct EnvironmentVariable {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Secret {
-    /// The environment variable to set; names starting with `AWS_BATCH_` are reserved.
+    /// The environment variable to set; names starting with `AWS_BATCH` are reserved.
     #[x_kube(validation = crate::common::reserved_env_name_rule())]
     #[schemars(length(min = 1, max = 256))]
     pub name: String,
@@ -117,7 +117,9 @@ pub struct Host {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("(has(self.host) ? 1 : 0) + (has(self.emptyDir) ? 1 : 0) + (has(self.persistentVolumeClaim) ? 1 : 0) + (has(self.configMap) ? 1 : 0) + (has(self.secret) ? 1 : 0) <= 1").message("a volume has at most one source: host, emptyDir, persistentVolumeClaim, configMap or secret"))]
 pub struct Volume {
-    /// The volume's name, referenced by `mountPoints[].sourceVolume` (a DNS-1123 label).
+    /// The volume's name, referenced by `mountPoints[].sourceVolume` (a DNS-1123 label, not
+    /// starting with `barge-`, which Barge reserves for the volumes it adds).
+    #[x_kube(validation = crate::common::reserved_volume_name_rule())]
     #[schemars(
         length(min = 1, max = 63),
         regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -281,7 +281,7 @@ async fn a_job_that_outlives_its_timeout_is_killed_and_not_retried() {
     one_queue(&env, 4).await;
     env.apply(&job_definition(
         "slow",
-        "exec sleep 60",
+        "echo started; exec sleep 60",
         &[],
         "1",
         "retryStrategy: {attempts: 3}\ntimeout: {attemptDurationSeconds: 1}\n",
@@ -306,6 +306,18 @@ async fn a_job_that_outlives_its_timeout_is_killed_and_not_retried() {
         status_reason(&done),
         attempt_reason
     );
+    // The timed-out attempt keeps its pod and its log, as any failed attempt does.
+    let pod = env
+        .pods()
+        .get("slow-1")
+        .await
+        .expect("the timed-out attempt's pod is kept");
+    assert_eq!(
+        pod.status.as_ref().and_then(|s| s.reason.as_deref()),
+        Some("DeadlineExceeded"),
+        "stopped by the kubelet at its deadline, not deleted"
+    );
+    env.wait_log("slow-1", "started").await;
     env.finish().await;
 }
 
@@ -627,5 +639,460 @@ async fn the_harness_reads_logs_and_traces_of_process_pods() {
         matches!((start, end), (Some(s), Some(e)) if s <= e),
         "trace: {spans:?}"
     );
+    env.finish().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conditions and reasons (README, "Conditions and reasons")
+// ---------------------------------------------------------------------------------------------
+
+/// The condition of `type_` on a job, as (status, reason, message).
+fn job_condition(job: &barge_crds::Job, type_: &str) -> Option<(String, String, String)> {
+    job.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// The status and reason of an object's Ready condition.
+fn ready_condition(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> Option<(String, String)> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == barge_crds::consts::CONDITION_READY)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+#[tokio::test]
+async fn a_failed_job_says_it_failed_and_that_it_was_placed() {
+    use barge_crds::consts::{
+        CONDITION_FAILED, CONDITION_SCHEDULABLE, CONDITION_SUCCEEDED, REASON_JOB_FAILED,
+        REASON_PLACED,
+    };
+    let env = E2e::start_with("failedconds", Options::scripted()).await;
+    one_queue(&env, 2).await;
+    env.apply(&job_definition("scripted", "exit 0", &[], "1", ""))
+        .await;
+    env.apply(&job("exits-one", "q", "scripted", &scripted_tags("0", 1)))
+        .await;
+    let failed = env.wait_job("exits-one", JobStatus::Failed).await;
+    let reason = status_reason(&failed);
+    let (status, why, message) =
+        job_condition(&failed, CONDITION_SUCCEEDED).expect("Succeeded condition");
+    assert_eq!(
+        (status.as_str(), why.as_str()),
+        ("False", REASON_JOB_FAILED),
+        "a FAILED job is not waiting: {failed:?}"
+    );
+    assert_eq!(message, reason, "Succeeded says why the job failed");
+    let (status, why, _) = job_condition(&failed, CONDITION_FAILED).expect("Failed condition");
+    assert_eq!((status.as_str(), why.as_str()), ("True", REASON_JOB_FAILED));
+    let (status, why, _) =
+        job_condition(&failed, CONDITION_SCHEDULABLE).expect("Schedulable condition");
+    assert_eq!(
+        (status.as_str(), why.as_str()),
+        ("True", REASON_PLACED),
+        "its attempt had a pod"
+    );
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_job_cancelled_before_it_was_placed_never_shows_placed() {
+    use barge_crds::consts::{
+        CONDITION_SCHEDULABLE, CONDITION_SUCCEEDED, REASON_DEPENDENCIES_PENDING, REASON_JOB_FAILED,
+        REASON_NEVER_PLACED,
+    };
+    let env = E2e::start("neverplaced").await;
+    one_queue(&env, 2).await;
+    env.apply(&job_definition("ok", "echo never", &[], "1", ""))
+        .await;
+    env.apply(&job(
+        "waits",
+        "q",
+        "ok",
+        "dependsOn: [{jobName: not-submitted-yet}]\n",
+    ))
+    .await;
+    let pending = env
+        .wait_for(&env.jobs(), "waits", "PENDING, saying so", |j| {
+            status_of(j) == Some(JobStatus::Pending)
+                && job_condition(j, CONDITION_SCHEDULABLE)
+                    .is_some_and(|(s, r, _)| s == "False" && r == REASON_DEPENDENCIES_PENDING)
+        })
+        .await;
+    assert_eq!(attempts(&pending), 0);
+    env.terminate("waits", "no longer needed", None).await;
+    let cancelled = env.wait_job("waits", JobStatus::Failed).await;
+    assert_eq!(status_reason(&cancelled), "no longer needed");
+    let (status, why, message) =
+        job_condition(&cancelled, CONDITION_SCHEDULABLE).expect("Schedulable condition");
+    assert_eq!(
+        (status.as_str(), why.as_str()),
+        ("False", REASON_NEVER_PLACED),
+        "no pod was ever created: {cancelled:?}"
+    );
+    assert!(message.contains("no longer needed"), "{message}");
+    let (_, why, _) = job_condition(&cancelled, CONDITION_SUCCEEDED).expect("Succeeded");
+    assert_eq!(why, REASON_JOB_FAILED);
+    assert!(env.pods_of("waits").await.is_empty());
+    env.finish().await;
+}
+
+/// A compute environment whose nodes never come: the job says so, the environment and the
+/// queue stop calling themselves healthy, and the job carries AWS Batch's
+/// `CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY`, which the queue's `jobStateTimeLimitActions`
+/// cancels. `maxTimeSeconds` is at least 600 (AWS's bound), so instead of waiting ten minutes
+/// the test moves the job's recorded clock (the Schedulable condition's transition time) ten
+/// minutes back — what an operator restarted ten minutes later would read.
+#[tokio::test]
+async fn a_job_on_an_environment_without_ready_nodes_gets_the_capacity_reason_and_is_cancelled() {
+    use barge_crds::compute_environment::CeStatus;
+    use barge_crds::consts::{
+        CONDITION_SCHEDULABLE, REASON_NEVER_PLACED, REASON_NO_READY_NODES,
+        STATUS_REASON_CANCELED_BY_TIME_LIMIT_PREFIX,
+    };
+    use barge_crds::job_queue::JqStatus;
+    use kube::api::{Patch, PatchParams};
+
+    const CAPACITY: &str = "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY";
+    let env = E2e::start("nonodes").await;
+    // An UNMANAGED environment whose selector matches no node: VALID, but nothing can run.
+    env.apply(&format!(
+        r#"---
+apiVersion: batch.barge.dev/v1alpha1
+kind: ComputeEnvironment
+metadata: {{name: "${{NS}}-empty"}}
+spec:
+  type: UNMANAGED
+  state: ENABLED
+  nodeSelector: {{barge-e2e/no-such-pool: "${{NS}}"}}
+---
+apiVersion: batch.barge.dev/v1alpha1
+kind: JobQueue
+metadata: {{name: "${{NS}}-q"}}
+spec:
+  state: ENABLED
+  priority: 1
+  computeEnvironmentOrder: [{{order: 1, computeEnvironment: "${{NS}}-empty"}}]
+  jobStateTimeLimitActions:
+    - {{reason: "{CAPACITY}", state: RUNNABLE, maxTimeSeconds: 600, action: CANCEL}}
+"#
+    ))
+    .await;
+    env.apply(&job_definition("ok", "echo never", &[], "1", ""))
+        .await;
+    env.apply(&job("stuck", "q", "ok", "")).await;
+
+    let stuck = env
+        .wait_for(
+            &env.jobs(),
+            "stuck",
+            "RUNNABLE with the capacity reason",
+            |j| status_of(j) == Some(JobStatus::Runnable) && status_reason(j).starts_with(CAPACITY),
+        )
+        .await;
+    assert!(
+        status_reason(&stuck).starts_with(
+            "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - Service cannot fulfill the capacity requested for instance type"
+        ),
+        "AWS's wording: {}",
+        status_reason(&stuck)
+    );
+    let (status, why, message) =
+        job_condition(&stuck, CONDITION_SCHEDULABLE).expect("Schedulable condition");
+    assert_eq!(
+        (status.as_str(), why.as_str()),
+        ("False", REASON_NO_READY_NODES),
+        "{message}"
+    );
+    assert!(message.contains("has a Ready node"), "{message}");
+
+    let ce_name = env.render("${NS}-empty");
+    let ce = env
+        .wait_for(&env.compute_environments(), &ce_name, "not Ready", |ce| {
+            ce.status.as_ref().is_some_and(|s| {
+                ready_condition(&s.conditions)
+                    .is_some_and(|(st, r)| st == "False" && r == REASON_NO_READY_NODES)
+            })
+        })
+        .await;
+    let ce_status = ce.status.expect("status");
+    assert_eq!(ce_status.status, Some(CeStatus::Valid), "its spec is fine");
+    assert_ne!(
+        ce_status.status_reason.as_deref(),
+        Some("ComputeEnvironment Healthy")
+    );
+    let queue_name = env.render("${NS}-q");
+    let queue = env
+        .wait_for(&env.queues(), &queue_name, "not Ready", |q| {
+            q.status.as_ref().is_some_and(|s| {
+                ready_condition(&s.conditions)
+                    .is_some_and(|(st, r)| st == "False" && r == REASON_NO_READY_NODES)
+            })
+        })
+        .await;
+    let queue_status = queue.status.expect("status");
+    assert_eq!(queue_status.status, Some(JqStatus::Valid));
+    assert_ne!(
+        queue_status.status_reason.as_deref(),
+        Some("JobQueue Healthy")
+    );
+
+    // Ten minutes later, as far as the recorded clock goes.
+    let mut conditions = stuck.status.clone().expect("status").conditions;
+    let schedulable = conditions
+        .iter_mut()
+        .find(|c| c.type_ == CONDITION_SCHEDULABLE)
+        .expect("Schedulable");
+    let earlier = schedulable.last_transition_time.0 - jiff::SignedDuration::from_secs(601);
+    schedulable.last_transition_time =
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(earlier);
+    env.jobs()
+        .patch_status(
+            "stuck",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"conditions": conditions}})),
+        )
+        .await
+        .expect("move the clock back");
+
+    let cancelled = env.wait_job("stuck", JobStatus::Failed).await;
+    assert_eq!(
+        status_reason(&cancelled),
+        format!("{STATUS_REASON_CANCELED_BY_TIME_LIMIT_PREFIX}{CAPACITY}")
+    );
+    let (status, why, _) =
+        job_condition(&cancelled, CONDITION_SCHEDULABLE).expect("Schedulable condition");
+    assert_eq!(
+        (status.as_str(), why.as_str()),
+        ("False", REASON_NEVER_PLACED)
+    );
+    assert!(env.pods_of("stuck").await.is_empty());
+    env.finish().await;
+}
+
+// ---------------------------------------------------------------- hostile input (issue 9)
+
+#[tokio::test]
+async fn jobs_in_a_dependency_cycle_fail_naming_the_cycle() {
+    let env = E2e::start("depcycle").await;
+    one_queue(&env, 4).await;
+    env.apply(&job_definition("ok", "echo never", &[], "1", ""))
+        .await;
+    // a → b → a, and c → d → e → c; `f` waits on a member of the second cycle.
+    for (name, dep) in [
+        ("a", "b"),
+        ("b", "a"),
+        ("c", "d"),
+        ("d", "e"),
+        ("e", "c"),
+        ("f", "d"),
+    ] {
+        env.apply(&job(
+            name,
+            "q",
+            "ok",
+            &format!("dependsOn: [{{jobName: {dep}}}]\n"),
+        ))
+        .await;
+    }
+    for (name, cycle) in [
+        ("a", "a → b → a"),
+        ("b", "b → a → b"),
+        ("c", "c → d → e → c"),
+        ("d", "d → e → c → d"),
+        ("e", "e → c → d → e"),
+    ] {
+        let failed = env.wait_job(name, JobStatus::Failed).await;
+        assert_eq!(
+            status_reason(&failed),
+            format!("Dependency cycle: {cycle}"),
+            "{name}"
+        );
+        assert!(env.pods_of(name).await.is_empty(), "{name} never ran");
+    }
+    let f = env.wait_job("f", JobStatus::Failed).await;
+    assert_eq!(status_reason(&f), STATUS_REASON_DEPENDENT_JOB_FAILED);
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_dependency_that_never_appears_fails_after_the_grace_period() {
+    let env = E2e::start_with(
+        "depmissing",
+        Options::default().flag("--dependency-grace-seconds=4"),
+    )
+    .await;
+    one_queue(&env, 4).await;
+    env.apply(&job_definition("ok", "echo done", &[], "1", ""))
+        .await;
+    env.apply(&job("orphan", "q", "ok", "dependsOn: [{jobName: ghost}]\n"))
+        .await;
+    // Applied out of order, within the grace: waits, then runs.
+    env.apply(&job("late", "q", "ok", "dependsOn: [{jobName: early}]\n"))
+        .await;
+    let waiting = env.wait_job_reached("orphan", JobStatus::Pending).await;
+    assert!(
+        status_reason(&waiting).contains("\"ghost\", which does not exist"),
+        "{:?}",
+        status_reason(&waiting)
+    );
+    env.apply(&job("early", "q", "ok", "")).await;
+    env.wait_job("late", JobStatus::Succeeded).await;
+
+    let orphan = env.wait_job("orphan", JobStatus::Failed).await;
+    assert_eq!(
+        status_reason(&orphan),
+        "Dependency not found: job \"ghost\" does not exist (waited 4 s)"
+    );
+    assert!(env.pods_of("orphan").await.is_empty());
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn refused_pod_creations_back_off_warn_and_fail_the_attempt() {
+    if support::skip_on_real_cluster("refused_pod_creations_back_off_warn_and_fail_the_attempt") {
+        return;
+    }
+    let env = E2e::start_with(
+        "podrefused",
+        Options::scripted().flag("--pod-create-give-up-seconds=3"),
+    )
+    .await;
+    one_queue(&env, 4).await;
+    let sim = env.sim_cluster().expect("simulated cluster");
+    sim.reset_stats();
+    // Every pod create is refused, as Pod Security admission or a ResourceQuota refuses it.
+    sim.faults().set(barge_sim::apiserver::faults::FaultConfig {
+        error_rate: 1.0,
+        error_codes: vec![403],
+        verbs: vec!["create".into()],
+        resources: vec!["pods".into()],
+        ..Default::default()
+    });
+    env.apply(&job_definition(
+        "refused",
+        "exit 0",
+        &[],
+        "1",
+        "retryStrategy: {attempts: 2}\n",
+    ))
+    .await;
+    env.apply(&job("refused", "q", "refused", &scripted_tags("0", 0)))
+        .await;
+    let started = std::time::Instant::now();
+    let failed = env.wait_job("refused", JobStatus::Failed).await;
+    let elapsed = started.elapsed();
+    let creates = sim.stats().count("create", "pods");
+    sim.faults().clear();
+
+    let status = failed.status.as_ref().expect("status");
+    assert_eq!(status.attempts.len(), 2, "two attempts, each given up");
+    for attempt in &status.attempts {
+        let reason = attempt.status_reason.clone().unwrap_or_default();
+        assert!(
+            reason.starts_with("PodCreationRefused: ") && !reason.contains("Status {"),
+            "the API server's message, not a debug dump: {reason:?}"
+        );
+    }
+    assert!(
+        status_reason(&failed).starts_with("PodCreationRefused: "),
+        "{:?}",
+        status_reason(&failed)
+    );
+    assert!(
+        elapsed >= std::time::Duration::from_secs(6),
+        "each attempt tried for its 3 s: {elapsed:?}"
+    );
+    // Backoff: 1 s, 2 s, 4 s... per job; retrying every pass would be ~5 creates a second.
+    assert!(
+        creates <= 12,
+        "{creates} pod creates in {elapsed:?}: refused creates must back off"
+    );
+    assert!(env.pods_of("refused").await.is_empty());
+
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(env.client.clone(), &env.ns);
+    let warning = env
+        .wait_until("a PodCreationRefused Warning Event", || {
+            let events = events.clone();
+            async move {
+                events
+                    .list(&ListParams::default())
+                    .await
+                    .ok()?
+                    .items
+                    .into_iter()
+                    .find(|e| e.reason.as_deref() == Some("PodCreationRefused"))
+            }
+        })
+        .await;
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    let note = warning.note.unwrap_or_default();
+    assert!(
+        note.contains("refused") && !note.contains("Status {"),
+        "{note}"
+    );
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_new_job_on_a_queue_or_definition_being_deleted_is_refused() {
+    let env = E2e::start_with("deleting", Options::scripted()).await;
+    one_queue(&env, 4).await;
+    env.apply(&job_definition("long", "exit 0", &[], "1", ""))
+        .await;
+    env.apply(&job_definition("other", "exit 0", &[], "1", ""))
+        .await;
+    env.apply(&job("old", "q", "long", &scripted_tags("8", 0)))
+        .await;
+    env.wait_job_reached("old", JobStatus::Running).await;
+
+    // The queue is in use by `old`: deleting it leaves it terminating until `old` ends.
+    let queue = env.render("${NS}-q");
+    env.queues()
+        .delete(&queue, &Default::default())
+        .await
+        .expect("delete queue");
+    env.wait_for(&env.queues(), &queue, "being deleted", |q| {
+        q.metadata.deletion_timestamp.is_some()
+    })
+    .await;
+    env.apply(&job("new", "q", "other", &scripted_tags("0", 0)))
+        .await;
+    let refused = env.wait_job("new", JobStatus::Failed).await;
+    assert_eq!(
+        status_reason(&refused),
+        format!("job queue {queue:?} is being deleted and accepts no new jobs")
+    );
+    assert!(
+        env.pods_of("new").await.is_empty(),
+        "refused before any pod"
+    );
+
+    // The same for a definition being deleted (in use by `old`, so it stays).
+    env.definitions()
+        .delete("long", &Default::default())
+        .await
+        .expect("delete definition");
+    env.wait_for(&env.definitions(), "long", "being deleted", |d| {
+        d.metadata.deletion_timestamp.is_some()
+    })
+    .await;
+    env.apply(&job("newer", "q", "long", &scripted_tags("0", 0)))
+        .await;
+    let refused = env.wait_job("newer", JobStatus::Failed).await;
+    assert_eq!(
+        status_reason(&refused),
+        "job definition \"long\" is being deleted and accepts no new jobs"
+    );
+    assert!(env.pods_of("newer").await.is_empty());
+
+    // Admitted before the deletions: runs to the end.
+    env.wait_job("old", JobStatus::Succeeded).await;
     env.finish().await;
 }

@@ -45,8 +45,8 @@ use tracing::{debug, warn};
 
 use barge_core::resources::Resources;
 use barge_crds::consts::{
-    LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_DEFINITION, LABEL_JOB_UID, LABEL_MANAGED_BY,
-    MANAGED_BY_BARGE,
+    FINALIZER_ATTEMPT_RESULT, LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_DEFINITION, LABEL_JOB_UID,
+    LABEL_MANAGED_BY, MANAGED_BY_BARGE,
 };
 use barge_crds::job::JobStatus;
 use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, SchedulingPolicy};
@@ -478,7 +478,11 @@ fn has_request(
         .is_some_and(|r| r.contains_key(name))
 }
 
-/// Whether a pod occupies its node: bound and not finished.
+/// Whether a pod occupies its node: bound and not finished — or a finished Barge pod whose
+/// result is not recorded yet (it still carries the result finalizer). Its room is held until
+/// the job controller has recorded the attempt and published what comes next, so a retried job
+/// or array child is first in line for the capacity its own attempt frees: nothing else can
+/// take it in between.
 fn occupies_node(pod: &Pod) -> Option<&str> {
     let node = pod
         .spec
@@ -488,9 +492,18 @@ fn occupies_node(pod: &Pod) -> Option<&str> {
         .filter(|n| !n.is_empty())?;
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     match phase {
-        Some("Succeeded") | Some("Failed") => None,
+        Some("Succeeded") | Some("Failed") if !awaits_recording(pod) => None,
         _ => Some(node),
     }
+}
+
+/// A Barge pod whose attempt result the job controller has not recorded yet.
+fn awaits_recording(pod: &Pod) -> bool {
+    is_barge_pod(pod)
+        && pod
+            .finalizers()
+            .iter()
+            .any(|f| f == FINALIZER_ATTEMPT_RESULT)
 }
 
 #[derive(Clone, Debug)]
@@ -1176,6 +1189,36 @@ mod tests {
         usage.apply(&watcher::Event::InitDone);
         assert_eq!(usage.pods_on("n1"), 0);
         assert_eq!(usage.pods_on("n2"), 1);
+    }
+
+    #[test]
+    fn a_finished_barge_pod_holds_its_room_until_its_result_is_recorded() {
+        let usage = NodeUsage::new();
+        let c = || vec![container(&[("cpu", "2")], &[])];
+        let with_finalizer = |phase: &str| {
+            let mut p = pod("attempt-1", Some("n1"), phase, true, c());
+            p.metadata.finalizers = Some(vec![FINALIZER_ATTEMPT_RESULT.to_string()]);
+            p
+        };
+        usage.apply(&watcher::Event::Apply(with_finalizer("Running")));
+        assert_eq!(usage.barge_milli_cpu_on("n1"), 2000);
+        // The attempt failed; the job controller has not recorded it (nor published the retry).
+        usage.apply(&watcher::Event::Apply(with_finalizer("Failed")));
+        assert_eq!(
+            usage.barge_milli_cpu_on("n1"),
+            2000,
+            "the room stays held for the retried attempt"
+        );
+        // Recorded: the finalizer is released and the room is free.
+        usage.apply(&watcher::Event::Apply(pod(
+            "attempt-1",
+            Some("n1"),
+            "Failed",
+            true,
+            c(),
+        )));
+        assert_eq!(usage.barge_milli_cpu_on("n1"), 0);
+        assert_eq!(usage.pods_on("n1"), 0);
     }
 
     #[tokio::test]

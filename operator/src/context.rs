@@ -28,9 +28,10 @@ use barge_core::scheduler::{Constraints, JobKey};
 use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, SchedulingPolicy};
 
 use crate::cache::Caches;
-use crate::controllers::job_definition::ResolvedDefinition;
+use crate::definition_revisions::ResolvedDefinition;
 use crate::events::EventPublisher;
 use crate::metrics::Metrics;
+use crate::pod_refusals::PodRefusals;
 
 /// `--array-pod-retention`: which pods of array children stay after their result is recorded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -62,6 +63,10 @@ pub struct OperatorConfig {
     pub status_refresh_interval: Duration,
     /// Identity of this replica (POD_NAME or hostname-pid): the events' reporting instance.
     pub identity: String,
+    /// How long a job named in `dependsOn` may be missing before the dependent job fails.
+    pub missing_dependency_grace: Duration,
+    /// How long after its first refused pod creation an attempt fails (`PodCreationRefused`).
+    pub pod_create_give_up: Duration,
 }
 
 impl Default for OperatorConfig {
@@ -74,6 +79,12 @@ impl Default for OperatorConfig {
             reconcile_concurrency: 0,
             status_refresh_interval: Duration::from_secs(10),
             identity: "barge".to_string(),
+            missing_dependency_grace: Duration::from_secs(
+                barge_core::deps::DEFAULT_MISSING_DEPENDENCY_GRACE_SECONDS.unsigned_abs(),
+            ),
+            pod_create_give_up: Duration::from_secs(
+                barge_core::pod_creation::DEFAULT_GIVE_UP_SECONDS.unsigned_abs(),
+            ),
         }
     }
 }
@@ -154,6 +165,8 @@ pub struct RunnableEntry {
     pub queue: String,
     /// The job's `createdAt` (FIFO order).
     pub submitted_at_ms: i64,
+    /// The job's `status.submissionOrder` (FIFO order within one `createdAt` second).
+    pub submission_order: i64,
     /// What one pod of the job asks for.
     pub request: Resources,
     pub constraints: Constraints,
@@ -299,6 +312,10 @@ pub struct Context {
     /// cached job is older waits for the cache instead of deciding on a record it already
     /// replaced (which could offer finished array children to the scheduler again).
     pub job_written_versions: Mutex<HashMap<JobKey, u64>>,
+    /// Pod creations the API server refused, per job (written by the scheduler).
+    pub pod_refusals: PodRefusals,
+    /// Pods this replica stopped recently through their `activeDeadlineSeconds`.
+    pub stopped_pods: RecentWrites,
 }
 
 impl Context {
@@ -322,6 +339,8 @@ impl Context {
             released_pods: RecentWrites::default(),
             job_status_writes: Mutex::new(HashMap::new()),
             job_written_versions: Mutex::new(HashMap::new()),
+            pod_refusals: PodRefusals::default(),
+            stopped_pods: RecentWrites::default(),
         })
     }
 }
@@ -333,6 +352,7 @@ mod tests {
 
     fn blocked(message: &str) -> Blocked {
         Blocked {
+            kind: barge_core::job::BlockedKind::PodCreationFailed,
             status_reason: None,
             message: message.into(),
         }

@@ -8,7 +8,7 @@
 //!    and mark the process ready once the caches are synced;
 //! 4. campaign for the Lease (`--leader-election`), or lead at once without it;
 //! 5. while leading: build a fresh [`Context`] and run the controllers and the scheduler
-//!    ([`controllers::spawn_all`]);
+//!    ([`spawn_workers`]);
 //! 6. SIGTERM/SIGINT → the controllers stop gracefully, the lease is released, exit 0. Losing
 //!    the lease → stop and exit non-zero, so the replica restarts clean (as controller-runtime
 //!    does): nothing in memory survives a change of leader.
@@ -30,10 +30,12 @@ use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, SchedulingPol
 
 use crate::cache::Caches;
 use crate::context::{ArrayPodRetention, Context, OperatorConfig};
-use crate::controllers;
+use crate::controllers::{compute_environment, job, job_definition, job_queue, scheduling_policy};
 use crate::events::{EventPublisher, DEFAULT_QUEUE_CAPACITY};
 use crate::leader::{LeaderElector, LeaseTimings};
 use crate::metrics::{self, Endpoints, Metrics};
+use crate::scheduler;
+use crate::shutdown::Shutdown;
 
 /// `--log-format`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -94,6 +96,14 @@ pub struct OperatorArgs {
     /// Seconds between refreshes of compute environment and queue statuses without a trigger.
     #[arg(long, default_value_t = 10)]
     pub status_refresh_seconds: u64,
+    /// Seconds a job named in `dependsOn` may be missing (GitOps tools apply in any order)
+    /// before the dependent job fails with "Dependency not found: ...".
+    #[arg(long, default_value_t = barge_core::deps::DEFAULT_MISSING_DEPENDENCY_GRACE_SECONDS.unsigned_abs())]
+    pub dependency_grace_seconds: u64,
+    /// Seconds after its first refused pod creation (403, 422, 404...) an attempt fails with
+    /// "PodCreationRefused: <the API server's message>" (creates are retried with backoff meanwhile).
+    #[arg(long, default_value_t = barge_core::pod_creation::DEFAULT_GIVE_UP_SECONDS.unsigned_abs())]
+    pub pod_create_give_up_seconds: u64,
 }
 
 /// Why the operator stopped with an error.
@@ -123,37 +133,17 @@ pub enum RunError {
     LostLeadership(String),
 }
 
-/// The graceful-shutdown signal, shared by every task.
-#[derive(Clone)]
-pub struct Shutdown {
-    rx: watch::Receiver<bool>,
-}
-
-/// Triggers a [`Shutdown`].
-pub struct ShutdownTrigger {
-    tx: watch::Sender<bool>,
-}
-
-impl Shutdown {
-    pub fn new() -> (ShutdownTrigger, Shutdown) {
-        let (tx, rx) = watch::channel(false);
-        (ShutdownTrigger { tx }, Shutdown { rx })
-    }
-
-    /// Resolves once shutdown was requested (or its trigger was dropped).
-    pub async fn wait(mut self) {
-        let _ = self.rx.wait_for(|stop| *stop).await;
-    }
-
-    pub fn is_requested(&self) -> bool {
-        *self.rx.borrow()
-    }
-}
-
-impl ShutdownTrigger {
-    pub fn trigger(&self) {
-        let _ = self.tx.send(true);
-    }
+/// Starts every worker — the controllers and the scheduler loop — on the leader; the handles
+/// finish after `shutdown`.
+pub fn spawn_workers(ctx: Arc<Context>, shutdown: Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
+    vec![
+        tokio::spawn(job::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(scheduler::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(scheduling_policy::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(job_queue::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(compute_environment::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(job_definition::run(ctx, shutdown)),
+    ]
 }
 
 /// Sets up tracing to stderr with the given filter and format.
@@ -269,6 +259,8 @@ pub fn operator_config(args: &OperatorArgs, identity: &str) -> OperatorConfig {
         reconcile_concurrency: args.reconcile_concurrency,
         status_refresh_interval: Duration::from_secs(args.status_refresh_seconds.max(1)),
         identity: identity.to_string(),
+        missing_dependency_grace: Duration::from_secs(args.dependency_grace_seconds),
+        pod_create_give_up: Duration::from_secs(args.pod_create_give_up_seconds),
     }
 }
 
@@ -381,7 +373,7 @@ pub async fn run_until(args: OperatorArgs, shutdown: Shutdown) -> Result<(), Run
         events,
         operator_config(&args, &identity),
     );
-    let tasks = controllers::spawn_all(ctx.clone(), shutdown.clone());
+    let tasks = spawn_workers(ctx.clone(), shutdown.clone());
     info!(
         controllers = tasks.len(),
         "leading: controllers and scheduler started"

@@ -26,6 +26,9 @@ use crate::metrics::Metrics;
 /// `status` values of conditions.
 pub const CONDITION_TRUE: &str = "True";
 pub const CONDITION_FALSE: &str = "False";
+/// Condition reason: a provider Barge does not implement yet (set by the node pools, read by
+/// the ComputeEnvironment controller).
+pub const REASON_PROVIDER_NOT_SUPPORTED: &str = "ProviderNotSupported";
 
 /// A condition as a controller wants it now.
 #[derive(Clone, Debug, PartialEq, Eq)]

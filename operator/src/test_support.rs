@@ -1,29 +1,7 @@
-//! Helpers for the unit tests: the shared fixture documents and small object builders.
-
-use std::path::PathBuf;
+//! Helpers for the unit tests: the AWS fixture documents (located by `barge_fixtures`) and
+//! small object builders.
 
 use barge_crds::JobDefinitionSpec;
-
-/// The shared directory: `$BARGE_SHARED_DIR`, else `<workspace root>/../shared`.
-pub fn shared_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("BARGE_SHARED_DIR") {
-        return PathBuf::from(dir);
-    }
-    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    while !dir.join("Cargo.toml").is_file() || !is_workspace_root(&dir) {
-        if !dir.pop() {
-            panic!(
-                "no workspace Cargo.toml above {}",
-                env!("CARGO_MANIFEST_DIR")
-            );
-        }
-    }
-    dir.join("..").join("shared")
-}
-
-fn is_workspace_root(dir: &std::path::Path) -> bool {
-    std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|text| text.contains("[workspace]"))
-}
 
 /// The container (not multi-node) job definitions among the AWS fixtures.
 pub const CONTAINER_JOB_DEFINITION_FIXTURES: [&str; 5] = [
@@ -34,11 +12,10 @@ pub const CONTAINER_JOB_DEFINITION_FIXTURES: [&str; 5] = [
     "jobdef-tensorflow_mnist_deep.json",
 ];
 
-/// An AWS Batch document from `fixtures/aws/`.
+/// An AWS Batch document from `e2e/fixtures/aws/`.
 pub fn aws_document(file: &str) -> serde_json::Value {
-    let path = shared_dir().join("fixtures").join("aws").join(file);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let path = barge_fixtures::aws(file);
+    let text = barge_fixtures::read(&path);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
 }
 

@@ -3,8 +3,20 @@
 //! Data flow, in the job controller: the Job's status → [`record_from_status`] → the core's
 //! `JobRecord`; the Job's spec and its resolved definition → [`core_spec`]; jobs named in
 //! `dependsOn` → [`dependency_target`]; the queue → [`time_limit_actions`]. barge-core decides,
-//! and [`build_status`] turns its `JobPlan` back into the Job's status. Nothing here reads a
-//! clock or a cache: every input is an argument.
+//! and [`build_status`] turns its `JobPlan` back into the Job's status, with the conditions
+//! [`job_conditions`] derives from the plan alone. Nothing here reads a clock or a cache: every
+//! input is an argument.
+//!
+//! The Job's conditions (README, "Conditions and reasons"):
+//! - `Succeeded`: True/`JobSucceeded` once SUCCEEDED; False/`JobFailed` once FAILED;
+//!   False/`InProgress` before.
+//! - `Failed`: True/`JobFailed` once FAILED (message: the status reason); False/`JobSucceeded`
+//!   once SUCCEEDED; False/`InProgress` before.
+//! - `Schedulable`: True/`Placed` once a pod of the current attempt exists (STARTING, RUNNING),
+//!   and on a finished job that ran; False otherwise, with why: the admission wait of a SUBMITTED
+//!   job, `DependenciesPending`, `WaitingForCapacity` (RUNNABLE, room may appear), the
+//!   scheduler's verdict (`NoReadyNodes`, `InsufficientCapacity`, `NoInstanceTypeFits`, ...),
+//!   or `NeverPlaced` for a finished job no pod was ever created for.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
@@ -12,13 +24,19 @@ use kube::ResourceExt;
 use barge_core::deps::{Dependency, DependencyTarget, DependencyType as CoreDependencyType};
 use barge_core::index_set::IndexSet;
 use barge_core::job::{
-    ArrayRecord, AttemptRecord, JobPlan, JobRecord, JobSpec as CoreJobSpec, Terminate,
+    ArrayRecord, AttemptRecord, BlockedKind, JobPlan, JobRecord, JobSpec as CoreJobSpec, Terminate,
     TimeLimitAction,
 };
 use barge_core::retry::{EvaluateOnExit, RetryStrategy as CoreRetryStrategy};
 use barge_core::state::{JobState, StatusSummary};
 use barge_crds::consts::{
-    CONDITION_FAILED, CONDITION_SCHEDULABLE, CONDITION_SUCCEEDED, REASON_NO_INSTANCE_TYPE_FITS,
+    CONDITION_FAILED, CONDITION_SCHEDULABLE, CONDITION_SUCCEEDED,
+    REASON_COMPUTE_ENVIRONMENTS_DISABLED, REASON_COMPUTE_ENVIRONMENTS_INVALID,
+    REASON_COMPUTE_ENVIRONMENT_NOT_FOUND, REASON_DEPENDENCIES_PENDING, REASON_EXCEEDS_MAX_VCPUS,
+    REASON_INSUFFICIENT_CAPACITY, REASON_IN_PROGRESS, REASON_JOB_FAILED, REASON_JOB_QUEUE_DISABLED,
+    REASON_JOB_QUEUE_NOT_FOUND, REASON_JOB_SUCCEEDED, REASON_NEVER_PLACED,
+    REASON_NO_INSTANCE_TYPE_FITS, REASON_NO_READY_NODES, REASON_PLACED, REASON_POD_CREATION_FAILED,
+    REASON_SUBMITTED, REASON_WAITING_FOR_CAPACITY, REASON_WAITING_FOR_QUEUE_HEAD,
 };
 use barge_crds::job::{
     ArrayStatus, AttemptContainerDetail, AttemptDetail, ChildAttempt, DependencyType,
@@ -28,15 +46,6 @@ use barge_crds::resources::{RetryAction, RetryStrategy};
 use barge_crds::{Job, JobDefinitionSpec, JobQueue, JobStatus, JobStatusDetail};
 
 use crate::status::{merge_conditions, DesiredCondition};
-
-/// Condition reason: the job waits (for a dependency, its definition, capacity...).
-pub const REASON_WAITING: &str = "Waiting";
-/// Condition reason: the job was placed (or needs no placement any more).
-pub const REASON_PLACED: &str = "Placed";
-/// Condition reason: the job ended SUCCEEDED.
-pub const REASON_SUCCEEDED: &str = "JobSucceeded";
-/// Condition reason: the job ended FAILED.
-pub const REASON_FAILED: &str = "JobFailed";
 
 /// The core state of a recorded status.
 pub fn job_state(status: JobStatus) -> JobState {
@@ -180,15 +189,13 @@ pub fn record_from_status(job: &Job) -> JobRecord {
         return JobRecord::submitted(created_at_ms);
     };
     let state = job_state(status.status.unwrap_or(JobStatus::Submitted));
-    // While a blocked reason is shown, the Schedulable condition turned False when it appeared.
+    // A RUNNABLE job's status reason is the scheduler's blocked reason; while it shows, the
+    // Schedulable condition's transition time says since when (`build_status` keeps it so):
+    // the clock of `jobStateTimeLimitActions`, which must survive an operator restart.
     let blocked_since_ms = status
         .conditions
         .iter()
-        .find(|c| {
-            c.type_ == CONDITION_SCHEDULABLE
-                && c.status == "False"
-                && c.reason == REASON_NO_INSTANCE_TYPE_FITS
-        })
+        .find(|c| c.type_ == CONDITION_SCHEDULABLE && c.status == "False")
         .filter(|_| state == JobState::Runnable && status.status_reason.is_some())
         .map(|c| ms_of(&c.last_transition_time));
     JobRecord {
@@ -316,9 +323,141 @@ pub struct StatusInputs<'a> {
     pub compute_environment: Option<String>,
     /// Attempts started so far (finished ones plus a live one), for the printer column.
     pub attempt_count: Option<i32>,
-    /// A condition reason for `plan.waiting` (None: [`REASON_WAITING`]).
+    /// The condition reason of a SUBMITTED job's admission wait (None: `Submitted`).
     pub waiting_reason: Option<&'a str>,
     pub now_ms: i64,
+}
+
+/// The job's place in submission order (FIFO among jobs of the same `createdAt` second): the
+/// one recorded in its status, else its resourceVersion as seen now — its creation's, as long
+/// as nothing but Barge writes it, and Barge records it with its first status write. 0 when the
+/// API server's resourceVersions are not numbers (ties then fall back to the job's name).
+pub fn submission_order(job: &Job) -> i64 {
+    job.status
+        .as_ref()
+        .and_then(|s| s.submission_order)
+        .or_else(|| job.metadata.resource_version.as_deref()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The CamelCase condition reason of a scheduler verdict.
+pub fn blocked_reason(kind: BlockedKind) -> &'static str {
+    match kind {
+        BlockedKind::NoReadyNodes => REASON_NO_READY_NODES,
+        BlockedKind::InsufficientCapacity => REASON_INSUFFICIENT_CAPACITY,
+        BlockedKind::QueueDisabled => REASON_JOB_QUEUE_DISABLED,
+        BlockedKind::QueueNotFound => REASON_JOB_QUEUE_NOT_FOUND,
+        BlockedKind::NoComputeEnvironment => REASON_COMPUTE_ENVIRONMENT_NOT_FOUND,
+        BlockedKind::ComputeEnvironmentsDisabled => REASON_COMPUTE_ENVIRONMENTS_DISABLED,
+        BlockedKind::ComputeEnvironmentsInvalid => REASON_COMPUTE_ENVIRONMENTS_INVALID,
+        BlockedKind::BehindQueueHead => REASON_WAITING_FOR_QUEUE_HEAD,
+        BlockedKind::NoInstanceTypeFits => REASON_NO_INSTANCE_TYPE_FITS,
+        BlockedKind::ExceedsMaxvCpus => REASON_EXCEEDS_MAX_VCPUS,
+        BlockedKind::PodCreationFailed => REASON_POD_CREATION_FAILED,
+    }
+}
+
+/// The Job's conditions after a plan (pure; derived from the plan alone, never from the
+/// conditions it had): `Succeeded`, `Failed` and `Schedulable` (see the module docs).
+/// `waiting_reason` names a SUBMITTED job's admission wait; `compute_environment` is where
+/// its latest pod went.
+pub fn job_conditions(
+    queue: &str,
+    plan: &JobPlan,
+    waiting_reason: Option<&str>,
+    compute_environment: Option<&str>,
+) -> Vec<DesiredCondition> {
+    let record = &plan.record;
+    let state = record.state;
+    let status_reason = record.status_reason.clone().unwrap_or_default();
+    let in_progress = || format!("the job is {state}");
+    let (succeeded, failed) = match state {
+        JobState::Succeeded => (
+            DesiredCondition::new(
+                CONDITION_SUCCEEDED,
+                true,
+                REASON_JOB_SUCCEEDED,
+                "the job succeeded",
+            ),
+            DesiredCondition::new(
+                CONDITION_FAILED,
+                false,
+                REASON_JOB_SUCCEEDED,
+                "the job succeeded",
+            ),
+        ),
+        JobState::Failed => (
+            DesiredCondition::new(
+                CONDITION_SUCCEEDED,
+                false,
+                REASON_JOB_FAILED,
+                status_reason.clone(),
+            ),
+            DesiredCondition::new(
+                CONDITION_FAILED,
+                true,
+                REASON_JOB_FAILED,
+                status_reason.clone(),
+            ),
+        ),
+        _ => (
+            DesiredCondition::new(
+                CONDITION_SUCCEEDED,
+                false,
+                REASON_IN_PROGRESS,
+                in_progress(),
+            ),
+            DesiredCondition::new(CONDITION_FAILED, false, REASON_IN_PROGRESS, in_progress()),
+        ),
+    };
+    let placed = |message: String| {
+        let message = match compute_environment {
+            Some(ce) => format!("{message} (compute environment {ce})"),
+            None => message,
+        };
+        DesiredCondition::new(CONDITION_SCHEDULABLE, true, REASON_PLACED, message)
+    };
+    let not_placed = |reason: &str, message: String| {
+        DesiredCondition::new(CONDITION_SCHEDULABLE, false, reason, message)
+    };
+    let waiting = plan.waiting.clone();
+    let schedulable = match state {
+        JobState::Succeeded | JobState::Failed if record.was_placed() => {
+            placed(format!("the job ran before it ended {state}"))
+        }
+        JobState::Succeeded | JobState::Failed => not_placed(
+            REASON_NEVER_PLACED,
+            format!("the job ended {state} before any pod was created: {status_reason}"),
+        ),
+        JobState::Starting | JobState::Running => match (&record.array, &plan.summary) {
+            (Some(_), Some(summary)) => placed(format!(
+                "{} child job(s) have a pod",
+                summary.starting + summary.running
+            )),
+            _ => placed(format!(
+                "a pod of attempt {} was created",
+                record.attempts.len() + 1
+            )),
+        },
+        JobState::Submitted => not_placed(
+            waiting_reason.unwrap_or(REASON_SUBMITTED),
+            waiting.unwrap_or_else(in_progress),
+        ),
+        JobState::Pending => not_placed(
+            REASON_DEPENDENCIES_PENDING,
+            waiting.unwrap_or_else(in_progress),
+        ),
+        JobState::Runnable => match plan.blocked {
+            Some(kind) => not_placed(blocked_reason(kind), waiting.unwrap_or_else(in_progress)),
+            None => not_placed(
+                REASON_WAITING_FOR_CAPACITY,
+                waiting.unwrap_or_else(|| {
+                    format!("waiting for room in the compute environments of queue {queue:?}")
+                }),
+            ),
+        },
+    };
+    vec![succeeded, failed, schedulable]
 }
 
 /// The Job's status after a plan: the record in API form plus conditions.
@@ -326,59 +465,13 @@ pub fn build_status(job: &Job, plan: &JobPlan, inputs: StatusInputs<'_>) -> JobS
     let record = &plan.record;
     let existing = job.status.clone().unwrap_or_default();
     let state = record.state;
-    let mut desired = Vec::new();
-    desired.push(DesiredCondition::new(
-        CONDITION_SUCCEEDED,
-        state == JobState::Succeeded,
-        if state == JobState::Succeeded {
-            REASON_SUCCEEDED
-        } else {
-            REASON_WAITING
-        },
-        if state == JobState::Succeeded {
-            "the job succeeded".to_string()
-        } else {
-            format!("the job is {state}")
-        },
-    ));
-    desired.push(DesiredCondition::new(
-        CONDITION_FAILED,
-        state == JobState::Failed,
-        if state == JobState::Failed {
-            REASON_FAILED
-        } else {
-            REASON_WAITING
-        },
-        if state == JobState::Failed {
-            record.status_reason.clone().unwrap_or_default()
-        } else {
-            format!("the job is {state}")
-        },
-    ));
-    let blocked = record.blocked_since_ms.is_some();
-    let schedulable = match (&plan.waiting, state.is_terminal()) {
-        (Some(message), false) => DesiredCondition::new(
-            CONDITION_SCHEDULABLE,
-            false,
-            if blocked {
-                REASON_NO_INSTANCE_TYPE_FITS
-            } else {
-                inputs.waiting_reason.unwrap_or(REASON_WAITING)
-            },
-            message.clone(),
-        ),
-        _ => DesiredCondition::new(
-            CONDITION_SCHEDULABLE,
-            true,
-            REASON_PLACED,
-            if state.is_queued() {
-                format!("the job is {state}")
-            } else {
-                "the job was placed".to_string()
-            },
-        ),
-    };
-    desired.push(schedulable);
+    let compute_environment = inputs.compute_environment.or(existing.compute_environment);
+    let desired = job_conditions(
+        &job.spec.job_queue,
+        plan,
+        inputs.waiting_reason,
+        compute_environment.as_deref(),
+    );
     let now = time_of(inputs.now_ms).0;
     let generation = job.metadata.generation;
     let mut conditions = merge_conditions(&existing.conditions, &desired, generation, now);
@@ -397,13 +490,14 @@ pub fn build_status(job: &Job, plan: &JobPlan, inputs: StatusInputs<'_>) -> JobS
         status_reason: record.status_reason.clone(),
         job_id: job.uid(),
         created_at: Some(time_of(record.created_at_ms)),
+        submission_order: Some(submission_order(job)),
         started_at: record.started_at_ms.map(time_of),
         stopped_at: record.stopped_at_ms.map(time_of),
         attempts: record.attempts.iter().map(attempt_detail).collect(),
         attempt_count: inputs.attempt_count,
         resolved_job_definition: inputs.resolved.or(existing.resolved_job_definition),
         job_queue: Some(job.spec.job_queue.clone()),
-        compute_environment: inputs.compute_environment.or(existing.compute_environment),
+        compute_environment,
         array_properties: record
             .array
             .as_ref()
@@ -524,6 +618,10 @@ mod tests {
             pods: Vec::new(),
             time_limit_actions: Vec::new(),
             blocked: None,
+            dependency_graph: barge_core::deps::DependencyGraph::new(),
+            missing_dependency_grace_ms: barge_core::deps::DEFAULT_MISSING_DEPENDENCY_GRACE_SECONDS
+                * 1000,
+            creation_refusal: None,
         }
     }
 
@@ -637,5 +735,289 @@ mod tests {
             } => assert_eq!(p.size, 3),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    // ------------------------------------------------------------------ conditions and reasons
+
+    /// A plan for job `j` (RUNNABLE, nothing placed), to adjust per case.
+    fn runnable_plan() -> JobPlan {
+        let plan = reconcile(&view(&job(spec())), 1_700_000_005_000);
+        assert_eq!(plan.record.state, JobState::Runnable);
+        plan
+    }
+
+    /// (type, status, reason, message) of each condition.
+    fn shown(conditions: &[DesiredCondition]) -> Vec<(String, bool, String)> {
+        conditions
+            .iter()
+            .map(|c| (c.type_.clone(), c.status, c.reason.clone()))
+            .collect()
+    }
+
+    fn condition<'c>(conditions: &'c [DesiredCondition], type_: &str) -> &'c DesiredCondition {
+        conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .unwrap_or_else(|| panic!("{type_} in {conditions:?}"))
+    }
+
+    fn ran(plan: &mut JobPlan, exit_code: i32) {
+        plan.record.attempts.push(AttemptRecord {
+            attempt: 1,
+            array_index: None,
+            pod_name: "j-1".into(),
+            node_name: Some("node-1".into()),
+            exit_code: Some(exit_code),
+            reason: None,
+            started_at_ms: Some(1_700_000_006_000),
+            stopped_at_ms: 1_700_000_007_000,
+            status_reason: "Essential container in task exited".into(),
+        });
+    }
+
+    #[test]
+    fn a_succeeded_job_says_so_and_that_it_was_placed() {
+        let mut plan = runnable_plan();
+        ran(&mut plan, 0);
+        plan.record.state = JobState::Succeeded;
+        let conditions = job_conditions("q", &plan, None, Some("ce"));
+        assert_eq!(
+            shown(&conditions),
+            vec![
+                ("Succeeded".into(), true, REASON_JOB_SUCCEEDED.into()),
+                ("Failed".into(), false, REASON_JOB_SUCCEEDED.into()),
+                ("Schedulable".into(), true, REASON_PLACED.into()),
+            ]
+        );
+        assert!(condition(&conditions, CONDITION_SCHEDULABLE)
+            .message
+            .contains("compute environment ce"));
+    }
+
+    #[test]
+    fn a_failed_job_is_not_succeeded_and_says_why() {
+        let mut plan = runnable_plan();
+        ran(&mut plan, 1);
+        plan.record.state = JobState::Failed;
+        plan.record.status_reason = Some("Essential container in task exited".into());
+        let conditions = job_conditions("q", &plan, None, None);
+        assert_eq!(
+            shown(&conditions),
+            vec![
+                ("Succeeded".into(), false, REASON_JOB_FAILED.into()),
+                ("Failed".into(), true, REASON_JOB_FAILED.into()),
+                ("Schedulable".into(), true, REASON_PLACED.into()),
+            ]
+        );
+        for type_ in [CONDITION_SUCCEEDED, CONDITION_FAILED] {
+            assert_eq!(
+                condition(&conditions, type_).message,
+                "Essential container in task exited"
+            );
+        }
+    }
+
+    #[test]
+    fn a_job_that_failed_before_any_pod_was_created_was_never_placed() {
+        let mut plan = runnable_plan();
+        plan.record.state = JobState::Failed;
+        plan.record.status_reason = Some("Terminated by user request".into());
+        let conditions = job_conditions("q", &plan, None, None);
+        let schedulable = condition(&conditions, CONDITION_SCHEDULABLE);
+        assert_eq!(
+            (schedulable.status, schedulable.reason.as_str()),
+            (false, REASON_NEVER_PLACED)
+        );
+        assert!(
+            schedulable.message.contains("Terminated by user request"),
+            "{}",
+            schedulable.message
+        );
+        // An attempt the API server refused to create has no node: still never placed.
+        plan.record.attempts.push(AttemptRecord {
+            attempt: 1,
+            array_index: None,
+            pod_name: "j-1".into(),
+            node_name: None,
+            exit_code: None,
+            reason: None,
+            started_at_ms: None,
+            stopped_at_ms: 1_700_000_007_000,
+            status_reason: "PodCreationRefused: forbidden".into(),
+        });
+        assert_eq!(
+            condition(
+                &job_conditions("q", &plan, None, None),
+                CONDITION_SCHEDULABLE
+            )
+            .reason,
+            REASON_NEVER_PLACED
+        );
+    }
+
+    #[test]
+    fn unfinished_jobs_are_in_progress_and_placed_only_with_a_pod() {
+        let mut plan = runnable_plan();
+        for state in [JobState::Starting, JobState::Running] {
+            plan.record.state = state;
+            let conditions = job_conditions("q", &plan, None, None);
+            assert_eq!(
+                shown(&conditions),
+                vec![
+                    ("Succeeded".into(), false, REASON_IN_PROGRESS.into()),
+                    ("Failed".into(), false, REASON_IN_PROGRESS.into()),
+                    ("Schedulable".into(), true, REASON_PLACED.into()),
+                ],
+                "{state}"
+            );
+            assert_eq!(
+                condition(&conditions, CONDITION_SCHEDULABLE).message,
+                "a pod of attempt 1 was created"
+            );
+        }
+    }
+
+    #[test]
+    fn a_queued_job_says_what_it_waits_for() {
+        let mut plan = runnable_plan();
+        let schedulable = |plan: &JobPlan, admission: Option<&str>| {
+            let c = job_conditions("q", plan, admission, None);
+            let c = condition(&c, CONDITION_SCHEDULABLE).clone();
+            assert!(!c.status, "{c:?}");
+            (c.reason, c.message)
+        };
+        assert_eq!(
+            schedulable(&plan, None),
+            (
+                REASON_WAITING_FOR_CAPACITY.to_string(),
+                "waiting for room in the compute environments of queue \"q\"".to_string()
+            )
+        );
+        plan.record.state = JobState::Pending;
+        plan.waiting = Some("waiting for job a".into());
+        assert_eq!(
+            schedulable(&plan, None),
+            (
+                REASON_DEPENDENCIES_PENDING.to_string(),
+                "waiting for job a".to_string()
+            )
+        );
+        plan.record.state = JobState::Submitted;
+        plan.waiting = Some("job definition d does not exist".into());
+        assert_eq!(
+            schedulable(&plan, Some("JobDefinitionNotFound")).0,
+            "JobDefinitionNotFound"
+        );
+        assert_eq!(schedulable(&plan, None).0, REASON_SUBMITTED);
+    }
+
+    #[test]
+    fn every_scheduler_verdict_has_its_own_reason() {
+        let kinds = [
+            (BlockedKind::NoReadyNodes, REASON_NO_READY_NODES),
+            (
+                BlockedKind::InsufficientCapacity,
+                REASON_INSUFFICIENT_CAPACITY,
+            ),
+            (BlockedKind::QueueDisabled, REASON_JOB_QUEUE_DISABLED),
+            (BlockedKind::QueueNotFound, REASON_JOB_QUEUE_NOT_FOUND),
+            (
+                BlockedKind::NoComputeEnvironment,
+                REASON_COMPUTE_ENVIRONMENT_NOT_FOUND,
+            ),
+            (
+                BlockedKind::ComputeEnvironmentsDisabled,
+                REASON_COMPUTE_ENVIRONMENTS_DISABLED,
+            ),
+            (
+                BlockedKind::ComputeEnvironmentsInvalid,
+                REASON_COMPUTE_ENVIRONMENTS_INVALID,
+            ),
+            (BlockedKind::BehindQueueHead, REASON_WAITING_FOR_QUEUE_HEAD),
+            (
+                BlockedKind::NoInstanceTypeFits,
+                REASON_NO_INSTANCE_TYPE_FITS,
+            ),
+            (BlockedKind::ExceedsMaxvCpus, REASON_EXCEEDS_MAX_VCPUS),
+            (BlockedKind::PodCreationFailed, REASON_POD_CREATION_FAILED),
+        ];
+        let mut plan = runnable_plan();
+        let mut seen = std::collections::BTreeSet::new();
+        for (kind, reason) in kinds {
+            plan.blocked = Some(kind);
+            plan.waiting = Some(format!("because {kind:?}"));
+            let conditions = job_conditions("q", &plan, None, None);
+            let schedulable = condition(&conditions, CONDITION_SCHEDULABLE);
+            assert_eq!(
+                (
+                    schedulable.status,
+                    schedulable.reason.as_str(),
+                    schedulable.message.clone()
+                ),
+                (false, reason, format!("because {kind:?}"))
+            );
+            assert!(seen.insert(reason), "{reason} named twice");
+        }
+    }
+
+    #[test]
+    fn a_capacity_verdict_reaches_the_status_and_its_clock_survives_a_reread() {
+        let mut j = job(spec());
+        let t0 = 1_700_000_005_000;
+        let mut v = view(&j);
+        v.blocked = Some(barge_core::job::Blocked {
+            kind: BlockedKind::NoReadyNodes,
+            status_reason: Some(barge_core::reasons::insufficient_instance_capacity(
+                "c5.large",
+            )),
+            message: "no compute environment of queue \"q\" (ce) has a Ready node, and none is starting one".into(),
+        });
+        v.time_limit_actions = vec![TimeLimitAction::cancel_runnable(
+            barge_core::reasons::INSUFFICIENT_INSTANCE_CAPACITY,
+            600,
+        )];
+        let plan = reconcile(&v, t0);
+        j.status = Some(build_status(&j, &plan, inputs(t0)));
+        let status = j.status.clone().expect("status");
+        assert_eq!(status.status, Some(JobStatus::Runnable));
+        assert!(status
+            .status_reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY")));
+        let schedulable = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_SCHEDULABLE)
+            .expect("Schedulable");
+        assert_eq!(
+            (schedulable.status.as_str(), schedulable.reason.as_str()),
+            ("False", REASON_NO_READY_NODES)
+        );
+        // Re-read later (as after a restart): the clock still starts at t0, and once
+        // maxTimeSeconds passed the queue's action cancels the job.
+        let mut again = view(&j);
+        again.blocked = v.blocked.clone();
+        again.time_limit_actions = v.time_limit_actions.clone();
+        assert_eq!(again.record.blocked_since_ms, Some(t0));
+        let steady = reconcile(&again, t0 + 60_000);
+        assert!(
+            !steady.changed,
+            "no write while nothing changes: {steady:?}"
+        );
+        let due = reconcile(&again, t0 + 600_000);
+        assert_eq!(due.record.state, JobState::Failed);
+        assert_eq!(
+            due.record.status_reason.as_deref(),
+            Some("Canceled by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY")
+        );
+        let done = job_conditions("q", &due, None, None);
+        assert_eq!(
+            condition(&done, CONDITION_SCHEDULABLE).reason,
+            REASON_NEVER_PLACED
+        );
+        assert_eq!(
+            condition(&done, CONDITION_SUCCEEDED).reason,
+            REASON_JOB_FAILED
+        );
     }
 }

@@ -208,7 +208,21 @@ async fn a_definition_in_use_waits_for_its_jobs() {
         jobs.get_opt("j1").await.ok().flatten()
     })
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The job was submitted before the deletion (a job submitted once the deletion began is
+    // refused instead): wait until the API server's clock, to the second, has moved past the
+    // job's creation.
+    let created = jobs
+        .get("j1")
+        .await
+        .expect("job")
+        .metadata
+        .creation_timestamp
+        .expect("creation timestamp")
+        .0;
+    eventually("a new second", || async {
+        (jiff::Timestamp::now().as_second() > created.as_second()).then_some(())
+    })
+    .await;
     definitions
         .delete("hello", &DeleteParams::default())
         .await
@@ -477,7 +491,7 @@ spec:
     );
     assert_eq!(
         ready_condition(&status.conditions).expect("Ready").reason,
-        barge_operator::controllers::REASON_PROVIDER_NOT_SUPPORTED
+        barge_operator::status::REASON_PROVIDER_NOT_SUPPORTED
     );
     operator.stop().await.expect("clean stop");
     env.stop().await;
@@ -622,9 +636,15 @@ async fn queues_validate_their_references_and_hold_what_they_use() {
         q.status.as_ref().and_then(|s| s.status) == Some(JqStatus::Valid)
     })
     .await;
+    // Valid, but its (empty) environments cannot run work: it does not call itself healthy.
+    let valid = valid.status.expect("status");
     assert_eq!(
-        valid.status.and_then(|s| s.status_reason).as_deref(),
-        Some("JobQueue Healthy")
+        valid.status_reason.as_deref(),
+        Some("no compute environment of the queue (first, second) has a Ready node: it cannot run jobs now")
+    );
+    assert_eq!(
+        ready_condition(&valid.conditions).map(|c| (c.status.as_str(), c.reason.as_str())),
+        Some(("False", barge_crds::consts::REASON_NO_READY_NODES))
     );
 
     // A policy that does not exist invalidates the queue; creating it heals it.

@@ -1,4 +1,4 @@
-//! `barge import aws` end to end: the real binary on every AWS document of the shared fixtures,
+//! `barge import aws` end to end: the real binary on every AWS document of the fixtures (e2e/fixtures/aws),
 //! every output manifest validated against the CRDs (the same helper as barge-crds' rule tests),
 //! and malformed input refused with the field named and a non-zero exit.
 
@@ -19,7 +19,7 @@ fn barge(args: &[&str]) -> Output {
 }
 
 fn fixtures() -> Vec<PathBuf> {
-    let dir = support::shared_dir().join("fixtures").join("aws");
+    let dir = barge_fixtures::aws_dir();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{} is readable: {e}", dir.display()))
         .flatten()
@@ -96,7 +96,7 @@ fn all_fixtures_at_once_with_a_namespace() {
 
 #[test]
 fn fields_without_kubernetes_meaning_are_reported() {
-    let dir = support::shared_dir().join("fixtures").join("aws");
+    let dir = barge_fixtures::aws_dir();
     let managed = dir.join("computeenv-managed.json");
     let output = barge(&["import", "aws", path_str(&managed)]);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -131,10 +131,7 @@ fn malformed_document_names_the_field_and_fails() {
         r#"{"jobDefinitionName": "x", "type": "container", "containerProperties": {"image": "busybox", "vcpus": "two"}}"#,
     )
     .expect("write");
-    let good = support::shared_dir()
-        .join("fixtures")
-        .join("aws")
-        .join("jobdef-gpu.json");
+    let good = barge_fixtures::aws("jobdef-gpu.json");
     let output = barge(&["import", "aws", path_str(&good), path_str(&bad)]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");

@@ -111,11 +111,3 @@ pub fn workspace_root() -> std::path::PathBuf {
     barge_crds::crdgen::find_workspace_root(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
         .expect("the tests run inside the Barge workspace")
 }
-
-/// `$BARGE_SHARED_DIR`, else `<workspace root>/../shared`.
-pub fn shared_dir() -> std::path::PathBuf {
-    match std::env::var_os("BARGE_SHARED_DIR") {
-        Some(dir) => std::path::PathBuf::from(dir),
-        None => workspace_root().join("..").join("shared"),
-    }
-}

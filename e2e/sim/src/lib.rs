@@ -13,6 +13,7 @@
 pub mod apimachinery;
 pub mod apiserver;
 pub mod kubelet;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,10 @@ pub struct ClusterConfig {
     /// Events buffered per resource for live watchers before a lagging one is closed;
     /// None = the default (16,384).
     pub watch_buffer: Option<usize>,
+    /// Latency added to every write request (zero by default). A real API server answers a
+    /// write only after etcd has committed it — tens of milliseconds, not the sim's
+    /// microseconds — and code that races its own writes hides behind a fast server.
+    pub write_latency: Duration,
 }
 
 /// A running simulated cluster.
@@ -111,6 +116,7 @@ impl Cluster {
     pub async fn start(config: ClusterConfig) -> Result<Cluster, SimError> {
         let mut sc = ServerConfig {
             port: config.port,
+            write_latency: config.write_latency,
             ..ServerConfig::default()
         };
         if let Some(h) = config.watch_history {

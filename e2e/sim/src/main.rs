@@ -30,6 +30,10 @@ enum Command {
         /// Simulated kubelet runtime.
         #[arg(long, value_enum, default_value_t = KubeletMode::None)]
         kubelet: KubeletMode,
+        /// Milliseconds added to every write request (create, update, patch, delete), as a real
+        /// API server's writes wait for etcd; 0 = answer at once.
+        #[arg(long, default_value_t = 0)]
+        write_latency_ms: u64,
         #[command(flatten)]
         kubelet_opts: KubeletOpts,
     },
@@ -99,6 +103,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             port,
             kubeconfig,
             kubelet,
+            write_latency_ms,
             kubelet_opts,
         } => {
             let path = kubeconfig
@@ -106,6 +111,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let cluster = Cluster::start(ClusterConfig {
                 port,
                 kubeconfig: Some(path),
+                write_latency: std::time::Duration::from_millis(write_latency_ms),
                 ..Default::default()
             })
             .await?;

@@ -415,6 +415,66 @@ async fn custom_resources_generation_status_and_concurrency() {
     c.shutdown().await;
 }
 
+/// kube-apiserver bumps `metadata.generation` when a DELETE sets deletionTimestamp on an object
+/// its finalizers keep (`markAsDeleting` in the generic registry store); the MODIFIED event
+/// carries it, and deleting again (already marked) bumps nothing.
+#[tokio::test]
+async fn deleting_an_object_with_finalizers_bumps_its_generation() {
+    let (c, client) = cluster().await;
+    let api = install_widgets(&client).await;
+    let mut w = widget("held", 3);
+    w.metadata.finalizers = Some(vec!["example.com/keep".into()]);
+    let created = api
+        .create(&PostParams::default(), &w)
+        .await
+        .expect("create");
+    assert_eq!(created.metadata.generation, Some(1));
+    let rv = created.metadata.resource_version.clone().expect("rv");
+    let mut events = api
+        .watch(&WatchParams::default().fields("metadata.name=held"), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    let marked = api
+        .delete("held", &DeleteParams::default())
+        .await
+        .expect("delete")
+        .left()
+        .expect("kept by its finalizer");
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    assert_eq!(marked.metadata.deletion_grace_period_seconds, Some(0));
+    assert_eq!(marked.metadata.generation, Some(2));
+    match tokio::time::timeout(Duration::from_secs(5), events.next()).await {
+        Ok(Some(Ok(WatchEvent::Modified(o)))) => {
+            assert_eq!(o.metadata.generation, Some(2));
+            assert!(o.metadata.deletion_timestamp.is_some());
+        }
+        other => panic!("expected MODIFIED with the deletion mark, got {other:?}"),
+    }
+    let again = api
+        .delete("held", &DeleteParams::default())
+        .await
+        .expect("delete again")
+        .left()
+        .expect("still kept");
+    assert_eq!(again.metadata.generation, Some(2));
+    // Without finalizers the object goes at once: no generation bump, no MODIFIED event.
+    let plain = api
+        .create(&PostParams::default(), &widget("plain", 3))
+        .await
+        .expect("create");
+    assert_eq!(plain.metadata.generation, Some(1));
+    let gone = api
+        .delete("plain", &DeleteParams::default())
+        .await
+        .expect("delete")
+        .left()
+        .expect("the deleted object");
+    assert_eq!(gone.metadata.generation, Some(1));
+    assert!(api.get_opt("plain").await.expect("get").is_none());
+    c.shutdown().await;
+}
+
 #[tokio::test]
 async fn pagination_and_selectors() {
     let (c, client) = cluster().await;
@@ -904,6 +964,65 @@ async fn pods_defaults_binding_graceful_deletion_and_pod_gc() {
     c.shutdown().await;
 }
 
+/// A pending graceful deletion changes only for a shorter grace period given explicitly
+/// (`rest.BeforeDelete`): its deadline then moves by the difference; a delete without one
+/// changes nothing, and grace 0 removes the pod.
+#[tokio::test]
+async fn a_pending_graceful_deletion_only_shortens_on_an_explicit_grace() {
+    let (c, client) = cluster().await;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let mut p = pod("slow");
+    p.spec.as_mut().unwrap().node_name = Some("n1".into());
+    pods.create(&PostParams::default(), &p).await.expect("pod");
+    let grace = |secs: u32| DeleteParams {
+        grace_period_seconds: Some(secs),
+        ..Default::default()
+    };
+    let first = pods
+        .delete("slow", &grace(60))
+        .await
+        .expect("delete")
+        .left()
+        .expect("pending");
+    assert_eq!(first.metadata.deletion_grace_period_seconds, Some(60));
+    let deadline = |p: &Pod| {
+        p.metadata
+            .deletion_timestamp
+            .clone()
+            .expect("deletionTimestamp")
+            .0
+    };
+    let unchanged = pods
+        .delete("slow", &DeleteParams::default())
+        .await
+        .expect("delete")
+        .left()
+        .expect("pending");
+    assert_eq!(unchanged.metadata.deletion_grace_period_seconds, Some(60));
+    assert_eq!(deadline(&unchanged), deadline(&first));
+    let longer = pods
+        .delete("slow", &grace(90))
+        .await
+        .expect("delete")
+        .left()
+        .expect("pending");
+    assert_eq!(longer.metadata.deletion_grace_period_seconds, Some(60));
+    let shorter = pods
+        .delete("slow", &grace(20))
+        .await
+        .expect("delete")
+        .left()
+        .expect("pending");
+    assert_eq!(shorter.metadata.deletion_grace_period_seconds, Some(20));
+    assert_eq!(
+        deadline(&first).duration_since(deadline(&shorter)),
+        jiff::SignedDuration::from_secs(40)
+    );
+    pods.delete("slow", &grace(0)).await.expect("force delete");
+    assert!(pods.get_opt("slow").await.expect("get").is_none());
+    c.shutdown().await;
+}
+
 #[tokio::test]
 async fn faults_and_statistics() {
     let (c, client) = cluster().await;
@@ -958,6 +1077,50 @@ async fn faults_and_statistics() {
     c.shutdown().await;
 }
 
+/// `ClusterConfig::write_latency` slows every write (as etcd's commit does) and no read.
+#[tokio::test]
+async fn write_latency_delays_every_write_and_no_read() {
+    const LATENCY: Duration = Duration::from_millis(120);
+    let c = Cluster::start(ClusterConfig {
+        write_latency: LATENCY,
+        ..Default::default()
+    })
+    .await
+    .expect("cluster starts");
+    let api: Api<ConfigMap> = Api::namespaced(c.client().expect("client"), "default");
+    let timed = std::time::Instant::now;
+    let t = timed();
+    api.create(&PostParams::default(), &cm("slow", &[]))
+        .await
+        .expect("create");
+    assert!(t.elapsed() >= LATENCY, "create took {:?}", t.elapsed());
+    let t = timed();
+    api.patch(
+        "slow",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "w"}})),
+    )
+    .await
+    .expect("patch");
+    assert!(t.elapsed() >= LATENCY, "patch took {:?}", t.elapsed());
+    let t = timed();
+    api.delete("slow", &DeleteParams::default())
+        .await
+        .expect("delete");
+    assert!(t.elapsed() >= LATENCY, "delete took {:?}", t.elapsed());
+    let t = timed();
+    for _ in 0..5 {
+        api.list(&ListParams::default()).await.expect("list");
+        assert!(api.get_opt("slow").await.expect("get").is_none());
+    }
+    assert!(
+        t.elapsed() < LATENCY,
+        "ten reads took {:?}: reads must not wait",
+        t.elapsed()
+    );
+    c.shutdown().await;
+}
+
 #[tokio::test]
 async fn events_are_seen_through_both_versions() {
     let (c, client) = cluster().await;
@@ -1001,14 +1164,28 @@ async fn pod_logs_are_proxied_to_the_nodes_kubelet() {
             },
         ),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    // Served over HTTPS with a self-signed certificate, as a real kubelet's port is.
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let port = tcp.local_addr().expect("addr").port();
+    let tls = barge_sim::tls::self_signed_server(&["127.0.0.1"]).expect("certificate");
+    let listener = barge_sim::tls::HttpsListener::new(tcp, tls).expect("listener");
+    let https_app = app.clone();
+    tokio::spawn(async move { axum::serve(listener, https_app).await });
+    // A kubelet port that answers plain HTTP: kube-apiserver cannot read logs from it.
+    let plain = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let plain_port = plain.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(plain, app).await });
     let nodes: Api<Node> = Api::all(client.clone());
     nodes
         .create(&PostParams::default(), &node("n1", port))
+        .await
+        .expect("node");
+    nodes
+        .create(&PostParams::default(), &node("plain", plain_port))
         .await
         .expect("node");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -1026,6 +1203,24 @@ async fn pod_logs_are_proxied_to_the_nodes_kubelet() {
         .await
         .expect("logs");
     assert_eq!(text, "log of default/p/main tail=5\n");
+    let mut on_plain = pod("on-plain");
+    on_plain.spec.as_mut().unwrap().node_name = Some("plain".into());
+    pods.create(&PostParams::default(), &on_plain)
+        .await
+        .expect("pod");
+    match pods.logs("on-plain", &Default::default()).await {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 500);
+            assert!(
+                e.message.starts_with(&format!(
+                    "Get \"https://127.0.0.1:{plain_port}/containerLogs/default/on-plain/main\": "
+                )),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("a plain-HTTP kubelet must not serve logs, got {other:?}"),
+    }
     let mut two: Pod = serde_json::from_value(json!({"metadata": {"name": "two"}, "spec": {"nodeName": "n1", "containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "x"}]}})).unwrap();
     two.metadata.namespace = None;
     pods.create(&PostParams::default(), &two)

@@ -403,10 +403,12 @@ async fn kubectl_describe_logs_and_auth() {
             },
         ),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
+    let port = tcp.local_addr().expect("addr").port();
+    let tls = barge_sim::tls::self_signed_server(&["127.0.0.1"]).expect("certificate");
+    let listener = barge_sim::tls::HttpsListener::new(tcp, tls).expect("listener");
     tokio::spawn(async move { axum::serve(listener, app).await });
     k.ok_stdin(&["apply", "-f", "-"], &format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\nstatus:\n  addresses:\n  - {{type: InternalIP, address: 127.0.0.1}}\n  daemonEndpoints:\n    kubeletEndpoint: {{Port: {port}}}\n"));
     k.ok_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p1\nspec:\n  nodeName: n1\n  containers:\n  - name: main\n    image: busybox:1.36\n");

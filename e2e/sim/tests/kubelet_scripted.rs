@@ -322,6 +322,119 @@ async fn deletion_and_deadline_stop_scripted_pods() {
     sim.stop().await;
 }
 
+/// A graceful deletion shows as MODIFIED (deletionTimestamp, deletionGracePeriodSeconds) while
+/// the pod stops, and the kubelet confirms it with one grace-0 delete; pods that finished before
+/// they were deleted (grace 0 at once, held only by a finalizer, as Barge's result finalizer holds
+/// them) get no delete from the kubelet at all.
+#[tokio::test]
+async fn the_kubelet_confirms_graceful_deletions_once_and_leaves_finished_pods_alone() {
+    use futures::StreamExt;
+    use kube::api::WatchParams;
+    use kube::core::WatchEvent;
+    const FINISHED: usize = 20;
+    let sim = Sim::start(RuntimeKind::Scripted, |_| {}).await;
+    sim.ready_node(
+        "n1",
+        Some(json!({"cpu": "64", "memory": "64Gi", "pods": "100"})),
+    )
+    .await;
+    let pods = sim.pods("default");
+    let hold = json!(["test.barge.dev/hold"]);
+    for i in 0..FINISHED {
+        let mut p = pod(
+            &format!("done-{i}"),
+            Some("n1"),
+            scripted("0", "0"),
+            busybox(),
+        );
+        p["metadata"]["finalizers"] = hold.clone();
+        sim.create_pod("default", p).await;
+    }
+    for i in 0..FINISHED {
+        sim.wait_pod("default", &format!("done-{i}"), "Succeeded", |p| {
+            phase(p) == "Succeeded"
+        })
+        .await;
+    }
+    let mut p = pod("long", Some("n1"), scripted("300", "0"), busybox());
+    p["metadata"]["finalizers"] = hold.clone();
+    p["spec"]["terminationGracePeriodSeconds"] = json!(5);
+    sim.create_pod("default", p).await;
+    let running = sim
+        .wait_pod("default", "long", "Running", |p| phase(p) == "Running")
+        .await;
+    let before = sim.kubelet.stats().pod_deletes;
+
+    let wp = WatchParams::default().fields("metadata.name=long");
+    let rv = running.metadata.resource_version.clone().expect("rv");
+    let mut events = pods.watch(&wp, &rv).await.expect("watch").boxed();
+    for i in 0..FINISHED {
+        let marked = pods
+            .delete(&format!("done-{i}"), &DeleteParams::default())
+            .await
+            .expect("delete")
+            .left()
+            .expect("held by its finalizer");
+        assert_eq!(marked.metadata.deletion_grace_period_seconds, Some(0));
+    }
+    let marked = pods
+        .delete("long", &DeleteParams::default())
+        .await
+        .expect("delete")
+        .left()
+        .expect("pending");
+    assert_eq!(marked.metadata.deletion_grace_period_seconds, Some(5));
+    // The kubelet stops the container and confirms: the grace period drops to 0.
+    let confirmed = sim
+        .wait_pod("default", "long", "confirmed", |p| {
+            phase(p) == "Failed" && p.metadata.deletion_grace_period_seconds == Some(0)
+        })
+        .await;
+    assert!(confirmed.metadata.deletion_timestamp.is_some());
+    for name in
+        std::iter::once("long".to_string()).chain((0..FINISHED).map(|i| format!("done-{i}")))
+    {
+        pods.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .expect("drop finalizer");
+        sim.wait_pod_gone("default", &name).await;
+    }
+    // What a watcher saw of "long": MODIFIED with the deletion mark (grace 5) before the DELETED.
+    let mut seen = Vec::new();
+    loop {
+        let ev = tokio::time::timeout(WAIT, events.next())
+            .await
+            .expect("watch event")
+            .expect("stream open")
+            .expect("event");
+        match ev {
+            WatchEvent::Modified(p) => seen.push((
+                "MODIFIED",
+                p.metadata.deletion_timestamp.is_some(),
+                p.metadata.deletion_grace_period_seconds,
+            )),
+            WatchEvent::Deleted(_) => {
+                seen.push(("DELETED", true, None));
+                break;
+            }
+            _ => {}
+        }
+    }
+    let first_marked = seen
+        .iter()
+        .position(|e| e.1)
+        .expect("a MODIFIED event with deletionTimestamp");
+    assert_eq!(seen[first_marked], ("MODIFIED", true, Some(5)), "{seen:?}");
+    assert_eq!(seen.last().map(|e| e.0), Some("DELETED"), "{seen:?}");
+    // Twenty finished pods and one graceful deletion: exactly one delete from the kubelet.
+    assert_eq!(sim.kubelet.stats().pod_deletes - before, 1);
+    sim.stop().await;
+}
+
 #[tokio::test]
 async fn node_loss_fails_the_pods_and_stops_the_node() {
     let sim = Sim::start(RuntimeKind::Scripted, |_| {}).await;

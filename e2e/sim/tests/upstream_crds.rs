@@ -1,4 +1,4 @@
-//! The upstream CRDs in ../shared/fixtures/crds (Karpenter NodePool, Cluster API
+//! The upstream CRDs in e2e/fixtures/crds (Karpenter NodePool, Cluster API
 //! MachineDeployment) apply cleanly to the simulated API server, serve their kinds at once, accept
 //! a valid object and refuse objects breaking their schemas (structural and CEL rules) with 422
 //! naming the field, as kube-apiserver does.
@@ -13,12 +13,7 @@ use kube::Client;
 use serde_json::json;
 
 async fn apply_fixture(client: &Client, file: &str) -> CustomResourceDefinition {
-    let path = common::shared_dir()
-        .join("fixtures")
-        .join("crds")
-        .join(file);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text = barge_fixtures::read(&barge_fixtures::crd(file));
     let crd: CustomResourceDefinition = serde_yaml::from_str(&text).expect("CRD YAML");
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let name = crd.metadata.name.clone().expect("name");

@@ -13,7 +13,14 @@
 //!
 //! Cluster-scoped objects (compute environments, queues) are named after the test's namespace:
 //! manifests say `${NS}` and [`E2e::apply`] substitutes it (and `${TRACE}`, a file for the
-//! process runtime's commands to append timestamps to, and `${GATE}`, see [`GATE`]).
+//! process runtime's commands to append timestamps to, and `${GATE}`, see [`GATE`]). On a real
+//! cluster the namespace and those objects are deleted when the test ends — by [`E2e::finish`],
+//! or by the drop of the [`E2e`] when the test failed before (see [`cleanup_blocking`]).
+//!
+//! Latency: the simulated API server answers in microseconds, a real one's writes wait for etcd.
+//! The `e2e_latency` target runs the scenarios of `e2e_jobs` and `e2e_arrays` again with
+//! [`REALISTIC_WRITE_LATENCY`] on every write (see [`write_latency`]); `BARGE_E2E_WRITE_LATENCY_MS`
+//! sets it for any target.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,6 +55,14 @@ pub const REAL_CLUSTER_ENV: &str = "BARGE_E2E_KUBECONFIG";
 pub const FIELD_MANAGER: &str = "barge-e2e";
 /// Lines of the operator log shown with a failure.
 const LOG_TAIL_LINES: usize = 150;
+/// Environment variable setting the simulated API server's write latency in milliseconds.
+pub const WRITE_LATENCY_ENV: &str = "BARGE_E2E_WRITE_LATENCY_MS";
+/// The test target whose scenarios run with [`REALISTIC_WRITE_LATENCY`].
+pub const LATENCY_TARGET: &str = "e2e_latency";
+/// What a write costs on a real cluster's API server (an etcd commit, give or take).
+pub const REALISTIC_WRITE_LATENCY: Duration = Duration::from_millis(50);
+/// Longest the clean-up of a failed test may take against a real cluster.
+const CLEANUP_LIMIT: Duration = Duration::from_secs(30);
 
 /// Tests against a real cluster run one at a time: each starts an operator of its own.
 static REAL_CLUSTER_SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -59,6 +74,8 @@ pub struct Options {
     pub runtime: RuntimeKind,
     /// Extra flags of `barge operator`.
     pub operator_flags: Vec<String>,
+    /// The kubeconfig of an existing cluster to use; None: [`real_cluster`], else a simulated one.
+    pub cluster: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -66,6 +83,7 @@ impl Default for Options {
         Self {
             runtime: RuntimeKind::Process,
             operator_flags: Vec::new(),
+            cluster: None,
         }
     }
 }
@@ -80,6 +98,12 @@ impl Options {
 
     pub fn flag(mut self, flag: &str) -> Self {
         self.operator_flags.push(flag.to_string());
+        self
+    }
+
+    /// Runs against the cluster of `kubeconfig` as against a real one.
+    pub fn on_cluster(mut self, kubeconfig: &Path) -> Self {
+        self.cluster = Some(kubeconfig.to_path_buf());
         self
     }
 }
@@ -119,14 +143,37 @@ pub struct E2e {
     options: Options,
     operator: Option<OperatorProcess>,
     operator_runs: u32,
+    /// Whether [`E2e::finish`] ran (else the drop cleans up a real cluster).
+    finished: bool,
     _serial: Option<tokio::sync::MutexGuard<'static, ()>>,
 }
 
-/// The kubeconfig of the real cluster, if the tests run against one.
+/// The kubeconfig of the real cluster, if the tests run against one. Never with a write
+/// latency: latency is the simulated cluster's, so those runs always start their own.
 pub fn real_cluster() -> Option<PathBuf> {
+    if !write_latency().is_zero() {
+        return None;
+    }
     std::env::var_os(REAL_CLUSTER_ENV)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
+}
+
+/// The write latency of the simulated API server: `BARGE_E2E_WRITE_LATENCY_MS` if set, else
+/// [`REALISTIC_WRITE_LATENCY`] in the [`LATENCY_TARGET`] (cargo compiles this module into each
+/// target, so the target's crate name tells them apart) and none in the others.
+pub fn write_latency() -> Duration {
+    if let Some(ms) = std::env::var(WRITE_LATENCY_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        return Duration::from_millis(ms);
+    }
+    if env!("CARGO_CRATE_NAME") == LATENCY_TARGET {
+        REALISTIC_WRITE_LATENCY
+    } else {
+        Duration::ZERO
+    }
 }
 
 /// Skips (returns true) a test that needs the simulated cluster's faults, in real-cluster mode.
@@ -162,7 +209,8 @@ impl E2e {
             .prefix("barge-e2e-")
             .tempdir()
             .expect("temporary directory");
-        let (sim, client, kubeconfig, serial) = match real_cluster() {
+        let (sim, client, kubeconfig, serial) = match options.cluster.clone().or_else(real_cluster)
+        {
             Some(path) => {
                 let guard = REAL_CLUSTER_SERIAL.lock().await;
                 let client = barge_operator::run::client(Some(&path))
@@ -173,6 +221,7 @@ impl E2e {
             None => {
                 let cluster = Cluster::start(ClusterConfig {
                     kubeconfig: Some(dir.path().join("kubeconfig")),
+                    write_latency: write_latency(),
                     ..Default::default()
                 })
                 .await
@@ -206,10 +255,11 @@ impl E2e {
             options,
             operator: None,
             operator_runs: 0,
+            finished: false,
             _serial: serial,
         };
         if env.sim.is_some() {
-            env.install_crds().await;
+            install_crds(&env.client).await;
         }
         let namespaces: Api<Namespace> = Api::all(env.client.clone());
         let namespace: Namespace = serde_json::from_value(serde_json::json!({
@@ -224,34 +274,6 @@ impl E2e {
         env
     }
 
-    async fn install_crds(&self) {
-        let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
-        for crd in barge_crds::all_crds() {
-            api.create(&PostParams::default(), &crd)
-                .await
-                .expect("create CRD");
-        }
-        for name in barge_operator::run::crd_names() {
-            self.wait_until(&format!("CRD {name} established"), || {
-                let api = api.clone();
-                let name = name.clone();
-                async move {
-                    let crd = api.get_opt(&name).await.ok().flatten()?;
-                    let established = crd
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.conditions.as_ref())
-                        .is_some_and(|c| {
-                            c.iter()
-                                .any(|c| c.type_ == "Established" && c.status == "True")
-                        });
-                    established.then_some(())
-                }
-            })
-            .await;
-        }
-    }
-
     /// The simulated cluster (panics in real-cluster mode: guard with [`skip_on_real_cluster`]).
     pub fn cluster(&self) -> &Cluster {
         &self
@@ -259,6 +281,11 @@ impl E2e {
             .as_ref()
             .expect("this test needs the simulated cluster")
             .cluster
+    }
+
+    /// The simulated cluster, or None in real-cluster mode.
+    pub fn sim_cluster(&self) -> Option<&Cluster> {
+        self.sim.as_ref().map(|s| &s.cluster)
     }
 
     pub fn kubeconfig(&self) -> &Path {
@@ -298,27 +325,32 @@ impl E2e {
         self.operator_runs += 1;
         let log = std::fs::File::create(self.operator_log_path(self.operator_runs))
             .expect("operator log file");
+        // Fast intervals, and every child's pod and log kept readable; a test's own
+        // `--flag=value` replaces the default of the same flag.
+        let identity = format!("e2e-{}", self.ns);
+        let defaults = [
+            ("--metrics-addr", "127.0.0.1:0"),
+            ("--log-level", "info,kube=warn"),
+            ("--status-coalesce-ms", "100"),
+            ("--scheduler-interval-ms", "100"),
+            ("--status-refresh-seconds", "1"),
+            ("--array-pod-retention", "all"),
+            ("--identity", identity.as_str()),
+        ];
+        let own = &self.options.operator_flags;
+        let defaults = defaults
+            .iter()
+            .filter(|(flag, _)| {
+                !own.iter()
+                    .any(|f| f == flag || f.starts_with(&format!("{flag}=")))
+            })
+            .map(|(flag, value)| format!("{flag}={value}"));
         let child = Command::new(env!("CARGO_BIN_EXE_barge"))
             .arg("operator")
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
-            .args([
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--log-level",
-                "info,kube=warn",
-                "--status-coalesce-ms",
-                "100",
-                "--scheduler-interval-ms",
-                "100",
-                "--status-refresh-seconds",
-                "1",
-                "--array-pod-retention",
-                "all",
-                "--identity",
-                &format!("e2e-{}", self.ns),
-            ])
-            .args(&self.options.operator_flags)
+            .args(defaults)
+            .args(own)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
@@ -633,10 +665,11 @@ impl E2e {
 
     /// Stops the operator, the kubelet and the cluster; deletes the namespace of a real cluster.
     pub async fn finish(mut self) {
+        self.finished = true;
         if self.sim.is_none() {
             // A real cluster outlives the test: delete what it created (best effort) while the
             // operator still runs to release its finalizers.
-            self.delete_created_objects().await;
+            delete_created_objects(&self.client, &self.ns).await;
         }
         self.kill_operator();
         if let Some(kubelet) = self.kubelet.take() {
@@ -646,48 +679,112 @@ impl E2e {
             sim.cluster.shutdown().await;
         }
     }
-
-    async fn delete_created_objects(&self) {
-        let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        let _ = namespaces.delete(&self.ns, &DeleteParams::default()).await;
-        let prefix = format!("{}-", self.ns);
-        if let Ok(queues) = self.queues().list(&ListParams::default()).await {
-            for queue in queues
-                .items
-                .iter()
-                .filter(|q| q.name_any().starts_with(&prefix))
-            {
-                let _ = self
-                    .queues()
-                    .delete(&queue.name_any(), &DeleteParams::default())
-                    .await;
-            }
-        }
-        if let Ok(ces) = self
-            .compute_environments()
-            .list(&ListParams::default())
-            .await
-        {
-            for ce in ces
-                .items
-                .iter()
-                .filter(|c| c.name_any().starts_with(&prefix))
-            {
-                let _ = self
-                    .compute_environments()
-                    .delete(&ce.name_any(), &DeleteParams::default())
-                    .await;
-            }
-        }
-    }
 }
 
 impl Drop for E2e {
     fn drop(&mut self) {
-        self.kill_operator();
         if std::thread::panicking() {
             eprintln!("namespace {}\n{}", self.ns, self.operator_log());
         }
+        if self.sim.is_none() && !self.finished {
+            // The test failed (or returned) before `finish`: a real cluster must not keep its
+            // namespace and cluster-scoped objects. The operator still runs meanwhile, to
+            // release its finalizers.
+            cleanup_blocking(&self.kubeconfig, &self.ns);
+        }
+        self.kill_operator();
+    }
+}
+
+/// Installs Barge's CRDs and waits until they are established.
+pub async fn install_crds(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in barge_crds::all_crds() {
+        api.create(&PostParams::default(), &crd)
+            .await
+            .expect("create CRD");
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    for name in barge_operator::run::crd_names() {
+        loop {
+            let crd = api.get_opt(&name).await.ok().flatten();
+            let established = crd
+                .as_ref()
+                .and_then(|c| c.status.as_ref())
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                });
+            if established {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {WAIT:?} waiting for CRD {name} to be established"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+/// Deletes (best effort) a test's namespace and the cluster-scoped objects named after it
+/// (`<namespace>-...`: queues, then compute environments).
+async fn delete_created_objects(client: &Client, ns: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let _ = namespaces.delete(ns, &DeleteParams::default()).await;
+    let prefix = format!("{ns}-");
+    let queues: Api<JobQueue> = Api::all(client.clone());
+    if let Ok(list) = queues.list(&ListParams::default()).await {
+        for queue in list
+            .items
+            .iter()
+            .filter(|q| q.name_any().starts_with(&prefix))
+        {
+            let _ = queues
+                .delete(&queue.name_any(), &DeleteParams::default())
+                .await;
+        }
+    }
+    let ces: Api<ComputeEnvironment> = Api::all(client.clone());
+    if let Ok(list) = ces.list(&ListParams::default()).await {
+        for ce in list
+            .items
+            .iter()
+            .filter(|c| c.name_any().starts_with(&prefix))
+        {
+            let _ = ces.delete(&ce.name_any(), &DeleteParams::default()).await;
+        }
+    }
+}
+
+/// [`delete_created_objects`] from a synchronous context (a `Drop`, maybe during a panic, on a
+/// thread whose runtime is busy unwinding): on a thread of its own, with its own runtime and a
+/// client of its own, waited for at most [`CLEANUP_LIMIT`].
+pub fn cleanup_blocking(kubeconfig: &Path, ns: &str) {
+    let kubeconfig = kubeconfig.to_path_buf();
+    let ns = ns.to_string();
+    let worker = std::thread::spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => return Err(format!("runtime: {e}")),
+        };
+        runtime.block_on(async {
+            let client = barge_operator::run::client(Some(&kubeconfig))
+                .await
+                .map_err(|e| format!("client: {e}"))?;
+            tokio::time::timeout(CLEANUP_LIMIT, delete_created_objects(&client, &ns))
+                .await
+                .map_err(|_| format!("not done after {CLEANUP_LIMIT:?}"))
+        })
+    });
+    match worker.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("clean-up of the test's objects failed: {e}"),
+        Err(_) => eprintln!("clean-up of the test's objects panicked"),
     }
 }
 

@@ -60,6 +60,7 @@ fn cluster(rng: &mut Rng) -> (Vec<QueueSpec>, Vec<EnvironmentSpec>, Vec<NodeSnap
             valid: true,
             shapes: None,
             max_milli_cpu: None,
+            starting_nodes: 0,
         })
         .collect();
     let nodes = (0..NODES)
@@ -110,6 +111,7 @@ fn single_jobs(rng: &mut Rng, count: usize) -> Vec<Workload> {
                 queue: format!("queue-{:02}", rng.below(QUEUES as u64)),
                 retried: rng.below(20) == 0,
                 submitted_at_ms: T0 + rng.below(3_600_000) as i64,
+                submission_order: i as i64,
                 attempt: 1,
                 request: Resources::request(
                     CPU[rng.below(5) as usize],
@@ -223,6 +225,7 @@ fn bench_array_pass() {
         queue: "queue-03".to_string(),
         retried: false,
         submitted_at_ms: T0,
+        submission_order: 0,
         attempt: 1,
         request: Resources::request(1000, 1024, 0),
         constraints: Constraints::default(),

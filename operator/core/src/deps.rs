@@ -12,7 +12,12 @@
 //!   if it failed; a size mismatch (or a target that is not an array) is refused;
 //! - `SEQUENTIAL` (no job name): child i waits for child i-1 of the same array; if a child fails,
 //!   every later child fails with "Dependent Job failed";
-//! - a named job that does not exist (yet) keeps the job waiting, with a reason that says so.
+//! - a named job that does not exist (yet) keeps the job waiting, with a reason that says so,
+//!   for a grace period (GitOps tools apply in any order); then the job fails with
+//!   "Dependency not found: ..." (AWS Batch refuses such a submission outright);
+//! - a dependency cycle through the job (a → b → a) can never be met: the job fails with
+//!   "Dependency cycle: a → b → a" ([`cycle_through`], over a [`DependencyGraph`] snapshot the
+//!   operator walks from its cache with [`dependency_graph`]).
 //!
 //! Arrays are evaluated with [`BitSet`]s, so two linked arrays of 10,000 cost O(size) words,
 //! never O(size²).
@@ -22,10 +27,18 @@ use crate::index_set::{BitSet, IndexSet};
 use crate::reasons;
 use crate::state::JobState;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Most `dependsOn` entries AWS Batch accepts.
 pub const MAX_DEPENDENCIES: usize = 20;
+
+/// How long a job named in `dependsOn` may be missing before the dependent job fails
+/// (default of `barge operator --dependency-grace-seconds`).
+pub const DEFAULT_MISSING_DEPENDENCY_GRACE_SECONDS: i64 = 300;
+
+/// Most jobs [`dependency_graph`] visits: a cycle longer than this is not detected (the jobs
+/// then wait, as before), and one reconcile never walks an unbounded graph.
+pub const MAX_GRAPH_JOBS: usize = 2_000;
 
 /// `dependsOn[].type`; a missing type is a plain (standard) dependency.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -395,6 +408,138 @@ fn apply_sequential(
     }
 }
 
+/// A snapshot of the `dependsOn` graph around one job: job name → the job names it depends on
+/// (same namespace). Only jobs that may still wait are in it (not SUCCEEDED ones: a succeeded
+/// job waits for nothing, so no cycle runs through it).
+pub type DependencyGraph = BTreeMap<String, BTreeSet<String>>;
+
+/// Walks `dependsOn` from `start`, breadth first, visiting at most [`MAX_GRAPH_JOBS`] jobs.
+/// `lookup(name)` returns the state and `dependsOn` job names of job `name`, or `None` when it
+/// does not exist. Pure: the operator passes a lookup into its cache.
+pub fn dependency_graph(
+    start: &str,
+    mut lookup: impl FnMut(&str) -> Option<(JobState, Vec<String>)>,
+) -> DependencyGraph {
+    let mut graph = DependencyGraph::new();
+    let mut seen: BTreeSet<String> = BTreeSet::from([start.to_string()]);
+    let mut queue: VecDeque<String> = VecDeque::from([start.to_string()]);
+    while let Some(name) = queue.pop_front() {
+        let Some((state, names)) = lookup(&name) else {
+            continue;
+        };
+        if state == JobState::Succeeded {
+            continue;
+        }
+        let edges: BTreeSet<String> = names.into_iter().collect();
+        for next in &edges {
+            if seen.len() < MAX_GRAPH_JOBS && seen.insert(next.clone()) {
+                queue.push_back(next.clone());
+            }
+        }
+        graph.insert(name, edges);
+    }
+    graph
+}
+
+/// The shortest dependency cycle through `start`, as the names along it from `start` back to
+/// `start` (`[a, b, a]`), if there is one. Deterministic: ties go to the smaller names.
+pub fn cycle_through(start: &str, graph: &DependencyGraph) -> Option<Vec<String>> {
+    let mut parent: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut queue: VecDeque<&str> = VecDeque::from([start]);
+    while let Some(name) = queue.pop_front() {
+        for next in graph.get(name).into_iter().flatten() {
+            if next == start {
+                // Back from `name` to `start` along the parents, then round to `start` again.
+                let mut path = vec![name.to_string()];
+                let mut at = name;
+                while at != start {
+                    at = parent.get(at).copied().unwrap_or(start);
+                    path.push(at.to_string());
+                }
+                path.reverse();
+                path.push(start.to_string());
+                return Some(path);
+            }
+            if !parent.contains_key(next.as_str()) {
+                parent.insert(next.as_str(), name);
+                queue.push_back(next.as_str());
+            }
+        }
+    }
+    None
+}
+
+/// What the operator knows around a job's dependencies beyond their states: the graph (for
+/// cycles) and since when, and how long, a missing job may be waited for.
+#[derive(Clone, Copy, Debug)]
+pub struct Surroundings<'a> {
+    pub own_name: &'a str,
+    pub deps: &'a [Dependency],
+    pub targets: &'a DependencyTargets,
+    pub graph: &'a DependencyGraph,
+    /// Since when the job waits (its creation).
+    pub waiting_since_ms: i64,
+    /// How long a named job may be missing.
+    pub missing_grace_ms: i64,
+}
+
+/// A verdict after [`Surroundings::settle`], and when to look again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settled {
+    pub verdict: DependencyVerdict,
+    /// A missing job's grace ends then: reconcile again at that time.
+    pub recheck_at_ms: Option<i64>,
+}
+
+impl Surroundings<'_> {
+    /// Turns a verdict that can never change into a failure: a wait in a cycle (or a failure
+    /// caused by one, so that every job of the cycle names it), or a wait for a job that is
+    /// still missing after the grace period.
+    pub fn settle(&self, verdict: DependencyVerdict, now_ms: i64) -> Settled {
+        let open = |verdict| Settled {
+            verdict,
+            recheck_at_ms: None,
+        };
+        let dependent_failed = matches!(&verdict, DependencyVerdict::Failed { status_reason }
+            if status_reason == reasons::DEPENDENT_JOB_FAILED);
+        if !matches!(verdict, DependencyVerdict::Waiting { .. }) && !dependent_failed {
+            return open(verdict);
+        }
+        if let Some(cycle) = cycle_through(self.own_name, self.graph) {
+            return open(DependencyVerdict::Failed {
+                status_reason: reasons::dependency_cycle(&cycle),
+            });
+        }
+        if dependent_failed {
+            return open(verdict);
+        }
+        let missing: Vec<&str> = self
+            .deps
+            .iter()
+            .filter_map(|d| d.job_name.as_deref())
+            .filter(|name| {
+                matches!(
+                    self.targets.get(*name),
+                    None | Some(DependencyTarget::Missing)
+                )
+            })
+            .collect();
+        let Some(first) = missing.first() else {
+            return open(verdict);
+        };
+        let fails_at_ms = self.waiting_since_ms.saturating_add(self.missing_grace_ms);
+        if now_ms >= fails_at_ms {
+            return open(DependencyVerdict::Failed {
+                status_reason: reasons::dependency_not_found(first, self.missing_grace_ms / 1000),
+            });
+        }
+        Settled {
+            verdict,
+            recheck_at_ms: Some(fails_at_ms),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -625,6 +770,157 @@ mod tests {
         let r = evaluate_array("b", 5, &deps, &t, &set("0-1"), &IndexSet::new());
         assert_eq!(ones(&r.doomed), "2-4");
         assert_eq!(ones(&r.ready), "0-1");
+    }
+
+    fn graph(edges: &[(&str, &[&str])]) -> DependencyGraph {
+        edges
+            .iter()
+            .map(|(n, ds)| (n.to_string(), ds.iter().map(|d| d.to_string()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn cycles_through_the_job_are_found_shortest_first() {
+        let two = graph(&[("a", &["b"]), ("b", &["a"])]);
+        assert_eq!(
+            cycle_through("a", &two),
+            Some(vec!["a".into(), "b".into(), "a".into()])
+        );
+        let three = graph(&[("a", &["b"]), ("b", &["c"]), ("c", &["a"])]);
+        assert_eq!(
+            cycle_through("b", &three).map(|c| c.join(" → ")),
+            Some("b → c → a → b".into())
+        );
+        // Two cycles through a: the shorter one is named.
+        let both = graph(&[
+            ("a", &["b", "x"]),
+            ("b", &["c"]),
+            ("c", &["a"]),
+            ("x", &["a"]),
+        ]);
+        assert_eq!(
+            cycle_through("a", &both).map(|c| c.join(" → ")),
+            Some("a → x → a".into())
+        );
+        // A cycle elsewhere is not this job's cycle (it fails through "Dependent Job failed").
+        let elsewhere = graph(&[("a", &["b"]), ("b", &["c"]), ("c", &["b"])]);
+        assert_eq!(cycle_through("a", &elsewhere), None);
+        // A diamond is no cycle.
+        let diamond = graph(&[("a", &["b", "c"]), ("b", &["d"]), ("c", &["d"]), ("d", &[])]);
+        assert_eq!(cycle_through("a", &diamond), None);
+    }
+
+    #[test]
+    fn the_graph_walk_skips_succeeded_and_missing_jobs_and_is_bounded() {
+        let jobs: BTreeMap<&str, (JobState, Vec<String>)> = BTreeMap::from([
+            ("a", (JobState::Pending, vec!["b".into(), "ghost".into()])),
+            ("b", (JobState::Pending, vec!["c".into()])),
+            ("c", (JobState::Succeeded, vec!["a".into()])),
+        ]);
+        let g = dependency_graph("a", |n| jobs.get(n).cloned());
+        assert_eq!(g, graph(&[("a", &["b", "ghost"]), ("b", &["c"])]));
+        assert_eq!(
+            cycle_through("a", &g),
+            None,
+            "a succeeded job waits for nothing"
+        );
+        // A long chain: the walk stops at MAX_GRAPH_JOBS jobs.
+        let mut looked_up = 0;
+        let g = dependency_graph("j0", |n| {
+            looked_up += 1;
+            let i: usize = n[1..].parse().ok()?;
+            Some((JobState::Pending, vec![format!("j{}", i + 1)]))
+        });
+        assert_eq!(looked_up, MAX_GRAPH_JOBS);
+        assert_eq!(g.len(), MAX_GRAPH_JOBS);
+    }
+
+    fn around<'a>(
+        deps: &'a [Dependency],
+        targets: &'a DependencyTargets,
+        graph: &'a DependencyGraph,
+    ) -> Surroundings<'a> {
+        Surroundings {
+            own_name: "a",
+            deps,
+            targets,
+            graph,
+            waiting_since_ms: 1_000_000,
+            missing_grace_ms: 300_000,
+        }
+    }
+
+    #[test]
+    fn a_wait_in_a_cycle_fails_naming_the_cycle() {
+        let deps = [Dependency::standard("b")];
+        let t = targets(vec![("b", DependencyTarget::job(JobState::Pending))]);
+        let g = graph(&[("a", &["b"]), ("b", &["c"]), ("c", &["a"])]);
+        let verdict = evaluate_job("a", &deps, &t);
+        assert_eq!(
+            around(&deps, &t, &g).settle(verdict, 1_000_000),
+            Settled {
+                verdict: DependencyVerdict::Failed {
+                    status_reason: "Dependency cycle: a → b → c → a".into()
+                },
+                recheck_at_ms: None
+            }
+        );
+        // b already failed because of the cycle: a names the cycle too, not "Dependent Job failed".
+        let t = targets(vec![("b", DependencyTarget::job(JobState::Failed))]);
+        let verdict = evaluate_job("a", &deps, &t);
+        assert_eq!(verdict, DependencyVerdict::dependent_failed());
+        assert!(matches!(
+            around(&deps, &t, &g).settle(verdict, 1_000_000).verdict,
+            DependencyVerdict::Failed { status_reason } if status_reason.starts_with("Dependency cycle: ")
+        ));
+        // Without a cycle, a wait stays a wait and a failure stays "Dependent Job failed".
+        let none = DependencyGraph::new();
+        let verdict = evaluate_job("a", &deps, &t);
+        assert_eq!(
+            around(&deps, &t, &none)
+                .settle(verdict.clone(), 1_000_000)
+                .verdict,
+            verdict
+        );
+    }
+
+    #[test]
+    fn a_missing_dependency_fails_once_the_grace_has_passed() {
+        let deps = [Dependency::standard("b"), Dependency::standard("ghost")];
+        let t = targets(vec![("b", DependencyTarget::job(JobState::Running))]);
+        let g = DependencyGraph::new();
+        let s = around(&deps, &t, &g);
+        let waiting = evaluate_job("a", &deps, &t);
+        let early = s.settle(waiting.clone(), 1_000_000 + 299_999);
+        assert_eq!(early.verdict, waiting, "still within the grace");
+        assert_eq!(
+            early.recheck_at_ms,
+            Some(1_300_000),
+            "looks again when it ends"
+        );
+        assert_eq!(
+            s.settle(waiting, 1_300_000),
+            Settled {
+                verdict: DependencyVerdict::Failed {
+                    status_reason:
+                        "Dependency not found: job \"ghost\" does not exist (waited 300 s)".into()
+                },
+                recheck_at_ms: None
+            }
+        );
+        // Once every named job exists, there is nothing to time out.
+        let t = targets(vec![
+            ("b", DependencyTarget::job(JobState::Running)),
+            ("ghost", DependencyTarget::job(JobState::Pending)),
+        ]);
+        let waiting = evaluate_job("a", &deps, &t);
+        assert_eq!(
+            around(&deps, &t, &g).settle(waiting.clone(), 9_000_000),
+            Settled {
+                verdict: waiting,
+                recheck_at_ms: None
+            }
+        );
     }
 
     /// Two arrays of 10,000 linked N_TO_N, with worst-case fragmented progress (every other

@@ -7,11 +7,16 @@
 //! assert_eq!(plan.summary.map(|s| s.running), Some(1));
 //! ```
 
-use crate::deps::{Dependency, DependencyTarget, DependencyTargets};
+use crate::deps::{
+    Dependency, DependencyGraph, DependencyTarget, DependencyTargets,
+    DEFAULT_MISSING_DEPENDENCY_GRACE_SECONDS,
+};
 use crate::index_set::IndexSet;
 use crate::job::{
-    Admission, Blocked, JobRecord, JobSpec, JobView, PodPhase, PodView, Terminate, TimeLimitAction,
+    Admission, Blocked, BlockedKind, JobRecord, JobSpec, JobView, PodPhase, PodView, Terminate,
+    TimeLimitAction,
 };
+use crate::pod_creation::CreationRefusal;
 use crate::resources::Resources;
 use crate::retry::{EvaluateOnExit, RetryStrategy};
 use crate::scheduler::{
@@ -43,6 +48,9 @@ pub fn job(name: &str) -> JobViewBuilder {
             pods: Vec::new(),
             time_limit_actions: Vec::new(),
             blocked: None,
+            dependency_graph: DependencyGraph::new(),
+            missing_dependency_grace_ms: secs(DEFAULT_MISSING_DEPENDENCY_GRACE_SECONDS),
+            creation_refusal: None,
         },
     }
 }
@@ -129,11 +137,33 @@ impl JobViewBuilder {
             .push(TimeLimitAction::cancel_runnable(reason, max_time_seconds));
         self
     }
-    pub fn blocked(mut self, status_reason: Option<&str>, message: &str) -> Self {
+    pub fn blocked(
+        mut self,
+        kind: BlockedKind,
+        status_reason: Option<&str>,
+        message: &str,
+    ) -> Self {
         self.view.blocked = Some(Blocked {
+            kind,
             status_reason: status_reason.map(str::to_string),
             message: message.to_string(),
         });
+        self
+    }
+    /// Adds `name → depends_on` to the dependency graph around the job.
+    pub fn graph_edge(mut self, name: &str, depends_on: &[&str]) -> Self {
+        self.view.dependency_graph.insert(
+            name.to_string(),
+            depends_on.iter().map(|d| d.to_string()).collect(),
+        );
+        self
+    }
+    pub fn missing_dependency_grace(mut self, seconds: i64) -> Self {
+        self.view.missing_dependency_grace_ms = secs(seconds);
+        self
+    }
+    pub fn creation_refusal(mut self, refusal: CreationRefusal) -> Self {
+        self.view.creation_refusal = Some(refusal);
         self
     }
     pub fn build(self) -> JobView {
@@ -166,6 +196,7 @@ pub fn pod(name: &str) -> PodBuilder {
             waiting_reason: None,
             waiting_message: None,
             deletion_timestamp_ms: None,
+            active_deadline_at_ms: None,
             node_lost: false,
             has_finalizer: true,
         },
@@ -249,6 +280,11 @@ impl PodBuilder {
     }
     pub fn node_lost(mut self) -> Self {
         self.pod.node_lost = true;
+        self
+    }
+    /// Stopped through its deadline: the kubelet stops it at `at_ms`.
+    pub fn deadline(mut self, at_ms: i64) -> Self {
+        self.pod.active_deadline_at_ms = Some(at_ms);
         self
     }
     /// Being deleted; SIGKILL due at `deletion_timestamp_ms`.
@@ -361,6 +397,7 @@ pub fn environment(name: &str) -> EnvironmentBuilder {
             valid: true,
             shapes: None,
             max_milli_cpu: None,
+            starting_nodes: 0,
         },
     }
 }
@@ -393,6 +430,11 @@ impl EnvironmentBuilder {
     }
     pub fn max_vcpus(mut self, vcpus: i64) -> Self {
         self.env.max_milli_cpu = Some(Resources::vcpus(vcpus));
+        self
+    }
+    /// Nodes that are not Ready yet but will be (booting, or still to be created).
+    pub fn starting_nodes(mut self, nodes: u32) -> Self {
+        self.env.starting_nodes = nodes;
         self
     }
     pub fn build(self) -> EnvironmentSpec {
@@ -463,6 +505,7 @@ pub fn workload(
             queue: queue.to_string(),
             retried: false,
             submitted_at_ms,
+            submission_order: 0,
             attempt: 1,
             request,
             constraints: Constraints::default(),
@@ -484,6 +527,12 @@ impl WorkloadBuilder {
         self
     }
     /// Array children `indices` (e.g. `"0-99"`).
+    /// Its place in submission order within its `submitted_at_ms` (see `Workload`).
+    pub fn submission_order(mut self, order: i64) -> Self {
+        self.workload.submission_order = order;
+        self
+    }
+
     pub fn children(mut self, indices: &str) -> Self {
         self.workload.units =
             Units::Array(IndexSet::parse(indices).expect("valid indices in fixture"));

@@ -15,7 +15,7 @@
 //!
 //! Building blocks: [`resources`] (and [`quantity`] to read Kubernetes/AWS amounts into them), [`index_set`] (compact child-index ranges and bitsets),
 //! [`glob`] (AWS Batch patterns), [`retry`] (`evaluateOnExit`), [`timeout`], [`deps`]
-//! (dependency verdicts), [`state`] (AWS job states), [`reasons`] (AWS status reasons),
+//! (dependency verdicts, cycles, missing jobs), [`pod_creation`] (refused pod creations), [`state`] (AWS job states), [`reasons`] (AWS status reasons),
 //! [`naming`] (deterministic pod names). Test builders live in `fixtures` (feature
 //! `fixtures`).
 #![forbid(unsafe_code)]
@@ -28,6 +28,7 @@ pub mod glob;
 pub mod index_set;
 pub mod job;
 pub mod naming;
+pub mod pod_creation;
 pub mod pool;
 pub mod quantity;
 pub mod reasons;

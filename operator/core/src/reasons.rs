@@ -22,6 +22,11 @@ pub const JOB_RESOURCE_REQUIREMENT: &str = "MISCONFIGURATION:JOB_RESOURCE_REQUIR
 pub const COMPUTE_ENVIRONMENT_MAX_RESOURCE: &str =
     "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE";
 
+/// The code AWS Batch uses when every compute environment of the queue cannot get the capacity
+/// the job needs. Barge shows it on a RUNNABLE job when no usable environment of its queue has
+/// a Ready node that could take the job and none is starting one.
+pub const INSUFFICIENT_INSTANCE_CAPACITY: &str = "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY";
+
 /// The code AWS Batch uses when every compute environment of the queue is invalid.
 pub const ACTION_REQUIRED: &str = "ACTION_REQUIRED";
 
@@ -36,6 +41,14 @@ pub fn job_resource_requirement() -> String {
 pub fn compute_environment_max_resource() -> String {
     format!(
         "{COMPUTE_ENVIRONMENT_MAX_RESOURCE} - CE(s) associated with the job queue cannot meet the CPU requirement of the job."
+    )
+}
+
+/// The status reason of a RUNNABLE job for which no environment of its queue has or is starting
+/// a node (AWS Batch's wording; `instance_types` names the types the environments use).
+pub fn insufficient_instance_capacity(instance_types: &str) -> String {
+    format!(
+        "{INSUFFICIENT_INSTANCE_CAPACITY} - Service cannot fulfill the capacity requested for instance type {instance_types}"
     )
 }
 
@@ -60,6 +73,32 @@ pub fn pod_vanished(pod_name: &str) -> String {
     format!("Pod {pod_name} disappeared before its result was recorded")
 }
 
+/// Prefix of the status reason of a job in a dependency cycle.
+pub const DEPENDENCY_CYCLE: &str = "Dependency cycle";
+
+/// The status reason of a job in a dependency cycle: `Dependency cycle: a → b → a`.
+pub fn dependency_cycle(path: &[String]) -> String {
+    format!("{DEPENDENCY_CYCLE}: {}", path.join(" → "))
+}
+
+/// Prefix of the status reason of a job whose dependency never appeared.
+pub const DEPENDENCY_NOT_FOUND: &str = "Dependency not found";
+
+/// The status reason of a job whose dependency `name` was still missing after the grace period.
+pub fn dependency_not_found(name: &str, grace_seconds: i64) -> String {
+    format!("{DEPENDENCY_NOT_FOUND}: job {name:?} does not exist (waited {grace_seconds} s)")
+}
+
+/// Prefix of the status reason of an attempt whose pod the API server kept refusing to create
+/// (match it with `evaluateOnExit: [{onStatusReason: "PodCreationRefused*", action: EXIT}]`).
+pub const POD_CREATION_REFUSED: &str = "PodCreationRefused";
+
+/// The status reason of an attempt whose pod creation was refused: `PodCreationRefused: <the
+/// API server's message>`.
+pub fn pod_creation_refused(message: &str) -> String {
+    format!("{POD_CREATION_REFUSED}: {message}")
+}
+
 /// The status reason of an array parent that ended with failed children.
 pub fn array_children_failed(failed: u64, size: u32) -> String {
     format!("{failed} of {size} child jobs failed")
@@ -82,6 +121,10 @@ mod tests {
         assert!(job_resource_requirement().starts_with(JOB_RESOURCE_REQUIREMENT));
         assert!(compute_environment_max_resource().starts_with(COMPUTE_ENVIRONMENT_MAX_RESOURCE));
         assert!(environments_invalid().starts_with(ACTION_REQUIRED));
+        assert_eq!(
+            insufficient_instance_capacity("c5.large"),
+            "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - Service cannot fulfill the capacity requested for instance type c5.large"
+        );
         assert_eq!(
             canceled_by_time_limit(JOB_RESOURCE_REQUIREMENT),
             "Canceled by JobStateTimeLimit action due to reason: MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"

@@ -394,7 +394,7 @@ mod tests {
 
     #[test]
     fn spot_fixture_semantics_host_loss_retries_everything_else_exits() {
-        // shared/fixtures/aws/jobdef-spot-retry.json
+        // e2e/fixtures/aws/jobdef-spot-retry.json
         let s = RetryStrategy::new(
             5,
             vec![

@@ -1,4 +1,4 @@
-//! AWS Batch documents nobody here wrote (shared/fixtures/aws), read as they are and fed
+//! AWS Batch documents nobody here wrote (e2e/fixtures/aws), read as they are and fed
 //! through barge-core's decisions: retry strategies, instance types, allocation strategies,
 //! queue ordering and array sizes behave as an AWS Batch user expects.
 
@@ -12,31 +12,10 @@ use barge_core::retry::{
 use barge_core::scheduler::{order_queues, QueueSpec};
 use barge_core::state::JobState;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-
-/// `$BARGE_SHARED_DIR`, else `<workspace root>/../shared`.
-fn shared_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("BARGE_SHARED_DIR") {
-        return PathBuf::from(dir);
-    }
-    let mut dir = Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
-    loop {
-        let manifest = dir.join("Cargo.toml");
-        if std::fs::read_to_string(&manifest).is_ok_and(|text| text.contains("[workspace]")) {
-            return dir.join("..").join("shared");
-        }
-        assert!(
-            dir.pop(),
-            "no workspace Cargo.toml above {}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-    }
-}
 
 fn document(name: &str) -> Value {
-    let path = shared_dir().join("fixtures").join("aws").join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let path = barge_fixtures::aws(name);
+    let text = barge_fixtures::read(&path);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
 }
 

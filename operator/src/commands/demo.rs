@@ -34,7 +34,8 @@ use barge_crds::consts::{
 };
 use barge_crds::job::JobStatus;
 use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, SchedulingPolicy};
-use barge_operator::run::{self, LogFormat, OperatorArgs, Shutdown};
+use barge_operator::run::{self, LogFormat, OperatorArgs};
+use barge_operator::shutdown::Shutdown;
 use barge_sim::kubelet::{Kubelet, KubeletConfig, KubeletError, RuntimeKind};
 use barge_sim::{Cluster, ClusterConfig, SimError};
 
@@ -556,6 +557,8 @@ fn operator_args(kubeconfig: &Path, log_level: &str) -> OperatorArgs {
         pod_create_concurrency: 16,
         reconcile_concurrency: 0,
         status_refresh_seconds: 2,
+        dependency_grace_seconds: 300,
+        pod_create_give_up_seconds: 300,
     }
 }
 

@@ -11,20 +11,25 @@
 //!    `desiredvCpus`, or `minvCpus` while DISABLED; surplus nodes cordoned, then deleted when
 //!    idle), [`unmanaged::plan_membership`] for an UNMANAGED one;
 //! 4. apply: server-side apply of Barge's Node fields, node deletions, membership labels;
-//!    Events on scaling (`ScaledOut`, `Cordoned`, `ScaledIn`);
+//!    Events on scaling (`ScaledOut`, `Cordoned`, `ScaledIn`). A pass makes at most
+//!    [`NODE_WRITES_PER_PASS`] node writes and stops early on SIGTERM, deletion or a spec change;
+//!    the rest waits for the next pass (requeued at once) and `statusReason` says how far the
+//!    pool got. A pool beyond `MAX_NODES_PER_COMPUTE_ENVIRONMENT` nodes is INVALID (step 1);
 //! 5. update_status (pure [`build_status`]): `status`, `statusReason`, `desiredvCpus`,
 //!    `allocatedvCpus` (CPU requested by Barge's pods on its nodes), `nodeCounts`, Ready,
 //!    `observedGeneration`; and the CE gauges.
 //!
 //! Deletion: the `batch.barge.dev/in-use` finalizer (kube's finalizer helper) holds the
-//! environment while a queue lists it (status DELETING says which); then its simulated nodes
-//! are deleted, or its unmanaged nodes released, and the finalizer goes.
+//! environment while a queue lists it (status DELETING says which); then the finalizer goes at
+//! once: its simulated nodes, which it owns, are deleted by the garbage collector (only nodes
+//! missing the owner reference are deleted here, a pass at a time), and its unmanaged nodes are
+//! released.
 //!
 //! Triggers: the environment, its nodes (and for UNMANAGED selectors any node they match), the
 //! queues that list it; a periodic refresh keeps `allocatedvCpus` current, and a quick one while
 //! nodes are booting or draining.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,7 +44,7 @@ use kube::{Api, ResourceExt};
 use barge_crds::compute_environment::{CeStatus, ComputeEnvironmentType};
 use barge_crds::consts::{
     CONDITION_READY, FIELD_MANAGER_COMPUTE_ENVIRONMENT_CONTROLLER, FINALIZER_IN_USE,
-    LABEL_INSTANCE_TYPE, LABEL_MANAGED_BY, MANAGED_BY_BARGE, REASON_VALID,
+    LABEL_INSTANCE_TYPE, LABEL_MANAGED_BY, MANAGED_BY_BARGE, REASON_NO_READY_NODES, REASON_VALID,
 };
 use barge_crds::{ComputeEnvironment, ComputeEnvironmentStatus, JobQueue};
 
@@ -52,12 +57,14 @@ use crate::metrics::ComputeEnvironmentLabels;
 use crate::nodepools::simulated::{self, NodeActions, ObservedNode};
 use crate::nodepools::unmanaged::{self, Membership};
 use crate::nodepools::{self, node_is_ready, Pool, PoolError};
-use crate::run::Shutdown;
+use crate::shutdown::Shutdown;
 use crate::status::{apply_status, merge_conditions, DesiredCondition, Precondition};
 
 const CONTROLLER: &str = "compute-environment";
-/// `statusReason` of a VALID environment (AWS Batch's wording).
+/// `statusReason` of a VALID environment with a Ready node (AWS Batch's wording).
 pub const STATUS_REASON_HEALTHY: &str = "ComputeEnvironment Healthy";
+/// `statusReason` of a VALID environment without any Ready node: it cannot run work now.
+pub const STATUS_REASON_NO_READY_NODE: &str = "ComputeEnvironment has no Ready node";
 /// Event reasons.
 pub const EVENT_SCALED_OUT: &str = "ScaledOut";
 pub const EVENT_SCALED_IN: &str = "ScaledIn";
@@ -65,6 +72,14 @@ pub const EVENT_CORDONED: &str = "Cordoned";
 pub const EVENT_INVALID: &str = "InvalidComputeEnvironment";
 /// How soon to look again while nodes boot or drain.
 const SETTLE_INTERVAL: Duration = Duration::from_secs(2);
+/// Most node writes (creations, deletions, changes) of one reconcile; a larger change of a pool
+/// is spread over passes, with the status written after each and deletion, a spec change or
+/// SIGTERM taking effect in between.
+pub const NODE_WRITES_PER_PASS: usize = 20;
+/// How soon the next pass of a spread-out change starts (the cache catches up meanwhile).
+const NEXT_PASS_INTERVAL: Duration = Duration::from_millis(100);
+/// Most node names an Event or note lists; beyond it they are counted.
+const LISTED_NODES: usize = 5;
 /// Why an enabled simulated pool has no nodes.
 pub const ADVICE_EMPTY_POOL: &str = "desiredvCpus (default minvCpus) is 0, so the pool has no nodes: set desiredvCpus to run jobs (this version keeps managed pools at a fixed size; scaling with demand is not implemented yet)";
 
@@ -92,6 +107,8 @@ pub enum Error {
     UpdateStatus { ce: String, source: kube::Error },
     #[error("compute environment {ce} is still used by job queue(s) {queues}; it is deleted once no queue lists it")]
     InUse { ce: String, queues: String },
+    #[error("compute environment {ce} is being deleted; {left} of its node(s) are left to release, a pass at a time")]
+    ReleasingNodes { ce: String, left: usize },
     #[error(transparent)]
     Finalizer(#[from] Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -99,7 +116,7 @@ pub enum Error {
 impl super::ReconcileError for Error {
     fn is_waiting(&self) -> bool {
         match self {
-            Error::InUse { .. } => true,
+            Error::InUse { .. } | Error::ReleasingNodes { .. } => true,
             Error::Finalizer(err) => super::finalizer_error_is_waiting(err),
             _ => false,
         }
@@ -121,6 +138,9 @@ pub struct NodeReport {
     pub notes: Vec<String>,
     /// Advice that does not mean work in progress (e.g. why a pool has no nodes).
     pub advice: Option<String>,
+    /// How far a scaling spread over several passes got (e.g. "scaling out: 40 of 500 node(s)
+    /// created, ..."); while set it is the `statusReason`.
+    pub progress: Option<String>,
 }
 
 /// The status an environment should have (pure). `verdict` is the validation outcome;
@@ -161,16 +181,23 @@ pub fn build_status(
                 message.push_str("; ");
                 message.push_str(note);
             }
-            let settled = report.notes.is_empty() && report.ready_nodes == report.nodes;
-            let reason = if settled {
-                REASON_VALID
+            let settled = report.notes.is_empty()
+                && report.progress.is_none()
+                && report.ready_nodes == report.nodes;
+            let (ready, reason, status_reason) = if report.ready_nodes == 0 {
+                (false, REASON_NO_READY_NODES, STATUS_REASON_NO_READY_NODE)
+            } else if settled {
+                (true, REASON_VALID, STATUS_REASON_HEALTHY)
             } else {
-                REASON_SCALING
+                (true, REASON_SCALING, STATUS_REASON_HEALTHY)
             };
             (
                 CeStatus::Valid,
-                STATUS_REASON_HEALTHY.to_string(),
-                DesiredCondition::new(CONDITION_READY, true, reason, message),
+                report
+                    .progress
+                    .clone()
+                    .unwrap_or_else(|| status_reason.to_string()),
+                DesiredCondition::new(CONDITION_READY, ready, reason, message),
             )
         }
     };
@@ -222,12 +249,16 @@ fn managed_nodes(ce: &str, ctx: &Context) -> Vec<Arc<Node>> {
 }
 
 #[tracing::instrument(name = "reconcile", skip_all, fields(compute_environment = %ce.name_any()))]
-async fn reconcile(ce: Arc<ComputeEnvironment>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(
+    ce: Arc<ComputeEnvironment>,
+    ctx: Arc<Context>,
+    shutdown: Shutdown,
+) -> Result<Action, Error> {
     measured(&ctx, CONTROLLER, async {
         let api: Api<ComputeEnvironment> = Api::all(ctx.client.clone());
         finalizer(&api, FINALIZER_IN_USE, ce, |event| async {
             match event {
-                FinalizerEvent::Apply(ce) => apply(&ce, &ctx).await,
+                FinalizerEvent::Apply(ce) => apply(&ce, &ctx, &shutdown).await,
                 FinalizerEvent::Cleanup(ce) => cleanup(&ce, &ctx).await,
             }
         })
@@ -237,7 +268,11 @@ async fn reconcile(ce: Arc<ComputeEnvironment>, ctx: Arc<Context>) -> Result<Act
     .await
 }
 
-async fn apply(ce: &ComputeEnvironment, ctx: &Context) -> Result<Action, Error> {
+async fn apply(
+    ce: &ComputeEnvironment,
+    ctx: &Context,
+    shutdown: &Shutdown,
+) -> Result<Action, Error> {
     let name = ce.name_any();
     let (verdict, report, settled) = match nodepools::pool_of(ce) {
         Err(err) => {
@@ -255,11 +290,16 @@ async fn apply(ce: &ComputeEnvironment, ctx: &Context) -> Result<Action, Error> 
                 .collect();
             match simulated::plan_nodes(ce, &pool, nodepools::is_enabled(ce), &observed) {
                 Err(err) => (Err(err), base_report(&nodes, ctx), true),
-                Ok(actions) => {
-                    apply_node_actions(ce, &actions, ctx).await?;
+                Ok(mut actions) => {
+                    actions.limit_writes(NODE_WRITES_PER_PASS);
+                    if apply_node_actions(ce, &actions, ctx, shutdown).await? == Pass::Superseded {
+                        // Deleted, changed or shutting down: the next pass (if any) plans anew.
+                        return Ok(Action::requeue(NEXT_PASS_INTERVAL));
+                    }
                     let mut report = base_report(&nodes, ctx);
                     report.desired_vcpus = actions.target_vcpus;
                     report.notes = node_notes(&actions);
+                    report.progress = actions.progress(NODE_WRITES_PER_PASS);
                     if actions.target_vcpus == 0 && nodepools::is_enabled(ce) {
                         report.advice = Some(ADVICE_EMPTY_POOL.to_string());
                     }
@@ -270,17 +310,23 @@ async fn apply(ce: &ComputeEnvironment, ctx: &Context) -> Result<Action, Error> 
         }
         Ok(Pool::Unmanaged(pool)) => {
             let all: Vec<Arc<Node>> = ctx.caches.nodes.state();
-            let membership = unmanaged::plan_membership(&name, &pool.node_selector, &all, false);
-            apply_membership(&name, &membership, ctx).await?;
+            let mut membership =
+                unmanaged::plan_membership(&name, &pool.node_selector, &all, false);
+            let joining: BTreeSet<&String> =
+                membership.members.iter().chain(&membership.label).collect();
             let members: Vec<Arc<Node>> = all
                 .iter()
-                .filter(|n| {
-                    membership.members.contains(&n.name_any())
-                        || membership.label.contains(&n.name_any())
-                })
+                .filter(|n| joining.contains(&n.name_any()))
                 .cloned()
                 .collect();
+            let deferred = membership.limit_writes(NODE_WRITES_PER_PASS);
+            apply_membership(&name, &membership, ctx).await?;
             let mut report = base_report(&members, ctx);
+            if deferred > 0 {
+                report.progress = Some(format!(
+                    "updating membership labels: {deferred} node(s) left, at most {NODE_WRITES_PER_PASS} node writes per pass"
+                ));
+            }
             report.desired_vcpus = members
                 .iter()
                 .map(|n| nodepools::node_allocatable(n, &pool.gpu_resource_name).vcpus_ceil())
@@ -303,32 +349,76 @@ async fn apply(ce: &ComputeEnvironment, ctx: &Context) -> Result<Action, Error> 
     write_status(ce, &verdict, &report, None, ctx).await?;
     Ok(match (&verdict, settled) {
         (Err(_), _) => Action::await_change(),
+        (Ok(()), _) if report.progress.is_some() => Action::requeue(NEXT_PASS_INTERVAL),
         (Ok(()), false) => Action::requeue(SETTLE_INTERVAL),
         (Ok(()), true) => Action::requeue(ctx.config.status_refresh_interval),
     })
 }
 
+/// Node names for a note or Event: all of a few, else the first ones and a count.
+fn list_nodes(names: &[String]) -> String {
+    if names.len() <= LISTED_NODES {
+        join_names(names)
+    } else {
+        format!(
+            "{}, ... ({} in all)",
+            names[..LISTED_NODES - 1].join(", "),
+            names.len()
+        )
+    }
+}
+
 fn node_notes(actions: &NodeActions) -> Vec<String> {
     let mut notes = Vec::new();
     if !actions.created.is_empty() {
-        notes.push(format!("creating {}", join_names(&actions.created)));
+        notes.push(format!("creating {}", list_nodes(&actions.created)));
     }
     if !actions.cordoned.is_empty() || !actions.draining.is_empty() {
         let mut surplus = actions.cordoned.clone();
         surplus.extend(actions.draining.iter().cloned());
-        notes.push(format!("draining {} before removal", join_names(&surplus)));
+        notes.push(format!("draining {} before removal", list_nodes(&surplus)));
     }
     if !actions.delete.is_empty() {
-        notes.push(format!("removing {}", join_names(&actions.delete)));
+        notes.push(format!("removing {}", list_nodes(&actions.delete)));
     }
     notes
 }
 
+/// How a pass of node writes ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    Done,
+    /// Stopped before a write: see [`superseded`].
+    Superseded,
+}
+
+/// Whether a pass should stop before its next write: shutdown was requested, or the cache shows
+/// the environment gone, being deleted, or with a newer spec (which the next pass plans for).
+fn superseded(ce: &ComputeEnvironment, ctx: &Context, shutdown: &Shutdown) -> bool {
+    if shutdown.is_requested() {
+        return true;
+    }
+    match ctx
+        .caches
+        .compute_environments
+        .get(&ObjectRef::from_obj(ce))
+    {
+        None => true,
+        Some(current) => {
+            current.metadata.deletion_timestamp.is_some()
+                || current.metadata.generation != ce.metadata.generation
+        }
+    }
+}
+
+/// Carries out one pass of node writes (already limited by [`NodeActions::limit_writes`]),
+/// checking before each write that the pass is still wanted.
 async fn apply_node_actions(
     ce: &ComputeEnvironment,
     actions: &NodeActions,
     ctx: &Context,
-) -> Result<(), Error> {
+    shutdown: &Shutdown,
+) -> Result<Pass, Error> {
     let name = ce.name_any();
     let api: Api<Node> = Api::all(ctx.client.clone());
     let params = PatchParams::apply(FIELD_MANAGER_COMPUTE_ENVIRONMENT_CONTROLLER).force();
@@ -336,10 +426,33 @@ async fn apply_node_actions(
         field_manager: Some(FIELD_MANAGER_COMPUTE_ENVIRONMENT_CONTROLLER.to_string()),
         ..Default::default()
     };
+    let mut pass = Pass::Done;
+    let mut deleted = Vec::new();
+    for node_name in &actions.delete {
+        if superseded(ce, ctx, shutdown) {
+            pass = Pass::Superseded;
+            break;
+        }
+        match api.delete(node_name, &DeleteParams::default()).await {
+            Ok(_) => deleted.push(node_name.clone()),
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(source) => {
+                return Err(Error::DeleteNode {
+                    ce: name.clone(),
+                    node: node_name.clone(),
+                    source,
+                })
+            }
+        }
+    }
     // New nodes are created (a node a lagging cache did not show yet is AlreadyExists, not
     // created twice), existing ones get Barge's fields by server-side apply.
     let mut created = Vec::new();
     for node in &actions.apply {
+        if pass == Pass::Superseded || superseded(ce, ctx, shutdown) {
+            pass = Pass::Superseded;
+            break;
+        }
         let node_name = node.name_any();
         let apply_error = |source| Error::ApplyNode {
             ce: name.clone(),
@@ -363,27 +476,13 @@ async fn apply_node_actions(
             .await
             .map_err(apply_error)?;
     }
-    let mut deleted = Vec::new();
-    for node_name in &actions.delete {
-        match api.delete(node_name, &DeleteParams::default()).await {
-            Ok(_) => deleted.push(node_name.clone()),
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(source) => {
-                return Err(Error::DeleteNode {
-                    ce: name.clone(),
-                    node: node_name.clone(),
-                    source,
-                })
-            }
-        }
-    }
     ctx.metrics.nodes_created.inc_by(created.len() as u64);
     ctx.metrics.nodes_deleted.inc_by(deleted.len() as u64);
     if !created.is_empty() {
         let note = format!(
             "created {} node(s) ({}) for {} desired vCPUs",
             created.len(),
-            join_names(&created),
+            list_nodes(&created),
             actions.target_vcpus
         );
         ctx.events.publish(
@@ -391,10 +490,10 @@ async fn apply_node_actions(
             EventSpec::normal(EVENT_SCALED_OUT, ACTION_RECONCILE, note),
         );
     }
-    if !actions.cordoned.is_empty() {
+    if pass == Pass::Done && !actions.cordoned.is_empty() {
         let note = format!(
             "cordoned surplus node(s) {}; they are removed once idle",
-            join_names(&actions.cordoned)
+            list_nodes(&actions.cordoned)
         );
         ctx.events.publish(
             ce,
@@ -405,7 +504,7 @@ async fn apply_node_actions(
         let note = format!(
             "removed {} idle node(s) ({}) for {} desired vCPUs",
             deleted.len(),
-            join_names(&deleted),
+            list_nodes(&deleted),
             actions.target_vcpus
         );
         ctx.events.publish(
@@ -416,7 +515,7 @@ async fn apply_node_actions(
     if !created.is_empty() || !deleted.is_empty() {
         ctx.scheduler.wake();
     }
-    Ok(())
+    Ok(pass)
 }
 
 async fn apply_membership(ce: &str, membership: &Membership, ctx: &Context) -> Result<(), Error> {
@@ -465,9 +564,16 @@ async fn cleanup(ce: &ComputeEnvironment, ctx: &Context) -> Result<Action, Error
     }
     match ce.spec.r#type {
         ComputeEnvironmentType::Managed => {
-            let api: Api<Node> = Api::all(ctx.client.clone());
+            // Barge's nodes are owned by their environment (a controller owner reference), so
+            // the garbage collector deletes them once it is gone, however many there are; this
+            // pass only deletes nodes without that reference, a pass at a time.
             let nodes = managed_nodes(&name, ctx);
-            for node in &nodes {
+            let uid = ce.metadata.uid.as_deref().unwrap_or_default();
+            let (owned, unowned): (Vec<_>, Vec<_>) = nodes
+                .iter()
+                .partition(|n| n.owner_references().iter().any(|o| o.uid == uid));
+            let api: Api<Node> = Api::all(ctx.client.clone());
+            for node in unowned.iter().take(NODE_WRITES_PER_PASS) {
                 match api.delete(&node.name_any(), &DeleteParams::default()).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(status)) if status.code == 404 => {}
@@ -488,18 +594,29 @@ async fn cleanup(ce: &ComputeEnvironment, ctx: &Context) -> Result<Action, Error
                         EVENT_SCALED_IN,
                         ACTION_RECONCILE,
                         format!(
-                            "deleting node(s) {} with the compute environment",
-                            join_names(&names)
+                            "deleting node(s) {} with the compute environment ({} by the garbage collector)",
+                            list_nodes(&names),
+                            owned.len()
                         ),
                     ),
                 );
             }
+            if unowned.len() > NODE_WRITES_PER_PASS {
+                return Err(Error::ReleasingNodes {
+                    ce: name,
+                    left: unowned.len() - NODE_WRITES_PER_PASS,
+                });
+            }
         }
         ComputeEnvironmentType::Unmanaged => {
             let selector = ce.spec.node_selector.clone().unwrap_or_default();
-            let membership =
+            let mut membership =
                 unmanaged::plan_membership(&name, &selector, &ctx.caches.nodes.state(), true);
+            let left = membership.limit_writes(NODE_WRITES_PER_PASS);
             apply_membership(&name, &membership, ctx).await?;
+            if left > 0 {
+                return Err(Error::ReleasingNodes { ce: name, left });
+            }
         }
     }
     let labels = ComputeEnvironmentLabels {
@@ -667,13 +784,18 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         },
     )
     .with_config(controller_config(&ctx))
-    .graceful_shutdown_on(shutdown.wait());
+    .graceful_shutdown_on(shutdown.clone().wait());
     if let Some(requests) = ctx.triggers.compute_environments.stream() {
         controller = controller.reconcile_on(requests);
     }
+    let stop = shutdown;
     super::drain_classified(
         CONTROLLER,
-        controller.run(reconcile, error_policy, ctx),
+        controller.run(
+            move |ce, ctx| reconcile(ce, ctx, stop.clone()),
+            error_policy,
+            ctx,
+        ),
         super::ReconcileError::is_waiting,
     )
     .await;
@@ -701,6 +823,7 @@ mod tests {
             ready_nodes: 2,
             notes: vec![],
             advice: None,
+            progress: None,
         };
         let status = build_status(&ce, &Ok(()), &report, None, now());
         assert_eq!(status.status, Some(CeStatus::Valid));
@@ -733,11 +856,36 @@ mod tests {
         };
         let status = build_status(&ce, &Ok(()), &report, None, now());
         assert_eq!(status.status, Some(CeStatus::Valid));
-        assert_eq!(status.conditions[0].reason, REASON_SCALING);
+        assert_eq!(
+            (
+                status.conditions[0].status.as_str(),
+                status.conditions[0].reason.as_str()
+            ),
+            ("False", REASON_NO_READY_NODES),
+            "valid, but no node can run work yet"
+        );
+        assert_eq!(
+            status.status_reason.as_deref(),
+            Some(STATUS_REASON_NO_READY_NODE)
+        );
         assert_eq!(
             status.conditions[0].message,
             "0/1 node(s) ready; creating ce-m5-xlarge-1"
         );
+        let one_up = NodeReport {
+            nodes: 2,
+            ready_nodes: 1,
+            ..report
+        };
+        let status = build_status(&ce, &Ok(()), &one_up, None, now());
+        assert_eq!(
+            (
+                status.conditions[0].status.as_str(),
+                status.conditions[0].reason.as_str()
+            ),
+            ("True", REASON_SCALING)
+        );
+        assert_eq!(status.status_reason.as_deref(), Some(STATUS_REASON_HEALTHY));
     }
 
     #[test]
@@ -749,12 +897,48 @@ mod tests {
         };
         let status = build_status(&ce, &Ok(()), &report, None, now());
         assert_eq!(
-            status.conditions[0].reason, REASON_VALID,
-            "advice is not work in progress"
+            (
+                status.conditions[0].status.as_str(),
+                status.conditions[0].reason.as_str()
+            ),
+            ("False", REASON_NO_READY_NODES),
+            "an empty pool is not healthy"
         );
         assert!(status.conditions[0]
             .message
             .starts_with("0/0 node(s) ready; desiredvCpus (default minvCpus) is 0"));
+    }
+
+    #[test]
+    fn a_pool_growing_over_several_passes_says_how_far_it_got() {
+        let ce = simulated_ce("ce", &["c5.large"], 0, Some(1000), 1000);
+        let progress = "scaling out: 40 of 500 node(s) created, at most 20 node writes per pass";
+        let report = NodeReport {
+            desired_vcpus: 1000,
+            nodes: 40,
+            ready_nodes: 40,
+            progress: Some(progress.into()),
+            ..Default::default()
+        };
+        let status = build_status(&ce, &Ok(()), &report, None, now());
+        assert_eq!(status.status, Some(CeStatus::Valid));
+        assert_eq!(status.status_reason.as_deref(), Some(progress));
+        assert_eq!(
+            (
+                status.conditions[0].status.as_str(),
+                status.conditions[0].reason.as_str()
+            ),
+            ("True", REASON_SCALING),
+            "work in progress, though every node so far is ready"
+        );
+    }
+
+    #[test]
+    fn node_lists_are_cut_short() {
+        let names: Vec<String> = (0..20).map(|i| format!("n{i}")).collect();
+        assert_eq!(list_nodes(&names[..2]), "n0 and n1");
+        assert_eq!(list_nodes(&names[..5]), "n0, n1, n2, n3 and n4");
+        assert_eq!(list_nodes(&names), "n0, n1, n2, n3, ... (20 in all)");
     }
 
     #[test]

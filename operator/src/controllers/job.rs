@@ -11,9 +11,10 @@
 //!    renders the status;
 //! 4. **update_status** — one server-side apply guarded by the resourceVersion the decision was
 //!    based on (so a stale cache can never move a job backwards), coalesced for busy arrays;
-//! 5. **apply** — only after the status holds the result: delete pods (timeouts, terminate),
-//!    release the result finalizer of recorded pods, delete the job after its TTL; publish
-//!    the RUNNABLE work for the scheduler (which creates the pods).
+//! 5. **publish** the RUNNABLE work of the recorded plan for the scheduler (which creates the
+//!    pods) — before any pod action, so the scheduler never holds an offer older than a deletion;
+//! 6. **apply** — only after the status holds the result: delete pods (timeouts, terminate),
+//!    release the result finalizer of recorded pods, delete the job after its TTL.
 //!
 //! Events: one Kubernetes Event per state change of the job (array parents only, never one per
 //! child).
@@ -29,6 +30,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
 use tracing::{debug, instrument};
 
+use barge_core::deps::{dependency_graph, DependencyGraph};
 use barge_core::job::{
     reconcile as decide, Admission, DeleteReason, JobAction, JobPlan, JobView, RunnableWork,
 };
@@ -36,28 +38,31 @@ use barge_core::scheduler::{Constraints, JobKey};
 use barge_core::state::JobState;
 use barge_crds::common::State as QueueState;
 use barge_crds::consts::{
-    FIELD_MANAGER_JOB_CONTROLLER, FINALIZER_ATTEMPT_RESULT, LABEL_ARRAY_INDEX,
-    LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_NAME, REASON_INVALID_SPEC, REASON_JOB_QUEUE_NOT_FOUND,
-    REASON_NAMESPACE_NOT_ALLOWED,
+    FIELD_MANAGER_JOB_CONTROLLER, LABEL_ARRAY_INDEX, LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_NAME,
+    REASON_INVALID_SPEC, REASON_JOB_QUEUE_NOT_FOUND, REASON_NAMESPACE_NOT_ALLOWED,
 };
 use barge_crds::job::ResolvedJobDefinition;
 use barge_crds::{Job, JobQueue};
 
-use super::job_definition::{resolve, resolve_pinned, ResolveError, ResolvedDefinition};
-use super::job_queue::namespace_allowed;
 use super::{controller_config, measured, ReconcileError, TRANSIENT_RETRY};
 use crate::cache::namespaced_refs;
 use crate::context::{ArrayPodRetention, Context, RunnableEntry};
+use crate::definition_revisions::{resolve, resolve_pinned, ResolveError, ResolvedDefinition};
 use crate::events::EventSpec;
 use crate::metrics::QueueStateLabels;
-use crate::pods;
-use crate::run::Shutdown;
+use crate::pods::{self, release_pod};
+use crate::queue_access::namespace_allowed;
+use crate::shutdown::Shutdown;
 use crate::status::{apply_status, is_conflict, is_not_found, Precondition, StatusWrite};
 use crate::translate::{self, StatusInputs};
 
 const CONTROLLER: &str = "job";
 /// Event action of job state changes.
 pub const ACTION_STATE_CHANGE: &str = "StateChange";
+/// Condition reason: a new job names a job queue that is being deleted.
+pub const REASON_JOB_QUEUE_DELETING: &str = "JobQueueDeleting";
+/// Condition reason: a new job names a job definition that is being deleted.
+pub const REASON_JOB_DEFINITION_DELETING: &str = "JobDefinitionDeleting";
 /// Condition reason: the job's definition is a multi-node one, which this version cannot run.
 pub const REASON_NOT_SUPPORTED: &str = "NotSupported";
 /// How soon a write refused for a stale resourceVersion is retried (the watch brings the newer
@@ -80,6 +85,12 @@ pub enum Error {
     },
     #[error("deleting pod {pod}: {source}")]
     DeletePod {
+        pod: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("stopping pod {pod} at its deadline: {source}")]
+    StopPod {
         pod: String,
         #[source]
         source: kube::Error,
@@ -139,6 +150,19 @@ fn invalid(reason: &'static str, message: String) -> Admitted {
     }
 }
 
+/// Whether `job` was created once the deletion of an object it names had begun (both times are
+/// the API server's, to the second; a job of the deletion's own second counts as new).
+fn submitted_since_deletion(
+    job: &Job,
+    deletion: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+) -> bool {
+    match (deletion, job.metadata.creation_timestamp.as_ref()) {
+        (Some(deleted), Some(created)) => created.0 >= deleted.0,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
 /// Validates a job's references (from the caches): its definition revision — the pinned one
 /// once recorded — and its queue.
 pub fn admit(job: &Job, ctx: &Context) -> Admitted {
@@ -171,12 +195,39 @@ pub fn admit(job: &Job, ctx: &Context) -> Admitted {
     if let Err(e) = pods::job_request(job, &definition.spec) {
         return invalid(REASON_INVALID_SPEC, e.to_string());
     }
+    // A job submitted after its definition or queue began to be deleted may not keep it alive
+    // (a GitOps prune would wait for ever); jobs admitted or submitted before the deletion run
+    // on (a job waiting for its queue still holds its definition).
+    let first_admission = pinned.is_none();
+    let definition_deleting = caches
+        .job_definitions
+        .get(&ObjectRef::new(&definition.name).within(&namespace))
+        .is_some_and(|d| submitted_since_deletion(job, d.metadata.deletion_timestamp.as_ref()));
+    if first_admission && definition_deleting {
+        return invalid(
+            REASON_JOB_DEFINITION_DELETING,
+            format!(
+                "job definition {:?} is being deleted and accepts no new jobs",
+                definition.name
+            ),
+        );
+    }
     let Some(queue) = caches.queues.get(&ObjectRef::new(&job.spec.job_queue)) else {
         return waiting(
             REASON_JOB_QUEUE_NOT_FOUND,
             format!("job queue {:?} does not exist", job.spec.job_queue),
         );
     };
+    if first_admission && submitted_since_deletion(job, queue.metadata.deletion_timestamp.as_ref())
+    {
+        return invalid(
+            REASON_JOB_QUEUE_DELETING,
+            format!(
+                "job queue {:?} is being deleted and accepts no new jobs",
+                job.spec.job_queue
+            ),
+        );
+    }
     // The namespace watch may lag behind the job's: judge the selector only on a namespace
     // the cache has seen (a wait, never a wrong refusal).
     let Some(ns) = caches.namespaces.get(&ObjectRef::new(&namespace)) else {
@@ -239,6 +290,7 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
 
     // 1. Dereference and validate.
     let record = translate::record_from_status(&job);
+    let record_state = record.state;
     let finished = record.state.is_terminal();
     let admitted = if finished {
         admitted(None)
@@ -289,6 +341,9 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
             .map(translate::time_limit_actions)
             .unwrap_or_default(),
         blocked: ctx.verdicts.get(&key, &uid),
+        dependency_graph: dependency_graph_around(ctx, &job, record_state),
+        missing_dependency_grace_ms: duration_ms(ctx.config.missing_dependency_grace),
+        creation_refusal: ctx.pod_refusals.get(&key, &uid),
     };
 
     // 2. Decide.
@@ -367,6 +422,11 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
         announce(ctx, &job, &plan);
     }
 
+    // The scheduler's book follows the recorded plan before any pod goes: a pod is deleted (or
+    // its result finalizer released) only after the book has stopped offering its unit, so a
+    // slow run of pod actions can never leave a stale offer of a finished child behind.
+    publish(ctx, &key, &uid, &job, &admitted, &plan);
+
     // 5. Apply what the recorded plan asks for: pod actions concurrently (an array may finish
     //    hundreds of children in one reconcile), then the job's own deletion.
     let pod_actions: Vec<JobAction> = plan
@@ -393,7 +453,6 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
         withdraw(ctx, &key);
         return Ok(Action::await_change());
     }
-    publish(ctx, &key, &uid, &job, &admitted, &plan);
     Ok(match plan.requeue_at_ms {
         Some(at) => Action::requeue(Duration::from_millis(
             u64::try_from(at.saturating_sub(now_ms()))
@@ -436,6 +495,12 @@ async fn apply_pod_action(
                 }
             }
         }
+        JobAction::StopPod { name: pod, reason } => {
+            let Some(p) = pods.iter().find(|p| p.name_any() == *pod) else {
+                return Ok(());
+            };
+            stop_pod(ctx, pods_api, p, *reason).await?;
+        }
         JobAction::ReleasePod { name: pod } => {
             let Some(p) = pods.iter().find(|p| p.name_any() == *pod) else {
                 return Ok(());
@@ -449,6 +514,70 @@ async fn apply_pod_action(
         JobAction::DeleteJob => {}
     }
     Ok(())
+}
+
+/// Stops a running pod's containers without deleting the pod (its record and log stay): sets
+/// an `activeDeadlineSeconds` that has passed already, so that the kubelet stops it now and
+/// marks it Failed (`DeadlineExceeded`). Once per pod (the cache may lag behind the patch); a
+/// pod the kubelet never started has no log to keep and is deleted.
+async fn stop_pod(
+    ctx: &Context,
+    pods_api: &Api<Pod>,
+    pod: &Pod,
+    reason: DeleteReason,
+) -> Result<(), Error> {
+    let uid = pod.uid().unwrap_or_default();
+    if ctx.stopped_pods.contains(&uid) {
+        return Ok(());
+    }
+    let name = pod.name_any();
+    let Some(patch) = pods::stop_now_patch(pod, now_ms()) else {
+        debug!(pod = %name, ?reason, "deleting a pod the kubelet never started");
+        return match pods_api.delete(&name, &DeleteParams::default()).await {
+            Err(source) if !is_not_found(&source) => Err(Error::DeletePod { pod: name, source }),
+            _ => Ok(()),
+        };
+    };
+    debug!(pod = %name, ?reason, %patch, "stopping pod at its deadline");
+    match pods_api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {
+            ctx.stopped_pods.insert(&uid);
+            Ok(())
+        }
+        // Gone, or a smaller deadline is set already (the API refuses to raise one).
+        Err(e) if is_not_found(&e) || is_invalid(&e) => Ok(()),
+        Err(source) => Err(Error::StopPod { pod: name, source }),
+    }
+}
+
+fn is_invalid(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 422)
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The `dependsOn` graph around a job that waits for its dependencies, from the cache (for
+/// barge-core's cycle detection); empty once the job is past waiting.
+fn dependency_graph_around(ctx: &Context, job: &Job, state: JobState) -> DependencyGraph {
+    if !matches!(state, JobState::Submitted | JobState::Pending) || job.spec.depends_on.is_empty() {
+        return DependencyGraph::new();
+    }
+    let namespace = job.namespace().unwrap_or_default();
+    dependency_graph(&job.name_any(), |name| {
+        let found = ctx.caches.job(&namespace, name)?;
+        let names = found
+            .spec
+            .depends_on
+            .iter()
+            .filter_map(|d| d.job_name.clone())
+            .collect();
+        Some((translate::record_from_status(&found).state, names))
+    })
 }
 
 /// A resourceVersion as a number (etcd's are; an API server whose are not skips the check).
@@ -530,6 +659,7 @@ fn publish(ctx: &Context, key: &JobKey, uid: &str, job: &Job, admitted: &Admitte
         uid: uid.to_string(),
         queue: job.spec.job_queue.clone(),
         submitted_at_ms: plan.record.created_at_ms,
+        submission_order: translate::submission_order(job),
         request,
         constraints: Constraints {
             instance_type: job
@@ -549,6 +679,7 @@ fn publish(ctx: &Context, key: &JobKey, uid: &str, job: &Job, admitted: &Admitte
 
 fn withdraw(ctx: &Context, key: &JobKey) {
     ctx.runnable.withdraw(key);
+    ctx.pod_refusals.forget(key);
     ctx.verdicts.clear(key);
 }
 
@@ -559,32 +690,11 @@ async fn release_once(ctx: &Context, api: &Api<Pod>, pod: &Pod) -> Result<bool, 
     if ctx.released_pods.contains(&uid) {
         return Ok(false);
     }
-    release_pod(api, &pod.name_any(), pod.finalizers()).await?;
+    release_pod(api, &pod.name_any(), pod.finalizers())
+        .await
+        .map_err(|pods::ReleaseError { pod, source }| Error::ReleasePod { pod, source })?;
     ctx.released_pods.insert(&uid);
     Ok(true)
-}
-
-/// Removes Barge's result finalizer from a pod (its result is recorded, or its job is gone).
-pub async fn release_pod(api: &Api<Pod>, pod: &str, finalizers: &[String]) -> Result<(), Error> {
-    if !finalizers.iter().any(|f| f == FINALIZER_ATTEMPT_RESULT) {
-        return Ok(());
-    }
-    let kept: Vec<&String> = finalizers
-        .iter()
-        .filter(|f| *f != FINALIZER_ATTEMPT_RESULT)
-        .collect();
-    let patch = serde_json::json!({ "metadata": { "finalizers": kept } });
-    match api
-        .patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(source) => Err(Error::ReleasePod {
-            pod: pod.to_string(),
-            source,
-        }),
-    }
 }
 
 /// Whether an array child's pod goes once its result is recorded (`--array-pod-retention`).

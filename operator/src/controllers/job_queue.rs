@@ -6,7 +6,9 @@
 //! 1. dereference: its compute environments and scheduling policy from the caches, its job
 //!    counts from the (queue, state) index — never a scan of all jobs;
 //! 2. validate (pure, [`validate`]): every compute environment exists and is VALID (not being
-//!    deleted), the scheduling policy exists and is Ready, the namespace selector parses;
+//!    deleted), the scheduling policy exists and is Ready, the namespace selector parses; a
+//!    valid queue none of whose compute environments has a Ready node stays VALID but is not
+//!    Ready (`NoReadyNodes`): it cannot run work now;
 //! 3. build the status (pure, [`build_status`]): `status`, `statusReason`, `jobCounts`, the
 //!    Ready condition, `observedGeneration`; and the `barge_jobs{queue,state}` gauges;
 //! 4. update_status (skipped when unchanged).
@@ -16,15 +18,16 @@
 //! `--status-coalesce-ms`, with a periodic requeue while the queue has unfinished jobs so the
 //! last change is never lost (kube's debounce would postpone a busy queue forever).
 //!
-//! [`namespace_allowed`] is the job controller's check of `namespaceSelector`.
+//! The job controller's check of `namespaceSelector` is
+//! [`namespace_allowed`](crate::queue_access::namespace_allowed), one layer down.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::core::{Selector, SelectorExt};
+use kube::core::Selector;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::runtime::reflector::ObjectRef;
@@ -33,8 +36,8 @@ use kube::{Api, ResourceExt};
 use barge_crds::compute_environment::CeStatus;
 use barge_crds::consts::{
     CONDITION_READY, FIELD_MANAGER_JOB_QUEUE_CONTROLLER, FINALIZER_IN_USE,
-    REASON_COMPUTE_ENVIRONMENT_NOT_FOUND, REASON_INVALID_SPEC, REASON_SCHEDULING_POLICY_NOT_FOUND,
-    REASON_VALID,
+    REASON_COMPUTE_ENVIRONMENT_NOT_FOUND, REASON_INVALID_SPEC, REASON_NO_READY_NODES,
+    REASON_SCHEDULING_POLICY_NOT_FOUND, REASON_VALID,
 };
 use barge_crds::job::{JobStatus, JobStatusCounts};
 use barge_crds::job_queue::JqStatus;
@@ -47,7 +50,7 @@ use super::{
 use crate::context::Context;
 use crate::events::EventSpec;
 use crate::metrics::QueueStateLabels;
-use crate::run::Shutdown;
+use crate::shutdown::Shutdown;
 use crate::status::{
     apply_status, find_condition, merge_conditions, DesiredCondition, Precondition, CONDITION_TRUE,
 };
@@ -55,7 +58,8 @@ use crate::status::{
 const CONTROLLER: &str = "job-queue";
 /// Event reason: the queue became INVALID (or its reason changed).
 pub const EVENT_INVALID: &str = "InvalidJobQueue";
-/// `statusReason` of a VALID queue (AWS Batch's wording).
+/// `statusReason` of a VALID queue with a compute environment that can run work (AWS Batch's
+/// wording).
 pub const STATUS_REASON_HEALTHY: &str = "JobQueue Healthy";
 
 #[derive(Debug, thiserror::Error)]
@@ -83,10 +87,12 @@ impl super::ReconcileError for Error {
 pub enum EnvironmentState {
     Missing,
     Deleting,
-    /// Exists; its `status.status` and `statusReason`.
+    /// Exists; its `status.status`, `statusReason`, and whether its Ready condition is True
+    /// (VALID with at least one Ready node).
     Reported {
         status: Option<CeStatus>,
         reason: Option<String>,
+        ready: bool,
     },
 }
 
@@ -101,10 +107,13 @@ pub enum PolicyState {
     },
 }
 
-/// The verdict on a queue's configuration.
+/// The verdict on a queue's configuration and readiness.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueVerdict {
+    /// `status: VALID` (the configuration is usable).
     pub valid: bool,
+    /// The Ready condition: valid, and some compute environment can run work now.
+    pub ready: bool,
     /// CamelCase condition reason.
     pub reason: &'static str,
     pub message: String,
@@ -119,6 +128,7 @@ pub fn validate(
 ) -> QueueVerdict {
     let invalid = |reason, message: String| QueueVerdict {
         valid: false,
+        ready: false,
         reason,
         message,
     };
@@ -152,6 +162,7 @@ pub fn validate(
             EnvironmentState::Reported {
                 status: Some(CeStatus::Invalid),
                 reason,
+                ..
             } => problems.push(format!(
                 "compute environment {name} is INVALID: {}",
                 reason.as_deref().unwrap_or("no reason given")
@@ -203,21 +214,32 @@ pub fn validate(
             );
         }
     }
+    if !environments.iter().any(|(_, state)| {
+        matches!(
+            state,
+            EnvironmentState::Reported {
+                status: Some(CeStatus::Valid),
+                ready: true,
+                ..
+            }
+        )
+    }) {
+        let names: Vec<&str> = environments.iter().map(|(n, _)| n.as_str()).collect();
+        return QueueVerdict {
+            valid: true,
+            ready: false,
+            reason: REASON_NO_READY_NODES,
+            message: format!(
+                "no compute environment of the queue ({}) has a Ready node: it cannot run jobs now",
+                names.join(", ")
+            ),
+        };
+    }
     QueueVerdict {
         valid: true,
+        ready: true,
         reason: REASON_VALID,
         message: STATUS_REASON_HEALTHY.to_string(),
-    }
-}
-
-/// Whether jobs of a namespace with `namespace_labels` may use `queue` (no selector: all).
-/// An unparsable selector admits nobody (the queue is INVALID and says why).
-pub fn namespace_allowed(queue: &JobQueue, namespace_labels: &BTreeMap<String, String>) -> bool {
-    match &queue.spec.namespace_selector {
-        None => true,
-        Some(selector) => {
-            Selector::try_from(selector.clone()).is_ok_and(|s| s.matches(namespace_labels))
-        }
     }
 }
 
@@ -245,7 +267,7 @@ pub fn build_status(
         ),
         None => DesiredCondition::new(
             CONDITION_READY,
-            verdict.valid,
+            verdict.valid && verdict.ready,
             verdict.reason,
             verdict.message.clone(),
         ),
@@ -279,6 +301,11 @@ fn dereference_environments(queue: &JobQueue, ctx: &Context) -> Vec<(String, Env
                 Some(ce) => EnvironmentState::Reported {
                     status: ce.status.as_ref().and_then(|s| s.status),
                     reason: ce.status.as_ref().and_then(|s| s.status_reason.clone()),
+                    ready: ce
+                        .status
+                        .as_ref()
+                        .and_then(|s| find_condition(&s.conditions, CONDITION_READY))
+                        .is_some_and(|c| c.status == CONDITION_TRUE),
                 },
             };
             (name.to_string(), state)
@@ -484,6 +511,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
                         ce.metadata.deletion_timestamp.is_some(),
                         status.and_then(|s| s.status),
                         status.and_then(|s| s.status_reason.clone()),
+                        status
+                            .and_then(|s| find_condition(&s.conditions, CONDITION_READY))
+                            .map(|c| c.status.clone()),
                     );
                     match ce_filter.update(&name, facts) {
                         None => Vec::new(),
@@ -540,13 +570,16 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue_access::namespace_allowed;
     use barge_crds::job_queue::{ComputeEnvironmentOrder, JobQueueSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+    use std::collections::BTreeMap;
 
     fn reported(status: CeStatus) -> EnvironmentState {
         EnvironmentState::Reported {
             status: Some(status),
             reason: Some("bad instance type".into()),
+            ready: status == CeStatus::Valid,
         }
     }
 
@@ -571,10 +604,59 @@ mod tests {
             v,
             QueueVerdict {
                 valid: true,
+                ready: true,
                 reason: REASON_VALID,
                 message: STATUS_REASON_HEALTHY.into()
             }
         );
+    }
+
+    #[test]
+    fn a_valid_queue_without_a_ready_node_is_not_ready() {
+        let no_nodes = EnvironmentState::Reported {
+            status: Some(CeStatus::Valid),
+            reason: Some("ComputeEnvironment has no Ready node".into()),
+            ready: false,
+        };
+        let v = validate(
+            &envs(&[("a", no_nodes.clone()), ("b", no_nodes.clone())]),
+            None,
+            None,
+        );
+        assert_eq!(
+            (v.valid, v.ready, v.reason),
+            (true, false, REASON_NO_READY_NODES)
+        );
+        assert_eq!(
+            v.message,
+            "no compute environment of the queue (a, b) has a Ready node: it cannot run jobs now"
+        );
+        let status = build_status(
+            &queue(None),
+            &v,
+            JobStatusCounts::default(),
+            None,
+            Timestamp::from_second(5).expect("ts"),
+        );
+        assert_eq!(
+            status.status,
+            Some(JqStatus::Valid),
+            "the configuration is fine"
+        );
+        assert_eq!(status.status_reason.as_deref(), Some(v.message.as_str()));
+        assert_eq!(
+            (
+                status.conditions[0].status.as_str(),
+                status.conditions[0].reason.as_str()
+            ),
+            ("False", REASON_NO_READY_NODES)
+        );
+        let one_ready = validate(
+            &envs(&[("a", no_nodes), ("b", reported(CeStatus::Valid))]),
+            None,
+            None,
+        );
+        assert!(one_ready.valid && one_ready.ready, "{one_ready:?}");
     }
 
     #[test]
@@ -603,6 +685,7 @@ mod tests {
                 EnvironmentState::Reported {
                     status: None,
                     reason: None,
+                    ready: false,
                 },
             )]),
             None,

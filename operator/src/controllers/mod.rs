@@ -6,8 +6,10 @@
 //! Each module has one `thiserror` enum whose variants name the failing step, and an
 //! `error_policy` that tells permanent errors (wait for a change) from transient ones (requeue).
 //!
-//! [`spawn_all`] starts every controller and the scheduler on the leader; each is driven by the
-//! shared feeds of the [`Caches`](crate::cache::Caches) and stops on the shutdown signal.
+//! `run` starts every controller (and the scheduler) on the leader; each is driven by the shared
+//! feeds of the [`Caches`](crate::cache::Caches) and stops on the shutdown signal. A controller
+//! never imports another: what two of them share lives in this module (controller machinery)
+//! or one layer down (see `operator/ARCHITECTURE.md`).
 
 pub mod compute_environment;
 pub mod job;
@@ -17,7 +19,6 @@ pub mod scheduling_policy;
 
 use std::fmt::Display;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
@@ -28,12 +29,9 @@ use kube::Resource;
 use tracing::{debug, info, warn};
 
 use crate::context::Context;
-use crate::run::Shutdown;
 
 /// Condition reason: a deleted object waits for what still uses it.
 pub const REASON_IN_USE: &str = "InUse";
-/// Condition reason: a provider Barge does not implement yet.
-pub const REASON_PROVIDER_NOT_SUPPORTED: &str = "ProviderNotSupported";
 /// Condition reason: the nodes of a compute environment do not match its plan yet.
 pub const REASON_SCALING: &str = "Scaling";
 /// Condition reason: a compute environment depends on something not valid yet.
@@ -46,18 +44,6 @@ pub const TRANSIENT_RETRY: Duration = Duration::from_secs(5);
 /// How soon a reconcile that is only waiting (a newer object on its way, a deletion held by
 /// what still uses the object) looks again, in case no watch event comes first.
 pub const WAIT_RETRY: Duration = Duration::from_secs(1);
-
-/// Starts every controller and the scheduler loop; the handles finish after `shutdown`.
-pub fn spawn_all(ctx: Arc<Context>, shutdown: Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![
-        tokio::spawn(job::run(ctx.clone(), shutdown.clone())),
-        tokio::spawn(crate::scheduler::run(ctx.clone(), shutdown.clone())),
-        tokio::spawn(scheduling_policy::run(ctx.clone(), shutdown.clone())),
-        tokio::spawn(job_queue::run(ctx.clone(), shutdown.clone())),
-        tokio::spawn(compute_environment::run(ctx.clone(), shutdown.clone())),
-        tokio::spawn(job_definition::run(ctx, shutdown)),
-    ]
-}
 
 /// The kube controller settings for every Barge controller.
 pub fn controller_config(ctx: &Context) -> controller::Config {

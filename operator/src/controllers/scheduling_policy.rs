@@ -28,7 +28,7 @@ use barge_crds::{SchedulingPolicy, SchedulingPolicyStatus};
 
 use super::{controller_config, measured, TRANSIENT_RETRY};
 use crate::context::Context;
-use crate::run::Shutdown;
+use crate::shutdown::Shutdown;
 use crate::status::{apply_status, merge_conditions, DesiredCondition, Precondition};
 
 const CONTROLLER: &str = "scheduling-policy";

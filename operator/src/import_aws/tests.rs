@@ -117,7 +117,7 @@ fn job_definition_carries_aws_fields_over_and_reports_the_rest() {
     assert!(has_note(
         &notes,
         "containerProperties.environment[1]",
-        "AWS_BATCH_JOB_ID starts with AWS_BATCH_"
+        "AWS_BATCH_JOB_ID starts with AWS_BATCH,"
     ));
     assert!(has_note(
         &notes,

@@ -36,7 +36,7 @@ use barge_crds::consts::{
 use barge_crds::ComputeEnvironment;
 
 use crate::cache::{Caches, NodeUsage};
-use crate::controllers::REASON_PROVIDER_NOT_SUPPORTED;
+use crate::status::REASON_PROVIDER_NOT_SUPPORTED;
 
 /// Why a compute environment has no usable pool.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -303,7 +303,7 @@ pub fn pool_of(ce: &ComputeEnvironment) -> Result<Pool, PoolError> {
                         Vec::new()
                     }
                 };
-            Pool::Simulated(SimulatedPool {
+            let pool = SimulatedPool {
                 catalog,
                 instance_types,
                 strategy: strategy_of(resources.allocation_strategy, resources.r#type),
@@ -312,7 +312,9 @@ pub fn pool_of(ce: &ComputeEnvironment) -> Result<Pool, PoolError> {
                 desired_vcpus: desired,
                 tags: resources.tags.clone(),
                 gpu_resource_name,
-            })
+            };
+            problems.extend(simulated::beyond_node_cap(&pool));
+            Pool::Simulated(pool)
         }
     };
     if problems.is_empty() {
@@ -413,6 +415,7 @@ pub fn scheduler_environment(ce: &ComputeEnvironment, caches: &Caches) -> Enviro
         .filter(|s| !s.allocatable.is_zero())
         .collect();
     let mut max_milli_cpu = None;
+    let mut planned_nodes = 0;
     if let Some(Pool::Simulated(simulated)) = &pool {
         let candidates = simulated.candidates();
         if let Ok(plan) = barge_core::pool::plan_fixed_pool(
@@ -421,6 +424,7 @@ pub fn scheduler_environment(ce: &ComputeEnvironment, caches: &Caches) -> Enviro
             simulated.strategy,
         ) {
             shapes.extend(plan.iter().map(|(t, _)| t.shape()));
+            planned_nodes = plan.iter().map(|(_, n)| *n as usize).sum();
         }
         max_milli_cpu = Some(Resources::vcpus(simulated.max_vcpus));
     }
@@ -442,7 +446,28 @@ pub fn scheduler_environment(ce: &ComputeEnvironment, caches: &Caches) -> Enviro
             None
         },
         max_milli_cpu,
+        starting_nodes: starting_nodes(&nodes, planned_nodes),
     }
+}
+
+/// Nodes expected to become Ready: booting ones (not Ready, not cordoned, not being deleted)
+/// and, for a managed pool, planned ones not created yet.
+fn starting_nodes(nodes: &[std::sync::Arc<Node>], planned: usize) -> u32 {
+    let active = |n: &&std::sync::Arc<Node>| {
+        n.metadata.deletion_timestamp.is_none()
+            && !n
+                .spec
+                .as_ref()
+                .and_then(|s| s.unschedulable)
+                .unwrap_or(false)
+    };
+    let booting = nodes
+        .iter()
+        .filter(active)
+        .filter(|n| !node_is_ready(n))
+        .count();
+    let missing = planned.saturating_sub(nodes.iter().filter(active).count());
+    u32::try_from(booting + missing).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -501,6 +526,14 @@ pub(crate) mod tests {
                 binding_mode: None,
             },
         )
+    }
+
+    #[test]
+    fn the_crds_vcpu_bound_is_the_planners() {
+        assert_eq!(
+            i64::from(barge_crds::compute_environment::MAX_VCPUS),
+            barge_core::pool::MAX_TARGET_VCPUS
+        );
     }
 
     #[test]

@@ -11,8 +11,14 @@
 //! Surplus nodes are never deleted under running pods: a surplus node is first cordoned
 //! (`spec.unschedulable`, so no new placement lands on it), and deleted once the cache shows it
 //! cordoned and no pod occupies it. A cordoned node that the plan wants again is uncordoned.
+//!
+//! Limits, so that a typo cannot run away: a pool needing more than
+//! [`MAX_NODES_PER_COMPUTE_ENVIRONMENT`] nodes is invalid ([`beyond_node_cap`] before planning,
+//! [`plan_nodes`] on the plan), and the controller carries out at most a fixed number of node
+//! writes per reconcile ([`NodeActions::limit_writes`]), reporting the rest as
+//! [`NodeActions::progress`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Node, NodeSpec, Taint};
 use kube::api::ObjectMeta;
@@ -26,11 +32,54 @@ use barge_crds::consts::{
 use barge_crds::ComputeEnvironment;
 
 use super::{PoolError, SimulatedPool};
+use crate::pods::TAINT_EFFECT_NO_SCHEDULE;
 
 /// Well-known node label with the node's name.
 pub const LABEL_HOSTNAME: &str = "kubernetes.io/hostname";
-/// Effect of the compute environment's taint.
-pub const TAINT_EFFECT_NO_SCHEDULE: &str = "NoSchedule";
+
+/// Most nodes one compute environment of the simulated provider may have. Barge creates these
+/// Node objects itself, one API call each; a larger pool is almost always a typo
+/// (`desiredvCpus: 100000` for 100) and would flood the API server, so the environment is
+/// INVALID with the reason instead. (Kubernetes supports clusters of up to 5,000 nodes.)
+pub const MAX_NODES_PER_COMPUTE_ENVIRONMENT: i64 = 1_000;
+
+/// The field that sets the pool's size: `desiredvCpus` while ENABLED when set, else `minvCpus`.
+fn target_field(pool: &SimulatedPool, enabled: bool) -> &'static str {
+    if enabled && pool.desired_vcpus.is_some() {
+        "desiredvCpus"
+    } else {
+        "minvCpus"
+    }
+}
+
+fn too_many_nodes(field: &str, target: i64, nodes: &str) -> String {
+    format!(
+        "{field} {target} needs {nodes}; a compute environment of the simulated provider may have at most {MAX_NODES_PER_COMPUTE_ENVIRONMENT} nodes: lower {field} or list larger instanceTypes"
+    )
+}
+
+/// Why the largest size the pool may take (`desiredvCpus`, default `minvCpus`) is beyond
+/// [`MAX_NODES_PER_COMPUTE_ENVIRONMENT`] even with nodes of its largest instance type (pure and
+/// cheap, so it runs before any plan; [`plan_nodes`] checks the plan's exact count).
+pub fn beyond_node_cap(pool: &SimulatedPool) -> Option<String> {
+    let target = pool.target_vcpus(true).max(pool.min_vcpus);
+    let largest = pool
+        .candidates()
+        .into_iter()
+        .filter(|t| t.vcpus > 0)
+        .max_by(|a, b| a.vcpus.cmp(&b.vcpus).then_with(|| b.name.cmp(&a.name)))?;
+    let nodes = (target + largest.vcpus - 1) / largest.vcpus;
+    (nodes > MAX_NODES_PER_COMPUTE_ENVIRONMENT).then(|| {
+        too_many_nodes(
+            target_field(pool, true),
+            target,
+            &format!(
+                "at least {nodes} nodes of {} ({} vCPUs, the largest of its instanceTypes)",
+                largest.name, largest.vcpus
+            ),
+        )
+    })
+}
 
 /// A node of the pool as the cache shows it.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,6 +108,68 @@ pub struct NodeActions {
     pub delete: Vec<String>,
     /// Surplus nodes waiting for their pods to finish.
     pub draining: Vec<String>,
+    /// Planned nodes that exist already (observed, not surplus).
+    pub existing_planned: usize,
+    /// Node writes (deletions, changes, creations) left for later passes by
+    /// [`NodeActions::limit_writes`].
+    pub deferred: usize,
+    /// Of the deferred writes, the creations.
+    pub deferred_creates: usize,
+}
+
+impl NodeActions {
+    /// Keeps at most `max_writes` node writes for this pass and counts the rest as deferred:
+    /// deletions first (they remove what is no longer wanted), then changes to existing nodes
+    /// (cordon, uncordon, Barge's labels), then creations in plan order. The next pass plans
+    /// again from what then exists, so a deletion or spec change in between takes effect at once.
+    pub fn limit_writes(&mut self, max_writes: usize) {
+        let mut budget = max_writes;
+        let deletes = self.delete.len().min(budget);
+        let deferred_deletes = self.delete.len() - deletes;
+        self.delete.truncate(deletes);
+        budget -= deletes;
+        let creating: BTreeSet<String> = self.created.iter().cloned().collect();
+        let (creates, updates): (Vec<Node>, Vec<Node>) = std::mem::take(&mut self.apply)
+            .into_iter()
+            .partition(|n| creating.contains(&n.name_any()));
+        let updates_now = updates.len().min(budget);
+        budget -= updates_now;
+        let creates_now = creates.len().min(budget);
+        self.deferred_creates = creates.len() - creates_now;
+        self.deferred = deferred_deletes + (updates.len() - updates_now) + self.deferred_creates;
+        self.apply = updates
+            .into_iter()
+            .take(updates_now)
+            .chain(creates.into_iter().take(creates_now))
+            .collect();
+        let kept: BTreeSet<String> = self.apply.iter().map(|n| n.name_any()).collect();
+        self.created.retain(|n| kept.contains(n));
+        self.cordoned.retain(|n| kept.contains(n));
+    }
+
+    /// Planned nodes in all.
+    pub fn planned_nodes(&self) -> i64 {
+        self.planned.values().map(|n| i64::from(*n)).sum()
+    }
+
+    /// What the environment's `statusReason` says while writes wait for later passes (`None`
+    /// when this pass does them all); `max_writes` is the limit of a pass.
+    pub fn progress(&self, max_writes: usize) -> Option<String> {
+        if self.deferred == 0 {
+            None
+        } else if self.deferred_creates > 0 {
+            Some(format!(
+                "scaling out: {} of {} node(s) created, at most {max_writes} node writes per pass",
+                self.existing_planned + self.created.len(),
+                self.planned_nodes()
+            ))
+        } else {
+            Some(format!(
+                "scaling: {} node change(s) left, at most {max_writes} node writes per pass",
+                self.deferred
+            ))
+        }
+    }
 }
 
 /// The capacity annotation of a node of `instance_type`: resource name → quantity.
@@ -151,7 +262,9 @@ pub fn needs_apply(existing: &Node, desired: &Node) -> bool {
 }
 
 /// Plans the pool's nodes (pure): what to apply and delete so that the nodes match the fixed
-/// plan for `enabled` (see [`SimulatedPool::target_vcpus`]).
+/// plan for `enabled` (see [`SimulatedPool::target_vcpus`]). A plan of more than
+/// [`MAX_NODES_PER_COMPUTE_ENVIRONMENT`] nodes is an error ([`pool_of`](super::pool_of) has
+/// already refused pools that need more even of their largest type, before any planning).
 pub fn plan_nodes(
     ce: &ComputeEnvironment,
     pool: &SimulatedPool,
@@ -162,6 +275,18 @@ pub fn plan_nodes(
     let candidates = pool.candidates();
     let plan = plan_fixed_pool(target, &candidates, pool.strategy)
         .map_err(|e| PoolError::invalid(e.to_string()))?;
+    let planned_nodes: i64 = plan.iter().map(|(_, n)| i64::from(*n)).sum();
+    if planned_nodes > MAX_NODES_PER_COMPUTE_ENVIRONMENT {
+        let types: Vec<String> = plan
+            .iter()
+            .map(|(t, n)| format!("{n} {}", t.name))
+            .collect();
+        return Err(PoolError::invalid(too_many_nodes(
+            target_field(pool, enabled),
+            target,
+            &format!("{planned_nodes} nodes ({})", types.join(", ")),
+        )));
+    }
     let existing: Vec<ExistingNode> = observed
         .iter()
         .map(|o| ExistingNode {
@@ -225,6 +350,8 @@ pub fn plan_nodes(
             actions.cordoned.push(name.clone());
         } else if surplus {
             actions.draining.push(name.clone());
+        } else {
+            actions.existing_planned += 1;
         }
         if needs_apply(&o.node, &desired) {
             actions.apply.push(desired);
@@ -371,6 +498,113 @@ mod tests {
             .find(|n| n.name_any() == "ce-m5-xlarge-0")
             .expect("uncordon");
         assert_eq!(uncordon.spec.as_ref().and_then(|s| s.unschedulable), None);
+    }
+
+    #[test]
+    fn a_pool_beyond_the_node_cap_is_invalid_before_any_plan() {
+        // desiredvCpus 100000 (a typo for 100) of c5.large (2 vCPUs) would be 50,000 nodes.
+        let typo = simulated_ce("ce", &["c5.large"], 0, Some(100_000), 100_000);
+        let err = pool_of(&typo).expect_err("too many nodes");
+        assert_eq!(
+            err.message,
+            "desiredvCpus 100000 needs at least 50000 nodes of c5.large (2 vCPUs, the largest of its instanceTypes); a compute environment of the simulated provider may have at most 1000 nodes: lower desiredvCpus or list larger instanceTypes"
+        );
+        // Without desiredvCpus, minvCpus sizes the pool.
+        let floor = simulated_ce("ce", &["c5.large"], 2_002, None, 4_000);
+        assert!(pool_of(&floor)
+            .expect_err("too many nodes")
+            .message
+            .starts_with("minvCpus 2002 needs at least 1001 nodes"));
+        // Exactly at the cap: valid, and planned in full.
+        let at_cap = simulated_ce("ce", &["c5.large"], 0, Some(2_000), 2_000);
+        let actions = plan_nodes(&at_cap, &pool(&at_cap), true, &[]).expect("plan");
+        assert_eq!(actions.planned_nodes(), MAX_NODES_PER_COMPUTE_ENVIRONMENT);
+    }
+
+    #[test]
+    fn a_plan_beyond_the_node_cap_is_invalid() {
+        // Its largest type could hold 2000 vCPUs in 20 nodes, but the cheapest plan takes 2000
+        // nodes of the small one.
+        let mut ce = simulated_ce("ce", &["small.x1", "big.x100"], 0, Some(2_000), 2_000);
+        let catalog = &mut ce
+            .spec
+            .compute_resources
+            .as_mut()
+            .expect("resources")
+            .provider
+            .simulated
+            .as_mut()
+            .expect("simulated")
+            .catalog;
+        for (name, vcpus, price) in [("small.x1", 1, "0.01"), ("big.x100", 100, "5.0")] {
+            catalog.push(barge_crds::compute_environment::InstanceTypeSpec {
+                name: name.into(),
+                v_cpus: vcpus,
+                memory_mib: 1024,
+                gpus: None,
+                price: Some(price.into()),
+            });
+        }
+        let err = plan_nodes(&ce, &pool(&ce), true, &[]).expect_err("too many nodes");
+        assert!(
+            err.message
+                .starts_with("desiredvCpus 2000 needs 2000 nodes (2000 small.x1); a compute environment of the simulated provider may have at most 1000 nodes"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_large_pool_is_created_a_pass_at_a_time() {
+        let ce = simulated_ce("ce", &["c5.large"], 0, Some(1_000), 1_000);
+        let p = pool(&ce);
+        let mut first = plan_nodes(&ce, &p, true, &[]).expect("plan");
+        assert_eq!(first.created.len(), 500);
+        first.limit_writes(20);
+        assert_eq!((first.apply.len(), first.created.len()), (20, 20));
+        assert_eq!((first.deferred, first.deferred_creates), (480, 480));
+        assert_eq!(
+            first.progress(20).as_deref(),
+            Some("scaling out: 20 of 500 node(s) created, at most 20 node writes per pass")
+        );
+        // The next pass starts from what exists and creates the next 20.
+        let mut second = plan_nodes(&ce, &p, true, &observe(&first.apply, &[])).expect("plan");
+        second.limit_writes(20);
+        assert_eq!(second.existing_planned, 20);
+        assert!(second.created.iter().all(|n| !first.created.contains(n)));
+        assert_eq!(
+            second.progress(20).as_deref(),
+            Some("scaling out: 40 of 500 node(s) created, at most 20 node writes per pass")
+        );
+        // A pass that can do everything reports no progress.
+        let mut small = plan_nodes(&ce, &p, true, &observe(&first.apply, &[])).expect("plan");
+        small.limit_writes(usize::MAX);
+        assert_eq!((small.deferred, small.progress(20)), (0, None));
+    }
+
+    #[test]
+    fn deletions_and_changes_go_before_creations() {
+        // Two idle m5.xlarge nodes, cordoned; the environment now wants c5.large instead.
+        let m5 = simulated_ce("ce", &["m5.xlarge"], 0, Some(8), 16);
+        let mut nodes = plan_nodes(&m5, &pool(&m5), true, &[]).expect("plan").apply;
+        for node in &mut nodes {
+            node.spec.get_or_insert_with(Default::default).unschedulable = Some(true);
+        }
+        let c5 = simulated_ce("ce", &["c5.large"], 0, Some(8), 16);
+        let mut actions = plan_nodes(&c5, &pool(&c5), true, &observe(&nodes, &[])).expect("plan");
+        assert_eq!((actions.delete.len(), actions.created.len()), (2, 4));
+        actions.limit_writes(3);
+        assert_eq!(actions.delete, ["ce-m5-xlarge-0", "ce-m5-xlarge-1"]);
+        assert_eq!(actions.created, ["ce-c5-large-0"]);
+        assert_eq!((actions.deferred, actions.deferred_creates), (3, 3));
+        // A pass of one write: a deletion, everything else waits.
+        let mut one = plan_nodes(&c5, &pool(&c5), true, &observe(&nodes, &[])).expect("plan");
+        one.limit_writes(1);
+        assert_eq!((one.delete.len(), one.apply.len(), one.deferred), (1, 0, 5));
+        assert_eq!(
+            one.progress(1).as_deref(),
+            Some("scaling out: 0 of 4 node(s) created, at most 1 node writes per pass")
+        );
     }
 
     #[test]

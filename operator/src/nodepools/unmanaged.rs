@@ -28,6 +28,19 @@ pub struct Membership {
     pub conflicts: Vec<(String, String)>,
 }
 
+impl Membership {
+    /// Keeps at most `max_writes` label changes for this pass, releases first, and returns how
+    /// many wait for a later pass.
+    pub fn limit_writes(&mut self, max_writes: usize) -> usize {
+        let unlabel = self.unlabel.len().min(max_writes);
+        let label = self.label.len().min(max_writes - unlabel);
+        let deferred = self.unlabel.len() - unlabel + self.label.len() - label;
+        self.unlabel.truncate(unlabel);
+        self.label.truncate(label);
+        deferred
+    }
+}
+
 /// Whether `labels` contain every entry of `selector`.
 pub fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
@@ -83,6 +96,26 @@ mod tests {
             },
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn a_large_selection_is_labelled_a_pass_at_a_time() {
+        let selector: BTreeMap<String, String> = [("pool".to_string(), "batch".to_string())].into();
+        let mut nodes: Vec<Arc<Node>> = (0..50)
+            .map(|i| node(&format!("n{i:02}"), &[("pool", "batch")]))
+            .collect();
+        nodes.push(node(
+            "left",
+            &[("pool", "web"), (LABEL_COMPUTE_ENVIRONMENT, "u")],
+        ));
+        let mut m = plan_membership("u", &selector, &nodes, false);
+        assert_eq!(m.limit_writes(20), 31);
+        assert_eq!(m.unlabel, ["left"], "releases first");
+        assert_eq!(m.label.len(), 19);
+        assert_eq!(m.label[0], "n00");
+        let mut all = plan_membership("u", &selector, &nodes, false);
+        assert_eq!(all.limit_writes(100), 0);
+        assert_eq!((all.label.len(), all.unlabel.len()), (50, 1));
     }
 
     #[test]

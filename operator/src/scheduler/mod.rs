@@ -14,8 +14,8 @@
 //!    placement repeated after a restart meets AlreadyExists, never a twin), and assume its
 //!    resources until the pod cache shows it ("assume, then write");
 //! 5. `explain`: leave each unplaced job's verdict for the job controller (which turns it into
-//!    a condition and, for "can never run", a status reason) and wake that job on change;
-//!    waiting for capacity is no verdict (that is what RUNNABLE says).
+//!    a condition and, for "can never run" or "no room can appear soon", a status reason) and
+//!    wake that job on change; waiting for capacity is no verdict (that is what RUNNABLE says).
 //!
 //! Passes run on every wake-up (coalesced) and on a tick.
 
@@ -30,10 +30,12 @@ use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
 use tracing::{debug, info, warn};
 
-use barge_core::job::{Blocked, RunnableWork};
+use barge_core::job::{Blocked, BlockedKind, RunnableWork};
+use barge_core::pod_creation::Unit;
+use barge_core::reasons::POD_CREATION_REFUSED;
 use barge_core::resources::Resources;
 use barge_core::scheduler::{
-    schedule, JobKey, PassResult, Placement, QueueSpec, Snapshot, Units, Unplaced, Workload,
+    schedule, JobKey, PassResult, Placement, QueueSpec, Snapshot, Units, Workload,
 };
 use barge_crds::common::State as QueueState;
 use barge_crds::compute_environment::ComputeEnvironment;
@@ -41,14 +43,21 @@ use barge_crds::consts::{FINALIZER_ATTEMPT_RESULT, LABEL_COMPUTE_ENVIRONMENT, LA
 use barge_crds::job_queue::QueueingStrategy;
 
 use crate::context::{Context, RunnableEntry};
-use crate::controllers::job::release_pod;
+use crate::events::EventSpec;
 use crate::nodepools::{node_snapshot, scheduler_environment};
-use crate::pods::{render_pod, AttemptPod};
-use crate::run::Shutdown;
+use crate::pod_refusals::refusal_message;
+use crate::pods::{release_pod, render_pod, AttemptPod};
+use crate::shutdown::Shutdown;
 use crate::status::is_conflict;
 
-/// How long a created pod counts as assumed when the cache never shows it.
-const ASSUME_TTL: Duration = Duration::from_secs(30);
+/// How long a created pod may stay unseen by the caches before the scheduler asks the API
+/// server whether it still exists (a check, not an expiry: see `verify_unseen`).
+const VERIFY_UNSEEN_AFTER: Duration = Duration::from_secs(30);
+/// Unseen assumptions checked with a GET in one pass, at most (and how many at once).
+const VERIFY_PER_PASS: usize = 64;
+const VERIFY_CONCURRENCY: usize = 8;
+/// Event action of a refused pod creation.
+pub const ACTION_CREATE_POD: &str = "CreatePod";
 /// Every how many passes pods of vanished jobs are released.
 const SWEEP_EVERY: u64 = 10;
 
@@ -59,9 +68,13 @@ struct Assumed {
     job: JobKey,
     attempt: u32,
     array_index: Option<u32>,
+    /// When the pod was created, or last checked with a GET.
     at: Instant,
-    /// The pod cache has shown the pod: from then on its usage is the cache's to count.
+    /// The pod cache has shown the pod (or a GET found it): from then on its usage is the
+    /// cache's to count.
     seen: bool,
+    /// A GET found no such pod although the caches never showed it (see `verify_unseen`).
+    lost: bool,
 }
 
 /// What the loop keeps between passes (nothing authoritative: a new leader starts empty).
@@ -93,11 +106,15 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
 /// One scheduling pass.
 pub async fn pass(ctx: &Context, state: &mut LoopState) {
     let started = Instant::now();
+    // Before the book is read: a GET for each pod created long ago and never seen.
+    verify_unseen(ctx, state).await;
     // The book is read once per pass; every step works on this copy.
     let entries = current_entries(ctx);
     forget_seen(ctx, state, &entries);
     // 1.
     let workloads = collect_work(state, &entries);
+    // Jobs whose pod creations were refused wait out their backoff.
+    let workloads = hold_back_refused(ctx, workloads);
     let t_collect = started.elapsed();
     if !workloads.is_empty() {
         // 2.
@@ -132,9 +149,15 @@ pub async fn pass(ctx: &Context, state: &mut LoopState) {
 }
 
 /// Drops assumptions the job controller has caught up with: it no longer offers the unit (it
-/// saw the pod, which may already have run and gone). Until then the unit is not placed again
-/// (no AlreadyExists churn); its resources count as used until the usage cache counts the pod
-/// itself (see `snapshot`). Assumptions never confirmed expire.
+/// saw the pod, which may already have run and gone). Until then the unit is not placed again,
+/// however long that takes: no timer decides it. Its resources count as used until the usage
+/// cache counts the pod itself (see `snapshot`).
+///
+/// Why that is enough for "a child that has SUCCEEDED never runs again": the job controller
+/// publishes the book from the plan it has just recorded before it deletes a pod or releases
+/// its result finalizer, and a pod cannot go while it holds that finalizer. So once a unit's
+/// pod is gone, the book no longer offers the unit, and the assumption is dropped only when
+/// the book stops offering it.
 fn forget_seen(ctx: &Context, state: &mut LoopState, entries: &HashMap<JobKey, RunnableEntry>) {
     state.assumed.retain(|(namespace, name), a| {
         a.seen = a.seen
@@ -144,11 +167,60 @@ fn forget_seen(ctx: &Context, state: &mut LoopState, entries: &HashMap<JobKey, R
                 .pods
                 .get(&ObjectRef::new(name).within(namespace))
                 .is_some();
-        entries
-            .get(&a.job)
-            .is_some_and(|e| offers(&e.work, a.attempt, a.array_index))
-            && a.at.elapsed() < ASSUME_TTL
+        !a.lost
+            && entries
+                .get(&a.job)
+                .is_some_and(|e| offers(&e.work, a.attempt, a.array_index))
     });
+}
+
+/// A pod (namespace, name) and what a GET of it answered.
+type PodLookup = ((String, String), Result<Option<Pod>, kube::Error>);
+
+/// Asks the API server about pods created long ago that the caches never showed: one found is
+/// seen; one that does not exist (someone removed its finalizer and deleted it before the watch
+/// showed it) is lost, and its unit may be placed again if the book — read after this GET —
+/// still offers it. (A pod whose result was recorded is deleted only after the book stopped
+/// offering its unit, so a book read after the GET cannot offer a finished unit.)
+async fn verify_unseen(ctx: &Context, state: &mut LoopState) {
+    let due: Vec<(String, String)> = state
+        .assumed
+        .iter()
+        .filter(|(_, a)| !a.seen && !a.lost && a.at.elapsed() >= VERIFY_UNSEEN_AFTER)
+        .map(|(key, _)| key.clone())
+        .take(VERIFY_PER_PASS)
+        .collect();
+    if due.is_empty() {
+        return;
+    }
+    let client = ctx.client.clone();
+    let answers: Vec<PodLookup> = futures::stream::iter(due)
+        .map(|(namespace, name)| {
+            let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+            async move {
+                let found = api.get_opt(&name).await;
+                ((namespace, name), found)
+            }
+        })
+        .buffer_unordered(VERIFY_CONCURRENCY)
+        .collect()
+        .await;
+    for (key, answer) in answers {
+        let Some(a) = state.assumed.get_mut(&key) else {
+            continue;
+        };
+        match answer {
+            Ok(Some(_)) => a.seen = true,
+            Ok(None) => {
+                warn!(pod = %key.1, namespace = %key.0, "a created pod is gone before the caches showed it");
+                a.lost = true;
+            }
+            Err(e) => {
+                debug!(pod = %key.1, error = %e, "checking an unseen pod failed; checking again later");
+                a.at = Instant::now();
+            }
+        }
+    }
 }
 
 /// Whether `work` still offers the unit (attempt, array index) to the scheduler.
@@ -192,6 +264,7 @@ fn collect_work(state: &LoopState, entries: &HashMap<JobKey, RunnableEntry>) -> 
             key,
             &entry.queue,
             entry.submitted_at_ms,
+            entry.submission_order,
             entry.request,
             &entry.constraints,
             &entry.work,
@@ -310,7 +383,9 @@ async fn bind(
     .await;
     for (placement, request, pod_name, outcome) in outcomes {
         match outcome {
-            Ok(_) => {}
+            Ok(_) => ctx
+                .pod_refusals
+                .created(&placement.job, unit_of(&placement)),
             // Deterministic names: the pod of this attempt exists already (a restart, a
             // lagging cache). Nothing to do; the job controller sees it.
             Err(e) if is_conflict(&e) => {
@@ -319,10 +394,11 @@ async fn bind(
             Err(e) => {
                 ctx.metrics.pod_creations_failed.inc();
                 warn!(job = %placement.job, pod = %pod_name, error = %e, "creating pod failed");
-                failures.insert(
-                    placement.job.clone(),
-                    format!("creating pod {pod_name} failed: {e}"),
-                );
+                let problem = match refusal_message(&e) {
+                    Some(message) => record_refusal(ctx, &placement, entries, &pod_name, &message),
+                    None => format!("creating pod {pod_name} failed: {e}"),
+                };
+                failures.insert(placement.job.clone(), problem);
                 continue;
             }
         }
@@ -336,6 +412,7 @@ async fn bind(
                 array_index: placement.array_index,
                 at: Instant::now(),
                 seen: false,
+                lost: false,
             },
         );
         // The job moves to STARTING once it sees its pod; wake it without waiting for
@@ -345,6 +422,61 @@ async fn bind(
             .fire(ObjectRef::new(&placement.job.name).within(&placement.job.namespace));
     }
     failures
+}
+
+/// The unit of a placement, as pod refusals key it.
+fn unit_of(placement: &Placement) -> Unit {
+    Unit {
+        attempt: placement.attempt,
+        array_index: placement.array_index,
+    }
+}
+
+/// Records a refused pod create (the job backs off; a Warning Event carries the API server's
+/// message when it is new); returns the message for the job's condition.
+fn record_refusal(
+    ctx: &Context,
+    placement: &Placement,
+    entries: &HashMap<JobKey, RunnableEntry>,
+    pod_name: &str,
+    message: &str,
+) -> String {
+    let job = &placement.job;
+    let uid = entries.get(job).map(|e| e.uid.as_str()).unwrap_or_default();
+    let now = jiff::Timestamp::now().as_millisecond();
+    let give_up_ms = i64::try_from(ctx.config.pod_create_give_up.as_millis()).unwrap_or(i64::MAX);
+    let unit = unit_of(placement);
+    if ctx
+        .pod_refusals
+        .refused(job, uid, unit, message, now, give_up_ms)
+    {
+        if let Some(object) = ctx.caches.job(&job.namespace, &job.name) {
+            let note = format!(
+                "creating pod {pod_name} was refused: {message} (retrying with backoff; the attempt fails after {} s)",
+                give_up_ms / 1000
+            );
+            ctx.events.publish(
+                &*object,
+                EventSpec::warning(POD_CREATION_REFUSED, ACTION_CREATE_POD, note),
+            );
+        }
+    }
+    match ctx.pod_refusals.get(job, uid) {
+        Some(refusal) => refusal.explain(now),
+        None => format!("creating pod {pod_name} was refused: {message}"),
+    }
+}
+
+/// Drops the workloads of jobs that back off after refused pod creations.
+fn hold_back_refused(ctx: &Context, workloads: Vec<Workload>) -> Vec<Workload> {
+    if ctx.pod_refusals.is_empty() {
+        return workloads;
+    }
+    let now = jiff::Timestamp::now().as_millisecond();
+    workloads
+        .into_iter()
+        .filter(|w| !ctx.pod_refusals.backing_off(&w.job, now))
+        .collect()
 }
 
 type Created = (Placement, Resources, String, Result<Pod, kube::Error>);
@@ -407,15 +539,17 @@ fn explain(
         seen.insert(&workload.job);
         // Waiting for room is what RUNNABLE means: no verdict (and no status write) for it.
         // Everything else — a disabled queue, invalid environments, a strict-FIFO head, a
-        // job that can never run — is explained on the job.
-        if let Some(unplaced) = verdict
+        // job that can never run, no room that could appear soon — is explained on the job
+        // (written only when the verdict changes).
+        if blocked.contains_key(&workload.job) {
+            continue;
+        }
+        if let Some(verdict) = verdict
             .unplaced
             .as_ref()
-            .filter(|u| **u != Unplaced::NoCapacity)
+            .and_then(|u| u.to_blocked(&workload.queue))
         {
-            blocked
-                .entry(&workload.job)
-                .or_insert_with(|| unplaced.to_blocked(&workload.queue));
+            blocked.insert(&workload.job, verdict);
         }
     }
     for (job, problem) in failures {
@@ -423,6 +557,7 @@ fn explain(
             blocked.insert(
                 key,
                 Blocked {
+                    kind: BlockedKind::PodCreationFailed,
                     status_reason: None,
                     message: problem.clone(),
                 },

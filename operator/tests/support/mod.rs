@@ -7,7 +7,8 @@ use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use barge_operator::run::{self, LogFormat, OperatorArgs, Shutdown, ShutdownTrigger};
+use barge_operator::run::{self, LogFormat, OperatorArgs};
+use barge_operator::shutdown::{Shutdown, ShutdownTrigger};
 use barge_sim::kubelet::{Kubelet, KubeletConfig, KubeletHandle, RuntimeKind};
 use barge_sim::{Cluster, ClusterConfig};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -129,6 +130,8 @@ impl Env {
             pod_create_concurrency: 8,
             reconcile_concurrency: 0,
             status_refresh_seconds: 1,
+            dependency_grace_seconds: 300,
+            pod_create_give_up_seconds: 300,
         }
     }
 

@@ -160,11 +160,32 @@ pub fn delete(
     objects::set_finalizers(&mut obj, &fins);
     let now = jiff::Timestamp::now();
     {
+        let generation = obj.pointer("/metadata/generation").and_then(Value::as_i64);
         let m = meta_mut(&mut obj);
-        let shorten = current_grace.is_none_or(|g| grace < g);
-        if !already || shorten {
+        if !already {
+            // Setting deletionTimestamp is a change of the object's intent: kube-apiserver bumps
+            // a positive generation then (`rest.BeforeDelete` for graceful deletion,
+            // `markAsDeleting` for finalizers), so controllers see it as a new generation.
+            if let Some(g) = generation.filter(|g| def.has_generation && *g > 0) {
+                m.insert("generation".into(), json!(g + 1));
+            }
             let when = now
                 .checked_add(jiff::SignedDuration::from_secs(grace))
+                .unwrap_or(now);
+            m.insert("deletionTimestamp".into(), json!(objects::rfc3339(when)));
+            m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+        } else if opts.grace.is_some() && current_grace.is_none_or(|g| grace < g) {
+            // Only a shorter grace period, given explicitly, changes a pending deletion; the
+            // deadline moves by the difference (`rest.BeforeDelete`: old deletionTimestamp -
+            // old grace + new grace). Without one the pending deletion stays as it is.
+            let old_when = m
+                .get("deletionTimestamp")
+                .and_then(Value::as_str)
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .unwrap_or(now);
+            let when = old_when
+                .checked_sub(jiff::SignedDuration::from_secs(current_grace.unwrap_or(0)))
+                .and_then(|t| t.checked_add(jiff::SignedDuration::from_secs(grace)))
                 .unwrap_or(now);
             m.insert("deletionTimestamp".into(), json!(objects::rfc3339(when)));
             m.insert("deletionGracePeriodSeconds".into(), json!(grace));

@@ -1,8 +1,10 @@
 //! `pods/log`: like kube-apiserver, find the pod's node and proxy the request to that node's
-//! kubelet (`http://<InternalIP>:<daemonEndpoints.kubeletEndpoint.Port>/containerLogs/{ns}/{pod}/{container}`),
-//! streaming the kubelet's answer back (so `kubectl logs -f` follows).
+//! kubelet over HTTPS (`https://<InternalIP>:<daemonEndpoints.kubeletEndpoint.Port>/containerLogs/{ns}/{pod}/{container}`,
+//! the kubelet's certificate not verified, as without `--kubelet-certificate-authority`),
+//! streaming the kubelet's answer back (so `kubectl logs -f` follows). A kubelet that answers
+//! plain HTTP fails here as it does behind kube-apiserver.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
 use axum::response::Response;
@@ -137,9 +139,11 @@ pub async fn logs(api: &Arc<ApiServer>, target: &Target, q: &Query) -> ApiResult
         );
     }
     let unreachable = |e: &dyn std::fmt::Display| {
-        ApiError::internal(format!("Get \"http://{host}:{port}{path}\": {e}"))
+        ApiError::internal(format!("Get \"https://{host}:{port}{path}\": {e}"))
     };
-    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+    static KUBELET_TLS: OnceLock<tokio_rustls::TlsConnector> = OnceLock::new();
+    let connector = KUBELET_TLS.get_or_init(crate::tls::kubelet_client);
+    let stream = crate::tls::connect_kubelet(connector, &host, port)
         .await
         .map_err(|e| unreachable(&e))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))

@@ -67,6 +67,9 @@ pub struct ServerConfig {
     pub watch_buffer: usize,
     /// Interval of BOOKMARK events on watches that allow them.
     pub bookmark_interval: Duration,
+    /// Added to every write request (create, update, patch, delete, deletecollection) before
+    /// it is carried out, like the round trip to etcd a real API server's writes wait for.
+    pub write_latency: Duration,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +79,7 @@ impl Default for ServerConfig {
             watch_history: 20_000,
             watch_buffer: 16_384,
             bookmark_interval: Duration::from_secs(5),
+            write_latency: Duration::ZERO,
         }
     }
 }
@@ -349,8 +353,12 @@ async fn resource_request(
     };
     api.stats.record(verb, &resource_label);
     let (fault, latency) = api.faults.injected(verb, &def.resource);
-    if latency > 0 {
-        tokio::time::sleep(Duration::from_millis(latency)).await;
+    let mut delay = Duration::from_millis(latency);
+    if faults::WRITE_VERBS.contains(&verb) {
+        delay += api.config.write_latency;
+    }
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     if let Some(e) = fault {
         api.stats.record_fault();

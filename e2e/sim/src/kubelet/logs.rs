@@ -1,5 +1,5 @@
 //! Container logs: a bounded in-memory buffer per container run (the last `LOG_LIMIT_BYTES`,
-//! each line stamped with its arrival time), and the kubelet's read-only HTTP endpoint
+//! each line stamped with its arrival time), and the kubelet's read-only HTTPS endpoint
 //! `/containerLogs/{namespace}/{pod}/{container}` with `follow`, `tailLines`, `timestamps`,
 //! `limitBytes`, `sinceSeconds`, `sinceTime` and `previous`, which the API server's
 //! `pods/log` proxies to. The process runtime writes lines; the HTTP handlers read them.
@@ -345,14 +345,18 @@ async fn container_logs(
     (plain, Body::from_stream(stream)).into_response()
 }
 
-/// Serves the log endpoint on 127.0.0.1:`port` (0 = a free port); returns the bound address.
+/// Serves the log endpoint over HTTPS, with a self-signed certificate made at start as a real
+/// kubelet does, on the node address at `port` (0 = a free port); returns the bound address.
 pub async fn serve(
     store: Arc<LogStore>,
     port: u16,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind((super::consts::NODE_IP, port)).await?;
-    let addr = listener.local_addr()?;
+    let tcp = tokio::net::TcpListener::bind((super::consts::NODE_IP, port)).await?;
+    let addr = tcp.local_addr()?;
+    let config = crate::tls::self_signed_server(&[super::consts::NODE_IP, "localhost"])
+        .map_err(std::io::Error::other)?;
+    let listener = crate::tls::HttpsListener::new(tcp, config)?;
     let app = Router::new()
         .route(
             "/containerLogs/{namespace}/{pod}/{container}",
@@ -374,9 +378,16 @@ pub async fn serve(
 mod tests {
     use super::*;
 
+    /// A GET over HTTPS, as the API server's `pods/log` proxy does it.
     async fn get_text(addr: SocketAddr, path: &str) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut s = crate::tls::connect_kubelet(
+            &crate::tls::kubelet_client(),
+            &addr.ip().to_string(),
+            addr.port(),
+        )
+        .await
+        .expect("TLS handshake with the kubelet");
         s.write_all(
             format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
         )

@@ -242,6 +242,8 @@ struct DonePod {
     ns: String,
     node: String,
     name: String,
+    /// Being deleted with a grace period, which the API server holds the pod for until this
+    /// kubelet confirms the termination (see [`awaits_kubelet`]).
     deleting: bool,
     delete_sent: bool,
 }
@@ -344,6 +346,15 @@ fn termination_grace(pod: &Pod) -> Duration {
         })
         .unwrap_or(30);
     Duration::from_secs(secs.max(0) as u64)
+}
+
+/// Whether the API server keeps the pod until a kubelet confirms its termination with a
+/// grace-0 delete: a deletion with a grace period still running. A pod whose grace period is
+/// already 0 (deleted with grace 0, or terminal when deleted) waits on its finalizers only, and
+/// another delete from the kubelet would change nothing.
+fn awaits_kubelet(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+        && pod.metadata.deletion_grace_period_seconds.unwrap_or(0) > 0
 }
 
 fn spec_grace(pod: &Pod) -> Duration {
@@ -795,7 +806,7 @@ impl Manager {
             ns: a.ns.clone(),
             node: a.node.clone(),
             name: a.name.clone(),
-            deleting: a.deleting,
+            deleting: a.deleting && awaits_kubelet(&a.pod),
             delete_sent: a.delete_sent,
         };
         let delete = done.deleting && !done.delete_sent;
@@ -1113,7 +1124,7 @@ impl Manager {
             let deleting = pod.metadata.deletion_timestamp.is_some();
             match tracked {
                 Tracked::Done(d) => {
-                    if deleting && !d.deleting {
+                    if awaits_kubelet(&pod) && !d.deleting {
                         d.deleting = true;
                         if !d.delete_sent {
                             self.want(WriteKey::PodDelete(uid));
@@ -1228,11 +1239,11 @@ impl Manager {
                     ns,
                     node: node_name,
                     name,
-                    deleting,
+                    deleting: awaits_kubelet(&pod),
                     delete_sent: false,
                 }),
             );
-            if deleting {
+            if awaits_kubelet(&pod) {
                 self.want(WriteKey::PodDelete(uid));
             }
             return;

@@ -7,8 +7,11 @@
 //! [`resources`] (admission), [`placement`] (binding of unscheduled pods), [`env`] (container
 //! environment, Downward API); the runtimes act — [`scripted`] (timers in the manager's
 //! deadline queue) and [`process`] (`/bin/sh` processes) — and [`logs`] serves container
-//! output over HTTP for the API server's `pods/log`. Every change the manager wants is an API
-//! write, coalesced per object and issued by a bounded pool.
+//! output over HTTPS (a self-signed certificate, as a real kubelet makes when it has none) for
+//! the API server's `pods/log`. Every change the manager wants is an API write, coalesced per
+//! object and issued by a bounded pool; a deletion is confirmed with one grace-0 delete once
+//! the containers have stopped, and only while the API server waits for it (a grace period
+//! still running).
 //!
 //! ```no_run
 //! # async fn demo(client: kube::Client) -> Result<(), barge_sim::kubelet::KubeletError> {

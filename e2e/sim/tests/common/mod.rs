@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests: waiting on conditions with timeouts, locating the
-//! shared fixtures, and the external-tool policy (skip loudly when missing locally, fail when
+//! Helpers shared by the integration tests: waiting on conditions with timeouts, the
+//! workspace root, and the external-tool policy (skip loudly when missing locally, fail when
 //! `BARGE_REQUIRE_TOOLS=1`, as in CI).
 #![allow(dead_code)]
 
@@ -39,14 +39,6 @@ pub fn workspace_root() -> PathBuf {
             "no workspace Cargo.toml above {}",
             env!("CARGO_MANIFEST_DIR")
         );
-    }
-}
-
-/// `$BARGE_SHARED_DIR`, else `<workspace root>/../shared`.
-pub fn shared_dir() -> PathBuf {
-    match std::env::var_os("BARGE_SHARED_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => workspace_root().join("..").join("shared"),
     }
 }
 

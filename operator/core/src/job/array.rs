@@ -19,18 +19,19 @@
 //! are done and any failed; it never moves back) → list RUNNABLE children for the scheduler.
 
 use super::pods::{self, Progress};
-use super::single::{let_go, stop_pod, watch_deletion};
+use super::single::{let_go, stop_pod, stop_running_pod, watch_deletion};
 use super::{
-    Admission, AttemptRecord, DeleteReason, Draft, JobAction, JobView, PodView, RunnableGroup,
-    RunnableWork,
+    Admission, AttemptRecord, DeleteReason, Draft, JobView, PodView, RunnableGroup, RunnableWork,
 };
 use crate::deps::{self, DependencyVerdict};
 use crate::error::{Error, Result};
 use crate::index_set::{BitSet, IndexSet};
+use crate::naming;
+use crate::pod_creation::{CreationRefusal, GiveUp};
 use crate::reasons;
-use crate::retry::{decide_after_attempt, AttemptDecision};
+use crate::retry::{decide_after_attempt, AttemptDecision, AttemptOutcome};
 use crate::state::{JobState, StatusSummary};
-use crate::timeout::{self, TimeoutDecision, STOP_GRACE_SECONDS};
+use crate::timeout::{self, TimeoutDecision};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -373,7 +374,7 @@ fn run(view: &JobView, d: &mut Draft, rec: &mut ArrayRecord) {
             Progress::Running { started_at_ms } => {
                 live.running.insert(index);
                 if stop_reason.is_some() {
-                    stop_pod(d, pod, STOP_GRACE_SECONDS, DeleteReason::Terminate);
+                    stop_running_pod(d, pod, DeleteReason::Terminate);
                 } else {
                     enforce_child_timeout(d, view, pod, started_at_ms);
                 }
@@ -407,10 +408,14 @@ fn run(view: &JobView, d: &mut Draft, rec: &mut ArrayRecord) {
         &rec.succeeded,
         &rec.failed,
     );
+    let settled = super::surroundings(view).settle(readiness.gate.clone(), d.now_ms);
+    if let Some(at) = settled.recheck_at_ms {
+        d.wake_at(at);
+    }
     let mut runnable = BitSet::new(size);
     let mut gate_failure: Option<String> = None;
     let mut gate_waiting: Option<String> = None;
-    match &readiness.gate {
+    match &settled.verdict {
         DependencyVerdict::Failed { status_reason } => {
             rec.mark_failed_without_attempt(&IndexSet::from_bitset(&idle));
             gate_failure = Some(status_reason.clone());
@@ -426,6 +431,11 @@ fn run(view: &JobView, d: &mut Draft, rec: &mut ArrayRecord) {
             runnable = readiness.ready.clone();
             runnable.and_with(&idle);
         }
+    }
+
+    // 3b. Children whose pod the API server kept refusing: their attempt fails at the bound.
+    if let Some(refusal) = &view.creation_refusal {
+        give_up_refused_children(view, d, rec, refusal, &mut runnable);
     }
 
     // 4. The parent's state (never backwards before it ends).
@@ -487,22 +497,63 @@ fn run(view: &JobView, d: &mut Draft, rec: &mut ArrayRecord) {
     finish_children(d, rec, &live, &runnable);
 }
 
+/// Runnable children whose current attempt's pod creation was refused for longer than the
+/// bound: the attempt fails with `PodCreationRefused: <message>`; the retry strategy decides
+/// whether the child runs again (a new attempt, with a bound of its own) or fails.
+fn give_up_refused_children(
+    view: &JobView,
+    d: &mut Draft,
+    rec: &mut ArrayRecord,
+    refusal: &CreationRefusal,
+    runnable: &mut BitSet,
+) {
+    for &unit in refusal.units.keys() {
+        let Some(index) = unit.array_index else {
+            continue;
+        };
+        if index >= rec.size || !runnable.contains(index) || unit.attempt != rec.next_attempt(index)
+        {
+            continue;
+        }
+        let status_reason = match refusal.give_up(unit, d.now_ms) {
+            None => continue,
+            Some(GiveUp::NotYet { at_ms }) => {
+                d.wake_at(at_ms);
+                continue;
+            }
+            Some(GiveUp::Now { status_reason }) => status_reason,
+        };
+        let outcome = AttemptOutcome::pod_failed(status_reason, None);
+        match decide_after_attempt(&view.spec.retry_strategy, unit.attempt, &outcome) {
+            AttemptDecision::Retry => rec.mark_retry(index, unit.attempt),
+            AttemptDecision::Succeed | AttemptDecision::Fail { .. } => {
+                let finished = pods::Finished {
+                    outcome,
+                    started_at_ms: None,
+                    stopped_at_ms: d.now_ms,
+                };
+                let pod_name = naming::attempt_pod_name(&view.name, unit.attempt, Some(index));
+                let absent = pods::absent_pod(pod_name, unit.attempt, Some(index), None);
+                rec.mark_failed(index, pods::attempt_record(&absent, &finished));
+                runnable.remove(index);
+            }
+        }
+    }
+}
+
 fn enforce_child_timeout(d: &mut Draft, view: &JobView, pod: &PodView, started_at_ms: i64) {
     match timeout::decide_timeout(
         view.spec.attempt_duration_seconds,
         Some(started_at_ms),
         pod.deletion_timestamp_ms,
+        pod.active_deadline_at_ms,
         d.now_ms,
     ) {
         TimeoutDecision::NotYet { deadline_ms } => {
             d.wake_at(deadline_ms);
             watch_deletion(d, pod);
         }
-        TimeoutDecision::Terminate { grace_seconds } => d.act(JobAction::DeletePod {
-            name: pod.name.clone(),
-            grace_seconds,
-            reason: DeleteReason::Timeout,
-        }),
+        TimeoutDecision::Stop(_) => stop_running_pod(d, pod, DeleteReason::Timeout),
         TimeoutDecision::NoTimeout | TimeoutDecision::Stopping(_) => watch_deletion(d, pod),
     }
 }

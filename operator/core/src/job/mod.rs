@@ -3,8 +3,9 @@
 //! Data flow: the operator reads a Job, its pods, the jobs it depends on and its queue from
 //! its stores and builds a [`JobView`]: the persisted [`JobRecord`] (the status in core form),
 //! the [`JobSpec`] essentials, its own [`Admission`] verdict (definition and queue resolved?),
-//! the observed [`PodView`]s, the queue's [`TimeLimitAction`]s and the scheduler's latest
-//! [`Blocked`] verdict. [`reconcile`] returns a [`JobPlan`]: the new record, the state changes
+//! the observed [`PodView`]s, the queue's [`TimeLimitAction`]s, the scheduler's latest
+//! [`Blocked`] verdict, the `dependsOn` graph around the job (cycles), the grace for missing
+//! dependencies, and the API server's refusals of the job's pod creations. [`reconcile`] returns a [`JobPlan`]: the new record, the state changes
 //! to announce as Events, the [`JobAction`]s to apply, when to look again, and what the
 //! scheduler may place next ([`RunnableWork`]).
 //!
@@ -29,8 +30,9 @@ mod single;
 
 pub use array::{ArrayRecord, ChildStates, MAX_FAILED_CHILD_ATTEMPTS};
 
-use crate::deps::{Dependency, DependencyTargets};
+use crate::deps::{Dependency, DependencyGraph, DependencyTargets, Surroundings};
 use crate::index_set::IndexSet;
+use crate::pod_creation::CreationRefusal;
 use crate::reasons;
 use crate::retry::RetryStrategy;
 use crate::state::{JobState, StatusSummary};
@@ -91,9 +93,40 @@ pub enum Admission {
     Invalid { reason: String },
 }
 
+/// Why the scheduler could not place a RUNNABLE job. The operator names each kind with a
+/// CamelCase condition reason (the job's `Schedulable=False` condition); plain "waiting for
+/// room that running work or starting nodes will free" is no verdict at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BlockedKind {
+    /// No usable compute environment of the queue has a Ready node, and none is starting one.
+    NoReadyNodes,
+    /// The usable environments have Ready nodes, but none that could ever take the job, and no
+    /// node that could is starting.
+    InsufficientCapacity,
+    /// The queue is DISABLED.
+    QueueDisabled,
+    /// The queue does not exist (any more).
+    QueueNotFound,
+    /// The queue lists no compute environment that exists.
+    NoComputeEnvironment,
+    /// Every compute environment of the queue is DISABLED.
+    ComputeEnvironmentsDisabled,
+    /// Every compute environment of the queue is INVALID.
+    ComputeEnvironmentsInvalid,
+    /// A strict-FIFO queue waits for its head job.
+    BehindQueueHead,
+    /// No instance type of any compute environment of the queue fits the job.
+    NoInstanceTypeFits,
+    /// The job asks for more vCPUs than every compute environment's `maxvCpus`.
+    ExceedsMaxvCpus,
+    /// The job was placed but its pod could not be created (or rendered).
+    PodCreationFailed,
+}
+
 /// The scheduler's latest verdict for a RUNNABLE job it could not place.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Blocked {
+    pub kind: BlockedKind,
     /// AWS-style status reason to show while RUNNABLE (e.g. `MISCONFIGURATION:...`), if any.
     pub status_reason: Option<String>,
     /// Human explanation for the job's condition.
@@ -189,6 +222,9 @@ pub struct PodView {
     pub waiting_message: Option<String>,
     /// `metadata.deletionTimestamp`: the pod is being deleted; SIGKILL is due at this time.
     pub deletion_timestamp_ms: Option<i64>,
+    /// `status.startTime + spec.activeDeadlineSeconds`: when the kubelet stops the pod (Barge
+    /// sets the deadline to stop a timed-out or terminated attempt without deleting its pod).
+    pub active_deadline_at_ms: Option<i64>,
     /// The pod's node disappeared (node object gone, or a `DisruptionTarget` condition saying so).
     pub node_lost: bool,
     /// Barge's `batch.barge.dev/attempt-result` finalizer is still on the pod.
@@ -264,6 +300,19 @@ impl JobRecord {
     pub fn is_retried(&self) -> bool {
         !self.attempts.is_empty()
     }
+
+    /// True once a pod of the job (of any attempt, of any array child) was placed on a node: a
+    /// container started, a recorded attempt names its node, or an array child succeeded. (An
+    /// attempt whose pod the API server refused is recorded without a node.)
+    pub fn was_placed(&self) -> bool {
+        let placed = |a: &AttemptRecord| a.node_name.is_some() || a.started_at_ms.is_some();
+        self.started_at_ms.is_some()
+            || self.attempts.iter().any(placed)
+            || self
+                .array
+                .as_ref()
+                .is_some_and(|a| !a.succeeded.is_empty() || a.failed_attempts.iter().any(placed))
+    }
 }
 
 /// Everything [`reconcile`] looks at.
@@ -282,6 +331,13 @@ pub struct JobView {
     pub time_limit_actions: Vec<TimeLimitAction>,
     /// The scheduler's latest verdict, when it could not place the job.
     pub blocked: Option<Blocked>,
+    /// The `dependsOn` graph around the job (for cycles); may be empty when the job does not
+    /// wait for dependencies.
+    pub dependency_graph: DependencyGraph,
+    /// How long a job named in `dependsOn` may be missing before this job fails.
+    pub missing_dependency_grace_ms: i64,
+    /// The API server's refusals of this job's pod creations, if any.
+    pub creation_refusal: Option<CreationRefusal>,
 }
 
 /// One state change, to announce as a Kubernetes Event.
@@ -292,7 +348,7 @@ pub struct StateChange {
     pub reason: Option<String>,
 }
 
-/// Why Barge deletes a pod.
+/// Why Barge stops or deletes a pod.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeleteReason {
     /// The attempt exceeded `attemptDurationSeconds`.
@@ -314,6 +370,11 @@ pub enum JobAction {
         grace_seconds: i64,
         reason: DeleteReason,
     },
+    /// Stop the pod's containers but keep the pod (its record and log): set its
+    /// `spec.activeDeadlineSeconds` to the time it has run (see
+    /// [`crate::timeout::active_deadline_seconds_to_stop_now`]), so that the kubelet stops it
+    /// now (SIGTERM, SIGKILL after its grace period) and marks it Failed (`DeadlineExceeded`).
+    StopPod { name: String, reason: DeleteReason },
     /// Remove Barge's result finalizer: the pod's result is in the record.
     ReleasePod { name: String },
     /// `ttlSecondsAfterFinished` has passed: delete the Job.
@@ -357,6 +418,20 @@ pub struct JobPlan {
     pub children: Option<ChildStates>,
     /// Why the job is not progressing, for a condition (waiting for a dependency, blocked...).
     pub waiting: Option<String>,
+    /// The scheduler's verdict the plan applied (RUNNABLE work only), for the condition reason.
+    pub blocked: Option<BlockedKind>,
+}
+
+/// The job's dependencies with what the operator knows around them (graph, missing grace).
+pub(crate) fn surroundings(view: &JobView) -> Surroundings<'_> {
+    Surroundings {
+        own_name: &view.name,
+        deps: &view.spec.depends_on,
+        targets: &view.dependencies,
+        graph: &view.dependency_graph,
+        waiting_since_ms: view.record.created_at_ms,
+        missing_grace_ms: view.missing_dependency_grace_ms,
+    }
 }
 
 /// Decides the next step of a job. Pure: same view and `now_ms`, same plan.
@@ -381,6 +456,7 @@ pub(crate) struct Draft {
     pub summary: Option<StatusSummary>,
     pub children: Option<ChildStates>,
     pub waiting: Option<String>,
+    pub blocked: Option<BlockedKind>,
 }
 
 impl Draft {
@@ -395,6 +471,7 @@ impl Draft {
             summary: None,
             children: None,
             waiting: None,
+            blocked: None,
         }
     }
 
@@ -450,6 +527,7 @@ impl Draft {
             return false;
         };
         self.waiting = Some(blocked.message.clone());
+        self.blocked = Some(blocked.kind);
         let Some(reason) = &blocked.status_reason else {
             if self.record.blocked_since_ms.take().is_some() {
                 self.record.status_reason = None;
@@ -515,6 +593,7 @@ impl Draft {
             summary: self.summary,
             children: self.children,
             waiting: self.waiting,
+            blocked: self.blocked,
         }
     }
 }

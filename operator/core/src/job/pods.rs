@@ -141,6 +141,36 @@ fn pod_failure_reason(pod: &PodView) -> String {
     }
 }
 
+/// Stands in for the pod of an attempt that has none (it vanished, or it was never created):
+/// nothing to stop or release.
+pub(crate) fn absent_pod(
+    name: String,
+    attempt: u32,
+    array_index: Option<u32>,
+    started_at_ms: Option<i64>,
+) -> PodView {
+    PodView {
+        name,
+        attempt,
+        array_index,
+        node_index: None,
+        phase: PodPhase::Unknown,
+        node_name: None,
+        started_at_ms,
+        finished_at_ms: None,
+        exit_code: None,
+        container_reason: None,
+        pod_reason: None,
+        pod_message: None,
+        waiting_reason: None,
+        waiting_message: None,
+        deletion_timestamp_ms: None,
+        active_deadline_at_ms: None,
+        node_lost: false,
+        has_finalizer: false,
+    }
+}
+
 /// The attempt record of a finished pod.
 pub(crate) fn attempt_record(pod: &PodView, finished: &Finished) -> AttemptRecord {
     AttemptRecord {

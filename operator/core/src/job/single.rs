@@ -1,18 +1,20 @@
 //! The state machine of a single (non-array) job.
 //!
 //! Steps, in order: finished job (let every pod go, TTL) → pods of attempts already recorded
-//! (stop, release) → `spec.terminate` (cancel or terminate) → admission → dependencies → the
-//! current attempt's pod (STARTING, RUNNING, timeout, result) → RUNNABLE bookkeeping (blocked
-//! reason, time-limit actions, what the scheduler may place).
+//! (stop, release) → `spec.terminate` (cancel or terminate) → admission → dependencies (cycles
+//! and missing jobs fail, see [`crate::deps::Surroundings::settle`]) → the current attempt's pod
+//! (STARTING, RUNNING, timeout, result), or its refused creation (give up at the bound) →
+//! RUNNABLE bookkeeping (blocked reason, time-limit actions, what the scheduler may place).
 
 use super::pods::{self, Finished, Progress};
 use super::{Admission, DeleteReason, Draft, JobAction, JobView, PodView, RunnableWork};
 use crate::deps::{self, DependencyVerdict};
 use crate::naming;
+use crate::pod_creation::{GiveUp, Unit};
 use crate::reasons;
 use crate::retry::{decide_after_attempt, AttemptDecision, AttemptOutcome};
 use crate::state::JobState;
-use crate::timeout::{self, StopProgress, TimeoutDecision, STOP_GRACE_SECONDS};
+use crate::timeout::{self, DeadlineStop, StopProgress, TimeoutDecision};
 
 pub(crate) fn reconcile_single(view: &JobView, d: &mut Draft) {
     let recorded = u32::try_from(d.record.attempts.len()).unwrap_or(u32::MAX);
@@ -56,12 +58,11 @@ pub(crate) fn reconcile_single(view: &JobView, d: &mut Draft) {
                 match progress {
                     Progress::Finished(finished) => finish_attempt(d, view, pod, &finished),
                     _ => {
-                        let grace = if progress.started_at().is_some() {
-                            STOP_GRACE_SECONDS
+                        if progress.started_at().is_some() {
+                            stop_running_pod(d, pod, DeleteReason::Terminate);
                         } else {
-                            0
-                        };
-                        stop_pod(d, pod, grace, DeleteReason::Terminate);
+                            stop_pod(d, pod, 0, DeleteReason::Terminate);
+                        }
                         d.waiting = Some(format!("terminating: {reason}"));
                     }
                 }
@@ -86,7 +87,12 @@ pub(crate) fn reconcile_single(view: &JobView, d: &mut Draft) {
     }
 
     if current.is_none() && matches!(d.record.state, JobState::Submitted | JobState::Pending) {
-        match deps::evaluate_job(&view.name, &view.spec.depends_on, &view.dependencies) {
+        let verdict = deps::evaluate_job(&view.name, &view.spec.depends_on, &view.dependencies);
+        let settled = super::surroundings(view).settle(verdict, d.now_ms);
+        if let Some(at) = settled.recheck_at_ms {
+            d.wake_at(at);
+        }
+        match settled.verdict {
             DependencyVerdict::Failed { status_reason } => {
                 d.fail(status_reason);
                 return;
@@ -128,27 +134,13 @@ pub(crate) fn reconcile_single(view: &JobView, d: &mut Draft) {
                     .filter(|_| d.record.state == JobState::Running),
                 stopped_at_ms: d.now_ms,
             };
-            let vanished = PodView {
-                name: pod_name,
-                attempt: current_attempt,
-                array_index: None,
-                node_index: None,
-                phase: super::PodPhase::Unknown,
-                node_name: None,
-                started_at_ms: finished.started_at_ms,
-                finished_at_ms: None,
-                exit_code: None,
-                container_reason: None,
-                pod_reason: None,
-                pod_message: None,
-                waiting_reason: None,
-                waiting_message: None,
-                deletion_timestamp_ms: None,
-                node_lost: false,
-                has_finalizer: false,
-            };
+            let vanished =
+                pods::absent_pod(pod_name, current_attempt, None, finished.started_at_ms);
             // Nothing left to stop or release: just record the result.
             record_result(d, view, &vanished, &finished);
+        }
+        None if d.record.state == JobState::Runnable => {
+            give_up_refused_creation(d, view, current_attempt);
         }
         None => {}
     }
@@ -168,6 +160,37 @@ pub(crate) fn reconcile_single(view: &JobView, d: &mut Draft) {
                 .saturating_add(1),
             retried: d.record.is_retried(),
         };
+    }
+}
+
+/// A RUNNABLE attempt whose pod the API server kept refusing to create: once the bound since
+/// the first refusal has passed, the attempt fails with `PodCreationRefused: <message>` (and
+/// the retry strategy decides what follows); until then, look again at that time.
+fn give_up_refused_creation(d: &mut Draft, view: &JobView, attempt: u32) {
+    let Some(refusal) = &view.creation_refusal else {
+        return;
+    };
+    let unit = Unit {
+        attempt,
+        array_index: None,
+    };
+    match refusal.give_up(unit, d.now_ms) {
+        None => {}
+        Some(GiveUp::NotYet { at_ms }) => d.wake_at(at_ms),
+        Some(GiveUp::Now { status_reason }) => {
+            let pod_name = naming::attempt_pod_name(&view.name, attempt, None);
+            let finished = Finished {
+                outcome: AttemptOutcome::pod_failed(status_reason, None),
+                started_at_ms: None,
+                stopped_at_ms: d.now_ms,
+            };
+            record_result(
+                d,
+                view,
+                &pods::absent_pod(pod_name, attempt, None, None),
+                &finished,
+            );
+        }
     }
 }
 
@@ -216,6 +239,7 @@ fn enforce_timeout(d: &mut Draft, view: &JobView, pod: &PodView, started_at_ms: 
         view.spec.attempt_duration_seconds,
         Some(started_at_ms),
         pod.deletion_timestamp_ms,
+        pod.active_deadline_at_ms,
         d.now_ms,
     ) {
         TimeoutDecision::NoTimeout => watch_deletion(d, pod),
@@ -223,12 +247,31 @@ fn enforce_timeout(d: &mut Draft, view: &JobView, pod: &PodView, started_at_ms: 
             d.wake_at(deadline_ms);
             watch_deletion(d, pod);
         }
-        TimeoutDecision::Terminate { grace_seconds } => d.act(JobAction::DeletePod {
-            name: pod.name.clone(),
-            grace_seconds,
-            reason: DeleteReason::Timeout,
-        }),
+        TimeoutDecision::Stop(_) => stop_running_pod(d, pod, DeleteReason::Timeout),
         TimeoutDecision::Stopping(_) => watch_deletion(d, pod),
+    }
+}
+
+/// Stops a running pod's containers through its deadline, keeping the pod and its log; deletes
+/// it only if the kubelet has not stopped it well after the deadline (or someone deletes it).
+pub(crate) fn stop_running_pod(d: &mut Draft, pod: &PodView, reason: DeleteReason) {
+    if pod.deletion_timestamp_ms.is_some() {
+        watch_deletion(d, pod);
+        return;
+    }
+    // A deadline still in the future (set by the user's pod spec) does not stop it now.
+    let due = pod.active_deadline_at_ms.filter(|at| *at <= d.now_ms);
+    match timeout::deadline_stop(due, d.now_ms) {
+        DeadlineStop::Request => d.act(JobAction::StopPod {
+            name: pod.name.clone(),
+            reason,
+        }),
+        DeadlineStop::Waiting { force_at_ms } => d.wake_at(force_at_ms),
+        DeadlineStop::ForceDelete => d.act(JobAction::DeletePod {
+            name: pod.name.clone(),
+            grace_seconds: 0,
+            reason: DeleteReason::ForceDelete,
+        }),
     }
 }
 

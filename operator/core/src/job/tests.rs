@@ -40,6 +40,16 @@ fn deleted(plan: &JobPlan) -> Vec<(&str, i64, DeleteReason)> {
         .collect()
 }
 
+fn stopped(plan: &JobPlan) -> Vec<(&str, DeleteReason)> {
+    plan.actions
+        .iter()
+        .filter_map(|a| match a {
+            JobAction::StopPod { name, reason } => Some((name.as_str(), *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
 fn groups(plan: &JobPlan) -> Vec<(u32, bool, String)> {
     match &plan.runnable {
         RunnableWork::Array { groups } => groups
@@ -337,10 +347,189 @@ fn vanished_pod_counts_as_a_failed_attempt() {
     );
 }
 
+#[test]
+fn a_dependency_cycle_fails_the_job_naming_the_cycle() {
+    let view = job("a")
+        .depends_on(Dependency::standard("b"))
+        .dependency("b", DependencyTarget::job(Pending))
+        .graph_edge("a", &["b"])
+        .graph_edge("b", &["c"])
+        .graph_edge("c", &["a"])
+        .state(Pending)
+        .build();
+    let plan = reconcile(&view, T0 + 5);
+    assert_eq!(states(&plan), vec![(Pending, Failed)]);
+    assert_eq!(
+        plan.record.status_reason.as_deref(),
+        Some("Dependency cycle: a → b → c → a")
+    );
+    assert_eq!(plan.runnable, RunnableWork::Nothing);
+
+    // An array in a cycle fails every child with the same reason.
+    let view = job("arr")
+        .array(3)
+        .depends_on(Dependency::standard("b"))
+        .dependency("b", DependencyTarget::job(Pending))
+        .graph_edge("arr", &["b"])
+        .graph_edge("b", &["arr"])
+        .build();
+    let plan = reconcile(&view, T0);
+    assert_eq!(plan.record.state, Failed);
+    assert_eq!(
+        plan.record.status_reason.as_deref(),
+        Some("Dependency cycle: arr → b → arr")
+    );
+    assert_eq!(array_rec(&plan).failed.to_string(), "0-2");
+}
+
+#[test]
+fn a_dependency_missing_past_the_grace_fails_the_job() {
+    let view = job("b")
+        .depends_on(Dependency::standard("ghost"))
+        .missing_dependency_grace(60)
+        .build();
+    let plan = reconcile(&view, T0 + secs(10));
+    assert_eq!(plan.record.state, Pending);
+    assert_eq!(
+        plan.requeue_at_ms,
+        Some(T0 + secs(60)),
+        "looks again when the grace ends"
+    );
+    let view = with_record(&view, &plan);
+    let plan = reconcile(&view, T0 + secs(60));
+    assert_eq!(states(&plan), vec![(Pending, Failed)]);
+    assert_eq!(
+        plan.record.status_reason.as_deref(),
+        Some("Dependency not found: job \"ghost\" does not exist (waited 60 s)")
+    );
+    // An array waiting on a missing N_TO_N target fails the same way.
+    let view = job("arr")
+        .array(2)
+        .depends_on(Dependency::n_to_n("ghost"))
+        .missing_dependency_grace(60)
+        .build();
+    let plan = reconcile(&view, T0 + secs(61));
+    assert_eq!(plan.record.state, Failed);
+    assert!(plan
+        .record
+        .status_reason
+        .as_deref()
+        .is_some_and(|r| r.starts_with(reasons::DEPENDENCY_NOT_FOUND)));
+}
+
+#[test]
+fn a_refused_pod_creation_fails_the_attempt_at_the_bound_then_retries() {
+    use crate::pod_creation::{CreationRefusal, Unit};
+    let first = Unit {
+        attempt: 1,
+        array_index: None,
+    };
+    let refusal = CreationRefusal::new(first, "pods \"j-1\" is forbidden: quota", T0, secs(300));
+    let view = job("j")
+        .retry(2)
+        .state(Runnable)
+        .creation_refusal(refusal.clone())
+        .build();
+    let plan = reconcile(&view, T0 + secs(10));
+    assert_eq!(plan.record.state, Runnable);
+    assert!(plan.record.attempts.is_empty());
+    assert_eq!(
+        plan.requeue_at_ms,
+        Some(T0 + secs(300)),
+        "wakes at the bound"
+    );
+    assert_eq!(
+        plan.runnable,
+        RunnableWork::Single {
+            attempt: 1,
+            retried: false
+        }
+    );
+
+    let plan = reconcile(&view, T0 + secs(300));
+    assert_eq!(plan.record.state, Runnable, "attempt 2 of 2 is left");
+    assert_eq!(plan.record.attempts.len(), 1);
+    let attempt = &plan.record.attempts[0];
+    assert_eq!(attempt.pod_name, "j-1");
+    assert_eq!(
+        attempt.status_reason,
+        "PodCreationRefused: pods \"j-1\" is forbidden: quota"
+    );
+    assert_eq!(
+        plan.runnable,
+        RunnableWork::Single {
+            attempt: 2,
+            retried: true
+        }
+    );
+
+    // The second attempt has a bound of its own; past it, the job fails.
+    let mut refusal = refusal;
+    let second = Unit {
+        attempt: 2,
+        array_index: None,
+    };
+    refusal.refused_again(second, "pods \"j-2\" is forbidden: quota", T0 + secs(301));
+    let mut view = with_record(&view, &plan);
+    view.creation_refusal = Some(refusal);
+    let plan = reconcile(&view, T0 + secs(400));
+    assert_eq!(plan.record.state, Runnable);
+    assert_eq!(plan.requeue_at_ms, Some(T0 + secs(601)));
+    let plan = reconcile(&view, T0 + secs(601));
+    assert_eq!(states(&plan), vec![(Runnable, Failed)]);
+    assert_eq!(
+        plan.record.status_reason.as_deref(),
+        Some("PodCreationRefused: pods \"j-2\" is forbidden: quota")
+    );
+    assert_eq!(plan.record.attempts.len(), 2);
+}
+
+#[test]
+fn an_exit_rule_on_the_refusal_reason_stops_after_one_attempt() {
+    use crate::pod_creation::{CreationRefusal, Unit};
+    let first = Unit {
+        attempt: 1,
+        array_index: None,
+    };
+    let view = job("j")
+        .retry_rules(3, &[(None, None, Some("PodCreationRefused*"), "EXIT")])
+        .state(Runnable)
+        .creation_refusal(CreationRefusal::new(first, "forbidden", T0, secs(60)))
+        .build();
+    let plan = reconcile(&view, T0 + secs(60));
+    assert_eq!(plan.record.state, Failed);
+    assert_eq!(plan.record.attempts.len(), 1);
+}
+
+#[test]
+fn refused_array_children_fail_their_attempt_at_the_bound() {
+    use crate::pod_creation::{CreationRefusal, Unit};
+    let child = |index| Unit {
+        attempt: 1,
+        array_index: Some(index),
+    };
+    let mut refusal = CreationRefusal::new(child(1), "forbidden", T0, secs(60));
+    refusal.refused_again(child(2), "forbidden", T0 + secs(30));
+    let view = job("arr")
+        .array(4)
+        .state(Runnable)
+        .creation_refusal(refusal)
+        .build();
+    let plan = reconcile(&view, T0 + secs(60));
+    let rec = array_rec(&plan);
+    assert_eq!(rec.failed.to_string(), "1", "child 1 reached the bound");
+    assert_eq!(
+        rec.failed_attempt(1).map(|a| a.status_reason.as_str()),
+        Some("PodCreationRefused: forbidden")
+    );
+    assert_eq!(groups(&plan), vec![(1, false, "0,2-3".to_string())]);
+    assert_eq!(plan.requeue_at_ms, Some(T0 + secs(90)), "child 2's bound");
+}
+
 // ---------------------------------------------------------------- timeouts
 
 #[test]
-fn timeout_wakes_at_deadline_then_deletes_with_thirty_seconds_grace() {
+fn timeout_wakes_at_deadline_then_stops_the_pod_without_deleting_it() {
     let running = job("j")
         .timeout(60)
         .retry(3)
@@ -350,9 +539,55 @@ fn timeout_wakes_at_deadline_then_deletes_with_thirty_seconds_grace() {
     assert_eq!(plan.requeue_at_ms, Some(T0 + secs(60)));
     assert!(plan.actions.is_empty());
 
-    let plan = reconcile(&running.build(), T0 + secs(60));
-    assert_eq!(deleted(&plan), vec![("j-1", 30, DeleteReason::Timeout)]);
+    // The pod is kept (its log is the attempt's log): the kubelet stops it at its deadline.
+    let plan = reconcile(&running.clone().build(), T0 + secs(60));
+    assert_eq!(stopped(&plan), vec![("j-1", DeleteReason::Timeout)]);
+    assert!(deleted(&plan).is_empty(), "{:?}", plan.actions);
     assert_eq!(plan.record.state, Running);
+
+    // Deadline set: wait for the kubelet (30 s grace) plus a margin, then delete.
+    let stopping = job("j").timeout(60).retry(3).state(Running).pod(
+        attempt_pod("j", 1, None)
+            .running(T0)
+            .deadline(T0 + secs(60)),
+    );
+    let plan = reconcile(&stopping.clone().build(), T0 + secs(61));
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert_eq!(plan.requeue_at_ms, Some(T0 + secs(120)));
+    let plan = reconcile(&stopping.build(), T0 + secs(120));
+    assert_eq!(deleted(&plan), vec![("j-1", 0, DeleteReason::ForceDelete)]);
+
+    // A deadline of the user's pod spec that lies later does not delay the timeout.
+    let later = job("j").timeout(60).state(Running).pod(
+        attempt_pod("j", 1, None)
+            .running(T0)
+            .deadline(T0 + secs(3600)),
+    );
+    let plan = reconcile(&later.build(), T0 + secs(60));
+    assert_eq!(stopped(&plan), vec![("j-1", DeleteReason::Timeout)]);
+}
+
+#[test]
+fn a_pod_stopped_at_its_deadline_records_the_timeout_and_stays() {
+    let view = job("j")
+        .timeout(60)
+        .retry(3)
+        .state(Running)
+        .pod(
+            attempt_pod("j", 1, None)
+                .failed(137, T0, T0 + secs(62))
+                .pod_reason("DeadlineExceeded")
+                .deadline(T0 + secs(61)),
+        )
+        .build();
+    let plan = reconcile(&view, T0 + secs(63));
+    assert_eq!(plan.record.state, Failed);
+    assert_eq!(
+        plan.record.status_reason.as_deref(),
+        Some(reasons::ATTEMPT_DURATION_EXCEEDED)
+    );
+    assert!(deleted(&plan).is_empty(), "the pod and its log stay");
+    assert_eq!(released(&plan), vec!["j-1"]);
 }
 
 #[test]
@@ -439,7 +674,8 @@ fn terminate_running_job_stops_the_pod_then_fails_with_the_reason() {
         .terminate("operator said stop")
         .pod(attempt_pod("j", 1, None).running(T0));
     let plan = reconcile(&running.build(), T0 + 1);
-    assert_eq!(deleted(&plan), vec![("j-1", 30, DeleteReason::Terminate)]);
+    assert_eq!(stopped(&plan), vec![("j-1", DeleteReason::Terminate)]);
+    assert!(deleted(&plan).is_empty(), "the pod and its log stay");
     assert_eq!(plan.record.state, Running);
     assert!(plan
         .waiting
@@ -487,6 +723,7 @@ fn blocked_reason_is_shown_and_time_limit_cancels_after_max_time() {
     let view = job("j")
         .state(Runnable)
         .blocked(
+            BlockedKind::NoInstanceTypeFits,
             Some(&reason),
             "requests cpu=64000m memory=1Mi per pod, more than ...",
         )
@@ -514,10 +751,81 @@ fn blocked_reason_is_shown_and_time_limit_cancels_after_max_time() {
 }
 
 #[test]
+fn the_plan_names_the_verdict_it_applied_and_plain_waiting_has_none() {
+    let capacity = reasons::insufficient_instance_capacity("c5.large");
+    let view = job("j")
+        .state(Runnable)
+        .blocked(BlockedKind::NoReadyNodes, Some(&capacity), "no Ready node")
+        .time_limit(reasons::INSUFFICIENT_INSTANCE_CAPACITY, 600)
+        .build();
+    let plan = reconcile(&view, T0);
+    assert_eq!(plan.blocked, Some(BlockedKind::NoReadyNodes));
+    assert_eq!(plan.waiting.as_deref(), Some("no Ready node"));
+    assert_eq!(
+        plan.record.status_reason.as_deref(),
+        Some(capacity.as_str())
+    );
+    assert_eq!(
+        plan.requeue_at_ms,
+        Some(T0 + secs(600)),
+        "the capacity rule's deadline"
+    );
+    let cancelled = reconcile(
+        &job("j")
+            .record(plan.record.clone())
+            .blocked(BlockedKind::NoReadyNodes, Some(&capacity), "no Ready node")
+            .time_limit(reasons::INSUFFICIENT_INSTANCE_CAPACITY, 600)
+            .build(),
+        T0 + secs(600),
+    );
+    assert_eq!(cancelled.record.state, Failed);
+    assert_eq!(
+        cancelled.record.status_reason.as_deref(),
+        Some("Canceled by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY")
+    );
+    assert!(!cancelled.record.was_placed());
+    let plain = reconcile(&job("j").state(Runnable).build(), T0);
+    assert_eq!((plain.blocked, plain.waiting), (None, None));
+}
+
+#[test]
+fn a_job_was_placed_once_one_of_its_pods_had_a_node() {
+    let mut record = JobRecord::submitted(T0);
+    assert!(!record.was_placed());
+    let refused = AttemptRecord {
+        attempt: 1,
+        array_index: None,
+        pod_name: "j-1".into(),
+        node_name: None,
+        exit_code: None,
+        reason: None,
+        started_at_ms: None,
+        stopped_at_ms: T0,
+        status_reason: "PodCreationRefused: forbidden".into(),
+    };
+    record.attempts.push(refused.clone());
+    assert!(!record.was_placed(), "a refused pod never had a node");
+    record.attempts.push(AttemptRecord {
+        attempt: 2,
+        node_name: Some("n1".into()),
+        ..refused
+    });
+    assert!(record.was_placed());
+    let mut array = JobRecord::submitted(T0);
+    array.array = Some(ArrayRecord {
+        size: 3,
+        succeeded: crate::index_set::IndexSet::parse("1").expect("set"),
+        ..ArrayRecord::default()
+    });
+    assert!(array.was_placed(), "a child succeeded");
+}
+
+#[test]
 fn time_limit_ignores_other_reasons_and_unblocked_jobs() {
     let view = job("j")
         .state(Runnable)
         .blocked(
+            BlockedKind::ComputeEnvironmentsInvalid,
             Some("ACTION_REQUIRED - CE(s) associated with the job queue are invalid."),
             "invalid",
         )
@@ -999,12 +1307,11 @@ fn terminating_the_parent_terminates_every_child() {
         .pod(attempt_pod("arr", 1, Some(1)).pending())
         .build();
     let plan = reconcile(&view, T0 + 1);
+    assert_eq!(stopped(&plan), vec![("arr-1-0", DeleteReason::Terminate)]);
     assert_eq!(
         deleted(&plan),
-        vec![
-            ("arr-1-0", 30, DeleteReason::Terminate),
-            ("arr-1-1", 0, DeleteReason::Terminate)
-        ]
+        vec![("arr-1-1", 0, DeleteReason::Terminate)],
+        "a pod that never ran has no log to keep"
     );
     let rec = array_rec(&plan);
     assert_eq!(
@@ -1051,10 +1358,8 @@ fn terminating_chosen_children_fails_just_those() {
         .pod(attempt_pod("arr", 1, Some(3)).running(T0))
         .build();
     let plan = reconcile(&view, T0 + 1);
-    assert_eq!(
-        deleted(&plan),
-        vec![("arr-1-3", 30, DeleteReason::Terminate)]
-    );
+    assert_eq!(stopped(&plan), vec![("arr-1-3", DeleteReason::Terminate)]);
+    assert!(deleted(&plan).is_empty());
     let rec = array_rec(&plan);
     assert_eq!(rec.failed.to_string(), "1,4");
     assert_eq!(
@@ -1105,7 +1410,8 @@ fn each_child_gets_the_timeout_and_is_not_retried_after_it() {
         )
         .build();
     let plan = reconcile(&view, T0 + secs(62));
-    assert_eq!(deleted(&plan), vec![("arr-1-0", 30, DeleteReason::Timeout)]);
+    assert_eq!(stopped(&plan), vec![("arr-1-0", DeleteReason::Timeout)]);
+    assert!(deleted(&plan).is_empty(), "the child's pod and log stay");
     assert_eq!(
         plan.requeue_at_ms,
         Some(T0 + secs(90)),
@@ -1142,7 +1448,7 @@ fn array_time_limit_cancels_runnable_children() {
     let view = job("arr")
         .array(3)
         .state(Runnable)
-        .blocked(Some(&reason), "too big")
+        .blocked(BlockedKind::NoInstanceTypeFits, Some(&reason), "too big")
         .time_limit("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT*", 60)
         .build();
     let plan = reconcile(&view, T0);
@@ -1509,6 +1815,11 @@ fn simulate_array(seed: u64, size: u32, attempts: u32, sequential: bool) -> JobR
                 }
                 JobAction::DeletePod { name, .. } => {
                     view.pods.retain(|p| &p.name != name || p.has_finalizer)
+                }
+                JobAction::StopPod { name, .. } => {
+                    if let Some(p) = view.pods.iter_mut().find(|p| &p.name == name) {
+                        p.active_deadline_at_ms = Some(now);
+                    }
                 }
                 JobAction::DeleteJob => {}
             }

@@ -17,7 +17,10 @@
 //!    it (best-effort FIFO) unless the queue is strict FIFO (then the queue stops there);
 //!    disabled queues place nothing;
 //! 5. explain: every workload left unplaced gets a verdict; one that no environment of its queue
-//!    could ever run gets [`Unplaced::CannotRun`] with AWS Batch's status reason.
+//!    could ever run gets [`Unplaced::CannotRun`] with AWS Batch's status reason; one for which
+//!    no room can appear soon (no usable environment has a Ready node that could take it, nor
+//!    is starting one) gets [`Unplaced::InsufficientCapacity`]
+//!    (`CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY`); the rest wait ([`Unplaced::NoCapacity`]).
 //!
 //! Array children are units of one workload, placed in index order; all share one request, so
 //! the first child that does not fit ends the array's turn (no 10,000-child walk when nothing
@@ -33,7 +36,7 @@ mod order;
 pub use order::{order_queues, Fifo, QueueOrder};
 
 use crate::index_set::IndexSet;
-use crate::job::{Blocked, RunnableWork};
+use crate::job::{Blocked, BlockedKind, RunnableWork};
 use crate::naming;
 use crate::reasons;
 use crate::resources::Resources;
@@ -97,6 +100,10 @@ pub struct EnvironmentSpec {
     pub shapes: Option<Vec<NodeShape>>,
     /// `maxvCpus` in millicpu, for managed environments.
     pub max_milli_cpu: Option<i64>,
+    /// Nodes that are not Ready yet but are expected to be: booting (not Ready, not cordoned,
+    /// not being deleted), or planned by the pool and not created yet. While any exist, work
+    /// that finds no room waits without a verdict.
+    pub starting_nodes: u32,
 }
 
 /// A node as the pass sees it.
@@ -149,6 +156,9 @@ pub struct Workload {
     pub retried: bool,
     /// The job's `createdAt` (FIFO order).
     pub submitted_at_ms: i64,
+    /// Order of creation as the API server committed it (FIFO among jobs of the same
+    /// `submitted_at_ms`, which has one-second resolution).
+    pub submission_order: i64,
     /// The attempt the pods will run (pod names derive from it).
     pub attempt: u32,
     /// What one unit (pod) asks for, including one pod slot.
@@ -164,6 +174,7 @@ impl Workload {
         job: &JobKey,
         queue: &str,
         submitted_at_ms: i64,
+        submission_order: i64,
         request: Resources,
         constraints: &Constraints,
         work: &RunnableWork,
@@ -173,6 +184,7 @@ impl Workload {
             queue: queue.to_string(),
             retried,
             submitted_at_ms,
+            submission_order,
             attempt,
             request,
             constraints: constraints.clone(),
@@ -239,8 +251,21 @@ pub enum Unplaced {
     BehindStrictFifoHead { head: JobKey },
     /// No compute environment of its queue can ever run it.
     CannotRun {
+        /// [`BlockedKind::NoInstanceTypeFits`] or [`BlockedKind::ExceedsMaxvCpus`].
+        kind: BlockedKind,
         status_reason: String,
         message: String,
+    },
+    /// No room now, and none can appear soon: no usable environment of its queue has a Ready
+    /// node that could take it (where running work would free room), and none is starting a
+    /// node.
+    InsufficientCapacity {
+        /// The usable environments have no Ready node at all.
+        no_ready_nodes: bool,
+        /// The usable environments, comma-separated.
+        environments: String,
+        /// The instance types they have or could have, comma-separated (for AWS's wording).
+        instance_types: String,
     },
 }
 
@@ -250,6 +275,9 @@ impl Unplaced {
         match self {
             Unplaced::CannotRun { status_reason, .. } => Some(status_reason.clone()),
             Unplaced::EnvironmentsInvalid => Some(reasons::environments_invalid()),
+            Unplaced::InsufficientCapacity { instance_types, .. } => {
+                Some(reasons::insufficient_instance_capacity(instance_types))
+            }
             _ => None,
         }
     }
@@ -275,15 +303,46 @@ impl Unplaced {
                 format!("queue {queue:?} is strict FIFO and its head {head} does not fit yet")
             }
             Unplaced::CannotRun { message, .. } => message.clone(),
+            Unplaced::InsufficientCapacity {
+                no_ready_nodes: true,
+                environments,
+                ..
+            } => format!(
+                "no compute environment of queue {queue:?} ({environments}) has a Ready node, and none is starting one"
+            ),
+            Unplaced::InsufficientCapacity { environments, .. } => format!(
+                "no Ready node of the compute environments of queue {queue:?} ({environments}) could take the job, and none that could is starting"
+            ),
         }
     }
 
-    /// The verdict as the job state machine takes it (`JobView::blocked`).
-    pub fn to_blocked(&self, queue: &str) -> Blocked {
-        Blocked {
+    /// The kind of verdict the job's condition names (None: plain waiting for capacity).
+    pub fn kind(&self) -> Option<BlockedKind> {
+        Some(match self {
+            Unplaced::NoCapacity => return None,
+            Unplaced::QueueDisabled => BlockedKind::QueueDisabled,
+            Unplaced::UnknownQueue => BlockedKind::QueueNotFound,
+            Unplaced::NoEnvironment => BlockedKind::NoComputeEnvironment,
+            Unplaced::EnvironmentsDisabled => BlockedKind::ComputeEnvironmentsDisabled,
+            Unplaced::EnvironmentsInvalid => BlockedKind::ComputeEnvironmentsInvalid,
+            Unplaced::BehindStrictFifoHead { .. } => BlockedKind::BehindQueueHead,
+            Unplaced::CannotRun { kind, .. } => *kind,
+            Unplaced::InsufficientCapacity {
+                no_ready_nodes: true,
+                ..
+            } => BlockedKind::NoReadyNodes,
+            Unplaced::InsufficientCapacity { .. } => BlockedKind::InsufficientCapacity,
+        })
+    }
+
+    /// The verdict as the job state machine takes it (`JobView::blocked`); None for plain
+    /// waiting for capacity, which is what RUNNABLE means (no verdict, no status write).
+    pub fn to_blocked(&self, queue: &str) -> Option<Blocked> {
+        Some(Blocked {
+            kind: self.kind()?,
             status_reason: self.status_reason(),
             message: self.message(queue),
-        }
+        })
     }
 
     /// True for verdicts that will not change without a configuration change.
@@ -495,7 +554,8 @@ fn place_unit(
     None
 }
 
-/// Step 5: replaces verdicts of workloads no environment of their queue can ever run.
+/// Step 5: replaces verdicts of workloads no environment of their queue can ever run, and
+/// of workloads waiting for room that cannot appear soon.
 fn explain_unplaced(
     snapshot: &Snapshot,
     queue_index: &HashMap<&str, usize>,
@@ -503,6 +563,8 @@ fn explain_unplaced(
     verdicts: &mut [WorkloadVerdict],
 ) {
     let mut cache: HashMap<(usize, Resources, Option<&str>), Option<Unplaced>> = HashMap::new();
+    let mut no_room: HashMap<(usize, Resources, Option<&str>), Option<Unplaced>> = HashMap::new();
+    let mut ready_nodes: Option<Vec<Vec<&NodeSnapshot>>> = None;
     for (w, verdict) in verdicts.iter_mut().enumerate() {
         if verdict.unplaced.is_none() {
             continue;
@@ -522,8 +584,96 @@ fn explain_unplaced(
             .clone();
         if let Some(never) = never {
             verdict.unplaced = Some(never);
+            continue;
+        }
+        if verdict.unplaced != Some(Unplaced::NoCapacity) {
+            continue;
+        }
+        let ready =
+            ready_nodes.get_or_insert_with(|| ready_nodes_by_environment(snapshot, env_index));
+        let stuck = no_room
+            .entry(key)
+            .or_insert_with(|| {
+                no_room_soon(snapshot, &snapshot.queues[q], env_index, ready, workload)
+            })
+            .clone();
+        if let Some(stuck) = stuck {
+            verdict.unplaced = Some(stuck);
         }
     }
+}
+
+/// The schedulable (Ready, not cordoned) nodes of each environment, by environment position.
+fn ready_nodes_by_environment<'a>(
+    snapshot: &'a Snapshot,
+    env_index: &HashMap<&str, usize>,
+) -> Vec<Vec<&'a NodeSnapshot>> {
+    let mut ready = vec![Vec::new(); snapshot.environments.len()];
+    for node in snapshot.nodes.iter().filter(|n| n.schedulable) {
+        if let Some(&e) = node.environment.as_deref().and_then(|e| env_index.get(e)) {
+            ready[e].push(node);
+        }
+    }
+    ready
+}
+
+/// Can room for `workload` appear soon in some usable (enabled, valid) environment of `queue`?
+/// It can where a Ready node could take the job once running work ends, or where a node is
+/// starting. None: it can (or the queue has no usable environment: other verdicts say so).
+pub fn no_room_soon(
+    snapshot: &Snapshot,
+    queue: &QueueSpec,
+    env_index: &HashMap<&str, usize>,
+    ready_nodes: &[Vec<&NodeSnapshot>],
+    workload: &Workload,
+) -> Option<Unplaced> {
+    let usable: Vec<usize> = queue
+        .environments
+        .iter()
+        .filter_map(|e| env_index.get(e.as_str()).copied())
+        .filter(|&e| snapshot.environments[e].enabled && snapshot.environments[e].valid)
+        .collect();
+    if usable.is_empty() {
+        return None;
+    }
+    let wanted_type = workload.constraints.instance_type.as_deref();
+    let could_take = |n: &&NodeSnapshot| {
+        wanted_type.is_none_or(|t| n.instance_type.as_deref() == Some(t))
+            && workload.request.fits_in(&n.allocatable)
+    };
+    let room_soon = usable.iter().any(|&e| {
+        snapshot.environments[e].starting_nodes > 0 || ready_nodes[e].iter().any(could_take)
+    });
+    if room_soon {
+        return None;
+    }
+    let mut instance_types: Vec<&str> = usable
+        .iter()
+        .flat_map(|&e| {
+            let shapes = snapshot.environments[e].shapes.iter().flatten();
+            let nodes = ready_nodes[e]
+                .iter()
+                .filter_map(|n| n.instance_type.as_deref());
+            shapes.map(|s| s.instance_type.as_str()).chain(nodes)
+        })
+        .filter(|t| wanted_type.is_none_or(|w| w == *t))
+        .collect();
+    instance_types.sort_unstable();
+    instance_types.dedup();
+    let instance_types = match (instance_types.is_empty(), wanted_type) {
+        (false, _) => instance_types.join(", "),
+        (true, Some(t)) => t.to_string(),
+        (true, None) => "any".to_string(),
+    };
+    Some(Unplaced::InsufficientCapacity {
+        no_ready_nodes: usable.iter().all(|&e| ready_nodes[e].is_empty()),
+        environments: usable
+            .iter()
+            .map(|&e| snapshot.environments[e].name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        instance_types,
+    })
 }
 
 /// Can no environment of `queue` ever run `workload`? (None: it can, or we cannot tell.)
@@ -582,6 +732,7 @@ pub fn never_runs(
             }
         };
         return Some(Unplaced::CannotRun {
+            kind: BlockedKind::NoInstanceTypeFits,
             status_reason: reasons::job_resource_requirement(),
             message,
         });
@@ -591,6 +742,7 @@ pub fn never_runs(
             .is_some_and(|max| workload.request.milli_cpu > max)
     }) {
         return Some(Unplaced::CannotRun {
+            kind: BlockedKind::ExceedsMaxvCpus,
             status_reason: reasons::compute_environment_max_resource(),
             message: format!(
                 "requests {}m CPU per pod, more than the maxvCpus of every compute environment of queue {:?} ({env_names})",

@@ -11,22 +11,25 @@ pub trait QueueOrder {
     fn order(&self, queue: &QueueSpec, workloads: &[Workload], members: &mut Vec<usize>);
 }
 
-/// FIFO with retried work first: (retried first, submission time, job, attempt).
+/// FIFO with retried work first: (retried first, submission time, order of creation within the
+/// same second, job, attempt).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Fifo;
 
 impl QueueOrder for Fifo {
     fn order(&self, _queue: &QueueSpec, workloads: &[Workload], members: &mut Vec<usize>) {
-        members.sort_by(|&a, &b| {
-            let (wa, wb) = (&workloads[a], &workloads[b]);
-            (!wa.retried, wa.submitted_at_ms, &wa.job, wa.attempt, a).cmp(&(
-                !wb.retried,
-                wb.submitted_at_ms,
-                &wb.job,
-                wb.attempt,
-                b,
-            ))
-        });
+        let key = |i: usize| {
+            let w = &workloads[i];
+            (
+                !w.retried,
+                w.submitted_at_ms,
+                w.submission_order,
+                &w.job,
+                w.attempt,
+                i,
+            )
+        };
+        members.sort_by(|&a, &b| key(a).cmp(&key(b)));
     }
 }
 

@@ -53,6 +53,30 @@ fn fifo_within_a_queue() {
 }
 
 #[test]
+fn jobs_of_the_same_second_go_in_the_order_the_api_server_stored_them_not_by_name() {
+    // `kubectl apply -f dir/`: three jobs in one second of creationTimestamp, created c, a, b.
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("n1", "ce", alloc(2, 4096, 0)))
+        .workload(workload("a", "q", req(1000, 1024, 0), T0).submission_order(1_002))
+        .workload(workload("b", "q", req(1000, 1024, 0), T0).submission_order(1_003))
+        .workload(workload("c", "q", req(1000, 1024, 0), T0).submission_order(1_001))
+        .build();
+    let r = schedule(&s);
+    assert_eq!(jobs_placed(&r), vec!["c", "a"]);
+    // A later second still goes after an earlier one, whatever its order number.
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("n1", "ce", alloc(1, 4096, 0)))
+        .workload(workload("late", "q", req(1000, 1024, 0), T0 + 1_000).submission_order(1))
+        .workload(workload("early", "q", req(1000, 1024, 0), T0).submission_order(9))
+        .build();
+    assert_eq!(jobs_placed(&schedule(&s)), vec!["early"]);
+}
+
+#[test]
 fn retried_jobs_go_first() {
     let s = snapshot()
         .queue(queue("q", &["ce"]))
@@ -178,14 +202,22 @@ fn best_effort_fifo_lets_smaller_jobs_pass_a_big_one() {
         .build();
     let r = schedule(&s);
     assert_eq!(jobs_placed(&r), vec!["small"]);
-    assert_eq!(verdict(&r, 0), Some(Unplaced::NoCapacity));
+    assert_eq!(
+        verdict(&r, 0),
+        Some(Unplaced::InsufficientCapacity {
+            no_ready_nodes: false,
+            environments: "ce".into(),
+            instance_types: "m5.xlarge".into()
+        }),
+        "no Ready node could take it and none is starting"
+    );
 }
 
 #[test]
 fn strict_fifo_stops_at_the_first_job_that_does_not_fit() {
     let s = snapshot()
         .queue(queue("q", &["ce"]).strict_fifo())
-        .environment(environment("ce"))
+        .environment(environment("ce").starting_nodes(1))
         .node(node("n", "ce", alloc(4, 8192, 0)))
         .workload(workload("first", "q", req(1000, 1024, 0), T0))
         .workload(workload("big", "q", req(8000, 1024, 0), T0 + 1))
@@ -333,10 +365,13 @@ fn instance_type_constraint_is_honoured() {
             "c5".to_string()
         )]
     );
-    assert_eq!(
-        verdict(&r, 1),
-        Some(Unplaced::NoCapacity),
-        "shapes unknown: cannot call it never"
+    assert!(
+        matches!(
+            verdict(&r, 1),
+            Some(Unplaced::InsufficientCapacity { ref instance_types, .. }) if instance_types == "r5.large"
+        ),
+        "shapes unknown: cannot call it never, but no r5.large is Ready or starting: {:?}",
+        verdict(&r, 1)
     );
 }
 
@@ -411,9 +446,11 @@ fn jobs_larger_than_any_instance_type_can_never_run() {
     let r = schedule(&s);
     match verdict(&r, 0) {
         Some(Unplaced::CannotRun {
+            kind,
             status_reason,
             message,
         }) => {
+            assert_eq!(kind, BlockedKind::NoInstanceTypeFits);
             assert!(status_reason.starts_with("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"));
             assert!(message.contains("cpu=16000m"), "{message}");
             assert!(
@@ -424,9 +461,9 @@ fn jobs_larger_than_any_instance_type_can_never_run() {
         other => panic!("expected CannotRun, got {other:?}"),
     }
     assert_eq!(
-        verdict(&r, 1),
-        Some(Unplaced::NoCapacity),
-        "fits an r5.xlarge, just no node now"
+        verdict(&r, 1).and_then(|u| u.kind()),
+        Some(BlockedKind::NoReadyNodes),
+        "fits an r5.xlarge, but no node is Ready or starting"
     );
     assert!(
         matches!(verdict(&r, 2), Some(Unplaced::CannotRun { .. })),
@@ -535,6 +572,7 @@ fn workloads_come_from_the_job_plan_and_placements_name_their_pods() {
         &key,
         "q",
         T0,
+        0,
         req(1000, 1024, 0),
         &Constraints::default(),
         &plan.runnable,
@@ -562,17 +600,18 @@ fn workloads_come_from_the_job_plan_and_placements_name_their_pods() {
         vec!["arr-2-4", "arr-1-0"],
         "the retried child first, on attempt 2"
     );
-    let blocked = r.verdicts[1]
-        .unplaced
-        .as_ref()
-        .expect("partly placed")
-        .to_blocked("q");
-    assert_eq!(blocked.status_reason, None);
-    assert!(blocked.message.contains("waiting for capacity"));
+    let unplaced = r.verdicts[1].unplaced.as_ref().expect("partly placed");
+    assert_eq!(unplaced, &Unplaced::NoCapacity);
+    assert_eq!(
+        unplaced.to_blocked("q"),
+        None,
+        "waiting for capacity is no verdict"
+    );
     let single = Workload::from_runnable(
         &JobKey::new("ns", "one"),
         "q",
         T0,
+        0,
         req(1, 1, 0),
         &Constraints::default(),
         &crate::job::RunnableWork::Single {
@@ -586,9 +625,122 @@ fn workloads_come_from_the_job_plan_and_placements_name_their_pods() {
         &key,
         "q",
         T0,
+        0,
         req(1, 1, 0),
         &Constraints::default(),
         &crate::job::RunnableWork::Nothing
     )
     .is_empty());
+}
+
+// ------------------------------------------------------- waiting vs. no room that can appear soon
+
+#[test]
+fn no_ready_node_and_none_starting_is_insufficient_capacity() {
+    let s = snapshot()
+        .queue(queue("q", &["empty", "off"]))
+        .environment(environment("empty").shape("c5.large", alloc(2, 4096, 0)))
+        .environment(environment("off").disabled())
+        .node(node("off-1", "off", alloc(8, 8192, 0)))
+        .workload(workload("j", "q", req(1000, 1024, 0), T0))
+        .build();
+    let r = schedule(&s);
+    let unplaced = verdict(&r, 0).expect("unplaced");
+    assert_eq!(
+        unplaced,
+        Unplaced::InsufficientCapacity {
+            no_ready_nodes: true,
+            environments: "empty".into(),
+            instance_types: "c5.large".into()
+        },
+        "only usable environments count: the disabled one's node does not"
+    );
+    let blocked = unplaced.to_blocked("q").expect("a verdict");
+    assert_eq!(blocked.kind, BlockedKind::NoReadyNodes);
+    assert_eq!(
+        blocked.status_reason.as_deref(),
+        Some("CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - Service cannot fulfill the capacity requested for instance type c5.large")
+    );
+    assert!(
+        blocked
+            .message
+            .contains("has a Ready node, and none is starting one"),
+        "{}",
+        blocked.message
+    );
+    assert!(!unplaced.is_permanent(), "a node may still come");
+}
+
+#[test]
+fn a_starting_node_or_a_busy_ready_node_that_fits_means_waiting() {
+    let starting = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce").starting_nodes(2))
+        .workload(workload("j", "q", req(1000, 1024, 0), T0))
+        .build();
+    assert_eq!(verdict(&schedule(&starting), 0), Some(Unplaced::NoCapacity));
+    let busy = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("n", "ce", alloc(2, 4096, 0)).used(alloc(2, 0, 0)))
+        .workload(workload("j", "q", req(1000, 1024, 0), T0))
+        .build();
+    assert_eq!(
+        verdict(&schedule(&busy), 0),
+        Some(Unplaced::NoCapacity),
+        "room appears when the running work ends"
+    );
+    let cordoned = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("n", "ce", alloc(2, 4096, 0)).unschedulable())
+        .workload(workload("j", "q", req(1000, 1024, 0), T0))
+        .build();
+    assert_eq!(
+        verdict(&schedule(&cordoned), 0).and_then(|u| u.kind()),
+        Some(BlockedKind::NoReadyNodes),
+        "a cordoned node is no Ready node"
+    );
+}
+
+#[test]
+fn every_verdict_but_plain_waiting_names_its_kind() {
+    let head = JobKey::new("ns", "big");
+    let cases = [
+        (Unplaced::NoCapacity, None),
+        (Unplaced::QueueDisabled, Some(BlockedKind::QueueDisabled)),
+        (Unplaced::UnknownQueue, Some(BlockedKind::QueueNotFound)),
+        (
+            Unplaced::NoEnvironment,
+            Some(BlockedKind::NoComputeEnvironment),
+        ),
+        (
+            Unplaced::EnvironmentsDisabled,
+            Some(BlockedKind::ComputeEnvironmentsDisabled),
+        ),
+        (
+            Unplaced::EnvironmentsInvalid,
+            Some(BlockedKind::ComputeEnvironmentsInvalid),
+        ),
+        (
+            Unplaced::BehindStrictFifoHead { head },
+            Some(BlockedKind::BehindQueueHead),
+        ),
+        (
+            Unplaced::InsufficientCapacity {
+                no_ready_nodes: false,
+                environments: "ce".into(),
+                instance_types: "c5.large".into(),
+            },
+            Some(BlockedKind::InsufficientCapacity),
+        ),
+    ];
+    for (unplaced, kind) in cases {
+        assert_eq!(unplaced.kind(), kind, "{unplaced:?}");
+        assert_eq!(
+            unplaced.to_blocked("q").map(|b| b.kind),
+            kind,
+            "{unplaced:?}"
+        );
+    }
 }

@@ -4,7 +4,7 @@
 //! items by their key fields, other list items not at all), and failures turned into field
 //! errors as `apiextensions-apiserver/pkg/apiserver/schema/cel` reports them.
 
-use super::errors::FieldError;
+use super::errors::{FieldError, FieldErrorKind};
 use super::schema::{Additional, FieldPath, Node};
 use super::structural::{json_eq, map_list_key};
 use super::ListType;
@@ -24,7 +24,7 @@ pub(crate) fn validate(
     if let Some(compiled) = &node.cel {
         if let Err(failures) = kube::core::cel::validate_compiled(compiled, value, old) {
             for f in failures.iter() {
-                errs.push(to_field_error(node, path, f));
+                errs.push(to_field_error(node, path, value, f));
             }
         }
     }
@@ -76,17 +76,35 @@ fn correlate_item<'a>(
         .find(|o| json_eq(&map_list_key(o, keys), &key))
 }
 
-fn to_field_error(node: &Node, base: &FieldPath, f: &ValidationError) -> FieldError {
+/// The field error of a failed rule, as `validateExpressions` and `fieldErrorForReason` build
+/// it: a rule that evaluated to false shows the value it was evaluated on — omitted for objects
+/// and arrays (`spec: Invalid value: <message>`), printed for scalars (`spec.size: Invalid value:
+/// 11: <message>`, `spec.name: Invalid value: "x": <message>`) — whether the detail comes from
+/// `message`, `messageExpression` or the default `failed rule: <rule>`; `reason` picks the error
+/// type (`Forbidden` and `Required` print no value); `fieldPath` moves the error to that field but
+/// the value stays the rule's own. A rule that could not be evaluated (a runtime error) shows the
+/// schema type instead (`Invalid value: "object": ... evaluating rule: ...`).
+fn to_field_error(node: &Node, base: &FieldPath, value: &Value, f: &ValidationError) -> FieldError {
     let path = resolve_field_path(node, base, &f.field_path);
-    let type_value = json!(node.type_name());
+    // kube-apiserver trims the detail, and an empty one falls back to the default.
+    let detail = match f.message.trim() {
+        "" => format!("failed rule: {}", f.rule.trim()),
+        d => d.to_string(),
+    };
+    let shown = match node.type_name() {
+        "object" | "array" => None,
+        _ => Some(value.clone()),
+    };
     match f.kind {
         ErrorKind::ValidationFailure => match f.reason.as_deref() {
-            Some("FieldValueForbidden") => FieldError::forbidden(path.as_str(), f.message.clone()),
-            Some("FieldValueRequired") => FieldError::required(path.as_str(), f.message.clone()),
-            Some("FieldValueDuplicate") => FieldError::duplicate(path.as_str(), type_value),
-            _ => FieldError::invalid(path.as_str(), type_value, f.message.clone()),
+            Some("FieldValueForbidden") => FieldError::forbidden(path.as_str(), detail),
+            Some("FieldValueRequired") => FieldError::required(path.as_str(), detail),
+            Some("FieldValueDuplicate") => {
+                FieldError::new(path.as_str(), FieldErrorKind::Duplicate, shown, "")
+            }
+            _ => FieldError::new(path.as_str(), FieldErrorKind::Invalid, shown, detail),
         },
-        _ => FieldError::invalid(path.as_str(), type_value, f.message.clone()),
+        _ => FieldError::invalid(path.as_str(), json!(node.type_name()), f.message.clone()),
     }
 }
 

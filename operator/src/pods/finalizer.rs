@@ -1,0 +1,80 @@
+//! Releasing Barge's attempt-result finalizer once a pod's result is recorded (the job
+//! controller) or its job is gone (the scheduler's clean-up). The only I/O of the module.
+
+use barge_crds::consts::FINALIZER_ATTEMPT_RESULT;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, Patch, PatchParams};
+
+use crate::status::is_not_found;
+
+/// Why [`release_pod`] failed.
+#[derive(Debug, thiserror::Error)]
+#[error("releasing the result finalizer of pod {pod}: {source}")]
+pub struct ReleaseError {
+    pub pod: String,
+    #[source]
+    pub source: kube::Error,
+}
+
+/// The JSON patch that removes Barge's result finalizer from a pod whose finalizers the caller
+/// saw as `finalizers` — guarded by a `test` of that very entry, so a stale view cannot write
+/// back a list that another controller has changed since (a merge patch of the whole list
+/// would). None when the finalizer is not there.
+pub fn release_patch(finalizers: &[String]) -> Option<json_patch::Patch> {
+    let index = finalizers
+        .iter()
+        .position(|f| f == FINALIZER_ATTEMPT_RESULT)?;
+    let path = format!("/metadata/finalizers/{index}");
+    serde_json::from_value(serde_json::json!([
+        {"op": "test", "path": path, "value": FINALIZER_ATTEMPT_RESULT},
+        {"op": "remove", "path": path},
+    ]))
+    .ok()
+}
+
+/// Removes Barge's result finalizer from a pod (its result is recorded, or its job is gone).
+/// When the pod's finalizers changed since the caller's view, the API server refuses the patch
+/// (its `test` fails) and the caller tries again on a fresher view.
+pub async fn release_pod(
+    api: &Api<Pod>,
+    pod: &str,
+    finalizers: &[String],
+) -> Result<(), ReleaseError> {
+    let Some(patch) = release_patch(finalizers) else {
+        return Ok(());
+    };
+    match api
+        .patch(pod, &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(source) => Err(ReleaseError {
+            pod: pod.to_string(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_release_patch_removes_only_the_entry_it_saw() {
+        let seen = vec![
+            "example.com/other".to_string(),
+            FINALIZER_ATTEMPT_RESULT.to_string(),
+            "example.com/last".to_string(),
+        ];
+        let patch = serde_json::to_value(release_patch(&seen).expect("a patch")).expect("json");
+        assert_eq!(
+            patch,
+            serde_json::json!([
+                {"op": "test", "path": "/metadata/finalizers/1", "value": FINALIZER_ATTEMPT_RESULT},
+                {"op": "remove", "path": "/metadata/finalizers/1"},
+            ])
+        );
+        assert!(release_patch(&seen[..1]).is_none(), "nothing to release");
+    }
+}

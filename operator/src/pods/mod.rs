@@ -1,0 +1,470 @@
+//! Pods of job attempts: rendering one attempt of a job (or of one array child) into its Pod,
+//! what a job asks for, and reading a Pod back into barge-core's
+//! [`PodView`](barge_core::job::PodView). Everything but [`release_pod`] is pure: no client,
+//! no clock.
+//!
+//! - [`render_pod`] (here): the Pod of an attempt (design §2). The pod is named deterministically
+//!   (`<job>-<attempt>[-<index>]`), owned by the Job, carries Barge's labels and the
+//!   attempt-result finalizer, tolerates and selects its compute environment, and runs either
+//!   one container `main` built from the AWS-shaped `containerProperties` (`container`) or the
+//!   containers of the Kubernetes-shaped `podProperties` (`pod_properties`), with the
+//!   `AWS_BATCH_*` variables and `Ref::` parameters of `environment`.
+//! - [`job_request`] (`request`): what one pod of a job asks for (millicpu, MiB, GPUs, one pod
+//!   slot), as the scheduler counts it and as Kubernetes computes a pod's requests.
+//! - [`pod_view`] (`read`): labels and status of a pod as the job state machine reads them,
+//!   including whether its node was lost (the simulated API server's pod GC and a real
+//!   cluster's both set a `DisruptionTarget` condition), and stopping a pod at its deadline.
+//! - [`release_pod`] (`finalizer`): removing the attempt-result finalizer.
+
+mod container;
+mod environment;
+mod finalizer;
+#[cfg(test)]
+mod fixtures;
+mod pod_properties;
+mod read;
+mod request;
+
+pub use container::parse_user;
+pub use environment::substitute_refs;
+pub use finalizer::{release_pod, ReleaseError};
+pub use read::{
+    active_deadline_at_ms, pod_view, stop_now_patch, CONDITION_DISRUPTION_TARGET,
+    POD_REASON_NODE_LOST, POD_REASON_NODE_SHUTDOWN,
+};
+pub use request::job_request;
+
+use std::collections::BTreeMap;
+
+use barge_core::naming::attempt_pod_name;
+use barge_crds::common::{is_label_key, is_label_value};
+use barge_crds::consts::{
+    API_VERSION, FINALIZER_ATTEMPT_RESULT, KIND_JOB, LABEL_ARRAY_INDEX, LABEL_ATTEMPT,
+    LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_DEFINITION, LABEL_JOB_DEFINITION_REVISION, LABEL_JOB_NAME,
+    LABEL_JOB_QUEUE, LABEL_JOB_UID, LABEL_MANAGED_BY, MANAGED_BY_BARGE, TAINT_COMPUTE_ENVIRONMENT,
+    TERMINATION_GRACE_PERIOD_SECONDS,
+};
+use barge_crds::{ComputeEnvironment, Job, JobDefinitionSpec};
+use k8s_openapi::api::core::v1::{Pod, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+use self::container::container_pod_spec;
+use self::environment::{batch_environment, merged_parameters};
+use self::pod_properties::pod_properties_spec;
+
+/// Effect of a compute environment's taint (the simulated node pool taints its nodes with it;
+/// attempt pods tolerate it).
+pub const TAINT_EFFECT_NO_SCHEDULE: &str = "NoSchedule";
+
+/// `spec.restartPolicy` of every attempt pod: a failed attempt is retried by Barge (as a new
+/// pod), never restarted in place by the kubelet.
+const RESTART_POLICY_NEVER: &str = "Never";
+/// Toleration operator matching the taint's value exactly.
+const TOLERATION_OPERATOR_EQUAL: &str = "Equal";
+
+/// One attempt of a job (or of one array child) to render.
+pub struct AttemptPod<'a> {
+    /// The job; `metadata.name`, `namespace` and `uid` must be set.
+    pub job: &'a Job,
+    /// The JobDefinition the job resolved, and its revision.
+    pub definition_name: &'a str,
+    pub definition_revision: i32,
+    /// The spec of that revision.
+    pub definition: &'a JobDefinitionSpec,
+    /// The queue the job was admitted to.
+    pub queue: &'a str,
+    /// The compute environment the attempt is placed on.
+    pub compute_environment: &'a ComputeEnvironment,
+    /// Some: Barge binds the pod (`spec.nodeName`); None: the kube-scheduler binds it.
+    pub node_name: Option<&'a str>,
+    /// 1-based.
+    pub attempt: u32,
+    /// The array child (array jobs only) and the array's size.
+    pub array_index: Option<u32>,
+    pub array_size: Option<u32>,
+}
+
+/// Why a job's attempt cannot be turned into a Pod. Every variant is permanent: the job fails
+/// with the message as its reason.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RenderError {
+    /// Multi-node parallel jobs are not implemented yet.
+    #[error(
+        "multi-node parallel jobs (nodeProperties) are not supported by this version of Barge"
+    )]
+    MultiNodeNotSupported,
+    /// The definition has neither `containerProperties` nor `podProperties`.
+    #[error("the job definition has neither containerProperties nor podProperties")]
+    NoContainer,
+    /// `podProperties` lists no container.
+    #[error("podProperties lists no containers")]
+    NoPodContainers,
+    /// The job object lacks a field the pod needs (name, namespace, uid).
+    #[error("the job has no metadata.{0}")]
+    MissingJobMetadata(&'static str),
+    /// A resource amount that is not a quantity.
+    #[error("{field} {value:?} is not a valid amount: {problem}")]
+    BadQuantity {
+        field: String,
+        value: String,
+        problem: String,
+    },
+    /// The compute environment object has no name.
+    #[error("the compute environment has no metadata.name")]
+    UnnamedComputeEnvironment,
+    /// A `user` Kubernetes cannot run as.
+    #[error("{0}")]
+    BadUser(String),
+    /// A secret whose `valueFrom` is not `<secret-name>:<key>`.
+    #[error("secret {name}: valueFrom {value_from:?} must be <secret-name>:<key>, a key of a Secret in the job's namespace")]
+    BadSecret { name: String, value_from: String },
+    /// A name that must become a label value (at most 63 characters) is not one.
+    #[error("{what} {value:?} cannot be a label value of the job's pods (at most 63 letters, digits, '-', '_' or '.')")]
+    BadLabelValue { what: &'static str, value: String },
+    /// A container volume uses a name Barge reserves for its own volumes.
+    #[error("volume name {0:?} is reserved by Barge")]
+    ReservedVolumeName(String),
+}
+
+/// The Pod of one attempt. Deterministic: the same input gives the same Pod.
+pub fn render_pod(input: &AttemptPod) -> Result<Pod, RenderError> {
+    let job = input.job;
+    let definition = input.definition;
+    if definition.node_properties.is_some() {
+        return Err(RenderError::MultiNodeNotSupported);
+    }
+    let job_name = job
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(RenderError::MissingJobMetadata("name"))?;
+    let namespace = job
+        .metadata
+        .namespace
+        .as_deref()
+        .ok_or(RenderError::MissingJobMetadata("namespace"))?;
+    let uid = job
+        .metadata
+        .uid
+        .as_deref()
+        .ok_or(RenderError::MissingJobMetadata("uid"))?;
+    let ce_name = input
+        .compute_environment
+        .metadata
+        .name
+        .as_deref()
+        .filter(|name| !name.is_empty())
+        .ok_or(RenderError::UnnamedComputeEnvironment)?;
+
+    let batch_env = batch_environment(input, uid, ce_name);
+    let parameters = merged_parameters(definition, job);
+    let overrides = job.spec.container_overrides.as_ref();
+
+    let mut spec = if let Some(props) = &definition.container_properties {
+        container_pod_spec(
+            props,
+            overrides,
+            &parameters,
+            &batch_env,
+            input.compute_environment.spec.effective_gpu_resource_name(),
+        )?
+    } else if let Some(props) = &definition.pod_properties {
+        pod_properties_spec(props, overrides, &parameters, &batch_env)?
+    } else {
+        return Err(RenderError::NoContainer);
+    };
+
+    spec.restart_policy = Some(RESTART_POLICY_NEVER.to_string());
+    spec.node_name = input.node_name.map(str::to_string);
+    spec.termination_grace_period_seconds = Some(TERMINATION_GRACE_PERIOD_SECONDS);
+    spec.tolerations = Some(vec![Toleration {
+        key: Some(TAINT_COMPUTE_ENVIRONMENT.to_string()),
+        operator: Some(TOLERATION_OPERATOR_EQUAL.to_string()),
+        value: Some(ce_name.to_string()),
+        effect: Some(TAINT_EFFECT_NO_SCHEDULE.to_string()),
+        toleration_seconds: None,
+    }]);
+    spec.node_selector = Some(BTreeMap::from([(
+        LABEL_COMPUTE_ENVIRONMENT.to_string(),
+        ce_name.to_string(),
+    )]));
+
+    let metadata = ObjectMeta {
+        name: Some(attempt_pod_name(job_name, input.attempt, input.array_index)),
+        namespace: Some(namespace.to_string()),
+        labels: Some(pod_labels(input, job_name, uid, ce_name)?),
+        annotations: propagated_tags(definition, job),
+        owner_references: Some(vec![OwnerReference {
+            api_version: API_VERSION.to_string(),
+            kind: KIND_JOB.to_string(),
+            name: job_name.to_string(),
+            uid: uid.to_string(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }]),
+        finalizers: Some(vec![FINALIZER_ATTEMPT_RESULT.to_string()]),
+        ..ObjectMeta::default()
+    };
+    Ok(Pod {
+        metadata,
+        spec: Some(spec),
+        status: None,
+    })
+}
+
+/// The pod's labels; every value is checked, so that a long queue or compute environment name
+/// fails the job with a reason instead of a refused pod creation.
+fn pod_labels(
+    input: &AttemptPod,
+    job_name: &str,
+    uid: &str,
+    ce_name: &str,
+) -> Result<BTreeMap<String, String>, RenderError> {
+    let mut labels = BTreeMap::new();
+    let mut put = |key: &str, what: &'static str, value: &str| {
+        if !is_label_value(value) {
+            return Err(RenderError::BadLabelValue {
+                what,
+                value: value.to_string(),
+            });
+        }
+        labels.insert(key.to_string(), value.to_string());
+        Ok(())
+    };
+    put(LABEL_MANAGED_BY, "managed-by", MANAGED_BY_BARGE)?;
+    put(LABEL_JOB_NAME, "job name", job_name)?;
+    put(LABEL_JOB_UID, "job uid", uid)?;
+    put(LABEL_ATTEMPT, "attempt", &input.attempt.to_string())?;
+    if let Some(index) = input.array_index {
+        put(LABEL_ARRAY_INDEX, "array index", &index.to_string())?;
+    }
+    put(LABEL_JOB_QUEUE, "job queue", input.queue)?;
+    put(LABEL_COMPUTE_ENVIRONMENT, "compute environment", ce_name)?;
+    put(
+        LABEL_JOB_DEFINITION,
+        "job definition",
+        input.definition_name,
+    )?;
+    put(
+        LABEL_JOB_DEFINITION_REVISION,
+        "job definition revision",
+        &input.definition_revision.to_string(),
+    )?;
+    Ok(labels)
+}
+
+/// With `propagateTags` (the job's, else the definition's), the definition's tags overridden by
+/// the job's, as pod annotations. Tags whose keys are not valid annotation keys (AWS allows
+/// spaces, Kubernetes does not) are left out rather than failing the job.
+fn propagated_tags(definition: &JobDefinitionSpec, job: &Job) -> Option<BTreeMap<String, String>> {
+    let propagate = job
+        .spec
+        .propagate_tags
+        .or(definition.propagate_tags)
+        .unwrap_or(false);
+    if !propagate {
+        return None;
+    }
+    let tags: BTreeMap<String, String> = definition
+        .tags
+        .iter()
+        .chain(&job.spec.tags)
+        .filter(|(key, _)| is_label_key(key))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (!tags.is_empty()).then_some(tags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pods::fixtures::*;
+    use crate::test_support::aws_job_definition;
+    use barge_core::job::PodPhase;
+    use barge_crds::consts::MAIN_CONTAINER_NAME;
+    use serde_json::json;
+
+    #[test]
+    fn every_aws_fixture_renders_except_multinode() {
+        for file in crate::test_support::CONTAINER_JOB_DEFINITION_FIXTURES {
+            let def = aws_job_definition(file);
+            let pod = Render::new(def.clone(), job(json!({})))
+                .render()
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            let container = main_container(&pod);
+            assert_eq!(container.name, MAIN_CONTAINER_NAME, "{file}");
+            assert_eq!(
+                container.image.as_deref(),
+                def.container_properties.as_ref().map(|c| c.image.as_str()),
+                "{file}"
+            );
+            // The pod serializes (what the API server receives).
+            serde_json::to_value(&pod).unwrap_or_else(|e| panic!("{file}: {e}"));
+        }
+        let multinode = aws_job_definition("jobdef-multinode.json");
+        assert_eq!(
+            Render::new(multinode.clone(), job(json!({}))).render(),
+            Err(RenderError::MultiNodeNotSupported)
+        );
+        assert_eq!(
+            job_request(&job(json!({})), &multinode),
+            Err(RenderError::MultiNodeNotSupported)
+        );
+    }
+
+    #[test]
+    fn propagated_tags_become_annotations_job_tags_winning() {
+        let def = definition(json!({
+            "type": "container",
+            "propagateTags": true,
+            "tags": {"team": "render", "sim.barge.dev/duration-seconds": "5", "Cost Center": "42"},
+            "containerProperties": {"image": "busybox"},
+        }));
+        let pod = Render::new(
+            def.clone(),
+            job(json!({"tags": {"team": "vfx", "sim.barge.dev/exit-code": "3"}})),
+        )
+        .pod();
+        let annotations = pod.metadata.annotations.expect("annotations");
+        assert_eq!(
+            annotations,
+            BTreeMap::from([
+                (
+                    "sim.barge.dev/duration-seconds".to_string(),
+                    "5".to_string()
+                ),
+                ("sim.barge.dev/exit-code".to_string(), "3".to_string()),
+                ("team".to_string(), "vfx".to_string()),
+            ]),
+            "job tags win; keys that are not annotation keys are left out"
+        );
+        // The job's propagateTags: false wins over the definition's true.
+        let pod = Render::new(
+            def,
+            job(json!({"propagateTags": false, "tags": {"a": "b"}})),
+        )
+        .pod();
+        assert_eq!(pod.metadata.annotations, None);
+    }
+
+    #[test]
+    fn metadata_names_labels_owner_finalizer_and_placement() {
+        let def = aws_job_definition("jobdef-spot-retry.json");
+        let render = Render::new(def, job(json!({}))).attempt(3);
+        let pod = render.pod();
+        assert_eq!(pod, render.pod(), "deterministic");
+        assert_eq!(
+            serde_json::to_string(&pod).expect("json"),
+            serde_json::to_string(&render.pod()).expect("json")
+        );
+        assert_eq!(pod.metadata.name.as_deref(), Some("render-3"));
+        assert_eq!(pod.metadata.namespace.as_deref(), Some("team-a"));
+        let labels = pod.metadata.labels.clone().expect("labels");
+        assert_eq!(
+            labels,
+            BTreeMap::from([
+                (LABEL_MANAGED_BY.to_string(), MANAGED_BY_BARGE.to_string()),
+                (LABEL_JOB_NAME.to_string(), "render".to_string()),
+                (LABEL_JOB_UID.to_string(), UID.to_string()),
+                (LABEL_ATTEMPT.to_string(), "3".to_string()),
+                (LABEL_JOB_QUEUE.to_string(), "high-priority".to_string()),
+                (
+                    LABEL_COMPUTE_ENVIRONMENT.to_string(),
+                    "c4ondemand".to_string()
+                ),
+                (LABEL_JOB_DEFINITION.to_string(), "render".to_string()),
+                (LABEL_JOB_DEFINITION_REVISION.to_string(), "3".to_string()),
+            ])
+        );
+        let owner = &pod.metadata.owner_references.as_ref().expect("owner")[0];
+        assert_eq!(
+            (
+                owner.api_version.as_str(),
+                owner.kind.as_str(),
+                owner.name.as_str(),
+                owner.uid.as_str()
+            ),
+            (API_VERSION, KIND_JOB, "render", UID)
+        );
+        assert_eq!(
+            (owner.controller, owner.block_owner_deletion),
+            (Some(true), Some(true))
+        );
+        assert_eq!(
+            pod.metadata.finalizers,
+            Some(vec![FINALIZER_ATTEMPT_RESULT.to_string()])
+        );
+        let spec = pod.spec.as_ref().expect("spec");
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(spec.node_name.as_deref(), Some("node-1"));
+        assert_eq!(spec.termination_grace_period_seconds, Some(30));
+        assert_eq!(
+            spec.tolerations,
+            Some(vec![Toleration {
+                key: Some(TAINT_COMPUTE_ENVIRONMENT.to_string()),
+                operator: Some("Equal".to_string()),
+                value: Some("c4ondemand".to_string()),
+                effect: Some("NoSchedule".to_string()),
+                toleration_seconds: None,
+            }])
+        );
+        assert_eq!(
+            spec.node_selector,
+            Some(BTreeMap::from([(
+                LABEL_COMPUTE_ENVIRONMENT.to_string(),
+                "c4ondemand".to_string()
+            )]))
+        );
+        assert_eq!(spec.automount_service_account_token, None);
+        let unbound = Render::new(aws_job_definition("jobdef-spot-retry.json"), job(json!({})))
+            .unbound()
+            .pod();
+        assert_eq!(unbound.spec.expect("spec").node_name, None);
+    }
+
+    #[test]
+    fn names_that_cannot_be_label_values_fail_the_render() {
+        let long = "q".repeat(70);
+        let result = Render::new(aws_job_definition("jobdef-spot-retry.json"), job(json!({})))
+            .queue(&long)
+            .render();
+        assert_eq!(
+            result,
+            Err(RenderError::BadLabelValue {
+                what: "job queue",
+                value: long
+            })
+        );
+        let mut unnamed = compute_environment(None);
+        unnamed.metadata.name = None;
+        assert_eq!(
+            Render::new(aws_job_definition("jobdef-spot-retry.json"), job(json!({})))
+                .ce(unnamed)
+                .render(),
+            Err(RenderError::UnnamedComputeEnvironment)
+        );
+        let mut nameless = job(json!({}));
+        nameless.metadata.uid = None;
+        assert_eq!(
+            Render::new(aws_job_definition("jobdef-spot-retry.json"), nameless).render(),
+            Err(RenderError::MissingJobMetadata("uid"))
+        );
+    }
+
+    #[test]
+    fn rendered_pods_read_back_as_their_attempt() {
+        let pod = Render::new(
+            aws_job_definition("jobdef-spot-retry.json"),
+            job(json!({"arrayProperties": {"size": 10}})),
+        )
+        .attempt(4)
+        .array_child(9, 10)
+        .pod();
+        let view = pod_view(&pod, true).expect("a Barge pod");
+        assert_eq!((view.attempt, view.array_index), (4, Some(9)));
+        assert_eq!(view.name, "render-4-9");
+        assert_eq!(view.phase, PodPhase::Pending);
+        assert!(view.has_finalizer);
+        assert!(!view.node_lost);
+    }
+}

@@ -167,11 +167,31 @@ fn forget_seen(ctx: &Context, state: &mut LoopState, entries: &HashMap<JobKey, R
                 .pods
                 .get(&ObjectRef::new(name).within(namespace))
                 .is_some();
-        !a.lost
-            && entries
-                .get(&a.job)
-                .is_some_and(|e| offers(&e.work, a.attempt, a.array_index))
+        a.kept(entries.get(&a.job))
     });
+}
+
+impl Assumed {
+    /// Whether the assumption still stands, given the job's current entry in the book: while
+    /// the book offers its unit, however old it is — unless a GET found its pod gone.
+    fn kept(&self, entry: Option<&RunnableEntry>) -> bool {
+        !self.lost && entry.is_some_and(|e| offers(&e.work, self.attempt, self.array_index))
+    }
+
+    /// Whether its pod is due for a GET: never shown by the caches for `VERIFY_UNSEEN_AFTER`.
+    fn due_for_check(&self, now: Instant) -> bool {
+        !self.seen && !self.lost && now.duration_since(self.at) >= VERIFY_UNSEEN_AFTER
+    }
+
+    /// Takes in what a GET of its pod answered (`Some(found)`, or None when the GET failed).
+    fn checked(&mut self, found: Option<bool>, now: Instant) {
+        match found {
+            Some(true) => self.seen = true,
+            Some(false) => self.lost = true,
+            // Checked again after another interval.
+            None => self.at = now,
+        }
+    }
 }
 
 /// A pod (namespace, name) and what a GET of it answered.
@@ -186,7 +206,7 @@ async fn verify_unseen(ctx: &Context, state: &mut LoopState) {
     let due: Vec<(String, String)> = state
         .assumed
         .iter()
-        .filter(|(_, a)| !a.seen && !a.lost && a.at.elapsed() >= VERIFY_UNSEEN_AFTER)
+        .filter(|(_, a)| a.due_for_check(Instant::now()))
         .map(|(key, _)| key.clone())
         .take(VERIFY_PER_PASS)
         .collect();
@@ -209,17 +229,19 @@ async fn verify_unseen(ctx: &Context, state: &mut LoopState) {
         let Some(a) = state.assumed.get_mut(&key) else {
             continue;
         };
-        match answer {
-            Ok(Some(_)) => a.seen = true,
-            Ok(None) => {
-                warn!(pod = %key.1, namespace = %key.0, "a created pod is gone before the caches showed it");
-                a.lost = true;
+        let found = match answer {
+            Ok(pod) => {
+                if pod.is_none() {
+                    warn!(pod = %key.1, namespace = %key.0, "a created pod is gone before the caches showed it");
+                }
+                Some(pod.is_some())
             }
             Err(e) => {
                 debug!(pod = %key.1, error = %e, "checking an unseen pod failed; checking again later");
-                a.at = Instant::now();
+                None
             }
-        }
+        };
+        a.checked(found, Instant::now());
     }
 }
 
@@ -639,5 +661,81 @@ mod tests {
         assert!(!offers(&array, 1, Some(6)));
         assert!(!offers(&array, 2, Some(4)));
         assert!(!offers(&array, 1, None));
+    }
+
+    fn entry(work: RunnableWork) -> RunnableEntry {
+        RunnableEntry {
+            uid: "u".into(),
+            queue: "q".into(),
+            submitted_at_ms: 0,
+            submission_order: 0,
+            request: Resources::default(),
+            constraints: Default::default(),
+            work,
+            definition: Arc::new(crate::definition_revisions::ResolvedDefinition {
+                name: "d".into(),
+                revision: 1,
+                spec: serde_json::from_value(serde_json::json!({
+                    "type": "container", "containerProperties": {"image": "busybox"}
+                }))
+                .expect("spec"),
+            }),
+            array_size: Some(10),
+        }
+    }
+
+    #[test]
+    fn an_assumption_stands_while_offered_however_old_and_goes_on_evidence_only() {
+        let created = Instant::now();
+        let later = created + VERIFY_UNSEEN_AFTER * 100;
+        let mut a = Assumed {
+            node: "n".into(),
+            request: Resources::default(),
+            job: JobKey::new("ns", "arr"),
+            attempt: 1,
+            array_index: Some(4),
+            at: created,
+            seen: true,
+            lost: false,
+        };
+        let offering = entry(RunnableWork::Array {
+            groups: vec![RunnableGroup {
+                attempt: 1,
+                retried: false,
+                indices: IndexSet::parse("0-9").expect("set"),
+            }],
+        });
+        let done = entry(RunnableWork::Array {
+            groups: vec![RunnableGroup {
+                attempt: 1,
+                retried: false,
+                indices: IndexSet::parse("0-3,5-9").expect("set"),
+            }],
+        });
+        // No timer ends it: a stale book that still offers the unit keeps it assumed.
+        assert!(a.kept(Some(&offering)));
+        assert!(!a.due_for_check(later), "seen pods are not looked up");
+        // The book stopped offering it (the job controller saw the pod), or the job is gone.
+        assert!(!a.kept(Some(&done)));
+        assert!(!a.kept(None));
+
+        // Never seen by the caches: looked up after VERIFY_UNSEEN_AFTER, not dropped.
+        a.seen = false;
+        assert!(!a.due_for_check(created));
+        assert!(a.due_for_check(later));
+        a.checked(None, later);
+        assert!(a.kept(Some(&offering)), "a failed GET changes nothing");
+        assert!(
+            !a.due_for_check(later),
+            "checked again after another interval"
+        );
+        a.checked(Some(true), later);
+        assert!(a.seen && a.kept(Some(&offering)));
+        a.seen = false;
+        a.checked(Some(false), later);
+        assert!(
+            !a.kept(Some(&offering)),
+            "a pod the API server does not have may be placed again"
+        );
     }
 }

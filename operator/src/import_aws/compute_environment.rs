@@ -39,7 +39,7 @@ pub(crate) fn convert(
     let name = convert_name(
         &aws_name,
         &reader.field_path("computeEnvironmentName"),
-        NameLimit::Object,
+        NameLimit::Label,
         notes,
     )?;
     let r#type = match reader.required_string("type")?.as_str() {

@@ -27,7 +27,7 @@ pub(crate) fn convert(
         &queue,
         &reader.field_path("jobQueue"),
         "job-queue",
-        NameLimit::Object,
+        NameLimit::Label,
         notes,
     )?;
     let definition = reader.required_string("jobDefinition")?;
@@ -132,7 +132,7 @@ fn job_definition_reference(
         }
         None => (reference, None),
     };
-    let name = convert_name(name, path, NameLimit::Object, notes)?;
+    let name = convert_name(name, path, NameLimit::Label, notes)?;
     Ok(match revision {
         Some(revision) => format!("{name}:{revision}"),
         None => name,

@@ -21,7 +21,7 @@ pub(crate) fn convert(
     let name = convert_name(
         &aws_name,
         &reader.field_path("jobDefinitionName"),
-        NameLimit::Object,
+        NameLimit::Label,
         notes,
     )?;
     let r#type = match reader

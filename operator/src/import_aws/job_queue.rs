@@ -19,7 +19,7 @@ pub(crate) fn convert(
     let name = convert_name(
         &aws_name,
         &reader.field_path("jobQueueName"),
-        NameLimit::Object,
+        NameLimit::Label,
         notes,
     )?;
     let state = parse_state(reader)?;
@@ -33,7 +33,7 @@ pub(crate) fn convert(
             &reference,
             &entry.field_path("computeEnvironment"),
             "compute-environment",
-            NameLimit::Object,
+            NameLimit::Label,
             notes,
         )?;
         entry.finish(notes);

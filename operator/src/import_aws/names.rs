@@ -14,7 +14,8 @@ use super::{ImportError, Notes};
 pub(crate) enum NameLimit {
     /// Most objects: 253 characters.
     Object,
-    /// Jobs (their name becomes a label value): 63 characters.
+    /// Names Barge puts in label values — jobs, job queues, job definitions, compute
+    /// environments (the API server refuses longer ones): 63 characters.
     Label,
 }
 

@@ -420,3 +420,35 @@ fn malformed_fields_are_named() {
         );
     }
 }
+
+#[test]
+fn long_aws_names_become_names_that_fit_a_label_value_everywhere_they_are_named() {
+    // AWS allows 128 characters; Barge puts these names in label values (at most 63).
+    let long = format!("nightly_{}", "x".repeat(110));
+    let (definition, notes) = convert_ok(json!({
+        "jobDefinitionName": long, "type": "container",
+        "containerProperties": {"image": "busybox"}
+    }));
+    let name = definition[0]["metadata"]["name"].as_str().expect("name");
+    assert_eq!(name.len(), 63);
+    assert!(name.starts_with("nightly-xxx"));
+    assert!(has_note(&notes, "jobDefinitionName", "nightly-"));
+    let (job, _) = convert_ok(json!({
+        "jobName": "j", "jobQueue": format!("queue_{}", "q".repeat(100)),
+        "jobDefinition": format!("{long}:3")
+    }));
+    assert_eq!(job[0]["spec"]["jobDefinition"], format!("{name}:3"));
+    assert_eq!(job[0]["spec"]["jobQueue"].as_str().map(str::len), Some(63));
+    let (queue, _) = convert_ok(json!({
+        "jobQueueName": format!("queue_{}", "q".repeat(100)), "priority": 1,
+        "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": format!("ce_{}", "c".repeat(100))}]
+    }));
+    assert_eq!(queue[0]["metadata"]["name"], job[0]["spec"]["jobQueue"]);
+    let (ce, _) = convert_ok(json!({
+        "computeEnvironmentName": format!("ce_{}", "c".repeat(100)), "type": "UNMANAGED"
+    }));
+    assert_eq!(
+        ce[0]["metadata"]["name"],
+        queue[0]["spec"]["computeEnvironmentOrder"][0]["computeEnvironment"]
+    );
+}

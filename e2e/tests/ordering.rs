@@ -17,8 +17,8 @@ use barge_sim::FaultConfig;
 use kube::ResourceExt;
 
 use support::{
-    compute_environment, job, job_definition, job_queue, scripted_tags, status_of, trace_spans,
-    traced, E2e, Options, GATE,
+    compute_environment, compute_environment_of, job, job_definition, job_queue, scripted_tags,
+    status_of, trace_spans, traced, E2e, Options, GATE,
 };
 
 /// Children per array in the latency scenario.
@@ -46,23 +46,9 @@ async fn array_children_run_once_at_latency(retention: &str) {
             .flag("--scheduler-interval-ms=1000"),
     )
     .await;
-    let vcpus = BIG_NODES * 36;
     env.apply(&format!(
-        r#"---
-apiVersion: batch.barge.dev/v1alpha1
-kind: ComputeEnvironment
-metadata: {{name: "${{NS}}-ce"}}
-spec:
-  type: MANAGED
-  state: ENABLED
-  computeResources:
-    type: EC2
-    minvCpus: {vcpus}
-    maxvCpus: {vcpus}
-    desiredvCpus: {vcpus}
-    instanceTypes: [c5.9xlarge]
-    provider: {{simulated: {{}}}}
-{}"#,
+        "{}{}",
+        compute_environment_of("ce", BIG_NODES * 36, "c5.9xlarge"),
         job_queue("q", 10, &["ce"])
     ))
     .await;

@@ -899,6 +899,12 @@ pub fn indent(text: &str, spaces: usize) -> String {
 /// A MANAGED simulated compute environment `${NS}-<name>` of exactly `vcpus` vCPUs of 2-vCPU
 /// nodes (c5.large), so `vcpus / 2` nodes.
 pub fn compute_environment(name: &str, vcpus: i32) -> String {
+    compute_environment_of(name, usize::try_from(vcpus).unwrap_or(0), "c5.large")
+}
+
+/// A MANAGED simulated compute environment `${NS}-<name>` of exactly `vcpus` vCPUs of
+/// `instance_type` nodes.
+pub fn compute_environment_of(name: &str, vcpus: usize, instance_type: &str) -> String {
     format!(
         r#"---
 apiVersion: batch.barge.dev/v1alpha1
@@ -912,7 +918,7 @@ spec:
     minvCpus: {vcpus}
     maxvCpus: {vcpus}
     desiredvCpus: {vcpus}
-    instanceTypes: [c5.large]
+    instanceTypes: [{instance_type}]
     provider: {{simulated: {{}}}}
 "#
     )

@@ -127,6 +127,24 @@ async fn array_children_run_once_at_latency(retention: &str) {
             "one pod create per child (retention {retention})"
         );
     }
+    // Pods go once, by the operator's one delete each, as the retention mode says; the
+    // kubelet sends none (a finished pod needs no graceful termination).
+    if let Some(sim) = env.sim_cluster() {
+        let kept = if retention == "all" { ARRAY_SIZE } else { 0 };
+        let pods = env.pods();
+        env.wait_until_for("the pods the retention mode keeps", ARRAY_WAIT, || async {
+            let left = pods.list(&Default::default()).await.ok()?.items.len();
+            (left == kept).then_some(())
+        })
+        .await;
+        let deletes = sim.stats().count("delete", "pods");
+        eprintln!("retention {retention}: {deletes} pod deletes, {kept} pods kept");
+        assert_eq!(
+            deletes,
+            (ARRAY_SIZE - kept) as u64,
+            "one delete per pod the retention mode removes (retention {retention})"
+        );
+    }
     env.finish().await;
 }
 

@@ -13,6 +13,7 @@
 pub mod apimachinery;
 pub mod apiserver;
 pub mod kubelet;
+pub mod standins;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -84,6 +85,10 @@ pub struct ClusterConfig {
     /// write only after etcd has committed it — tens of milliseconds, not the sim's
     /// microseconds — and code that races its own writes hides behind a fast server.
     pub write_latency: Duration,
+    /// Run the Karpenter stand-in ([`standins::karpenter`]): NodePools + pending pods → Nodes.
+    pub karpenter: bool,
+    /// Run the Cluster API stand-in ([`standins::capi`]): MachineDeployment replicas → Nodes.
+    pub cluster_api: bool,
 }
 
 /// A running simulated cluster.
@@ -91,6 +96,7 @@ pub struct Cluster {
     server: RunningServer,
     kubeconfig_path: PathBuf,
     _tempdir: Option<tempfile::TempDir>,
+    standins: Vec<standins::StandinHandle>,
 }
 
 /// Handle to change fault injection while a cluster runs.
@@ -142,11 +148,27 @@ impl Cluster {
                 source,
             }
         })?;
-        Ok(Cluster {
+        let mut cluster = Cluster {
             server,
             kubeconfig_path: path,
             _tempdir: tempdir,
-        })
+            standins: Vec::new(),
+        };
+        if config.karpenter {
+            let k = standins::karpenter::Karpenter::start(
+                cluster.client()?,
+                standins::karpenter::KarpenterConfig::default(),
+            );
+            cluster.standins.push(k);
+        }
+        if config.cluster_api {
+            let c = standins::capi::ClusterApi::start(
+                cluster.client()?,
+                standins::capi::ClusterApiConfig::default(),
+            );
+            cluster.standins.push(c);
+        }
+        Ok(cluster)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -200,6 +222,23 @@ impl Cluster {
         Ok(n)
     }
 
+    /// Spot interruption: the Node is annotated `sim.barge.dev/spot-reclaimed`, then lost as in
+    /// [`Cluster::lose_node`] (its pods fail by pod GC). Refused (400) for a node labelled
+    /// `karpenter.sh/capacity-type: on-demand`. Returns the number of its pods.
+    pub fn reclaim_spot_node(&self, name: &str) -> Result<usize, SimError> {
+        let n = {
+            let mut st = self
+                .server
+                .api
+                .state
+                .lock()
+                .map_err(|_| SimError::Client("store poisoned".into()))?;
+            apiserver::admin::reclaim_spot_node(&mut st, name)?
+        };
+        self.server.api.wake_controllers.notify_one();
+        Ok(n)
+    }
+
     /// Drop all watch history, so watches resuming from older revisions get 410 Gone.
     pub fn compact(&self) {
         if let Ok(mut st) = self.server.api.state.lock() {
@@ -212,7 +251,10 @@ impl Cluster {
         &self.server.api
     }
 
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        for s in std::mem::take(&mut self.standins) {
+            s.shutdown().await;
+        }
         self.server.shutdown().await;
     }
 }

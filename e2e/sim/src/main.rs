@@ -34,6 +34,12 @@ enum Command {
         /// API server's writes wait for etcd; 0 = answer at once.
         #[arg(long, default_value_t = 0)]
         write_latency_ms: u64,
+        /// Run the Karpenter stand-in (karpenter.sh/v1 NodePools + pending pods → Nodes).
+        #[arg(long)]
+        karpenter: bool,
+        /// Run the Cluster API stand-in (MachineDeployment replicas → Nodes).
+        #[arg(long)]
+        cluster_api: bool,
         #[command(flatten)]
         kubelet_opts: KubeletOpts,
     },
@@ -104,6 +110,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             kubeconfig,
             kubelet,
             write_latency_ms,
+            karpenter,
+            cluster_api,
             kubelet_opts,
         } => {
             let path = kubeconfig
@@ -112,12 +120,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 port,
                 kubeconfig: Some(path),
                 write_latency: std::time::Duration::from_millis(write_latency_ms),
+                karpenter,
+                cluster_api,
                 ..Default::default()
             })
             .await?;
             println!("barge-sim API server listening on {}", cluster.url());
             println!("kubeconfig: {}", cluster.kubeconfig_path().display());
             println!("export KUBECONFIG={}", cluster.kubeconfig_path().display());
+            if karpenter {
+                println!("Karpenter stand-in running (karpenter.sh/v1 NodePools)");
+            }
+            if cluster_api {
+                println!("Cluster API stand-in running (cluster.x-k8s.io MachineDeployments)");
+            }
             let runtime = match kubelet {
                 KubeletMode::None => None,
                 KubeletMode::Scripted => Some(RuntimeKind::Scripted),

@@ -3,6 +3,9 @@
 //! - `GET /sim/v1/stats`, `POST /sim/v1/stats/reset` — request counts by verb and resource;
 //! - `POST /sim/v1/nodes/{name}/lose` — node loss: the Node is marked lost
 //!   (annotation `sim.barge.dev/lost`) then deleted; pod GC fails and deletes its pods;
+//! - `POST /sim/v1/nodes/{name}/reclaim-spot` — a Spot interruption: the Node is annotated
+//!   `sim.barge.dev/spot-reclaimed`, then lost as above (refused for a node labelled
+//!   `karpenter.sh/capacity-type: on-demand`);
 //! - `POST /sim/v1/compact` — drop all watch history (older resourceVersions answer 410).
 
 use std::sync::Arc;
@@ -62,6 +65,39 @@ pub fn lose_node(state: &mut State, name: &str) -> ApiResult<usize> {
     Ok(pods)
 }
 
+/// Annotation put on a Node reclaimed by a Spot interruption (before it is lost).
+pub const SPOT_RECLAIMED_ANNOTATION: &str = "sim.barge.dev/spot-reclaimed";
+
+/// A Spot interruption: EC2 takes the instance back, so the node goes away with its pods, as in
+/// [`lose_node`], after an annotation saying why. Returns the number of pods bound to it.
+pub fn reclaim_spot_node(state: &mut State, name: &str) -> ApiResult<usize> {
+    let def = state
+        .registry
+        .preferred_for_storage(NODES_STORAGE)
+        .ok_or_else(|| ApiError::internal("nodes not served"))?;
+    let key = (String::new(), name.to_string());
+    let cur = state
+        .store
+        .get(NODES_STORAGE, &key)
+        .ok_or_else(|| ApiError::not_found("nodes", name))?;
+    let old = cur.value();
+    if old["metadata"]["labels"]["karpenter.sh/capacity-type"] == json!("on-demand") {
+        return Err(ApiError::bad_request(format!(
+            "node {name} is not a Spot node (karpenter.sh/capacity-type: on-demand)"
+        )));
+    }
+    let mut new = old.clone();
+    new["metadata"]["annotations"][SPOT_RECLAIMED_ANNOTATION] = json!("true");
+    write::commit_update(
+        state,
+        &def,
+        &old,
+        new,
+        &mut WriteOpts::controller(NODE_LOSS_MANAGER),
+    )?;
+    lose_node(state, name)
+}
+
 pub async fn handle(
     api: &Arc<ApiServer>,
     method: &Method,
@@ -101,6 +137,17 @@ pub async fn handle(
             };
             api.wake_controllers.notify_one();
             ok(json!({"node": name, "lost": true, "pods": pods}))
+        }
+        ("POST", ["nodes", name, "reclaim-spot"]) => {
+            let pods = {
+                let mut st = api
+                    .state
+                    .lock()
+                    .map_err(|_| ApiError::internal("store poisoned"))?;
+                reclaim_spot_node(&mut st, name)?
+            };
+            api.wake_controllers.notify_one();
+            ok(json!({"node": name, "reclaimed": true, "pods": pods}))
         }
         ("POST", ["compact"]) => {
             let rv = {

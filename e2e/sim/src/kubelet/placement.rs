@@ -120,7 +120,7 @@ fn matches_node_selector(spec: &PodSpec, node: &Candidate) -> bool {
     })
 }
 
-fn requirement_matches(req: &NodeSelectorRequirement, value: Option<&String>) -> bool {
+pub fn requirement_matches(req: &NodeSelectorRequirement, value: Option<&String>) -> bool {
     let values = req.values.as_deref().unwrap_or_default();
     let as_int = |s: &str| s.parse::<i64>().ok();
     match req.operator.as_str() {

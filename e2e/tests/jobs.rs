@@ -1096,3 +1096,169 @@ async fn a_new_job_on_a_queue_or_definition_being_deleted_is_refused() {
     env.wait_job("old", JobStatus::Succeeded).await;
     env.finish().await;
 }
+
+/// A pod as a watch first saw it.
+#[derive(Clone)]
+struct FirstSeen {
+    node: Option<String>,
+    selector: BTreeMap<String, String>,
+    toleration_keys: Vec<String>,
+}
+
+/// What a pod watch saw of Barge's pods in `bindingMode: KubeScheduler`.
+#[derive(Default)]
+struct UnboundPods {
+    /// Per pod: how it was first seen.
+    first_seen: BTreeMap<String, FirstSeen>,
+    /// Pods neither finished nor gone.
+    live: std::collections::BTreeSet<String>,
+    /// The most pods live at once.
+    most_live: usize,
+}
+
+#[tokio::test]
+async fn kube_scheduler_binding_creates_unbound_pods_within_the_vcpu_budget() {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+
+    let env = E2e::start("kubesched").await;
+    // A fixed pool of 4 vCPUs (two c5.large nodes) whose pods the kube-scheduler binds (here
+    // the simulated kubelet, standing in for it).
+    let ce = compute_environment("ce", 4).replace(
+        "spec:\n  type: MANAGED\n",
+        "spec:\n  type: MANAGED\n  bindingMode: KubeScheduler\n",
+    );
+    assert!(ce.contains("bindingMode"), "{ce}");
+    env.apply(&format!("{ce}{}", job_queue("q", 10, &["ce"])))
+        .await;
+    env.wait_compute_environment("${NS}-ce", 2).await;
+
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(UnboundPods::default()));
+    let record = seen.clone();
+    let (listed_tx, listed_rx) = tokio::sync::oneshot::channel::<()>();
+    let api = env.pods();
+    let watch = tokio::spawn(async move {
+        let mut listed = Some(listed_tx);
+        let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()));
+        while let Some(event) = stream.next().await {
+            let Ok(event) = event else { continue };
+            let mut seen = record.lock().expect("lock");
+            match event {
+                watcher::Event::InitDone => {
+                    if let Some(tx) = listed.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
+                    let name = pod.name_any();
+                    let spec = pod.spec.clone().unwrap_or_default();
+                    seen.first_seen
+                        .entry(name.clone())
+                        .or_insert_with(|| FirstSeen {
+                            node: spec.node_name.clone(),
+                            selector: spec.node_selector.clone().unwrap_or_default(),
+                            toleration_keys: spec
+                                .tolerations
+                                .iter()
+                                .flatten()
+                                .filter_map(|t| t.key.clone())
+                                .collect(),
+                        });
+                    let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
+                    let done = matches!(phase.as_deref(), Some("Succeeded") | Some("Failed"))
+                        || pod.metadata.deletion_timestamp.is_some();
+                    if done {
+                        seen.live.remove(&name);
+                    } else {
+                        seen.live.insert(name);
+                    }
+                    seen.most_live = seen.most_live.max(seen.live.len());
+                }
+                watcher::Event::Delete(pod) => {
+                    seen.live.remove(&pod.name_any());
+                }
+                watcher::Event::Init => {}
+            }
+        }
+    });
+    listed_rx.await.expect("the pod watch listed");
+
+    // Eight one-vCPU jobs that hold until the gate opens: four fit the budget.
+    env.apply(&job_definition("work", support::GATE, &[], "1", ""))
+        .await;
+    let names: Vec<String> = (1..=8).map(|i| format!("k{i}")).collect();
+    for name in &names {
+        env.apply(&job(name, "q", "work", "")).await;
+    }
+    let running = env
+        .wait_until("four jobs running", || async {
+            let list = env.jobs().list(&ListParams::default()).await.ok()?;
+            let running = list
+                .items
+                .iter()
+                .filter(|j| status_of(j) == Some(JobStatus::Running))
+                .count();
+            (running >= 4).then_some(running)
+        })
+        .await;
+    assert_eq!(running, 4);
+    // The budget is spent: the rest wait in RUNNABLE, with no pod.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let list = env.jobs().list(&ListParams::default()).await.expect("jobs");
+    let runnable = list
+        .items
+        .iter()
+        .filter(|j| status_of(j) == Some(JobStatus::Runnable))
+        .count();
+    assert_eq!(runnable, 4, "four jobs wait for the budget");
+    let pods = env.pods().list(&ListParams::default()).await.expect("pods");
+    assert_eq!(pods.items.len(), 4, "only admitted work has pods");
+
+    env.open_gate();
+    for name in &names {
+        env.wait_job(name, JobStatus::Succeeded).await;
+    }
+    watch.abort();
+    let (first_seen, most_live) = {
+        let seen = seen.lock().expect("lock");
+        (seen.first_seen.clone(), seen.most_live)
+    };
+    assert_eq!(first_seen.len(), 8, "one pod per job");
+    let ce_name = format!("{}-ce", env.ns);
+    for (pod, first) in &first_seen {
+        assert_eq!(first.node, None, "{pod} was created unbound");
+        assert_eq!(
+            first
+                .selector
+                .get(barge_crds::consts::LABEL_COMPUTE_ENVIRONMENT),
+            Some(&ce_name),
+            "{pod} selects the environment's nodes"
+        );
+        assert!(
+            first
+                .toleration_keys
+                .iter()
+                .any(|k| k == barge_crds::consts::TAINT_COMPUTE_ENVIRONMENT),
+            "{pod} tolerates the environment's taint"
+        );
+    }
+    assert!(
+        most_live <= 4,
+        "never more than maxvCpus (4) of one-vCPU pods at once: {most_live}"
+    );
+    // The simulated kubelet bound every pod to a node of the environment.
+    for name in &names {
+        for pod in env.pods_of(name).await {
+            let node = pod.spec.and_then(|s| s.node_name).expect("bound");
+            let node = env.nodes().get(&node).await.expect("the pod's node");
+            assert_eq!(
+                node.labels()
+                    .get(barge_crds::consts::LABEL_COMPUTE_ENVIRONMENT),
+                Some(&ce_name),
+                "{} is a node of {ce_name}",
+                node.name_any()
+            );
+        }
+    }
+    env.finish().await;
+}

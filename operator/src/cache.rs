@@ -497,6 +497,25 @@ fn occupies_node(pod: &Pod) -> Option<&str> {
     }
 }
 
+/// The compute environment whose vCPU budget a Barge pod takes (`bindingMode:
+/// KubeScheduler`): its `batch.barge.dev/compute-environment` label, bound or not, while it
+/// occupies room as in [`occupies_node`] (unfinished, or its result not recorded yet).
+fn occupies_environment(pod: &Pod) -> Option<&str> {
+    if !is_barge_pod(pod) {
+        return None;
+    }
+    let environment = pod
+        .labels()
+        .get(LABEL_COMPUTE_ENVIRONMENT)
+        .map(String::as_str)
+        .filter(|e| !e.is_empty())?;
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    match phase {
+        Some("Succeeded") | Some("Failed") if !awaits_recording(pod) => None,
+        _ => Some(environment),
+    }
+}
+
 /// A Barge pod whose attempt result the job controller has not recorded yet.
 fn awaits_recording(pod: &Pod) -> bool {
     is_barge_pod(pod)
@@ -508,7 +527,10 @@ fn awaits_recording(pod: &Pod) -> bool {
 
 #[derive(Clone, Debug)]
 struct PodUsage {
-    node: String,
+    /// The node it occupies (None: a Barge pod not bound yet).
+    node: Option<String>,
+    /// The compute environment whose budget it takes (Barge's pods only).
+    environment: Option<String>,
     requests: PodRequests,
     barge: bool,
 }
@@ -525,6 +547,8 @@ struct NodeTotals {
 struct UsageState {
     pods: HashMap<String, PodUsage>,
     nodes: HashMap<String, NodeTotals>,
+    /// Millicpu requested by Barge's pods per compute environment, bound or not.
+    environments: HashMap<String, i64>,
 }
 
 impl UsageState {
@@ -532,7 +556,18 @@ impl UsageState {
         let Some(usage) = self.pods.remove(id) else {
             return;
         };
-        if let Some(totals) = self.nodes.get_mut(&usage.node) {
+        if let Some(environment) = &usage.environment {
+            if let Some(total) = self.environments.get_mut(environment) {
+                *total -= usage.requests.milli_cpu;
+                if *total <= 0 {
+                    self.environments.remove(environment);
+                }
+            }
+        }
+        let Some(node) = &usage.node else {
+            return;
+        };
+        if let Some(totals) = self.nodes.get_mut(node) {
             totals.pods -= 1;
             if usage.barge {
                 totals.barge_milli_cpu -= usage.requests.milli_cpu;
@@ -545,28 +580,39 @@ impl UsageState {
                 }
             }
             if totals.pods <= 0 {
-                self.nodes.remove(&usage.node);
+                self.nodes.remove(node);
             }
         }
     }
 
     fn upsert(&mut self, id: String, pod: &Pod) {
         self.remove(&id);
-        let Some(node) = occupies_node(pod) else {
+        let node = occupies_node(pod);
+        let environment = occupies_environment(pod);
+        if node.is_none() && environment.is_none() {
             return;
-        };
+        }
         let requests = PodRequests::of_pod(pod);
         let barge = is_barge_pod(pod);
-        let totals = self.nodes.entry(node.to_string()).or_default();
-        totals.pods += 1;
-        if barge {
-            totals.barge_milli_cpu += requests.milli_cpu;
+        if let Some(environment) = environment {
+            *self
+                .environments
+                .entry(environment.to_string())
+                .or_default() += requests.milli_cpu;
         }
-        totals.requests.add(&requests);
+        if let Some(node) = node {
+            let totals = self.nodes.entry(node.to_string()).or_default();
+            totals.pods += 1;
+            if barge {
+                totals.barge_milli_cpu += requests.milli_cpu;
+            }
+            totals.requests.add(&requests);
+        }
         self.pods.insert(
             id,
             PodUsage {
-                node: node.to_string(),
+                node: node.map(str::to_string),
+                environment: environment.map(str::to_string),
                 requests,
                 barge,
             },
@@ -575,7 +621,9 @@ impl UsageState {
 }
 
 /// Per-node requested resources of every non-terminal pod bound to a node — Barge's or not —
-/// kept compact (no pod objects), fed by the cluster-wide pod watch.
+/// and the CPU of Barge's pods per compute environment, bound or not (the vCPU budget of
+/// `bindingMode: KubeScheduler`), kept compact (no pod objects), fed by the cluster-wide pod
+/// watch.
 #[derive(Default)]
 pub struct NodeUsage {
     live: RwLock<UsageState>,
@@ -620,7 +668,19 @@ impl NodeUsage {
             .unwrap_or(0)
     }
 
-    /// Whether the pod `namespace/name` is counted (bound and not finished).
+    /// Millicpu requested by Barge's pods of compute environment `environment` (its label),
+    /// bound or not, unfinished or with their result not recorded yet: what they take of the
+    /// environment's vCPU budget (`bindingMode: KubeScheduler`).
+    pub fn barge_milli_cpu_in(&self, environment: &str) -> i64 {
+        read(&self.live)
+            .environments
+            .get(environment)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Whether the pod `namespace/name` is counted (bound and not finished, or a Barge pod of a
+    /// compute environment, bound or not).
     pub fn contains(&self, namespace: &str, name: &str) -> bool {
         read(&self.live)
             .pods
@@ -1120,6 +1180,68 @@ mod tests {
         sidecar.restart_policy = Some("Always".into());
         p.spec.as_mut().expect("spec").init_containers = Some(vec![sidecar]);
         assert_eq!(PodRequests::of_pod(&p).milli_cpu, 1250);
+    }
+
+    #[test]
+    fn environment_usage_counts_barge_pods_bound_or_not_until_recorded() {
+        let usage = NodeUsage::new();
+        let c = || vec![container(&[("cpu", "1")], &[])];
+        let in_ce = |name: &str, node: Option<&str>, phase: &str, barge: bool| {
+            let mut p = pod(name, node, phase, barge, c());
+            p.metadata
+                .labels
+                .get_or_insert_with(BTreeMap::new)
+                .insert(LABEL_COMPUTE_ENVIRONMENT.to_string(), "ce".to_string());
+            p
+        };
+        usage.apply(&watcher::Event::Apply(in_ce(
+            "unbound", None, "Pending", true,
+        )));
+        usage.apply(&watcher::Event::Apply(in_ce(
+            "bound",
+            Some("n1"),
+            "Running",
+            true,
+        )));
+        usage.apply(&watcher::Event::Apply(in_ce(
+            "foreign", None, "Pending", false,
+        )));
+        usage.apply(&watcher::Event::Apply(in_ce(
+            "done",
+            Some("n1"),
+            "Succeeded",
+            true,
+        )));
+        assert_eq!(usage.barge_milli_cpu_in("ce"), 2000);
+        assert!(usage.contains("ns", "unbound") && !usage.contains("ns", "foreign"));
+        assert_eq!(
+            usage.used_on("n1", "nvidia.com/gpu"),
+            Resources::new(1000, 0, 0, 1),
+            "the unbound pod takes no node's room"
+        );
+        // Bound later: still counted once.
+        usage.apply(&watcher::Event::Apply(in_ce(
+            "unbound",
+            Some("n2"),
+            "Running",
+            true,
+        )));
+        assert_eq!(usage.barge_milli_cpu_in("ce"), 2000);
+        // A finished pod whose result is recorded (no finalizer) frees the budget.
+        usage.apply(&watcher::Event::Apply(in_ce(
+            "bound",
+            Some("n1"),
+            "Succeeded",
+            true,
+        )));
+        assert_eq!(usage.barge_milli_cpu_in("ce"), 1000);
+        usage.apply(&watcher::Event::Delete(in_ce(
+            "unbound",
+            Some("n2"),
+            "Running",
+            true,
+        )));
+        assert_eq!(usage.barge_milli_cpu_in("ce"), 0);
     }
 
     #[test]

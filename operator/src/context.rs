@@ -314,6 +314,9 @@ pub struct Context {
     pub job_written_versions: Mutex<HashMap<JobKey, u64>>,
     /// Pod creations the API server refused, per job (written by the scheduler).
     pub pod_refusals: PodRefusals,
+    /// Since when (ms) each node of a demand-scaled pool has had no pod (the
+    /// ComputeEnvironment controller's scale-in clock; in memory, restarts with the operator).
+    pub node_idle_since: Mutex<HashMap<String, i64>>,
     /// Pods this replica stopped recently through their `activeDeadlineSeconds`.
     pub stopped_pods: RecentWrites,
 }
@@ -340,6 +343,7 @@ impl Context {
             job_status_writes: Mutex::new(HashMap::new()),
             job_written_versions: Mutex::new(HashMap::new()),
             pod_refusals: PodRefusals::default(),
+            node_idle_since: Mutex::new(HashMap::new()),
             stopped_pods: RecentWrites::default(),
         })
     }

@@ -61,6 +61,7 @@ fn cluster(rng: &mut Rng) -> (Vec<QueueSpec>, Vec<EnvironmentSpec>, Vec<NodeSnap
             shapes: None,
             max_milli_cpu: None,
             starting_nodes: 0,
+            budget_milli_cpu: None,
         })
         .collect();
     let nodes = (0..NODES)

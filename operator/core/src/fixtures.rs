@@ -398,6 +398,7 @@ pub fn environment(name: &str) -> EnvironmentBuilder {
             shapes: None,
             max_milli_cpu: None,
             starting_nodes: 0,
+            budget_milli_cpu: None,
         },
     }
 }
@@ -435,6 +436,11 @@ impl EnvironmentBuilder {
     /// Nodes that are not Ready yet but will be (booting, or still to be created).
     pub fn starting_nodes(mut self, nodes: u32) -> Self {
         self.env.starting_nodes = nodes;
+        self
+    }
+    /// `bindingMode: KubeScheduler`: admit against `vcpus` left of the budget, bind to no node.
+    pub fn budget_vcpus(mut self, vcpus: i64) -> Self {
+        self.env.budget_milli_cpu = Some(Resources::vcpus(vcpus));
         self
     }
     pub fn build(self) -> EnvironmentSpec {

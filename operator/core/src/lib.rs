@@ -34,6 +34,7 @@ pub mod quantity;
 pub mod reasons;
 pub mod resources;
 pub mod retry;
+pub mod scaling;
 pub mod scheduler;
 pub mod state;
 pub mod timeout;

@@ -11,7 +11,7 @@
 //!
 //! The [`CATALOG`] holds AWS-like instance types of the c4/c5/m4/m5/r4/r5/p3/g4dn families with
 //! their real vCPU, memory and GPU sizes and approximate us-east-1 on-demand prices (in
-//! micro-dollars per hour, to stay with integers). Demand-driven scaling is a later issue.
+//! micro-dollars per hour, to stay with integers). Demand-driven scaling is in [`crate::scaling`].
 
 use crate::error::{Error, Result};
 use crate::resources::Resources;
@@ -366,6 +366,21 @@ fn spread<'a>(target: i64, types: &[&'a InstanceType]) -> BTreeMap<&'a InstanceT
         total += t.vcpus;
     }
     counts
+}
+
+/// The catalog's Spot capacity score of a type, 0 to 100 (how deep its capacity pool is;
+/// deterministic, for SPOT_CAPACITY_OPTIMIZED and SPOT_PRICE_CAPACITY_OPTIMIZED): smaller sizes
+/// have deeper pools — 100 for 2 vCPUs, minus 10 for every doubling of vCPUs, at least 10 —
+/// and previous generations (c4, m4, r4, p3) 10 more, up to 100.
+pub fn capacity_score(instance_type: &InstanceType) -> i64 {
+    let mut doublings = 0i64;
+    let mut v = instance_type.vcpus.max(1);
+    while v > 2 {
+        v = (v + 1) / 2;
+        doublings += 1;
+    }
+    let older = matches!(instance_type.family.as_ref(), "c4" | "m4" | "r4" | "p3");
+    (100 - 10 * doublings + if older { 10 } else { 0 }).clamp(10, 100)
 }
 
 /// The node name of instance `n` of `instance_type` in compute environment `ce`.

@@ -9,7 +9,12 @@
 //!    UNMANAGED selector) and what runs on them (the node usage cache);
 //! 3. build (pure): [`simulated::plan_nodes`] for a MANAGED simulated pool (fixed size:
 //!    `desiredvCpus`, or `minvCpus` while DISABLED; surplus nodes cordoned, then deleted when
-//!    idle), [`unmanaged::plan_membership`] for an UNMANAGED one;
+//!    idle); for a simulated pool that scales with demand ([`demand::scales_with_demand`]:
+//!    no `desiredvCpus`, `maxvCpus` above `minvCpus`) barge-core's scaling decision
+//!    ([`demand::decide`], from the caches and the runnable book) and
+//!    [`simulated::plan_scaled_nodes`]; [`unmanaged::plan_membership`] for an UNMANAGED one.
+//!    Such a pool is reconciled again every second while it has demand or nodes, and when the
+//!    runnable book changes size (checked once a second: coalesced, one reconcile per pool);
 //! 4. apply: server-side apply of Barge's Node fields, node deletions, membership labels;
 //!    Events on scaling (`ScaledOut`, `Cordoned`, `ScaledIn`). A pass makes at most
 //!    [`NODE_WRITES_PER_PASS`] node writes and stops early on SIGTERM, deletion or a spec change;
@@ -17,6 +22,7 @@
 //!    pool got. A pool beyond `MAX_NODES_PER_COMPUTE_ENVIRONMENT` nodes is INVALID (step 1);
 //! 5. update_status (pure [`build_status`]): `status`, `statusReason`, `desiredvCpus`,
 //!    `allocatedvCpus` (CPU requested by Barge's pods on its nodes), `nodeCounts`, Ready,
+//!    `ScalingLimited` (pools that scale with demand: how much more than `maxvCpus` was wanted),
 //!    `observedGeneration`; and the CE gauges.
 //!
 //! Deletion: the `batch.barge.dev/in-use` finalizer (kube's finalizer helper) holds the
@@ -56,7 +62,7 @@ use crate::events::EventSpec;
 use crate::metrics::ComputeEnvironmentLabels;
 use crate::nodepools::simulated::{self, NodeActions, ObservedNode};
 use crate::nodepools::unmanaged::{self, Membership};
-use crate::nodepools::{self, node_is_ready, Pool, PoolError};
+use crate::nodepools::{self, demand, node_is_ready, Pool, PoolError};
 use crate::shutdown::Shutdown;
 use crate::status::{apply_status, merge_conditions, DesiredCondition, Precondition};
 
@@ -78,10 +84,13 @@ const SETTLE_INTERVAL: Duration = Duration::from_secs(2);
 pub const NODE_WRITES_PER_PASS: usize = 20;
 /// How soon the next pass of a spread-out change starts (the cache catches up meanwhile).
 const NEXT_PASS_INTERVAL: Duration = Duration::from_millis(100);
+/// How often a pool that scales with demand looks again while it has demand or nodes (and how
+/// often the controller checks the runnable book for new demand).
+const DEMAND_INTERVAL: Duration = Duration::from_secs(1);
 /// Most node names an Event or note lists; beyond it they are counted.
 const LISTED_NODES: usize = 5;
 /// Why an enabled simulated pool has no nodes.
-pub const ADVICE_EMPTY_POOL: &str = "desiredvCpus (default minvCpus) is 0, so the pool has no nodes: set desiredvCpus to run jobs (this version keeps managed pools at a fixed size; scaling with demand is not implemented yet)";
+pub const ADVICE_EMPTY_POOL: &str = "desiredvCpus (default minvCpus) is 0, so the pool has no nodes: set desiredvCpus to run jobs, or leave it unset with maxvCpus above minvCpus to scale with demand";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -141,7 +150,25 @@ pub struct NodeReport {
     /// How far a scaling spread over several passes got (e.g. "scaling out: 40 of 500 node(s)
     /// created, ..."); while set it is the `statusReason`.
     pub progress: Option<String>,
+    /// For a pool that scales with demand: what the `ScalingLimited` condition says.
+    pub scaling: Option<ScalingReport>,
 }
+
+/// The demand side of a pool that scales with demand.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScalingReport {
+    pub max_vcpus: i64,
+    /// vCPUs of RUNNABLE work that found no room under `maxvCpus`.
+    pub wanted_beyond_max_vcpus: i64,
+    /// Demand, nodes or scale-in pending: reconcile again soon.
+    pub active: bool,
+}
+
+/// Condition type: demand exceeds `maxvCpus` (only on pools that scale with demand).
+pub const CONDITION_SCALING_LIMITED: &str = "ScalingLimited";
+/// `ScalingLimited` reasons.
+pub const REASON_DEMAND_ABOVE_MAX_VCPUS: &str = "DemandAboveMaxvCpus";
+pub const REASON_WITHIN_MAX_VCPUS: &str = "WithinMaxvCpus";
 
 /// The status an environment should have (pure). `verdict` is the validation outcome;
 /// `deleting_for` names the queues that still hold a deleted environment.
@@ -202,13 +229,35 @@ pub fn build_status(
         }
     };
     let vcpus = |v: i64| i32::try_from(v).unwrap_or(i32::MAX);
+    let mut conditions = vec![ready];
+    if let (Some(scaling), None) = (&report.scaling, deleting_for) {
+        let limited = scaling.wanted_beyond_max_vcpus > 0;
+        conditions.push(if limited {
+            DesiredCondition::new(
+                CONDITION_SCALING_LIMITED,
+                true,
+                REASON_DEMAND_ABOVE_MAX_VCPUS,
+                format!(
+                    "RUNNABLE work wants {} vCPU(s) more than maxvCpus {} allows",
+                    scaling.wanted_beyond_max_vcpus, scaling.max_vcpus
+                ),
+            )
+        } else {
+            DesiredCondition::new(
+                CONDITION_SCALING_LIMITED,
+                false,
+                REASON_WITHIN_MAX_VCPUS,
+                format!("demand fits within maxvCpus {}", scaling.max_vcpus),
+            )
+        });
+    }
     ComputeEnvironmentStatus {
         status: Some(status),
         status_reason: Some(reason),
         desiredv_cpus: Some(vcpus(report.desired_vcpus)),
         allocatedv_cpus: Some(vcpus((report.allocated_milli_cpu + 999) / 1000)),
         node_counts: report.node_counts.clone(),
-        conditions: merge_conditions(existing, &[ready], generation, now),
+        conditions: merge_conditions(existing, &conditions, generation, now),
         observed_generation: generation,
     }
 }
@@ -288,7 +337,17 @@ async fn apply(
                     busy: ctx.caches.usage.pods_on(&n.name_any()) > 0,
                 })
                 .collect();
-            match simulated::plan_nodes(ce, &pool, nodepools::is_enabled(ce), &observed) {
+            let scaled = demand::scales_with_demand(&pool);
+            let decision = scaled.then(|| {
+                demand::decide(ctx, Timestamp::now().as_millisecond())
+                    .remove(&name)
+                    .unwrap_or_default()
+            });
+            let planned = match &decision {
+                Some(decision) => simulated::plan_scaled_nodes(ce, &pool, &observed, decision),
+                None => simulated::plan_nodes(ce, &pool, nodepools::is_enabled(ce), &observed),
+            };
+            match planned {
                 Err(err) => (Err(err), base_report(&nodes, ctx), true),
                 Ok(mut actions) => {
                     actions.limit_writes(NODE_WRITES_PER_PASS);
@@ -300,10 +359,17 @@ async fn apply(
                     report.desired_vcpus = actions.target_vcpus;
                     report.notes = node_notes(&actions);
                     report.progress = actions.progress(NODE_WRITES_PER_PASS);
-                    if actions.target_vcpus == 0 && nodepools::is_enabled(ce) {
+                    if actions.target_vcpus == 0 && nodepools::is_enabled(ce) && !scaled {
                         report.advice = Some(ADVICE_EMPTY_POOL.to_string());
                     }
-                    let settled = report.notes.is_empty() && report.ready_nodes == report.nodes;
+                    report.scaling = decision.map(|d| ScalingReport {
+                        max_vcpus: pool.max_vcpus,
+                        wanted_beyond_max_vcpus: d.wanted_beyond_max_vcpus,
+                        active: d.demand_milli_cpu > 0 || !d.add.is_empty() || report.nodes > 0,
+                    });
+                    let settled = report.notes.is_empty()
+                        && report.ready_nodes == report.nodes
+                        && !report.scaling.as_ref().is_some_and(|s| s.active);
                     (Ok(()), report, settled)
                 }
             }
@@ -350,6 +416,9 @@ async fn apply(
     Ok(match (&verdict, settled) {
         (Err(_), _) => Action::await_change(),
         (Ok(()), _) if report.progress.is_some() => Action::requeue(NEXT_PASS_INTERVAL),
+        (Ok(()), _) if report.scaling.as_ref().is_some_and(|s| s.active) => {
+            Action::requeue(DEMAND_INTERVAL)
+        }
         (Ok(()), false) => Action::requeue(SETTLE_INTERVAL),
         (Ok(()), true) => Action::requeue(ctx.config.status_refresh_interval),
     })
@@ -709,6 +778,33 @@ fn environments_of_node(
     refs
 }
 
+/// Wakes the pools that scale with demand when the runnable book changes size (checked every
+/// [`DEMAND_INTERVAL`], so a burst of submissions costs one reconcile per pool, not one per
+/// job); while a pool has demand or nodes it also requeues itself at that interval.
+async fn wake_on_demand(ctx: Arc<Context>, shutdown: Shutdown) {
+    let mut last = 0usize;
+    loop {
+        tokio::select! {
+            _ = shutdown.clone().wait() => return,
+            _ = tokio::time::sleep(DEMAND_INTERVAL) => {}
+        }
+        let now = ctx.runnable.len();
+        if now == last {
+            continue;
+        }
+        last = now;
+        for ce in ctx.caches.compute_environments.state() {
+            if let Ok(Pool::Simulated(pool)) = nodepools::pool_of(&ce) {
+                if demand::scales_with_demand(&pool) {
+                    ctx.triggers
+                        .compute_environments
+                        .fire(ObjectRef::from_obj(&*ce));
+                }
+            }
+        }
+    }
+}
+
 /// Runs the controller until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let caches = ctx.caches.clone();
@@ -788,6 +884,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     if let Some(requests) = ctx.triggers.compute_environments.stream() {
         controller = controller.reconcile_on(requests);
     }
+    tokio::spawn(wake_on_demand(ctx.clone(), shutdown.clone()));
     let stop = shutdown;
     super::drain_classified(
         CONTROLLER,
@@ -824,6 +921,7 @@ mod tests {
             notes: vec![],
             advice: None,
             progress: None,
+            scaling: None,
         };
         let status = build_status(&ce, &Ok(()), &report, None, now());
         assert_eq!(status.status, Some(CeStatus::Valid));
@@ -842,6 +940,53 @@ mod tests {
             (REASON_VALID, "2/2 node(s) ready")
         );
         assert_eq!(status.observed_generation, Some(2));
+    }
+
+    #[test]
+    fn a_pool_that_scales_says_when_demand_exceeds_max_vcpus() {
+        let ce = simulated_ce("ce", &["c5.large"], 0, None, 8);
+        let mut report = NodeReport {
+            desired_vcpus: 8,
+            nodes: 4,
+            ready_nodes: 4,
+            scaling: Some(ScalingReport {
+                max_vcpus: 8,
+                wanted_beyond_max_vcpus: 12,
+                active: true,
+            }),
+            ..Default::default()
+        };
+        let status = build_status(&ce, &Ok(()), &report, None, now());
+        let limited = &status.conditions[1];
+        assert_eq!(
+            (
+                limited.type_.as_str(),
+                limited.status.as_str(),
+                limited.reason.as_str()
+            ),
+            (
+                CONDITION_SCALING_LIMITED,
+                "True",
+                REASON_DEMAND_ABOVE_MAX_VCPUS
+            )
+        );
+        assert_eq!(
+            limited.message,
+            "RUNNABLE work wants 12 vCPU(s) more than maxvCpus 8 allows"
+        );
+        assert_eq!(status.desiredv_cpus, Some(8));
+        report.scaling = Some(ScalingReport {
+            max_vcpus: 8,
+            wanted_beyond_max_vcpus: 0,
+            active: false,
+        });
+        let status = build_status(&ce, &Ok(()), &report, None, now());
+        assert_eq!(status.conditions[1].status, "False");
+        assert_eq!(status.conditions[1].reason, REASON_WITHIN_MAX_VCPUS);
+        // A fixed-size pool has no ScalingLimited condition.
+        report.scaling = None;
+        let status = build_status(&ce, &Ok(()), &report, None, now());
+        assert_eq!(status.conditions.len(), 1);
     }
 
     #[test]

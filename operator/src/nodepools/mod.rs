@@ -3,7 +3,8 @@
 //!
 //! Data flow: a ComputeEnvironment spec → [`pool_of`] (pure validation) → a [`Pool`]:
 //! - [`Pool::Simulated`] ([`simulated`]): a MANAGED environment with the `simulated` provider;
-//!   Barge creates and deletes Node objects itself to match barge-core's fixed-size plan;
+//!   Barge creates and deletes Node objects itself to match barge-core's fixed-size plan, or,
+//!   for a pool that scales with demand, barge-core's scaling decision ([`demand`]);
 //! - [`Pool::Unmanaged`] ([`unmanaged`]): existing nodes picked by `nodeSelector`, labelled as
 //!   members, never scaled.
 //!
@@ -14,6 +15,7 @@
 //! `EnvironmentSpec` (with the node shapes it has or will have, for "can never run"), and
 //! [`node_snapshot`] turns a Node and the pod usage into a `NodeSnapshot`.
 
+pub mod demand;
 pub mod simulated;
 pub mod unmanaged;
 
@@ -83,7 +85,8 @@ pub struct SimulatedPool {
 
 impl SimulatedPool {
     /// The vCPUs the pool should have now: `desiredvCpus` (default `minvCpus`) while ENABLED,
-    /// `minvCpus` while DISABLED (fixed size: demand-driven scaling is a later issue).
+    /// `minvCpus` while DISABLED (the fixed-size plan; pools without `desiredvCpus` whose
+    /// `maxvCpus` is above `minvCpus` scale with demand instead, see [`demand`]).
     pub fn target_vcpus(&self, enabled: bool) -> i64 {
         if enabled {
             self.desired_vcpus.unwrap_or(self.min_vcpus)
@@ -426,6 +429,10 @@ pub fn scheduler_environment(ce: &ComputeEnvironment, caches: &Caches) -> Enviro
             shapes.extend(plan.iter().map(|(t, _)| t.shape()));
             planned_nodes = plan.iter().map(|(_, n)| *n as usize).sum();
         }
+        if demand::scales_with_demand(simulated) {
+            // It may grow with any of its instance types.
+            shapes.extend(candidates.iter().map(|t| t.shape()));
+        }
         max_milli_cpu = Some(Resources::vcpus(simulated.max_vcpus));
     }
     shapes.sort_by(|a, b| {
@@ -447,6 +454,8 @@ pub fn scheduler_environment(ce: &ComputeEnvironment, caches: &Caches) -> Enviro
         },
         max_milli_cpu,
         starting_nodes: starting_nodes(&nodes, planned_nodes),
+        // The scheduler sets it for `bindingMode: KubeScheduler` (it counts admitted pods).
+        budget_milli_cpu: None,
     }
 }
 
@@ -750,12 +759,20 @@ pub(crate) mod tests {
         );
         ce.spec.state = State::Disabled;
         assert!(!scheduler_environment(&ce, &caches).enabled);
-        let mut empty = simulated_ce("empty", &["m5"], 0, None, 64);
+        // A fixed pool of 0 vCPUs: no nodes, no verdicts.
+        let mut empty = simulated_ce("empty", &["m5"], 0, None, 0);
         empty.status = ce.status.clone();
         assert_eq!(
             scheduler_environment(&empty, &caches).shapes,
             None,
             "no nodes, no verdicts"
         );
+        // A pool that scales with demand may grow with any of its types.
+        let mut scaling = simulated_ce("scaling", &["m5"], 0, None, 64);
+        scaling.status = ce.status.clone();
+        let shapes = scheduler_environment(&scaling, &caches)
+            .shapes
+            .expect("its instance types");
+        assert_eq!(shapes.len(), 8, "{shapes:?}");
     }
 }

@@ -24,7 +24,10 @@ use k8s_openapi::api::core::v1::{Node, NodeSpec, Taint};
 use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
-use barge_core::pool::{diff_pool, plan_fixed_pool, ExistingNode, InstanceType, NODE_PODS};
+use barge_core::pool::{
+    diff_pool, node_name, plan_fixed_pool, ExistingNode, InstanceType, NODE_PODS,
+};
+use barge_core::scaling::ScalingDecision;
 use barge_crds::consts::{
     ANNOTATION_SIM_CAPACITY, LABEL_COMPUTE_ENVIRONMENT, LABEL_INSTANCE_TYPE, LABEL_MANAGED_BY,
     LABEL_SIM_SIMULATED, MANAGED_BY_BARGE, SIM_TRUE, TAINT_COMPUTE_ENVIRONMENT,
@@ -360,6 +363,91 @@ pub fn plan_nodes(
     Ok(actions)
 }
 
+/// Plans the nodes of a pool that scales with demand (pure): creates what `decision` adds
+/// (lowest free node numbers per type), cordons the idle nodes it removes and deletes them once
+/// the cache shows them cordoned and without pods. Nodes it keeps are left as they are.
+pub fn plan_scaled_nodes(
+    ce: &ComputeEnvironment,
+    pool: &SimulatedPool,
+    observed: &[ObservedNode],
+    decision: &ScalingDecision,
+) -> Result<NodeActions, PoolError> {
+    let ce_name = ce.name_any();
+    let names: BTreeSet<String> = observed.iter().map(|o| o.node.name_any()).collect();
+    let removing: BTreeSet<&str> = decision.remove.iter().map(String::as_str).collect();
+    let mut actions = NodeActions {
+        target_vcpus: decision.desired_vcpus,
+        ..Default::default()
+    };
+    for o in observed {
+        let name = o.node.name_any();
+        let type_name = o
+            .node
+            .labels()
+            .get(LABEL_INSTANCE_TYPE)
+            .cloned()
+            .unwrap_or_default();
+        if !removing.contains(name.as_str()) {
+            actions.existing_planned += 1;
+            *actions.planned.entry(type_name.clone()).or_insert(0) += 1;
+            actions.planned_vcpus += pool
+                .catalog
+                .iter()
+                .find(|t| t.name == type_name)
+                .map_or(0, |t| t.vcpus);
+            continue;
+        }
+        if o.busy {
+            continue;
+        }
+        if is_cordoned(&o.node) {
+            actions.delete.push(name);
+            continue;
+        }
+        let mut cordon = match pool.catalog.iter().find(|t| t.name == type_name) {
+            Some(t) => desired_node(ce, pool, &name, t, true),
+            None => {
+                let mut cordon = o.node.clone();
+                cordon.status = None;
+                cordon
+            }
+        };
+        cordon
+            .spec
+            .get_or_insert_with(Default::default)
+            .unschedulable = Some(true);
+        actions.cordoned.push(name);
+        actions.apply.push(cordon);
+    }
+    let existing = i64::try_from(observed.len()).unwrap_or(i64::MAX);
+    let adding: i64 = decision.add.iter().map(|a| i64::from(a.count)).sum();
+    if existing + adding > MAX_NODES_PER_COMPUTE_ENVIRONMENT {
+        return Err(PoolError::invalid(format!(
+            "scaling to demand needs {} nodes; a compute environment of the simulated provider may have at most {MAX_NODES_PER_COMPUTE_ENVIRONMENT} nodes: lower maxvCpus or list larger instanceTypes",
+            existing + adding
+        )));
+    }
+    for add in &decision.add {
+        let Some(t) = pool.catalog.iter().find(|t| t.name == add.instance_type) else {
+            continue;
+        };
+        let mut n = 0u32;
+        for _ in 0..add.count {
+            while names.contains(&node_name(&ce_name, &t.name, n))
+                || actions.created.contains(&node_name(&ce_name, &t.name, n))
+            {
+                n += 1;
+            }
+            let name = node_name(&ce_name, &t.name, n);
+            actions.apply.push(desired_node(ce, pool, &name, t, false));
+            actions.created.push(name);
+            *actions.planned.entry(t.name.to_string()).or_insert(0) += 1;
+            actions.planned_vcpus += t.vcpus;
+        }
+    }
+    Ok(actions)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,6 +544,56 @@ mod tests {
             second.apply.is_empty() && second.delete.is_empty(),
             "{second:?}"
         );
+    }
+
+    #[test]
+    fn a_scaling_decision_creates_then_cordons_then_deletes() {
+        use barge_core::scaling::{NodesToAdd, ScalingDecision};
+        let ce = simulated_ce("ce", &["c5.large"], 0, None, 8);
+        let p = pool(&ce);
+        let grow = ScalingDecision {
+            environment: "ce".into(),
+            desired_vcpus: 4,
+            add: vec![NodesToAdd {
+                instance_type: "c5.large".into(),
+                count: 2,
+            }],
+            ..Default::default()
+        };
+        let step1 = plan_scaled_nodes(&ce, &p, &[], &grow).expect("plan");
+        assert_eq!(step1.created, ["ce-c5-large-0", "ce-c5-large-1"]);
+        assert_eq!(step1.target_vcpus, 4);
+        // The same decision before the cache shows the nodes asks for the same names again
+        // (an idempotent apply), never for more.
+        let again = plan_scaled_nodes(&ce, &p, &[], &grow).expect("plan");
+        assert_eq!(again.created, step1.created);
+        // One more node while both exist: the next free number.
+        let step2 = plan_scaled_nodes(
+            &ce,
+            &p,
+            &observe(&step1.apply, &[]),
+            &ScalingDecision {
+                add: vec![NodesToAdd {
+                    instance_type: "c5.large".into(),
+                    count: 1,
+                }],
+                ..grow.clone()
+            },
+        )
+        .expect("plan");
+        assert_eq!(step2.created, ["ce-c5-large-2"]);
+        // Scale-in: node 0 is removed (cordoned first); a busy node is never touched.
+        let shrink = ScalingDecision {
+            add: vec![],
+            remove: vec!["ce-c5-large-0".into(), "ce-c5-large-1".into()],
+            ..grow.clone()
+        };
+        let step3 = plan_scaled_nodes(&ce, &p, &observe(&step1.apply, &["ce-c5-large-1"]), &shrink)
+            .expect("plan");
+        assert_eq!(step3.cordoned, ["ce-c5-large-0"]);
+        assert!(step3.delete.is_empty());
+        let step4 = plan_scaled_nodes(&ce, &p, &observe(&step3.apply, &[]), &shrink).expect("plan");
+        assert_eq!(step4.delete, ["ce-c5-large-0"]);
     }
 
     #[test]

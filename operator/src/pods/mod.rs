@@ -40,8 +40,9 @@ use barge_core::naming::attempt_pod_name;
 use barge_crds::common::{is_label_key, is_label_value};
 use barge_crds::consts::{
     API_VERSION, FINALIZER_ATTEMPT_RESULT, KIND_JOB, LABEL_ARRAY_INDEX, LABEL_ATTEMPT,
-    LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_DEFINITION, LABEL_JOB_DEFINITION_REVISION, LABEL_JOB_NAME,
-    LABEL_JOB_QUEUE, LABEL_JOB_UID, LABEL_MANAGED_BY, MANAGED_BY_BARGE, TAINT_COMPUTE_ENVIRONMENT,
+    LABEL_COMPUTE_ENVIRONMENT, LABEL_INSTANCE_TYPE, LABEL_JOB_DEFINITION,
+    LABEL_JOB_DEFINITION_REVISION, LABEL_JOB_NAME, LABEL_JOB_QUEUE, LABEL_JOB_UID,
+    LABEL_MANAGED_BY, MANAGED_BY_BARGE, TAINT_COMPUTE_ENVIRONMENT,
     TERMINATION_GRACE_PERIOD_SECONDS,
 };
 use barge_crds::{ComputeEnvironment, Job, JobDefinitionSpec};
@@ -184,10 +185,16 @@ pub fn render_pod(input: &AttemptPod) -> Result<Pod, RenderError> {
         effect: Some(TAINT_EFFECT_NO_SCHEDULE.to_string()),
         toleration_seconds: None,
     }]);
-    spec.node_selector = Some(BTreeMap::from([(
-        LABEL_COMPUTE_ENVIRONMENT.to_string(),
-        ce_name.to_string(),
-    )]));
+    let mut node_selector =
+        BTreeMap::from([(LABEL_COMPUTE_ENVIRONMENT.to_string(), ce_name.to_string())]);
+    // Unbound (`bindingMode: KubeScheduler`): the kube-scheduler places the pod, so an
+    // instance type the job asks for is a selector too (Barge honours it itself when it binds).
+    if input.node_name.is_none() {
+        if let Some(instance_type) = overrides.and_then(|o| o.instance_type.as_deref()) {
+            node_selector.insert(LABEL_INSTANCE_TYPE.to_string(), instance_type.to_string());
+        }
+    }
+    spec.node_selector = Some(node_selector);
 
     let metadata = ObjectMeta {
         name: Some(attempt_pod_name(job_name, input.attempt, input.array_index)),
@@ -420,6 +427,44 @@ mod tests {
             .unbound()
             .pod();
         assert_eq!(unbound.spec.expect("spec").node_name, None);
+    }
+
+    #[test]
+    fn an_unbound_pod_selects_and_tolerates_its_environment_and_any_instance_type_asked() {
+        let spec = |overrides: serde_json::Value, bound: bool| {
+            let render = Render::new(
+                aws_job_definition("jobdef-spot-retry.json"),
+                job(json!({"containerOverrides": overrides})),
+            );
+            let render = if bound { render } else { render.unbound() };
+            render.pod().spec.expect("spec")
+        };
+        let unbound = spec(json!({}), false);
+        assert_eq!(unbound.node_name, None);
+        assert_eq!(
+            unbound.node_selector,
+            Some(BTreeMap::from([(
+                LABEL_COMPUTE_ENVIRONMENT.to_string(),
+                "c4ondemand".to_string()
+            )]))
+        );
+        let toleration = &unbound.tolerations.expect("tolerations")[0];
+        assert_eq!(
+            (toleration.key.as_deref(), toleration.value.as_deref()),
+            (Some(TAINT_COMPUTE_ENVIRONMENT), Some("c4ondemand"))
+        );
+        let typed = spec(json!({"instanceType": "c5.xlarge"}), false);
+        assert_eq!(
+            typed
+                .node_selector
+                .expect("selector")
+                .get(LABEL_INSTANCE_TYPE)
+                .map(String::as_str),
+            Some("c5.xlarge")
+        );
+        // Bound by Barge: the node was chosen by type already; no extra selector.
+        let bound = spec(json!({"instanceType": "c5.xlarge"}), true);
+        assert_eq!(bound.node_selector.expect("selector").len(), 1);
     }
 
     #[test]

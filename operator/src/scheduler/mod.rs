@@ -8,9 +8,13 @@
 //!    `current_entries`, which drops work of jobs that no longer exist), minus units whose
 //!    pod was just created (assumed);
 //! 2. `snapshot`: queues, compute environments and nodes from the caches; each node's usage
-//!    counts every bound pod (Barge's or not) plus the assumed pods not yet in the cache;
+//!    counts every bound pod (Barge's or not) plus the assumed pods not yet in the cache; an
+//!    environment with `bindingMode: KubeScheduler` gets a vCPU budget instead (`maxvCpus` —
+//!    for an unmanaged one, its nodes' allocatable CPU — minus the CPU of its Barge pods,
+//!    bound or not, and of the assumed pods not yet in the cache);
 //! 3. decide: the pure pass (`barge_core::scheduler::schedule`);
-//! 4. `bind`: create one pod per placement, bound to its node (deterministic names: a
+//! 4. `bind`: create one pod per placement, bound to its node — or unbound, for the
+//!    kube-scheduler to place, in budget mode (deterministic names: a
 //!    placement repeated after a restart meets AlreadyExists, never a twin), and assume its
 //!    resources until the pod cache shows it ("assume, then write");
 //! 5. `explain`: leave each unplaced job's verdict for the job controller (which turns it into
@@ -35,10 +39,10 @@ use barge_core::pod_creation::Unit;
 use barge_core::reasons::POD_CREATION_REFUSED;
 use barge_core::resources::Resources;
 use barge_core::scheduler::{
-    schedule, JobKey, PassResult, Placement, QueueSpec, Snapshot, Units, Workload,
+    schedule, JobKey, NodeSnapshot, PassResult, Placement, QueueSpec, Snapshot, Units, Workload,
 };
 use barge_crds::common::State as QueueState;
-use barge_crds::compute_environment::ComputeEnvironment;
+use barge_crds::compute_environment::{BindingMode, ComputeEnvironment};
 use barge_crds::consts::{FINALIZER_ATTEMPT_RESULT, LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_UID};
 use barge_crds::job_queue::QueueingStrategy;
 
@@ -63,7 +67,10 @@ const SWEEP_EVERY: u64 = 10;
 
 /// A pod created by the scheduler and not yet seen in the cache.
 struct Assumed {
-    node: String,
+    /// None: an unbound pod (budget mode).
+    node: Option<String>,
+    /// Its compute environment.
+    environment: String,
     request: Resources,
     job: JobKey,
     attempt: u32,
@@ -339,20 +346,26 @@ fn snapshot(ctx: &Context, state: &LoopState, workloads: Vec<Workload>) -> Snaps
             )
         })
         .collect();
-    let environments = ces
+    let mut environments: Vec<_> = ces
         .iter()
         .map(|ce| scheduler_environment(ce, caches))
         .collect();
     let mut assumed_by_node: HashMap<&str, Resources> = HashMap::new();
+    let mut assumed_cpu_by_environment: HashMap<&str, i64> = HashMap::new();
     // A pod the usage cache already counts is not counted twice.
     for ((namespace, name), a) in &state.assumed {
         if a.seen || caches.usage.contains(namespace, name) {
             continue;
         }
-        let used = assumed_by_node.entry(a.node.as_str()).or_default();
-        *used = used.saturating_add(&a.request);
+        *assumed_cpu_by_environment
+            .entry(a.environment.as_str())
+            .or_default() += a.request.milli_cpu;
+        if let Some(node) = a.node.as_deref() {
+            let used = assumed_by_node.entry(node).or_default();
+            *used = used.saturating_add(&a.request);
+        }
     }
-    let nodes = caches
+    let nodes: Vec<NodeSnapshot> = caches
         .nodes
         .state()
         .iter()
@@ -369,12 +382,42 @@ fn snapshot(ctx: &Context, state: &LoopState, workloads: Vec<Workload>) -> Snaps
             Some(snap)
         })
         .collect();
+    for (ce, env) in ces.iter().zip(environments.iter_mut()) {
+        if ce.spec.effective_binding_mode() == BindingMode::KubeScheduler {
+            env.budget_milli_cpu = Some(vcpu_budget(
+                ce,
+                &nodes,
+                caches.usage.barge_milli_cpu_in(&env.name),
+                assumed_cpu_by_environment
+                    .get(env.name.as_str())
+                    .copied()
+                    .unwrap_or(0),
+            ));
+        }
+    }
     Snapshot {
         queues,
         environments,
         nodes,
         workloads,
     }
+}
+
+/// What is left of the vCPU budget of a compute environment in `bindingMode: KubeScheduler`
+/// (millicpu): `maxvCpus` (an unmanaged environment has none: its schedulable nodes'
+/// allocatable CPU), minus the CPU of its Barge pods the usage cache counts (bound or not) and
+/// of the pods just created that it does not count yet. Memory and GPUs are not budgeted.
+fn vcpu_budget(ce: &ComputeEnvironment, nodes: &[NodeSnapshot], counted: i64, assumed: i64) -> i64 {
+    let name = ce.name_any();
+    let total = match &ce.spec.compute_resources {
+        Some(resources) => Resources::vcpus(i64::from(resources.maxv_cpus)),
+        None => nodes
+            .iter()
+            .filter(|n| n.schedulable && n.environment.as_deref() == Some(name.as_str()))
+            .map(|n| n.allocatable.milli_cpu)
+            .sum(),
+    };
+    (total - counted - assumed).max(0)
 }
 
 /// Step 4: creates the placed pods; returns the jobs whose pod could not be created, with why.
@@ -428,6 +471,7 @@ async fn bind(
             (placement.job.namespace.clone(), pod_name),
             Assumed {
                 node: placement.node.clone(),
+                environment: placement.environment.clone(),
                 request,
                 job: placement.job.clone(),
                 attempt: placement.attempt,
@@ -539,7 +583,7 @@ fn render(ctx: &Context, placement: &Placement, entry: &RunnableEntry) -> Result
         definition: &entry.definition.spec,
         queue: &entry.queue,
         compute_environment: &ce,
-        node_name: Some(&placement.node),
+        node_name: placement.node.as_deref(),
         attempt: placement.attempt,
         array_index: placement.array_index,
         array_size: entry.array_size,
@@ -689,7 +733,8 @@ mod tests {
         let created = Instant::now();
         let later = created + VERIFY_UNSEEN_AFTER * 100;
         let mut a = Assumed {
-            node: "n".into(),
+            node: Some("n".into()),
+            environment: "ce".into(),
             request: Resources::default(),
             job: JobKey::new("ns", "arr"),
             attempt: 1,

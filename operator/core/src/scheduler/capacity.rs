@@ -7,6 +7,10 @@
 //! left over). Non-GPU requests try non-GPU pools first and use GPU nodes only when nothing else
 //! fits. Placing a unit shrinks its node's free capacity (remove + reinsert).
 //!
+//! An environment in budget mode (`bindingMode: KubeScheduler`, see
+//! [`EnvironmentSpec::budget_milli_cpu`]) is one capacity pool rather than nodes: a unit fits
+//! while its CPU fits in what is left of the budget, and its nodes are not indexed.
+//!
 //! Free capacity only shrinks within a pass, so once a request failed in an environment, any
 //! request at least as large (field by field, same constraint) fails too: each environment
 //! remembers the minimal failed requests and answers those in O(1) without touching nodes.
@@ -24,8 +28,22 @@ struct Pool {
 
 struct EnvironmentCapacity {
     pools: Vec<Pool>,
+    /// Budget mode: the millicpu left of the environment's vCPU budget.
+    budget: Option<i64>,
+    /// Budget mode: the node shapes (instance type, allocatable) the environment has or could
+    /// have, when known: a unit no shape can hold is not admitted (it can never run there).
+    shapes: Option<Vec<(String, Resources)>>,
     /// Minimal failed requests per instance-type constraint.
     failed: HashMap<Option<String>, Vec<Resources>>,
+}
+
+/// Where a unit fits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Spot {
+    /// On this node (index in the sorted node list).
+    Node(usize),
+    /// In the environment's vCPU budget (budget mode: the kube-scheduler picks the node).
+    Budget,
 }
 
 /// The mutable capacity state of one scheduling pass.
@@ -50,8 +68,15 @@ impl CapacityIndex {
             pool_of: Vec::with_capacity(nodes.len()),
             environments: environments
                 .iter()
-                .map(|_| EnvironmentCapacity {
+                .map(|e| EnvironmentCapacity {
                     pools: Vec::new(),
+                    budget: e.budget_milli_cpu,
+                    shapes: e.shapes.as_ref().map(|shapes| {
+                        shapes
+                            .iter()
+                            .map(|s| (s.instance_type.clone(), s.allocatable))
+                            .collect()
+                    }),
                     failed: HashMap::new(),
                 })
                 .collect(),
@@ -64,7 +89,7 @@ impl CapacityIndex {
                 .environment
                 .as_deref()
                 .and_then(|e| env_index.get(e).copied())
-                .filter(|_| node.schedulable);
+                .filter(|&e| node.schedulable && environments[e].budget_milli_cpu.is_none());
             let Some(env) = env else {
                 index.pool_of.push((usize::MAX, usize::MAX));
                 continue;
@@ -95,15 +120,25 @@ impl CapacityIndex {
     }
 
     /// Finds the best node of environment `env` for `request` (restricted to `instance_type`
-    /// when given), or None. Remembers failures.
+    /// when given), or room in its budget (budget mode), or None. Remembers failures.
     pub fn find(
         &mut self,
         env: usize,
         request: &Resources,
         instance_type: Option<&str>,
-    ) -> Option<usize> {
+    ) -> Option<Spot> {
         let free = &self.free;
         let cap = self.environments.get_mut(env)?;
+        if let Some(left) = cap.budget {
+            // The pod's instance type (if any) is the kube-scheduler's to honour; memory and
+            // GPUs are not budgeted, but a unit no shape could hold is not admitted.
+            let some_shape_holds = cap.shapes.as_ref().is_none_or(|shapes| {
+                shapes.iter().any(|(t, allocatable)| {
+                    instance_type.is_none_or(|want| want == t) && request.fits_in(allocatable)
+                })
+            });
+            return (some_shape_holds && request.milli_cpu <= left).then_some(Spot::Budget);
+        }
         let key = instance_type.map(str::to_string);
         if cap
             .failed
@@ -137,7 +172,7 @@ impl CapacityIndex {
                 }
             }
             if let Some((_, _, node)) = best {
-                return Some(node);
+                return Some(Spot::Node(node));
             }
         }
         let failed = cap.failed.entry(key).or_default();
@@ -146,8 +181,21 @@ impl CapacityIndex {
         None
     }
 
-    /// Takes `request` out of node `node`'s free capacity.
-    pub fn reserve(&mut self, node: usize, request: &Resources) {
+    /// Takes `request` out of the free capacity of `spot` in environment `env`.
+    pub fn reserve(&mut self, env: usize, spot: Spot, request: &Resources) {
+        let node = match spot {
+            Spot::Node(node) => node,
+            Spot::Budget => {
+                if let Some(left) = self
+                    .environments
+                    .get_mut(env)
+                    .and_then(|c| c.budget.as_mut())
+                {
+                    *left -= request.milli_cpu;
+                }
+                return;
+            }
+        };
         let (env, pool) = self.pool_of[node];
         let old = self.free[node];
         let new = old.saturating_sub(request);

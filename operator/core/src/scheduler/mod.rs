@@ -7,7 +7,9 @@
 //! reason).
 //!
 //! The pass, as a numbered recipe:
-//! 1. index capacity: free allocatable per schedulable node of each compute environment;
+//! 1. index capacity: free allocatable per schedulable node of each compute environment — or,
+//!    for an environment in budget mode (`bindingMode: KubeScheduler`), what is left of its
+//!    vCPU budget: such an environment is one capacity pool, and its placements name no node;
 //! 2. group workloads by queue and order each queue ([`QueueOrder`]; FIFO by default: retried
 //!    first, then by submission);
 //! 3. order queues: higher priority first, ties by name ([`order_queues`]); queues sharing a
@@ -40,7 +42,7 @@ use crate::job::{Blocked, BlockedKind, RunnableWork};
 use crate::naming;
 use crate::reasons;
 use crate::resources::Resources;
-use capacity::CapacityIndex;
+use capacity::{CapacityIndex, Spot};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -104,6 +106,13 @@ pub struct EnvironmentSpec {
     /// not being deleted), or planned by the pool and not created yet. While any exist, work
     /// that finds no room waits without a verdict.
     pub starting_nodes: u32,
+    /// `bindingMode: KubeScheduler`: the environment is a capacity pool, not nodes. The pass
+    /// admits units while their CPU fits in this budget — millicpu left of the vCPU budget
+    /// (`maxvCpus`) once every Barge pod of the environment, bound or not, is counted — and
+    /// places them on no node (the kube-scheduler binds them). Memory and GPUs are not
+    /// budgeted (a unit no node shape could hold is still "can never run"). None: Barge binds
+    /// to nodes.
+    pub budget_milli_cpu: Option<i64>,
 }
 
 /// A node as the pass sees it.
@@ -222,7 +231,9 @@ pub struct Placement {
     pub array_index: Option<u32>,
     pub attempt: u32,
     pub environment: String,
-    pub node: String,
+    /// The node to bind to; None for an environment in budget mode (an unbound pod that the
+    /// kube-scheduler places on a node of the environment).
+    pub node: Option<String>,
 }
 
 impl Placement {
@@ -495,14 +506,17 @@ fn admit_queue(
         }
         let mut place = |array_index: Option<u32>| -> bool {
             match place_unit(workload, &usable, capacity) {
-                Some((env, node)) => {
+                Some((env, spot)) => {
                     placements.push(Placement {
                         workload: w,
                         job: workload.job.clone(),
                         array_index,
                         attempt: workload.attempt,
                         environment: snapshot.environments[env].name.clone(),
-                        node: nodes[node].name.clone(),
+                        node: match spot {
+                            Spot::Node(node) => Some(nodes[node].name.clone()),
+                            Spot::Budget => None,
+                        },
                     });
                     true
                 }
@@ -538,17 +552,18 @@ fn admit_queue(
     }
 }
 
-/// One unit: the first usable environment (in queue order) with a node that fits, best fit.
+/// One unit: the first usable environment (in queue order) with a node that fits, best fit
+/// (or, in budget mode, with room left in its budget).
 fn place_unit(
     workload: &Workload,
     environments: &[usize],
     capacity: &mut CapacityIndex,
-) -> Option<(usize, usize)> {
+) -> Option<(usize, Spot)> {
     let instance_type = workload.constraints.instance_type.as_deref();
     for &env in environments {
-        if let Some(node) = capacity.find(env, &workload.request, instance_type) {
-            capacity.reserve(node, &workload.request);
-            return Some((env, node));
+        if let Some(spot) = capacity.find(env, &workload.request, instance_type) {
+            capacity.reserve(env, spot, &workload.request);
+            return Some((env, spot));
         }
     }
     None
@@ -641,8 +656,13 @@ pub fn no_room_soon(
         wanted_type.is_none_or(|t| n.instance_type.as_deref() == Some(t))
             && workload.request.fits_in(&n.allocatable)
     };
+    // In budget mode the budget frees as admitted work ends, and nodes are the
+    // kube-scheduler's (or Karpenter's) to find: work waits there without a verdict.
     let room_soon = usable.iter().any(|&e| {
-        snapshot.environments[e].starting_nodes > 0 || ready_nodes[e].iter().any(could_take)
+        let env = &snapshot.environments[e];
+        env.budget_milli_cpu.is_some()
+            || env.starting_nodes > 0
+            || ready_nodes[e].iter().any(could_take)
     });
     if room_soon {
         return None;

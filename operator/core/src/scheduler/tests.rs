@@ -12,7 +12,7 @@ fn placed(result: &PassResult) -> Vec<(String, Option<u32>, String, String)> {
                 p.job.name.clone(),
                 p.array_index,
                 p.environment.clone(),
-                p.node.clone(),
+                p.node.clone().unwrap_or_default(),
             )
         })
         .collect()
@@ -151,7 +151,7 @@ fn best_fit_packs_the_fullest_node_that_fits() {
         .workload(workload("j", "q", req(2000, 1024, 0), T0))
         .build();
     let r = schedule(&s);
-    assert_eq!(r.placements[0].node, "snug");
+    assert_eq!(r.placements[0].node.as_deref(), Some("snug"));
 }
 
 #[test]
@@ -261,7 +261,7 @@ fn disabled_and_invalid_environments_receive_nothing() {
         .node(node("n-on", "on", alloc(4, 8192, 0)))
         .workload(workload("j", "q", req(1000, 1024, 0), T0))
         .build();
-    assert_eq!(schedule(&s).placements[0].node, "n-on");
+    assert_eq!(schedule(&s).placements[0].node.as_deref(), Some("n-on"));
 
     let all_off = snapshot()
         .queue(queue("q", &["off"]))
@@ -520,7 +520,7 @@ fn same_snapshot_same_result_and_ties_break_by_node_name() {
         .workload(workload("j", "q", req(1000, 1024, 0), T0))
         .build();
     let r = schedule(&s);
-    assert_eq!(r.placements[0].node, "n-a");
+    assert_eq!(r.placements[0].node.as_deref(), Some("n-a"));
     assert_eq!(schedule(&s), r);
 }
 
@@ -743,4 +743,148 @@ fn every_verdict_but_plain_waiting_names_its_kind() {
             "{unplaced:?}"
         );
     }
+}
+
+// --- Budget mode (`bindingMode: KubeScheduler`): an environment is a vCPU pool, not nodes. ---
+
+#[test]
+fn budget_mode_admits_fifo_within_the_budget_and_binds_to_no_node() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce").max_vcpus(4).budget_vcpus(3))
+        // Its nodes are the kube-scheduler's: even a roomy one does not widen the budget.
+        .node(node("n1", "ce", alloc(64, 65536, 0)))
+        .workload(workload("late", "q", req(1000, 1024, 0), T0 + 2))
+        .workload(workload("early", "q", req(2000, 1024, 0), T0))
+        .workload(workload("middle", "q", req(1000, 1024, 0), T0 + 1))
+        .build();
+    let r = schedule(&s);
+    assert_eq!(jobs_placed(&r), vec!["early", "middle"]);
+    assert!(r.placements.iter().all(|p| p.node.is_none()));
+    assert!(r.placements.iter().all(|p| p.environment == "ce"));
+    // Waiting for the budget is plain waiting (no verdict): it frees as admitted work ends.
+    assert_eq!(verdict(&r, 0), Some(Unplaced::NoCapacity));
+}
+
+#[test]
+fn a_budget_is_never_over_admitted_not_even_by_an_array() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce").max_vcpus(8).budget_vcpus(5))
+        .workload(workload("arr", "q", req(1000, 1024, 0), T0).children("0-99"))
+        .workload(workload("small", "q", req(500, 1024, 0), T0 + 1))
+        .build();
+    let r = schedule(&s);
+    let admitted: i64 = r
+        .placements
+        .iter()
+        .map(|p| s.workloads[p.workload].request.milli_cpu)
+        .sum();
+    assert_eq!(r.verdicts[0].placed, 5);
+    assert_eq!(
+        r.placements
+            .iter()
+            .filter_map(|p| p.array_index)
+            .collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
+    assert!(admitted <= 5000, "admitted {admitted}m of a 5000m budget");
+    // Best-effort FIFO: the smaller job behind does not fit either (budget exhausted).
+    assert_eq!(r.verdicts[1].placed, 0);
+    // An exhausted budget admits nothing.
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce").max_vcpus(8).budget_vcpus(0))
+        .workload(workload("j", "q", req(1000, 1024, 0), T0))
+        .build();
+    let r = schedule(&s);
+    assert!(r.placements.is_empty());
+    assert_eq!(verdict(&r, 0), Some(Unplaced::NoCapacity));
+}
+
+#[test]
+fn budget_mode_takes_retried_work_first_and_smaller_work_past_a_big_head() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce").max_vcpus(8).budget_vcpus(2))
+        .workload(workload("old", "q", req(1000, 1024, 0), T0))
+        .workload(workload("big", "q", req(2000, 1024, 0), T0 + 1))
+        .workload(workload("retry", "q", req(1000, 1024, 0), T0 + 100).retried(2))
+        .build();
+    let r = schedule(&s);
+    // Retried first; then "old"; "big" no longer fits, and nothing else is left.
+    assert_eq!(jobs_placed(&r), vec!["retry", "old"]);
+    assert_eq!(r.placements[0].attempt, 2);
+    // Strict FIFO stops at a head that does not fit the budget.
+    let s = snapshot()
+        .queue(queue("q", &["ce"]).strict_fifo())
+        .environment(environment("ce").max_vcpus(8).budget_vcpus(1))
+        .workload(workload("big", "q", req(2000, 1024, 0), T0))
+        .workload(workload("small", "q", req(1000, 1024, 0), T0 + 1))
+        .build();
+    let r = schedule(&s);
+    assert!(r.placements.is_empty());
+    assert!(matches!(
+        verdict(&r, 1),
+        Some(Unplaced::BehindStrictFifoHead { .. })
+    ));
+}
+
+#[test]
+fn budget_mode_keeps_priority_among_queues_and_spills_to_the_next_environment() {
+    let s = snapshot()
+        .queue(queue("low", &["pool", "nodes"]).priority(1))
+        .queue(queue("high", &["pool", "nodes"]).priority(10))
+        .environment(environment("pool").max_vcpus(2).budget_vcpus(2))
+        .environment(environment("nodes"))
+        .node(node("n1", "nodes", alloc(1, 4096, 0)))
+        .workload(workload("low-job", "low", req(1000, 1024, 0), T0))
+        .workload(workload("high-1", "high", req(1000, 1024, 0), T0 + 10))
+        .workload(workload("high-2", "high", req(1000, 1024, 0), T0 + 11))
+        .workload(workload("high-3", "high", req(1000, 1024, 0), T0 + 12))
+        .build();
+    let r = schedule(&s);
+    assert_eq!(
+        placed(&r),
+        vec![
+            (
+                "high-1".to_string(),
+                None,
+                "pool".to_string(),
+                String::new()
+            ),
+            (
+                "high-2".to_string(),
+                None,
+                "pool".to_string(),
+                String::new()
+            ),
+            (
+                "high-3".to_string(),
+                None,
+                "nodes".to_string(),
+                "n1".to_string()
+            ),
+        ]
+    );
+    assert_eq!(verdict(&r, 0), Some(Unplaced::NoCapacity));
+}
+
+#[test]
+fn budget_mode_still_judges_work_no_shape_or_budget_can_ever_hold() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(
+            environment("ce")
+                .shape("m5.xlarge", alloc(4, 16384, 0))
+                .max_vcpus(8)
+                .budget_vcpus(8),
+        )
+        .workload(workload("huge", "q", req(1000, 65536, 0), T0))
+        .workload(workload("wide", "q", req(16000, 1024, 0), T0 + 1))
+        .build();
+    let r = schedule(&s);
+    assert!(r.placements.is_empty());
+    assert!(matches!(verdict(&r, 0), Some(Unplaced::CannotRun { .. })));
+    assert!(matches!(verdict(&r, 1), Some(Unplaced::CannotRun { .. })));
 }

@@ -18,17 +18,18 @@ use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
 
 use barge_core::scaling::{decide_scaling, NodeFacts, NodeState, Offer, PoolSpec, ScalingDecision};
-use barge_core::scheduler::{QueueSpec, Snapshot, Workload};
-use barge_crds::common::State as QueueState;
+use barge_core::scheduler::{Snapshot, Units, Workload};
 use barge_crds::compute_environment::ComputeEnvironmentType;
-use barge_crds::consts::{LABEL_COMPUTE_ENVIRONMENT, LABEL_MANAGED_BY, MANAGED_BY_BARGE};
-use barge_crds::job_queue::QueueingStrategy;
+use barge_crds::consts::{
+    LABEL_ARRAY_INDEX, LABEL_ATTEMPT, LABEL_COMPUTE_ENVIRONMENT, LABEL_MANAGED_BY, MANAGED_BY_BARGE,
+};
 use barge_crds::ComputeEnvironment;
 
 use super::{
     is_enabled, node_is_ready, node_snapshot, pool_of, scheduler_environment, Pool, SimulatedPool,
 };
 use crate::context::Context;
+use crate::queue_access::queue_specs;
 
 /// Whether a simulated pool follows demand: `desiredvCpus` is not set (AWS Batch manages it)
 /// and `maxvCpus` is above `minvCpus`. A pool whose spec sets `desiredvCpus` keeps the
@@ -89,6 +90,20 @@ fn node_state(node: &Node) -> NodeState {
 }
 
 /// The scaling decisions of every simulated compute environment that scales with demand.
+/// (attempt, array index) of every pod of the job with this uid in the pod cache.
+fn placed_units(ctx: &Context, namespace: &str, uid: &str) -> Vec<(u32, Option<u32>)> {
+    ctx.caches
+        .pods_of_job(namespace, uid)
+        .iter()
+        .filter_map(|pod| {
+            let labels = pod.labels();
+            let attempt = labels.get(LABEL_ATTEMPT)?.parse().ok()?;
+            let index = labels.get(LABEL_ARRAY_INDEX).and_then(|i| i.parse().ok());
+            Some((attempt, index))
+        })
+        .collect()
+}
+
 pub fn decide(ctx: &Context, now_ms: i64) -> BTreeMap<String, ScalingDecision> {
     let caches = &ctx.caches;
     let ces: Vec<Arc<ComputeEnvironment>> = caches.compute_environments.state();
@@ -107,22 +122,7 @@ pub fn decide(ctx: &Context, now_ms: i64) -> BTreeMap<String, ScalingDecision> {
     if pools.is_empty() {
         return BTreeMap::new();
     }
-    let queues = caches
-        .queues
-        .state()
-        .iter()
-        .map(|q| {
-            let mut order = q.spec.compute_environment_order.clone();
-            order.sort_by_key(|o| o.order);
-            QueueSpec {
-                name: q.name_any(),
-                priority: q.spec.priority,
-                enabled: q.spec.state == QueueState::Enabled,
-                environments: order.into_iter().map(|o| o.compute_environment).collect(),
-                strict_fifo: q.spec.queueing_strategy == QueueingStrategy::StrictFIFO,
-            }
-        })
-        .collect();
+    let queues = queue_specs(caches);
     let environments = ces
         .iter()
         .map(|ce| {
@@ -190,7 +190,11 @@ pub fn decide(ctx: &Context, now_ms: i64) -> BTreeMap<String, ScalingDecision> {
     drop(idle);
     let mut workloads: Vec<Workload> = Vec::new();
     for (key, entry) in ctx.runnable.entries() {
-        workloads.extend(Workload::from_runnable(
+        // A unit whose pod exists is running (or about to), not demand: the book may still
+        // offer it until the job controller sees the pod, while the node usage already counts
+        // it — counting it twice would ask for a node nobody needs.
+        let placed = placed_units(ctx, &key.namespace, &entry.uid);
+        for mut workload in Workload::from_runnable(
             &key,
             &entry.queue,
             entry.submitted_at_ms,
@@ -198,7 +202,25 @@ pub fn decide(ctx: &Context, now_ms: i64) -> BTreeMap<String, ScalingDecision> {
             entry.request,
             &entry.constraints,
             &entry.work,
-        ));
+        ) {
+            let of_attempt = placed.iter().filter(|(a, _)| *a == workload.attempt);
+            match &mut workload.units {
+                Units::Single => {
+                    if of_attempt.count() > 0 {
+                        continue;
+                    }
+                }
+                Units::Array(set) => {
+                    for index in of_attempt.filter_map(|(_, i)| *i) {
+                        set.remove(index);
+                    }
+                    if set.is_empty() {
+                        continue;
+                    }
+                }
+            }
+            workloads.push(workload);
+        }
     }
     let snapshot = Snapshot {
         queues,

@@ -1,12 +1,40 @@
-//! Which namespaces may submit jobs to a job queue: its `namespaceSelector` against the
-//! namespace's labels. The job controller admits by it; the JobQueue controller reports an
-//! unparsable selector (a queue that then admits nobody) in the queue's status.
+//! Job queues as the workers see them: which namespaces may submit to a queue (its
+//! `namespaceSelector` against the namespace's labels — the job controller admits by it; the
+//! JobQueue controller reports an unparsable selector, a queue that then admits nobody, in the
+//! queue's status), and the queues as barge-core's scheduling and scaling decisions take them.
 
 use std::collections::BTreeMap;
 
 use kube::core::{Selector, SelectorExt};
+use kube::ResourceExt;
 
+use barge_core::scheduler::QueueSpec;
+use barge_crds::common::State as QueueState;
+use barge_crds::job_queue::QueueingStrategy;
 use barge_crds::JobQueue;
+
+use crate::cache::Caches;
+
+/// Every cached queue as barge-core takes it: priority, state, compute environments in
+/// ascending `order`, strict FIFO or not.
+pub fn queue_specs(caches: &Caches) -> Vec<QueueSpec> {
+    caches
+        .queues
+        .state()
+        .iter()
+        .map(|q| {
+            let mut order = q.spec.compute_environment_order.clone();
+            order.sort_by_key(|o| o.order);
+            QueueSpec {
+                name: q.name_any(),
+                priority: q.spec.priority,
+                enabled: q.spec.state == QueueState::Enabled,
+                environments: order.into_iter().map(|o| o.compute_environment).collect(),
+                strict_fifo: q.spec.queueing_strategy == QueueingStrategy::StrictFIFO,
+            }
+        })
+        .collect()
+}
 
 /// Whether jobs of a namespace with `namespace_labels` may use `queue` (no selector: all).
 /// An unparsable selector admits nobody (the queue is INVALID and says why).

@@ -39,18 +39,17 @@ use barge_core::pod_creation::Unit;
 use barge_core::reasons::POD_CREATION_REFUSED;
 use barge_core::resources::Resources;
 use barge_core::scheduler::{
-    schedule, JobKey, NodeSnapshot, PassResult, Placement, QueueSpec, Snapshot, Units, Workload,
+    schedule, JobKey, NodeSnapshot, PassResult, Placement, Snapshot, Units, Workload,
 };
-use barge_crds::common::State as QueueState;
 use barge_crds::compute_environment::{BindingMode, ComputeEnvironment};
 use barge_crds::consts::{FINALIZER_ATTEMPT_RESULT, LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_UID};
-use barge_crds::job_queue::QueueingStrategy;
 
 use crate::context::{Context, RunnableEntry};
 use crate::events::EventSpec;
 use crate::nodepools::{node_snapshot, scheduler_environment};
 use crate::pod_refusals::refusal_message;
 use crate::pods::{release_pod, render_pod, AttemptPod};
+use crate::queue_access::queue_specs;
 use crate::shutdown::Shutdown;
 use crate::status::is_conflict;
 
@@ -320,22 +319,7 @@ fn collect_work(state: &LoopState, entries: &HashMap<JobKey, RunnableEntry>) -> 
 /// Step 2: the snapshot the pass decides on.
 fn snapshot(ctx: &Context, state: &LoopState, workloads: Vec<Workload>) -> Snapshot {
     let caches = &ctx.caches;
-    let queues = caches
-        .queues
-        .state()
-        .iter()
-        .map(|q| {
-            let mut order = q.spec.compute_environment_order.clone();
-            order.sort_by_key(|o| o.order);
-            QueueSpec {
-                name: q.name_any(),
-                priority: q.spec.priority,
-                enabled: q.spec.state == QueueState::Enabled,
-                environments: order.into_iter().map(|o| o.compute_environment).collect(),
-                strict_fifo: q.spec.queueing_strategy == QueueingStrategy::StrictFIFO,
-            }
-        })
-        .collect();
+    let queues = queue_specs(caches);
     let ces = caches.compute_environments.state();
     let gpu_names: HashMap<String, String> = ces
         .iter()

@@ -322,7 +322,7 @@ fn new_node(ns: &str, md_name: &str, md: &DynamicObject, spec: &Value) -> Node {
         ANNOTATION_OWNER_NAME: machine_set,
     });
     if let Some(it) = it {
-        node_annotations[ANNOTATION_CAPACITY] = json!(it.capacity().to_string());
+        node_annotations[ANNOTATION_CAPACITY] = json!(catalog::node_capacity(it).to_string());
     }
     serde_json::from_value(json!({
         "apiVersion": "v1",

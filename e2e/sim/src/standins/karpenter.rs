@@ -45,7 +45,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::catalog::{InstanceType, CATALOG};
+use super::catalog::{self, InstanceType, CATALOG};
 use super::{node_views, parse_duration, pending_pods, NodeView, StandinHandle};
 use crate::kubelet::consts::{ANNOTATION_CAPACITY, LABEL_SIMULATED};
 use crate::kubelet::placement::{first_fit, requirement_matches, Candidate};
@@ -227,7 +227,7 @@ impl Pool {
             ("karpenter.k8s.aws/instance-cpu", it.vcpus.to_string()),
             (
                 "karpenter.k8s.aws/instance-memory",
-                it.memory_mib().to_string(),
+                it.memory_mib.to_string(),
             ),
             ("kubernetes.io/arch", "amd64".into()),
             ("kubernetes.io/os", "linux".into()),
@@ -266,7 +266,7 @@ impl Pool {
 
 fn capacity_of(it: &InstanceType) -> Resources {
     let declared: BTreeMap<String, String> =
-        serde_json::from_value(it.capacity()).unwrap_or_default();
+        serde_json::from_value(catalog::node_capacity(it)).unwrap_or_default();
     parse_milli_map(&declared)
 }
 
@@ -511,7 +511,7 @@ fn choose(
             .into_iter()
             .flat_map(|ct| CATALOG.iter().map(move |it| (it, ct)))
             .collect();
-        options.sort_by_key(|(it, ct)| (it.price(ct), it.name));
+        options.sort_by_key(|(it, ct)| (catalog::price(it, ct), it.name.clone()));
         for (it, ct) in options {
             let Some(labels) = pool.node_labels(&name, it, ct) else {
                 continue;
@@ -537,7 +537,7 @@ fn choose(
                     "name": name,
                     "labels": labels,
                     "annotations": {
-                        ANNOTATION_CAPACITY: it.capacity().to_string(),
+                        ANNOTATION_CAPACITY: catalog::node_capacity(it).to_string(),
                         "karpenter.sh/nodepool-hash-version": "v3",
                     },
                 },

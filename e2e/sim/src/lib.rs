@@ -209,23 +209,22 @@ impl Cluster {
 
     /// Node loss: mark the Node lost and delete it; pod GC fails its pods. Returns their number.
     pub fn lose_node(&self, name: &str) -> Result<usize, SimError> {
-        let n = {
-            let mut st = self
-                .server
-                .api
-                .state
-                .lock()
-                .map_err(|_| SimError::Client("store poisoned".into()))?;
-            apiserver::admin::lose_node(&mut st, name)?
-        };
-        self.server.api.wake_controllers.notify_one();
-        Ok(n)
+        self.node_fault(name, apiserver::admin::lose_node)
     }
 
     /// Spot interruption: the Node is annotated `sim.barge.dev/spot-reclaimed`, then lost as in
     /// [`Cluster::lose_node`] (its pods fail by pod GC). Refused (400) for a node labelled
     /// `karpenter.sh/capacity-type: on-demand`. Returns the number of its pods.
     pub fn reclaim_spot_node(&self, name: &str) -> Result<usize, SimError> {
+        self.node_fault(name, apiserver::admin::reclaim_spot_node)
+    }
+
+    /// Applies a node fault under the store lock, then wakes the built-in controllers (pod GC).
+    fn node_fault(
+        &self,
+        name: &str,
+        fault: fn(&mut apiserver::State, &str) -> apiserver::status::ApiResult<usize>,
+    ) -> Result<usize, SimError> {
         let n = {
             let mut st = self
                 .server
@@ -233,7 +232,7 @@ impl Cluster {
                 .state
                 .lock()
                 .map_err(|_| SimError::Client("store poisoned".into()))?;
-            apiserver::admin::reclaim_spot_node(&mut st, name)?
+            fault(&mut st, name)?
         };
         self.server.api.wake_controllers.notify_one();
         Ok(n)

@@ -28,25 +28,7 @@ pub const NODE_LOSS_MANAGER: &str = "barge-sim-node-loss";
 
 /// Mark a node lost and delete it. Returns the number of pods bound to it.
 pub fn lose_node(state: &mut State, name: &str) -> ApiResult<usize> {
-    let def = state
-        .registry
-        .preferred_for_storage(NODES_STORAGE)
-        .ok_or_else(|| ApiError::internal("nodes not served"))?;
-    let key = (String::new(), name.to_string());
-    let cur = state
-        .store
-        .get(NODES_STORAGE, &key)
-        .ok_or_else(|| ApiError::not_found("nodes", name))?;
-    let old = cur.value();
-    let mut new = old.clone();
-    new["metadata"]["annotations"][LOST_ANNOTATION] = json!("true");
-    write::commit_update(
-        state,
-        &def,
-        &old,
-        new,
-        &mut WriteOpts::controller(NODE_LOSS_MANAGER),
-    )?;
+    let def = annotate_node(state, name, LOST_ANNOTATION)?;
     let pods = state
         .store
         .list(super::store::PODS_STORAGE, None, None)
@@ -56,7 +38,7 @@ pub fn lose_node(state: &mut State, name: &str) -> ApiResult<usize> {
     deletion::delete(
         state,
         &def,
-        &key,
+        &(String::new(), name.to_string()),
         &DeleteOpts {
             grace: Some(0),
             ..Default::default()
@@ -71,23 +53,37 @@ pub const SPOT_RECLAIMED_ANNOTATION: &str = "sim.barge.dev/spot-reclaimed";
 /// A Spot interruption: EC2 takes the instance back, so the node goes away with its pods, as in
 /// [`lose_node`], after an annotation saying why. Returns the number of pods bound to it.
 pub fn reclaim_spot_node(state: &mut State, name: &str) -> ApiResult<usize> {
-    let def = state
-        .registry
-        .preferred_for_storage(NODES_STORAGE)
-        .ok_or_else(|| ApiError::internal("nodes not served"))?;
-    let key = (String::new(), name.to_string());
-    let cur = state
+    let node = state
         .store
-        .get(NODES_STORAGE, &key)
+        .get(NODES_STORAGE, &(String::new(), name.to_string()))
         .ok_or_else(|| ApiError::not_found("nodes", name))?;
-    let old = cur.value();
-    if old["metadata"]["labels"]["karpenter.sh/capacity-type"] == json!("on-demand") {
+    if node.value()["metadata"]["labels"]["karpenter.sh/capacity-type"] == json!("on-demand") {
         return Err(ApiError::bad_request(format!(
             "node {name} is not a Spot node (karpenter.sh/capacity-type: on-demand)"
         )));
     }
+    annotate_node(state, name, SPOT_RECLAIMED_ANNOTATION)?;
+    lose_node(state, name)
+}
+
+/// Sets `annotation: "true"` on the Node `name` (as the node-loss controller); returns the
+/// Node resource's definition.
+fn annotate_node(
+    state: &mut State,
+    name: &str,
+    annotation: &str,
+) -> ApiResult<Arc<super::registry::ResourceDef>> {
+    let def = state
+        .registry
+        .preferred_for_storage(NODES_STORAGE)
+        .ok_or_else(|| ApiError::internal("nodes not served"))?;
+    let cur = state
+        .store
+        .get(NODES_STORAGE, &(String::new(), name.to_string()))
+        .ok_or_else(|| ApiError::not_found("nodes", name))?;
+    let old = cur.value();
     let mut new = old.clone();
-    new["metadata"]["annotations"][SPOT_RECLAIMED_ANNOTATION] = json!("true");
+    new["metadata"]["annotations"][annotation] = json!("true");
     write::commit_update(
         state,
         &def,
@@ -95,7 +91,7 @@ pub fn reclaim_spot_node(state: &mut State, name: &str) -> ApiResult<usize> {
         new,
         &mut WriteOpts::controller(NODE_LOSS_MANAGER),
     )?;
-    lose_node(state, name)
+    Ok(def)
 }
 
 pub async fn handle(

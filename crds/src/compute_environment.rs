@@ -322,6 +322,28 @@ pub enum CeStatus {
     Invalid,
 }
 
+/// Most entries of `status.instanceTypes`: beyond it the types are left out (by name order).
+pub const MAX_STATUS_INSTANCE_TYPES: usize = 256;
+
+/// The nodes of one instance type of a compute environment, by lifecycle.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceTypeNodes {
+    /// The instance type (the node's `node.kubernetes.io/instance-type` label; `unknown` for a
+    /// node without one).
+    #[schemars(length(min = 1, max = 128))]
+    pub name: String,
+    /// Ready and not draining: can run jobs now.
+    #[schemars(range(min = 0))]
+    pub ready: i32,
+    /// Not Ready yet, not cordoned and not being deleted.
+    #[schemars(range(min = 0))]
+    pub booting: i32,
+    /// Cordoned or being deleted (scaling in, or taken out of service).
+    #[schemars(range(min = 0))]
+    pub draining: i32,
+}
+
 /// Observed state of a compute environment.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -338,9 +360,14 @@ pub struct ComputeEnvironmentStatus {
     /// vCPUs requested by the jobs placed on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocatedv_cpus: Option<i32>,
-    /// Number of nodes per instance type.
+    /// Number of nodes per instance type, whatever their state (kept for compatibility; see
+    /// `instanceTypes` for ready / booting / draining).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_counts: BTreeMap<String, i32>,
+    /// Nodes per instance type by state: ready, booting, draining (by name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_STATUS_INSTANCE_TYPES), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub instance_types: Vec<InstanceTypeNodes>,
     /// Ready etc.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "crate::common::conditions_schema")]

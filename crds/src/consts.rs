@@ -57,6 +57,16 @@ pub const LABEL_JOB_DEFINITION: &str = "batch.barge.dev/job-definition";
 pub const LABEL_JOB_DEFINITION_REVISION: &str = "batch.barge.dev/job-definition-revision";
 /// Well-known node label holding the instance type.
 pub const LABEL_INSTANCE_TYPE: &str = "node.kubernetes.io/instance-type";
+/// Label Barge puts in the pod template of the Cluster API MachineDeployments a `clusterAPI`
+/// compute environment names (`spec.template.metadata.labels`): Cluster API propagates it in
+/// place, without a rollout, to the Machines and — being under `node.cluster.x-k8s.io` — on to
+/// their Nodes, which makes them candidate members of the environment.
+pub const LABEL_CLUSTER_API_COMPUTE_ENVIRONMENT: &str =
+    "node.cluster.x-k8s.io/barge-compute-environment";
+/// Label beside [`LABEL_CLUSTER_API_COMPUTE_ENVIRONMENT`]: the name of the MachineDeployment
+/// (which tells a Node's deployment without reading its Machine).
+pub const LABEL_CLUSTER_API_MACHINE_DEPLOYMENT: &str =
+    "node.cluster.x-k8s.io/barge-machine-deployment";
 /// Prefix of label keys Barge reserves for itself (user tags may not use it).
 pub const RESERVED_LABEL_PREFIX: &str = "batch.barge.dev/";
 /// Prefix of the pod volumes Barge adds itself (`barge-dev-shm` for
@@ -84,6 +94,9 @@ pub const FIELD_MANAGER_COMPUTE_ENVIRONMENT_CONTROLLER: &str =
 pub const FIELD_MANAGER_JOB_QUEUE_CONTROLLER: &str = "barge-job-queue-controller";
 pub const FIELD_MANAGER_JOB_DEFINITION_CONTROLLER: &str = "barge-job-definition-controller";
 pub const FIELD_MANAGER_SCHEDULING_POLICY_CONTROLLER: &str = "barge-scheduling-policy-controller";
+/// The `clusterAPI` provider's labels in MachineDeployment templates (its own manager, so it
+/// never touches the user's fields).
+pub const FIELD_MANAGER_CLUSTER_API_PROVIDER: &str = "barge-cluster-api-provider";
 /// The `barge` command line (submit, terminate, ...).
 pub const FIELD_MANAGER_CLI: &str = "barge-cli";
 /// `barge demo`, applying its sample workload.

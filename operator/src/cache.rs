@@ -143,6 +143,9 @@ pub struct Sink<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> {
     keep: fn(&K) -> bool,
     /// Drops what no Barge component reads, before anything sees the object.
     trim: fn(&mut K),
+    /// Held for writing while one event goes into the raw sinks, the store and the indexes,
+    /// so that a reader holding it for reading sees them agree (see [`Caches::pod_updates`]).
+    guard: Option<Arc<RwLock<()>>>,
 }
 
 fn keep_all<K>(_: &K) -> bool {
@@ -170,7 +173,13 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Sink<K> {
             feed,
             keep: keep_all,
             trim: trim_nothing,
+            guard: None,
         }
+    }
+
+    fn guard(mut self, guard: Arc<RwLock<()>>) -> Self {
+        self.guard = Some(guard);
+        self
     }
 
     fn trim(mut self, trim: fn(&mut K)) -> Self {
@@ -202,6 +211,10 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Sink<K> {
             obj.managed_fields_mut().clear();
             (self.trim)(obj);
         }
+        let guard = self.guard.clone();
+        let applying = guard
+            .as_ref()
+            .map(|g| g.write().unwrap_or_else(|e| e.into_inner()));
         for sink in &self.raw_sinks {
             sink.apply(&event);
         }
@@ -218,6 +231,7 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Sink<K> {
         for index in &self.indexes {
             index.apply(&event);
         }
+        drop(applying);
         match event {
             watcher::Event::Apply(obj) => {
                 let cached = self.store.get(&ObjectRef::from_obj(&obj));
@@ -831,6 +845,13 @@ pub struct Caches {
     pub indexes: Indexes,
     /// Requests of all non-terminal bound pods, per node.
     pub usage: Arc<NodeUsage>,
+    /// Held for writing while a pod event goes into [`Caches::usage`], the pod store and its
+    /// index — in that order, which the scheduler relies on (a pod the store shows is counted
+    /// by the usage). A reader that must see the usage and the index agree on every pod holds
+    /// it for reading: the scaling decision, which counts room from the usage and demand from
+    /// the index, would otherwise count a pod caught between the two as both used room and
+    /// unmet demand, and ask for a node twice.
+    pub pod_updates: Arc<RwLock<()>>,
     pub jobs_feed: Arc<Feed<Job>>,
     pub job_definitions_feed: Arc<Feed<JobDefinition>>,
     pub revisions_feed: Arc<Feed<ControllerRevision>>,
@@ -861,6 +882,7 @@ impl Caches {
     pub fn new() -> (Arc<Caches>, Sinks) {
         let indexes = Indexes::new();
         let usage = NodeUsage::new();
+        let pod_updates = Arc::new(RwLock::new(()));
         let sinks = Sinks {
             jobs: Sink::new()
                 .index(indexes.jobs_by_dependency.clone())
@@ -875,6 +897,7 @@ impl Caches {
             compute_environments: Sink::new(),
             scheduling_policies: Sink::new(),
             pods: Sink::new()
+                .guard(pod_updates.clone())
                 .raw(usage.clone())
                 .filter(is_barge_pod)
                 .index(indexes.pods_by_job_uid.clone()),
@@ -895,6 +918,7 @@ impl Caches {
             namespaces: sinks.namespaces.store(),
             indexes,
             usage,
+            pod_updates,
             jobs_feed: sinks.jobs.feed(),
             job_definitions_feed: sinks.job_definitions.feed(),
             revisions_feed: sinks.revisions.feed(),

@@ -292,6 +292,21 @@ pub struct Triggers {
     pub scheduling_policies: Trigger<SchedulingPolicy>,
 }
 
+/// A node group of a provider-backed pool (a Cluster API MachineDeployment) as the
+/// ComputeEnvironment controller last read it. The scaling decision, which sizes every pool at
+/// once, counts its machines from here — also those asked for that are no Node yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeGroup {
+    pub namespace: String,
+    pub name: String,
+    /// The type of its machines (named in the spec, or read from its capacity annotations).
+    pub instance_type: barge_core::pool::InstanceType,
+    /// `spec.replicas`: the machines asked for (as read, or as Barge last set it).
+    pub replicas: i64,
+    /// When the deployment was read (ms since the epoch).
+    pub read_at_ms: i64,
+}
+
 /// What every controller and the scheduler receive.
 pub struct Context {
     pub client: Client,
@@ -317,6 +332,9 @@ pub struct Context {
     /// Since when (ms) each node of a demand-scaled pool has had no pod (the
     /// ComputeEnvironment controller's scale-in clock; in memory, restarts with the operator).
     pub node_idle_since: Mutex<HashMap<String, i64>>,
+    /// The node groups of each provider-backed compute environment (Cluster API), as its last
+    /// reconcile read them (in memory; a restart reads them again before it scales).
+    pub node_groups: Mutex<HashMap<String, Vec<NodeGroup>>>,
     /// Pods this replica stopped recently through their `activeDeadlineSeconds`.
     pub stopped_pods: RecentWrites,
 }
@@ -344,6 +362,7 @@ impl Context {
             job_written_versions: Mutex::new(HashMap::new()),
             pod_refusals: PodRefusals::default(),
             node_idle_since: Mutex::new(HashMap::new()),
+            node_groups: Mutex::new(HashMap::new()),
             stopped_pods: RecentWrites::default(),
         })
     }

@@ -29,6 +29,15 @@ pub const CONDITION_FALSE: &str = "False";
 /// Condition reason: a provider Barge does not implement yet (set by the node pools, read by
 /// the ComputeEnvironment controller).
 pub const REASON_PROVIDER_NOT_SUPPORTED: &str = "ProviderNotSupported";
+/// Condition reason: the cluster does not serve an API the provider needs (Karpenter's
+/// `karpenter.sh/v1` NodePool, or the kind `nodeClassRef` names).
+pub const REASON_PROVIDER_NOT_SERVED: &str = "ProviderNotServed";
+/// Condition reason: the Karpenter NodeClass `nodeClassRef` names does not exist.
+pub const REASON_NODE_CLASS_NOT_FOUND: &str = "NodeClassNotFound";
+/// Condition reason: a NodePool of the environment's name exists and is not Barge's.
+pub const REASON_NODE_POOL_CONFLICT: &str = "NodePoolConflict";
+/// Condition reason: the API server refused the NodePool Barge rendered.
+pub const REASON_NODE_POOL_REFUSED: &str = "NodePoolRefused";
 
 /// A condition as a controller wants it now.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -70,7 +70,11 @@ async fn a_large_pool_grows_in_steps_and_stops_on_sigterm_and_deletion() {
     })
     .await;
     let status = growing.status.clone().expect("status");
-    assert_eq!(status.status, Some(CeStatus::Valid));
+    assert_eq!(
+        status.status,
+        Some(CeStatus::Creating),
+        "a new pool is CREATING until its first nodes are all there and Ready"
+    );
     assert_eq!(status.desiredv_cpus, Some(1000));
     assert!(
         node_count(&nodes, "big").await < 500,

@@ -76,6 +76,15 @@ pub struct Options {
     pub operator_flags: Vec<String>,
     /// The kubeconfig of an existing cluster to use; None: [`real_cluster`], else a simulated one.
     pub cluster: Option<PathBuf>,
+    /// On the simulated cluster: run barge-sim's Karpenter stand-in (NodePools + pending pods →
+    /// Nodes) with the upstream NodePool CRD installed.
+    pub karpenter: bool,
+    /// On the simulated cluster: run barge-sim's Cluster API stand-in (MachineDeployment
+    /// replicas → Nodes) with the upstream MachineDeployment CRD installed.
+    pub cluster_api: bool,
+    /// The simulated kubelet's boot delay of nodes without the `sim.barge.dev/boot-delay-seconds`
+    /// annotation (time from a Node's appearance to Ready).
+    pub boot_delay: Duration,
 }
 
 impl Default for Options {
@@ -84,6 +93,9 @@ impl Default for Options {
             runtime: RuntimeKind::Process,
             operator_flags: Vec::new(),
             cluster: None,
+            karpenter: false,
+            cluster_api: false,
+            boot_delay: Duration::ZERO,
         }
     }
 }
@@ -98,6 +110,24 @@ impl Options {
 
     pub fn flag(mut self, flag: &str) -> Self {
         self.operator_flags.push(flag.to_string());
+        self
+    }
+
+    /// Runs barge-sim's Karpenter stand-in (see [`Options::karpenter`]).
+    pub fn with_karpenter(mut self) -> Self {
+        self.karpenter = true;
+        self
+    }
+
+    /// Runs barge-sim's Cluster API stand-in (see [`Options::cluster_api`]).
+    pub fn with_cluster_api(mut self) -> Self {
+        self.cluster_api = true;
+        self
+    }
+
+    /// Sets the simulated kubelet's default node boot delay (see [`Options::boot_delay`]).
+    pub fn with_boot_delay(mut self, delay: Duration) -> Self {
+        self.boot_delay = delay;
         self
     }
 
@@ -222,6 +252,8 @@ impl E2e {
                 let cluster = Cluster::start(ClusterConfig {
                     kubeconfig: Some(dir.path().join("kubeconfig")),
                     write_latency: write_latency(),
+                    karpenter: options.karpenter,
+                    cluster_api: options.cluster_api,
                     ..Default::default()
                 })
                 .await
@@ -235,6 +267,7 @@ impl E2e {
             client.clone(),
             KubeletConfig {
                 runtime: options.runtime,
+                boot_delay: options.boot_delay,
                 lease_renew_interval: Duration::from_secs(2),
                 work_dir: Some(dir.path().join("kubelet")),
                 ..Default::default()
@@ -260,6 +293,12 @@ impl E2e {
         };
         if env.sim.is_some() {
             install_crds(&env.client).await;
+            if env.options.karpenter {
+                install_upstream_crd(&env.client, "karpenter.sh_nodepools.yaml").await;
+            }
+            if env.options.cluster_api {
+                install_upstream_crd(&env.client, "cluster.x-k8s.io_machinedeployments.yaml").await;
+            }
         }
         let namespaces: Api<Namespace> = Api::all(env.client.clone());
         let namespace: Namespace = serde_json::from_value(serde_json::json!({
@@ -725,6 +764,63 @@ pub async fn install_crds(client: &Client) {
             );
             tokio::time::sleep(POLL).await;
         }
+    }
+}
+
+/// The nodes labelled as members of compute environment `ce` (none when the list fails).
+pub async fn nodes_of(nodes: &Api<Node>, ce: &str) -> Vec<Node> {
+    nodes
+        .list(&ListParams::default().labels(&format!(
+            "{}={ce}",
+            barge_crds::consts::LABEL_COMPUTE_ENVIRONMENT
+        )))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+/// The vCPUs of `nodes`, by their instance-type label and barge-core's catalog.
+pub fn vcpus_of(nodes: &[Node]) -> i64 {
+    nodes
+        .iter()
+        .filter_map(|n| n.labels().get(barge_crds::consts::LABEL_INSTANCE_TYPE))
+        .filter_map(|t| barge_core::pool::lookup(t))
+        .map(|t| t.vcpus)
+        .sum()
+}
+
+/// Installs an upstream CRD of `e2e/fixtures/crds` (as its project publishes it) and waits until
+/// the API server serves it.
+pub async fn install_upstream_crd(client: &Client, file: &str) {
+    let text = barge_fixtures::read(&barge_fixtures::crd(file));
+    let crd: CustomResourceDefinition =
+        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parsing {file}: {e}"));
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.name_any();
+    api.create(&PostParams::default(), &crd)
+        .await
+        .unwrap_or_else(|e| panic!("creating CRD {name}: {e}"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let established = api
+            .get_opt(&name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|c| c.status)
+            .and_then(|s| s.conditions)
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
+        if established {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting for CRD {name} to be established"
+        );
+        tokio::time::sleep(POLL).await;
     }
 }
 

@@ -18,7 +18,9 @@
 //!    node stays within `maxvCpus`. So work that spills to a later environment counts there.
 //!    A unit no environment can take is "wanted beyond maxvCpus" by the first usable
 //!    environment with an instance type that fits it. Disabled queues count nothing;
-//! 3. new nodes: the type of a node to add, among the types that fit the unit, by
+//! 3. new nodes: the type of a node to add, among the types that fit the unit (for a unit
+//!    without GPUs, the types without GPUs when one fits it: no GPU node is added for, or
+//!    filled with, work that does not need it), by
 //!    `allocationStrategy` (see [`choose_type`]): BEST_FIT the cheapest, and it waits for that
 //!    type when it does not fit under `maxvCpus` (or the catalog has no capacity for it);
 //!    BEST_FIT_PROGRESSIVE the cheapest that fits under `maxvCpus` and has capacity;
@@ -188,11 +190,19 @@ pub fn choose_type(
     constraint: Option<&str>,
     headroom: i64,
 ) -> Option<usize> {
+    let fits = |o: &Offer| {
+        request.fits_in(&o.instance_type.capacity())
+            && constraint.is_none_or(|c| o.instance_type.name == c)
+    };
+    // Work without GPUs gets a type without GPUs whenever one fits it (as the scheduler
+    // prefers nodes without GPUs): a GPU node is not spent on it.
+    let gpu_types_allowed =
+        request.gpus > 0 || !offers.iter().any(|o| o.instance_type.gpus == 0 && fits(o));
     let fitting = || {
-        offers.iter().enumerate().filter(move |(_, o)| {
-            request.fits_in(&o.instance_type.capacity())
-                && constraint.is_none_or(|c| o.instance_type.name == c)
-        })
+        offers
+            .iter()
+            .enumerate()
+            .filter(move |(_, o)| fits(o) && (gpu_types_allowed || o.instance_type.gpus == 0))
     };
     let allowed = |o: &Offer| o.capacity > 0 && o.instance_type.vcpus <= headroom;
     let price = |o: &Offer| (o.instance_type.price_micros_per_hour, o.instance_type.vcpus);
@@ -458,12 +468,20 @@ fn place_in_added(state: &mut PoolState, work: &crate::scheduler::Workload, want
     let request = &work.request;
     let constraint = work.constraints.instance_type.as_deref();
     let mut placed = 0u64;
+    // Work without GPUs stays off added GPU nodes when a type without GPUs fits it.
+    let avoid_gpu_nodes = request.gpus == 0
+        && state.spec.offers.iter().any(|o| {
+            o.instance_type.gpus == 0
+                && request.fits_in(&o.instance_type.capacity())
+                && constraint.is_none_or(|c| o.instance_type.name == c)
+        });
     // Next-fit: the open nodes of this decision (one per type, the last added).
     for (offer, free) in state.open.iter_mut() {
         if placed == want {
             break;
         }
-        if constraint.is_some_and(|c| state.spec.offers[*offer].instance_type.name != c) {
+        let ty = &state.spec.offers[*offer].instance_type;
+        if constraint.is_some_and(|c| ty.name != c) || (avoid_gpu_nodes && ty.gpus > 0) {
             continue;
         }
         let n = units_fitting(request, free, want - placed);

@@ -35,6 +35,62 @@ pub struct AwsArgs {
     /// Namespace of the JobDefinitions and Jobs (default: none, so kubectl uses its current one).
     #[arg(long, short = 'n', value_parser = parse_namespace)]
     pub namespace: Option<String>,
+    /// Give MANAGED compute environments the karpenter provider with this NodeClass,
+    /// `<group>/<kind>/<name>` (e.g. `karpenter.k8s.aws/EC2NodeClass/default`); default: the
+    /// simulated provider.
+    #[arg(long, value_name = "GROUP/KIND/NAME", value_parser = parse_node_class)]
+    pub karpenter_node_class: Option<barge_crds::compute_environment::NodeClassRef>,
+    /// Give MANAGED compute environments the clusterAPI provider scaling this MachineDeployment,
+    /// `<namespace>/<name>[=<instance-type>]` (repeatable; without an instance type Barge reads
+    /// the deployment's `capacity.cluster-autoscaler.kubernetes.io/*` annotations).
+    #[arg(
+        long = "cluster-api-machine-deployment",
+        value_name = "NAMESPACE/NAME[=INSTANCE-TYPE]",
+        value_parser = parse_machine_deployment,
+        conflicts_with = "karpenter_node_class"
+    )]
+    pub cluster_api_machine_deployments: Vec<barge_crds::compute_environment::MachineDeploymentRef>,
+}
+
+fn parse_machine_deployment(
+    value: &str,
+) -> Result<barge_crds::compute_environment::MachineDeploymentRef, String> {
+    let (reference, instance_type) = match value.split_once('=') {
+        Some((reference, t)) if !t.is_empty() => (reference, Some(t.to_string())),
+        Some(_) => return Err(format!("{value:?}: the instance type after '=' is empty")),
+        None => (value, None),
+    };
+    match reference.split_once('/') {
+        Some((namespace, name))
+            if barge_crds::common::is_dns_label(namespace)
+                && !name.is_empty()
+                && !name.contains('/') =>
+        {
+            Ok(barge_crds::compute_environment::MachineDeploymentRef {
+                name: name.to_string(),
+                namespace: namespace.to_string(),
+                instance_type,
+            })
+        }
+        _ => Err(format!(
+            "{value:?} is not <namespace>/<name>[=<instance-type>], e.g. capi/workers-c5=c5.large"
+        )),
+    }
+}
+
+fn parse_node_class(value: &str) -> Result<barge_crds::compute_environment::NodeClassRef, String> {
+    match value.split('/').collect::<Vec<_>>().as_slice() {
+        [group, kind, name] if !group.is_empty() && !kind.is_empty() && !name.is_empty() => {
+            Ok(barge_crds::compute_environment::NodeClassRef {
+                group: group.to_string(),
+                kind: kind.to_string(),
+                name: name.to_string(),
+            })
+        }
+        _ => Err(format!(
+            "{value:?} is not <group>/<kind>/<name>, e.g. karpenter.k8s.aws/EC2NodeClass/default"
+        )),
+    }
 }
 
 fn parse_namespace(value: &str) -> Result<String, String> {
@@ -132,6 +188,8 @@ fn run_aws(args: AwsArgs) -> ExitCode {
     }
     let options = ImportOptions {
         namespace: args.namespace,
+        karpenter_node_class: args.karpenter_node_class,
+        cluster_api_machine_deployments: args.cluster_api_machine_deployments,
     };
     let mut output = import_inputs(&inputs, &options);
     if !read_errors.is_empty() {
@@ -154,6 +212,24 @@ fn run_aws(args: AwsArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn machine_deployment_options_name_a_namespace_a_name_and_maybe_a_type() {
+        let md = parse_machine_deployment("capi/workers-c5=c5.large").expect("valid");
+        assert_eq!(
+            (
+                md.namespace.as_str(),
+                md.name.as_str(),
+                md.instance_type.as_deref()
+            ),
+            ("capi", "workers-c5", Some("c5.large"))
+        );
+        let md = parse_machine_deployment("capi/gpu").expect("valid");
+        assert_eq!(md.instance_type, None);
+        for bad in ["workers", "capi/", "Capi/x", "capi/x=", "a/b/c"] {
+            assert!(parse_machine_deployment(bad).is_err(), "{bad}");
+        }
+    }
 
     fn input(name: &str, content: &str) -> (String, String) {
         (name.to_string(), content.to_string())

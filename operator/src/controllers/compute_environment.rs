@@ -3,33 +3,46 @@
 //!
 //! Pipeline per environment:
 //! 1. validate (pure, [`nodepools::pool_of`]): an invalid spec, or a provider Barge does not
-//!    implement yet (karpenter, clusterAPI), makes it INVALID with the reason in
-//!    `statusReason`, the Ready condition and a Warning Event;
+//!    implement yet, makes it INVALID with the reason in `statusReason`, the Ready condition
+//!    and a Warning Event; a karpenter pool is also INVALID while the cluster does not serve
+//!    the `karpenter.sh/v1` NodePool API or the NodeClass kind, or the NodeClass is missing
+//!    ([`karpenter::ensure_nodepool`], cached discovery and GET; looked at again every
+//!    [`karpenter::RECHECK_INTERVAL`]); a clusterAPI pool is INVALID while the cluster does not
+//!    serve MachineDeployments or one it names is missing ([`cluster_api::reconcile`]: one LIST
+//!    per namespace per pass; looked at again every [`cluster_api::RECHECK_INTERVAL`]);
 //! 2. dereference: its nodes (index by the compute-environment label; all nodes for an
 //!    UNMANAGED selector) and what runs on them (the node usage cache);
-//! 3. build (pure): [`simulated::plan_nodes`] for a MANAGED simulated pool (fixed size:
-//!    `desiredvCpus`, or `minvCpus` while DISABLED; surplus nodes cordoned, then deleted when
-//!    idle); for a simulated pool that scales with demand ([`demand::scales_with_demand`]:
-//!    no `desiredvCpus`, `maxvCpus` above `minvCpus`) barge-core's scaling decision
+//! 3. build (pure): [`simulated::plan_nodes`] for a fixed-size MANAGED simulated pool
+//!    (`maxvCpus` equal to `minvCpus`; surplus nodes cordoned, then deleted when idle); for a
+//!    simulated pool that scales with demand ([`demand::scales_with_demand`]: `maxvCpus` above
+//!    `minvCpus`, `desiredvCpus` a floor while ENABLED) barge-core's scaling decision
 //!    ([`demand::decide`], from the caches and the runnable book) and
-//!    [`simulated::plan_scaled_nodes`]; [`unmanaged::plan_membership`] for an UNMANAGED one.
+//!    [`simulated::plan_scaled_nodes`]; for a clusterAPI pool the same decision and
+//!    [`cluster_api::plan_scaling`] (replicas, cordons, delete-machine marks);
+//!    [`unmanaged::plan_membership`] for an UNMANAGED one.
 //!    Such a pool is reconciled again every second while it has demand or nodes, and when the
 //!    runnable book changes size (checked once a second: coalesced, one reconcile per pool);
-//! 4. apply: server-side apply of Barge's Node fields, node deletions, membership labels;
+//! 4. apply: server-side apply of Barge's Node fields, node deletions, membership labels, the
+//!    NodePool of a karpenter pool (skipped while unchanged; its nodes are Karpenter's: those
+//!    carrying the environment's label, reported with the vCPUs its pending pods ask for);
 //!    Events on scaling (`ScaledOut`, `Cordoned`, `ScaledIn`). A pass makes at most
 //!    [`NODE_WRITES_PER_PASS`] node writes and stops early on SIGTERM, deletion or a spec change;
 //!    the rest waits for the next pass (requeued at once) and `statusReason` says how far the
 //!    pool got. A pool beyond `MAX_NODES_PER_COMPUTE_ENVIRONMENT` nodes is INVALID (step 1);
-//! 5. update_status (pure [`build_status`]): `status`, `statusReason`, `desiredvCpus`,
-//!    `allocatedvCpus` (CPU requested by Barge's pods on its nodes), `nodeCounts`, Ready,
-//!    `ScalingLimited` (pools that scale with demand: how much more than `maxvCpus` was wanted),
-//!    `observedGeneration`; and the CE gauges.
+//! 5. update_status (pure [`build_status`]): `status` (CREATING until a pass finds the new
+//!    pool settled, UPDATING from a new spec until then, VALID, INVALID, DELETING: see
+//!    [`lifecycle_status`]), `statusReason`, `desiredvCpus`, `allocatedvCpus` (CPU requested by
+//!    Barge's pods on its nodes), `nodeCounts`, `instanceTypes` (nodes per type: ready, booting,
+//!    draining, [`instance_type_nodes`], for every provider), Ready, `ScalingLimited` (pools that
+//!    scale with demand: how much more than `maxvCpus` was wanted), `observedGeneration`; and
+//!    the CE gauges. While CREATING or UPDATING the environment is reconciled again soon.
 //!
 //! Deletion: the `batch.barge.dev/in-use` finalizer (kube's finalizer helper) holds the
 //! environment while a queue lists it (status DELETING says which); then the finalizer goes at
 //! once: its simulated nodes, which it owns, are deleted by the garbage collector (only nodes
-//! missing the owner reference are deleted here, a pass at a time), and its unmanaged nodes are
-//! released.
+//! missing the owner reference are deleted here, a pass at a time), as is its Karpenter NodePool
+//! (and with it, by Karpenter, the NodePool's nodes); its unmanaged nodes are released, as are a
+//! clusterAPI pool's nodes and its MachineDeployments' template labels (`replicas` stay).
 //!
 //! Triggers: the environment, its nodes (and for UNMANAGED selectors any node they match), the
 //! queues that list it; a periodic refresh keeps `allocatedvCpus` current, and a quick one while
@@ -47,7 +60,10 @@ use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
-use barge_crds::compute_environment::{CeStatus, ComputeEnvironmentType};
+use barge_core::scaling::NodeState;
+use barge_crds::compute_environment::{
+    CeStatus, ComputeEnvironmentType, InstanceTypeNodes, MAX_STATUS_INSTANCE_TYPES,
+};
 use barge_crds::consts::{
     CONDITION_READY, FIELD_MANAGER_COMPUTE_ENVIRONMENT_CONTROLLER, FINALIZER_IN_USE,
     LABEL_INSTANCE_TYPE, LABEL_MANAGED_BY, MANAGED_BY_BARGE, REASON_NO_READY_NODES, REASON_VALID,
@@ -60,6 +76,8 @@ use super::{
 use crate::context::Context;
 use crate::events::EventSpec;
 use crate::metrics::ComputeEnvironmentLabels;
+use crate::nodepools::cluster_api::{self, ClusterApiError, ClusterApiPool};
+use crate::nodepools::karpenter::{self, KarpenterPool};
 use crate::nodepools::simulated::{self, NodeActions, ObservedNode};
 use crate::nodepools::unmanaged::{self, Membership};
 use crate::nodepools::{self, demand, node_is_ready, Pool, PoolError};
@@ -90,7 +108,7 @@ const DEMAND_INTERVAL: Duration = Duration::from_secs(1);
 /// Most node names an Event or note lists; beyond it they are counted.
 const LISTED_NODES: usize = 5;
 /// Why an enabled simulated pool has no nodes.
-pub const ADVICE_EMPTY_POOL: &str = "desiredvCpus (default minvCpus) is 0, so the pool has no nodes: set desiredvCpus to run jobs, or leave it unset with maxvCpus above minvCpus to scale with demand";
+pub const ADVICE_EMPTY_POOL: &str = "maxvCpus is 0, so the pool has no nodes: raise maxvCpus to scale with demand (and minvCpus or desiredvCpus to keep nodes when idle)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -118,6 +136,14 @@ pub enum Error {
     InUse { ce: String, queues: String },
     #[error("compute environment {ce} is being deleted; {left} of its node(s) are left to release, a pass at a time")]
     ReleasingNodes { ce: String, left: usize },
+    #[error("checking the Karpenter APIs or applying the NodePool of compute environment {ce}: {source}")]
+    Karpenter { ce: String, source: kube::Error },
+    #[error("{what} for compute environment {ce}: {source}")]
+    ClusterApi {
+        ce: String,
+        what: String,
+        source: kube::Error,
+    },
     #[error(transparent)]
     Finalizer(#[from] Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -141,6 +167,14 @@ pub struct NodeReport {
     pub allocated_milli_cpu: i64,
     /// Its nodes per instance type.
     pub node_counts: BTreeMap<String, i32>,
+    /// Its nodes per instance type by state ([`instance_type_nodes`]).
+    pub instance_types: Vec<InstanceTypeNodes>,
+    /// Nodes this pass created (the cache does not show them yet).
+    pub created_nodes: usize,
+    /// Whether booting nodes are the pool's own work in progress (a pool whose nodes Barge or
+    /// its provider creates), so that the environment stays CREATING or UPDATING until they
+    /// are Ready. False for UNMANAGED pools: their NotReady nodes are not Barge's to wait for.
+    pub waits_for_booting: bool,
     pub nodes: usize,
     pub ready_nodes: usize,
     /// Human summary of work in progress (creating, draining...) or of problems.
@@ -211,19 +245,38 @@ pub fn build_status(
             let settled = report.notes.is_empty()
                 && report.progress.is_none()
                 && report.ready_nodes == report.nodes;
+            let booting: i32 = report.instance_types.iter().map(|t| t.booting).sum();
+            let pool_busy = report.progress.is_some()
+                || report.created_nodes > 0
+                || (report.waits_for_booting && booting > 0);
+            let previous = ce.status.as_ref();
+            let lifecycle = lifecycle_status(
+                previous.and_then(|s| s.status),
+                previous.and_then(|s| s.observed_generation),
+                generation,
+                pool_busy,
+            );
+            let counts = format!("{}/{} node(s) ready", report.ready_nodes, report.nodes);
             let (ready, reason, status_reason) = if report.ready_nodes == 0 {
-                (false, REASON_NO_READY_NODES, STATUS_REASON_NO_READY_NODE)
+                (
+                    false,
+                    REASON_NO_READY_NODES,
+                    STATUS_REASON_NO_READY_NODE.to_string(),
+                )
             } else if settled {
-                (true, REASON_VALID, STATUS_REASON_HEALTHY)
+                (true, REASON_VALID, STATUS_REASON_HEALTHY.to_string())
             } else {
-                (true, REASON_SCALING, STATUS_REASON_HEALTHY)
+                (true, REASON_SCALING, STATUS_REASON_HEALTHY.to_string())
+            };
+            let status_reason = match (&report.progress, lifecycle) {
+                (Some(progress), _) => progress.clone(),
+                (None, CeStatus::Creating) => format!("creating: {counts}"),
+                (None, CeStatus::Updating) => format!("updating: {counts}"),
+                (None, _) => status_reason,
             };
             (
-                CeStatus::Valid,
-                report
-                    .progress
-                    .clone()
-                    .unwrap_or_else(|| status_reason.to_string()),
+                lifecycle,
+                status_reason,
                 DesiredCondition::new(CONDITION_READY, ready, reason, message),
             )
         }
@@ -257,8 +310,63 @@ pub fn build_status(
         desiredv_cpus: Some(vcpus(report.desired_vcpus)),
         allocatedv_cpus: Some(vcpus((report.allocated_milli_cpu + 999) / 1000)),
         node_counts: report.node_counts.clone(),
+        instance_types: report.instance_types.clone(),
         conditions: merge_conditions(existing, &conditions, generation, now),
         observed_generation: generation,
+    }
+}
+
+/// The nodes per instance type by state (pure): ready (Ready, not draining), booting (not
+/// Ready, not cordoned, not being deleted), draining (cordoned or being deleted); by name, at
+/// most [`MAX_STATUS_INSTANCE_TYPES`].
+pub fn instance_type_nodes(nodes: &[Arc<Node>]) -> Vec<InstanceTypeNodes> {
+    let mut by_type: BTreeMap<String, InstanceTypeNodes> = BTreeMap::new();
+    for node in nodes {
+        let name = node
+            .labels()
+            .get(LABEL_INSTANCE_TYPE)
+            .cloned()
+            .unwrap_or_else(|| "unknown".into());
+        let entry = by_type
+            .entry(name.clone())
+            .or_insert_with(|| InstanceTypeNodes {
+                name,
+                ..Default::default()
+            });
+        let count = match nodepools::node_state(node) {
+            NodeState::Ready => &mut entry.ready,
+            NodeState::Booting => &mut entry.booting,
+            NodeState::Draining => &mut entry.draining,
+        };
+        *count = count.saturating_add(1);
+    }
+    by_type
+        .into_values()
+        .take(MAX_STATUS_INSTANCE_TYPES)
+        .collect()
+}
+
+/// The lifecycle part of `status.status` for an environment whose spec is valid (pure):
+/// - CREATING from its first pass (no status yet) until a pass finds its pool settled;
+/// - UPDATING on the first pass that sees a new spec (`metadata.generation` differs from the
+///   status' `observedGeneration`), and after that until a pass finds the pool settled;
+/// - VALID otherwise.
+///
+/// Settled: `pool_busy` is false — no node created in the pass, none booting (pools that
+/// create their nodes), no node writes left for later passes.
+pub fn lifecycle_status(
+    previous: Option<CeStatus>,
+    observed_generation: Option<i64>,
+    generation: Option<i64>,
+    pool_busy: bool,
+) -> CeStatus {
+    match previous {
+        None => CeStatus::Creating,
+        Some(CeStatus::Creating) if pool_busy => CeStatus::Creating,
+        Some(CeStatus::Creating) => CeStatus::Valid,
+        Some(_) if observed_generation != generation => CeStatus::Updating,
+        Some(CeStatus::Updating) if pool_busy => CeStatus::Updating,
+        Some(_) => CeStatus::Valid,
     }
 }
 
@@ -282,9 +390,137 @@ fn base_report(nodes: &[Arc<Node>], ctx: &Context) -> NodeReport {
             .map(|n| ctx.caches.usage.barge_milli_cpu_on(&n.name_any()))
             .sum(),
         node_counts: count_by_type(nodes),
+        instance_types: instance_type_nodes(nodes),
         nodes: nodes.len(),
         ready_nodes: nodes.iter().filter(|n| node_is_ready(n)).count(),
         ..Default::default()
+    }
+}
+
+/// The report of a Karpenter pool: its nodes (Karpenter's, carrying the environment's label),
+/// and as desired vCPUs theirs plus what its pending (unbound) pods ask for, within `maxvCpus`.
+fn karpenter_report(
+    ce: &str,
+    nodes: &[Arc<Node>],
+    pool: &KarpenterPool,
+    ctx: &Context,
+) -> NodeReport {
+    let mut report = base_report(nodes, ctx);
+    let node_vcpus: i64 = nodes
+        .iter()
+        .map(|n| nodepools::node_allocatable(n, &pool.gpu_resource_name).vcpus_ceil())
+        .sum();
+    let pending_milli =
+        (ctx.caches.usage.barge_milli_cpu_in(ce) - report.allocated_milli_cpu).max(0);
+    let pending_vcpus = (pending_milli + 999) / 1000;
+    report.desired_vcpus = (node_vcpus + pending_vcpus).min(pool.max_vcpus.max(node_vcpus));
+    if pending_vcpus > 0 {
+        report.notes.push(format!(
+            "{pending_vcpus} vCPU(s) of pending pods wait for Karpenter to launch or free nodes"
+        ));
+    }
+    report.advice = karpenter::idle_capacity_note(pool);
+    report
+}
+
+/// The report of a Cluster API pool: its candidate member nodes, and as desired vCPUs its
+/// deployments' replicas.
+fn cluster_api_report(
+    outcome: &cluster_api::Outcome,
+    pool: &ClusterApiPool,
+    ctx: &Context,
+) -> NodeReport {
+    let plan = &outcome.plan;
+    let mut report = base_report(&outcome.nodes, ctx);
+    report.desired_vcpus = plan.desired_vcpus;
+    report.waits_for_booting = true;
+    if plan.pending > 0 {
+        report.notes.push(format!(
+            "{} machine(s) asked for are not Nodes yet",
+            plan.pending
+        ));
+    }
+    if !plan.cordon.is_empty() {
+        report.notes.push(format!(
+            "draining {} before removal",
+            list_nodes(&plan.cordon)
+        ));
+    }
+    if !plan.mark.is_empty() {
+        let marked: Vec<String> = plan.mark.iter().map(|m| m.node.clone()).collect();
+        report
+            .notes
+            .push(format!("removing {}", list_nodes(&marked)));
+    }
+    if plan.held > 0 {
+        report.notes.push(format!(
+            "{} node(s) to add wait until their MachineDeployment has scaled in",
+            plan.held
+        ));
+    }
+    if !outcome.membership.conflicts.is_empty() {
+        let taken: Vec<String> = outcome
+            .membership
+            .conflicts
+            .iter()
+            .map(|(n, other)| format!("{n} (in {other})"))
+            .collect();
+        report.notes.push(format!(
+            "node(s) already in another compute environment are left out: {}",
+            join_names(&taken)
+        ));
+    }
+    let d = &outcome.decision;
+    report.scaling = Some(ScalingReport {
+        max_vcpus: pool.max_vcpus,
+        wanted_beyond_max_vcpus: d.wanted_beyond_max_vcpus,
+        active: d.demand_milli_cpu > 0 || !d.add.is_empty() || report.nodes > 0 || plan.pending > 0,
+    });
+    report
+}
+
+/// Events of a Cluster API pass: `ScaledOut` / `ScaledIn` with the deployments and their
+/// replicas, `Cordoned` for idle nodes on their way out.
+fn publish_cluster_api_events(
+    ce: &ComputeEnvironment,
+    outcome: &cluster_api::Outcome,
+    ctx: &Context,
+) {
+    let plan = &outcome.plan;
+    let marked: Vec<String> = plan.mark.iter().map(|m| m.node.clone()).collect();
+    for change in &plan.replicas {
+        let deployment = format!("MachineDeployment {}/{}", change.namespace, change.name);
+        let (reason, note) = if change.to > change.from {
+            (
+                EVENT_SCALED_OUT,
+                format!(
+                    "scaled {deployment} from {} to {} replicas for {} desired vCPUs",
+                    change.from, change.to, plan.desired_vcpus
+                ),
+            )
+        } else {
+            (
+                EVENT_SCALED_IN,
+                format!(
+                    "scaled {deployment} from {} to {} replicas (idle node(s) marked for deletion: {})",
+                    change.from,
+                    change.to,
+                    if marked.is_empty() { "none".to_string() } else { list_nodes(&marked) }
+                ),
+            )
+        };
+        ctx.events
+            .publish(ce, EventSpec::normal(reason, ACTION_RECONCILE, note));
+    }
+    if !plan.cordon.is_empty() {
+        let note = format!(
+            "cordoned idle node(s) {}; they are removed if still idle on the next pass",
+            list_nodes(&plan.cordon)
+        );
+        ctx.events.publish(
+            ce,
+            EventSpec::normal(EVENT_CORDONED, ACTION_RECONCILE, note),
+        );
     }
 }
 
@@ -323,6 +559,17 @@ async fn apply(
     shutdown: &Shutdown,
 ) -> Result<Action, Error> {
     let name = ce.name_any();
+    if ce
+        .spec
+        .compute_resources
+        .as_ref()
+        .is_some_and(|r| r.provider.karpenter.is_none())
+    {
+        // A provider switched away from karpenter leaves no NodePool behind (best effort).
+        if let Err(err) = karpenter::retire_nodepool(&ctx.client, ce).await {
+            tracing::warn!(compute_environment = %name, error = %err, "retiring its Karpenter NodePool");
+        }
+    }
     let (verdict, report, settled) = match nodepools::pool_of(ce) {
         Err(err) => {
             let nodes = ctx.caches.nodes_of_compute_environment(&name);
@@ -357,6 +604,8 @@ async fn apply(
                     }
                     let mut report = base_report(&nodes, ctx);
                     report.desired_vcpus = actions.target_vcpus;
+                    report.created_nodes = actions.created.len();
+                    report.waits_for_booting = true;
                     report.notes = node_notes(&actions);
                     report.progress = actions.progress(NODE_WRITES_PER_PASS);
                     if actions.target_vcpus == 0 && nodepools::is_enabled(ce) && !scaled {
@@ -367,6 +616,42 @@ async fn apply(
                         wanted_beyond_max_vcpus: d.wanted_beyond_max_vcpus,
                         active: d.demand_milli_cpu > 0 || !d.add.is_empty() || report.nodes > 0,
                     });
+                    let settled = report.notes.is_empty()
+                        && report.ready_nodes == report.nodes
+                        && !report.scaling.as_ref().is_some_and(|s| s.active);
+                    (Ok(()), report, settled)
+                }
+            }
+        }
+        Ok(Pool::Karpenter(pool)) => {
+            let nodes = ctx.caches.nodes_of_compute_environment(&name);
+            let ensured = karpenter::ensure_nodepool(&ctx.client, ce, &pool)
+                .await
+                .map_err(|source| Error::Karpenter {
+                    ce: name.clone(),
+                    source,
+                })?;
+            let report = karpenter_report(&name, &nodes, &pool, ctx);
+            let settled = report.notes.is_empty() && report.ready_nodes == report.nodes;
+            (ensured, report, settled)
+        }
+        Ok(Pool::ClusterApi(pool)) => {
+            let now = Timestamp::now().as_millisecond();
+            match cluster_api::reconcile(ce, &pool, ctx, now).await {
+                Err(ClusterApiError::Invalid(err)) => {
+                    let nodes = ctx.caches.nodes_of_compute_environment(&name);
+                    (Err(err), base_report(&nodes, ctx), true)
+                }
+                Err(ClusterApiError::Api { what, source }) => {
+                    return Err(Error::ClusterApi {
+                        ce: name,
+                        what,
+                        source,
+                    })
+                }
+                Ok(outcome) => {
+                    publish_cluster_api_events(ce, &outcome, ctx);
+                    let report = cluster_api_report(&outcome, &pool, ctx);
                     let settled = report.notes.is_empty()
                         && report.ready_nodes == report.nodes
                         && !report.scaling.as_ref().is_some_and(|s| s.active);
@@ -412,14 +697,24 @@ async fn apply(
             (Ok(()), report, settled)
         }
     };
-    write_status(ce, &verdict, &report, None, ctx).await?;
+    let written = write_status(ce, &verdict, &report, None, ctx).await?;
     Ok(match (&verdict, settled) {
+        (Err(err), _) if karpenter::is_cluster_reason(err.reason) => {
+            Action::requeue(karpenter::RECHECK_INTERVAL)
+        }
+        (Err(err), _) if cluster_api::is_cluster_reason(err.reason) => {
+            Action::requeue(cluster_api::RECHECK_INTERVAL)
+        }
         (Err(_), _) => Action::await_change(),
         (Ok(()), _) if report.progress.is_some() => Action::requeue(NEXT_PASS_INTERVAL),
         (Ok(()), _) if report.scaling.as_ref().is_some_and(|s| s.active) => {
             Action::requeue(DEMAND_INTERVAL)
         }
         (Ok(()), false) => Action::requeue(SETTLE_INTERVAL),
+        // CREATING or UPDATING ends on a pass that finds the pool settled: look again soon.
+        (Ok(()), true) if !matches!(written, Some(CeStatus::Valid)) => {
+            Action::requeue(SETTLE_INTERVAL)
+        }
         (Ok(()), true) => Action::requeue(ctx.config.status_refresh_interval),
     })
 }
@@ -633,6 +928,23 @@ async fn cleanup(ce: &ComputeEnvironment, ctx: &Context) -> Result<Action, Error
     }
     match ce.spec.r#type {
         ComputeEnvironmentType::Managed => {
+            // A Karpenter NodePool is owned by its environment too: the garbage collector
+            // deletes it, and Karpenter its nodes.
+            karpenter::forget(ce);
+            // A Cluster API pool's nodes and deployments are the user's: released, not deleted.
+            if let Ok(Pool::ClusterApi(pool)) = nodepools::pool_of(ce) {
+                let left =
+                    cluster_api::release(ce, &pool, ctx)
+                        .await
+                        .map_err(|(what, source)| Error::ClusterApi {
+                            ce: name.clone(),
+                            what,
+                            source,
+                        })?;
+                if left > 0 {
+                    return Err(Error::ReleasingNodes { ce: name, left });
+                }
+            }
             // Barge's nodes are owned by their environment (a controller owner reference), so
             // the garbage collector deletes them once it is gone, however many there are; this
             // pass only deletes nodes without that reference, a pass at a time.
@@ -702,7 +1014,7 @@ async fn write_status(
     report: &NodeReport,
     deleting_for: Option<&[String]>,
     ctx: &Context,
-) -> Result<(), Error> {
+) -> Result<Option<CeStatus>, Error> {
     let name = ce.name_any();
     let status = build_status(ce, verdict, report, deleting_for, Timestamp::now());
     let labels = ComputeEnvironmentLabels {
@@ -743,7 +1055,7 @@ async fn write_status(
         // scheduler looks again.
         ctx.scheduler.wake();
     }
-    Ok(())
+    Ok(status.status)
 }
 
 fn error_policy(_: Arc<ComputeEnvironment>, error: &Error, _: Arc<Context>) -> Action {
@@ -794,12 +1106,15 @@ async fn wake_on_demand(ctx: Arc<Context>, shutdown: Shutdown) {
         }
         last = now;
         for ce in ctx.caches.compute_environments.state() {
-            if let Ok(Pool::Simulated(pool)) = nodepools::pool_of(&ce) {
-                if demand::scales_with_demand(&pool) {
-                    ctx.triggers
-                        .compute_environments
-                        .fire(ObjectRef::from_obj(&*ce));
-                }
+            let scales = match nodepools::pool_of(&ce) {
+                Ok(Pool::Simulated(pool)) => demand::scales_with_demand(&pool),
+                Ok(Pool::ClusterApi(_)) => true,
+                _ => false,
+            };
+            if scales {
+                ctx.triggers
+                    .compute_environments
+                    .fire(ObjectRef::from_obj(&*ce));
             }
         }
     }
@@ -908,14 +1223,33 @@ mod tests {
         Timestamp::from_second(100).expect("ts")
     }
 
+    /// The environment as a settled earlier pass left it: VALID for its generation.
+    fn settled(mut ce: ComputeEnvironment) -> ComputeEnvironment {
+        ce.status = Some(ComputeEnvironmentStatus {
+            status: Some(CeStatus::Valid),
+            observed_generation: ce.metadata.generation,
+            ..Default::default()
+        });
+        ce
+    }
+
     #[test]
     fn a_valid_settled_pool_is_healthy() {
         let mut ce = simulated_ce("ce", &["m5.xlarge"], 0, Some(8), 16);
         ce.metadata.generation = Some(2);
+        let ce = settled(ce);
         let report = NodeReport {
             desired_vcpus: 8,
             allocated_milli_cpu: 2500,
             node_counts: [("m5.xlarge".to_string(), 2)].into(),
+            instance_types: vec![InstanceTypeNodes {
+                name: "m5.xlarge".into(),
+                ready: 2,
+                booting: 0,
+                draining: 0,
+            }],
+            created_nodes: 0,
+            waits_for_booting: true,
             nodes: 2,
             ready_nodes: 2,
             notes: vec![],
@@ -932,6 +1266,7 @@ mod tests {
             "allocated rounds up"
         );
         assert_eq!(status.node_counts["m5.xlarge"], 2);
+        assert_eq!(status.instance_types, report.instance_types);
         assert_eq!(
             (
                 status.conditions[0].reason.as_str(),
@@ -944,7 +1279,7 @@ mod tests {
 
     #[test]
     fn a_pool_that_scales_says_when_demand_exceeds_max_vcpus() {
-        let ce = simulated_ce("ce", &["c5.large"], 0, None, 8);
+        let ce = settled(simulated_ce("ce", &["c5.large"], 0, None, 8));
         let mut report = NodeReport {
             desired_vcpus: 8,
             nodes: 4,
@@ -991,7 +1326,7 @@ mod tests {
 
     #[test]
     fn booting_nodes_show_as_scaling_while_valid() {
-        let ce = simulated_ce("ce", &["m5.xlarge"], 0, Some(8), 16);
+        let ce = settled(simulated_ce("ce", &["m5.xlarge"], 0, Some(8), 16));
         let report = NodeReport {
             desired_vcpus: 8,
             nodes: 1,
@@ -1035,7 +1370,7 @@ mod tests {
 
     #[test]
     fn an_empty_enabled_pool_says_how_to_get_nodes() {
-        let ce = simulated_ce("ce", &["m5.xlarge"], 0, None, 16);
+        let ce = settled(simulated_ce("ce", &["m5.xlarge"], 0, None, 0));
         let report = NodeReport {
             advice: Some(ADVICE_EMPTY_POOL.into()),
             ..Default::default()
@@ -1051,12 +1386,12 @@ mod tests {
         );
         assert!(status.conditions[0]
             .message
-            .starts_with("0/0 node(s) ready; desiredvCpus (default minvCpus) is 0"));
+            .starts_with("0/0 node(s) ready; maxvCpus is 0"));
     }
 
     #[test]
     fn a_pool_growing_over_several_passes_says_how_far_it_got() {
-        let ce = simulated_ce("ce", &["c5.large"], 0, Some(1000), 1000);
+        let ce = settled(simulated_ce("ce", &["c5.large"], 0, Some(1000), 1000));
         let progress = "scaling out: 40 of 500 node(s) created, at most 20 node writes per pass";
         let report = NodeReport {
             desired_vcpus: 1000,
@@ -1084,6 +1419,217 @@ mod tests {
         assert_eq!(list_nodes(&names[..2]), "n0 and n1");
         assert_eq!(list_nodes(&names[..5]), "n0, n1, n2, n3 and n4");
         assert_eq!(list_nodes(&names), "n0, n1, n2, n3, ... (20 in all)");
+    }
+
+    fn node(name: &str, instance_type: Option<&str>) -> Node {
+        let mut node = crate::nodepools::tests::ready_node(name, "ce", "x", "2");
+        let labels = node.metadata.labels.as_mut().expect("labels");
+        match instance_type {
+            Some(t) => {
+                labels.insert(LABEL_INSTANCE_TYPE.into(), t.into());
+            }
+            None => {
+                labels.remove(LABEL_INSTANCE_TYPE);
+            }
+        }
+        node
+    }
+
+    fn booting(mut node: Node) -> Node {
+        node.status.as_mut().expect("status").conditions = None;
+        node
+    }
+
+    fn cordoned(mut node: Node) -> Node {
+        node.spec.as_mut().expect("spec").unschedulable = Some(true);
+        node
+    }
+
+    #[test]
+    fn nodes_are_counted_per_instance_type_as_ready_booting_or_draining() {
+        let mut deleting = node("c5-3", Some("c5.large"));
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                Timestamp::from_second(1).expect("ts"),
+            ));
+        let nodes: Vec<Arc<Node>> = [
+            node("c5-0", Some("c5.large")),
+            booting(node("c5-1", Some("c5.large"))),
+            // Cordoned: draining, whether Ready or not.
+            cordoned(node("c5-2", Some("c5.large"))),
+            cordoned(booting(deleting)),
+            node("p3-0", Some("p3.2xlarge")),
+            node("mystery", None),
+        ]
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+        let counts = instance_type_nodes(&nodes);
+        let entry = |name: &str, ready, booting, draining| InstanceTypeNodes {
+            name: name.into(),
+            ready,
+            booting,
+            draining,
+        };
+        assert_eq!(
+            counts,
+            vec![
+                entry("c5.large", 1, 1, 2),
+                entry("p3.2xlarge", 1, 0, 0),
+                entry("unknown", 1, 0, 0),
+            ]
+        );
+        assert!(instance_type_nodes(&[]).is_empty());
+    }
+
+    #[test]
+    fn lifecycle_creating_then_valid_updating_on_a_new_spec_until_settled() {
+        use CeStatus::*;
+        // The first pass is CREATING whatever it did; CREATING lasts while the pool is busy.
+        assert_eq!(lifecycle_status(None, None, Some(1), false), Creating);
+        assert_eq!(
+            lifecycle_status(Some(Creating), Some(1), Some(1), true),
+            Creating
+        );
+        assert_eq!(
+            lifecycle_status(Some(Creating), Some(1), Some(1), false),
+            Valid
+        );
+        // A spec change seen for the first time is UPDATING even when nothing is to do; then
+        // UPDATING while the pool is busy.
+        assert_eq!(
+            lifecycle_status(Some(Valid), Some(1), Some(2), false),
+            Updating
+        );
+        assert_eq!(
+            lifecycle_status(Some(Updating), Some(2), Some(2), true),
+            Updating
+        );
+        assert_eq!(
+            lifecycle_status(Some(Updating), Some(2), Some(2), false),
+            Valid
+        );
+        // A VALID pool scaling with demand (same spec) stays VALID.
+        assert_eq!(lifecycle_status(Some(Valid), Some(2), Some(2), true), Valid);
+        // An INVALID spec fixed: UPDATING, then VALID.
+        assert_eq!(
+            lifecycle_status(Some(Invalid), Some(2), Some(3), false),
+            Updating
+        );
+    }
+
+    #[test]
+    fn a_new_pool_is_creating_until_its_first_nodes_are_ready() {
+        let mut ce = simulated_ce("ce", &["m5.xlarge"], 8, Some(8), 8);
+        ce.metadata.generation = Some(1);
+        let creating_two = NodeReport {
+            desired_vcpus: 8,
+            created_nodes: 2,
+            waits_for_booting: true,
+            notes: vec!["creating ce-m5-xlarge-0 and ce-m5-xlarge-1".into()],
+            ..Default::default()
+        };
+        let first = build_status(&ce, &Ok(()), &creating_two, None, now());
+        assert_eq!(first.status, Some(CeStatus::Creating));
+        assert_eq!(
+            first.status_reason.as_deref(),
+            Some("creating: 0/0 node(s) ready")
+        );
+        assert_eq!(
+            (
+                first.conditions[0].status.as_str(),
+                first.conditions[0].reason.as_str()
+            ),
+            ("False", REASON_NO_READY_NODES)
+        );
+        assert_eq!(first.observed_generation, Some(1));
+        // Next pass: one node Ready, one booting — still CREATING.
+        ce.status = Some(first);
+        let one_booting = NodeReport {
+            desired_vcpus: 8,
+            nodes: 2,
+            ready_nodes: 1,
+            waits_for_booting: true,
+            instance_types: vec![InstanceTypeNodes {
+                name: "m5.xlarge".into(),
+                ready: 1,
+                booting: 1,
+                draining: 0,
+            }],
+            ..Default::default()
+        };
+        let second = build_status(&ce, &Ok(()), &one_booting, None, now());
+        assert_eq!(second.status, Some(CeStatus::Creating));
+        assert_eq!(
+            second.status_reason.as_deref(),
+            Some("creating: 1/2 node(s) ready")
+        );
+        // Both Ready: VALID and healthy.
+        ce.status = Some(second);
+        let all_ready = NodeReport {
+            ready_nodes: 2,
+            instance_types: vec![InstanceTypeNodes {
+                name: "m5.xlarge".into(),
+                ready: 2,
+                booting: 0,
+                draining: 0,
+            }],
+            ..one_booting
+        };
+        let third = build_status(&ce, &Ok(()), &all_ready, None, now());
+        assert_eq!(third.status, Some(CeStatus::Valid));
+        assert_eq!(third.status_reason.as_deref(), Some(STATUS_REASON_HEALTHY));
+        assert_eq!(third.conditions[0].reason, REASON_VALID);
+        // The spec changes (generation 2): UPDATING while the new node boots, then VALID.
+        ce.status = Some(third);
+        ce.metadata.generation = Some(2);
+        let growing = NodeReport {
+            nodes: 3,
+            created_nodes: 1,
+            ..all_ready.clone()
+        };
+        let updating = build_status(&ce, &Ok(()), &growing, None, now());
+        assert_eq!(updating.status, Some(CeStatus::Updating));
+        assert_eq!(
+            updating.status_reason.as_deref(),
+            Some("updating: 2/3 node(s) ready")
+        );
+        assert_eq!(
+            updating.conditions[0].status, "True",
+            "an UPDATING environment keeps running jobs"
+        );
+        ce.status = Some(updating);
+        let grown = NodeReport {
+            nodes: 3,
+            ready_nodes: 3,
+            ..all_ready.clone()
+        };
+        let valid = build_status(&ce, &Ok(()), &grown, None, now());
+        assert_eq!(valid.status, Some(CeStatus::Valid));
+        assert_eq!(valid.observed_generation, Some(2));
+    }
+
+    #[test]
+    fn booting_nodes_of_an_unmanaged_pool_do_not_hold_it_in_creating() {
+        let mut ce = simulated_ce("ce", &[], 0, None, 0);
+        ce.status = Some(ComputeEnvironmentStatus {
+            status: Some(CeStatus::Creating),
+            ..Default::default()
+        });
+        let report = NodeReport {
+            nodes: 2,
+            ready_nodes: 1,
+            waits_for_booting: false,
+            instance_types: vec![InstanceTypeNodes {
+                name: "m5.large".into(),
+                ready: 1,
+                booting: 1,
+                draining: 0,
+            }],
+            ..Default::default()
+        };
+        let status = build_status(&ce, &Ok(()), &report, None, now());
+        assert_eq!(status.status, Some(CeStatus::Valid));
     }
 
     #[test]

@@ -156,7 +156,7 @@ pub fn validate(
                 problems.push(format!("compute environment {name} is being deleted"))
             }
             EnvironmentState::Reported {
-                status: Some(CeStatus::Valid),
+                status: Some(CeStatus::Valid | CeStatus::Updating),
                 ..
             } => {}
             EnvironmentState::Reported {
@@ -218,7 +218,7 @@ pub fn validate(
         matches!(
             state,
             EnvironmentState::Reported {
-                status: Some(CeStatus::Valid),
+                status: Some(CeStatus::Valid | CeStatus::Updating),
                 ready: true,
                 ..
             }
@@ -701,6 +701,14 @@ mod tests {
             "{}",
             v.message
         );
+        // An environment being updated keeps serving its queues (as in AWS Batch).
+        let updating = EnvironmentState::Reported {
+            status: Some(CeStatus::Updating),
+            reason: Some("updating: 2/2 node(s) ready".into()),
+            ready: true,
+        };
+        let v = validate(&envs(&[("a", updating)]), None, None);
+        assert!(v.valid && v.ready, "{v:?}");
         let v = validate(&envs(&[("a", EnvironmentState::Deleting)]), None, None);
         assert!(v.message.contains("being deleted"));
         let ok = envs(&[("a", reported(CeStatus::Valid))]);

@@ -4,15 +4,15 @@ use std::collections::BTreeMap;
 
 use barge_crds::common::{is_label_key, is_label_value, State};
 use barge_crds::compute_environment::{
-    AllocationStrategy, ComputeEnvironmentType, ComputeResourceType, ComputeResources,
-    NodeProvider, SimulatedProvider,
+    AllocationStrategy, ClusterApiProvider, ComputeEnvironmentType, ComputeResourceType,
+    ComputeResources, KarpenterProvider, NodeProvider, SimulatedProvider,
 };
 use barge_crds::consts::RESERVED_LABEL_PREFIX;
 use barge_crds::{ComputeEnvironment, ComputeEnvironmentSpec};
 
 use super::names::{convert_name, NameLimit};
 use super::reader::ObjectReader;
-use super::{metadata, note_resource_tags, BargeObject, ImportError, Notes};
+use super::{metadata, note_resource_tags, BargeObject, ImportError, ImportOptions, Notes};
 
 const NETWORK_NOTE: &str =
     "EC2 networking has no Kubernetes meaning: the cluster's nodes bring their own network";
@@ -33,6 +33,7 @@ pub(crate) fn parse_state(reader: &ObjectReader<'_>) -> Result<State, ImportErro
 
 pub(crate) fn convert(
     reader: &ObjectReader<'_>,
+    options: &ImportOptions,
     notes: &mut Notes,
 ) -> Result<BargeObject, ImportError> {
     let aws_name = reader.required_string("computeEnvironmentName")?;
@@ -55,7 +56,7 @@ pub(crate) fn convert(
     let state = parse_state(reader)?;
     let compute_resources = match reader.object("computeResources")? {
         Some(resources) => {
-            let converted = compute_resources(&resources, notes)?;
+            let converted = compute_resources(&resources, options, notes)?;
             resources.finish(notes);
             Some(converted)
         }
@@ -100,6 +101,7 @@ pub(crate) fn convert(
 
 fn compute_resources(
     reader: &ObjectReader<'_>,
+    options: &ImportOptions,
     notes: &mut Notes,
 ) -> Result<ComputeResources, ImportError> {
     let r#type = match reader.required_string("type")?.as_str() {
@@ -149,10 +151,55 @@ fn compute_resources(
         reader.not_imported(key, ROLE_NOTE, notes);
     }
     reader.not_imported("updateToLatestImageVersion", INSTANCE_NOTE, notes);
-    notes.add(
-        reader.field_path("provider"),
-        "set to the simulated provider (Barge creates Node objects itself); for real nodes use provider.karpenter (a NodeClass) or provider.clusterAPI (MachineDeployments)",
-    );
+    let provider = match &options.karpenter_node_class {
+        _ if !options.cluster_api_machine_deployments.is_empty() => {
+            let names: Vec<String> = options
+                .cluster_api_machine_deployments
+                .iter()
+                .map(|d| format!("{}/{}", d.namespace, d.name))
+                .collect();
+            notes.add(
+                reader.field_path("provider"),
+                format!("set to the clusterAPI provider: Barge sets replicas of MachineDeployment(s) {} (their machines' types are what it adds; instanceTypes and tags do not apply to them)", names.join(", ")),
+            );
+            NodeProvider {
+                cluster_api: Some(ClusterApiProvider {
+                    machine_deployments: options.cluster_api_machine_deployments.clone(),
+                }),
+                ..NodeProvider::default()
+            }
+        }
+        Some(node_class) => {
+            notes.add(
+                reader.field_path("provider"),
+                format!("set to the karpenter provider: Barge owns a karpenter.sh/v1 NodePool using {} {:?} (group {})", node_class.kind, node_class.name, node_class.group),
+            );
+            if minv_cpus > 0 || desiredv_cpus.is_some_and(|d| d > 0) {
+                notes.add(
+                    reader.path(),
+                    "minvCpus and desiredvCpus are kept but Karpenter keeps no idle nodes: nodes are launched for pending jobs up to maxvCpus",
+                );
+            }
+            NodeProvider {
+                karpenter: Some(KarpenterProvider {
+                    node_class_ref: node_class.clone(),
+                    requirements: Vec::new(),
+                }),
+                ..NodeProvider::default()
+            }
+        }
+        None => {
+            notes.add(
+                reader.field_path("provider"),
+                "set to the simulated provider (Barge creates Node objects itself); for real nodes use provider.karpenter (a NodeClass) or provider.clusterAPI (MachineDeployments)",
+            );
+            NodeProvider {
+                simulated: Some(SimulatedProvider::default()),
+                karpenter: None,
+                cluster_api: None,
+            }
+        }
+    };
     Ok(ComputeResources {
         r#type,
         minv_cpus,
@@ -162,11 +209,7 @@ fn compute_resources(
         allocation_strategy,
         bid_percentage,
         tags,
-        provider: NodeProvider {
-            simulated: Some(SimulatedProvider::default()),
-            karpenter: None,
-            cluster_api: None,
-        },
+        provider,
         scale_down_delay_seconds: None,
     })
 }

@@ -34,6 +34,12 @@ pub struct ImportOptions {
     /// Namespace of the namespaced kinds (JobDefinition, Job); absent: none is set, so
     /// `kubectl apply` uses its current namespace.
     pub namespace: Option<String>,
+    /// `--karpenter-node-class`: managed compute environments get the karpenter provider with
+    /// this NodeClass (default: the simulated provider).
+    pub karpenter_node_class: Option<barge_crds::compute_environment::NodeClassRef>,
+    /// `--cluster-api-machine-deployment` (repeatable): managed compute environments get the
+    /// clusterAPI provider scaling these MachineDeployments.
+    pub cluster_api_machine_deployments: Vec<barge_crds::compute_environment::MachineDeploymentRef>,
 }
 
 /// A converted object.
@@ -193,7 +199,9 @@ fn convert_document(
     let object = match kind {
         DocumentKind::RegisterJobDefinition => job_definition::convert(&reader, options, notes)?,
         DocumentKind::CreateJobQueue => job_queue::convert(&reader, notes)?,
-        DocumentKind::CreateComputeEnvironment => compute_environment::convert(&reader, notes)?,
+        DocumentKind::CreateComputeEnvironment => {
+            compute_environment::convert(&reader, options, notes)?
+        }
         DocumentKind::CreateSchedulingPolicy => scheduling_policy::convert(&reader, notes)?,
         DocumentKind::SubmitJob => job::convert(&reader, options, notes)?,
     };

@@ -354,6 +354,7 @@ fn scheduling_policy_converts() {
 fn submit_job_converts_dependencies_and_definition_references() {
     let options = ImportOptions {
         namespace: Some("team-a".into()),
+        ..Default::default()
     };
     let input = json!([
         {
@@ -451,4 +452,89 @@ fn long_aws_names_become_names_that_fit_a_label_value_everywhere_they_are_named(
         ce[0]["metadata"]["name"],
         queue[0]["spec"]["computeEnvironmentOrder"][0]["computeEnvironment"]
     );
+}
+
+#[test]
+fn aws_compute_environments_import_with_the_karpenter_provider_into_valid_environments() {
+    use barge_operator::nodepools::{pool_of, Pool};
+    let options = ImportOptions {
+        karpenter_node_class: Some(barge_crds::compute_environment::NodeClassRef {
+            group: "karpenter.k8s.aws".into(),
+            kind: "EC2NodeClass".into(),
+            name: "default".into(),
+        }),
+        ..Default::default()
+    };
+    for (file, capacity_type) in [
+        ("computeenv-managed.json", "on-demand"),
+        ("computeenv-spot.json", "spot"),
+    ] {
+        let text = barge_fixtures::read(&barge_fixtures::aws(file));
+        let document: Value = serde_json::from_str(&text).expect("fixture JSON");
+        let conversion = convert(&document, &options).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let notes: Vec<String> = conversion.notes.iter().map(ToString::to_string).collect();
+        assert!(
+            has_note(
+                &notes,
+                "computeResources.provider",
+                "set to the karpenter provider"
+            ),
+            "{notes:?}"
+        );
+        let BargeObject::ComputeEnvironment(ce) = &conversion.objects[0] else {
+            panic!("{file}: a compute environment")
+        };
+        let provider = &ce.spec.compute_resources.as_ref().expect("cr").provider;
+        assert!(provider.simulated.is_none() && provider.karpenter.is_some());
+        let Ok(Pool::Karpenter(pool)) = pool_of(ce) else {
+            panic!("{file}: a valid karpenter pool: {:?}", pool_of(ce))
+        };
+        assert_eq!(pool.capacity_type, capacity_type, "{file}");
+        assert_eq!(pool.max_vcpus, 128);
+    }
+}
+
+#[test]
+fn aws_compute_environments_import_with_the_cluster_api_provider_into_valid_environments() {
+    use barge_crds::compute_environment::MachineDeploymentRef;
+    use barge_operator::nodepools::{pool_of, Pool};
+    let options = ImportOptions {
+        cluster_api_machine_deployments: vec![
+            MachineDeploymentRef {
+                name: "workers-c5".into(),
+                namespace: "capi".into(),
+                instance_type: Some("c5.large".into()),
+            },
+            MachineDeploymentRef {
+                name: "workers-gpu".into(),
+                namespace: "capi".into(),
+                instance_type: None,
+            },
+        ],
+        ..Default::default()
+    };
+    for file in ["computeenv-managed.json", "computeenv-spot.json"] {
+        let text = barge_fixtures::read(&barge_fixtures::aws(file));
+        let document: Value = serde_json::from_str(&text).expect("fixture JSON");
+        let conversion = convert(&document, &options).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let notes: Vec<String> = conversion.notes.iter().map(ToString::to_string).collect();
+        assert!(
+            has_note(
+                &notes,
+                "computeResources.provider",
+                "set to the clusterAPI provider: Barge sets replicas of MachineDeployment(s) capi/workers-c5, capi/workers-gpu"
+            ),
+            "{notes:?}"
+        );
+        let BargeObject::ComputeEnvironment(ce) = &conversion.objects[0] else {
+            panic!("{file}: a compute environment")
+        };
+        let provider = &ce.spec.compute_resources.as_ref().expect("cr").provider;
+        assert!(provider.simulated.is_none() && provider.karpenter.is_none());
+        let Ok(Pool::ClusterApi(pool)) = pool_of(ce) else {
+            panic!("{file}: a valid clusterAPI pool: {:?}", pool_of(ce))
+        };
+        assert_eq!(pool.deployments.len(), 2, "{file}");
+        assert_eq!(pool.max_vcpus, 128, "{file}");
+    }
 }

@@ -8,34 +8,47 @@
 //! from the context's `node_idle_since`) → one [`ScalingDecision`] per pool. The ComputeEnvironment controller
 //! carries a decision out with [`super::simulated::plan_scaled_nodes`].
 //!
-//! A pool whose spec sets `desiredvCpus`, or whose `maxvCpus` equals `minvCpus`, does not
-//! scale: it keeps the fixed-size plan ([`scales_with_demand`]).
+//! Cluster API pools ([`super::cluster_api`]) are decided together with them: one offer per
+//! MachineDeployment instance type, their Nodes by the template label (also before Barge's
+//! membership label reaches them), and the machines asked for that are no Node yet as booting
+//! nodes (from the deployments their last reconcile read, the context's `node_groups`).
+//!
+//! For a pool in `bindingMode: KubeScheduler` (simulated or Cluster API), its unbound Barge pods
+//! are demand too: their jobs left the runnable book when the pod was created, and no node's
+//! usage counts them until the kube-scheduler binds them.
+//!
+//! Every pool whose `maxvCpus` is above `minvCpus` scales with demand; `desiredvCpus`, when
+//! set, is a floor while ENABLED (barge-core never scales in below it). A pool whose `maxvCpus`
+//! equals `minvCpus` does not scale: it keeps the fixed-size plan ([`scales_with_demand`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
 
-use barge_core::scaling::{decide_scaling, NodeFacts, NodeState, Offer, PoolSpec, ScalingDecision};
+use barge_core::scaling::{decide_scaling, NodeFacts, Offer, PoolSpec, ScalingDecision};
 use barge_core::scheduler::{Snapshot, Units, Workload};
-use barge_crds::compute_environment::ComputeEnvironmentType;
+use barge_crds::compute_environment::{CeStatus, ComputeEnvironmentType};
 use barge_crds::consts::{
-    LABEL_ARRAY_INDEX, LABEL_ATTEMPT, LABEL_COMPUTE_ENVIRONMENT, LABEL_MANAGED_BY, MANAGED_BY_BARGE,
+    LABEL_ARRAY_INDEX, LABEL_ATTEMPT, LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_NAME, LABEL_JOB_QUEUE,
+    LABEL_MANAGED_BY, MANAGED_BY_BARGE,
 };
 use barge_crds::ComputeEnvironment;
 
+use super::cluster_api;
 use super::{
-    is_enabled, node_is_ready, node_snapshot, pool_of, scheduler_environment, Pool, SimulatedPool,
+    is_enabled, node_snapshot, node_state, pool_of, scheduler_environment, Pool, SimulatedPool,
 };
 use crate::context::Context;
 use crate::queue_access::queue_specs;
 
-/// Whether a simulated pool follows demand: `desiredvCpus` is not set (AWS Batch manages it)
-/// and `maxvCpus` is above `minvCpus`. A pool whose spec sets `desiredvCpus` keeps the
-/// fixed-size plan at that size (DISABLED: `minvCpus`), resized at once when the spec changes.
+/// Whether a simulated pool follows demand: `maxvCpus` is above `minvCpus`. `desiredvCpus`
+/// (optional) is then a floor while ENABLED, as in AWS Batch, where it is where the environment
+/// starts and Batch then manages it. A pool with `maxvCpus` equal to `minvCpus` keeps the
+/// fixed-size plan at that size (DISABLED: still `minvCpus`), resized at once when the spec
+/// changes.
 pub fn scales_with_demand(pool: &SimulatedPool) -> bool {
-    pool.desired_vcpus.is_none() && pool.max_vcpus > pool.min_vcpus
+    pool.max_vcpus > pool.min_vcpus
 }
 
 /// Records in `since` (the context's `node_idle_since`) whether `node` is idle now and
@@ -74,21 +87,6 @@ pub fn pool_spec(ce: &ComputeEnvironment, pool: &SimulatedPool) -> PoolSpec {
     }
 }
 
-fn node_state(node: &Node) -> NodeState {
-    let cordoned = node
-        .spec
-        .as_ref()
-        .and_then(|s| s.unschedulable)
-        .unwrap_or(false);
-    if cordoned || node.metadata.deletion_timestamp.is_some() {
-        NodeState::Draining
-    } else if node_is_ready(node) {
-        NodeState::Ready
-    } else {
-        NodeState::Booting
-    }
-}
-
 /// The scaling decisions of every simulated compute environment that scales with demand.
 /// (attempt, array index) of every pod of the job with this uid in the pod cache.
 fn placed_units(ctx: &Context, namespace: &str, uid: &str) -> Vec<(u32, Option<u32>)> {
@@ -104,6 +102,77 @@ fn placed_units(ctx: &Context, namespace: &str, uid: &str) -> Vec<(u32, Option<u
         .collect()
 }
 
+/// The unbound, unfinished Barge pods of `environments` (`bindingMode: KubeScheduler`: the pod
+/// exists, so its job left the runnable book, but it waits for a node), one workload each: no
+/// node's usage counts them, so they are demand their pool must grow for.
+fn unbound_pod_workloads(
+    ctx: &Context,
+    environments: &std::collections::HashSet<String>,
+) -> Vec<Workload> {
+    if environments.is_empty() {
+        return Vec::new();
+    }
+    let mut workloads = Vec::new();
+    for pod in ctx.caches.pods.state() {
+        let labels = pod.labels();
+        let (Some(ce), Some(job), Some(queue)) = (
+            labels.get(LABEL_COMPUTE_ENVIRONMENT),
+            labels.get(LABEL_JOB_NAME),
+            labels.get(LABEL_JOB_QUEUE),
+        ) else {
+            continue;
+        };
+        let unbound = pod.spec.as_ref().is_some_and(|s| s.node_name.is_none());
+        let finished = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Succeeded" || p == "Failed");
+        if !environments.contains(ce)
+            || !unbound
+            || finished
+            || pod.metadata.deletion_timestamp.is_some()
+        {
+            continue;
+        }
+        let requests = crate::cache::PodRequests::of_pod(&pod);
+        let gpu = ctx
+            .caches
+            .compute_environments
+            .get(&kube::runtime::reflector::ObjectRef::new(ce))
+            .map(|c| c.spec.effective_gpu_resource_name().to_string())
+            .unwrap_or_else(|| barge_crds::consts::DEFAULT_GPU_RESOURCE_NAME.to_string());
+        workloads.push(Workload {
+            job: barge_core::scheduler::JobKey::new(
+                pod.namespace().as_deref().unwrap_or_default(),
+                job,
+            ),
+            queue: queue.clone(),
+            retried: false,
+            submitted_at_ms: pod
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.as_millisecond())
+                .unwrap_or(0),
+            submission_order: 0,
+            attempt: labels
+                .get(LABEL_ATTEMPT)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(1),
+            request: barge_core::resources::Resources::new(
+                requests.milli_cpu,
+                requests.memory_mib,
+                requests.extended(&gpu),
+                1,
+            ),
+            constraints: Default::default(),
+            units: Units::Single,
+        });
+    }
+    workloads
+}
+
 pub fn decide(ctx: &Context, now_ms: i64) -> BTreeMap<String, ScalingDecision> {
     let caches = &ctx.caches;
     let ces: Vec<Arc<ComputeEnvironment>> = caches.compute_environments.state();
@@ -115,10 +184,16 @@ pub fn decide(ctx: &Context, now_ms: i64) -> BTreeMap<String, ScalingDecision> {
             _ => None,
         })
         .collect();
-    let pools: Vec<PoolSpec> = ces
+    let mut pools: Vec<PoolSpec> = ces
         .iter()
         .filter_map(|ce| Some(pool_spec(ce, simulated.get(&ce.name_any())?)))
         .collect();
+    // Cluster API pools whose deployments their last reconcile read.
+    let cluster_api = cluster_api::scaled_pools(ctx, &ces);
+    pools.extend(ces.iter().filter_map(|ce| {
+        let (pool, groups) = cluster_api.get(&ce.name_any())?;
+        Some(cluster_api::pool_spec(ce, pool, groups))
+    }));
     if pools.is_empty() {
         return BTreeMap::new();
     }
@@ -128,6 +203,11 @@ pub fn decide(ctx: &Context, now_ms: i64) -> BTreeMap<String, ScalingDecision> {
         .map(|ce| {
             let mut env = scheduler_environment(ce, caches);
             env.enabled = is_enabled(ce);
+            if simulated.contains_key(&env.name) || cluster_api.contains_key(&env.name) {
+                // Its spec is valid (`pool_of`): a pool being created (no status yet, or
+                // CREATING) scales too, so its first nodes appear; only INVALID stops it.
+                env.valid = ce.status.as_ref().and_then(|s| s.status) != Some(CeStatus::Invalid);
+            }
             env
         })
         .collect();
@@ -146,12 +226,20 @@ pub fn decide(ctx: &Context, now_ms: i64) -> BTreeMap<String, ScalingDecision> {
         .node_idle_since
         .lock()
         .unwrap_or_else(|e| e.into_inner());
+    // From here until the demand is collected, no pod event is half applied: a pod is in both
+    // the node usage (room used) and the pod index (its unit is not demand), or in neither.
+    let pods_settled = caches.pod_updates.read().unwrap_or_else(|e| e.into_inner());
     for node in caches.nodes.state() {
-        let Some(ce) = node.labels().get(LABEL_COMPUTE_ENVIRONMENT) else {
+        // A Cluster API node counts from when its deployment's template label reaches it.
+        let capi = cluster_api::template_environment(&node)
+            .filter(|ce| cluster_api.contains_key(ce.as_str()));
+        let Some(ce) = capi.or_else(|| node.labels().get(LABEL_COMPUTE_ENVIRONMENT)) else {
             continue;
         };
-        if !simulated.contains_key(ce.as_str())
-            || node.labels().get(LABEL_MANAGED_BY).map(String::as_str) != Some(MANAGED_BY_BARGE)
+        if capi.is_none()
+            && (!simulated.contains_key(ce.as_str())
+                || node.labels().get(LABEL_MANAGED_BY).map(String::as_str)
+                    != Some(MANAGED_BY_BARGE))
         {
             continue;
         }
@@ -170,6 +258,7 @@ pub fn decide(ctx: &Context, now_ms: i64) -> BTreeMap<String, ScalingDecision> {
             .map(String::as_str)
             .unwrap_or(barge_crds::consts::DEFAULT_GPU_RESOURCE_NAME);
         let mut snap = node_snapshot(&node, &caches.usage, gpu);
+        snap.environment = Some(ce.clone());
         if snap.allocatable.is_zero() {
             // Booting: the kubelet has not reported allocatable yet; the catalog knows it.
             let catalog = simulated
@@ -182,9 +271,22 @@ pub fn decide(ctx: &Context, now_ms: i64) -> BTreeMap<String, ScalingDecision> {
                 .and_then(|t| catalog.iter().find(|c| c.name == t))
             {
                 snap.allocatable = t.capacity();
+            } else if let Some(group) = cluster_api
+                .get(ce)
+                .and_then(|(_, groups)| cluster_api::group_of(groups, &node))
+            {
+                snap.allocatable = group.instance_type.capacity();
             }
         }
         nodes.push(snap);
+    }
+    // Machines asked for that are no Node yet boot too: a pass never asks twice for them.
+    let all_nodes = caches.nodes.state();
+    for (ce, (_, groups)) in &cluster_api {
+        for (snap, fact) in cluster_api::pending_machines(ce, groups, &all_nodes) {
+            facts.insert(snap.name.clone(), fact);
+            nodes.push(snap);
+        }
     }
     idle.retain(|n, _| facts.contains_key(n));
     drop(idle);
@@ -222,6 +324,17 @@ pub fn decide(ctx: &Context, now_ms: i64) -> BTreeMap<String, ScalingDecision> {
             workloads.push(workload);
         }
     }
+    let kube_scheduled: std::collections::HashSet<String> = ces
+        .iter()
+        .filter(|ce| {
+            ce.spec.effective_binding_mode()
+                == barge_crds::compute_environment::BindingMode::KubeScheduler
+        })
+        .map(|ce| ce.name_any())
+        .filter(|name| simulated.contains_key(name) || cluster_api.contains_key(name))
+        .collect();
+    workloads.extend(unbound_pod_workloads(ctx, &kube_scheduled));
+    drop(pods_settled);
     let snapshot = Snapshot {
         queues,
         environments,

@@ -3,19 +3,28 @@
 //!
 //! Data flow: a ComputeEnvironment spec → [`pool_of`] (pure validation) → a [`Pool`]:
 //! - [`Pool::Simulated`] ([`simulated`]): a MANAGED environment with the `simulated` provider;
-//!   Barge creates and deletes Node objects itself to match barge-core's fixed-size plan, or,
-//!   for a pool that scales with demand, barge-core's scaling decision ([`demand`]);
+//!   Barge creates and deletes Node objects itself to match barge-core's fixed-size plan
+//!   (`maxvCpus` equal to `minvCpus`), or, for a pool that scales with demand (`maxvCpus` above
+//!   `minvCpus`; `desiredvCpus` its floor), barge-core's scaling decision ([`demand`]);
 //! - [`Pool::Unmanaged`] ([`unmanaged`]): existing nodes picked by `nodeSelector`, labelled as
 //!   members, never scaled.
 //!
-//! The `karpenter` and `clusterAPI` providers are later issues: a compute environment naming
-//! one gets a [`PoolError`] saying so (the CE goes INVALID with that reason).
+//! - [`Pool::Karpenter`] ([`karpenter`]): a MANAGED environment with the `karpenter` provider;
+//!   Barge owns one `karpenter.sh/v1` NodePool per environment and Karpenter launches and
+//!   consolidates its nodes for the pending pods Barge creates (`bindingMode: KubeScheduler`).
+//!
+//! - [`Pool::ClusterApi`] ([`cluster_api`]): a MANAGED environment with the `clusterAPI`
+//!   provider; Barge sets `replicas` of the Cluster API MachineDeployments it names (through
+//!   their `scale` subresource), following barge-core's scaling decision ([`demand`]), and marks
+//!   the idle machines to remove with Cluster API's delete-machine annotation.
 //!
 //! For the scheduler: [`scheduler_environment`] turns a compute environment into barge-core's
 //! `EnvironmentSpec` (with the node shapes it has or will have, for "can never run"), and
 //! [`node_snapshot`] turns a Node and the pod usage into a `NodeSnapshot`.
 
+pub mod cluster_api;
 pub mod demand;
+pub mod karpenter;
 pub mod simulated;
 pub mod unmanaged;
 
@@ -26,6 +35,7 @@ use kube::ResourceExt;
 
 use barge_core::pool::{AllocationStrategy as CoreStrategy, InstanceType};
 use barge_core::resources::Resources;
+use barge_core::scaling::NodeState;
 use barge_core::scheduler::{EnvironmentSpec, NodeShape, NodeSnapshot};
 use barge_crds::common::{is_label_key, is_label_value, State};
 use barge_crds::compute_environment::{
@@ -38,7 +48,6 @@ use barge_crds::consts::{
 use barge_crds::ComputeEnvironment;
 
 use crate::cache::{Caches, NodeUsage};
-use crate::status::REASON_PROVIDER_NOT_SUPPORTED;
 
 /// Why a compute environment has no usable pool.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -54,15 +63,6 @@ impl PoolError {
         Self {
             reason: REASON_INVALID_SPEC,
             message: message.into(),
-        }
-    }
-
-    fn not_supported(provider: &str) -> Self {
-        Self {
-            reason: REASON_PROVIDER_NOT_SUPPORTED,
-            message: format!(
-                "the {provider} provider is not implemented in this version of Barge yet; use the simulated provider or an UNMANAGED compute environment"
-            ),
         }
     }
 }
@@ -84,9 +84,10 @@ pub struct SimulatedPool {
 }
 
 impl SimulatedPool {
-    /// The vCPUs the pool should have now: `desiredvCpus` (default `minvCpus`) while ENABLED,
-    /// `minvCpus` while DISABLED (the fixed-size plan; pools without `desiredvCpus` whose
-    /// `maxvCpus` is above `minvCpus` scale with demand instead, see [`demand`]).
+    /// The vCPUs of the fixed-size plan: `desiredvCpus` (default `minvCpus`) while ENABLED,
+    /// `minvCpus` while DISABLED. Only pools whose `maxvCpus` equals `minvCpus` keep this plan
+    /// (so it is `minvCpus`); the others scale with demand, `desiredvCpus` their floor while
+    /// ENABLED (see [`demand`]).
     pub fn target_vcpus(&self, enabled: bool) -> i64 {
         if enabled {
             self.desired_vcpus.unwrap_or(self.min_vcpus)
@@ -116,6 +117,8 @@ pub struct UnmanagedPool {
 pub enum Pool {
     Simulated(SimulatedPool),
     Unmanaged(UnmanagedPool),
+    Karpenter(karpenter::KarpenterPool),
+    ClusterApi(cluster_api::ClusterApiPool),
 }
 
 /// An AWS-style price ("0.17" dollars per hour) in micro-dollars per hour.
@@ -255,12 +258,6 @@ pub fn pool_of(ce: &ComputeEnvironment) -> Result<Pool, PoolError> {
                     "provider must name exactly one of simulated, karpenter or clusterAPI",
                 ));
             }
-            if provider.karpenter.is_some() {
-                return Err(PoolError::not_supported("karpenter"));
-            }
-            if provider.cluster_api.is_some() {
-                return Err(PoolError::not_supported("clusterAPI"));
-            }
             let simulated = provider.simulated.clone().unwrap_or_default();
             let (min, max) = (
                 i64::from(resources.minv_cpus),
@@ -285,6 +282,34 @@ pub fn pool_of(ce: &ComputeEnvironment) -> Result<Pool, PoolError> {
                 false,
                 &mut problems,
             );
+            if let Some(karpenter) = &provider.karpenter {
+                let pool = karpenter::karpenter_pool(
+                    ce,
+                    resources,
+                    karpenter,
+                    gpu_resource_name,
+                    &mut problems,
+                );
+                return if problems.is_empty() {
+                    Ok(Pool::Karpenter(pool))
+                } else {
+                    Err(PoolError::invalid(problems.join("; ")))
+                };
+            }
+            if let Some(cluster_api) = &provider.cluster_api {
+                let pool = cluster_api::validate(
+                    cluster_api,
+                    strategy_of(resources.allocation_strategy, resources.r#type),
+                    (min, max, desired),
+                    gpu_resource_name,
+                    &mut problems,
+                );
+                return if problems.is_empty() {
+                    Ok(Pool::ClusterApi(pool))
+                } else {
+                    Err(PoolError::invalid(problems.join("; ")))
+                };
+            }
             let mut custom = Vec::new();
             for entry in &simulated.catalog {
                 match custom_type(entry) {
@@ -365,6 +390,23 @@ pub fn node_is_ready(node: &Node) -> bool {
         })
 }
 
+/// A node's lifecycle as its pool sees it: draining when cordoned or being deleted; otherwise
+/// Ready, or booting while its Ready condition is not True.
+pub fn node_state(node: &Node) -> NodeState {
+    let cordoned = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false);
+    if cordoned || node.metadata.deletion_timestamp.is_some() {
+        NodeState::Draining
+    } else if node_is_ready(node) {
+        NodeState::Ready
+    } else {
+        NodeState::Booting
+    }
+}
+
 /// Whether Barge may place pods on the node: Ready, not cordoned, not being deleted, and no
 /// NoSchedule/NoExecute taint other than the compute environment's own (the only one Barge
 /// pods tolerate).
@@ -395,13 +437,29 @@ pub fn node_snapshot(node: &Node, usage: &NodeUsage, gpu_resource: &str) -> Node
     }
 }
 
+/// Whether an environment in `status` takes work: VALID; UPDATING (as in AWS Batch, an
+/// environment being updated keeps running its queues' jobs); and CREATING, on the nodes that
+/// are Ready already (its jobs wait for nodes, not with "CE(s) ... are invalid"). INVALID and
+/// DELETING take none.
+pub fn takes_work(status: CeStatus) -> bool {
+    matches!(
+        status,
+        CeStatus::Valid | CeStatus::Updating | CeStatus::Creating
+    )
+}
+
 /// The scheduler's view of a compute environment. Its shapes are the node shapes it has or
-/// will have: for a fixed-size simulated pool, the types of its plan and of its nodes (it does
-/// not grow, so a larger type it lists but never creates cannot run a job); for an unmanaged
+/// will have: for a fixed-size simulated pool (`maxvCpus` equal to `minvCpus`), the types of its
+/// plan and of its nodes (it does not grow, so a larger type it lists but never creates cannot
+/// run a job); for one that scales with demand, also all its instance types; for an unmanaged
 /// pool, its member nodes. `None` (unknown) for an invalid environment or one without any.
 pub fn scheduler_environment(ce: &ComputeEnvironment, caches: &Caches) -> EnvironmentSpec {
     let name = ce.name_any();
-    let valid = ce.status.as_ref().and_then(|s| s.status) == Some(CeStatus::Valid);
+    let valid = ce
+        .status
+        .as_ref()
+        .and_then(|s| s.status)
+        .is_some_and(takes_work);
     let pool = pool_of(ce).ok();
     let gpu = ce.spec.effective_gpu_resource_name().to_string();
     let nodes = caches.nodes_of_compute_environment(&name);
@@ -435,6 +493,23 @@ pub fn scheduler_environment(ce: &ComputeEnvironment, caches: &Caches) -> Enviro
         }
         max_milli_cpu = Some(Resources::vcpus(simulated.max_vcpus));
     }
+    if let Some(Pool::Karpenter(karpenter)) = &pool {
+        // Karpenter may launch any of its instance types.
+        shapes.extend(karpenter.candidates.iter().map(|t| t.shape()));
+        max_milli_cpu = Some(Resources::vcpus(karpenter.max_vcpus));
+    }
+    let mut unknown_shapes = false;
+    if let Some(Pool::ClusterApi(cluster_api)) = &pool {
+        // It may grow with the type of any of its deployments; a type read from a deployment's
+        // annotations is not known here, so then its jobs are not judged by shape.
+        for d in &cluster_api.deployments {
+            match &d.instance_type {
+                Some(t) => shapes.push(t.shape()),
+                None => unknown_shapes = true,
+            }
+        }
+        max_milli_cpu = Some(Resources::vcpus(cluster_api.max_vcpus));
+    }
     shapes.sort_by(|a, b| {
         a.instance_type
             .cmp(&b.instance_type)
@@ -447,7 +522,7 @@ pub fn scheduler_environment(ce: &ComputeEnvironment, caches: &Caches) -> Enviro
         valid,
         // An empty fixed pool has no shapes to judge a job by: its jobs wait (and the
         // environment's status says it has no nodes) rather than all being "can never run".
-        shapes: if valid && pool.is_some() && !shapes.is_empty() {
+        shapes: if valid && pool.is_some() && !shapes.is_empty() && !unknown_shapes {
             Some(shapes)
         } else {
             None
@@ -582,12 +657,11 @@ pub(crate) mod tests {
             },
             requirements: vec![],
         });
-        let err = pool_of(&ce).unwrap_err();
-        assert_eq!(err.reason, REASON_PROVIDER_NOT_SUPPORTED);
+        // Karpenter is a provider now (its own tests: nodepools::karpenter).
         assert!(
-            err.message
-                .contains("karpenter provider is not implemented"),
-            "{err}"
+            matches!(pool_of(&ce), Ok(Pool::Karpenter(_))),
+            "{:?}",
+            pool_of(&ce)
         );
 
         let mut bad = simulated_ce("b", &["x9.huge"], 4, Some(2), 16);
@@ -735,7 +809,7 @@ pub(crate) mod tests {
     fn scheduler_environment_reports_planned_shapes_and_max() {
         use kube::runtime::watcher::Event;
         let (caches, mut sinks) = Caches::new();
-        let mut ce = simulated_ce("ce", &["m5.xlarge", "m5.4xlarge"], 0, Some(8), 64);
+        let mut ce = simulated_ce("ce", &["m5.xlarge", "m5.4xlarge"], 8, Some(8), 8);
         let unknown = scheduler_environment(&ce, &caches);
         assert!(!unknown.valid && unknown.shapes.is_none());
         ce.status = Some(barge_crds::ComputeEnvironmentStatus {
@@ -750,7 +824,7 @@ pub(crate) mod tests {
         )));
         let env = scheduler_environment(&ce, &caches);
         assert!(env.valid && env.enabled);
-        assert_eq!(env.max_milli_cpu, Some(64_000));
+        assert_eq!(env.max_milli_cpu, Some(8_000));
         let shapes = env.shapes.expect("known shapes");
         // The plan for 8 vCPUs uses m5.xlarge only; m5.4xlarge is listed but never created.
         assert!(
@@ -767,12 +841,15 @@ pub(crate) mod tests {
             None,
             "no nodes, no verdicts"
         );
-        // A pool that scales with demand may grow with any of its types.
-        let mut scaling = simulated_ce("scaling", &["m5"], 0, None, 64);
-        scaling.status = ce.status.clone();
-        let shapes = scheduler_environment(&scaling, &caches)
-            .shapes
-            .expect("its instance types");
-        assert_eq!(shapes.len(), 8, "{shapes:?}");
+        // A pool that scales with demand may grow with any of its types, whether or not
+        // desiredvCpus (its floor) is set.
+        for desired in [None, Some(8)] {
+            let mut scaling = simulated_ce("scaling", &["m5"], 0, desired, 64);
+            scaling.status = ce.status.clone();
+            let shapes = scheduler_environment(&scaling, &caches)
+                .shapes
+                .expect("its instance types");
+            assert_eq!(shapes.len(), 8, "{shapes:?}");
+        }
     }
 }

@@ -46,7 +46,8 @@ pub const LABEL_HOSTNAME: &str = "kubernetes.io/hostname";
 /// INVALID with the reason instead. (Kubernetes supports clusters of up to 5,000 nodes.)
 pub const MAX_NODES_PER_COMPUTE_ENVIRONMENT: i64 = 1_000;
 
-/// The field that sets the pool's size: `desiredvCpus` while ENABLED when set, else `minvCpus`.
+/// The field that sets the pool's size (or floor): `desiredvCpus` while ENABLED when set, else
+/// `minvCpus`.
 fn target_field(pool: &SimulatedPool, enabled: bool) -> &'static str {
     if enabled && pool.desired_vcpus.is_some() {
         "desiredvCpus"
@@ -61,9 +62,11 @@ fn too_many_nodes(field: &str, target: i64, nodes: &str) -> String {
     )
 }
 
-/// Why the largest size the pool may take (`desiredvCpus`, default `minvCpus`) is beyond
+/// Why the size the pool keeps at least while ENABLED (`desiredvCpus`, default `minvCpus`: the
+/// fixed size, or the floor of a pool that scales with demand) is beyond
 /// [`MAX_NODES_PER_COMPUTE_ENVIRONMENT`] even with nodes of its largest instance type (pure and
-/// cheap, so it runs before any plan; [`plan_nodes`] checks the plan's exact count).
+/// cheap, so it runs before any plan; [`plan_nodes`] checks the plan's exact count, and
+/// [`plan_scaled_nodes`] the count scaling to demand reaches).
 pub fn beyond_node_cap(pool: &SimulatedPool) -> Option<String> {
     let target = pool.target_vcpus(true).max(pool.min_vcpus);
     let largest = pool

@@ -62,6 +62,10 @@ pub const TAINT_EFFECT_NO_SCHEDULE: &str = "NoSchedule";
 const RESTART_POLICY_NEVER: &str = "Never";
 /// Toleration operator matching the taint's value exactly.
 const TOLERATION_OPERATOR_EQUAL: &str = "Equal";
+/// Karpenter's pod annotation that blocks voluntary disruption (consolidation, drift, expiry)
+/// of the node the pod runs on, as AWS Batch never scales in under a running job. Put on the
+/// pods of compute environments with the `karpenter` provider.
+pub const ANNOTATION_KARPENTER_DO_NOT_DISRUPT: &str = "karpenter.sh/do-not-disrupt";
 
 /// One attempt of a job (or of one array child) to render.
 pub struct AttemptPod<'a> {
@@ -200,7 +204,7 @@ pub fn render_pod(input: &AttemptPod) -> Result<Pod, RenderError> {
         name: Some(attempt_pod_name(job_name, input.attempt, input.array_index)),
         namespace: Some(namespace.to_string()),
         labels: Some(pod_labels(input, job_name, uid, ce_name)?),
-        annotations: propagated_tags(definition, job),
+        annotations: pod_annotations(input.compute_environment, definition, job),
         owner_references: Some(vec![OwnerReference {
             api_version: API_VERSION.to_string(),
             kind: KIND_JOB.to_string(),
@@ -263,6 +267,28 @@ fn pod_labels(
 /// With `propagateTags` (the job's, else the definition's), the definition's tags overridden by
 /// the job's, as pod annotations. Tags whose keys are not valid annotation keys (AWS allows
 /// spaces, Kubernetes does not) are left out rather than failing the job.
+/// The pod's annotations: propagated tags, and on a Karpenter compute environment
+/// [`ANNOTATION_KARPENTER_DO_NOT_DISRUPT`].
+fn pod_annotations(
+    ce: &ComputeEnvironment,
+    definition: &JobDefinitionSpec,
+    job: &Job,
+) -> Option<BTreeMap<String, String>> {
+    let mut annotations = propagated_tags(definition, job).unwrap_or_default();
+    let karpenter = ce
+        .spec
+        .compute_resources
+        .as_ref()
+        .is_some_and(|r| r.provider.karpenter.is_some());
+    if karpenter {
+        annotations.insert(
+            ANNOTATION_KARPENTER_DO_NOT_DISRUPT.to_string(),
+            "true".to_string(),
+        );
+    }
+    (!annotations.is_empty()).then_some(annotations)
+}
+
 fn propagated_tags(definition: &JobDefinitionSpec, job: &Job) -> Option<BTreeMap<String, String>> {
     let propagate = job
         .spec
@@ -316,6 +342,36 @@ mod tests {
         assert_eq!(
             job_request(&job(json!({})), &multinode),
             Err(RenderError::MultiNodeNotSupported)
+        );
+    }
+
+    #[test]
+    fn karpenter_pods_ask_karpenter_not_to_disrupt_their_node() {
+        let def = definition(json!({
+            "type": "container",
+            "containerProperties": {"image": "busybox"},
+        }));
+        let mut ce = compute_environment(None);
+        let resources = ce.spec.compute_resources.as_mut().expect("managed");
+        resources.provider = serde_json::from_value(json!({"karpenter": {
+            "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "default"}
+        }}))
+        .expect("provider");
+        let pod = Render::new(def.clone(), job(json!({})))
+            .ce(ce)
+            .unbound()
+            .pod();
+        assert_eq!(
+            pod.metadata.annotations,
+            Some(BTreeMap::from([(
+                ANNOTATION_KARPENTER_DO_NOT_DISRUPT.to_string(),
+                "true".to_string()
+            )]))
+        );
+        // Other providers' pods carry no such annotation.
+        assert_eq!(
+            Render::new(def, job(json!({}))).pod().metadata.annotations,
+            None
         );
     }
 

@@ -881,6 +881,10 @@ impl Manager {
         match self.nodes.get_mut(&name) {
             Some(n) => {
                 let changed = n.capacity != capacity || n.config_error != config_error;
+                // What the binder matches pods against (a kube-scheduler retries unschedulable
+                // pods when a node's labels, taints or cordon change).
+                let rematch =
+                    n.labels != labels || n.taints != taints || n.unschedulable != unschedulable;
                 n.capacity = capacity;
                 n.config_error = config_error;
                 n.labels = labels;
@@ -893,6 +897,8 @@ impl Manager {
                     self.node_booted(&name);
                 } else if changed {
                     self.want(WriteKey::NodeStatus(name));
+                    self.schedule_bind_pass();
+                } else if rematch {
                     self.schedule_bind_pass();
                 }
             }

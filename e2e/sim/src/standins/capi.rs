@@ -18,6 +18,12 @@
 //!   its template metadata (standing in for the infrastructure template's `instanceType`,
 //!   default `m5.large`), with that type's capacity — plus `kubernetes.io/arch|os|hostname`,
 //!   `topology.kubernetes.io/zone|region` and a `providerID` `aws:///us-east-1a/i-…`.
+//! - **In-place propagation.** A change of the template's labels reaches the existing Nodes
+//!   without a rollout, as upstream propagates `spec.template.metadata.labels` in place to the
+//!   MachineSets and Machines, and the Machine controller syncs the propagated keys to the Node
+//!   (recording them in the Node annotation `cluster.x-k8s.io/labels-from-machine`, so a key
+//!   removed from the template is removed from the Node too). Upstream does not propagate to
+//!   Machines marked for deletion; the sim does not to Nodes being deleted.
 //! - **Scale-in** removes first the nodes carrying `cluster.x-k8s.io/delete-machine` (any
 //!   value, as upstream's MachineSet deletion priority). Upstream that annotation is on the
 //!   Machine; the sim reads it on the Node (the object that stands for the Machine here). Then
@@ -51,6 +57,8 @@ pub const ANNOTATION_CLUSTER_NAME: &str = "cluster.x-k8s.io/cluster-name";
 pub const ANNOTATION_CLUSTER_NAMESPACE: &str = "cluster.x-k8s.io/cluster-namespace";
 pub const ANNOTATION_OWNER_KIND: &str = "cluster.x-k8s.io/owner-kind";
 pub const ANNOTATION_OWNER_NAME: &str = "cluster.x-k8s.io/owner-name";
+/// Node annotation: the label keys the Machine controller keeps in sync on the Node.
+pub const ANNOTATION_LABELS_FROM_MACHINE: &str = "cluster.x-k8s.io/labels-from-machine";
 pub const LABEL_DEPLOYMENT_NAME: &str = "cluster.x-k8s.io/deployment-name";
 pub const LABEL_CLUSTER_NAME: &str = "cluster.x-k8s.io/cluster-name";
 /// The instance type of a MachineDeployment's nodes (sim-only).
@@ -223,6 +231,7 @@ async fn pass(client: &Client, last_status: &mut BTreeMap<(String, String), Valu
                 }
             }
         }
+        propagate_labels(&nodes_api, &spec, &mine).await;
         // Observed state: nodes created in this pass are counted on the next one.
         let replicas = mine.len();
         let ready = mine.iter().filter(|n| n.ready).count();
@@ -270,6 +279,67 @@ async fn pass(client: &Client, last_status: &mut BTreeMap<(String, String), Valu
     last_status.retain(|k, _| live.contains(k));
 }
 
+/// The template labels Cluster API puts on a Node.
+fn node_labels_of(spec: &Value) -> BTreeMap<String, String> {
+    str_map(&spec["template"]["metadata"]["labels"])
+        .into_iter()
+        .filter(|(k, _)| propagated_label(k))
+        .collect()
+}
+
+/// The merge patch that brings a Node's propagated labels in line with the template (None: in
+/// line already).
+pub fn label_sync_patch(node: &Node, wanted: &BTreeMap<String, String>) -> Option<Value> {
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    let synced: Vec<String> = node
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_LABELS_FROM_MACHINE))
+        .map(|keys| {
+            keys.split(',')
+                .filter(|k| !k.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let keys: Vec<&str> = wanted.keys().map(String::as_str).collect();
+    let record = keys.join(",");
+    let mut patch_labels = serde_json::Map::new();
+    for (k, v) in wanted {
+        if labels.get(k) != Some(v) {
+            patch_labels.insert(k.clone(), json!(v));
+        }
+    }
+    for k in &synced {
+        if !wanted.contains_key(k) && labels.contains_key(k) {
+            patch_labels.insert(k.clone(), Value::Null);
+        }
+    }
+    if patch_labels.is_empty() && synced.join(",") == record {
+        return None;
+    }
+    Some(json!({"metadata": {
+        "labels": patch_labels,
+        "annotations": {ANNOTATION_LABELS_FROM_MACHINE: record},
+    }}))
+}
+
+/// Syncs the template's propagated labels onto the deployment's live Nodes.
+async fn propagate_labels(nodes_api: &Api<Node>, spec: &Value, nodes: &[&super::NodeView]) {
+    let wanted = node_labels_of(spec);
+    for v in nodes.iter().filter(|n| !n.deleting) {
+        if let Some(patch) = label_sync_patch(&v.node, &wanted) {
+            if let Err(e) = nodes_api
+                .patch(&v.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                tracing::debug!(error = %e, node = v.name, "cluster-api stand-in: syncing labels");
+            }
+        }
+    }
+}
+
 fn new_node(ns: &str, md_name: &str, md: &DynamicObject, spec: &Value) -> Node {
     let template = spec.get("template").cloned().unwrap_or_default();
     let cluster = spec["clusterName"].as_str().unwrap_or_default().to_string();
@@ -283,10 +353,8 @@ fn new_node(ns: &str, md_name: &str, md: &DynamicObject, spec: &Value) -> Node {
     let it = catalog::lookup(&type_name).or_else(|| catalog::lookup(DEFAULT_INSTANCE_TYPE));
     let machine_set = format!("{md_name}-sim");
     let name = format!("{md_name}-{}", super::suffix());
-    let mut labels: BTreeMap<String, String> = str_map(&template["metadata"]["labels"])
-        .into_iter()
-        .filter(|(k, _)| propagated_label(k))
-        .collect();
+    let mut labels = node_labels_of(spec);
+    let synced_keys: Vec<String> = labels.keys().cloned().collect();
     for (k, v) in [
         (LABEL_DEPLOYMENT_NAME, md_name.to_string()),
         (LABEL_CLUSTER_NAME, cluster.clone()),
@@ -320,6 +388,7 @@ fn new_node(ns: &str, md_name: &str, md: &DynamicObject, spec: &Value) -> Node {
         ANNOTATION_MACHINE: name,
         ANNOTATION_OWNER_KIND: "MachineSet",
         ANNOTATION_OWNER_NAME: machine_set,
+        ANNOTATION_LABELS_FROM_MACHINE: synced_keys.join(","),
     });
     if let Some(it) = it {
         node_annotations[ANNOTATION_CAPACITY] = json!(catalog::node_capacity(it).to_string());
@@ -347,5 +416,30 @@ mod tests {
         assert!(propagated_label("barge.node.cluster.x-k8s.io/ce"));
         assert!(!propagated_label("batch.barge.dev/compute-environment"));
         assert!(!propagated_label("plain"));
+    }
+
+    #[test]
+    fn template_label_changes_reach_existing_nodes_in_place() {
+        let wanted: BTreeMap<String, String> =
+            [("node.cluster.x-k8s.io/ce".to_string(), "a".to_string())].into();
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "n", "labels": {"node-role.kubernetes.io/old": "", "other": "x"},
+                         "annotations": {ANNOTATION_LABELS_FROM_MACHINE: "node-role.kubernetes.io/old"}},
+        }))
+        .expect("node");
+        let patch = label_sync_patch(&node, &wanted).expect("a change");
+        assert_eq!(
+            patch,
+            json!({"metadata": {
+                "labels": {"node.cluster.x-k8s.io/ce": "a", "node-role.kubernetes.io/old": null},
+                "annotations": {ANNOTATION_LABELS_FROM_MACHINE: "node.cluster.x-k8s.io/ce"},
+            }})
+        );
+        let synced: Node = serde_json::from_value(json!({
+            "metadata": {"name": "n", "labels": {"node.cluster.x-k8s.io/ce": "a", "other": "x"},
+                         "annotations": {ANNOTATION_LABELS_FROM_MACHINE: "node.cluster.x-k8s.io/ce"}},
+        }))
+        .expect("node");
+        assert_eq!(label_sync_patch(&synced, &wanted), None);
     }
 }

@@ -371,6 +371,83 @@ fn no_demand_keeps_the_min_and_desired_vcpus_floor() {
     assert_eq!(d.desired_vcpus, 8);
 }
 
+#[test]
+fn desired_vcpus_is_a_floor_demand_goes_above_it_and_scale_in_stops_at_it() {
+    // desiredvCpus 4 of c5.large (2 vCPUs): two nodes kept, demand for 6 more vCPUs adds three.
+    let mut p = pool("ce", 0, 16, AllocationStrategy::BestFit, &["c5.large"]);
+    p.desired_vcpus = Some(4);
+    let busy = jobs(
+        snapshot()
+            .queue(queue("q", &["ce"]))
+            .environment(environment("ce")),
+        5,
+        "q",
+        cpu(2, 1024),
+    )
+    .node(pool_node("n0", "ce", "c5.large"))
+    .node(pool_node("n1", "ce", "c5.large"))
+    .build();
+    let d = &decide_scaling(&busy, std::slice::from_ref(&p), &no_facts(), NOW)["ce"];
+    assert_eq!(added(d), vec![("c5.large", 3)]);
+    assert_eq!(d.desired_vcpus, 10);
+    // Without demand, four idle nodes past the delay: two go, the desiredvCpus floor stays.
+    let idle_pool = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(pool_node("n0", "ce", "c5.large"))
+        .node(pool_node("n1", "ce", "c5.large"))
+        .node(pool_node("n2", "ce", "c5.large"))
+        .node(pool_node("n3", "ce", "c5.large"))
+        .build();
+    let facts: HashMap<String, NodeFacts> = (0..4)
+        .map(|i| (format!("n{i}"), idle(NOW - DELAY_MS - i)))
+        .collect();
+    let d = &decide_scaling(&idle_pool, std::slice::from_ref(&p), &facts, NOW)["ce"];
+    assert_eq!(d.remove, vec!["n2".to_string(), "n3".to_string()]);
+    assert!(d.add.is_empty());
+    assert_eq!(d.desired_vcpus, 4);
+    // DISABLED: desiredvCpus is no floor; the pool shrinks to minvCpus (0) as nodes go idle.
+    let disabled = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce").disabled())
+        .node(pool_node("n0", "ce", "c5.large"))
+        .node(pool_node("n1", "ce", "c5.large"))
+        .build();
+    let d = &decide_scaling(&disabled, &[p], &facts, NOW)["ce"];
+    assert_eq!(d.remove, vec!["n0".to_string(), "n1".to_string()]);
+    assert_eq!(d.desired_vcpus, 0);
+}
+
+#[test]
+fn work_without_gpus_gets_a_type_without_gpus_and_gpu_work_a_gpu_type() {
+    let gpu = Resources::request(Resources::vcpus(1), 1024, 1);
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .workload(workload("gpu", "q", gpu, 0))
+        .workload(workload("cpu", "q", cpu(1, 512), 1))
+        .build();
+    for strategy in [
+        AllocationStrategy::BestFit,
+        AllocationStrategy::BestFitProgressive,
+        AllocationStrategy::SpotCapacityOptimized,
+        AllocationStrategy::SpotPriceCapacityOptimized,
+    ] {
+        let p = pool("ce", 0, 32, strategy, &["m5.large", "p3.2xlarge"]);
+        let d = &decide_scaling(&s, &[p], &no_facts(), NOW)["ce"];
+        // The CPU job does not fill the room left on the p3 added for the GPU job.
+        assert_eq!(
+            added(d),
+            vec![("m5.large", 1), ("p3.2xlarge", 1)],
+            "{strategy:?}"
+        );
+    }
+    // Only GPU types listed: work without GPUs may use them.
+    let p = pool("ce", 0, 32, AllocationStrategy::BestFit, &["p3.2xlarge"]);
+    let d = &decide_scaling(&s, &[p], &no_facts(), NOW)["ce"];
+    assert_eq!(added(d), vec![("p3.2xlarge", 1)]);
+}
+
 fn idle(since: i64) -> NodeFacts {
     NodeFacts {
         state: NodeState::Ready,

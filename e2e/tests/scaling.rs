@@ -580,3 +580,63 @@ async fn a_spot_reclaim_is_retried_on_a_replacement_node() {
     );
     env.finish().await;
 }
+
+#[tokio::test]
+async fn deleting_an_environment_waits_for_the_jobs_running_on_it() {
+    let env = E2e::start_with("scale-delete-busy", Options::scripted()).await;
+    env.apply(&format!(
+        "{}{}{}",
+        scaling_environment("ce", 8, "c5.large", 1),
+        scaling_environment("other", 8, "c5.large", 1),
+        job_queue("q", 10, &["ce"])
+    ))
+    .await;
+    let ce = env.render("${NS}-ce");
+    wait_valid(&env, &ce).await;
+    env.apply(&job_definition("two", "true", &[], "2", ""))
+        .await;
+    env.apply(&job("long", "q", "two", &scripted_tags("12", 0)))
+        .await;
+    env.wait_job_reached("long", JobStatus::Running).await;
+    // No queue lists the environment any more, but a job still runs on it.
+    env.apply(&job_queue("q", 10, &["other"])).await;
+    env.wait_until("the queue no longer listing the environment", || {
+        let queues = env.queues();
+        let name = env.render("${NS}-q");
+        async move {
+            let q = queues.get(&name).await.ok()?;
+            let order = &q.spec.compute_environment_order;
+            (order.len() == 1 && order[0].compute_environment.ends_with("-other")).then_some(())
+        }
+    })
+    .await;
+    env.compute_environments()
+        .delete(&ce, &Default::default())
+        .await
+        .expect("delete the environment");
+    let reason = env
+        .wait_until("the environment waiting for its running job", || {
+            let api = env.compute_environments();
+            let ce = ce.clone();
+            async move {
+                let status = api.get(&ce).await.ok()?.status?;
+                (status.status == Some(CeStatus::Deleting)).then_some(status.status_reason?)
+            }
+        })
+        .await;
+    assert!(
+        reason.contains("running jobs end") && reason.contains("long-1"),
+        "{reason}"
+    );
+    let long = env.jobs().get("long").await.expect("long");
+    assert_eq!(status_of(&long), Some(JobStatus::Running), "undisturbed");
+    let done = env.wait_job("long", JobStatus::Succeeded).await;
+    assert_eq!(done.status.expect("status").attempts.len(), 1);
+    env.wait_until("the environment gone once its job ended", || {
+        let api = env.compute_environments();
+        let ce = ce.clone();
+        async move { api.get_opt(&ce).await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    env.finish().await;
+}

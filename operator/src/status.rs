@@ -26,9 +26,6 @@ use crate::metrics::Metrics;
 /// `status` values of conditions.
 pub const CONDITION_TRUE: &str = "True";
 pub const CONDITION_FALSE: &str = "False";
-/// Condition reason: a provider Barge does not implement yet (set by the node pools, read by
-/// the ComputeEnvironment controller).
-pub const REASON_PROVIDER_NOT_SUPPORTED: &str = "ProviderNotSupported";
 /// Condition reason: the cluster does not serve an API the provider needs (Karpenter's
 /// `karpenter.sh/v1` NodePool, or the kind `nodeClassRef` names).
 pub const REASON_PROVIDER_NOT_SERVED: &str = "ProviderNotServed";

@@ -38,7 +38,8 @@
 //!    the CE gauges. While CREATING or UPDATING the environment is reconciled again soon.
 //!
 //! Deletion: the `batch.barge.dev/in-use` finalizer (kube's finalizer helper) holds the
-//! environment while a queue lists it (status DELETING says which); then the finalizer goes at
+//! environment while a queue lists it, and then while Barge pods placed on it have not finished
+//! (status DELETING says which, [`HeldBy`]); then the finalizer goes at
 //! once: its simulated nodes, which it owns, are deleted by the garbage collector (only nodes
 //! missing the owner reference are deleted here, a pass at a time), as is its Karpenter NodePool
 //! (and with it, by Karpenter, the NodePool's nodes); its unmanaged nodes are released, as are a
@@ -66,7 +67,8 @@ use barge_crds::compute_environment::{
 };
 use barge_crds::consts::{
     CONDITION_READY, FIELD_MANAGER_COMPUTE_ENVIRONMENT_CONTROLLER, FINALIZER_IN_USE,
-    LABEL_INSTANCE_TYPE, LABEL_MANAGED_BY, MANAGED_BY_BARGE, REASON_NO_READY_NODES, REASON_VALID,
+    LABEL_COMPUTE_ENVIRONMENT, LABEL_INSTANCE_TYPE, LABEL_MANAGED_BY, MANAGED_BY_BARGE,
+    REASON_NO_READY_NODES, REASON_VALID,
 };
 use barge_crds::{ComputeEnvironment, ComputeEnvironmentStatus, JobQueue};
 
@@ -134,6 +136,8 @@ pub enum Error {
     UpdateStatus { ce: String, source: kube::Error },
     #[error("compute environment {ce} is still used by job queue(s) {queues}; it is deleted once no queue lists it")]
     InUse { ce: String, queues: String },
+    #[error("compute environment {ce} is being deleted once its running jobs end: {pods} job pod(s) still on it")]
+    JobsRunning { ce: String, pods: usize },
     #[error("compute environment {ce} is being deleted; {left} of its node(s) are left to release, a pass at a time")]
     ReleasingNodes { ce: String, left: usize },
     #[error("checking the Karpenter APIs or applying the NodePool of compute environment {ce}: {source}")]
@@ -151,7 +155,7 @@ pub enum Error {
 impl super::ReconcileError for Error {
     fn is_waiting(&self) -> bool {
         match self {
-            Error::InUse { .. } | Error::ReleasingNodes { .. } => true,
+            Error::InUse { .. } | Error::JobsRunning { .. } | Error::ReleasingNodes { .. } => true,
             Error::Finalizer(err) => super::finalizer_error_is_waiting(err),
             _ => false,
         }
@@ -205,12 +209,13 @@ pub const REASON_DEMAND_ABOVE_MAX_VCPUS: &str = "DemandAboveMaxvCpus";
 pub const REASON_WITHIN_MAX_VCPUS: &str = "WithinMaxvCpus";
 
 /// The status an environment should have (pure). `verdict` is the validation outcome;
-/// `deleting_for` names the queues that still hold a deleted environment.
+/// `deleting_for` says what still holds a deleted environment (queues that list it, or job
+/// pods still running on it).
 pub fn build_status(
     ce: &ComputeEnvironment,
     verdict: &Result<(), PoolError>,
     report: &NodeReport,
-    deleting_for: Option<&[String]>,
+    deleting_for: Option<&HeldBy>,
     now: Timestamp,
 ) -> ComputeEnvironmentStatus {
     let generation = ce.metadata.generation;
@@ -220,11 +225,18 @@ pub fn build_status(
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
     let (status, reason, ready) = match (verdict, deleting_for) {
-        (_, Some(queues)) => {
-            let message = format!(
-                "being deleted; still listed by job queue(s) {}",
-                join_names(queues)
-            );
+        (_, Some(held)) => {
+            let message = match held {
+                HeldBy::Queues(queues) => format!(
+                    "being deleted; still listed by job queue(s) {}",
+                    join_names(queues)
+                ),
+                HeldBy::RunningPods(pods) => format!(
+                    "being deleted once its running jobs end: {} job pod(s) still on it ({})",
+                    pods.len(),
+                    list_nodes(pods)
+                ),
+            };
             (
                 CeStatus::Deleting,
                 message.clone(),
@@ -908,6 +920,40 @@ async fn apply_membership(ce: &str, membership: &Membership, ctx: &Context) -> R
     Ok(())
 }
 
+/// What keeps a deleted compute environment from going.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeldBy {
+    /// Job queues that still list it.
+    Queues(Vec<String>),
+    /// Barge pods (`namespace/name`) placed on it that have not finished.
+    RunningPods(Vec<String>),
+}
+
+/// Barge's pods of compute environment `ce` (its label) that have not finished.
+fn running_pods(ce: &str, ctx: &Context) -> Vec<String> {
+    let mut pods: Vec<String> = ctx
+        .caches
+        .pods
+        .state()
+        .iter()
+        .filter(|p| {
+            p.labels()
+                .get(LABEL_COMPUTE_ENVIRONMENT)
+                .map(String::as_str)
+                == Some(ce)
+        })
+        .filter(|p| {
+            !matches!(
+                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            )
+        })
+        .map(|p| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()))
+        .collect();
+    pods.sort();
+    pods
+}
+
 async fn cleanup(ce: &ComputeEnvironment, ctx: &Context) -> Result<Action, Error> {
     let name = ce.name_any();
     let queues: Vec<String> = ctx
@@ -920,11 +966,36 @@ async fn cleanup(ce: &ComputeEnvironment, ctx: &Context) -> Result<Action, Error
         let nodes = ctx.caches.nodes_of_compute_environment(&name);
         let report = base_report(&nodes, ctx);
         let verdict = nodepools::pool_of(ce).map(|_| ());
-        write_status(ce, &verdict, &report, Some(&queues), ctx).await?;
+        write_status(
+            ce,
+            &verdict,
+            &report,
+            Some(&HeldBy::Queues(queues.clone())),
+            ctx,
+        )
+        .await?;
         return Err(Error::InUse {
             ce: name,
             queues: join_names(&queues),
         });
+    }
+    // As AWS refuses to delete an environment with jobs on it: its running jobs end first (its
+    // nodes, which the garbage collector deletes with it, must not go from under them).
+    let running = running_pods(&name, ctx);
+    if !running.is_empty() {
+        let nodes = ctx.caches.nodes_of_compute_environment(&name);
+        let report = base_report(&nodes, ctx);
+        let verdict = nodepools::pool_of(ce).map(|_| ());
+        let pods = running.len();
+        write_status(
+            ce,
+            &verdict,
+            &report,
+            Some(&HeldBy::RunningPods(running)),
+            ctx,
+        )
+        .await?;
+        return Err(Error::JobsRunning { ce: name, pods });
     }
     match ce.spec.r#type {
         ComputeEnvironmentType::Managed => {
@@ -1012,7 +1083,7 @@ async fn write_status(
     ce: &ComputeEnvironment,
     verdict: &Result<(), PoolError>,
     report: &NodeReport,
-    deleting_for: Option<&[String]>,
+    deleting_for: Option<&HeldBy>,
     ctx: &Context,
 ) -> Result<Option<CeStatus>, Error> {
     let name = ce.name_any();
@@ -1647,11 +1718,30 @@ mod tests {
         );
         assert_eq!(status.conditions[0].status, "False");
         let queues = ["high".to_string(), "low".to_string()];
-        let deleting = build_status(&ce, &Ok(()), &NodeReport::default(), Some(&queues), now());
+        let deleting = build_status(
+            &ce,
+            &Ok(()),
+            &NodeReport::default(),
+            Some(&HeldBy::Queues(queues.to_vec())),
+            now(),
+        );
         assert_eq!(deleting.status, Some(CeStatus::Deleting));
         assert_eq!(
             deleting.status_reason.as_deref(),
             Some("being deleted; still listed by job queue(s) high and low")
         );
+        let running = build_status(
+            &ce,
+            &Ok(()),
+            &NodeReport::default(),
+            Some(&HeldBy::RunningPods(vec!["team-a/render-1".into()])),
+            now(),
+        );
+        assert_eq!(running.status, Some(CeStatus::Deleting));
+        assert_eq!(
+            running.status_reason.as_deref(),
+            Some("being deleted once its running jobs end: 1 job pod(s) still on it (team-a/render-1)")
+        );
+        assert_eq!(running.conditions[0].status, "False");
     }
 }

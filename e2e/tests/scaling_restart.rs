@@ -9,18 +9,21 @@
 //!    repeats of existing names (answered AlreadyExists: a pass that runs before the cache shows
 //!    the previous pass's nodes names them again), every job SUCCEEDED once the nodes are Ready.
 //!
-//!    Known bug, found here and not fixed: about one run in six, one node beyond the demand
-//!    appears when the first nodes turn Ready (about `SLOW_BOOT` after the scale-up, unrelated
-//!    to the kill: every restart asked for exactly the missing nodes). The test tolerates one
-//!    such node after boot, none before, and prints a `KNOWN BUG` line when it happens.
+//!    Known bug, found here: about one run in six, one node beyond the demand appeared when the
+//!    first nodes turned Ready (about `SLOW_BOOT` after the scale-up, unrelated to the kill:
+//!    every restart asked for exactly the missing nodes). The suspected cause — the scaling
+//!    decision seeing a pod in the node usage before the pod index — is fixed (the decision
+//!    reads both under `Caches::pod_updates`), and it has not recurred in 9 scenarios since;
+//!    until more runs confirm it, the test tolerates one such node after boot, none before,
+//!    and prints a `KNOWN BUG` line when it happens.
 //! 2. Throughput ([`a_thousand_queued_one_vcpu_jobs_on_an_empty_environment`], about a minute in
 //!    a debug build): 1,000 one-vCPU jobs RUNNABLE on a DISABLED, empty environment that is then
 //!    ENABLED; prints `scaling-bench:` lines (time to the first pod, to all SUCCEEDED, nodes
 //!    created against the minimum, scale-in time, API writes) and asserts at most 10 % more nodes
-//!    than the minimum. Its jobs last 1 s, so the pool is reused while it grows; the `#[ignore]`d
-//!    variant with 20 s jobs ([`a_thousand_queued_long_jobs_get_at_most_ten_percent_more_nodes_than_needed`])
-//!    runs all 1,000 at once and so reaches the minimum. The figures:
-//!    `cargo test -p barge-operator --test e2e_scaling_restart -- --include-ignored --nocapture`
+//!    than the minimum. Its jobs last 1 s, so the pool is reused while it grows; the variant
+//!    with 20 s jobs ([`a_thousand_queued_long_jobs_get_at_most_ten_percent_more_nodes_than_needed`])
+//!    runs all 1,000 at once and so reaches the minimum: it is the real over-provisioning check.
+//!    The figures: `cargo test -p barge-operator --test e2e_scaling_restart -- --nocapture`
 //!    (add `--release` for an optimised operator, simulated cluster and kubelet).
 //!
 //! The tests of this file run one at a time (they measure, and they load a 2-core machine).
@@ -469,7 +472,6 @@ async fn a_thousand_queued_one_vcpu_jobs_on_an_empty_environment() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "takes about a minute or more: run with --ignored --nocapture for the figures"]
 async fn a_thousand_queued_long_jobs_get_at_most_ten_percent_more_nodes_than_needed() {
     if support::skip_on_real_cluster("a_thousand_queued_long_jobs") {
         return;

@@ -44,6 +44,11 @@ pub const LABEL_ATTEMPT: &str = "batch.barge.dev/attempt";
 pub const LABEL_ARRAY_INDEX: &str = "batch.barge.dev/array-index";
 /// Pod label: node index of a multi-node job's pod.
 pub const LABEL_NODE_INDEX: &str = "batch.barge.dev/node-index";
+/// On the main node's pod of a multi-node job: the Kubernetes node reserved for each node of
+/// the gang, comma-separated in node-index order (e.g. "ip-1,ip-7,ip-3"). Written when the
+/// gang is placed, before any other node's pod exists, so that the reservation survives an
+/// operator restart and the other nodes' pods go exactly there.
+pub const ANNOTATION_GANG_NODES: &str = "batch.barge.dev/gang-nodes";
 /// Pod label: the job queue the job was submitted to.
 pub const LABEL_JOB_QUEUE: &str = "batch.barge.dev/job-queue";
 /// Pod and node label (and node taint key): the compute environment.
@@ -145,6 +150,11 @@ pub const REASON_COMPUTE_ENVIRONMENTS_INVALID: &str = "ComputeEnvironmentsInvali
 pub const REASON_WAITING_FOR_QUEUE_HEAD: &str = "WaitingForQueueHead";
 /// Job `Schedulable=False`: the job was placed but its pod could not be created.
 pub const REASON_POD_CREATION_FAILED: &str = "PodCreationFailed";
+/// Job condition reason: a multi-node job whose queue's usable compute environments are all SPOT.
+pub const REASON_MULTI_NODE_ON_SPOT: &str = "MultiNodeOnSpot";
+/// Job condition reason: a multi-node job's gang is larger than any compute environment of its
+/// queue can hold.
+pub const REASON_GANG_TOO_LARGE: &str = "GangTooLarge";
 /// Job `Succeeded=True` / `Failed=False`: the job ended SUCCEEDED.
 pub const REASON_JOB_SUCCEEDED: &str = "JobSucceeded";
 /// Job `Succeeded=False` / `Failed=True`: the job ended FAILED.

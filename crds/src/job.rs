@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::job_definition::MAX_SCHEDULING_PRIORITY;
 use crate::resources::{
-    ContainerOverrides, JobTimeout, RetryStrategy, MAX_ATTEMPTS, MAX_NODE_RANGES,
+    ContainerOverrides, JobTimeout, RetryStrategy, MAX_ATTEMPTS, MAX_NODE_RANGES, MAX_NUM_NODES,
 };
 
 /// Array size bounds (AWS Batch: 2–10,000).
@@ -188,26 +188,30 @@ pub struct ArrayProperties {
     pub size: i32,
 }
 
-/// Overrides for a range of nodes of a multinode job (AWS `NodePropertyOverride`).
+/// Overrides for a range of nodes of a multinode job (AWS `NodePropertyOverride`). Where
+/// ranges overlap, the narrower one decides a node (of two equally wide ranges, the later one).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = crate::resources::target_nodes_order_rule())]
 pub struct NodePropertyOverride {
     /// Node indices: "n", "a:b", "a:" or ":b".
     #[x_kube(validation = crate::resources::target_nodes_rule())]
     #[schemars(length(min = 1, max = 21))]
     pub target_nodes: String,
-    /// What changes in those nodes' container.
+    /// What changes in those nodes' container (command, environment, resources, instanceType).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_overrides: Option<ContainerOverrides>,
 }
 
 /// Overrides of a multinode job (AWS `NodeOverrides`).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = crate::resources::target_nodes_within_rule("nodePropertyOverrides", "nodeOverrides.nodePropertyOverrides"))]
 pub struct NodeOverrides {
-    /// Replaces the definition's number of nodes.
+    /// Replaces the definition's number of nodes (1–1,000). The definition's ranges must still
+    /// cover every node: a range open at the top ("a:") grows with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = MAX_NUM_NODES))]
     pub num_nodes: Option<i32>,
     /// Per-range container overrides (at most 5).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -250,6 +254,7 @@ pub struct Terminate {
     printcolumn(name = "Status", type_ = "string", json_path = ".status.status"),
     printcolumn(name = "Attempts", type_ = "integer", json_path = ".status.attemptCount"),
     printcolumn(name = "Progress", type_ = "string", json_path = ".status.arrayProperties.progress"),
+    printcolumn(name = "Nodes", type_ = "string", json_path = ".status.nodeProperties.progress"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.statusReason", priority = 1),
     printcolumn(name = "Definition", type_ = "string", json_path = ".spec.jobDefinition", priority = 1)
@@ -262,6 +267,7 @@ pub struct Terminate {
 #[x_kube(validation = Rule::new("!has(self.terminate) || !has(self.terminate.arrayIndices) || !has(self.arrayProperties) || self.terminate.arrayIndices.findAll('[0-9]+').all(i, int(i) < self.arrayProperties.size)").message("terminate.arrayIndices may only name children below arrayProperties.size (indices start at 0)"))]
 #[x_kube(validation = Rule::new("!has(self.dependsOn) || has(self.arrayProperties) || self.dependsOn.all(d, !has(d.type))").message("N_TO_N and SEQUENTIAL dependencies are for array jobs: set arrayProperties.size"))]
 #[x_kube(validation = Rule::new("!has(self.nodeOverrides) || !has(self.arrayProperties)").message("a multi-node job (nodeOverrides) cannot be an array job"))]
+#[x_kube(validation = Rule::new("!has(self.nodeOverrides) || !has(self.containerOverrides)").message("a multi-node job (nodeOverrides) overrides its nodes' containers in nodeOverrides.nodePropertyOverrides[].containerOverrides, not in containerOverrides"))]
 pub struct JobSpec {
     /// Name of the JobQueue.
     #[x_kube(validation = crate::common::object_name_rule("jobQueue"))]
@@ -283,10 +289,11 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "crate::common::parameters_schema")]
     pub parameters: BTreeMap<String, String>,
-    /// Changes to the definition's container.
+    /// Changes to the definition's container (single and array jobs; a multi-node job uses
+    /// `nodeOverrides`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_overrides: Option<ContainerOverrides>,
-    /// Changes to a multinode definition's nodes.
+    /// Changes to a multinode definition's nodes (multi-node jobs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_overrides: Option<NodeOverrides>,
     /// Replaces the definition's retry strategy.
@@ -469,6 +476,36 @@ pub struct NodeGroupStatus {
     pub status_summary: JobStatusCounts,
 }
 
+/// Status of a multi-node job's nodes (AWS `NodeDetails` / `NodeProperties` of DescribeJobs,
+/// plus what Kubernetes adds: the main node's pod and the job's headless Service).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePropertiesStatus {
+    /// Number of nodes of the job (after `nodeOverrides.numNodes`).
+    pub num_nodes: i32,
+    /// The main node's index.
+    pub main_node: i32,
+    /// Running nodes over nodes of the current attempt, e.g. "4/4 nodes" (printer column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// The main node's pod of the current attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main_node_pod_name: Option<String>,
+    /// The main node's pod IP (what the other nodes get as
+    /// `AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main_node_private_ipv4_address: Option<String>,
+    /// The headless Service that gives every node a DNS name
+    /// (`node-<n>.<service>.<namespace>.svc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    /// The node groups (one per `nodeRangeProperties` entry that applies to some node) and
+    /// their nodes per state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_NODE_RANGES))]
+    pub node_groups: Vec<NodeGroupStatus>,
+}
+
 /// Observed state of a job (the AWS Batch `JobDetail` fields with a Kubernetes meaning).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -516,10 +553,9 @@ pub struct JobStatusDetail {
     /// Array jobs: the children.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub array_properties: Option<ArrayStatus>,
-    /// Multinode jobs: the node groups.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = MAX_NODE_RANGES))]
-    pub node_groups: Vec<NodeGroupStatus>,
+    /// Multi-node jobs: the nodes of the current (or last) attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_properties: Option<NodePropertiesStatus>,
     /// Ready, Schedulable, Succeeded, Failed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "crate::common::conditions_schema")]

@@ -16,7 +16,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::resources::{
-    ContainerProperties, JobTimeout, RetryStrategy, MAX_NODE_RANGES, TARGET_NODES_PATTERN,
+    ContainerProperties, JobTimeout, RetryStrategy, MAX_NODE_RANGES, MAX_NUM_NODES,
 };
 
 /// `schedulingPriority` bounds (AWS Batch: 0–9999).
@@ -57,6 +57,7 @@ pub struct PodProperties {
 /// A group of nodes of a multinode job and their container (AWS `NodeRangeProperty`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = crate::resources::target_nodes_order_rule())]
 pub struct NodeRangeProperty {
     /// Node indices: "n", "a:b", "a:" (to the last node) or ":b" (from node 0).
     #[x_kube(validation = crate::resources::target_nodes_rule())]
@@ -66,16 +67,16 @@ pub struct NodeRangeProperty {
     pub container: ContainerProperties,
 }
 
-/// The nodes of a multinode job (AWS `NodeProperties`). Later ranges override earlier ones; the
-/// ranges together must cover nodes 0..numNodes-1 (checked by the operator).
+/// The nodes of a multinode job (AWS `NodeProperties`). Where ranges overlap, the narrower one
+/// decides a node (of two equally wide ranges, the later one); the ranges together must cover
+/// nodes 0..numNodes-1 (checked by the operator).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.mainNode < self.numNodes").message("mainNode must be a node index below numNodes"))]
-#[x_kube(validation = Rule::new(format!("self.nodeRangeProperties.all(r, !r.targetNodes.matches('{TARGET_NODES_PATTERN}') || r.targetNodes.split(':').all(p, p == '' || int(p) < self.numNodes))")).message("nodeRangeProperties[].targetNodes may only name node indices below numNodes"))]
-#[x_kube(validation = Rule::new(format!("self.nodeRangeProperties.all(r, !r.targetNodes.matches('{TARGET_NODES_PATTERN}') || !r.targetNodes.contains(':') || r.targetNodes.startsWith(':') || r.targetNodes.endsWith(':') || int(r.targetNodes.split(':')[0]) <= int(r.targetNodes.split(':')[1]))")).message("a targetNodes range a:b must have a <= b"))]
+#[x_kube(validation = crate::resources::target_nodes_within_rule("nodeRangeProperties", "nodeRangeProperties"))]
 pub struct NodeProperties {
-    /// Number of nodes (pods) of the job.
-    #[schemars(range(min = 1))]
+    /// Number of nodes (pods) of the job, 1–1,000.
+    #[schemars(range(min = 1, max = MAX_NUM_NODES))]
     pub num_nodes: i32,
     /// Index of the main node, which starts first and decides the job's result.
     #[schemars(range(min = 0))]

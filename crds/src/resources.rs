@@ -33,6 +33,8 @@ pub const MAX_VOLUMES: usize = 64;
 pub const MAX_COMMAND_WORDS: usize = 256;
 /// Most node range groups of a multinode job (AWS Batch: 5).
 pub const MAX_NODE_RANGES: usize = 5;
+/// Most nodes of a multinode job (AWS Batch: 1,000).
+pub const MAX_NUM_NODES: i32 = 1000;
 
 /// Glob of `onExitCode`: digits, optionally ending with `*`.
 pub const EXIT_CODE_GLOB_PATTERN: &str = "^[0-9]*[*]?$";
@@ -407,6 +409,23 @@ pub fn target_nodes_rule() -> kube::core::Rule {
     kube::core::Rule::new(format!("self.matches('{TARGET_NODES_PATTERN}')")).message(
         "targetNodes must be a node index or range: \"n\", \"a:b\", \"a:\" (to the last node) or \":b\" (from node 0)",
     )
+}
+
+/// CEL rule on an object with a `targetNodes` string: a range `a:b` must not end before it
+/// starts.
+pub fn target_nodes_order_rule() -> kube::core::Rule {
+    kube::core::Rule::new(format!("!self.targetNodes.matches('{TARGET_NODES_PATTERN}') || !self.targetNodes.contains(':') || self.targetNodes.startsWith(':') || self.targetNodes.endsWith(':') || int(self.targetNodes.split(':')[0]) <= int(self.targetNodes.split(':')[1])"))
+        .message("a targetNodes range a:b must have a <= b")
+}
+
+/// CEL rule on an object with `numNodes` and a list of objects with `targetNodes` (the
+/// definition's `nodeRangeProperties`, a job's `nodePropertyOverrides`): every index a range
+/// names is below `numNodes`.
+pub fn target_nodes_within_rule(list: &str, field: &str) -> kube::core::Rule {
+    kube::core::Rule::new(format!("!has(self.numNodes) || !has(self.{list}) || self.{list}.all(r, !r.targetNodes.matches('{TARGET_NODES_PATTERN}') || r.targetNodes.split(':').all(p, p == '' || int(p) < self.numNodes))"))
+        .message(kube::core::Message::Message(format!(
+            "{field}[].targetNodes may only name node indices below numNodes"
+        )))
 }
 
 impl RetryStrategy {

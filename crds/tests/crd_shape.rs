@@ -55,7 +55,7 @@ const EXPECTED: [Expected; 5] = [
         plural: "jobs",
         scope: "Namespaced",
         short_names: &["bjob", "bj"],
-        columns: &["Queue", "Status", "Attempts", "Progress", "Age"],
+        columns: &["Queue", "Status", "Attempts", "Progress", "Nodes", "Age"],
         wide_columns: &["Reason", "Definition"],
     },
 ];

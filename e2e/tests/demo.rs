@@ -13,6 +13,7 @@ const EXPECTED: &[(&str, &str, Option<&str>)] = &[
     ("flaky", "SUCCEEDED", Some("2")),
     ("too-slow", "FAILED", Some("1")),
     ("render", "SUCCEEDED", None),
+    ("mpi", "SUCCEEDED", Some("1")),
 ];
 
 #[test]

@@ -1,5 +1,5 @@
-//! End-to-end under realistic latency (issue 9): the scenarios of `e2e_jobs` and `e2e_arrays`
-//! once more, each against a simulated API server whose every write takes
+//! End-to-end under realistic latency (issue 9): the scenarios of `e2e_jobs`, `e2e_arrays` and
+//! `e2e_multinode` once more, each against a simulated API server whose every write takes
 //! [`support::REALISTIC_WRITE_LATENCY`] (50 ms, an etcd commit's worth) instead of microseconds —
 //! races between the operator's own writes and its caches hid behind the fast server. The
 //! harness picks the latency from this target's name (see `support::write_latency`), so the
@@ -8,7 +8,7 @@
 //!
 //! Also here: the harness's own guarantee that a failing test leaves nothing behind on a real
 //! cluster.
-// `jobs.rs` and `arrays.rs` each declare `mod support;`, so the harness is compiled once per
+// `jobs.rs`, `arrays.rs` and `multinode.rs` each declare `mod support;`, so the harness is compiled once per
 // scenario file (and once for this file's own test): that is how they are reused unchanged.
 #![allow(clippy::duplicate_mod)]
 
@@ -16,6 +16,8 @@
 mod arrays;
 #[path = "jobs.rs"]
 mod jobs;
+#[path = "multinode.rs"]
+mod multinode;
 mod support;
 
 use std::sync::{Arc, Mutex};

@@ -2,15 +2,19 @@
 //! kubelet (zero-length containers), in one run:
 //! 1. N single jobs submitted at once (16 concurrent submitters);
 //! 2. one array job of N children;
-//! 3. two arrays of N children linked N_TO_N (the dependency bookkeeping must stay O(size)).
+//! 3. two arrays of N children linked N_TO_N (the dependency bookkeeping must stay O(size));
+//! 4. G multi-node (gang) jobs of 8 nodes each, 1 s per node, submitted at once: 12 gangs fit
+//!    the 100 nodes at a time (one Kubernetes node per job node), so they run in waves.
 //!
 //! Each phase gets a fresh cluster and a fresh operator process. Printed per phase: time from
 //! the first submission to the last job (or child) SUCCEEDED, jobs (children) per second, API
 //! writes per job by kind (from the sim's request statistics), status writes per second on the
 //! parent for arrays, and the operator process's peak RSS (VmHWM).
 //!
-//! `cargo bench -p barge-operator --bench end_to_end` (N = 10,000);
-//! `BARGE_BENCH_JOBS=2000` for a shorter run.
+//! `cargo bench -p barge-operator --bench end_to_end` (N = 10,000, G = 50);
+//! `BARGE_BENCH_JOBS=2000` for a shorter run; `BARGE_BENCH_PHASES=gangs` (a comma-separated list
+//! of `singles`, `array`, `n_to_n`, `gangs`) runs only those phases; `BARGE_BENCH_GANGS` and
+//! `BARGE_BENCH_GANG_NODES` size the gang phase.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -29,6 +33,9 @@ const NAMESPACE: &str = "default";
 /// vCPUs of the compute environment: 100 m5.xlarge nodes (4 vCPUs each) of 1-vCPU jobs.
 const CE_VCPUS: i32 = 400;
 const SUBMITTERS: usize = 16;
+/// Nodes (pods) per gang by default, and gangs of the gang phase.
+const GANG_NODES: u64 = 8;
+const GANGS: u64 = 50;
 const DEADLINE: Duration = Duration::from_secs(1200);
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -36,11 +43,28 @@ enum Phase {
     Singles,
     Array,
     NToN,
+    Gangs,
+}
+
+impl Phase {
+    const ALL: [Phase; 4] = [Phase::Singles, Phase::Array, Phase::NToN, Phase::Gangs];
+
+    /// The name `BARGE_BENCH_PHASES` uses.
+    fn key(self) -> &'static str {
+        match self {
+            Phase::Singles => "singles",
+            Phase::Array => "array",
+            Phase::NToN => "n_to_n",
+            Phase::Gangs => "gangs",
+        }
+    }
 }
 
 struct Report {
     phase: Phase,
     units: u64,
+    /// Pods per unit: 1, or the nodes of a gang.
+    pods_per_unit: u64,
     elapsed: Duration,
     stats: StatsSnapshot,
     peak_rss_kib: u64,
@@ -77,7 +101,7 @@ fn yaml<K: serde::de::DeserializeOwned>(text: &str) -> K {
     serde_yaml::from_str(text).unwrap_or_else(|e| panic!("manifest: {e}\n{text}"))
 }
 
-async fn install(client: &Client) {
+async fn install(client: &Client, gang_nodes: u64) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in barge_crds::all_crds() {
         crds.create(&PostParams::default(), &crd)
@@ -102,6 +126,11 @@ async fn install(client: &Client) {
         .create(&PostParams::default(), &jd)
         .await
         .expect("jd");
+    let gang: JobDefinition = yaml(&format!("apiVersion: batch.barge.dev/v1alpha1\nkind: JobDefinition\nmetadata: {{name: gang}}\nspec:\n  type: multinode\n  propagateTags: true\n  tags: {{sim.barge.dev/runtime: scripted, sim.barge.dev/duration-seconds: \"1\"}}\n  nodeProperties:\n    numNodes: {gang_nodes}\n    mainNode: 0\n    nodeRangeProperties:\n      - targetNodes: \"0:\"\n        container: {{image: busybox, command: [\"true\"], resourceRequirements: [{{type: VCPU, value: \"1\"}}, {{type: MEMORY, value: \"256\"}}]}}\n"));
+    Api::<JobDefinition>::namespaced(client.clone(), NAMESPACE)
+        .create(&PostParams::default(), &gang)
+        .await
+        .expect("gang jd");
 }
 
 async fn wait_nodes(client: &Client, want: usize) {
@@ -130,9 +159,32 @@ async fn wait_nodes(client: &Client, want: usize) {
 }
 
 fn job(name: &str, extra: &str) -> Job {
+    job_of(name, "zero", extra)
+}
+
+fn job_of(name: &str, definition: &str, extra: &str) -> Job {
     yaml(&format!(
-        "apiVersion: batch.barge.dev/v1alpha1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n  jobQueue: bench\n  jobDefinition: zero\n{extra}"
+        "apiVersion: batch.barge.dev/v1alpha1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n  jobQueue: bench\n  jobDefinition: {definition}\n{extra}"
     ))
+}
+
+/// Submits `n` jobs `<prefix>-<i>` of `definition` with [`SUBMITTERS`] concurrent clients.
+async fn submit_many(jobs: &Api<Job>, prefix: &str, definition: &str, n: u64) {
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let jobs = jobs.clone();
+            async move {
+                jobs.create(
+                    &PostParams::default(),
+                    &job_of(&format!("{prefix}-{i}"), definition, ""),
+                )
+                .await
+                .expect("submit")
+            }
+        })
+        .buffer_unordered(SUBMITTERS)
+        .collect::<Vec<_>>()
+        .await;
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -151,7 +203,7 @@ async fn succeeded(client: &Client, phase: Phase, n: u64) -> bool {
     let jobs: Api<Job> = Api::namespaced(client.clone(), NAMESPACE);
     let done = |j: &Job| j.status.as_ref().and_then(|s| s.status) == Some(JobStatus::Succeeded);
     match phase {
-        Phase::Singles => {
+        Phase::Singles | Phase::Gangs => {
             let mut count = 0u64;
             let mut params = ListParams::default().limit(2000);
             loop {
@@ -171,7 +223,7 @@ async fn succeeded(client: &Client, phase: Phase, n: u64) -> bool {
     }
 }
 
-async fn run_phase(phase: Phase, n: u64) -> Report {
+async fn run_phase(phase: Phase, n: u64, gang_nodes: u64) -> Report {
     let cluster = Cluster::start(ClusterConfig {
         watch_history: Some(400_000),
         ..ClusterConfig::default()
@@ -188,7 +240,7 @@ async fn run_phase(phase: Phase, n: u64) -> Report {
     )
     .await
     .expect("kubelet");
-    install(&client).await;
+    install(&client, gang_nodes).await;
     let log = std::env::temp_dir().join(format!("barge-bench-{phase:?}.log"));
     let metrics_port = free_port();
     let mut operator = tokio::process::Command::new(env!("CARGO_BIN_EXE_barge"))
@@ -215,20 +267,8 @@ async fn run_phase(phase: Phase, n: u64) -> Report {
     let started = Instant::now();
     let jobs: Api<Job> = Api::namespaced(client.clone(), NAMESPACE);
     match phase {
-        Phase::Singles => {
-            futures::stream::iter(0..n)
-                .map(|i| {
-                    let jobs = jobs.clone();
-                    async move {
-                        jobs.create(&PostParams::default(), &job(&format!("single-{i}"), ""))
-                            .await
-                            .expect("submit")
-                    }
-                })
-                .buffer_unordered(SUBMITTERS)
-                .collect::<Vec<_>>()
-                .await;
-        }
+        Phase::Singles => submit_many(&jobs, "single", "zero", n).await,
+        Phase::Gangs => submit_many(&jobs, "gang", "gang", n).await,
         Phase::Array => {
             jobs.create(
                 &PostParams::default(),
@@ -281,6 +321,7 @@ async fn run_phase(phase: Phase, n: u64) -> Report {
     Report {
         phase,
         units,
+        pods_per_unit: if phase == Phase::Gangs { gang_nodes } else { 1 },
         elapsed,
         stats,
         peak_rss_kib,
@@ -301,7 +342,7 @@ fn print(r: &Report) {
     let job_creates = s.count("create", "jobs");
     println!("== {:?}: {} units", r.phase, r.units);
     println!("  submission → all SUCCEEDED : {secs:.1} s");
-    println!("  units per second           : {:.0}", units / secs);
+    println!("  units per second           : {:.2}", units / secs);
     println!(
         "  API writes per unit        : {:.2} (all writers: {} writes)",
         s.writes as f64 / units,
@@ -316,6 +357,34 @@ fn print(r: &Report) {
         kubelet as f64 / units
     );
     println!("    job submissions          : {job_creates}");
+    if r.pods_per_unit > 1 {
+        // Gangs: the same writes per node (pod) of a gang, and the headless Services.
+        let nodes = units * r.pods_per_unit as f64;
+        let services = s.count("create", "services") + s.count("delete", "services");
+        let finalizers = pod_patches;
+        println!(
+            "  per gang node ({} nodes per gang, {nodes} in all):",
+            r.pods_per_unit
+        );
+        println!(
+            "    API writes, all writers  : {:.2}",
+            s.writes as f64 / nodes
+        );
+        println!(
+            "    operator                 : {:.2} (pod create {:.2}, job status {:.2}, pod patch {:.2}, pod delete {:.2}, events {:.2}, service create+delete {:.2})",
+            (status + pod_creates + pod_patches + pod_deletes + events + services) as f64 / nodes,
+            pod_creates as f64 / nodes,
+            status as f64 / nodes,
+            finalizers as f64 / nodes,
+            pod_deletes as f64 / nodes,
+            events as f64 / nodes,
+            services as f64 / nodes,
+        );
+        println!(
+            "    kubelet pod status       : {:.2}",
+            kubelet as f64 / nodes
+        );
+    }
     println!("  job status writes per s    : {:.1}", status as f64 / secs);
     println!(
         "  operator peak RSS          : {:.0} MiB",
@@ -329,36 +398,53 @@ fn print(r: &Report) {
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is read from the command line.
-    let n: u64 = std::env::var("BARGE_BENCH_JOBS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+    let number = |var: &str, default: u64| -> u64 {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let n = number("BARGE_BENCH_JOBS", 10_000);
+    let gangs = number("BARGE_BENCH_GANGS", GANGS);
+    let gang_nodes = number("BARGE_BENCH_GANG_NODES", GANG_NODES);
+    let wanted = std::env::var("BARGE_BENCH_PHASES").unwrap_or_default();
+    let phases: Vec<Phase> = Phase::ALL
+        .into_iter()
+        .filter(|p| wanted.is_empty() || wanted.split(',').any(|w| w.trim() == p.key()))
+        .collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let singles = run_phase(Phase::Singles, n).await;
-        print(&singles);
-        let array = run_phase(Phase::Array, n).await;
-        print(&array);
-        let linked = run_phase(Phase::NToN, n).await;
-        print(&linked);
+        let mut reports = Vec::new();
+        for phase in phases {
+            let units = if phase == Phase::Gangs { gangs } else { n };
+            let report = run_phase(phase, units, gang_nodes).await;
+            print(&report);
+            reports.push(report);
+        }
+        let of = |phase: Phase| reports.iter().find(|r| r.phase == phase);
+        let (Some(singles), Some(array), Some(linked)) =
+            (of(Phase::Singles), of(Phase::Array), of(Phase::NToN))
+        else {
+            return;
+        };
         let per_unit = |r: &Report| r.elapsed.as_secs_f64() / r.units as f64;
         let writes = |r: &Report| r.stats.writes as f64 / r.units as f64;
         println!("== ratios (same run)");
         println!(
             "  array vs singles, time per unit   : {:.2}x (below 1: the array is faster)",
-            per_unit(&array) / per_unit(&singles)
+            per_unit(array) / per_unit(singles)
         );
         println!(
             "  array vs singles, writes per unit : {:.2}x",
-            writes(&array) / writes(&singles)
+            writes(array) / writes(singles)
         );
         println!(
             "  N_TO_N pair vs one array, time per child: {:.2}x",
-            per_unit(&linked) / per_unit(&array)
+            per_unit(linked) / per_unit(array)
         );
     });
 }

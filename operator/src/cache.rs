@@ -23,7 +23,7 @@
 //!
 //! Pods are watched once, cluster-wide: every pod feeds the compact [`NodeUsage`] (requests of
 //! all non-terminal pods bound to nodes, Barge's or not: what the scheduler subtracts from a
-//! node's allocatable), and only Barge's pods (`app.kubernetes.io/managed-by=barge`) go into
+//! node's allocatable; and which nodes Barge's pods occupy, or multi-node gangs hold), and only Barge's pods (`app.kubernetes.io/managed-by=barge`) go into
 //! the pod store, its index by job uid, and the pod feed. ControllerRevisions are watched with
 //! the same label.
 
@@ -45,8 +45,8 @@ use tracing::{debug, warn};
 
 use barge_core::resources::Resources;
 use barge_crds::consts::{
-    FINALIZER_ATTEMPT_RESULT, LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_DEFINITION, LABEL_JOB_UID,
-    LABEL_MANAGED_BY, MANAGED_BY_BARGE,
+    ANNOTATION_GANG_NODES, FINALIZER_ATTEMPT_RESULT, LABEL_COMPUTE_ENVIRONMENT,
+    LABEL_JOB_DEFINITION, LABEL_JOB_UID, LABEL_MANAGED_BY, LABEL_NODE_INDEX, MANAGED_BY_BARGE,
 };
 use barge_crds::job::JobStatus;
 use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, SchedulingPolicy};
@@ -539,6 +539,25 @@ fn awaits_recording(pod: &Pod) -> bool {
             .any(|f| f == FINALIZER_ATTEMPT_RESULT)
 }
 
+/// The Kubernetes nodes a multi-node job's main pod reserves for its gang (its
+/// `batch.barge.dev/gang-nodes` annotation), while the main pod has not finished: the other
+/// nodes' pods are created on them later, and no other Barge pod may take them in between.
+/// The reservation lives in the pod, so it survives an operator restart.
+fn reserved_nodes(pod: &Pod) -> Vec<String> {
+    if !is_barge_pod(pod) || !pod.annotations().contains_key(ANNOTATION_GANG_NODES) {
+        return Vec::new();
+    }
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if matches!(phase, Some("Succeeded") | Some("Failed")) {
+        return Vec::new();
+    }
+    let mut nodes = crate::pods::gang_nodes_of(pod).unwrap_or_default();
+    nodes.retain(|n| !n.is_empty());
+    nodes.sort();
+    nodes.dedup();
+    nodes
+}
+
 #[derive(Clone, Debug)]
 struct PodUsage {
     /// The node it occupies (None: a Barge pod not bound yet).
@@ -547,6 +566,10 @@ struct PodUsage {
     environment: Option<String>,
     requests: PodRequests,
     barge: bool,
+    /// A Barge pod of a node of a multi-node job (`batch.barge.dev/node-index`).
+    gang_member: bool,
+    /// The nodes it reserves for its gang (a multi-node job's main pod; see [`reserved_nodes`]).
+    reserves: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -555,6 +578,19 @@ struct NodeTotals {
     pods: i64,
     /// CPU requested by Barge's pods alone.
     barge_milli_cpu: i64,
+    /// Barge's pods among `pods`.
+    barge_pods: i64,
+    /// Pods of multi-node jobs' nodes among `barge_pods`.
+    gang_pods: i64,
+    /// Unfinished main pods of multi-node jobs that reserve the node for their gang.
+    reservations: i64,
+}
+
+impl NodeTotals {
+    /// Whether nothing is counted on the node any more (its entry goes).
+    fn is_empty(&self) -> bool {
+        self.pods <= 0 && self.reservations <= 0
+    }
 }
 
 #[derive(Default)]
@@ -578,6 +614,14 @@ impl UsageState {
                 }
             }
         }
+        for node in &usage.reserves {
+            if let Some(totals) = self.nodes.get_mut(node) {
+                totals.reservations -= 1;
+                if totals.is_empty() {
+                    self.nodes.remove(node);
+                }
+            }
+        }
         let Some(node) = &usage.node else {
             return;
         };
@@ -585,6 +629,10 @@ impl UsageState {
             totals.pods -= 1;
             if usage.barge {
                 totals.barge_milli_cpu -= usage.requests.milli_cpu;
+                totals.barge_pods -= 1;
+            }
+            if usage.gang_member {
+                totals.gang_pods -= 1;
             }
             totals.requests.milli_cpu -= usage.requests.milli_cpu;
             totals.requests.memory_mib -= usage.requests.memory_mib;
@@ -593,7 +641,7 @@ impl UsageState {
                     *v -= value;
                 }
             }
-            if totals.pods <= 0 {
+            if totals.is_empty() {
                 self.nodes.remove(node);
             }
         }
@@ -603,11 +651,13 @@ impl UsageState {
         self.remove(&id);
         let node = occupies_node(pod);
         let environment = occupies_environment(pod);
-        if node.is_none() && environment.is_none() {
+        let reserves = reserved_nodes(pod);
+        if node.is_none() && environment.is_none() && reserves.is_empty() {
             return;
         }
         let requests = PodRequests::of_pod(pod);
         let barge = is_barge_pod(pod);
+        let gang_member = barge && pod.labels().contains_key(LABEL_NODE_INDEX);
         if let Some(environment) = environment {
             *self
                 .environments
@@ -619,8 +669,15 @@ impl UsageState {
             totals.pods += 1;
             if barge {
                 totals.barge_milli_cpu += requests.milli_cpu;
+                totals.barge_pods += 1;
+            }
+            if gang_member {
+                totals.gang_pods += 1;
             }
             totals.requests.add(&requests);
+        }
+        for reserved in &reserves {
+            self.nodes.entry(reserved.clone()).or_default().reservations += 1;
         }
         self.pods.insert(
             id,
@@ -629,15 +686,29 @@ impl UsageState {
                 environment: environment.map(str::to_string),
                 requests,
                 barge,
+                gang_member,
+                reserves,
             },
         );
     }
 }
 
+/// Who occupies a node among Barge's pods (what single tenancy of multi-node jobs needs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Occupancy {
+    /// Barge pods bound to the node that have not finished (or whose result is not recorded
+    /// yet: they hold their room as in the node's usage).
+    pub barge_pods: u32,
+    /// The node runs a node of a multi-node job, or a multi-node job's unfinished main pod
+    /// reserves it for its gang: no other Barge pod goes there.
+    pub exclusive: bool,
+}
+
 /// Per-node requested resources of every non-terminal pod bound to a node — Barge's or not —
 /// and the CPU of Barge's pods per compute environment, bound or not (the vCPU budget of
-/// `bindingMode: KubeScheduler`), kept compact (no pod objects), fed by the cluster-wide pod
-/// watch.
+/// `bindingMode: KubeScheduler`), and each node's [`Occupancy`] by Barge's pods (single tenancy
+/// of multi-node jobs, reservations of their gangs included), kept compact (no pod objects), fed
+/// by the cluster-wide pod watch.
 #[derive(Default)]
 pub struct NodeUsage {
     live: RwLock<UsageState>,
@@ -671,6 +742,27 @@ impl NodeUsage {
             .get(node)
             .map(|t| t.barge_milli_cpu)
             .unwrap_or(0)
+    }
+
+    /// Who occupies `node` among Barge's pods, for the scheduling pass (see [`Occupancy`]).
+    pub fn occupancy_on(&self, node: &str) -> Occupancy {
+        read(&self.live)
+            .nodes
+            .get(node)
+            .map(|t| Occupancy {
+                barge_pods: u32::try_from(t.barge_pods.max(0)).unwrap_or(u32::MAX),
+                exclusive: t.gang_pods > 0 || t.reservations > 0,
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether `node` must stay: a pod is bound to it (unfinished, or its result not recorded),
+    /// or a multi-node job's main pod reserves it for a node of its gang.
+    pub fn is_busy(&self, node: &str) -> bool {
+        read(&self.live)
+            .nodes
+            .get(node)
+            .is_some_and(|t| t.pods > 0 || t.reservations > 0)
     }
 
     /// Number of non-terminal pods bound to `node`.
@@ -843,7 +935,7 @@ pub struct Caches {
     pub nodes: Store<Node>,
     pub namespaces: Store<Namespace>,
     pub indexes: Indexes,
-    /// Requests of all non-terminal bound pods, per node.
+    /// Requests of all non-terminal bound pods, and Barge's occupancy, per node.
     pub usage: Arc<NodeUsage>,
     /// Held for writing while a pod event goes into [`Caches::usage`], the pod store and its
     /// index — in that order, which the scheduler relies on (a pod the store shows is counted
@@ -1365,6 +1457,172 @@ mod tests {
         )));
         assert_eq!(usage.barge_milli_cpu_on("n1"), 0);
         assert_eq!(usage.pods_on("n1"), 0);
+    }
+
+    /// A Barge pod of node `index` of a multi-node job; the main node's pod (`gang`) carries
+    /// the nodes reserved for its gang.
+    fn node_pod(name: &str, node: &str, phase: &str, index: u32, gang: Option<&str>) -> Pod {
+        let mut p = pod(
+            name,
+            Some(node),
+            phase,
+            true,
+            vec![container(&[("cpu", "1")], &[])],
+        );
+        p.metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(LABEL_NODE_INDEX.to_string(), index.to_string());
+        if let Some(nodes) = gang {
+            p.metadata.annotations = Some(BTreeMap::from([(
+                ANNOTATION_GANG_NODES.to_string(),
+                nodes.to_string(),
+            )]));
+        }
+        p
+    }
+
+    fn occupancy(barge_pods: u32, exclusive: bool) -> Occupancy {
+        Occupancy {
+            barge_pods,
+            exclusive,
+        }
+    }
+
+    #[test]
+    fn occupancy_counts_barge_pods_and_marks_nodes_of_multi_node_jobs_exclusive() {
+        let usage = NodeUsage::new();
+        let c = || vec![container(&[("cpu", "1")], &[])];
+        usage.apply(&watcher::Event::Apply(pod(
+            "single",
+            Some("n1"),
+            "Running",
+            true,
+            c(),
+        )));
+        usage.apply(&watcher::Event::Apply(pod(
+            "foreign",
+            Some("n1"),
+            "Running",
+            false,
+            c(),
+        )));
+        usage.apply(&watcher::Event::Apply(pod(
+            "unbound",
+            None,
+            "Pending",
+            true,
+            c(),
+        )));
+        assert_eq!(
+            usage.occupancy_on("n1"),
+            occupancy(1, false),
+            "only Barge's bound pods count"
+        );
+        assert_eq!(usage.occupancy_on("elsewhere"), occupancy(0, false));
+        // A child node's pod (no reservation of its own) makes its node exclusive.
+        usage.apply(&watcher::Event::Apply(node_pod(
+            "mnp-1-node-1",
+            "n2",
+            "Running",
+            1,
+            None,
+        )));
+        assert_eq!(usage.occupancy_on("n2"), occupancy(1, true));
+        // It finishes and its result is recorded: the node is free again.
+        usage.apply(&watcher::Event::Apply(node_pod(
+            "mnp-1-node-1",
+            "n2",
+            "Succeeded",
+            1,
+            None,
+        )));
+        assert_eq!(usage.occupancy_on("n2"), occupancy(0, false));
+        // A finished child whose result is not recorded holds its node, as it holds its room.
+        let mut unrecorded = node_pod("mnp-1-node-2", "n3", "Failed", 2, None);
+        unrecorded.metadata.finalizers = Some(vec![FINALIZER_ATTEMPT_RESULT.to_string()]);
+        usage.apply(&watcher::Event::Apply(unrecorded));
+        assert_eq!(usage.occupancy_on("n3"), occupancy(1, true));
+    }
+
+    #[test]
+    fn a_main_pod_reserves_its_gang_nodes_until_it_finishes() {
+        let usage = NodeUsage::new();
+        // The gang of job mnp: main node 0 on n1, nodes 1 and 2 reserved on n2 and n3.
+        let main = |phase: &str| node_pod("mnp-1-node-0", "n1", phase, 0, Some("n1,n2,n3"));
+        usage.apply(&watcher::Event::Apply(main("Pending")));
+        assert_eq!(usage.occupancy_on("n1"), occupancy(1, true));
+        assert_eq!(
+            usage.occupancy_on("n2"),
+            occupancy(0, true),
+            "reserved before its pod exists"
+        );
+        assert_eq!(usage.occupancy_on("n3"), occupancy(0, true));
+        assert_eq!(
+            usage.used_on("n2", "nvidia.com/gpu"),
+            Resources::ZERO,
+            "a reservation takes no room"
+        );
+        assert!(
+            usage.is_busy("n2") && usage.pods_on("n2") == 0,
+            "a reserved node is kept"
+        );
+        // The child of node 1 is created on n2: the reservation and the pod both hold it.
+        usage.apply(&watcher::Event::Apply(node_pod(
+            "mnp-1-node-1",
+            "n2",
+            "Running",
+            1,
+            None,
+        )));
+        usage.apply(&watcher::Event::Apply(main("Running")));
+        assert_eq!(usage.occupancy_on("n2"), occupancy(1, true));
+        // The main pod finishes (its result recorded): its reservation ends; n3, whose pod
+        // was never created, is free, while n2 stays exclusive as long as its pod runs.
+        usage.apply(&watcher::Event::Apply(main("Succeeded")));
+        assert_eq!(usage.occupancy_on("n1"), occupancy(0, false));
+        assert_eq!(usage.occupancy_on("n3"), occupancy(0, false));
+        assert!(!usage.is_busy("n3"));
+        assert_eq!(usage.occupancy_on("n2"), occupancy(1, true));
+        usage.apply(&watcher::Event::Delete(node_pod(
+            "mnp-1-node-1",
+            "n2",
+            "Running",
+            1,
+            None,
+        )));
+        assert_eq!(usage.occupancy_on("n2"), occupancy(0, false));
+    }
+
+    #[test]
+    fn reservations_follow_deletions_and_relists() {
+        let usage = NodeUsage::new();
+        let main = node_pod("mnp-1-node-0", "n1", "Running", 0, Some("n1,n2"));
+        usage.apply(&watcher::Event::Apply(main.clone()));
+        assert!(usage.occupancy_on("n2").exclusive);
+        usage.apply(&watcher::Event::Delete(main.clone()));
+        assert_eq!(usage.occupancy_on("n1"), occupancy(0, false));
+        assert_eq!(usage.occupancy_on("n2"), occupancy(0, false));
+        // After a restart (a fresh list), the reservation is read back from the main pod.
+        usage.apply(&watcher::Event::Init);
+        usage.apply(&watcher::Event::InitApply(main));
+        usage.apply(&watcher::Event::InitDone);
+        assert_eq!(usage.occupancy_on("n2"), occupancy(0, true));
+        // A relist without it forgets it.
+        usage.apply(&watcher::Event::Init);
+        usage.apply(&watcher::Event::InitDone);
+        assert_eq!(usage.occupancy_on("n2"), occupancy(0, false));
+        // The annotation of a pod that is not Barge's reserves nothing.
+        let mut foreign = node_pod("other", "n4", "Running", 0, Some("n4,n5"));
+        foreign
+            .metadata
+            .labels
+            .as_mut()
+            .expect("labels")
+            .remove(LABEL_MANAGED_BY);
+        usage.apply(&watcher::Event::Apply(foreign));
+        assert_eq!(usage.occupancy_on("n5"), occupancy(0, false));
+        assert_eq!(usage.occupancy_on("n4"), occupancy(0, false));
     }
 
     #[tokio::test]

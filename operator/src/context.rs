@@ -174,6 +174,9 @@ pub struct RunnableEntry {
     /// The definition revision the pods run.
     pub definition: Arc<ResolvedDefinition>,
     pub array_size: Option<u32>,
+    /// Multi-node jobs: the gang's nodes (what each asks for, where it may go); `request` and
+    /// `constraints` are then the main node's.
+    pub gang: Option<barge_core::scheduler::Gang>,
 }
 
 /// The RUNNABLE work of every job, written by the job controller and read by the scheduler
@@ -329,6 +332,10 @@ pub struct Context {
     pub job_written_versions: Mutex<HashMap<JobKey, u64>>,
     /// Pod creations the API server refused, per job (written by the scheduler).
     pub pod_refusals: PodRefusals,
+    /// Creations of the other nodes' pods of multi-node jobs that failed for good (refused, or
+    /// not renderable), per job: the job controller backs off and warns once per message
+    /// (written and read by the job controller only).
+    pub node_pod_refusals: PodRefusals,
     /// Since when (ms) each node of a demand-scaled pool has had no pod (the
     /// ComputeEnvironment controller's scale-in clock; in memory, restarts with the operator).
     pub node_idle_since: Mutex<HashMap<String, i64>>,
@@ -337,6 +344,9 @@ pub struct Context {
     pub node_groups: Mutex<HashMap<String, Vec<NodeGroup>>>,
     /// Pods this replica stopped recently through their `activeDeadlineSeconds`.
     pub stopped_pods: RecentWrites,
+    /// The other nodes' pods of multi-node jobs this replica created recently (keyed
+    /// `<job uid>/<pod name>`): not created again while the cache lags behind.
+    pub created_node_pods: RecentWrites,
 }
 
 impl Context {
@@ -361,9 +371,11 @@ impl Context {
             job_status_writes: Mutex::new(HashMap::new()),
             job_written_versions: Mutex::new(HashMap::new()),
             pod_refusals: PodRefusals::default(),
+            node_pod_refusals: PodRefusals::default(),
             node_idle_since: Mutex::new(HashMap::new()),
             node_groups: Mutex::new(HashMap::new()),
             stopped_pods: RecentWrites::default(),
+            created_node_pods: RecentWrites::default(),
         })
     }
 }

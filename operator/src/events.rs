@@ -32,6 +32,16 @@ pub const REPORTING_CONTROLLER: &str = "batch.barge.dev/barge-operator";
 pub const CLUSTER_EVENTS_NAMESPACE: &str = "default";
 /// Longest `note` the API accepts (1 kB).
 const MAX_NOTE_BYTES: usize = 1024;
+/// Event reason (on a job): a multi-node job's gang was placed — its main node's pod created,
+/// a Kubernetes node reserved for each of the other nodes.
+pub const REASON_GANG_PLACED: &str = "GangPlaced";
+/// Event action of [`REASON_GANG_PLACED`].
+pub const ACTION_PLACE_GANG: &str = "PlaceGang";
+/// Event reason (on a job): the main node of a multi-node job's attempt runs, and the pods of
+/// its other nodes were created.
+pub const REASON_NODES_STARTED: &str = "NodesStarted";
+/// Event action of [`REASON_NODES_STARTED`] (and of a refused create of one of those pods).
+pub const ACTION_CREATE_NODE_PODS: &str = "CreateNodePods";
 /// Events waiting to be written before new ones are dropped.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 20_000;
 /// Event creations in flight (a burst of job state changes — four per job — must not wait
@@ -197,6 +207,15 @@ fn render_event(queued: &Queued, instance: &str, sequence: u64) -> KubeEvent {
     }
 }
 
+/// "1 node", "4 nodes": a count and its noun, for notes.
+pub fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
@@ -211,6 +230,13 @@ fn truncate(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_read_as_english() {
+        assert_eq!(counted(1, "node"), "1 node");
+        assert_eq!(counted(0, "node"), "0 nodes");
+        assert_eq!(counted(8, "node"), "8 nodes");
+    }
 
     fn queued(namespace: Option<&str>, note: &str) -> Queued {
         Queued {

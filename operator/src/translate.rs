@@ -24,8 +24,8 @@ use kube::ResourceExt;
 use barge_core::deps::{Dependency, DependencyTarget, DependencyType as CoreDependencyType};
 use barge_core::index_set::IndexSet;
 use barge_core::job::{
-    ArrayRecord, AttemptRecord, BlockedKind, JobPlan, JobRecord, JobSpec as CoreJobSpec, Terminate,
-    TimeLimitAction,
+    ArrayRecord, AttemptRecord, BlockedKind, JobPlan, JobRecord, JobSpec as CoreJobSpec,
+    NodeStates, NodesSpec, Terminate, TimeLimitAction,
 };
 use barge_core::retry::{EvaluateOnExit, RetryStrategy as CoreRetryStrategy};
 use barge_core::state::{JobState, StatusSummary};
@@ -33,18 +33,21 @@ use barge_crds::consts::{
     CONDITION_FAILED, CONDITION_SCHEDULABLE, CONDITION_SUCCEEDED,
     REASON_COMPUTE_ENVIRONMENTS_DISABLED, REASON_COMPUTE_ENVIRONMENTS_INVALID,
     REASON_COMPUTE_ENVIRONMENT_NOT_FOUND, REASON_DEPENDENCIES_PENDING, REASON_EXCEEDS_MAX_VCPUS,
-    REASON_INSUFFICIENT_CAPACITY, REASON_IN_PROGRESS, REASON_JOB_FAILED, REASON_JOB_QUEUE_DISABLED,
-    REASON_JOB_QUEUE_NOT_FOUND, REASON_JOB_SUCCEEDED, REASON_NEVER_PLACED,
-    REASON_NO_INSTANCE_TYPE_FITS, REASON_NO_READY_NODES, REASON_PLACED, REASON_POD_CREATION_FAILED,
-    REASON_SUBMITTED, REASON_WAITING_FOR_CAPACITY, REASON_WAITING_FOR_QUEUE_HEAD,
+    REASON_GANG_TOO_LARGE, REASON_INSUFFICIENT_CAPACITY, REASON_IN_PROGRESS, REASON_JOB_FAILED,
+    REASON_JOB_QUEUE_DISABLED, REASON_JOB_QUEUE_NOT_FOUND, REASON_JOB_SUCCEEDED,
+    REASON_MULTI_NODE_ON_SPOT, REASON_NEVER_PLACED, REASON_NO_INSTANCE_TYPE_FITS,
+    REASON_NO_READY_NODES, REASON_PLACED, REASON_POD_CREATION_FAILED, REASON_SUBMITTED,
+    REASON_WAITING_FOR_CAPACITY, REASON_WAITING_FOR_QUEUE_HEAD,
 };
 use barge_crds::job::{
     ArrayStatus, AttemptContainerDetail, AttemptDetail, ChildAttempt, DependencyType,
-    JobStatusCounts, ResolvedJobDefinition, RetryingChildren,
+    JobStatusCounts, NodeGroupStatus, NodePropertiesStatus, ResolvedJobDefinition,
+    RetryingChildren,
 };
 use barge_crds::resources::{RetryAction, RetryStrategy};
 use barge_crds::{Job, JobDefinitionSpec, JobQueue, JobStatus, JobStatusDetail};
 
+use crate::pods::{node_layout, service_name, NodeLayout, RenderError};
 use crate::status::{merge_conditions, DesiredCondition};
 
 /// The core state of a recorded status.
@@ -84,10 +87,27 @@ pub fn time_of(ms: i64) -> Time {
 }
 
 /// The state-machine essentials of a job: the job's retry strategy and timeout override the
-/// definition's. Err: a spec the API server should have refused (an old object, a skipped
-/// webhook) — the job fails with this message instead of hanging.
+/// definition's; a multi-node job's gang shape (`numNodes` after `nodeOverrides`, `mainNode`).
+/// Err: a spec the API server should have refused (an old object, a skipped webhook), or a
+/// multi-node job whose nodes cannot be laid out ([`node_layout`]) — the job fails with this
+/// message instead of hanging. Without the definition (a finished job), a multi-node job's
+/// shape is the one its status recorded.
 pub fn core_spec(job: &Job, definition: Option<&JobDefinitionSpec>) -> Result<CoreJobSpec, String> {
     let spec = &job.spec;
+    let nodes = match definition {
+        Some(d) if d.node_properties.is_some() => {
+            let layout = node_layout(job, d).map_err(|e| e.to_string())?;
+            Some(NodesSpec {
+                num_nodes: layout.num_nodes,
+                main_node: layout.main_node,
+            })
+        }
+        Some(_) if spec.node_overrides.is_some() => {
+            return Err(RenderError::NodeOverridesWithoutNodes.to_string())
+        }
+        Some(_) => None,
+        None => recorded_nodes(job),
+    };
     let array_size = match &spec.array_properties {
         Some(props) => {
             let size = u32::try_from(props.size)
@@ -145,12 +165,22 @@ pub fn core_spec(job: &Job, definition: Option<&JobDefinitionSpec>) -> Result<Co
         None => None,
     };
     Ok(CoreJobSpec {
+        nodes,
         array_size,
         depends_on,
         retry_strategy,
         attempt_duration_seconds,
         terminate,
         ttl_seconds_after_finished: spec.ttl_seconds_after_finished.map(i64::from),
+    })
+}
+
+/// The gang shape a multi-node job's status recorded.
+fn recorded_nodes(job: &Job) -> Option<NodesSpec> {
+    let recorded = job.status.as_ref()?.node_properties.as_ref()?;
+    Some(NodesSpec {
+        num_nodes: u32::try_from(recorded.num_nodes).ok().filter(|n| *n > 0)?,
+        main_node: u32::try_from(recorded.main_node).ok()?,
     })
 }
 
@@ -328,6 +358,64 @@ pub struct StatusInputs<'a> {
     pub now_ms: i64,
 }
 
+/// `status.nodeProperties` of a multi-node job: the shape, "R/N nodes" with R the nodes
+/// RUNNING, the main node's pod and IP, the headless Service, and per node group (each
+/// `nodeRangeProperties` entry that decides some node) its nodes per state.
+pub fn node_properties_status(
+    job_name: &str,
+    nodes: &NodeStates,
+    layout: &NodeLayout,
+) -> NodePropertiesStatus {
+    let running = nodes
+        .states
+        .iter()
+        .filter(|s| **s == JobState::Running)
+        .count();
+    let to_i32 = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    NodePropertiesStatus {
+        num_nodes: to_i32(layout.num_nodes),
+        main_node: to_i32(layout.main_node),
+        progress: Some(format!("{running}/{} nodes", layout.num_nodes)),
+        main_node_pod_name: nodes.main_pod.clone(),
+        main_node_private_ipv4_address: nodes.main_pod_ip.clone(),
+        service_name: Some(service_name(job_name)),
+        node_groups: layout
+            .groups
+            .iter()
+            .map(|(target_nodes, members)| {
+                let mut status_summary = JobStatusCounts::default();
+                for state in members.iter().filter_map(|n| nodes.states.get(*n as usize)) {
+                    *status_summary.get_mut(crd_state(*state)) += 1;
+                }
+                NodeGroupStatus {
+                    target_nodes: target_nodes.clone(),
+                    status_summary,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// `recorded` with the progress and the main node's pod and IP taken from `nodes` (when the
+/// layout that maps nodes to groups is not at hand).
+fn refreshed_without_layout(
+    mut recorded: NodePropertiesStatus,
+    nodes: &NodeStates,
+) -> NodePropertiesStatus {
+    let running = nodes
+        .states
+        .iter()
+        .filter(|s| **s == JobState::Running)
+        .count();
+    recorded.progress = Some(format!("{running}/{} nodes", nodes.states.len()));
+    recorded.main_node_pod_name = nodes.main_pod.clone().or(recorded.main_node_pod_name);
+    recorded.main_node_private_ipv4_address = nodes
+        .main_pod_ip
+        .clone()
+        .or(recorded.main_node_private_ipv4_address);
+    recorded
+}
+
 /// The job's place in submission order (FIFO among jobs of the same `createdAt` second): the
 /// one recorded in its status, else its resourceVersion as seen now — its creation's, as long
 /// as nothing but Barge writes it, and Barge records it with its first status write. 0 when the
@@ -354,6 +442,8 @@ pub fn blocked_reason(kind: BlockedKind) -> &'static str {
         BlockedKind::NoInstanceTypeFits => REASON_NO_INSTANCE_TYPE_FITS,
         BlockedKind::ExceedsMaxvCpus => REASON_EXCEEDS_MAX_VCPUS,
         BlockedKind::PodCreationFailed => REASON_POD_CREATION_FAILED,
+        BlockedKind::MultiNodeOnSpot => REASON_MULTI_NODE_ON_SPOT,
+        BlockedKind::GangTooLarge => REASON_GANG_TOO_LARGE,
     }
 }
 
@@ -460,8 +550,21 @@ pub fn job_conditions(
     vec![succeeded, failed, schedulable]
 }
 
-/// The Job's status after a plan: the record in API form plus conditions.
+/// The Job's status after a plan: the record in API form plus conditions. A multi-node job's
+/// `nodeProperties` stay as they are: see [`build_status_with_nodes`].
 pub fn build_status(job: &Job, plan: &JobPlan, inputs: StatusInputs<'_>) -> JobStatusDetail {
+    build_status_with_nodes(job, plan, inputs, None)
+}
+
+/// [`build_status`], and for a multi-node job `status.nodeProperties` from the plan's node
+/// states and `node_layout`, the job's nodes ([`node_layout`]). Without a layout (a finished
+/// job, whose definition is not read again) the status keeps the `nodeProperties` it has.
+pub fn build_status_with_nodes(
+    job: &Job,
+    plan: &JobPlan,
+    inputs: StatusInputs<'_>,
+    node_layout: Option<&NodeLayout>,
+) -> JobStatusDetail {
     let record = &plan.record;
     let existing = job.status.clone().unwrap_or_default();
     let state = record.state;
@@ -502,7 +605,17 @@ pub fn build_status(job: &Job, plan: &JobPlan, inputs: StatusInputs<'_>) -> JobS
             .array
             .as_ref()
             .map(|a| array_status(a, plan.summary.as_ref())),
-        node_groups: Vec::new(),
+        node_properties: match (&plan.nodes, node_layout) {
+            (Some(nodes), Some(layout)) => {
+                Some(node_properties_status(&job.name_any(), nodes, layout))
+            }
+            // No layout (its definition revision is gone): the progress and the main node
+            // still follow the nodes; the group counts stay as last written.
+            (Some(nodes), None) => existing
+                .node_properties
+                .map(|recorded| refreshed_without_layout(recorded, nodes)),
+            _ => existing.node_properties,
+        },
         conditions,
         observed_generation: generation,
     }
@@ -723,6 +836,155 @@ mod tests {
         assert_eq!(record_from_status(&j).array, plan.record.array);
     }
 
+    // ------------------------------------------------------------------ multi-node jobs
+
+    fn multinode_job(spec_json: serde_json::Value) -> Job {
+        let mut spec = spec_json;
+        spec["jobQueue"] = serde_json::json!("q");
+        spec["jobDefinition"] = serde_json::json!("mpi");
+        job(serde_json::from_value(spec).expect("spec"))
+    }
+
+    #[test]
+    fn a_multi_node_jobs_spec_carries_its_gang_shape_after_overrides() {
+        let def = crate::test_support::aws_job_definition("jobdef-multinode.json");
+        let core = core_spec(&multinode_job(serde_json::json!({})), Some(&def)).expect("spec");
+        assert_eq!(
+            core.nodes,
+            Some(NodesSpec {
+                num_nodes: 6,
+                main_node: 0
+            })
+        );
+        assert_eq!(core.retry_strategy.attempts(), 2);
+        let grown = multinode_job(serde_json::json!({"nodeOverrides": {"numNodes": 8}}));
+        assert_eq!(
+            core_spec(&grown, Some(&def)).expect("spec").nodes,
+            Some(NodesSpec {
+                num_nodes: 8,
+                main_node: 0
+            })
+        );
+        // A layout that cannot be: the job fails with the layout's reason.
+        let mut closed = def.clone();
+        closed
+            .node_properties
+            .as_mut()
+            .expect("nodes")
+            .node_range_properties[1]
+            .target_nodes = "1:5".into();
+        assert_eq!(
+            core_spec(&grown, Some(&closed)).expect_err("refused"),
+            "nodes 6-7 are not covered by any nodeProperties.nodeRangeProperties[].targetNodes (numNodes 8 from nodeOverrides.numNodes)"
+        );
+        assert_eq!(
+            core_spec(
+                &multinode_job(serde_json::json!({"arrayProperties": {"size": 3}})),
+                Some(&def)
+            )
+            .expect_err("refused"),
+            "a multi-node job definition cannot be submitted as an array job: remove arrayProperties"
+        );
+        assert!(core_spec(&grown, Some(&definition()))
+            .expect_err("refused")
+            .starts_with("nodeOverrides applies only to multi-node jobs"));
+        // Single jobs have no gang.
+        assert_eq!(
+            core_spec(&job(spec()), Some(&definition()))
+                .expect("spec")
+                .nodes,
+            None
+        );
+    }
+
+    #[test]
+    fn the_status_counts_the_nodes_of_each_group_and_names_the_main_pod_and_service() {
+        let def = crate::test_support::aws_job_definition("jobdef-multinode.json");
+        let mut j = multinode_job(serde_json::json!({}));
+        let layout = node_layout(&j, &def).expect("layout");
+        let mut plan = runnable_plan();
+        plan.record.state = JobState::Running;
+        plan.nodes = Some(NodeStates {
+            attempt: 1,
+            states: vec![
+                JobState::Running,
+                JobState::Running,
+                JobState::Starting,
+                JobState::Runnable,
+                JobState::Failed,
+                JobState::Succeeded,
+            ],
+            main_pod: Some("j-1-node-0".into()),
+            main_pod_ip: Some("10.0.0.7".into()),
+        });
+        let now = 1_700_000_005_000;
+        let status = build_status_with_nodes(&j, &plan, inputs(now), Some(&layout));
+        let nodes = status.node_properties.clone().expect("node properties");
+        let counts = |pairs: &[(JobStatus, i32)]| {
+            let mut c = JobStatusCounts::default();
+            for (s, n) in pairs {
+                *c.get_mut(*s) = *n;
+            }
+            c
+        };
+        assert_eq!(
+            nodes,
+            NodePropertiesStatus {
+                num_nodes: 6,
+                main_node: 0,
+                progress: Some("2/6 nodes".into()),
+                main_node_pod_name: Some("j-1-node-0".into()),
+                main_node_private_ipv4_address: Some("10.0.0.7".into()),
+                service_name: Some("j-nodes".into()),
+                node_groups: vec![
+                    NodeGroupStatus {
+                        target_nodes: "0".into(),
+                        status_summary: counts(&[(JobStatus::Running, 1)]),
+                    },
+                    NodeGroupStatus {
+                        target_nodes: "1:".into(),
+                        status_summary: counts(&[
+                            (JobStatus::Running, 1),
+                            (JobStatus::Starting, 1),
+                            (JobStatus::Runnable, 1),
+                            (JobStatus::Failed, 1),
+                            (JobStatus::Succeeded, 1),
+                        ]),
+                    },
+                ],
+            }
+        );
+        // Without the layout (its definition revision is gone), the recorded groups stay, the
+        // progress and the main node follow the nodes, and so does the gang shape the state
+        // machine reads.
+        j.status = Some(status);
+        let again = build_status(&j, &plan, inputs(now + 1000));
+        assert_eq!(again.node_properties, Some(nodes.clone()));
+        let mut stopped = plan.clone();
+        if let Some(n) = stopped.nodes.as_mut() {
+            n.states = vec![JobState::Succeeded; 6];
+            n.states[3] = JobState::Failed;
+        }
+        let after = build_status(&j, &stopped, inputs(now + 2000))
+            .node_properties
+            .expect("node properties");
+        assert_eq!(after.progress.as_deref(), Some("0/6 nodes"));
+        assert_eq!(after.node_groups, nodes.node_groups);
+        assert_eq!(after.main_node_pod_name, nodes.main_node_pod_name);
+        assert_eq!(
+            core_spec(&j, None).expect("spec").nodes,
+            Some(NodesSpec {
+                num_nodes: 6,
+                main_node: 0
+            })
+        );
+        // A single job has none.
+        assert_eq!(
+            build_status(&job(spec()), &runnable_plan(), inputs(now)).node_properties,
+            None
+        );
+    }
+
     #[test]
     fn a_missing_or_array_dependency_is_described() {
         assert_eq!(dependency_target(None), DependencyTarget::Missing);
@@ -940,6 +1202,8 @@ mod tests {
             ),
             (BlockedKind::ExceedsMaxvCpus, REASON_EXCEEDS_MAX_VCPUS),
             (BlockedKind::PodCreationFailed, REASON_POD_CREATION_FAILED),
+            (BlockedKind::MultiNodeOnSpot, REASON_MULTI_NODE_ON_SPOT),
+            (BlockedKind::GangTooLarge, REASON_GANG_TOO_LARGE),
         ];
         let mut plan = runnable_plan();
         let mut seen = std::collections::BTreeSet::new();

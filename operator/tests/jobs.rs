@@ -554,11 +554,11 @@ async fn kubectl_get_bjob_shows_queue_status_attempts_and_array_progress() {
     let header = table.lines().next().expect("header");
     assert_eq!(
         header.split_whitespace().collect::<Vec<_>>(),
-        ["NAME", "QUEUE", "STATUS", "ATTEMPTS", "PROGRESS", "AGE"],
+        ["NAME", "QUEUE", "STATUS", "ATTEMPTS", "PROGRESS", "NODES", "AGE"],
         "{table}"
     );
     // Cells by the header's column positions (kubectl leaves an empty cell blank).
-    let starts: Vec<usize> = ["QUEUE", "STATUS", "ATTEMPTS", "PROGRESS", "AGE"]
+    let starts: Vec<usize> = ["QUEUE", "STATUS", "ATTEMPTS", "PROGRESS", "NODES", "AGE"]
         .iter()
         .map(|c| header.find(c).expect("column"))
         .collect();
@@ -572,13 +572,135 @@ async fn kubectl_get_bjob_shows_queue_status_attempts_and_array_progress() {
             .map(|w| line.get(w[0]..w[1]).unwrap_or("").trim().to_string())
             .collect()
     };
-    assert_eq!(row("sweep"), ["q", "SUCCEEDED", "", "6/6"], "{table}");
-    assert_eq!(row("single"), ["q", "SUCCEEDED", "1", ""], "{table}");
+    assert_eq!(row("sweep"), ["q", "SUCCEEDED", "", "6/6", ""], "{table}");
+    assert_eq!(row("single"), ["q", "SUCCEEDED", "1", "", ""], "{table}");
     let everything = kubectl_get(&env, &["get", "barge", "-A"]).await;
     for kind in ["computeenvironment", "jobqueue", "jobdefinition", "job"] {
         assert!(
             everything.contains(&format!("{kind}.batch.barge.dev/")),
             "`kubectl get barge -A` lists {kind}: {everything}"
+        );
+    }
+    stop(env, operator).await;
+}
+
+#[tokio::test]
+async fn a_multi_node_job_places_its_gang_main_node_first() {
+    use barge_crds::consts::ANNOTATION_GANG_NODES;
+    use barge_operator::events::{REASON_GANG_PLACED, REASON_NODES_STARTED};
+    use k8s_openapi::api::core::v1::Service;
+
+    // Two m5.xlarge nodes: one for each node of the gang.
+    let (env, operator, jobs) = started(8).await;
+    let jd: JobDefinition = from_yaml(
+        r#"
+apiVersion: batch.barge.dev/v1alpha1
+kind: JobDefinition
+metadata: {name: mnp, namespace: default}
+spec:
+  type: multinode
+  propagateTags: true
+  nodeProperties:
+    numNodes: 2
+    mainNode: 0
+    nodeRangeProperties:
+      - targetNodes: "0:"
+        container:
+          image: busybox
+          command: [sh, -c, "exit 0"]
+          resourceRequirements: [{type: VCPU, value: "1"}, {type: MEMORY, value: "512"}]
+"#,
+    );
+    env.namespaced::<JobDefinition>("default")
+        .create(&PostParams::default(), &jd)
+        .await
+        .expect("jd");
+    let gang: Job = from_yaml(
+        "apiVersion: batch.barge.dev/v1alpha1\nkind: Job\nmetadata: {name: gang, namespace: default}\nspec:\n  jobQueue: q\n  jobDefinition: mnp\n  tags: {sim.barge.dev/duration-seconds: \"3\"}\n",
+    );
+    jobs.create(&PostParams::default(), &gang)
+        .await
+        .expect("job");
+    let done = finished(&env, "gang").await;
+    let st = done.status.as_ref().expect("status");
+    assert_eq!(st.status, Some(JobStatus::Succeeded), "{st:#?}");
+    assert_eq!(st.attempts.len(), 1, "{st:#?}");
+
+    // One pod per node, main first; the child on the node its main pod reserved for it, with
+    // the main pod's IP.
+    let pods = pods_of(&env, "gang").await;
+    let by_name = |name: &str| {
+        pods.iter()
+            .find(|p| p.name_any() == name)
+            .unwrap_or_else(|| {
+                panic!(
+                    "pod {name} in {:?}",
+                    pods.iter().map(|p| p.name_any()).collect::<Vec<_>>()
+                )
+            })
+    };
+    assert_eq!(pods.len(), 2);
+    let main = by_name("gang-1-node-0");
+    let child = by_name("gang-1-node-1");
+    let node_of = |p: &Pod| {
+        p.spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .expect("bound")
+    };
+    let reserved: Vec<&str> = main.annotations()[ANNOTATION_GANG_NODES]
+        .split(',')
+        .collect();
+    assert_eq!(reserved, [node_of(main), node_of(child)]);
+    assert_ne!(
+        node_of(main),
+        node_of(child),
+        "one Kubernetes node per node"
+    );
+    let main_ip = main
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .expect("main pod IP");
+    let child_env = &child.spec.as_ref().expect("spec").containers[0].env;
+    let main_address = child_env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS")
+        .and_then(|e| e.value.clone());
+    assert_eq!(main_address, Some(main_ip));
+
+    // The headless Service that names the nodes, and the gang's Events.
+    let service = barge_operator::pods::service_name("gang");
+    env.namespaced::<Service>("default")
+        .get(&service)
+        .await
+        .expect("the job's Service");
+    let nodes = st.node_properties.as_ref().expect("nodeProperties");
+    assert_eq!(nodes.service_name.as_deref(), Some(service.as_str()));
+    let events = env
+        .namespaced::<k8s_openapi::api::events::v1::Event>("default")
+        .list(&ListParams::default())
+        .await
+        .expect("events");
+    let notes: Vec<(String, String)> = events
+        .items
+        .iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("gang"))
+        .filter_map(|e| Some((e.reason.clone()?, e.note.clone().unwrap_or_default())))
+        .collect();
+    for (reason, note) in [
+        (
+            REASON_GANG_PLACED,
+            "gang of 2 nodes placed on compute environment ce",
+        ),
+        (REASON_NODES_STARTED, "started 1 other node of attempt 1"),
+    ] {
+        assert!(
+            notes
+                .iter()
+                .any(|(r, n)| r == reason && n.starts_with(note)),
+            "event {reason} {note:?} in {notes:#?}"
         );
     }
     stop(env, operator).await;

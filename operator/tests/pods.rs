@@ -70,6 +70,7 @@ async fn run_attempt(env: &Env, job: &Job, definition: &JobDefinitionSpec) -> Po
         attempt: 1,
         array_index: None,
         array_size: None,
+        node: None,
     })
     .expect("render");
     env.namespaced::<Pod>("default")

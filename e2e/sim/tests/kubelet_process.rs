@@ -307,3 +307,59 @@ async fn node_loss_stops_the_processes_at_once() {
     release(&sim, "ticker").await;
     sim.stop().await;
 }
+
+/// What a multi-node job's pods rely on: `spec.hostname` is the container's `HOSTNAME`, every
+/// running pod gets an IP of its own, and a node whose capacity names GPUs advertises them.
+#[tokio::test]
+async fn pods_get_their_hostname_and_distinct_ips_and_gpus_are_advertised() {
+    let sim = Sim::start(RuntimeKind::Process, |_| {}).await;
+    let gpu = sim
+        .ready_node(
+            "gpu1",
+            Some(json!({"cpu": "8", "memory": "61Gi", "pods": "110", "nvidia.com/gpu": "1"})),
+        )
+        .await;
+    let node_status = gpu.status.clone().expect("node status");
+    for field in [&node_status.capacity, &node_status.allocatable] {
+        assert_eq!(
+            field
+                .as_ref()
+                .and_then(|c| c.get("nvidia.com/gpu"))
+                .map(|q| q.0.as_str()),
+            Some("1"),
+            "{node_status:?}"
+        );
+    }
+    let mut names = Vec::new();
+    for n in 0..3 {
+        let name = format!("j-1-node-{n}");
+        let mut p = pod(
+            &name,
+            Some("gpu1"),
+            json!({}),
+            sh("main", "echo host=$HOSTNAME ip=$IP"),
+        );
+        p["spec"]["hostname"] = json!(format!("node-{n}"));
+        p["spec"]["subdomain"] = json!("j-nodes");
+        p["spec"]["containers"][0]["env"] =
+            json!([{"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]);
+        sim.create_pod("default", p).await;
+        names.push(name);
+    }
+    let mut ips = std::collections::BTreeSet::new();
+    for (n, name) in names.iter().enumerate() {
+        let done = sim
+            .wait_pod("default", name, "Succeeded", |p| phase(p) == "Succeeded")
+            .await;
+        let ip = status(&done)["podIP"].as_str().expect("pod ip").to_string();
+        let log = sim
+            .pods("default")
+            .logs(name, &LogParams::default())
+            .await
+            .expect("pods/log");
+        assert_eq!(log, format!("host=node-{n} ip={ip}\n"));
+        ips.insert(ip);
+    }
+    assert_eq!(ips.len(), 3, "one IP per pod: {ips:?}");
+    sim.stop().await;
+}

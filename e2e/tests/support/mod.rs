@@ -430,12 +430,21 @@ impl E2e {
         out
     }
 
-    /// Substitutes `${NS}` and `${TRACE}`.
+    /// Substitutes `${NS}`, `${TRACE}`, `${GATE}` and `${DIR}` (see [`E2e::files_dir`]).
     pub fn render(&self, manifest: &str) -> String {
         manifest
             .replace("${NS}", &self.ns)
             .replace("${TRACE}", &self.trace_path().display().to_string())
             .replace("${GATE}", &self.gate_path().display().to_string())
+            .replace("${DIR}", &self.files_dir().display().to_string())
+    }
+
+    /// A directory of the test's where process-runtime commands may write files (`${DIR}` in
+    /// manifests), e.g. one per multi-node job node; created on first use.
+    pub fn files_dir(&self) -> PathBuf {
+        let dir = self.dir.path().join("files");
+        std::fs::create_dir_all(&dir).expect("files directory");
+        dir
     }
 
     /// Server-side applies every document of `manifests` (Barge kinds; namespaced ones go to
@@ -702,6 +711,32 @@ impl E2e {
         PodUidRecorder { seen, task }
     }
 
+    /// Records every state of every pod of the test namespace the watch shows, in the API
+    /// server's order, until dropped (see [`PodHistory`]).
+    pub fn watch_pod_history(&self) -> PodHistory {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<PodObservation>::new()));
+        let record = seen.clone();
+        let api = self.pods();
+        let started = std::time::Instant::now();
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()));
+            while let Some(event) = stream.next().await {
+                let (pod, deleted) = match event {
+                    Ok(watcher::Event::Apply(pod)) | Ok(watcher::Event::InitApply(pod)) => {
+                        (pod, false)
+                    }
+                    Ok(watcher::Event::Delete(pod)) => (pod, true),
+                    _ => continue,
+                };
+                if let Ok(mut seen) = record.lock() {
+                    let seq = seen.len();
+                    seen.push(PodObservation::of(&pod, seq, started.elapsed(), deleted));
+                }
+            }
+        });
+        PodHistory { seen, task }
+    }
+
     /// Stops the operator, the kubelet and the cluster; deletes the namespace of a real cluster.
     pub async fn finish(mut self) {
         self.finished = true;
@@ -897,6 +932,89 @@ impl PodUidRecorder {
 }
 
 impl Drop for PodUidRecorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One state of a pod as a watch showed it (see [`E2e::watch_pod_history`]).
+#[derive(Clone, Debug)]
+pub struct PodObservation {
+    /// Position in the history: observations are in the API server's order.
+    pub seq: usize,
+    /// When the test saw it, from the start of the recording.
+    pub at: Duration,
+    pub name: String,
+    pub uid: String,
+    pub node: Option<String>,
+    pub phase: Option<String>,
+    /// The watch's DELETED event (the pod's last state).
+    pub deleted: bool,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// The whole object as the watch showed it.
+    pub pod: Pod,
+}
+
+impl PodObservation {
+    fn of(pod: &Pod, seq: usize, at: Duration, deleted: bool) -> Self {
+        Self {
+            seq,
+            at,
+            name: pod.name_any(),
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+            phase: pod.status.as_ref().and_then(|s| s.phase.clone()),
+            deleted,
+            labels: pod.labels().clone(),
+            annotations: pod.annotations().clone(),
+            pod: pod.clone(),
+        }
+    }
+
+    /// Whether the pod no longer runs: deleted, Succeeded or Failed.
+    pub fn ended(&self) -> bool {
+        self.deleted || matches!(self.phase.as_deref(), Some("Succeeded") | Some("Failed"))
+    }
+}
+
+/// Every observed state of the test namespace's pods (see [`E2e::watch_pod_history`]).
+pub struct PodHistory {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<PodObservation>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PodHistory {
+    pub fn snapshot(&self) -> Vec<PodObservation> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Every uid seen per pod name (a name with two uids was created twice).
+    pub fn uids(&self) -> BTreeMap<String, BTreeSet<String>> {
+        let mut uids: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for o in self.snapshot() {
+            uids.entry(o.name).or_default().insert(o.uid);
+        }
+        uids
+    }
+
+    /// The first state seen of each of `names` (in that order), once all have been seen: what
+    /// a pod was created as, even if it is gone since.
+    pub fn first_seen(&self, names: &[String]) -> Option<Vec<Pod>> {
+        let snapshot = self.snapshot();
+        names
+            .iter()
+            .map(|name| {
+                snapshot
+                    .iter()
+                    .find(|o| &o.name == name)
+                    .map(|o| o.pod.clone())
+            })
+            .collect()
+    }
+}
+
+impl Drop for PodHistory {
     fn drop(&mut self) {
         self.task.abort();
     }

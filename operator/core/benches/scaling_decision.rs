@@ -19,19 +19,8 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+mod common;
+use common::Rng;
 
 const ENVIRONMENTS: usize = 100;
 const QUEUES: usize = 50;
@@ -69,6 +58,7 @@ fn input(rng: &mut Rng) -> (Snapshot, Vec<PoolSpec>, HashMap<String, NodeFacts>)
             max_milli_cpu: None,
             starting_nodes: 0,
             budget_milli_cpu: None,
+            spot: false,
         })
         .collect();
     let pools: Vec<PoolSpec> = (0..ENVIRONMENTS)
@@ -125,6 +115,8 @@ fn input(rng: &mut Rng) -> (Snapshot, Vec<PoolSpec>, HashMap<String, NodeFacts>)
             used,
             schedulable: state == NodeState::Ready,
             instance_type: Some(ty.name.to_string()),
+            barge_pods: 0,
+            exclusive: false,
         });
     }
     let mut workloads = Vec::with_capacity(JOBS);

@@ -13,8 +13,8 @@ use crate::deps::{
 };
 use crate::index_set::IndexSet;
 use crate::job::{
-    Admission, Blocked, BlockedKind, JobRecord, JobSpec, JobView, PodPhase, PodView, Terminate,
-    TimeLimitAction,
+    Admission, Blocked, BlockedKind, JobRecord, JobSpec, JobView, NodesSpec, PodPhase, PodView,
+    Terminate, TimeLimitAction,
 };
 use crate::pod_creation::CreationRefusal;
 use crate::resources::Resources;
@@ -68,6 +68,14 @@ impl JobViewBuilder {
     }
     pub fn depends_on(mut self, dep: Dependency) -> Self {
         self.view.spec.depends_on.push(dep);
+        self
+    }
+    /// A multi-node parallel job of `num_nodes` nodes whose main node is `main_node`.
+    pub fn nodes(mut self, num_nodes: u32, main_node: u32) -> Self {
+        self.view.spec.nodes = Some(NodesSpec {
+            num_nodes,
+            main_node,
+        });
         self
     }
     /// `retryStrategy.attempts` with no rules. Panics on an invalid count (test input).
@@ -185,6 +193,7 @@ pub fn pod(name: &str) -> PodBuilder {
             attempt: 1,
             array_index: None,
             node_index: None,
+            pod_ip: None,
             phase: PodPhase::Pending,
             node_name: Some("node-1".to_string()),
             started_at_ms: None,
@@ -211,6 +220,16 @@ pub fn attempt_pod(job: &str, attempt: u32, index: Option<u32>) -> PodBuilder {
     b
 }
 
+/// The pod of node `node_index` of a multi-node `job`'s `attempt`, named as Barge names it
+/// (`<job>-<attempt>-node-<n>`), on Kubernetes node `node-<n>`.
+pub fn node_pod(job: &str, attempt: u32, node_index: u32) -> PodBuilder {
+    let mut b = pod(&crate::naming::node_pod_name(job, attempt, node_index));
+    b.pod.attempt = attempt;
+    b.pod.node_index = Some(node_index);
+    b.pod.node_name = Some(format!("node-{node_index}"));
+    b
+}
+
 /// Builder for [`PodView`].
 #[derive(Clone, Debug)]
 pub struct PodBuilder {
@@ -228,6 +247,11 @@ impl PodBuilder {
     }
     pub fn node(mut self, node: &str) -> Self {
         self.pod.node_name = Some(node.to_string());
+        self
+    }
+    /// `status.podIP`.
+    pub fn ip(mut self, pod_ip: &str) -> Self {
+        self.pod.pod_ip = Some(pod_ip.to_string());
         self
     }
     pub fn pending(mut self) -> Self {
@@ -399,6 +423,7 @@ pub fn environment(name: &str) -> EnvironmentBuilder {
             max_milli_cpu: None,
             starting_nodes: 0,
             budget_milli_cpu: None,
+            spot: false,
         },
     }
 }
@@ -464,6 +489,8 @@ pub fn node(name: &str, environment: &str, allocatable: Resources) -> NodeBuilde
             used: Resources::ZERO,
             schedulable: true,
             instance_type: Some("m5.xlarge".to_string()),
+            barge_pods: 0,
+            exclusive: false,
         },
     }
 }
@@ -581,4 +608,78 @@ pub fn array_target(state: JobState, size: u32, succeeded: &str, failed: &str) -
         IndexSet::parse(succeeded).expect("valid indices in fixture"),
         IndexSet::parse(failed).expect("valid indices in fixture"),
     )
+}
+
+// Multi-node (gang) scheduling builders.
+
+impl EnvironmentBuilder {
+    /// `type: SPOT`: no multi-node job runs on it.
+    pub fn spot(mut self) -> Self {
+        self.env.spot = true;
+        self
+    }
+}
+
+impl NodeBuilder {
+    /// `pods` Barge pods run on it (a gang member does not go there).
+    pub fn barge_pods(mut self, pods: u32) -> Self {
+        self.node.barge_pods = pods;
+        self
+    }
+    /// It runs (or is reserved for) a node of a multi-node job.
+    pub fn exclusive(mut self) -> Self {
+        self.node.exclusive = true;
+        self
+    }
+}
+
+impl WorkloadBuilder {
+    /// A multi-node job of `nodes` nodes, each asking for the workload's request and instance
+    /// type, main node 0.
+    pub fn gang(mut self, nodes: usize) -> Self {
+        let member = crate::scheduler::GangMember {
+            request: self.workload.request,
+            constraints: self.workload.constraints.clone(),
+        };
+        self.workload.units = Units::Gang(crate::scheduler::Gang {
+            main_node: 0,
+            members: vec![member; nodes],
+        });
+        self
+    }
+    /// Its main node (after [`WorkloadBuilder::gang`]); the workload's request and constraints
+    /// become that node's.
+    pub fn main_node(mut self, main: u32) -> Self {
+        if let Units::Gang(gang) = &mut self.workload.units {
+            gang.main_node = main;
+            if let Some(member) = gang.members.get(main as usize) {
+                self.workload.request = member.request;
+                self.workload.constraints = member.constraints.clone();
+            }
+        }
+        self
+    }
+    /// Node `index` (after [`WorkloadBuilder::gang`]) asks for `request`, on `instance_type`
+    /// when given.
+    pub fn node_request(
+        mut self,
+        index: usize,
+        request: Resources,
+        instance_type: Option<&str>,
+    ) -> Self {
+        if let Units::Gang(gang) = &mut self.workload.units {
+            let constraints = Constraints {
+                instance_type: instance_type.map(str::to_string),
+            };
+            if index == gang.main_node as usize {
+                self.workload.request = request;
+                self.workload.constraints = constraints.clone();
+            }
+            gang.members[index] = crate::scheduler::GangMember {
+                request,
+                constraints,
+            };
+        }
+        self
+    }
 }

@@ -27,6 +27,10 @@ pub const COMPUTE_ENVIRONMENT_MAX_RESOURCE: &str =
 /// a Ready node that could take the job and none is starting one.
 pub const INSUFFICIENT_INSTANCE_CAPACITY: &str = "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY";
 
+/// The code Barge uses for a multi-node job whose queue's usable compute environments are all
+/// SPOT: AWS Batch does not run multi-node parallel jobs on Spot Instances.
+pub const MULTI_NODE_ON_SPOT: &str = "MISCONFIGURATION:MULTI_NODE_ON_SPOT";
+
 /// The code AWS Batch uses when every compute environment of the queue is invalid.
 pub const ACTION_REQUIRED: &str = "ACTION_REQUIRED";
 
@@ -41,6 +45,23 @@ pub fn job_resource_requirement() -> String {
 pub fn compute_environment_max_resource() -> String {
     format!(
         "{COMPUTE_ENVIRONMENT_MAX_RESOURCE} - CE(s) associated with the job queue cannot meet the CPU requirement of the job."
+    )
+}
+
+/// The status reason of a RUNNABLE multi-node job whose queue offers only SPOT compute
+/// environments.
+pub fn multi_node_on_spot() -> String {
+    format!(
+        "{MULTI_NODE_ON_SPOT} - Multi-node parallel jobs aren't supported on compute environments that use Spot Instances."
+    )
+}
+
+/// The status reason of a RUNNABLE multi-node job with more nodes than any compute environment
+/// of its queue can ever hold (one instance per node). It uses AWS Batch's maxvCpus code, which
+/// is what users already match in `jobStateTimeLimitActions`.
+pub fn gang_too_large() -> String {
+    format!(
+        "{COMPUTE_ENVIRONMENT_MAX_RESOURCE} - CE(s) associated with the job queue cannot hold an instance for every node of the multi-node job."
     )
 }
 
@@ -99,6 +120,12 @@ pub fn pod_creation_refused(message: &str) -> String {
     format!("{POD_CREATION_REFUSED}: {message}")
 }
 
+/// The status reason of a multi-node job whose `mainNode` is not one of its nodes (e.g. after
+/// `nodeOverrides.numNodes` shrank the gang).
+pub fn main_node_out_of_range(main_node: u32, num_nodes: u32) -> String {
+    format!("nodeProperties.mainNode {main_node} is not a node index below numNodes {num_nodes}")
+}
+
 /// The status reason of an array parent that ended with failed children.
 pub fn array_children_failed(failed: u64, size: u32) -> String {
     format!("{failed} of {size} child jobs failed")
@@ -121,6 +148,9 @@ mod tests {
         assert!(job_resource_requirement().starts_with(JOB_RESOURCE_REQUIREMENT));
         assert!(compute_environment_max_resource().starts_with(COMPUTE_ENVIRONMENT_MAX_RESOURCE));
         assert!(environments_invalid().starts_with(ACTION_REQUIRED));
+        assert!(multi_node_on_spot().starts_with("MISCONFIGURATION:"));
+        assert!(multi_node_on_spot().starts_with(MULTI_NODE_ON_SPOT));
+        assert!(gang_too_large().starts_with(COMPUTE_ENVIRONMENT_MAX_RESOURCE));
         assert_eq!(
             insufficient_instance_capacity("c5.large"),
             "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - Service cannot fulfill the capacity requested for instance type c5.large"

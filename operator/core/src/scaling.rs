@@ -17,7 +17,18 @@
 //!    into a node this decision adds — when one of its instance types fits the unit and the
 //!    node stays within `maxvCpus`. So work that spills to a later environment counts there.
 //!    A unit no environment can take is "wanted beyond maxvCpus" by the first usable
-//!    environment with an instance type that fits it. Disabled queues count nothing;
+//!    environment with an instance type that fits it. Disabled queues count nothing.
+//!    A multi-node job (gang) wants whole nodes, one per member, in one environment that is
+//!    not SPOT (no multi-node job runs on Spot, so SPOT pools never grow for one): members go
+//!    largest first to existing nodes without any Barge pod that no other demand touched in
+//!    this decision (best fit, matching the member's instance type; GPU members on GPU nodes,
+//!    others on nodes without GPUs first), else to a node added for that member alone (its type
+//!    chosen as in step 3). The gang counts in the first such environment where all its members
+//!    find a node; failing that, in the first whose instance types fit every member: there, if
+//!    its `maxvCpus` could ever hold the gang, the nodes that fit under `maxvCpus` now are added
+//!    (the rest waits for busy nodes to free), and the members left over are wanted beyond
+//!    `maxvCpus` (all of them when the gang can never fit: then nothing is added). A gang's
+//!    demand is the vCPUs of the whole nodes it takes;
 //! 3. new nodes: the type of a node to add, among the types that fit the unit (for a unit
 //!    without GPUs, the types without GPUs when one fits it: no GPU node is added for, or
 //!    filled with, work that does not need it), by
@@ -44,7 +55,7 @@
 
 use crate::pool::{plan_fixed_pool, AllocationStrategy, InstanceType};
 use crate::resources::Resources;
-use crate::scheduler::{order_queues, Fifo, QueueOrder, Snapshot};
+use crate::scheduler::{order_queues, Fifo, Gang, GangMember, QueueOrder, Snapshot, Units};
 use std::collections::{BTreeMap, HashMap};
 
 /// One instance type a pool may add, with the capacity the catalog reports for it.
@@ -133,6 +144,8 @@ struct Bin {
 struct PoolState<'a> {
     spec: &'a PoolSpec,
     usable: bool,
+    /// The environment is SPOT: no gang counts here.
+    spot: bool,
     /// vCPUs of every node (ready, booting, draining) plus added ones.
     vcpus: i64,
     /// Existing nodes with room, in name order (swap-removed when full).
@@ -150,6 +163,9 @@ struct PoolState<'a> {
     beyond_milli: i64,
     /// Existing nodes that took demand in this decision.
     touched: Vec<bool>,
+    /// Existing nodes without any Barge pod and not reserved for a gang (a gang member may
+    /// take one whole).
+    empty: Vec<bool>,
 }
 
 impl PoolState<'_> {
@@ -251,21 +267,22 @@ pub fn decide_scaling(
     facts: &HashMap<String, NodeFacts>,
     now_ms: i64,
 ) -> BTreeMap<String, ScalingDecision> {
-    let env_spec: HashMap<&str, (bool, bool)> = snapshot
+    let env_spec: HashMap<&str, (bool, bool, bool)> = snapshot
         .environments
         .iter()
-        .map(|e| (e.name.as_str(), (e.enabled, e.valid)))
+        .map(|e| (e.name.as_str(), (e.enabled, e.valid, e.spot)))
         .collect();
     let mut states: Vec<PoolState> = pools
         .iter()
         .map(|spec| {
-            let (enabled, valid) = env_spec
+            let (enabled, valid, spot) = env_spec
                 .get(spec.environment.as_str())
                 .copied()
-                .unwrap_or((false, false));
+                .unwrap_or((false, false, false));
             PoolState {
                 spec,
                 usable: enabled && valid,
+                spot,
                 vcpus: 0,
                 bins: Vec::new(),
                 no_room: None,
@@ -275,6 +292,7 @@ pub fn decide_scaling(
                 demand_milli: 0,
                 beyond_milli: 0,
                 touched: Vec::new(),
+                empty: Vec::new(),
             }
         })
         .collect();
@@ -297,9 +315,11 @@ pub fn decide_scaling(
         let nodes = &mut pool_nodes[p];
         nodes.sort_by(|&a, &b| snapshot.nodes[a].name.cmp(&snapshot.nodes[b].name));
         state.touched = vec![false; nodes.len()];
+        state.empty = vec![false; nodes.len()];
         for (k, &n) in nodes.iter().enumerate() {
             let node = &snapshot.nodes[n];
             let fact = node_facts(facts, node);
+            state.empty[k] = fact.barge_pods == 0 && node.barge_pods == 0 && !node.exclusive;
             state.vcpus += node.allocatable.milli_cpu.max(0) / 1000;
             if fact.barge_pods > 0 {
                 running_milli[p] += node.used.milli_cpu.max(0);
@@ -344,6 +364,16 @@ pub fn decide_scaling(
         Fifo.order(queue, &snapshot.workloads, &mut order);
         for w in order {
             let work = &snapshot.workloads[w];
+            if let Units::Gang(gang) = &work.units {
+                count_gang(
+                    &mut states,
+                    &queue_pools,
+                    &snapshot.nodes,
+                    &pool_nodes,
+                    gang,
+                );
+                continue;
+            }
             let mut left = work.units.count();
             let constraint = work.constraints.instance_type.as_deref();
             let mut first_fitting: Option<usize> = None;
@@ -399,6 +429,193 @@ pub fn decide_scaling(
             (decision.environment.clone(), decision)
         })
         .collect()
+}
+
+/// Where the members of a gang go in one pool (see [`plan_gang`]).
+struct GangPlan {
+    /// Positions in the pool's `bins` of the existing nodes taken, one member each.
+    existing: Vec<usize>,
+    /// Offers of the nodes to add, one member each.
+    added: Vec<usize>,
+    /// Members (indexes) that found no node under `maxvCpus`.
+    missing: Vec<usize>,
+}
+
+/// Members of a gang, largest first (GPUs, CPU, memory), ties by index.
+fn largest_members_first(members: &[GangMember]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..members.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (ra, rb) = (&members[a].request, &members[b].request);
+        (rb.gpus, rb.milli_cpu, rb.memory_mib, a).cmp(&(ra.gpus, ra.milli_cpu, ra.memory_mib, b))
+    });
+    order
+}
+
+/// Plans the members of `gang` (in `order`) in one pool without changing it: each on an
+/// existing node without Barge pods that no demand touched (best fit), else on a node added for
+/// it alone within what is left of `maxvCpus`.
+fn plan_gang(
+    state: &PoolState,
+    nodes: &[crate::scheduler::NodeSnapshot],
+    pool_nodes: &[usize],
+    gang: &Gang,
+    order: &[usize],
+) -> GangPlan {
+    let mut plan = GangPlan {
+        existing: Vec::new(),
+        added: Vec::new(),
+        missing: Vec::new(),
+    };
+    let mut taken = vec![false; state.bins.len()];
+    let mut headroom = state.spec.max_vcpus - state.vcpus;
+    for &m in order {
+        let member = &gang.members[m];
+        let request = &member.request;
+        let constraint = member.constraints.instance_type.as_deref();
+        let passes: &[bool] = if request.gpus > 0 {
+            &[true]
+        } else {
+            &[false, true]
+        };
+        let existing = passes.iter().find_map(|&gpu| {
+            state
+                .bins
+                .iter()
+                .enumerate()
+                .filter(|&(i, bin)| {
+                    let node = &nodes[pool_nodes[bin.node]];
+                    !taken[i]
+                        && state.empty[bin.node]
+                        && !state.touched[bin.node]
+                        && (node.allocatable.gpus > 0) == gpu
+                        && constraint.is_none_or(|c| node.instance_type.as_deref() == Some(c))
+                        && request.fits_in(&bin.free)
+                })
+                .min_by_key(|&(_, bin)| (bin.free.milli_cpu, bin.free.memory_mib, bin.node))
+                .map(|(i, _)| i)
+        });
+        if let Some(i) = existing {
+            taken[i] = true;
+            plan.existing.push(i);
+            continue;
+        }
+        match choose_type(
+            &state.spec.offers,
+            state.spec.strategy,
+            request,
+            constraint,
+            headroom,
+        ) {
+            Some(offer) => {
+                headroom -= state.spec.offers[offer].instance_type.vcpus;
+                plan.added.push(offer);
+            }
+            None => plan.missing.push(m),
+        }
+    }
+    plan
+}
+
+/// vCPUs of the node a member would need (the type the pool would choose with no `maxvCpus`
+/// limit), or its own request rounded up when no type fits.
+fn member_node_milli(spec: &PoolSpec, member: &GangMember) -> i64 {
+    choose_type(
+        &spec.offers,
+        spec.strategy,
+        &member.request,
+        member.constraints.instance_type.as_deref(),
+        i64::MAX,
+    )
+    .map(|o| Resources::vcpus(spec.offers[o].instance_type.vcpus))
+    .unwrap_or(member.request.milli_cpu)
+}
+
+/// Counts a gang's demand (see the module doc, step 2): the first pool of the queue (not SPOT)
+/// where every member finds a node; else the first whose types fit every member, adding what
+/// fits under `maxvCpus` when the gang could ever fit there, and counting the rest beyond it.
+fn count_gang(
+    states: &mut [PoolState],
+    queue_pools: &[usize],
+    nodes: &[crate::scheduler::NodeSnapshot],
+    pool_nodes: &[Vec<usize>],
+    gang: &Gang,
+) {
+    let order = largest_members_first(&gang.members);
+    let candidates: Vec<usize> = queue_pools
+        .iter()
+        .copied()
+        .filter(|&p| !states[p].spot)
+        .collect();
+    for &p in &candidates {
+        let plan = plan_gang(&states[p], nodes, &pool_nodes[p], gang, &order);
+        if plan.missing.is_empty() {
+            commit_gang(&mut states[p], nodes, &pool_nodes[p], gang, plan);
+            return;
+        }
+    }
+    let fits_every_member = |state: &PoolState| {
+        gang.members.iter().all(|member| {
+            state.spec.offers.iter().any(|o| {
+                member.request.fits_in(&o.instance_type.capacity())
+                    && member
+                        .constraints
+                        .instance_type
+                        .as_deref()
+                        .is_none_or(|c| o.instance_type.name == c)
+            })
+        })
+    };
+    let Some(p) = candidates
+        .into_iter()
+        .find(|&p| fits_every_member(&states[p]))
+    else {
+        return;
+    };
+    let state = &mut states[p];
+    let whole_gang_milli: i64 = gang
+        .members
+        .iter()
+        .map(|member| member_node_milli(state.spec, member))
+        .sum();
+    if whole_gang_milli > Resources::vcpus(state.spec.max_vcpus) {
+        // It can never fit: no node is added for it.
+        state.beyond_milli = state.beyond_milli.saturating_add(whole_gang_milli);
+        return;
+    }
+    let plan = plan_gang(state, nodes, &pool_nodes[p], gang, &order);
+    commit_gang(state, nodes, &pool_nodes[p], gang, plan);
+}
+
+/// Applies a gang's plan to its pool: existing nodes taken whole, nodes added one per member,
+/// the members left over wanted beyond `maxvCpus`.
+fn commit_gang(
+    state: &mut PoolState,
+    nodes: &[crate::scheduler::NodeSnapshot],
+    pool_nodes: &[usize],
+    gang: &Gang,
+    mut plan: GangPlan,
+) {
+    for &i in &plan.existing {
+        let k = state.bins[i].node;
+        state.touched[k] = true;
+        let node_milli = nodes[pool_nodes[k]].allocatable.milli_cpu.max(0);
+        state.demand_milli = state.demand_milli.saturating_add(node_milli);
+    }
+    // Highest positions first, so that swap-removal does not move a bin still to remove.
+    plan.existing.sort_unstable_by(|a, b| b.cmp(a));
+    for i in plan.existing {
+        state.bins.swap_remove(i);
+    }
+    for offer in plan.added {
+        let vcpus = state.spec.offers[offer].instance_type.vcpus;
+        *state.added.entry(offer).or_insert(0) += 1;
+        state.vcpus += vcpus;
+        state.demand_milli = state.demand_milli.saturating_add(Resources::vcpus(vcpus));
+    }
+    for m in plan.missing {
+        let milli = member_node_milli(state.spec, &gang.members[m]);
+        state.beyond_milli = state.beyond_milli.saturating_add(milli);
+    }
 }
 
 fn node_facts(

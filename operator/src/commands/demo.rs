@@ -734,7 +734,7 @@ mod tests {
         }
         assert_eq!(kinds.get(KIND_COMPUTE_ENVIRONMENT), Some(&2));
         assert_eq!(kinds.get(KIND_JOB_QUEUE), Some(&1));
-        assert_eq!(kinds.get(KIND_JOB), Some(&5));
+        assert_eq!(kinds.get(KIND_JOB), Some(&6));
     }
 
     #[test]

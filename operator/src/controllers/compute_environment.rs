@@ -593,7 +593,7 @@ async fn apply(
                 .iter()
                 .map(|n| ObservedNode {
                     node: (**n).clone(),
-                    busy: ctx.caches.usage.pods_on(&n.name_any()) > 0,
+                    busy: ctx.caches.usage.is_busy(&n.name_any()),
                 })
                 .collect();
             let scaled = demand::scales_with_demand(&pool);

@@ -24,22 +24,26 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
-use tracing::{debug, instrument};
+use tracing::{debug, instrument, warn};
 
 use barge_core::deps::{dependency_graph, DependencyGraph};
 use barge_core::job::{
     reconcile as decide, Admission, DeleteReason, JobAction, JobPlan, JobView, RunnableWork,
 };
-use barge_core::scheduler::{Constraints, JobKey};
+use barge_core::naming;
+use barge_core::pod_creation::Unit;
+use barge_core::reasons::POD_CREATION_REFUSED;
+use barge_core::scheduler::{Constraints, Gang, JobKey};
 use barge_core::state::JobState;
 use barge_crds::common::State as QueueState;
 use barge_crds::consts::{
-    FIELD_MANAGER_JOB_CONTROLLER, LABEL_ARRAY_INDEX, LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_NAME,
-    REASON_INVALID_SPEC, REASON_JOB_QUEUE_NOT_FOUND, REASON_NAMESPACE_NOT_ALLOWED,
+    ANNOTATION_GANG_NODES, FIELD_MANAGER_JOB_CONTROLLER, LABEL_ARRAY_INDEX,
+    LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_NAME, REASON_INVALID_SPEC, REASON_JOB_QUEUE_NOT_FOUND,
+    REASON_NAMESPACE_NOT_ALLOWED,
 };
 use barge_crds::job::ResolvedJobDefinition;
 use barge_crds::{Job, JobQueue};
@@ -48,9 +52,10 @@ use super::{controller_config, measured, ReconcileError, TRANSIENT_RETRY};
 use crate::cache::namespaced_refs;
 use crate::context::{ArrayPodRetention, Context, RunnableEntry};
 use crate::definition_revisions::{resolve, resolve_pinned, ResolveError, ResolvedDefinition};
-use crate::events::EventSpec;
+use crate::events::{counted, EventSpec, ACTION_CREATE_NODE_PODS, REASON_NODES_STARTED};
 use crate::metrics::QueueStateLabels;
-use crate::pods::{self, release_pod};
+use crate::pod_refusals::refusal_message;
+use crate::pods::{self, release_pod, AttemptPod, NodeLayout, NodePod};
 use crate::queue_access::namespace_allowed;
 use crate::shutdown::Shutdown;
 use crate::status::{apply_status, is_conflict, is_not_found, Precondition, StatusWrite};
@@ -63,8 +68,6 @@ pub const ACTION_STATE_CHANGE: &str = "StateChange";
 pub const REASON_JOB_QUEUE_DELETING: &str = "JobQueueDeleting";
 /// Condition reason: a new job names a job definition that is being deleted.
 pub const REASON_JOB_DEFINITION_DELETING: &str = "JobDefinitionDeleting";
-/// Condition reason: the job's definition is a multi-node one, which this version cannot run.
-pub const REASON_NOT_SUPPORTED: &str = "NotSupported";
 /// How soon a write refused for a stale resourceVersion is retried (the watch brings the newer
 /// object first, usually).
 const CONFLICT_RETRY: Duration = Duration::from_millis(200);
@@ -101,6 +104,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("creating pod {pod} of a multi-node job's node: {source}")]
+    CreateNodePod {
+        pod: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("deleting job {name} after its TTL: {source}")]
     DeleteJob {
         name: String,
@@ -122,14 +131,27 @@ impl ReconcileError for Error {
 pub struct Admitted {
     pub admission: Admission,
     pub definition: Option<Arc<ResolvedDefinition>>,
+    /// Multi-node jobs: the job's nodes, and the gang the scheduler places.
+    pub nodes: Option<(NodeLayout, Gang)>,
     /// The condition reason to show while waiting or invalid.
     pub reason: Option<&'static str>,
 }
 
-fn admitted(definition: Option<Arc<ResolvedDefinition>>) -> Admitted {
+impl Admitted {
+    /// Multi-node jobs: the gang the scheduler places.
+    pub fn gang(&self) -> Option<&Gang> {
+        self.nodes.as_ref().map(|(_, gang)| gang)
+    }
+}
+
+fn admitted(
+    definition: Option<Arc<ResolvedDefinition>>,
+    nodes: Option<(NodeLayout, Gang)>,
+) -> Admitted {
     Admitted {
         admission: Admission::Admitted,
         definition,
+        nodes,
         reason: None,
     }
 }
@@ -138,6 +160,7 @@ fn waiting(reason: &'static str, message: String) -> Admitted {
     Admitted {
         admission: Admission::Waiting { reason: message },
         definition: None,
+        nodes: None,
         reason: Some(reason),
     }
 }
@@ -146,6 +169,7 @@ fn invalid(reason: &'static str, message: String) -> Admitted {
     Admitted {
         admission: Admission::Invalid { reason: message },
         definition: None,
+        nodes: None,
         reason: Some(reason),
     }
 }
@@ -183,18 +207,20 @@ pub fn admit(job: &Job, ctx: &Context) -> Admitted {
         }
         Err(e) => return waiting(e.condition_reason(), e.to_string()),
     };
-    if definition.spec.node_properties.is_some() {
-        return invalid(
-            REASON_NOT_SUPPORTED,
-            format!(
-                "job definition {}:{} is a multi-node parallel definition; this version of Barge does not run multi-node jobs",
-                definition.name, definition.revision
-            ),
-        );
-    }
-    if let Err(e) = pods::job_request(job, &definition.spec) {
-        return invalid(REASON_INVALID_SPEC, e.to_string());
-    }
+    // A multi-node job's nodes (ranges, overrides, main node) must add up; its gang is what
+    // the scheduler places.
+    let nodes = if definition.spec.node_properties.is_some() {
+        let layout = pods::node_layout(job, &definition.spec);
+        match layout.and_then(|layout| Ok((pods::gang_of(&layout)?, layout))) {
+            Ok((gang, layout)) => Some((layout, gang)),
+            Err(e) => return invalid(REASON_INVALID_SPEC, e.to_string()),
+        }
+    } else {
+        if let Err(e) = pods::job_request(job, &definition.spec) {
+            return invalid(REASON_INVALID_SPEC, e.to_string());
+        }
+        None
+    };
     // A job submitted after its definition or queue began to be deleted may not keep it alive
     // (a GitOps prune would wait for ever); jobs admitted or submitted before the deletion run
     // on (a job waiting for its queue still holds its definition).
@@ -245,7 +271,18 @@ pub fn admit(job: &Job, ctx: &Context) -> Admitted {
             ),
         );
     }
-    admitted(Some(definition))
+    admitted(Some(definition), nodes)
+}
+
+/// The node layout of a finished multi-node job, from the definition revision pinned in its
+/// status (None for other jobs, or when that revision is no longer in the caches).
+fn finished_node_layout(ctx: &Context, job: &Job) -> Option<NodeLayout> {
+    let status = job.status.as_ref()?;
+    status.node_properties.as_ref()?;
+    let pinned = status.resolved_job_definition.as_ref()?;
+    let namespace = job.namespace().unwrap_or_default();
+    let definition = resolve_pinned(&ctx.caches, &namespace, &pinned.name, pinned.revision).ok()?;
+    pods::node_layout(job, &definition.spec).ok()
 }
 
 fn now_ms() -> i64 {
@@ -293,9 +330,17 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
     let record_state = record.state;
     let finished = record.state.is_terminal();
     let admitted = if finished {
-        admitted(None)
+        admitted(None, None)
     } else {
         admit(&job, ctx)
+    };
+    // A finished multi-node job still reports its nodes as they stop (the other nodes are
+    // stopped after the main node's result is recorded): its layout comes from the pinned
+    // definition, which is not re-admitted.
+    let finished_layout = if finished {
+        finished_node_layout(ctx, &job)
+    } else {
+        None
     };
     let mut admission = admitted.admission.clone();
     let mut waiting_reason = admitted.reason;
@@ -343,7 +388,12 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
         blocked: ctx.verdicts.get(&key, &uid),
         dependency_graph: dependency_graph_around(ctx, &job, record_state),
         missing_dependency_grace_ms: duration_ms(ctx.config.missing_dependency_grace),
-        creation_refusal: ctx.pod_refusals.get(&key, &uid),
+        // A multi-node job's refused other-node pods (recorded under its attempt, once the
+        // main pod exists) count like its refused main pod: the attempt fails at the bound.
+        creation_refusal: ctx
+            .node_pod_refusals
+            .get(&key, &uid)
+            .or_else(|| ctx.pod_refusals.get(&key, &uid)),
     };
 
     // 2. Decide.
@@ -367,7 +417,7 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
         let recorded = u32::try_from(plan.record.attempts.len()).unwrap_or(u32::MAX);
         i32::try_from(live.max(recorded)).ok().filter(|n| *n > 0)
     };
-    let status = translate::build_status(
+    let status = translate::build_status_with_nodes(
         &job,
         &plan,
         StatusInputs {
@@ -377,6 +427,11 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
             waiting_reason,
             now_ms: now,
         },
+        admitted
+            .nodes
+            .as_ref()
+            .map(|(layout, _)| layout)
+            .or(finished_layout.as_ref()),
     );
 
     // 4. Update the status (coalesced for busy array jobs).
@@ -432,7 +487,7 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
     let pod_actions: Vec<JobAction> = plan
         .actions
         .iter()
-        .filter(|a| !matches!(a, JobAction::DeleteJob))
+        .filter(|a| !matches!(a, JobAction::DeleteJob | JobAction::CreateNodePods { .. }))
         .cloned()
         .collect();
     for chunk in pod_actions.chunks(POD_ACTION_CONCURRENCY) {
@@ -444,6 +499,31 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
             outcome?;
         }
     }
+    // Multi-node jobs: the other nodes' pods, once the main node runs.
+    let mut retry_node_pods_at = None;
+    let mut creating_node_pods = false;
+    for action in &plan.actions {
+        if let JobAction::CreateNodePods {
+            attempt,
+            main_pod_ip,
+            indices,
+        } = action
+        {
+            creating_node_pods = true;
+            let start = NodeStart {
+                main_node: view.spec.nodes.map(|n| n.main_node).unwrap_or_default(),
+                attempt: *attempt,
+                main_pod_ip,
+                indices,
+            };
+            let definition = admitted.definition.as_deref();
+            retry_node_pods_at =
+                create_node_pods(ctx, &job, &pods_api, &pods, definition, start).await?;
+        }
+    }
+    if !creating_node_pods {
+        ctx.node_pod_refusals.forget(&key);
+    }
     if plan.actions.contains(&JobAction::DeleteJob) {
         if let Err(source) = api.delete(&name, &DeleteParams::background()).await {
             if !is_not_found(&source) {
@@ -453,7 +533,11 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
         withdraw(ctx, &key);
         return Ok(Action::await_change());
     }
-    Ok(match plan.requeue_at_ms {
+    let requeue_at = match (plan.requeue_at_ms, retry_node_pods_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(match requeue_at {
         Some(at) => Action::requeue(Duration::from_millis(
             u64::try_from(at.saturating_sub(now_ms()))
                 .unwrap_or(0)
@@ -461,6 +545,235 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
         )),
         None => Action::await_change(),
     })
+}
+
+/// What [`JobAction::CreateNodePods`] asks for: the nodes `indices` of `attempt` of a
+/// multi-node job whose main node (`main_node`) runs at `main_pod_ip`.
+struct NodeStart<'a> {
+    main_node: u32,
+    attempt: u32,
+    main_pod_ip: &'a str,
+    indices: &'a [u32],
+}
+
+/// Creates the pods of a multi-node job's other nodes, each bound to the Kubernetes node the
+/// main pod reserved for it when the gang was placed (its `batch.barge.dev/gang-nodes`
+/// annotation), a few at a time. Names are deterministic: a pod created before (by a replica
+/// killed half way, or seen late by the cache) answers AlreadyExists and is never twinned.
+///
+/// A create the API server refuses, or a pod that cannot be rendered, gets a Warning Event
+/// (once per message) and is tried again after a backoff (returned: when to look again) until
+/// the state machine fails the attempt at the bound (`--pod-create-give-up-seconds`, from
+/// `JobView::creation_refusal`); a
+/// transient error fails the reconcile (retried). One Normal Event says when the last missing
+/// pods were created.
+async fn create_node_pods(
+    ctx: &Context,
+    job: &Job,
+    pods_api: &Api<Pod>,
+    pods: &[Arc<Pod>],
+    definition: Option<&ResolvedDefinition>,
+    start: NodeStart<'_>,
+) -> Result<Option<i64>, Error> {
+    let key = JobKey::new(&job.namespace().unwrap_or_default(), &job.name_any());
+    let uid = job.uid().unwrap_or_default();
+    let now = now_ms();
+    if let Some(refusal) = ctx.node_pod_refusals.get(&key, &uid) {
+        if refusal.backing_off(now) {
+            return Ok(Some(refusal.retry_at_ms()));
+        }
+    }
+    // Pods this replica created moments ago that the cache does not show yet are not asked
+    // for again (each would only answer AlreadyExists).
+    let job_name = job.name_any();
+    let recent = |index: u32| {
+        let pod = naming::node_pod_name(&job_name, start.attempt, index);
+        format!("{uid}/{pod}")
+    };
+    let missing: Vec<u32> = start
+        .indices
+        .iter()
+        .copied()
+        .filter(|&index| !ctx.created_node_pods.contains(&recent(index)))
+        .collect();
+    if missing.is_empty() {
+        return Ok(None);
+    }
+    let start = NodeStart {
+        indices: &missing,
+        ..start
+    };
+    let (rendered, others) = match render_node_pods(ctx, job, pods, definition, &start) {
+        Ok(rendered) => rendered,
+        Err(problem) => {
+            return Ok(Some(node_pods_refused(
+                ctx, job, &key, &uid, &start, &problem,
+            )))
+        }
+    };
+    let concurrency = ctx.config.pod_create_concurrency.max(1);
+    let outcomes: Vec<(String, Result<Pod, kube::Error>)> = futures::stream::iter(rendered)
+        .map(|pod| async move {
+            let name = pod.name_any();
+            (name, pods_api.create(&PostParams::default(), &pod).await)
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut created = 0;
+    let mut refused = None;
+    let mut transient = None;
+    for (pod, outcome) in outcomes {
+        match outcome {
+            Ok(_) => {
+                ctx.created_node_pods.insert(&format!("{uid}/{pod}"));
+                created += 1;
+            }
+            // Created before: by this replica on a lagging cache, or before a restart.
+            Err(e) if is_conflict(&e) => debug!(pod = %pod, "node pod exists already"),
+            Err(e) => {
+                ctx.metrics.pod_creations_failed.inc();
+                match refusal_message(&e) {
+                    Some(message) => {
+                        refused = Some(format!("creating pod {pod} was refused: {message}"))
+                    }
+                    None => transient = Some(Error::CreateNodePod { pod, source: e }),
+                }
+            }
+        }
+    }
+    if let Some(problem) = refused {
+        return Ok(Some(node_pods_refused(
+            ctx, job, &key, &uid, &start, &problem,
+        )));
+    }
+    if let Some(error) = transient {
+        return Err(error);
+    }
+    ctx.node_pod_refusals.created(&key, node_unit(&start));
+    if created > 0 {
+        ctx.events.publish(
+            job,
+            EventSpec::normal(
+                REASON_NODES_STARTED,
+                ACTION_CREATE_NODE_PODS,
+                format!(
+                    "started {} of attempt {} (main node {} at {})",
+                    counted(others, "other node"),
+                    start.attempt,
+                    start.main_node,
+                    start.main_pod_ip
+                ),
+            ),
+        );
+    }
+    Ok(None)
+}
+
+/// The unit under which a job's refused node pods are recorded (the attempt).
+fn node_unit(start: &NodeStart<'_>) -> Unit {
+    Unit {
+        attempt: start.attempt,
+        array_index: None,
+    }
+}
+
+/// Records that the other nodes' pods could not be created (`problem`), with a Warning Event
+/// when the message is new; returns when to try again.
+fn node_pods_refused(
+    ctx: &Context,
+    job: &Job,
+    key: &JobKey,
+    uid: &str,
+    start: &NodeStart<'_>,
+    problem: &str,
+) -> i64 {
+    let now = now_ms();
+    let give_up_ms = duration_ms(ctx.config.pod_create_give_up);
+    warn!(job = %key, %problem, "creating the other nodes' pods failed");
+    if ctx
+        .node_pod_refusals
+        .refused(key, uid, node_unit(start), problem, now, give_up_ms)
+    {
+        ctx.events.publish(
+            job,
+            EventSpec::warning(
+                POD_CREATION_REFUSED,
+                ACTION_CREATE_NODE_PODS,
+                format!(
+                    "the other nodes of attempt {} cannot be started: {problem} (retrying with backoff; the attempt fails after {} s)",
+                    start.attempt,
+                    give_up_ms / 1000
+                ),
+            ),
+        );
+    }
+    ctx.node_pod_refusals
+        .get(key, uid)
+        .map_or(now, |r| r.retry_at_ms())
+}
+
+/// The pods of the nodes `start.indices`, rendered as the scheduler renders the main node's
+/// (the same definition revision, queue and compute environment), with the main pod's IP, each
+/// bound to the node reserved for it; and how many other nodes the gang has. Err: why they
+/// cannot be.
+fn render_node_pods(
+    ctx: &Context,
+    job: &Job,
+    pods: &[Arc<Pod>],
+    definition: Option<&ResolvedDefinition>,
+    start: &NodeStart<'_>,
+) -> Result<(Vec<Pod>, usize), String> {
+    let main_name = naming::node_pod_name(&job.name_any(), start.attempt, start.main_node);
+    let main = pods
+        .iter()
+        .find(|p| p.name_any() == main_name)
+        .ok_or_else(|| format!("the main node's pod {main_name} is not in the cache"))?;
+    let nodes = pods::gang_nodes_of(main).ok_or_else(|| {
+        format!("the main node's pod {main_name} names no reserved nodes ({ANNOTATION_GANG_NODES})")
+    })?;
+    let ce_name = main
+        .labels()
+        .get(LABEL_COMPUTE_ENVIRONMENT)
+        .ok_or_else(|| {
+            format!("the main node's pod {main_name} has no {LABEL_COMPUTE_ENVIRONMENT} label")
+        })?;
+    let ce = ctx
+        .caches
+        .compute_environments
+        .get(&ObjectRef::new(ce_name))
+        .ok_or_else(|| format!("compute environment {ce_name} does not exist"))?;
+    let definition =
+        definition.ok_or_else(|| "the job's definition is not resolved".to_string())?;
+    let mut rendered = Vec::with_capacity(start.indices.len());
+    for &index in start.indices {
+        let node = nodes.get(index as usize).ok_or_else(|| {
+            format!(
+                "node {index} has no reserved Kubernetes node (the gang has {} nodes)",
+                nodes.len()
+            )
+        })?;
+        let pod = pods::render_pod(&AttemptPod {
+            job,
+            definition_name: &definition.name,
+            definition_revision: definition.revision,
+            definition: &definition.spec,
+            queue: &job.spec.job_queue,
+            compute_environment: &ce,
+            node_name: Some(node),
+            attempt: start.attempt,
+            array_index: None,
+            array_size: None,
+            node: Some(NodePod {
+                index,
+                main_pod_ip: Some(start.main_pod_ip),
+                gang_nodes: None,
+            }),
+        })
+        .map_err(|e| format!("the pod of node {index} cannot be rendered: {e}"))?;
+        rendered.push(pod);
+    }
+    Ok((rendered, nodes.len().saturating_sub(1)))
 }
 
 /// Deletes a pod or releases its result finalizer (and, for array children, deletes it as
@@ -511,7 +824,9 @@ async fn apply_pod_action(
                 delete(pod.clone(), DeleteParams::default()).await?;
             }
         }
-        JobAction::DeleteJob => {}
+        // Applied by `reconcile_job` itself (the job's deletion last, the nodes' pods after
+        // the pod actions).
+        JobAction::DeleteJob | JobAction::CreateNodePods { .. } => {}
     }
     Ok(())
 }
@@ -644,16 +959,41 @@ fn announce(ctx: &Context, job: &Job, plan: &JobPlan) {
 }
 
 /// Publishes (or withdraws) the job's RUNNABLE work for the scheduler, waking it on change.
+/// A multi-node job publishes its gang, with the main node's request and constraints as the
+/// entry's own.
 fn publish(ctx: &Context, key: &JobKey, uid: &str, job: &Job, admitted: &Admitted, plan: &JobPlan) {
-    let (RunnableWork::Single { .. } | RunnableWork::Array { .. }, Some(definition)) =
-        (&plan.runnable, &admitted.definition)
+    let (
+        RunnableWork::Single { .. } | RunnableWork::Array { .. } | RunnableWork::Gang { .. },
+        Some(definition),
+    ) = (&plan.runnable, &admitted.definition)
     else {
         withdraw(ctx, key);
         return;
     };
-    let Ok(request) = pods::job_request(job, &definition.spec) else {
-        withdraw(ctx, key);
-        return;
+    let main_node = admitted
+        .gang()
+        .map(|gang| gang.members.get(gang.main_node as usize));
+    let (request, constraints) = match main_node {
+        Some(Some(main)) => (main.request, main.constraints.clone()),
+        // A gang without its main node: nothing the scheduler could place.
+        Some(None) => {
+            withdraw(ctx, key);
+            return;
+        }
+        None => {
+            let Ok(request) = pods::job_request(job, &definition.spec) else {
+                withdraw(ctx, key);
+                return;
+            };
+            let constraints = Constraints {
+                instance_type: job
+                    .spec
+                    .container_overrides
+                    .as_ref()
+                    .and_then(|o| o.instance_type.clone()),
+            };
+            (request, constraints)
+        }
     };
     let entry = RunnableEntry {
         uid: uid.to_string(),
@@ -661,16 +1001,11 @@ fn publish(ctx: &Context, key: &JobKey, uid: &str, job: &Job, admitted: &Admitte
         submitted_at_ms: plan.record.created_at_ms,
         submission_order: translate::submission_order(job),
         request,
-        constraints: Constraints {
-            instance_type: job
-                .spec
-                .container_overrides
-                .as_ref()
-                .and_then(|o| o.instance_type.clone()),
-        },
+        constraints,
         work: plan.runnable.clone(),
         definition: definition.clone(),
         array_size: plan.record.array.as_ref().map(|a| a.size),
+        gang: admitted.gang().cloned(),
     };
     if ctx.runnable.publish(key.clone(), entry) {
         ctx.scheduler.wake();

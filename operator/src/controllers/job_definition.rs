@@ -5,8 +5,10 @@
 //! 1. dereference: its ControllerRevisions from the cache (index by definition), plus a GET of
 //!    the revision its status names when the cache has not seen it yet;
 //! 2. validate (pure, [`validate`]): what the CRD's rules cannot check — unreadable resource
-//!    values, node ranges that do not cover every node, settings with no pod equivalent
-//!    (`ulimits`: a warning), kinds not supported yet (multinode);
+//!    values, node ranges that leave a node uncovered or name nodes beyond `numNodes` (the
+//!    narrower of two overlapping ranges decides a node, as jobs lay their nodes out with
+//!    [`pods::node_layout`](crate::pods::node_layout)), settings with no pod equivalent
+//!    (`ulimits`: a warning);
 //! 3. build (pure, [`plan_revision`]): is the spec the latest revision's, or does it need the
 //!    next revision? Every spec change yields the next `status.revision` (AWS Batch registers a
 //!    new revision for every change; reverting a spec is a new revision too), kept as the apps/v1
@@ -40,20 +42,18 @@ use barge_crds::consts::{
 };
 use barge_crds::job::parse_job_definition_reference;
 use barge_crds::job_definition::{JobDefinitionType, NodeProperties};
-use barge_crds::resources::{ContainerProperties, ResourceType};
+use barge_crds::resources::{ContainerProperties, ResourceType, MAX_NODE_RANGES, MAX_NUM_NODES};
 use barge_crds::{JobDefinition, JobDefinitionSpec, JobDefinitionStatus};
 
 use super::{controller_config, measured, ACTION_RECONCILE, REASON_IN_USE, TRANSIENT_RETRY};
 use crate::context::Context;
 use crate::definition_revisions::{build_revision, revision_name};
 use crate::events::EventSpec;
-use crate::pods::parse_user;
+use crate::pods::{definition_ranges, parse_user, NumNodesFrom};
 use crate::shutdown::Shutdown;
 use crate::status::{apply_status, is_conflict, merge_conditions, DesiredCondition, Precondition};
 
 const CONTROLLER: &str = "job-definition";
-/// Condition reason: the definition uses a kind of job Barge cannot run yet.
-pub const REASON_NOT_SUPPORTED: &str = "NotSupported";
 /// Event reason: a new revision was recorded.
 pub const EVENT_REVISION_CREATED: &str = "RevisionCreated";
 /// Event reason: the definition is invalid.
@@ -115,8 +115,6 @@ impl super::ReconcileError for Error {
 pub struct Validation {
     pub problems: Vec<String>,
     pub warnings: Vec<String>,
-    /// Valid, but a kind of job this operator cannot run yet.
-    pub not_supported: Option<String>,
 }
 
 impl Validation {
@@ -187,73 +185,45 @@ fn validate_container(container: &ContainerProperties, at: &str, v: &mut Validat
     }
 }
 
-/// The node indices a `targetNodes` range names within `num_nodes` nodes.
-pub fn target_node_range(
-    target: &str,
-    num_nodes: i32,
-) -> Result<std::ops::RangeInclusive<i32>, String> {
-    let number = |text: &str| {
-        text.parse::<i32>()
-            .map_err(|_| format!("targetNodes {target:?} is not n, a:b, a: or :b"))
-    };
-    let last = num_nodes - 1;
-    let (from, to) = match target.split_once(':') {
-        None => {
-            let n = number(target)?;
-            (n, n)
-        }
-        Some((a, b)) => (
-            if a.is_empty() { 0 } else { number(a)? },
-            if b.is_empty() { last } else { number(b)? },
-        ),
-    };
-    if from < 0 || to > last || from > to {
-        return Err(format!(
-            "targetNodes {target:?} is not a range within nodes 0–{last}"
-        ));
-    }
-    Ok(from..=to)
-}
-
 fn validate_nodes(nodes: &NodeProperties, v: &mut Validation) {
-    if nodes.num_nodes < 1 {
-        v.problems
-            .push(format!("numNodes {} must be at least 1", nodes.num_nodes));
-        return;
-    }
-    if nodes.main_node < 0 || nodes.main_node >= nodes.num_nodes {
+    let num_nodes = match u32::try_from(nodes.num_nodes) {
+        Ok(n) if (1..=MAX_NUM_NODES as u32).contains(&n) => n,
+        _ => {
+            v.problems.push(format!(
+                "nodeProperties.numNodes {} must be from 1 to {MAX_NUM_NODES}",
+                nodes.num_nodes
+            ));
+            return;
+        }
+    };
+    if !u32::try_from(nodes.main_node).is_ok_and(|m| m < num_nodes) {
         v.problems.push(format!(
-            "mainNode {} must be a node index below numNodes {}",
-            nodes.main_node, nodes.num_nodes
+            "nodeProperties.mainNode {} must be a node index below numNodes {num_nodes}",
+            nodes.main_node
         ));
     }
-    let mut covered = vec![false; usize::try_from(nodes.num_nodes).unwrap_or(0)];
+    if nodes.node_range_properties.len() > MAX_NODE_RANGES {
+        v.problems.push(format!(
+            "nodeProperties.nodeRangeProperties has {} ranges; at most {MAX_NODE_RANGES} are allowed",
+            nodes.node_range_properties.len()
+        ));
+    }
+    if let Err(errors) = definition_ranges(
+        nodes
+            .node_range_properties
+            .iter()
+            .map(|r| r.target_nodes.as_str()),
+        num_nodes,
+        NumNodesFrom::Definition,
+    ) {
+        v.problems.extend(errors.iter().map(ToString::to_string));
+    }
     for (i, range) in nodes.node_range_properties.iter().enumerate() {
-        match target_node_range(&range.target_nodes, nodes.num_nodes) {
-            Ok(indices) => indices
-                .filter_map(|n| usize::try_from(n).ok())
-                .for_each(|n| covered[n] = true),
-            Err(problem) => v
-                .problems
-                .push(format!("nodeRangeProperties[{i}]: {problem}")),
-        }
         validate_container(
             &range.container,
-            &format!("nodeRangeProperties[{i}].container: "),
+            &format!("nodeProperties.nodeRangeProperties[{i}].container: "),
             v,
         );
-    }
-    let uncovered: Vec<String> = covered
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| !**c)
-        .map(|(n, _)| n.to_string())
-        .collect();
-    if !uncovered.is_empty() {
-        v.problems.push(format!(
-            "nodeRangeProperties leave node(s) {} without a container",
-            uncovered.join(", ")
-        ));
     }
 }
 
@@ -277,10 +247,7 @@ pub fn validate(spec: &JobDefinitionSpec) -> Validation {
             _ => v.problems.push("a container job definition needs exactly one of containerProperties or podProperties".into()),
         },
         JobDefinitionType::Multinode => match &spec.node_properties {
-            Some(nodes) => {
-                validate_nodes(nodes, &mut v);
-                v.not_supported = Some("multinode job definitions are not supported by this version of Barge yet; jobs that use it fail".into());
-            }
+            Some(nodes) => validate_nodes(nodes, &mut v),
             None => v.problems.push("a multinode job definition needs nodeProperties".into()),
         },
     }
@@ -380,13 +347,6 @@ pub fn build_status(
             false,
             REASON_INVALID_SPEC,
             validation.problems.join("; "),
-        )
-    } else if let Some(message) = &validation.not_supported {
-        DesiredCondition::new(
-            CONDITION_READY,
-            false,
-            REASON_NOT_SUPPORTED,
-            message.clone(),
         )
     } else {
         let mut message = match revision {
@@ -693,37 +653,82 @@ mod tests {
             let spec = aws_job_definition(file);
             let v = validate(&spec);
             assert!(v.is_valid(), "{file}: {:?}", v.problems);
-            assert!(v.not_supported.is_none(), "{file}");
         }
     }
 
     #[test]
-    fn the_multinode_fixture_is_valid_but_not_supported_yet() {
-        let v = validate(&aws_job_definition("jobdef-multinode.json"));
-        assert!(v.is_valid(), "{:?}", v.problems);
-        assert!(v
-            .not_supported
-            .expect("not supported")
-            .contains("multinode"));
+    fn the_multinode_fixture_is_valid_and_ready() {
+        let spec = aws_job_definition("jobdef-multinode.json");
+        let v = validate(&spec);
+        assert_eq!(v, Validation::default());
+        let jd = JobDefinition::new("mpi", spec);
+        let status = build_status(
+            &jd,
+            Some(1),
+            &v,
+            None,
+            Timestamp::from_second(10).expect("ts"),
+        );
+        assert_eq!(
+            (
+                status.conditions[0].status.as_str(),
+                status.conditions[0].reason.as_str()
+            ),
+            ("True", REASON_VALID)
+        );
+    }
+
+    fn multinode_problems(num_nodes: i32, main_node: i32, targets: &[&str]) -> Vec<String> {
+        let mut spec = aws_job_definition("jobdef-multinode.json");
+        let nodes = spec.node_properties.as_mut().expect("nodes");
+        let container = nodes.node_range_properties[0].container.clone();
+        nodes.num_nodes = num_nodes;
+        nodes.main_node = main_node;
+        nodes.node_range_properties = targets
+            .iter()
+            .map(|t| barge_crds::job_definition::NodeRangeProperty {
+                target_nodes: t.to_string(),
+                container: container.clone(),
+            })
+            .collect();
+        validate(&spec).problems
     }
 
     #[test]
-    fn node_ranges_must_cover_every_node() {
-        let mut spec = aws_job_definition("jobdef-multinode.json");
-        let nodes = spec.node_properties.as_mut().expect("nodes");
-        nodes.node_range_properties[1].target_nodes = "1:3".into();
-        let v = validate(&spec);
-        assert!(
-            v.problems
-                .iter()
-                .any(|p| p.contains("leave node(s) 4, 5 without a container")),
-            "{:?}",
-            v.problems
+    fn node_ranges_must_cover_every_node_and_name_only_its_nodes() {
+        assert_eq!(
+            multinode_problems(6, 0, &["0", "1:3"]),
+            vec!["nodes 4-5 are not covered by any nodeProperties.nodeRangeProperties[].targetNodes (numNodes 6 from nodeProperties.numNodes)"]
         );
-        assert_eq!(target_node_range(":2", 6), Ok(0..=2));
-        assert_eq!(target_node_range("3:", 6), Ok(3..=5));
-        assert!(target_node_range("7", 6).is_err());
-        assert!(target_node_range("4:2", 6).is_err());
+        assert_eq!(
+            multinode_problems(6, 0, &["0:", "2"]),
+            Vec::<String>::new(),
+            "nested ranges: the narrower decides"
+        );
+        assert_eq!(
+            multinode_problems(6, 0, &["0", "4:9", "1:3"]),
+            vec!["nodeProperties.nodeRangeProperties[1].targetNodes \"4:9\" names nodes beyond numNodes 6"]
+        );
+        assert_eq!(
+            multinode_problems(6, 0, &["4:2", "0:"]),
+            vec!["nodeProperties.nodeRangeProperties[0].targetNodes \"4:2\" starts after it ends"]
+        );
+        assert_eq!(
+            multinode_problems(6, 6, &["0:"]),
+            vec!["nodeProperties.mainNode 6 must be a node index below numNodes 6"]
+        );
+        assert_eq!(
+            multinode_problems(1001, 0, &["0:"]),
+            vec!["nodeProperties.numNodes 1001 must be from 1 to 1000"]
+        );
+        assert_eq!(
+            multinode_problems(6, 0, &["0", "1", "2", "3", "4", "5:"]),
+            vec!["nodeProperties.nodeRangeProperties has 6 ranges; at most 5 are allowed"]
+        );
+        assert_eq!(
+            multinode_problems(1, 0, &[]),
+            vec!["node 0 is not covered by any nodeProperties.nodeRangeProperties[].targetNodes (numNodes 1 from nodeProperties.numNodes)"]
+        );
     }
 
     #[test]

@@ -311,6 +311,9 @@ pub fn pending_machines(
                     used: Default::default(),
                     schedulable: false,
                     instance_type: Some(group.instance_type.name.to_string()),
+                    // A machine that is no Node yet runs nothing.
+                    barge_pods: 0,
+                    exclusive: false,
                 },
                 NodeFacts {
                     state: NodeState::Booting,
@@ -682,7 +685,7 @@ pub async fn reconcile(
             .remove(&name)
             .unwrap_or_default();
         let plan = plan_scaling(&name, pool, &groups, &all, &decision, |n| {
-            ctx.caches.usage.pods_on(n) > 0
+            ctx.caches.usage.is_busy(n)
         });
         if fresh || (plan.replicas.is_empty() && plan.mark.is_empty()) {
             break (decision, plan);

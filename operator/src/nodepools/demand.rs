@@ -245,12 +245,15 @@ pub fn decide(ctx: &Context, now_ms: i64) -> BTreeMap<String, ScalingDecision> {
         }
         let name = node.name_any();
         let pods = caches.usage.pods_on(&name);
+        // A node reserved for a gang's node whose pod is not created yet is not idle: its pod
+        // comes as soon as the gang's main node runs.
+        let busy = caches.usage.is_busy(&name);
         facts.insert(
             name.clone(),
             NodeFacts {
                 state: node_state(&node),
                 barge_pods: u32::try_from(pods.max(0)).unwrap_or(u32::MAX),
-                idle_since_ms: observe_idle(&mut idle, &name, pods == 0, now_ms),
+                idle_since_ms: observe_idle(&mut idle, &name, !busy, now_ms),
             },
         );
         let gpu = gpu
@@ -303,6 +306,7 @@ pub fn decide(ctx: &Context, now_ms: i64) -> BTreeMap<String, ScalingDecision> {
             entry.submission_order,
             entry.request,
             &entry.constraints,
+            entry.gang.as_ref(),
             &entry.work,
         ) {
             let of_attempt = placed.iter().filter(|(a, _)| *a == workload.attempt);
@@ -317,6 +321,13 @@ pub fn decide(ctx: &Context, now_ms: i64) -> BTreeMap<String, ScalingDecision> {
                         set.remove(index);
                     }
                     if set.is_empty() {
+                        continue;
+                    }
+                }
+                // A gang's pods are created together with its placement (main node first,
+                // the others reserved): any pod of the attempt means the gang is placed.
+                Units::Gang(_) => {
+                    if of_attempt.count() > 0 {
                         continue;
                     }
                 }

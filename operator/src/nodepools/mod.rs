@@ -424,15 +424,19 @@ pub fn node_is_schedulable(node: &Node) -> bool {
         && !foreign_taint
 }
 
-/// The scheduler's view of a node: allocatable, what all its pods request, schedulability.
+/// The scheduler's view of a node: allocatable, what all its pods request, schedulability,
+/// and who occupies it among Barge's pods (multi-node jobs' reservations included).
 pub fn node_snapshot(node: &Node, usage: &NodeUsage, gpu_resource: &str) -> NodeSnapshot {
     let name = node.name_any();
+    let occupancy = usage.occupancy_on(&name);
     NodeSnapshot {
         allocatable: node_allocatable(node, gpu_resource),
         used: usage.used_on(&name, gpu_resource),
         schedulable: node_is_schedulable(node),
         environment: node.labels().get(LABEL_COMPUTE_ENVIRONMENT).cloned(),
         instance_type: node.labels().get(LABEL_INSTANCE_TYPE).cloned(),
+        barge_pods: occupancy.barge_pods,
+        exclusive: occupancy.exclusive,
         name,
     }
 }
@@ -531,6 +535,9 @@ pub fn scheduler_environment(ce: &ComputeEnvironment, caches: &Caches) -> Enviro
         starting_nodes: starting_nodes(&nodes, planned_nodes),
         // The scheduler sets it for `bindingMode: KubeScheduler` (it counts admitted pods).
         budget_milli_cpu: None,
+        spot: ce.spec.compute_resources.as_ref().is_some_and(|r| {
+            r.r#type == barge_crds::compute_environment::ComputeResourceType::Spot
+        }),
     }
 }
 
@@ -557,6 +564,7 @@ fn starting_nodes(nodes: &[std::sync::Arc<Node>], planned: usize) -> u32 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::cache::EventSink;
     use crate::test_support::aws_document;
     use barge_crds::compute_environment::{
         ComputeEnvironmentSpec, ComputeResources, NodeProvider, SimulatedProvider,
@@ -800,9 +808,42 @@ pub(crate) mod tests {
                 ..Default::default()
             });
         assert!(!node_is_schedulable(&tainted));
-        let mut not_ready = node;
+        let mut not_ready = node.clone();
         not_ready.status.as_mut().expect("status").conditions = None;
         assert!(!node_is_schedulable(&not_ready));
+
+        // Barge's occupancy comes from the usage: a Barge pod on the node, and the node
+        // reserved for a gang by a main pod that runs elsewhere.
+        assert_eq!((snap.barge_pods, snap.exclusive), (0, false));
+        let pod = |name: &str, extra: serde_json::Value| -> k8s_openapi::api::core::v1::Pod {
+            let mut value = serde_json::json!({
+                "metadata": {"name": name, "namespace": "ns", "labels": {
+                    barge_crds::consts::LABEL_MANAGED_BY: barge_crds::consts::MANAGED_BY_BARGE,
+                }},
+                "spec": {"containers": [], "nodeName": "n1"},
+                "status": {"phase": "Running"},
+            });
+            json_patch::merge(&mut value, &extra);
+            serde_json::from_value(value).expect("pod")
+        };
+        usage.apply(&kube::runtime::watcher::Event::Apply(pod(
+            "single-1",
+            serde_json::json!({}),
+        )));
+        let snap = node_snapshot(&node, &usage, "nvidia.com/gpu");
+        assert_eq!((snap.barge_pods, snap.exclusive), (1, false));
+        usage.apply(&kube::runtime::watcher::Event::Apply(pod(
+            "mnp-1-node-0",
+            serde_json::json!({
+                "metadata": {
+                    "labels": {barge_crds::consts::LABEL_NODE_INDEX: "0"},
+                    "annotations": {barge_crds::consts::ANNOTATION_GANG_NODES: "n0,n1"},
+                },
+                "spec": {"nodeName": "n0"},
+            }),
+        )));
+        let snap = node_snapshot(&node, &usage, "nvidia.com/gpu");
+        assert_eq!((snap.barge_pods, snap.exclusive), (1, true));
     }
 
     #[test]

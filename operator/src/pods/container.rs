@@ -32,10 +32,9 @@ const SHM_MOUNT_PATH: &str = "/dev/shm";
 /// Prefix of the names of the memory-backed volumes of `linuxParameters.tmpfs`.
 const TMPFS_VOLUME_PREFIX: &str = "barge-tmpfs-";
 
-/// Effective vCPUs (millicpu), memory (MiB) and GPUs of an AWS-shaped container after the job's
-/// overrides. Per type, in order of precedence: the override's `resourceRequirements`, the
-/// override's legacy `vcpus`/`memory`, the definition's `resourceRequirements`, the definition's
-/// legacy fields. Absent amounts are None.
+/// Effective vCPUs (millicpu), memory (MiB) and GPUs of an AWS-shaped container (after the
+/// job's overrides: see [`with_overrides`]). Per type, in order of precedence: the
+/// `resourceRequirements` entry, the legacy `vcpus`/`memory`. Absent amounts are None.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct AwsAmounts {
     pub(super) milli_cpu: Option<i64>,
@@ -61,33 +60,74 @@ fn requirement_value(list: &[ResourceRequirement], ty: ResourceType) -> Option<S
         .map(|r| r.value.clone())
 }
 
-pub(super) fn aws_amounts(
+/// A container with a job's overrides applied (AWS `containerOverrides`, and the
+/// `containerOverrides` of a multi-node job's `nodePropertyOverrides`): the command is replaced;
+/// environment variables are replaced by name or added; per resource type, the override's
+/// `resourceRequirements` entry wins, then its legacy `vcpus`/`memory`, then the container's
+/// entry, then the container's legacy field; `instanceType` is replaced.
+pub(super) fn with_overrides(
     props: &ContainerProperties,
-    overrides: Option<&ContainerOverrides>,
-) -> Result<AwsAmounts, RenderError> {
-    let empty = Vec::new();
-    let override_reqs = overrides.map_or(&empty, |o| &o.resource_requirements);
-    let pick = |ty: ResourceType, legacy_override: Option<i32>, legacy: Option<i32>| {
-        requirement_value(override_reqs, ty)
-            .or(legacy_override.map(|n| n.to_string()))
-            .or(requirement_value(&props.resource_requirements, ty))
-            .or(legacy.map(|n| n.to_string()))
+    overrides: &ContainerOverrides,
+) -> ContainerProperties {
+    let mut out = props.clone();
+    if let Some(command) = &overrides.command {
+        out.command = command.clone();
+    }
+    for var in &overrides.environment {
+        match out.environment.iter_mut().find(|e| e.name == var.name) {
+            Some(existing) => *existing = var.clone(),
+            None => out.environment.push(var.clone()),
+        }
+    }
+    for requirement in &overrides.resource_requirements {
+        out.resource_requirements
+            .retain(|r| r.r#type != requirement.r#type);
+        out.resource_requirements.push(requirement.clone());
+    }
+    let has_override_requirement = |ty: ResourceType| {
+        overrides
+            .resource_requirements
+            .iter()
+            .any(|r| r.r#type == ty)
     };
-    let milli_cpu = pick(
-        ResourceType::Vcpu,
-        overrides.and_then(|o| o.vcpus),
-        props.vcpus,
-    )
-    .map(|value| quantity::aws_vcpus_millis(&value).map_err(|e| bad_quantity("VCPU", &value, e)))
-    .transpose()?;
-    let memory_mib = pick(
-        ResourceType::Memory,
-        overrides.and_then(|o| o.memory),
-        props.memory,
-    )
-    .map(|value| quantity::aws_memory_mib(&value).map_err(|e| bad_quantity("MEMORY", &value, e)))
-    .transpose()?;
-    let gpus = pick(ResourceType::Gpu, None, None)
+    // A legacy override beats the container's requirement of the same type.
+    if let (Some(vcpus), false) = (
+        overrides.vcpus,
+        has_override_requirement(ResourceType::Vcpu),
+    ) {
+        out.resource_requirements
+            .retain(|r| r.r#type != ResourceType::Vcpu);
+        out.vcpus = Some(vcpus);
+    }
+    if let (Some(memory), false) = (
+        overrides.memory,
+        has_override_requirement(ResourceType::Memory),
+    ) {
+        out.resource_requirements
+            .retain(|r| r.r#type != ResourceType::Memory);
+        out.memory = Some(memory);
+    }
+    if let Some(instance_type) = &overrides.instance_type {
+        out.instance_type = Some(instance_type.clone());
+    }
+    out
+}
+
+pub(super) fn aws_amounts(props: &ContainerProperties) -> Result<AwsAmounts, RenderError> {
+    let pick = |ty: ResourceType, legacy: Option<i32>| {
+        requirement_value(&props.resource_requirements, ty).or(legacy.map(|n| n.to_string()))
+    };
+    let milli_cpu = pick(ResourceType::Vcpu, props.vcpus)
+        .map(|value| {
+            quantity::aws_vcpus_millis(&value).map_err(|e| bad_quantity("VCPU", &value, e))
+        })
+        .transpose()?;
+    let memory_mib = pick(ResourceType::Memory, props.memory)
+        .map(|value| {
+            quantity::aws_memory_mib(&value).map_err(|e| bad_quantity("MEMORY", &value, e))
+        })
+        .transpose()?;
+    let gpus = pick(ResourceType::Gpu, None)
         .map(|value| quantity::count(&value).map_err(|e| bad_quantity("GPU", &value, e)))
         .transpose()?;
     Ok(AwsAmounts {
@@ -158,7 +198,8 @@ fn memory_volume(name: String, size_mib: i32) -> Volume {
     }
 }
 
-/// The pod spec of an AWS-shaped container (one container, [`MAIN_CONTAINER_NAME`]).
+/// The pod spec of an AWS-shaped container (one container, [`MAIN_CONTAINER_NAME`]), after the
+/// job's `overrides` ([`with_overrides`]).
 ///
 /// `ulimits` have no Kubernetes counterpart (the container runtime's defaults apply); they are
 /// accepted and ignored, as the importer reports.
@@ -169,15 +210,11 @@ pub(super) fn container_pod_spec(
     batch_env: &[EnvVar],
     gpu_resource_name: &str,
 ) -> Result<PodSpec, RenderError> {
-    let command = overrides
-        .and_then(|o| o.command.as_ref())
-        .unwrap_or(&props.command);
-    let command = substitute_all(command, parameters);
+    let overridden = overrides.map(|o| with_overrides(props, o));
+    let props = overridden.as_ref().unwrap_or(props);
+    let command = substitute_all(&props.command, parameters);
 
     let mut env: Vec<EnvVar> = props.environment.iter().map(env_var).collect();
-    for var in overrides.into_iter().flat_map(|o| &o.environment) {
-        set_env(&mut env, env_var(var));
-    }
     for secret in &props.secrets {
         let (name, key) = secret
             .value_from
@@ -264,10 +301,7 @@ pub(super) fn container_pod_spec(
         image: Some(props.image.clone()),
         command: (!command.is_empty()).then_some(command),
         env: (!env.is_empty()).then_some(env),
-        resources: Some(container_resources(
-            aws_amounts(props, overrides)?,
-            gpu_resource_name,
-        )),
+        resources: Some(container_resources(aws_amounts(props)?, gpu_resource_name)),
         volume_mounts: (!mounts.is_empty()).then_some(mounts),
         security_context,
         ..Container::default()
@@ -390,6 +424,49 @@ mod tests {
         assert_eq!(
             job_request(&submitted, &def),
             Ok(Resources::request(500, 512, 0))
+        );
+    }
+
+    #[test]
+    fn overrides_apply_to_a_container_as_aws_orders_them() {
+        let props: ContainerProperties = serde_json::from_value(json!({
+            "image": "busybox",
+            "command": ["run"],
+            "environment": [{"name": "A", "value": "1"}],
+            "resourceRequirements": [{"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "2048"}, {"type": "GPU", "value": "1"}],
+            "instanceType": "c5.large",
+        }))
+        .expect("container");
+        let overrides: ContainerOverrides = serde_json::from_value(json!({
+            "environment": [{"name": "B", "value": "2"}, {"name": "A", "value": "3"}],
+            "resourceRequirements": [{"type": "GPU", "value": "2"}],
+            "vcpus": 4,
+            "memory": 512,
+            "instanceType": "p3.2xlarge",
+        }))
+        .expect("overrides");
+        let merged = with_overrides(&props, &overrides);
+        assert_eq!(merged.command, vec!["run"], "no command override: kept");
+        let env: Vec<(&str, Option<&str>)> = merged
+            .environment
+            .iter()
+            .map(|e| (e.name.as_str(), e.value.as_deref()))
+            .collect();
+        assert_eq!(env, [("A", Some("3")), ("B", Some("2"))]);
+        // The override's legacy vcpus/memory beat the container's requirements.
+        assert_eq!(
+            aws_amounts(&merged),
+            Ok(AwsAmounts {
+                milli_cpu: Some(4000),
+                memory_mib: Some(512),
+                gpus: Some(2),
+            })
+        );
+        assert_eq!(merged.instance_type.as_deref(), Some("p3.2xlarge"));
+        // No override: the same container.
+        assert_eq!(
+            with_overrides(&props, &ContainerOverrides::default()),
+            props
         );
     }
 

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use barge_crds::consts::{
-    ENV_CE_NAME, ENV_JOB_ARRAY_INDEX, ENV_JOB_ARRAY_SIZE, ENV_JOB_ATTEMPT, ENV_JOB_ID, ENV_JQ_NAME,
+    ENV_CE_NAME, ENV_JOB_ARRAY_INDEX, ENV_JOB_ARRAY_SIZE, ENV_JOB_ATTEMPT, ENV_JOB_ID,
+    ENV_JOB_MAIN_NODE_INDEX, ENV_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS, ENV_JOB_NODE_INDEX,
+    ENV_JOB_NUM_NODES, ENV_JQ_NAME,
 };
 use barge_crds::resources::EnvironmentVariable;
 use barge_crds::{Job, JobDefinitionSpec};
@@ -29,11 +31,21 @@ pub(super) fn merged_parameters(
     parameters
 }
 
-/// The `AWS_BATCH_*` variables of the attempt, in a fixed order.
-pub(super) fn batch_environment(input: &AttemptPod, uid: &str, ce_name: &str) -> Vec<EnvVar> {
-    let job_id = match input.array_index {
-        Some(index) => format!("{uid}:{index}"),
-        None => uid.to_string(),
+/// The `AWS_BATCH_*` variables of the attempt, in a fixed order. As in AWS Batch, the job id of
+/// an array child is `<job id>:<index>` and that of a node of a multi-node job
+/// `<job id>#<node index>`; every node gets its index, the number of nodes and the main node's
+/// index, and every node but the main one the main node's IP address.
+/// `nodes`: a multi-node job's `numNodes` and `mainNode`.
+pub(super) fn batch_environment(
+    input: &AttemptPod,
+    uid: &str,
+    ce_name: &str,
+    nodes: Option<(u32, u32)>,
+) -> Vec<EnvVar> {
+    let job_id = match (input.array_index, &input.node) {
+        (Some(index), _) => format!("{uid}:{index}"),
+        (None, Some(node)) => format!("{uid}#{}", node.index),
+        (None, None) => uid.to_string(),
     };
     let mut vars = vec![
         (ENV_JOB_ID, job_id),
@@ -46,6 +58,16 @@ pub(super) fn batch_environment(input: &AttemptPod, uid: &str, ce_name: &str) ->
     }
     if let Some(size) = input.array_size {
         vars.push((ENV_JOB_ARRAY_SIZE, size.to_string()));
+    }
+    if let (Some(node), Some((num_nodes, main_node))) = (&input.node, nodes) {
+        vars.push((ENV_JOB_NODE_INDEX, node.index.to_string()));
+        vars.push((ENV_JOB_NUM_NODES, num_nodes.to_string()));
+        vars.push((ENV_JOB_MAIN_NODE_INDEX, main_node.to_string()));
+        if node.index != main_node {
+            if let Some(ip) = node.main_pod_ip {
+                vars.push((ENV_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS, ip.to_string()));
+            }
+        }
     }
     vars.into_iter()
         .map(|(name, value)| EnvVar {

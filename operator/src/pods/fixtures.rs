@@ -8,7 +8,7 @@ use barge_crds::{ComputeEnvironment, Job, JobDefinitionSpec};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::json;
 
-use crate::pods::{render_pod, AttemptPod, RenderError};
+use crate::pods::{render_pod, AttemptPod, NodePod, RenderError};
 
 pub(super) const UID: &str = "5f0c7a2e-1111-4a4a-9b9b-000000000001";
 
@@ -63,6 +63,8 @@ pub(super) struct Render {
     pub(super) node_name: Option<&'static str>,
     pub(super) attempt: u32,
     pub(super) array: Option<(u32, u32)>,
+    /// A node of a multi-node job: its index, the main node's IP, the gang's nodes.
+    pub(super) node: Option<(u32, Option<String>, Option<Vec<String>>)>,
 }
 
 impl Render {
@@ -75,7 +77,21 @@ impl Render {
             node_name: Some("node-1"),
             attempt: 1,
             array: None,
+            node: None,
         }
+    }
+
+    /// Node `index` of a multi-node job (`main_pod_ip`: for the other nodes than the main one).
+    pub(super) fn node(mut self, index: u32, main_pod_ip: Option<&str>) -> Self {
+        self.node = Some((index, main_pod_ip.map(str::to_string), None));
+        self
+    }
+
+    /// The main node's pod with the gang's reserved Kubernetes nodes.
+    pub(super) fn gang_nodes(mut self, nodes: &[&str]) -> Self {
+        let node = self.node.get_or_insert((0, None, None));
+        node.2 = Some(nodes.iter().map(|n| n.to_string()).collect());
+        self
     }
 
     pub(super) fn attempt(mut self, attempt: u32) -> Self {
@@ -115,12 +131,22 @@ impl Render {
             attempt: self.attempt,
             array_index: self.array.map(|(i, _)| i),
             array_size: self.array.map(|(_, n)| n),
+            node: self.node.as_ref().map(|(index, ip, gang)| NodePod {
+                index: *index,
+                main_pod_ip: ip.as_deref(),
+                gang_nodes: gang.as_deref(),
+            }),
         })
     }
 
     pub(super) fn pod(&self) -> Pod {
         self.render().expect("the attempt renders")
     }
+}
+
+/// The AWS multi-node fixture (6 nodes, main 0, "0" and "1:"), as a JobDefinitionSpec.
+pub(super) fn multinode_definition() -> JobDefinitionSpec {
+    crate::test_support::aws_job_definition("jobdef-multinode.json")
 }
 
 pub(super) fn main_container(pod: &Pod) -> &Container {

@@ -91,6 +91,9 @@ pub fn pod_view(pod: &Pod, node_exists: bool) -> Option<PodView> {
         attempt,
         array_index,
         node_index,
+        pod_ip: status
+            .and_then(|s| s.pod_ip.clone())
+            .filter(|ip| !ip.is_empty()),
         phase,
         node_name,
         started_at_ms: running

@@ -4,18 +4,21 @@
 use barge_core::quantity;
 use barge_core::resources::Resources;
 use barge_crds::consts::DEFAULT_GPU_RESOURCE_NAME;
+use barge_crds::resources::ContainerProperties;
 use barge_crds::{Job, JobDefinitionSpec};
 use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::container::{aws_amounts, bad_quantity, RESOURCE_CPU, RESOURCE_MEMORY};
+use super::container::{aws_amounts, bad_quantity, with_overrides, RESOURCE_CPU, RESOURCE_MEMORY};
+use super::nodes::NodePlan;
 use super::RenderError;
 
 /// Restart policy of an init container that is a sidecar (runs beside the main containers).
 const SIDECAR_RESTART_POLICY: &str = "Always";
 
 /// What one pod of this job asks for (after `containerOverrides`): millicpu, MiB, GPUs and one
-/// pod slot. For `containerProperties`, resource requirements win over the legacy
+/// pod slot; for a multi-node job, its main node's pod (each node's is in
+/// [`gang_of`](super::gang_of)). For `containerProperties`, resource requirements win over the legacy
 /// `vcpus`/`memory`, and the job's overrides over the definition. For `podProperties`, as
 /// Kubernetes computes a pod's requests: the sum over containers of their requests (their limits
 /// where a request is absent), at least the largest init container's; GPUs are the resources
@@ -24,15 +27,17 @@ const SIDECAR_RESTART_POLICY: &str = "Always";
 /// applies them, not its resources.)
 pub fn job_request(job: &Job, definition: &JobDefinitionSpec) -> Result<Resources, RenderError> {
     if definition.node_properties.is_some() {
-        return Err(RenderError::MultiNodeNotSupported);
+        let plan = NodePlan::new(job, definition)?;
+        return container_request(&plan.container(plan.main_node));
+    }
+    if job.spec.node_overrides.is_some() {
+        return Err(RenderError::NodeOverridesWithoutNodes);
     }
     if let Some(props) = &definition.container_properties {
-        let amounts = aws_amounts(props, job.spec.container_overrides.as_ref())?;
-        return Ok(Resources::request(
-            amounts.milli_cpu.unwrap_or(0),
-            amounts.memory_mib.unwrap_or(0),
-            amounts.gpus.unwrap_or(0),
-        ));
+        return match &job.spec.container_overrides {
+            Some(overrides) => container_request(&with_overrides(props, overrides)),
+            None => container_request(props),
+        };
     }
     let Some(props) = &definition.pod_properties else {
         return Err(RenderError::NoContainer);
@@ -59,6 +64,16 @@ pub fn job_request(job: &Job, definition: &JobDefinitionSpec) -> Result<Resource
     }
     let pod = main.saturating_add(&sidecars).max_each(&init_peak);
     Ok(Resources::request(pod.milli_cpu, pod.memory_mib, pod.gpus))
+}
+
+/// What one pod running an AWS-shaped container asks for (its overrides already applied).
+pub(super) fn container_request(props: &ContainerProperties) -> Result<Resources, RenderError> {
+    let amounts = aws_amounts(props)?;
+    Ok(Resources::request(
+        amounts.milli_cpu.unwrap_or(0),
+        amounts.memory_mib.unwrap_or(0),
+        amounts.gpus.unwrap_or(0),
+    ))
 }
 
 fn is_gpu_resource(name: &str) -> bool {

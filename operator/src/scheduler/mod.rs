@@ -8,7 +8,9 @@
 //!    `current_entries`, which drops work of jobs that no longer exist), minus units whose
 //!    pod was just created (assumed);
 //! 2. `snapshot`: queues, compute environments and nodes from the caches; each node's usage
-//!    counts every bound pod (Barge's or not) plus the assumed pods not yet in the cache; an
+//!    counts every bound pod (Barge's or not) plus the assumed pods not yet in the cache, and
+//!    its Barge pods and exclusivity (a node of a multi-node job runs or is reserved there)
+//!    likewise; an
 //!    environment with `bindingMode: KubeScheduler` gets a vCPU budget instead (`maxvCpus` —
 //!    for an unmanaged one, its nodes' allocatable CPU — minus the CPU of its Barge pods,
 //!    bound or not, and of the assumed pods not yet in the cache);
@@ -16,7 +18,11 @@
 //! 4. `bind`: create one pod per placement, bound to its node — or unbound, for the
 //!    kube-scheduler to place, in budget mode (deterministic names: a
 //!    placement repeated after a restart meets AlreadyExists, never a twin), and assume its
-//!    resources until the pod cache shows it ("assume, then write");
+//!    resources until the pod cache shows it ("assume, then write"). A multi-node job's gang
+//!    is placed whole: its headless Service, then only the main node's pod, which records the
+//!    Kubernetes node reserved for every node (`batch.barge.dev/gang-nodes`); every node is
+//!    assumed until the caches show the main pod, whose annotation then keeps the reservation
+//!    (the job controller creates the other nodes' pods once the main node runs);
 //! 5. `explain`: leave each unplaced job's verdict for the job controller (which turns it into
 //!    a condition and, for "can never run" or "no room can appear soon", a status reason) and
 //!    wake that job on change; waiting for capacity is no verdict (that is what RUNNABLE says).
@@ -28,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
@@ -45,10 +51,10 @@ use barge_crds::compute_environment::{BindingMode, ComputeEnvironment};
 use barge_crds::consts::{FINALIZER_ATTEMPT_RESULT, LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_UID};
 
 use crate::context::{Context, RunnableEntry};
-use crate::events::EventSpec;
+use crate::events::{counted, EventSpec, ACTION_PLACE_GANG, REASON_GANG_PLACED};
 use crate::nodepools::{node_snapshot, scheduler_environment};
 use crate::pod_refusals::refusal_message;
-use crate::pods::{release_pod, render_pod, AttemptPod};
+use crate::pods::{node_service, release_pod, render_pod, AttemptPod, NodePod};
 use crate::queue_access::queue_specs;
 use crate::shutdown::Shutdown;
 use crate::status::is_conflict;
@@ -64,7 +70,8 @@ pub const ACTION_CREATE_POD: &str = "CreatePod";
 /// Every how many passes pods of vanished jobs are released.
 const SWEEP_EVERY: u64 = 10;
 
-/// A pod created by the scheduler and not yet seen in the cache.
+/// A pod created by the scheduler and not yet seen in the cache — or, for a gang, a node
+/// reserved for a pod the job controller creates later.
 struct Assumed {
     /// None: an unbound pod (budget mode).
     node: Option<String>,
@@ -74,6 +81,13 @@ struct Assumed {
     job: JobKey,
     attempt: u32,
     array_index: Option<u32>,
+    /// The node index, for a node of a multi-node job's gang.
+    node_index: Option<u32>,
+    /// The scheduler created this pod. False for a gang's other nodes: only their Kubernetes
+    /// nodes are reserved (the main pod's annotation records them); the job controller creates
+    /// their pods once the main node runs. Such an assumption stands only as long as its main
+    /// node's does, and its pod is never looked up.
+    created: bool,
     /// When the pod was created, or last checked with a GET.
     at: Instant,
     /// The pod cache has shown the pod (or a GET found it): from then on its usage is the
@@ -164,6 +178,10 @@ pub async fn pass(ctx: &Context, state: &mut LoopState) {
 /// its result finalizer, and a pod cannot go while it holds that finalizer. So once a unit's
 /// pod is gone, the book no longer offers the unit, and the assumption is dropped only when
 /// the book stops offering it.
+///
+/// A gang's reserved nodes go with its main pod: when the main pod's assumption goes, so do
+/// theirs (by then the main pod's annotation holds the reservation in the node usage — or the
+/// pod is gone and the gang may be placed again).
 fn forget_seen(ctx: &Context, state: &mut LoopState, entries: &HashMap<JobKey, RunnableEntry>) {
     state.assumed.retain(|(namespace, name), a| {
         a.seen = a.seen
@@ -175,18 +193,35 @@ fn forget_seen(ctx: &Context, state: &mut LoopState, entries: &HashMap<JobKey, R
                 .is_some();
         a.kept(entries.get(&a.job))
     });
+    forget_orphaned_reservations(&mut state.assumed);
+}
+
+/// Drops the reserved nodes of gangs whose main pod is no longer assumed.
+fn forget_orphaned_reservations(assumed: &mut HashMap<(String, String), Assumed>) {
+    let mains: HashSet<(JobKey, u32)> = assumed
+        .values()
+        .filter(|a| a.node_index.is_some() && a.created)
+        .map(|a| (a.job.clone(), a.attempt))
+        .collect();
+    assumed.retain(|_, a| a.created || mains.contains(&(a.job.clone(), a.attempt)));
 }
 
 impl Assumed {
     /// Whether the assumption still stands, given the job's current entry in the book: while
     /// the book offers its unit, however old it is — unless a GET found its pod gone.
     fn kept(&self, entry: Option<&RunnableEntry>) -> bool {
-        !self.lost && entry.is_some_and(|e| offers(&e.work, self.attempt, self.array_index))
+        !self.lost
+            && entry
+                .is_some_and(|e| offers(&e.work, self.attempt, self.array_index, self.node_index))
     }
 
-    /// Whether its pod is due for a GET: never shown by the caches for `VERIFY_UNSEEN_AFTER`.
+    /// Whether its pod is due for a GET: created, and never shown by the caches for
+    /// `VERIFY_UNSEEN_AFTER`.
     fn due_for_check(&self, now: Instant) -> bool {
-        !self.seen && !self.lost && now.duration_since(self.at) >= VERIFY_UNSEEN_AFTER
+        self.created
+            && !self.seen
+            && !self.lost
+            && now.duration_since(self.at) >= VERIFY_UNSEEN_AFTER
     }
 
     /// Takes in what a GET of its pod answered (`Some(found)`, or None when the GET failed).
@@ -251,13 +286,20 @@ async fn verify_unseen(ctx: &Context, state: &mut LoopState) {
     }
 }
 
-/// Whether `work` still offers the unit (attempt, array index) to the scheduler.
-fn offers(work: &RunnableWork, attempt: u32, array_index: Option<u32>) -> bool {
-    match (work, array_index) {
-        (RunnableWork::Single { attempt: a, .. }, None) => *a == attempt,
-        (RunnableWork::Array { groups }, Some(index)) => groups
+/// Whether `work` still offers the unit (attempt, array index or node index) to the
+/// scheduler. A node of a gang is offered while the gang's attempt is.
+fn offers(
+    work: &RunnableWork,
+    attempt: u32,
+    array_index: Option<u32>,
+    node_index: Option<u32>,
+) -> bool {
+    match (work, array_index, node_index) {
+        (RunnableWork::Single { attempt: a, .. }, None, None) => *a == attempt,
+        (RunnableWork::Array { groups }, Some(index), None) => groups
             .iter()
             .any(|g| g.attempt == attempt && g.indices.contains(index)),
+        (RunnableWork::Gang { attempt: a, .. }, None, Some(_)) => *a == attempt,
         _ => false,
     }
 }
@@ -277,7 +319,8 @@ fn current_entries(ctx: &Context) -> HashMap<JobKey, RunnableEntry> {
     entries
 }
 
-/// Step 1: the published work as workloads, minus the units whose pods were just created.
+/// Step 1: the published work as workloads, minus the units whose pods were just created (a
+/// gang is not offered while any of its nodes is assumed).
 fn collect_work(state: &LoopState, entries: &HashMap<JobKey, RunnableEntry>) -> Vec<Workload> {
     let mut in_flight: HashMap<(&JobKey, u32), Vec<Option<u32>>> = HashMap::new();
     for a in state.assumed.values() {
@@ -295,11 +338,12 @@ fn collect_work(state: &LoopState, entries: &HashMap<JobKey, RunnableEntry>) -> 
             entry.submission_order,
             entry.request,
             &entry.constraints,
+            entry.gang.as_ref(),
             &entry.work,
         ) {
             if let Some(indices) = in_flight.get(&(key, workload.attempt)) {
                 match &mut workload.units {
-                    Units::Single => continue,
+                    Units::Single | Units::Gang(_) => continue,
                     Units::Array(set) => {
                         for index in indices.iter().flatten() {
                             set.remove(*index);
@@ -334,7 +378,7 @@ fn snapshot(ctx: &Context, state: &LoopState, workloads: Vec<Workload>) -> Snaps
         .iter()
         .map(|ce| scheduler_environment(ce, caches))
         .collect();
-    let mut assumed_by_node: HashMap<&str, Resources> = HashMap::new();
+    let mut assumed_by_node: HashMap<&str, AssumedOnNode> = HashMap::new();
     let mut assumed_cpu_by_environment: HashMap<&str, i64> = HashMap::new();
     // A pod the usage cache already counts is not counted twice.
     for ((namespace, name), a) in &state.assumed {
@@ -345,8 +389,7 @@ fn snapshot(ctx: &Context, state: &LoopState, workloads: Vec<Workload>) -> Snaps
             .entry(a.environment.as_str())
             .or_default() += a.request.milli_cpu;
         if let Some(node) = a.node.as_deref() {
-            let used = assumed_by_node.entry(node).or_default();
-            *used = used.saturating_add(&a.request);
+            assumed_by_node.entry(node).or_default().add(a);
         }
     }
     let nodes: Vec<NodeSnapshot> = caches
@@ -361,7 +404,7 @@ fn snapshot(ctx: &Context, state: &LoopState, workloads: Vec<Workload>) -> Snaps
                 .unwrap_or(barge_crds::consts::DEFAULT_GPU_RESOURCE_NAME);
             let mut snap = node_snapshot(node, &caches.usage, gpu);
             if let Some(extra) = assumed_by_node.get(snap.name.as_str()) {
-                snap.used = snap.used.saturating_add(extra);
+                extra.apply_to(&mut snap);
             }
             Some(snap)
         })
@@ -387,6 +430,33 @@ fn snapshot(ctx: &Context, state: &LoopState, workloads: Vec<Workload>) -> Snaps
     }
 }
 
+/// What the assumed pods and reservations not in the caches yet add to one node.
+#[derive(Default)]
+struct AssumedOnNode {
+    used: Resources,
+    /// Pods of single jobs and array children.
+    barge_pods: u32,
+    /// A node of a gang is assumed there.
+    exclusive: bool,
+}
+
+impl AssumedOnNode {
+    fn add(&mut self, a: &Assumed) {
+        self.used = self.used.saturating_add(&a.request);
+        if a.node_index.is_some() {
+            self.exclusive = true;
+        } else {
+            self.barge_pods = self.barge_pods.saturating_add(1);
+        }
+    }
+
+    fn apply_to(&self, snap: &mut NodeSnapshot) {
+        snap.used = snap.used.saturating_add(&self.used);
+        snap.barge_pods = snap.barge_pods.saturating_add(self.barge_pods);
+        snap.exclusive |= self.exclusive;
+    }
+}
+
 /// What is left of the vCPU budget of a compute environment in `bindingMode: KubeScheduler`
 /// (millicpu): `maxvCpus` (an unmanaged environment has none: its schedulable nodes'
 /// allocatable CPU), minus the CPU of its Barge pods the usage cache counts (bound or not) and
@@ -405,66 +475,93 @@ fn vcpu_budget(ce: &ComputeEnvironment, nodes: &[NodeSnapshot], counted: i64, as
 }
 
 /// Step 4: creates the placed pods; returns the jobs whose pod could not be created, with why.
+///
+/// A gang (its placements come together, one per node) becomes the job's headless Service and
+/// the main node's pod alone, bound to its node and naming the Kubernetes node reserved for
+/// every node of the gang (`batch.barge.dev/gang-nodes`). Every node is assumed, so that the
+/// next passes see the reserved nodes as taken until the caches show the main pod (whose
+/// annotation then holds them); the job controller creates the other nodes' pods once the main
+/// node runs. A main pod that cannot be created places nothing.
 async fn bind(
     ctx: &Context,
     state: &mut LoopState,
     result: &PassResult,
     entries: &HashMap<JobKey, RunnableEntry>,
 ) -> HashMap<JobKey, String> {
-    let mut rendered = Vec::new();
+    let mut creations = Vec::new();
     let mut failures = HashMap::new();
-    for placement in &result.placements {
-        let Some(entry) = entries.get(&placement.job) else {
+    for group in placement_groups(&result.placements) {
+        let first = &group[0];
+        let Some(entry) = entries.get(&first.job) else {
             continue;
         };
-        match render(ctx, placement, entry) {
-            Ok(pod) => rendered.push((placement.clone(), entry.request, pod)),
+        let creation = match first.node_index {
+            None => render(ctx, first, entry, None).map(|pod| Creation {
+                placement: first.clone(),
+                pod,
+                service: None,
+                assume: vec![(first.clone(), entry.request)],
+            }),
+            Some(_) => gang_creation(ctx, group, entry),
+        };
+        match creation {
+            Ok(creation) => creations.push(creation),
             Err(problem) => {
-                failures.insert(placement.job.clone(), problem);
+                failures.insert(first.job.clone(), problem);
             }
         }
     }
-    let outcomes = create_pods(
+    let outcomes = create_all(
         ctx.client.clone(),
-        rendered,
+        creations,
         ctx.config.pod_create_concurrency,
     )
     .await;
-    for (placement, request, pod_name, outcome) in outcomes {
+    for (creation, outcome) in outcomes {
+        let placement = &creation.placement;
+        let pod_name = creation.pod.name_any();
         match outcome {
-            Ok(_) => ctx
-                .pod_refusals
-                .created(&placement.job, unit_of(&placement)),
+            Ok(()) => {
+                ctx.pod_refusals.created(&placement.job, unit_of(placement));
+                if creation.service.is_some() {
+                    announce_gang(ctx, &creation);
+                }
+            }
             // Deterministic names: the pod of this attempt exists already (a restart, a
             // lagging cache). Nothing to do; the job controller sees it.
-            Err(e) if is_conflict(&e) => {
+            Err(e) if e.pod_exists() => {
                 debug!(pod = %pod_name, "pod exists already");
             }
-            Err(e) => {
+            Err(CreateError { object, source }) => {
                 ctx.metrics.pod_creations_failed.inc();
-                warn!(job = %placement.job, pod = %pod_name, error = %e, "creating pod failed");
-                let problem = match refusal_message(&e) {
-                    Some(message) => record_refusal(ctx, &placement, entries, &pod_name, &message),
-                    None => format!("creating pod {pod_name} failed: {e}"),
+                warn!(job = %placement.job, %object, error = %source, "creating a placed pod (or its gang's Service) failed");
+                let problem = match refusal_message(&source) {
+                    Some(message) => record_refusal(ctx, placement, entries, &object, &message),
+                    None => format!("creating {object} failed: {source}"),
                 };
                 failures.insert(placement.job.clone(), problem);
                 continue;
             }
         }
-        state.assumed.insert(
-            (placement.job.namespace.clone(), pod_name),
-            Assumed {
-                node: placement.node.clone(),
-                environment: placement.environment.clone(),
-                request,
-                job: placement.job.clone(),
-                attempt: placement.attempt,
-                array_index: placement.array_index,
-                at: Instant::now(),
-                seen: false,
-                lost: false,
-            },
-        );
+        for (unit, request) in creation.assume {
+            let created = unit.pod_name() == pod_name;
+            state.assumed.insert(
+                (unit.job.namespace.clone(), unit.pod_name()),
+                Assumed {
+                    node: unit.node.clone(),
+                    environment: unit.environment.clone(),
+                    request,
+                    job: unit.job.clone(),
+                    attempt: unit.attempt,
+                    array_index: unit.array_index,
+                    node_index: unit.node_index,
+                    created,
+                    at: Instant::now(),
+                    seen: false,
+                    lost: false,
+                },
+            );
+        }
         // The job moves to STARTING once it sees its pod; wake it without waiting for
         // unrelated events.
         ctx.triggers
@@ -472,6 +569,134 @@ async fn bind(
             .fire(ObjectRef::new(&placement.job.name).within(&placement.job.namespace));
     }
     failures
+}
+
+/// The placements of one pass, one group per pod to create: a single job's or array child's
+/// placement alone, a gang's placements (consecutive, same job and attempt) together.
+fn placement_groups(placements: &[Placement]) -> Vec<&[Placement]> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    while start < placements.len() {
+        let first = &placements[start];
+        let mut end = start + 1;
+        if first.node_index.is_some() {
+            while placements.get(end).is_some_and(|p| {
+                p.node_index.is_some() && p.job == first.job && p.attempt == first.attempt
+            }) {
+                end += 1;
+            }
+        }
+        groups.push(&placements[start..end]);
+        start = end;
+    }
+    groups
+}
+
+/// What one group of placements asks the API server to create.
+struct Creation {
+    /// The placement of the pod (a gang's main node).
+    placement: Placement,
+    pod: Pod,
+    /// A gang's headless Service, created before its main pod.
+    service: Option<Service>,
+    /// What to assume once the pod exists: its own placement, or every node of the gang.
+    assume: Vec<(Placement, Resources)>,
+}
+
+/// The Kubernetes node of each node of a gang, in node-index order, from its placements;
+/// an error says what does not add up (the pass places a gang whole, every node bound).
+fn gang_nodes(group: &[Placement], members: usize) -> Result<Vec<String>, String> {
+    let mut nodes: Vec<Option<String>> = vec![None; members];
+    for placement in group {
+        let slot = placement
+            .node_index
+            .and_then(|i| nodes.get_mut(usize::try_from(i).ok()?));
+        match slot {
+            Some(slot @ None) => *slot = placement.node.clone(),
+            _ => {
+                return Err(format!(
+                "the gang's placement names node index {:?} twice or beyond its {members} nodes",
+                placement.node_index
+            ))
+            }
+        }
+    }
+    nodes.into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| {
+        format!(
+            "{} of the gang's {members} nodes were placed, or some on no Kubernetes node; a multi-node job needs every node bound",
+            group.len()
+        )
+    })
+}
+
+/// A gang's Service and main pod, rendered.
+fn gang_creation(
+    ctx: &Context,
+    group: &[Placement],
+    entry: &RunnableEntry,
+) -> Result<Creation, String> {
+    let first = &group[0];
+    let gang = entry
+        .gang
+        .as_ref()
+        .ok_or_else(|| format!("job {} published no gang", first.job))?;
+    let nodes = gang_nodes(group, gang.members.len())?;
+    let main = group
+        .iter()
+        .find(|p| p.node_index == Some(gang.main_node))
+        .ok_or_else(|| format!("the gang's main node {} was not placed", gang.main_node))?;
+    let pod = render(
+        ctx,
+        main,
+        entry,
+        Some(NodePod {
+            index: gang.main_node,
+            main_pod_ip: None,
+            gang_nodes: Some(&nodes),
+        }),
+    )?;
+    let job = ctx
+        .caches
+        .job(&first.job.namespace, &first.job.name)
+        .ok_or_else(|| format!("job {} vanished", first.job))?;
+    let service =
+        node_service(&job).map_err(|e| format!("the job's Service cannot be rendered: {e}"))?;
+    let assume = group
+        .iter()
+        .map(|p| {
+            let member = p.node_index.and_then(|i| gang.members.get(i as usize));
+            (p.clone(), member.map_or(entry.request, |m| m.request))
+        })
+        .collect();
+    Ok(Creation {
+        placement: main.clone(),
+        pod,
+        service: Some(service),
+        assume,
+    })
+}
+
+/// The Event of a placed gang.
+fn announce_gang(ctx: &Context, creation: &Creation) {
+    let placement = &creation.placement;
+    let Some(job) = ctx
+        .caches
+        .job(&placement.job.namespace, &placement.job.name)
+    else {
+        return;
+    };
+    let note = format!(
+        "gang of {} placed on compute environment {} (attempt {}; main node {} on {})",
+        counted(creation.assume.len(), "node"),
+        placement.environment,
+        placement.attempt,
+        placement.node_index.unwrap_or_default(),
+        placement.node.as_deref().unwrap_or("-"),
+    );
+    ctx.events.publish(
+        &*job,
+        EventSpec::normal(REASON_GANG_PLACED, ACTION_PLACE_GANG, note),
+    );
 }
 
 /// The unit of a placement, as pod refusals key it.
@@ -488,7 +713,7 @@ fn record_refusal(
     ctx: &Context,
     placement: &Placement,
     entries: &HashMap<JobKey, RunnableEntry>,
-    pod_name: &str,
+    object: &str,
     message: &str,
 ) -> String {
     let job = &placement.job;
@@ -500,20 +725,20 @@ fn record_refusal(
         .pod_refusals
         .refused(job, uid, unit, message, now, give_up_ms)
     {
-        if let Some(object) = ctx.caches.job(&job.namespace, &job.name) {
+        if let Some(job_object) = ctx.caches.job(&job.namespace, &job.name) {
             let note = format!(
-                "creating pod {pod_name} was refused: {message} (retrying with backoff; the attempt fails after {} s)",
+                "creating {object} was refused: {message} (retrying with backoff; the attempt fails after {} s)",
                 give_up_ms / 1000
             );
             ctx.events.publish(
-                &*object,
+                &*job_object,
                 EventSpec::warning(POD_CREATION_REFUSED, ACTION_CREATE_POD, note),
             );
         }
     }
     match ctx.pod_refusals.get(job, uid) {
         Some(refusal) => refusal.explain(now),
-        None => format!("creating pod {pod_name} was refused: {message}"),
+        None => format!("creating {object} was refused: {message}"),
     }
 }
 
@@ -529,20 +754,51 @@ fn hold_back_refused(ctx: &Context, workloads: Vec<Workload>) -> Vec<Workload> {
         .collect()
 }
 
-type Created = (Placement, Resources, String, Result<Pod, kube::Error>);
+/// A create the API server did not accept: of a gang's Service, or of the pod.
+struct CreateError {
+    /// What was created: "pod <name>" or "Service <name>".
+    object: String,
+    source: kube::Error,
+}
 
-/// Creates the pods, `concurrency` at a time.
-async fn create_pods(
+impl CreateError {
+    /// The pod exists already (a Service that exists already is no error at all).
+    fn pod_exists(&self) -> bool {
+        self.object.starts_with("pod ") && is_conflict(&self.source)
+    }
+}
+
+/// Creates what the placements ask for, `concurrency` groups at a time: a gang's Service
+/// (AlreadyExists is fine) and then its main pod; a single pod.
+async fn create_all(
     client: kube::Client,
-    pods: Vec<(Placement, Resources, Pod)>,
+    creations: Vec<Creation>,
     concurrency: usize,
-) -> Vec<Created> {
-    futures::stream::iter(pods)
-        .map(move |(placement, request, pod)| {
-            let api: Api<Pod> = Api::namespaced(client.clone(), &placement.job.namespace);
+) -> Vec<(Creation, Result<(), CreateError>)> {
+    futures::stream::iter(creations)
+        .map(move |creation| {
+            let namespace = creation.placement.job.namespace.clone();
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+            let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
             async move {
-                let outcome = api.create(&PostParams::default(), &pod).await;
-                (placement, request, pod.name_any(), outcome)
+                if let Some(service) = &creation.service {
+                    match services.create(&PostParams::default(), service).await {
+                        Err(source) if !is_conflict(&source) => {
+                            let object = format!("Service {}", service.name_any());
+                            return (creation, Err(CreateError { object, source }));
+                        }
+                        _ => {}
+                    }
+                }
+                let outcome = pods
+                    .create(&PostParams::default(), &creation.pod)
+                    .await
+                    .map(|_| ())
+                    .map_err(|source| CreateError {
+                        object: format!("pod {}", creation.pod.name_any()),
+                        source,
+                    });
+                (creation, outcome)
             }
         })
         .buffer_unordered(concurrency.max(1))
@@ -550,7 +806,13 @@ async fn create_pods(
         .await
 }
 
-fn render(ctx: &Context, placement: &Placement, entry: &RunnableEntry) -> Result<Pod, String> {
+/// The pod of a placement (`node`: the node of a gang's pod).
+fn render(
+    ctx: &Context,
+    placement: &Placement,
+    entry: &RunnableEntry,
+    node: Option<NodePod<'_>>,
+) -> Result<Pod, String> {
     let job = ctx
         .caches
         .job(&placement.job.namespace, &placement.job.name)
@@ -571,6 +833,7 @@ fn render(ctx: &Context, placement: &Placement, entry: &RunnableEntry) -> Result
         attempt: placement.attempt,
         array_index: placement.array_index,
         array_size: entry.array_size,
+        node,
     })
     .map_err(|e| format!("the job's pod cannot be rendered: {e}"))
 }
@@ -668,6 +931,7 @@ mod tests {
     use super::*;
     use barge_core::index_set::IndexSet;
     use barge_core::job::RunnableGroup;
+    use barge_core::scheduler::{Gang, GangMember};
 
     #[test]
     fn an_assumed_unit_is_offered_only_while_the_work_still_lists_it() {
@@ -675,9 +939,9 @@ mod tests {
             attempt: 2,
             retried: true,
         };
-        assert!(offers(&single, 2, None));
-        assert!(!offers(&single, 1, None), "another attempt");
-        assert!(!offers(&RunnableWork::Nothing, 2, None));
+        assert!(offers(&single, 2, None, None));
+        assert!(!offers(&single, 1, None, None), "another attempt");
+        assert!(!offers(&RunnableWork::Nothing, 2, None, None));
         let array = RunnableWork::Array {
             groups: vec![RunnableGroup {
                 attempt: 1,
@@ -685,10 +949,20 @@ mod tests {
                 indices: IndexSet::parse("3-5").expect("set"),
             }],
         };
-        assert!(offers(&array, 1, Some(4)));
-        assert!(!offers(&array, 1, Some(6)));
-        assert!(!offers(&array, 2, Some(4)));
-        assert!(!offers(&array, 1, None));
+        assert!(offers(&array, 1, Some(4), None));
+        assert!(!offers(&array, 1, Some(6), None));
+        assert!(!offers(&array, 2, Some(4), None));
+        assert!(!offers(&array, 1, None, None));
+        // A node of a gang, while the gang's attempt is offered.
+        let gang = RunnableWork::Gang {
+            attempt: 2,
+            retried: false,
+        };
+        assert!(offers(&gang, 2, None, Some(0)));
+        assert!(offers(&gang, 2, None, Some(3)));
+        assert!(!offers(&gang, 1, None, Some(0)), "another attempt");
+        assert!(!offers(&gang, 2, None, None), "not a node");
+        assert!(!offers(&single, 2, None, Some(0)));
     }
 
     fn entry(work: RunnableWork) -> RunnableEntry {
@@ -709,6 +983,7 @@ mod tests {
                 .expect("spec"),
             }),
             array_size: Some(10),
+            gang: None,
         }
     }
 
@@ -723,6 +998,8 @@ mod tests {
             job: JobKey::new("ns", "arr"),
             attempt: 1,
             array_index: Some(4),
+            node_index: None,
+            created: true,
             at: created,
             seen: true,
             lost: false,
@@ -765,6 +1042,186 @@ mod tests {
         assert!(
             !a.kept(Some(&offering)),
             "a pod the API server does not have may be placed again"
+        );
+    }
+
+    fn gang(nodes: u32, main_node: u32) -> Gang {
+        Gang {
+            main_node,
+            members: (0..nodes)
+                .map(|i| GangMember {
+                    request: Resources::new(1000 * i64::from(i + 1), 1024, 0, 1),
+                    constraints: Default::default(),
+                })
+                .collect(),
+        }
+    }
+
+    fn gang_entry(attempt: u32, nodes: u32) -> RunnableEntry {
+        RunnableEntry {
+            gang: Some(gang(nodes, 0)),
+            array_size: None,
+            ..entry(RunnableWork::Gang {
+                attempt,
+                retried: false,
+            })
+        }
+    }
+
+    fn placement(job: &str, attempt: u32, node_index: Option<u32>, node: &str) -> Placement {
+        Placement {
+            workload: 0,
+            job: JobKey::new("ns", job),
+            array_index: None,
+            node_index,
+            attempt,
+            environment: "ce".into(),
+            node: Some(node.into()),
+        }
+    }
+
+    fn assumed(placement: &Placement, created: bool) -> ((String, String), Assumed) {
+        (
+            ("ns".to_string(), placement.pod_name()),
+            Assumed {
+                node: placement.node.clone(),
+                environment: placement.environment.clone(),
+                request: Resources::new(1000, 1024, 0, 1),
+                job: placement.job.clone(),
+                attempt: placement.attempt,
+                array_index: placement.array_index,
+                node_index: placement.node_index,
+                created,
+                at: Instant::now(),
+                seen: false,
+                lost: false,
+            },
+        )
+    }
+
+    #[test]
+    fn a_gang_is_not_offered_again_while_any_of_its_nodes_is_assumed() {
+        let mnp = JobKey::new("ns", "mnp");
+        let entries = HashMap::from([(mnp.clone(), gang_entry(1, 3))]);
+        let mut state = LoopState::default();
+        let offered = collect_work(&state, &entries);
+        assert_eq!(offered.len(), 1);
+        assert_eq!(offered[0].units, Units::Gang(gang(3, 0)));
+        assert_eq!(offered[0].request, Resources::default(), "the entry's own");
+
+        // Only a reserved node of the gang is still assumed: the gang stays taken.
+        let (key, a) = assumed(&placement("mnp", 1, Some(2), "n3"), false);
+        state.assumed.insert(key, a);
+        assert!(collect_work(&state, &entries).is_empty());
+
+        // An assumption of another attempt does not hold the next one back.
+        let next = HashMap::from([(mnp, gang_entry(2, 3))]);
+        assert_eq!(collect_work(&state, &next).len(), 1);
+    }
+
+    #[test]
+    fn reserved_nodes_of_a_gang_go_with_its_main_pod() {
+        let mut map = HashMap::new();
+        for p in [
+            placement("mnp", 1, Some(0), "n1"),
+            placement("mnp", 1, Some(1), "n2"),
+            placement("mnp", 1, Some(2), "n3"),
+        ] {
+            let (key, a) = assumed(&p, p.node_index == Some(0));
+            map.insert(key, a);
+        }
+        let (key, a) = assumed(&placement("other", 1, Some(1), "n4"), false);
+        map.insert(key, a);
+        let (key, a) = assumed(&placement("single", 1, None, "n5"), true);
+        map.insert(key, a);
+        forget_orphaned_reservations(&mut map);
+        let mut left: Vec<&str> = map.keys().map(|(_, name)| name.as_str()).collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["mnp-1-node-0", "mnp-1-node-1", "mnp-1-node-2", "single-1"],
+            "a reserved node whose main pod is not assumed goes"
+        );
+        // The main pod's assumption goes (its create failed, or the book moved on).
+        map.remove(&("ns".to_string(), "mnp-1-node-0".to_string()));
+        forget_orphaned_reservations(&mut map);
+        assert_eq!(map.len(), 1);
+    }
+
+    #[test]
+    fn only_created_pods_are_looked_up() {
+        let later = Instant::now() + VERIFY_UNSEEN_AFTER * 2;
+        let (_, main) = assumed(&placement("mnp", 1, Some(0), "n1"), true);
+        let (_, reserved) = assumed(&placement("mnp", 1, Some(1), "n2"), false);
+        assert!(main.due_for_check(later));
+        assert!(
+            !reserved.due_for_check(later),
+            "its pod is the job controller's to create"
+        );
+        let gang = gang_entry(1, 2);
+        assert!(main.kept(Some(&gang)) && reserved.kept(Some(&gang)));
+        let moved_on = entry(RunnableWork::Nothing);
+        assert!(!main.kept(Some(&moved_on)) && !reserved.kept(Some(&moved_on)));
+    }
+
+    #[test]
+    fn a_gangs_placements_are_grouped_and_its_nodes_listed_in_index_order() {
+        let placements = vec![
+            placement("a", 1, None, "n1"),
+            placement("mnp", 1, Some(1), "n3"),
+            placement("mnp", 1, Some(0), "n2"),
+            placement("mnp", 1, Some(2), "n4"),
+            placement("mnp2", 1, Some(0), "n5"),
+            placement("mnp2", 1, Some(1), "n6"),
+            placement("b", 1, None, "n1"),
+        ];
+        let groups = placement_groups(&placements);
+        let sizes: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+        assert_eq!(sizes, [1, 3, 2, 1]);
+        assert_eq!(
+            gang_nodes(groups[1], 3).expect("whole"),
+            ["n2", "n3", "n4"],
+            "node-index order, whatever the placement order"
+        );
+        assert!(gang_nodes(groups[2], 3)
+            .expect_err("a node missing")
+            .contains("2 of the gang's 3 nodes"));
+        let twice = [
+            placement("mnp", 1, Some(0), "n1"),
+            placement("mnp", 1, Some(0), "n2"),
+        ];
+        assert!(gang_nodes(&twice, 2).is_err());
+        let beyond = [placement("mnp", 1, Some(5), "n1")];
+        assert!(gang_nodes(&beyond, 1).is_err());
+        let mut unbound = placement("mnp", 1, Some(0), "n1");
+        unbound.node = None;
+        assert!(gang_nodes(&[unbound], 1).is_err());
+    }
+
+    #[test]
+    fn assumed_pods_add_to_a_nodes_occupancy() {
+        let mut snap = NodeSnapshot {
+            name: "n1".into(),
+            environment: Some("ce".into()),
+            allocatable: Resources::new(8000, 8192, 0, 110),
+            used: Resources::new(1000, 0, 0, 1),
+            schedulable: true,
+            instance_type: None,
+            barge_pods: 1,
+            exclusive: false,
+        };
+        let mut extra = AssumedOnNode::default();
+        extra.add(&assumed(&placement("single", 1, None, "n1"), true).1);
+        extra.apply_to(&mut snap);
+        assert_eq!((snap.barge_pods, snap.exclusive), (2, false));
+        assert_eq!(snap.used, Resources::new(2000, 1024, 0, 2));
+        let mut gang_member = AssumedOnNode::default();
+        gang_member.add(&assumed(&placement("mnp", 1, Some(1), "n1"), false).1);
+        gang_member.apply_to(&mut snap);
+        assert_eq!(
+            (snap.barge_pods, snap.exclusive),
+            (2, true),
+            "a gang's node is exclusive"
         );
     }
 }

@@ -22,7 +22,8 @@ pub struct FaultConfig {
     pub error_codes: Vec<u16>,
     /// Only these verbs (get, list, watch, create, update, patch, delete, deletecollection); empty = all.
     pub verbs: Vec<String>,
-    /// Only these resources (plural, e.g. "pods", "jobs"); empty = all.
+    /// Only these resources (plural, e.g. "pods", "jobs"; a resource also covers its
+    /// subresources) or subresources ("pods/status" alone); empty = all.
     pub resources: Vec<String>,
     /// Added latency per resource request.
     pub latency_ms: u64,
@@ -33,7 +34,18 @@ pub struct FaultConfig {
 /// Codes used when `error_codes` is empty.
 pub const DEFAULT_ERROR_CODES: &[u16] = &[500, 429, 409];
 
+/// Whether a `resources` filter entry covers a request for `resource` (`pods`, or
+/// `pods/status` for a subresource): the resource covers its subresources, a subresource only
+/// itself.
+fn resource_matches(filter: &str, resource: &str) -> bool {
+    filter == resource
+        || resource
+            .split_once('/')
+            .is_some_and(|(main, _)| main == filter)
+}
+
 /// Decide (purely) whether a request fails: `roll` in [0,1) and `pick` choose outcome and code.
+/// `resource` is the plural, with `/subresource` for a subresource request.
 pub fn injected_code(
     cfg: &FaultConfig,
     verb: &str,
@@ -47,7 +59,7 @@ pub fn injected_code(
     if !cfg.verbs.is_empty() && !cfg.verbs.iter().any(|v| v == verb) {
         return None;
     }
-    if !cfg.resources.is_empty() && !cfg.resources.iter().any(|r| r == resource) {
+    if !cfg.resources.is_empty() && !cfg.resources.iter().any(|r| resource_matches(r, resource)) {
         return None;
     }
     let codes = if cfg.error_codes.is_empty() {
@@ -89,7 +101,8 @@ impl Faults {
         }
     }
 
-    /// (error to answer, latency to add) for one request.
+    /// (error to answer, latency to add) for one request of `resource` (`pods`, or `pods/status`
+    /// for a subresource).
     pub fn injected(&self, verb: &str, resource: &str) -> (Option<ApiError>, u64) {
         let cfg = self.get();
         let code = injected_code(
@@ -99,7 +112,8 @@ impl Faults {
             fastrand::f64(),
             fastrand::usize(..1024),
         );
-        (code.map(|c| fault_error(c, resource)), cfg.latency_ms)
+        let main = resource.split_once('/').map_or(resource, |(main, _)| main);
+        (code.map(|c| fault_error(c, main)), cfg.latency_ms)
     }
 
     pub fn drop_watches_after(&self) -> Option<u64> {
@@ -198,6 +212,24 @@ mod tests {
         };
         assert_eq!(injected_code(&cfg, "get", "jobs", 0.99, 7), Some(503));
         assert_eq!(injected_code(&cfg, "get", "pods", 0.0, 7), None);
+        assert_eq!(
+            injected_code(&cfg, "patch", "jobs/status", 0.0, 7),
+            Some(503)
+        );
+        let status_only = FaultConfig {
+            error_rate: 1.0,
+            resources: vec!["pods/status".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            injected_code(&status_only, "patch", "pods/status", 0.0, 0),
+            Some(500)
+        );
+        assert_eq!(injected_code(&status_only, "patch", "pods", 0.0, 0), None);
+        assert_eq!(
+            injected_code(&status_only, "create", "pods/binding", 0.0, 0),
+            None
+        );
         assert_eq!(
             injected_code(&FaultConfig::default(), "get", "pods", 0.0, 0),
             None

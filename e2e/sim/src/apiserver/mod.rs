@@ -352,7 +352,7 @@ async fn resource_request(
         None => def.resource.clone(),
     };
     api.stats.record(verb, &resource_label);
-    let (fault, latency) = api.faults.injected(verb, &def.resource);
+    let (fault, latency) = api.faults.injected(verb, &resource_label);
     let mut delay = Duration::from_millis(latency);
     if faults::WRITE_VERBS.contains(&verb) {
         delay += api.config.write_latency;

@@ -7,7 +7,8 @@
 use serde_json::{json, Value};
 
 use crate::apimachinery::validation::{
-    invalid_status, validate_dns1123_label, validate_label_key, validate_label_value, FieldError,
+    invalid_status, validate_dns1035_label, validate_dns1123_label, validate_label_key,
+    validate_label_value, FieldError,
 };
 
 use super::registry::ResourceDef;
@@ -127,6 +128,44 @@ fn pod_spec_errors(spec: &Value, errs: &mut Vec<FieldError>) {
             ));
         }
     }
+    // The pod's own DNS name (`<hostname>.<subdomain>.<namespace>.svc`): both are DNS-1123
+    // labels when set, as `ValidatePodSpec` checks them.
+    for field in ["hostname", "subdomain"] {
+        if let Some(value) = spec
+            .get(field)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+        {
+            if let Err(m) = validate_dns1123_label(value) {
+                errs.push(FieldError::invalid(
+                    format!("spec.{field}"),
+                    json!(value),
+                    m,
+                ));
+            }
+        }
+    }
+}
+
+/// Service rules of `ValidateService`: the name is a DNS-1035 label (it becomes a DNS name), and
+/// a Service needs ports unless it is headless (`clusterIP: None`) or an ExternalName.
+fn service_errors(obj: &Value, errs: &mut Vec<FieldError>) {
+    if let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str) {
+        if let Err(m) = validate_dns1035_label(name) {
+            errs.push(FieldError::invalid("metadata.name", json!(name), m));
+        }
+    }
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None")
+        || spec.pointer("/clusterIPs/0").and_then(Value::as_str) == Some("None");
+    let external_name = spec.get("type").and_then(Value::as_str) == Some("ExternalName");
+    let no_ports = spec
+        .get("ports")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty);
+    if no_ports && !headless && !external_name {
+        errs.push(FieldError::required("spec.ports", ""));
+    }
 }
 
 /// kube-apiserver's message for a forbidden Pod spec update.
@@ -182,6 +221,9 @@ pub fn validate(def: &ResourceDef, obj: &Value) -> Result<(), Value> {
     metadata_errors(obj, &mut errs);
     if !def.custom && def.group.is_empty() && def.kind == "Pod" {
         pod_spec_errors(obj.get("spec").unwrap_or(&Value::Null), &mut errs);
+    }
+    if !def.custom && def.group.is_empty() && def.kind == "Service" {
+        service_errors(obj, &mut errs);
     }
     if errs.is_empty() {
         return Ok(());
@@ -239,6 +281,48 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("metadata.ownerReferences[0].uid"));
+    }
+
+    #[test]
+    fn pod_dns_names_and_services_are_checked() {
+        let reg = Registry::with_builtins();
+        let pods = reg.get("", "v1", "pods").unwrap();
+        let named = json!({"metadata": {"name": "j-1-node-0"}, "spec": {"hostname": "node-0", "subdomain": "j-nodes", "containers": [{"name": "c", "image": "x"}]}});
+        assert!(validate(&pods, &named).is_ok());
+        let mut bad = named.clone();
+        bad["spec"]["subdomain"] = json!("j.nodes");
+        bad["spec"]["hostname"] = json!("Node_0");
+        let msg = validate(&pods, &bad).unwrap_err()["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            msg.contains("spec.hostname: Invalid value: \"Node_0\": a lowercase RFC 1123 label"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("spec.subdomain: Invalid value: \"j.nodes\""),
+            "{msg}"
+        );
+
+        let services = reg.get("", "v1", "services").unwrap();
+        let headless = json!({"metadata": {"name": "j-nodes"}, "spec": {"clusterIP": "None", "publishNotReadyAddresses": true}});
+        assert!(validate(&services, &headless).is_ok());
+        let portless = json!({"metadata": {"name": "j-nodes"}, "spec": {"type": "ClusterIP"}});
+        let msg = validate(&services, &portless).unwrap_err()["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(msg.contains("spec.ports: Required value"), "{msg}");
+        let digit = json!({"metadata": {"name": "1-nodes"}, "spec": {"clusterIP": "None"}});
+        let msg = validate(&services, &digit).unwrap_err()["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            msg.contains("metadata.name: Invalid value: \"1-nodes\": a DNS-1035 label"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -236,7 +236,7 @@ pub async fn run_container(
             return;
         }
     }
-    let hostname = run.pod.metadata.name.clone().unwrap_or_default();
+    let hostname = pod_hostname(&run.pod);
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(r#"exec "$@""#)
@@ -314,6 +314,28 @@ pub async fn run_container(
             message: Some(format!("waiting for the process: {e}")),
         }),
     }
+}
+
+/// Longest hostname the kubelet gives a pod (a DNS-1123 label).
+const HOSTNAME_MAX_LENGTH: usize = 63;
+
+/// The hostname a pod's containers see (`HOSTNAME`), as the kubelet's
+/// `GeneratePodHostNameAndDomain` decides it: `spec.hostname` when set, else the pod's name,
+/// cut to 63 characters without a trailing `-` or `.`.
+pub fn pod_hostname(pod: &Pod) -> String {
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let chosen = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.hostname.as_deref())
+        .filter(|h| !h.is_empty())
+        .unwrap_or(name);
+    if chosen.len() <= HOSTNAME_MAX_LENGTH {
+        return chosen.to_string();
+    }
+    chosen[..HOSTNAME_MAX_LENGTH]
+        .trim_end_matches(['-', '.'])
+        .to_string()
 }
 
 #[cfg(test)]
@@ -431,6 +453,27 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    #[test]
+    fn the_hostname_is_spec_hostname_else_the_pod_name_cut_to_a_label() {
+        let mut p = (*pod(&["true"], &[])).clone();
+        assert_eq!(pod_hostname(&p), "p1");
+        if let Some(spec) = p.spec.as_mut() {
+            spec.hostname = Some("node-0".into());
+            spec.subdomain = Some("j-nodes".into());
+        }
+        assert_eq!(pod_hostname(&p), "node-0");
+        let long = format!("{}-{}", "a".repeat(62), "b".repeat(10));
+        p.metadata.name = Some(long);
+        if let Some(spec) = p.spec.as_mut() {
+            spec.hostname = None;
+        }
+        assert_eq!(
+            pod_hostname(&p),
+            "a".repeat(62),
+            "cut to 63, trailing '-' dropped"
+        );
     }
 
     #[tokio::test]

@@ -22,9 +22,15 @@
 //! States follow AWS Batch: SUBMITTED → PENDING (dependencies unmet) | RUNNABLE → STARTING (a
 //! pod of the next attempt exists; the scheduler creates pods, not this machine) → RUNNING
 //! (the container runs) → SUCCEEDED (exit 0) | FAILED | RUNNABLE (retry). Array jobs are
-//! handled by [`mod@array`]; single jobs by the private `single` module.
+//! handled by [`mod@array`]; single jobs by the private `single` module; multi-node parallel
+//! jobs (`spec.nodes`) by the private `multinode` module: the same states, driven by the main
+//! node's pod (STARTING once it exists, RUNNING once it runs; its result is the attempt's), a
+//! [`RunnableWork::Gang`] offered per attempt, the other nodes' pods asked for with
+//! [`JobAction::CreateNodePods`] once the main node runs with an IP, every node's state in
+//! [`JobPlan::nodes`], and a lost node under any pod of the gang failing the attempt.
 
 pub mod array;
+mod multinode;
 mod pods;
 mod single;
 
@@ -52,6 +58,17 @@ pub struct JobSpec {
     /// `spec.terminate`: cancel a job that has not started, terminate one that has.
     pub terminate: Option<Terminate>,
     pub ttl_seconds_after_finished: Option<i64>,
+    /// Multi-node parallel jobs: the gang's shape (after `nodeOverrides.numNodes`).
+    pub nodes: Option<NodesSpec>,
+}
+
+/// The shape of a multi-node parallel job's gang.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodesSpec {
+    /// `numNodes` (after `nodeOverrides.numNodes`), 1–1,000.
+    pub num_nodes: u32,
+    /// `mainNode`: the node whose pod starts first and whose exit decides the attempt.
+    pub main_node: u32,
 }
 
 /// `spec.terminate`.
@@ -121,6 +138,11 @@ pub enum BlockedKind {
     ExceedsMaxvCpus,
     /// The job was placed but its pod could not be created (or rendered).
     PodCreationFailed,
+    /// A multi-node job whose queue's usable compute environments are all SPOT.
+    MultiNodeOnSpot,
+    /// A multi-node job whose gang is larger than any compute environment of its queue can
+    /// ever hold (one Kubernetes node per gang node).
+    GangTooLarge,
 }
 
 /// The scheduler's latest verdict for a RUNNABLE job it could not place.
@@ -201,8 +223,10 @@ pub struct PodView {
     pub attempt: u32,
     /// `batch.barge.dev/array-index`, for array children.
     pub array_index: Option<u32>,
-    /// `batch.barge.dev/node-index`, for multi-node jobs (ignored until multi-node lands).
+    /// `batch.barge.dev/node-index`, for the nodes of multi-node jobs.
     pub node_index: Option<u32>,
+    /// `status.podIP` (multi-node jobs: the main node's address for the other nodes).
+    pub pod_ip: Option<String>,
     pub phase: PodPhase,
     pub node_name: Option<String>,
     /// When the (essential) container started running.
@@ -379,6 +403,14 @@ pub enum JobAction {
     ReleasePod { name: String },
     /// `ttlSecondsAfterFinished` has passed: delete the Job.
     DeleteJob,
+    /// Multi-node jobs: the main node of `attempt` runs at `main_pod_ip`; create the pods of
+    /// the other nodes `indices` (on the Kubernetes nodes reserved for them when the gang was
+    /// placed).
+    CreateNodePods {
+        attempt: u32,
+        main_pod_ip: String,
+        indices: Vec<u32>,
+    },
 }
 
 /// A batch of array children the scheduler may place, all on the same attempt number.
@@ -399,6 +431,21 @@ pub enum RunnableWork {
     Single { attempt: u32, retried: bool },
     /// Array children, grouped by attempt number (retried groups first).
     Array { groups: Vec<RunnableGroup> },
+    /// A multi-node job's next attempt: its whole gang, placed all or nothing.
+    Gang { attempt: u32, retried: bool },
+}
+
+/// Where the nodes of a multi-node job's current attempt stand (for its status).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStates {
+    /// The attempt the states describe.
+    pub attempt: u32,
+    /// One state per node index: RUNNABLE (no pod yet), STARTING, RUNNING, SUCCEEDED, FAILED.
+    pub states: Vec<JobState>,
+    /// The main node's pod, once it exists.
+    pub main_pod: Option<String>,
+    /// The main node's pod IP, once it has one.
+    pub main_pod_ip: Option<String>,
 }
 
 /// The outcome of [`reconcile`].
@@ -416,6 +463,8 @@ pub struct JobPlan {
     pub summary: Option<StatusSummary>,
     /// Array jobs: which children are in which state.
     pub children: Option<ChildStates>,
+    /// Multi-node jobs: the nodes of the current (or last) attempt.
+    pub nodes: Option<NodeStates>,
     /// Why the job is not progressing, for a condition (waiting for a dependency, blocked...).
     pub waiting: Option<String>,
     /// The scheduler's verdict the plan applied (RUNNABLE work only), for the condition reason.
@@ -439,6 +488,8 @@ pub fn reconcile(view: &JobView, now_ms: i64) -> JobPlan {
     let mut draft = Draft::new(view.record.clone(), now_ms);
     if view.spec.array_size.is_some() || view.record.array.is_some() {
         array::reconcile_array(view, &mut draft);
+    } else if let Some(shape) = view.spec.nodes {
+        multinode::reconcile_multinode(view, shape, &mut draft);
     } else {
         single::reconcile_single(view, &mut draft);
     }
@@ -455,6 +506,7 @@ pub(crate) struct Draft {
     pub runnable: RunnableWork,
     pub summary: Option<StatusSummary>,
     pub children: Option<ChildStates>,
+    pub nodes: Option<NodeStates>,
     pub waiting: Option<String>,
     pub blocked: Option<BlockedKind>,
 }
@@ -470,6 +522,7 @@ impl Draft {
             runnable: RunnableWork::Nothing,
             summary: None,
             children: None,
+            nodes: None,
             waiting: None,
             blocked: None,
         }
@@ -592,6 +645,7 @@ impl Draft {
             runnable: self.runnable,
             summary: self.summary,
             children: self.children,
+            nodes: self.nodes,
             waiting: self.waiting,
             blocked: self.blocked,
         }

@@ -154,6 +154,7 @@ pub(crate) fn absent_pod(
         attempt,
         array_index,
         node_index: None,
+        pod_ip: None,
         phase: PodPhase::Unknown,
         node_name: None,
         started_at_ms,

@@ -140,7 +140,8 @@ pub(crate) fn reconcile_single(view: &JobView, d: &mut Draft) {
             record_result(d, view, &vanished, &finished);
         }
         None if d.record.state == JobState::Runnable => {
-            give_up_refused_creation(d, view, current_attempt);
+            let pod_name = naming::attempt_pod_name(&view.name, current_attempt, None);
+            give_up_refused_creation(d, view, current_attempt, pod_name);
         }
         None => {}
     }
@@ -163,10 +164,16 @@ pub(crate) fn reconcile_single(view: &JobView, d: &mut Draft) {
     }
 }
 
-/// A RUNNABLE attempt whose pod the API server kept refusing to create: once the bound since
-/// the first refusal has passed, the attempt fails with `PodCreationRefused: <message>` (and
-/// the retry strategy decides what follows); until then, look again at that time.
-fn give_up_refused_creation(d: &mut Draft, view: &JobView, attempt: u32) {
+/// A RUNNABLE attempt whose pod (`pod_name`; a multi-node job's main node) the API server kept
+/// refusing to create: once the bound since the first refusal has passed, the attempt fails
+/// with `PodCreationRefused: <message>` (and the retry strategy decides what follows); until
+/// then, look again at that time.
+pub(crate) fn give_up_refused_creation(
+    d: &mut Draft,
+    view: &JobView,
+    attempt: u32,
+    pod_name: String,
+) {
     let Some(refusal) = &view.creation_refusal else {
         return;
     };
@@ -178,7 +185,6 @@ fn give_up_refused_creation(d: &mut Draft, view: &JobView, attempt: u32) {
         None => {}
         Some(GiveUp::NotYet { at_ms }) => d.wake_at(at_ms),
         Some(GiveUp::Now { status_reason }) => {
-            let pod_name = naming::attempt_pod_name(&view.name, attempt, None);
             let finished = Finished {
                 outcome: AttemptOutcome::pod_failed(status_reason, None),
                 started_at_ms: None,
@@ -195,7 +201,7 @@ fn give_up_refused_creation(d: &mut Draft, view: &JobView, attempt: u32) {
 }
 
 /// Moves a queued job to STARTING when its pod exists and to RUNNING once the container ran.
-fn observe_started(d: &mut Draft, progress: &Progress) {
+pub(crate) fn observe_started(d: &mut Draft, progress: &Progress) {
     if d.record.state.is_queued() {
         d.transition(JobState::Starting, None);
     }
@@ -216,7 +222,7 @@ fn finish_attempt(d: &mut Draft, view: &JobView, pod: &PodView, finished: &Finis
 }
 
 /// Records the attempt's result and decides what follows.
-fn record_result(d: &mut Draft, view: &JobView, pod: &PodView, finished: &Finished) {
+pub(crate) fn record_result(d: &mut Draft, view: &JobView, pod: &PodView, finished: &Finished) {
     d.record.attempts.push(pods::attempt_record(pod, finished));
     match decide_after_attempt(&view.spec.retry_strategy, pod.attempt, &finished.outcome) {
         AttemptDecision::Succeed => {

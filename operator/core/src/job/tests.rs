@@ -1821,7 +1821,7 @@ fn simulate_array(seed: u64, size: u32, attempts: u32, sequential: bool) -> JobR
                         p.active_deadline_at_ms = Some(now);
                     }
                 }
-                JobAction::DeleteJob => {}
+                JobAction::DeleteJob | JobAction::CreateNodePods { .. } => {}
             }
         }
         // Released, finished pods are garbage collected now and then.

@@ -548,3 +548,194 @@ fn higher_priority_queues_take_the_room_first() {
     );
     assert_eq!(added_vcpus(&ds["small"]), 2);
 }
+
+// Multi-node jobs (gangs)
+
+fn busy() -> NodeFacts {
+    NodeFacts {
+        state: NodeState::Ready,
+        barge_pods: 1,
+        idle_since_ms: None,
+    }
+}
+
+#[test]
+fn a_gang_gets_a_whole_node_per_member() {
+    // Three 1-vCPU members: three c5.large, not one node for all (a c5.large holds two units).
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .workload(workload("mnp", "q", cpu(1, 1024), 0).gang(3))
+        .workload(workload("single-a", "q", cpu(1, 1024), 1))
+        .workload(workload("single-b", "q", cpu(1, 1024), 2))
+        .build();
+    let pools = [pool(
+        "ce",
+        0,
+        64,
+        AllocationStrategy::BestFit,
+        &["c5.large"],
+    )];
+    let d = &decide_scaling(&s, &pools, &no_facts(), NOW)["ce"];
+    // The single jobs share a fourth node: they do not fill the gang's nodes.
+    assert_eq!(added(d), vec![("c5.large", 4)]);
+    assert_eq!(
+        d.demand_milli_cpu,
+        3 * 2_000 + 2 * 1_000,
+        "whole nodes for the gang"
+    );
+    assert_eq!(d.desired_vcpus, 8);
+    assert_eq!(d.wanted_beyond_max_vcpus, 0);
+}
+
+#[test]
+fn a_gang_takes_only_existing_nodes_without_barge_pods_that_nothing_else_took() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(pool_node("idle", "ce", "c5.xlarge"))
+        .node(pool_node("busy", "ce", "c5.xlarge"))
+        .node(pool_node("taken", "ce", "c5.xlarge"))
+        // Counted first: it goes to the first node with room in name order ("busy").
+        .workload(workload("single", "q", cpu(1, 1024), 0))
+        .workload(workload("mnp", "q", cpu(2, 1024), 1).gang(3))
+        .build();
+    let facts = HashMap::from([
+        ("idle".to_string(), idle(0)),
+        ("busy".to_string(), busy()),
+        ("taken".to_string(), idle(0)),
+    ]);
+    let pools = [pool(
+        "ce",
+        0,
+        64,
+        AllocationStrategy::BestFit,
+        &["c5.large", "c5.xlarge"],
+    )];
+    let d = &decide_scaling(&s, &pools, &facts, NOW)["ce"];
+    // The single job goes to "busy" (first with room, name order); "idle" and "taken" take two
+    // members; the third gets a node of its own.
+    assert_eq!(added(d), vec![("c5.large", 1)]);
+    assert!(d.remove.is_empty(), "{d:?}");
+    // With the single job on an idle node instead (the busy one full), the gang needs two.
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(pool_node("a-idle", "ce", "c5.xlarge"))
+        .node(pool_node("b-idle", "ce", "c5.xlarge"))
+        .workload(workload("single", "q", cpu(1, 1024), 0))
+        .workload(workload("mnp", "q", cpu(2, 1024), 1).gang(3))
+        .build();
+    let facts = HashMap::from([
+        ("a-idle".to_string(), idle(0)),
+        ("b-idle".to_string(), idle(0)),
+    ]);
+    let d = &decide_scaling(&s, &pools, &facts, NOW)["ce"];
+    assert_eq!(added(d), vec![("c5.large", 2)]);
+}
+
+#[test]
+fn spot_pools_never_grow_for_a_gang() {
+    let s = snapshot()
+        .queue(queue("q", &["spot", "ondemand"]))
+        .environment(environment("spot").spot())
+        .environment(environment("ondemand"))
+        .workload(workload("mnp", "q", cpu(1, 1024), 0).gang(2))
+        .build();
+    let pools = [
+        pool(
+            "spot",
+            0,
+            64,
+            AllocationStrategy::SpotCapacityOptimized,
+            &["c5.large"],
+        ),
+        pool(
+            "ondemand",
+            0,
+            64,
+            AllocationStrategy::BestFit,
+            &["c5.large"],
+        ),
+    ];
+    let d = decide_scaling(&s, &pools, &no_facts(), NOW);
+    assert!(d["spot"].add.is_empty(), "{:?}", d["spot"]);
+    assert_eq!(d["spot"].wanted_beyond_max_vcpus, 0);
+    assert_eq!(added(&d["ondemand"]), vec![("c5.large", 2)]);
+    // A queue of SPOT pools only: nothing grows, nothing is wanted.
+    let s = snapshot()
+        .queue(queue("q", &["spot"]))
+        .environment(environment("spot").spot())
+        .workload(workload("mnp", "q", cpu(1, 1024), 0).gang(2))
+        .build();
+    let d = &decide_scaling(&s, &pools[..1], &no_facts(), NOW)["spot"];
+    assert!(d.add.is_empty());
+    assert_eq!(d.demand_milli_cpu, 0);
+}
+
+#[test]
+fn gang_members_get_the_instance_type_their_node_range_asks_for() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .workload(workload("mnp", "q", cpu(1, 1024), 0).gang(3).node_request(
+            1,
+            cpu(1, 1024),
+            Some("c5.2xlarge"),
+        ))
+        .build();
+    let pools = [pool(
+        "ce",
+        0,
+        64,
+        AllocationStrategy::BestFit,
+        &["c5.large", "c5.2xlarge"],
+    )];
+    let d = &decide_scaling(&s, &pools, &no_facts(), NOW)["ce"];
+    assert_eq!(added(d), vec![("c5.large", 2), ("c5.2xlarge", 1)]);
+}
+
+#[test]
+fn a_gang_larger_than_max_vcpus_adds_nothing_and_is_wanted_beyond_it() {
+    // Three c5.large (6 vCPUs) under maxvCpus 4: it can never fit.
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .workload(workload("mnp", "q", cpu(1, 1024), 0).gang(3))
+        .build();
+    let pools = [pool("ce", 0, 4, AllocationStrategy::BestFit, &["c5.large"])];
+    let d = &decide_scaling(&s, &pools, &no_facts(), NOW)["ce"];
+    assert!(d.add.is_empty(), "{d:?}");
+    assert_eq!(d.wanted_beyond_max_vcpus, 6);
+    // It fits under maxvCpus 8 once the busy node frees: the room left is used now, and the
+    // member still without a node is wanted beyond maxvCpus.
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(pool_node("busy", "ce", "c5.large"))
+        .workload(workload("mnp", "q", cpu(1, 1024), 0).gang(4))
+        .build();
+    let facts = HashMap::from([("busy".to_string(), busy())]);
+    let pools = [pool("ce", 0, 8, AllocationStrategy::BestFit, &["c5.large"])];
+    let d = &decide_scaling(&s, &pools, &facts, NOW)["ce"];
+    assert_eq!(added(d), vec![("c5.large", 3)]);
+    assert_eq!(d.wanted_beyond_max_vcpus, 2);
+}
+
+#[test]
+fn a_gang_goes_whole_to_the_first_pool_that_can_take_all_of_it() {
+    // The first pool has room for one member only; the second takes the whole gang.
+    let s = snapshot()
+        .queue(queue("q", &["small", "large"]))
+        .environment(environment("small"))
+        .environment(environment("large"))
+        .workload(workload("mnp", "q", cpu(1, 1024), 0).gang(2))
+        .build();
+    let pools = [
+        pool("small", 0, 2, AllocationStrategy::BestFit, &["c5.large"]),
+        pool("large", 0, 64, AllocationStrategy::BestFit, &["c5.large"]),
+    ];
+    let d = decide_scaling(&s, &pools, &no_facts(), NOW);
+    assert!(d["small"].add.is_empty(), "{:?}", d["small"]);
+    assert_eq!(added(&d["large"]), vec![("c5.large", 2)]);
+}

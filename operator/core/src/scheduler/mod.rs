@@ -17,11 +17,14 @@
 //! 4. admit: each unit tries the queue's usable (enabled and valid) environments in order and
 //!    takes the best-fitting node; a unit that fits nowhere does not block smaller work behind
 //!    it (best-effort FIFO) unless the queue is strict FIFO (then the queue stops there);
-//!    disabled queues place nothing;
+//!    disabled queues place nothing. A gang is placed whole or not at all, and when it does not
+//!    fit it holds the nodes it waits for (below);
 //! 5. explain: every workload left unplaced gets a verdict; one that no environment of its queue
-//!    could ever run gets [`Unplaced::CannotRun`] with AWS Batch's status reason; one for which
-//!    no room can appear soon (no usable environment has a Ready node that could take it, nor
-//!    is starting one) gets [`Unplaced::InsufficientCapacity`]
+//!    could ever run gets [`Unplaced::CannotRun`] with AWS Batch's status reason (for a gang
+//!    also: only SPOT environments, [`BlockedKind::MultiNodeOnSpot`]; more nodes than any
+//!    environment can ever have, [`BlockedKind::GangTooLarge`]); one for which no room can
+//!    appear soon (no usable environment has a Ready node that could take it, nor is starting
+//!    one; for a gang, not enough such nodes) gets [`Unplaced::InsufficientCapacity`]
 //!    (`CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY`); the rest wait ([`Unplaced::NoCapacity`]).
 //!
 //! Array children are units of one workload, placed in index order; all share one request, so
@@ -29,8 +32,46 @@
 //! fits). Together with the per-environment failure memo (see `capacity`), a pass over 100,000
 //! units costs little more than the placements it makes.
 //!
-//! Multi-node (gang) jobs are a later issue: they will be a new [`Units`] variant placed all or
-//! nothing, one node per unit; nothing here pretends to place them.
+//! ## Multi-node jobs (gangs)
+//!
+//! A multi-node job's attempt is one workload with [`Units::Gang`]: one member per node index.
+//! - **All or nothing, one environment.** The gang tries its queue's usable environments in
+//!   order, skipping SPOT ones (AWS Batch runs no multi-node job on Spot) and budget-mode ones
+//!   (`bindingMode: KubeScheduler`: the pass cannot reserve nodes there). In an environment,
+//!   members are placed largest first, each by best fit on a distinct schedulable node that is
+//!   not exclusive, has no Barge pod (counting units placed earlier in the pass), fits its
+//!   request and matches its `instanceType` (GPU members on GPU nodes only, others on nodes
+//!   without GPUs first). Only when every member found a node does the pass emit the gang's
+//!   placements — one per member, `node_index` set, the main node's first — and mark the
+//!   nodes exclusive for the rest of the pass; otherwise the tentative choices are undone and
+//!   nothing of the gang is placed.
+//! - **Single tenancy.** Units that are not gang members never go to an exclusive node (the
+//!   snapshot's, or one a gang took in this pass), and each of them makes its node ineligible
+//!   for gang members for the rest of the pass.
+//! - **No starvation.** A gang that does not fit now holds, for the rest of the pass, one node
+//!   per member in the first environment (queue order) that has enough nodes able to take it
+//!   once their running work ends: for each member, largest first, the schedulable node not
+//!   already held that would free soonest (fewest Barge pods — a node running another gang
+//!   counts as busy —, then least used, then name) and whose allocatable fits the member and
+//!   matches its constraints. Holding is all or nothing too. Held nodes leave the capacity
+//!   index: no workload after the gang in this pass — later in its queue, or in a
+//!   lower-priority queue sharing the environment, gang or not — is placed on them. Pass after
+//!   pass, the waiting gang is met in the same place in the ordered queues and holds again, so
+//!   the nodes it waits for only drain: as soon as enough of them are empty, it is placed. A
+//!   stream of smaller jobs behind it cannot keep taking those nodes, and a second gang that
+//!   cannot fit beside the first waits behind it and holds only nodes the first does not;
+//!   once the first runs, the second holds (and then gets) what frees next. Only work ahead of
+//!   the gang in the order (higher-priority queues, retried or earlier jobs of its queue) may
+//!   delay it, which is what priority and FIFO mean.
+//! - **No deadlock.** A gang never holds part of itself in pods: its pods are created only for
+//!   a complete placement, so no two gangs can each own some nodes while waiting for the
+//!   other's. Holds live in memory for one pass and are recomputed from the ordered queues in
+//!   the next, so they cannot outlive the order that made them, and the gang first in order
+//!   always holds before any gang behind it.
+//! - **Cost.** Holding removes nodes from the capacity trees, which makes later searches
+//!   cheaper; gang members search a second per-pool tree of nodes without Barge pods, with a
+//!   failure memo of its own and an O(1) "more members than empty nodes" check, so 100 gangs
+//!   among 10,000 jobs add little to a pass (see the `gang_pass` benchmark).
 
 mod capacity;
 mod order;
@@ -113,6 +154,8 @@ pub struct EnvironmentSpec {
     /// budgeted (a unit no node shape could hold is still "can never run"). None: Barge binds
     /// to nodes.
     pub budget_milli_cpu: Option<i64>,
+    /// Its instances are Spot (`type: SPOT`): multi-node jobs do not run on it (AWS Batch).
+    pub spot: bool,
 }
 
 /// A node as the pass sees it.
@@ -128,6 +171,12 @@ pub struct NodeSnapshot {
     pub schedulable: bool,
     /// `node.kubernetes.io/instance-type`.
     pub instance_type: Option<String>,
+    /// Barge pods bound to it that have not finished (including pods Barge just created): a
+    /// node of a multi-node job goes only where there are none (single tenant).
+    pub barge_pods: u32,
+    /// It runs a node of a multi-node job, or is reserved for one whose pod is not created yet:
+    /// no other Barge pod goes there.
+    pub exclusive: bool,
 }
 
 /// Placement constraints of a workload.
@@ -144,6 +193,10 @@ pub enum Units {
     Single,
     /// These array children (one pod each, all with the same request), placed in index order.
     Array(IndexSet),
+    /// The nodes of a multi-node job's attempt: placed all or nothing, each alone on its own
+    /// Kubernetes node among Barge's pods, all in one compute environment. The workload's
+    /// `request` and `constraints` are the main node's; each member has its own.
+    Gang(Gang),
 }
 
 impl Units {
@@ -152,8 +205,27 @@ impl Units {
         match self {
             Units::Single => 1,
             Units::Array(set) => set.len(),
+            Units::Gang(gang) => gang.members.len() as u64,
         }
     }
+}
+
+/// The nodes of a multi-node job (one pod each).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Gang {
+    /// `mainNode`: its pod is created first.
+    pub main_node: u32,
+    /// One member per node index (`members[i]` is node `i`).
+    pub members: Vec<GangMember>,
+}
+
+/// One node of a gang.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct GangMember {
+    /// What its pod asks for, including one pod slot.
+    pub request: Resources,
+    /// Its node range's `instanceType`, if any.
+    pub constraints: Constraints,
 }
 
 /// RUNNABLE work of one job on one attempt number.
@@ -178,7 +250,9 @@ pub struct Workload {
 
 impl Workload {
     /// The workloads of one job from what its plan says the scheduler may place
-    /// (`JobPlan::runnable`): one for a single job, one per attempt group for an array.
+    /// (`JobPlan::runnable`): one for a single job, one per attempt group for an array, one
+    /// for a multi-node job's gang (`gang`: its nodes; without it a gang offers nothing).
+    #[allow(clippy::too_many_arguments)]
     pub fn from_runnable(
         job: &JobKey,
         queue: &str,
@@ -186,6 +260,7 @@ impl Workload {
         submission_order: i64,
         request: Resources,
         constraints: &Constraints,
+        gang: Option<&Gang>,
         work: &RunnableWork,
     ) -> Vec<Workload> {
         let make = |attempt: u32, retried: bool, units: Units| Workload {
@@ -209,6 +284,11 @@ impl Workload {
                 .filter(|g| !g.indices.is_empty())
                 .map(|g| make(g.attempt, g.retried, Units::Array(g.indices.clone())))
                 .collect(),
+            RunnableWork::Gang { attempt, retried } => gang
+                .filter(|g| !g.members.is_empty())
+                .map(|g| make(*attempt, *retried, Units::Gang(g.clone())))
+                .into_iter()
+                .collect(),
         }
     }
 }
@@ -229,6 +309,9 @@ pub struct Placement {
     pub workload: usize,
     pub job: JobKey,
     pub array_index: Option<u32>,
+    /// The node index, for a node of a multi-node job (a gang's placements come together,
+    /// one per node, main node first).
+    pub node_index: Option<u32>,
     pub attempt: u32,
     pub environment: String,
     /// The node to bind to; None for an environment in budget mode (an unbound pod that the
@@ -237,9 +320,12 @@ pub struct Placement {
 }
 
 impl Placement {
-    /// The deterministic name of the pod to create (`<job>-<attempt>[-<index>]`).
+    /// The deterministic name of the pod to create (`<job>-<attempt>[-<index>|-node-<n>]`).
     pub fn pod_name(&self) -> String {
-        naming::attempt_pod_name(&self.job.name, self.attempt, self.array_index)
+        match self.node_index {
+            Some(n) => naming::node_pod_name(&self.job.name, self.attempt, n),
+            None => naming::attempt_pod_name(&self.job.name, self.attempt, self.array_index),
+        }
     }
 }
 
@@ -262,7 +348,8 @@ pub enum Unplaced {
     BehindStrictFifoHead { head: JobKey },
     /// No compute environment of its queue can ever run it.
     CannotRun {
-        /// [`BlockedKind::NoInstanceTypeFits`] or [`BlockedKind::ExceedsMaxvCpus`].
+        /// [`BlockedKind::NoInstanceTypeFits`] or [`BlockedKind::ExceedsMaxvCpus`]; for a gang
+        /// also [`BlockedKind::MultiNodeOnSpot`] or [`BlockedKind::GangTooLarge`].
         kind: BlockedKind,
         status_reason: String,
         message: String,
@@ -378,6 +465,8 @@ pub struct PassStats {
     pub units_placed: u64,
     /// Placement questions answered by the failure memo without looking at nodes.
     pub memo_hits: u64,
+    /// Gangs that did not fit and hold nodes for the rest of the pass (see the module docs).
+    pub gangs_holding: u64,
 }
 
 /// The outcome of a pass.
@@ -452,6 +541,7 @@ pub fn schedule_with(snapshot: &Snapshot, ordering: &dyn QueueOrder) -> PassResu
             workloads: snapshot.workloads.len(),
             units_placed,
             memo_hits: capacity.memo_hits,
+            gangs_holding: capacity.gangs_holding,
         },
     }
 }
@@ -511,6 +601,7 @@ fn admit_queue(
                         workload: w,
                         job: workload.job.clone(),
                         array_index,
+                        node_index: None,
                         attempt: workload.attempt,
                         environment: snapshot.environments[env].name.clone(),
                         node: match spot {
@@ -541,6 +632,29 @@ fn admit_queue(
                 }
                 (placed, complete)
             }
+            Units::Gang(gang) => match place_gang(snapshot, &usable, capacity, gang) {
+                Some((env, chosen)) => {
+                    let n = gang.members.len() as u32;
+                    let main = (gang.main_node < n).then_some(gang.main_node);
+                    let order = main.into_iter().chain((0..n).filter(|&i| Some(i) != main));
+                    for i in order {
+                        placements.push(Placement {
+                            workload: w,
+                            job: workload.job.clone(),
+                            array_index: None,
+                            node_index: Some(i),
+                            attempt: workload.attempt,
+                            environment: snapshot.environments[env].name.clone(),
+                            node: Some(nodes[chosen[i as usize]].name.clone()),
+                        });
+                    }
+                    (u64::from(n), true)
+                }
+                None => {
+                    hold_for_gang(snapshot, &usable, capacity, gang);
+                    (0, false)
+                }
+            },
         };
         verdicts[w].placed = placed;
         if !complete {
@@ -569,6 +683,46 @@ fn place_unit(
     None
 }
 
+/// The environments a gang may use, in queue order: the usable ones that are not SPOT (AWS
+/// Batch runs no multi-node job on Spot) and not in budget mode (the pass cannot reserve nodes
+/// there).
+fn gang_environments<'a>(
+    snapshot: &'a Snapshot,
+    usable: &'a [usize],
+) -> impl Iterator<Item = usize> + 'a {
+    usable.iter().copied().filter(|&e| {
+        let env = &snapshot.environments[e];
+        !env.spot && env.budget_milli_cpu.is_none()
+    })
+}
+
+/// A whole gang in the first environment (queue order) where every member finds a node of its
+/// own; the environment and the node of each member (aligned with `gang.members`).
+fn place_gang(
+    snapshot: &Snapshot,
+    usable: &[usize],
+    capacity: &mut CapacityIndex,
+    gang: &Gang,
+) -> Option<(usize, Vec<usize>)> {
+    gang_environments(snapshot, usable).find_map(|env| {
+        capacity
+            .place_gang(env, &gang.members)
+            .map(|nodes| (env, nodes))
+    })
+}
+
+/// A gang that does not fit now holds, for the rest of the pass, the nodes it waits for in the
+/// first environment (queue order) that has enough of them (see the module docs). Returns
+/// whether it holds nodes.
+fn hold_for_gang(
+    snapshot: &Snapshot,
+    usable: &[usize],
+    capacity: &mut CapacityIndex,
+    gang: &Gang,
+) -> bool {
+    gang_environments(snapshot, usable).any(|env| capacity.hold_for_gang(env, &gang.members))
+}
+
 /// Step 5: replaces verdicts of workloads no environment of their queue can ever run, and
 /// of workloads waiting for room that cannot appear soon.
 fn explain_unplaced(
@@ -577,8 +731,10 @@ fn explain_unplaced(
     env_index: &HashMap<&str, usize>,
     verdicts: &mut [WorkloadVerdict],
 ) {
-    let mut cache: HashMap<(usize, Resources, Option<&str>), Option<Unplaced>> = HashMap::new();
-    let mut no_room: HashMap<(usize, Resources, Option<&str>), Option<Unplaced>> = HashMap::new();
+    // A gang is judged on its members, not on its main node's request: it is part of the key.
+    type Key<'a> = (usize, Resources, Option<&'a str>, Option<&'a Gang>);
+    let mut cache: HashMap<Key, Option<Unplaced>> = HashMap::new();
+    let mut no_room: HashMap<Key, Option<Unplaced>> = HashMap::new();
     let mut ready_nodes: Option<Vec<Vec<&NodeSnapshot>>> = None;
     for (w, verdict) in verdicts.iter_mut().enumerate() {
         if verdict.unplaced.is_none() {
@@ -588,10 +744,15 @@ fn explain_unplaced(
         let Some(&q) = queue_index.get(workload.queue.as_str()) else {
             continue;
         };
+        let gang = match &workload.units {
+            Units::Gang(gang) => Some(gang),
+            _ => None,
+        };
         let key = (
             q,
             workload.request,
             workload.constraints.instance_type.as_deref(),
+            gang,
         );
         let never = cache
             .entry(key)
@@ -656,14 +817,23 @@ pub fn no_room_soon(
         wanted_type.is_none_or(|t| n.instance_type.as_deref() == Some(t))
             && workload.request.fits_in(&n.allocatable)
     };
-    // In budget mode the budget frees as admitted work ends, and nodes are the
-    // kube-scheduler's (or Karpenter's) to find: work waits there without a verdict.
-    let room_soon = usable.iter().any(|&e| {
-        let env = &snapshot.environments[e];
-        env.budget_milli_cpu.is_some()
-            || env.starting_nodes > 0
-            || ready_nodes[e].iter().any(could_take)
-    });
+    let room_soon = match &workload.units {
+        // A gang needs a node of its own per member in one environment where it may run: room
+        // appears once running work ends on enough Ready nodes that could take its members, or
+        // once the nodes starting there make up the difference.
+        Units::Gang(gang) => gang_environments(snapshot, &usable).any(|e| {
+            let hosted = members_hosted(&gang.members, &ready_nodes[e]);
+            hosted + snapshot.environments[e].starting_nodes as usize >= gang.members.len()
+        }),
+        // In budget mode the budget frees as admitted work ends, and nodes are the
+        // kube-scheduler's (or Karpenter's) to find: work waits there without a verdict.
+        _ => usable.iter().any(|&e| {
+            let env = &snapshot.environments[e];
+            env.budget_milli_cpu.is_some()
+                || env.starting_nodes > 0
+                || ready_nodes[e].iter().any(could_take)
+        }),
+    };
     if room_soon {
         return None;
     }
@@ -715,13 +885,30 @@ pub fn never_runs(
     if envs.is_empty() {
         return None;
     }
+    match &workload.units {
+        Units::Gang(gang) => gang_never_runs(snapshot, queue, &envs, gang),
+        _ => request_never_runs(
+            queue,
+            &envs,
+            &workload.request,
+            workload.constraints.instance_type.as_deref(),
+        ),
+    }
+}
+
+/// Can no environment of `queue` (`envs`) ever run a pod of `request` (on `wanted_type`)?
+fn request_never_runs(
+    queue: &QueueSpec,
+    envs: &[&EnvironmentSpec],
+    request: &Resources,
+    wanted_type: Option<&str>,
+) -> Option<Unplaced> {
     let mut shapes_per_env = Vec::with_capacity(envs.len());
-    for env in &envs {
+    for env in envs {
         shapes_per_env.push(env.shapes.as_ref()?);
     }
-    let wanted_type = workload.constraints.instance_type.as_deref();
     let shape_ok = |s: &NodeShape| {
-        wanted_type.is_none_or(|t| s.instance_type == t) && workload.request.fits_in(&s.allocatable)
+        wanted_type.is_none_or(|t| s.instance_type == t) && request.fits_in(&s.allocatable)
     };
     let env_names = envs
         .iter()
@@ -747,7 +934,7 @@ pub fn never_runs(
                     .fold(Resources::ZERO, |acc, s| acc.max_each(&s.allocatable));
                 format!(
                     "requests {} per pod, more than any instance type of the compute environments of queue {:?} ({env_names}) offers (largest: {})",
-                    workload.request, queue.name, largest
+                    request, queue.name, largest
                 )
             }
         };
@@ -757,20 +944,194 @@ pub fn never_runs(
             message,
         });
     }
-    if fitting.iter().all(|e| {
-        e.max_milli_cpu
-            .is_some_and(|max| workload.request.milli_cpu > max)
-    }) {
+    if fitting
+        .iter()
+        .all(|e| e.max_milli_cpu.is_some_and(|max| request.milli_cpu > max))
+    {
         return Some(Unplaced::CannotRun {
             kind: BlockedKind::ExceedsMaxvCpus,
             status_reason: reasons::compute_environment_max_resource(),
             message: format!(
                 "requests {}m CPU per pod, more than the maxvCpus of every compute environment of queue {:?} ({env_names})",
-                workload.request.milli_cpu, queue.name
+                request.milli_cpu, queue.name
             ),
         });
     }
     None
+}
+
+/// Can no environment of `queue` (`envs`) ever run `gang`? In this order: every usable
+/// environment (every environment, when none is usable) is SPOT ([`BlockedKind::MultiNodeOnSpot`]);
+/// a member no instance type fits (as for a single job, naming the node); no environment that
+/// is not SPOT can ever hold one node per member ([`BlockedKind::GangTooLarge`]): under its
+/// `maxvCpus` when it has one (each member on the smallest of its shapes that fits), else on
+/// the nodes it has. An environment in budget mode holds no gang. None when it can, or when an
+/// environment's shapes are unknown.
+fn gang_never_runs(
+    snapshot: &Snapshot,
+    queue: &QueueSpec,
+    envs: &[&EnvironmentSpec],
+    gang: &Gang,
+) -> Option<Unplaced> {
+    let names = |list: &[&EnvironmentSpec]| {
+        list.iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let usable: Vec<&EnvironmentSpec> = envs
+        .iter()
+        .copied()
+        .filter(|e| e.enabled && e.valid)
+        .collect();
+    let judged = if usable.is_empty() { envs } else { &usable };
+    if judged.iter().all(|e| e.spot) {
+        return Some(Unplaced::CannotRun {
+            kind: BlockedKind::MultiNodeOnSpot,
+            status_reason: reasons::multi_node_on_spot(),
+            message: format!(
+                "multi-node jobs do not run on SPOT compute environments, and every usable compute environment of queue {:?} ({}) is SPOT",
+                queue.name,
+                names(judged)
+            ),
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, member) in gang.members.iter().enumerate() {
+        let wanted_type = member.constraints.instance_type.as_deref();
+        if !seen.insert((member.request, wanted_type)) {
+            continue;
+        }
+        if let Some(Unplaced::CannotRun {
+            kind,
+            status_reason,
+            message,
+        }) = request_never_runs(queue, envs, &member.request, wanted_type)
+        {
+            return Some(Unplaced::CannotRun {
+                kind,
+                status_reason,
+                message: format!("node {i} {message}"),
+            });
+        }
+    }
+    let wanted = gang.members.len();
+    let mut limits = Vec::with_capacity(envs.len());
+    for env in envs {
+        if env.spot {
+            limits.push(format!("{} is SPOT", env.name));
+            continue;
+        }
+        if env.budget_milli_cpu.is_some() {
+            limits.push(format!(
+                "{} binds through the kube-scheduler and cannot reserve nodes",
+                env.name
+            ));
+            continue;
+        }
+        let shapes = env.shapes.as_ref()?;
+        let (hosted, limit) = match env.max_milli_cpu {
+            Some(max) => (
+                members_under_max(&gang.members, shapes, max),
+                format!("maxvCpus {}", max / 1000),
+            ),
+            None => {
+                let nodes: Vec<&NodeSnapshot> = snapshot
+                    .nodes
+                    .iter()
+                    .filter(|n| n.environment.as_deref() == Some(env.name.as_str()))
+                    .collect();
+                (
+                    members_hosted(&gang.members, &nodes),
+                    format!("{} nodes", nodes.len()),
+                )
+            }
+        };
+        if hosted >= wanted {
+            return None;
+        }
+        limits.push(format!("{} at most {hosted} ({limit})", env.name));
+    }
+    Some(Unplaced::CannotRun {
+        kind: BlockedKind::GangTooLarge,
+        status_reason: reasons::gang_too_large(),
+        message: format!(
+            "the multi-node job needs {wanted} nodes, a Kubernetes node of its own for each, more than any compute environment of queue {:?} can ever hold: {}",
+            queue.name,
+            limits.join("; ")
+        ),
+    })
+}
+
+/// How many of `members` a pool may hold under `max_milli_cpu`, each on a node of the smallest
+/// shape that fits it (0 when some member fits no shape: the gang cannot run there at all).
+fn members_under_max(members: &[GangMember], shapes: &[NodeShape], max_milli_cpu: i64) -> usize {
+    let mut costs = Vec::with_capacity(members.len());
+    for member in members {
+        let wanted_type = member.constraints.instance_type.as_deref();
+        let cheapest = shapes
+            .iter()
+            .filter(|s| {
+                wanted_type.is_none_or(|t| s.instance_type == t)
+                    && member.request.fits_in(&s.allocatable)
+            })
+            .map(|s| s.allocatable.milli_cpu)
+            .min();
+        match cheapest {
+            Some(cost) => costs.push(cost),
+            None => return 0,
+        }
+    }
+    costs.sort_unstable();
+    let mut total = 0i64;
+    costs
+        .iter()
+        .take_while(|&&cost| {
+            total = total.saturating_add(cost);
+            total <= max_milli_cpu
+        })
+        .count()
+}
+
+/// How many of `members` find a distinct node among `nodes` whose allocatable fits them and
+/// whose instance type matches: largest members first, each on the smallest such node (GPU
+/// members on GPU nodes, other members on nodes without GPUs first).
+fn members_hosted(members: &[GangMember], nodes: &[&NodeSnapshot]) -> usize {
+    let mut order: Vec<&GangMember> = members.iter().collect();
+    order.sort_by(|a, b| capacity::largest_first(&a.request, &b.request));
+    let mut by_size: Vec<&NodeSnapshot> = nodes.to_vec();
+    by_size.sort_by(|a, b| {
+        (a.allocatable.milli_cpu, a.allocatable.memory_mib, &a.name).cmp(&(
+            b.allocatable.milli_cpu,
+            b.allocatable.memory_mib,
+            &b.name,
+        ))
+    });
+    let mut taken = vec![false; by_size.len()];
+    let mut hosted = 0;
+    for member in order {
+        let wanted_type = member.constraints.instance_type.as_deref();
+        let fits = |k: usize, gpu: bool| {
+            let n = by_size[k];
+            !taken[k]
+                && (n.allocatable.gpus > 0) == gpu
+                && wanted_type.is_none_or(|t| n.instance_type.as_deref() == Some(t))
+                && member.request.fits_in(&n.allocatable)
+        };
+        let passes: &[bool] = if member.request.gpus > 0 {
+            &[true]
+        } else {
+            &[false, true]
+        };
+        let found = passes
+            .iter()
+            .find_map(|&gpu| (0..by_size.len()).find(|&k| fits(k, gpu)));
+        if let Some(k) = found {
+            taken[k] = true;
+            hosted += 1;
+        }
+    }
+    hosted
 }
 
 #[cfg(test)]

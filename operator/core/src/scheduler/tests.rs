@@ -575,6 +575,7 @@ fn workloads_come_from_the_job_plan_and_placements_name_their_pods() {
         0,
         req(1000, 1024, 0),
         &Constraints::default(),
+        None,
         &plan.runnable,
     );
     assert_eq!(workloads.len(), 2);
@@ -614,6 +615,7 @@ fn workloads_come_from_the_job_plan_and_placements_name_their_pods() {
         0,
         req(1, 1, 0),
         &Constraints::default(),
+        None,
         &crate::job::RunnableWork::Single {
             attempt: 3,
             retried: true,
@@ -628,6 +630,7 @@ fn workloads_come_from_the_job_plan_and_placements_name_their_pods() {
         0,
         req(1, 1, 0),
         &Constraints::default(),
+        None,
         &crate::job::RunnableWork::Nothing
     )
     .is_empty());
@@ -887,4 +890,701 @@ fn budget_mode_still_judges_work_no_shape_or_budget_can_ever_hold() {
     assert!(r.placements.is_empty());
     assert!(matches!(verdict(&r, 0), Some(Unplaced::CannotRun { .. })));
     assert!(matches!(verdict(&r, 1), Some(Unplaced::CannotRun { .. })));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Multi-node jobs (gangs)
+// ---------------------------------------------------------------------------------------------
+
+/// (job, node index, node) of every gang placement, in order.
+fn members_placed(result: &PassResult) -> Vec<(String, u32, String)> {
+    result
+        .placements
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p.job.name.clone(),
+                p.node_index?,
+                p.node.clone().unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
+/// Nodes n1..=count of `ce`, 4 vCPUs and 16 GiB each.
+fn ce_nodes(
+    mut b: crate::fixtures::SnapshotBuilder,
+    ce: &str,
+    count: usize,
+) -> crate::fixtures::SnapshotBuilder {
+    for i in 1..=count {
+        b = b.node(node(&format!("{ce}-n{i}"), ce, alloc(4, 16384, 0)));
+    }
+    b
+}
+
+#[test]
+fn a_gang_is_placed_all_or_nothing() {
+    // 8 nodes wanted, 7 free ones: the eighth node runs a Barge pod.
+    let s = ce_nodes(
+        snapshot()
+            .queue(queue("q", &["ce"]))
+            .environment(environment("ce")),
+        "ce",
+        7,
+    )
+    .node(node("ce-n8", "ce", alloc(4, 16384, 0)).barge_pods(1))
+    .workload(workload("mnp", "q", req(2000, 1024, 0), T0).gang(8))
+    .build();
+    let r = schedule(&s);
+    assert!(r.placements.is_empty(), "{:?}", r.placements);
+    assert_eq!(
+        r.verdicts[0],
+        WorkloadVerdict {
+            placed: 0,
+            unplaced: Some(Unplaced::NoCapacity)
+        }
+    );
+    // With the eighth node free, the whole gang goes.
+    let s = ce_nodes(
+        snapshot()
+            .queue(queue("q", &["ce"]))
+            .environment(environment("ce")),
+        "ce",
+        8,
+    )
+    .workload(workload("mnp", "q", req(2000, 1024, 0), T0).gang(8))
+    .build();
+    let r = schedule(&s);
+    assert_eq!(r.placements.len(), 8);
+    assert_eq!(
+        r.verdicts[0],
+        WorkloadVerdict {
+            placed: 8,
+            unplaced: None
+        }
+    );
+    assert_eq!(r.stats.units_placed, 8);
+}
+
+#[test]
+fn gang_members_go_to_distinct_nodes_main_node_first() {
+    // Each node could hold two members; they still get one node each.
+    let s = ce_nodes(
+        snapshot()
+            .queue(queue("q", &["ce"]))
+            .environment(environment("ce")),
+        "ce",
+        5,
+    )
+    .workload(
+        workload("mnp", "q", req(1000, 1024, 0), T0)
+            .gang(4)
+            .main_node(2),
+    )
+    .build();
+    let r = schedule(&s);
+    let members = members_placed(&r);
+    assert_eq!(
+        members.iter().map(|m| m.1).collect::<Vec<_>>(),
+        vec![2, 0, 1, 3],
+        "main node first, then index order"
+    );
+    let mut nodes: Vec<&str> = members.iter().map(|m| m.2.as_str()).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 4, "{members:?}");
+    assert!(r
+        .placements
+        .iter()
+        .all(|p| p.array_index.is_none() && p.environment == "ce" && p.attempt == 1));
+    assert_eq!(r.placements[0].pod_name(), "mnp-1-node-2");
+}
+
+#[test]
+fn gangs_and_other_work_never_share_a_node() {
+    // A single job placed first takes n1 (best fit among equals: name order); a gang of 3 then
+    // needs the 3 other nodes; a gang of 4 finds no room.
+    let s = ce_nodes(
+        snapshot()
+            .queue(queue("q", &["ce"]))
+            .environment(environment("ce")),
+        "ce",
+        4,
+    )
+    .workload(workload("small", "q", req(500, 512, 0), T0))
+    .workload(workload("three", "q", req(1000, 1024, 0), T0 + 1).gang(3))
+    .workload(workload("after", "q", req(500, 512, 0), T0 + 2))
+    .workload(workload("four", "q", req(1000, 1024, 0), T0 + 3).gang(4))
+    .build();
+    let r = schedule(&s);
+    assert_eq!(r.placements[0].node.as_deref(), Some("ce-n1"));
+    let three: Vec<&str> = r
+        .placements
+        .iter()
+        .filter(|p| p.job.name == "three")
+        .filter_map(|p| p.node.as_deref())
+        .collect();
+    assert_eq!(three.len(), 3);
+    assert!(!three.contains(&"ce-n1"), "{three:?}");
+    assert_eq!(verdict(&r, 3), Some(Unplaced::NoCapacity));
+    // The job after the gangs does not go to a gang's node, though each has room left.
+    let after = r
+        .placements
+        .iter()
+        .find(|p| p.job.name == "after")
+        .expect("placed");
+    assert_eq!(after.node.as_deref(), Some("ce-n1"));
+}
+
+#[test]
+fn exclusive_and_busy_nodes_are_skipped() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("reserved", "ce", alloc(4, 16384, 0)).exclusive())
+        .node(node("busy", "ce", alloc(4, 16384, 0)).barge_pods(2))
+        .node(node("free-1", "ce", alloc(4, 16384, 0)))
+        .node(node("free-2", "ce", alloc(4, 16384, 0)))
+        .workload(workload("mnp", "q", req(1000, 1024, 0), T0).gang(2))
+        .build();
+    let r = schedule(&s);
+    let nodes: Vec<String> = members_placed(&r).into_iter().map(|m| m.2).collect();
+    assert_eq!(nodes, vec!["free-1", "free-2"]);
+    // An exclusive node takes no single job either, even with room for it.
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("reserved", "ce", alloc(8, 16384, 0)).exclusive())
+        .workload(workload("j", "q", req(1000, 1024, 0), T0))
+        .build();
+    let r = schedule(&s);
+    assert!(r.placements.is_empty());
+    assert_eq!(
+        verdict(&r, 0),
+        Some(Unplaced::NoCapacity),
+        "the gang there will end"
+    );
+}
+
+#[test]
+fn two_gangs_that_cannot_both_fit_run_one_after_the_other_and_small_jobs_wait_too() {
+    // Two 3-node gangs on 4 nodes, small jobs behind them in the same queue and in a
+    // lower-priority queue sharing the environment.
+    let base = || {
+        snapshot()
+            .queue(queue("q", &["ce"]).priority(10))
+            .queue(queue("low", &["ce"]).priority(1))
+            .environment(environment("ce"))
+    };
+    let work = |b: crate::fixtures::SnapshotBuilder, first_done: bool| {
+        let b = if first_done {
+            b
+        } else {
+            b.workload(workload("first", "q", req(2000, 1024, 0), T0).gang(3))
+        };
+        b.workload(workload("second", "q", req(2000, 1024, 0), T0 + 1).gang(3))
+            .workload(workload("small", "q", req(500, 512, 0), T0 + 2))
+            .workload(workload("low-small", "low", req(500, 512, 0), T0))
+    };
+    // Pass 1: the first gang is placed; the second holds the fourth node.
+    let s = work(ce_nodes(base(), "ce", 4), false).build();
+    for _ in 0..5 {
+        let r = schedule(&s);
+        assert_eq!(
+            jobs_placed(&r),
+            vec!["first", "first", "first"],
+            "small jobs do not take the node the second gang waits for"
+        );
+        assert_eq!(verdict(&r, 1), Some(Unplaced::NoCapacity));
+        assert_eq!(verdict(&r, 2), Some(Unplaced::NoCapacity));
+        assert_eq!(verdict(&r, 3), Some(Unplaced::NoCapacity));
+        assert_eq!(r.stats.gangs_holding, 1);
+    }
+    let first_nodes: Vec<String> = members_placed(&schedule(&s))
+        .into_iter()
+        .map(|m| m.2)
+        .collect();
+    // Pass 2: the first gang runs (its nodes exclusive); the second still holds the free node.
+    let mut b = work(base(), true);
+    for i in 1..=4 {
+        let name = format!("ce-n{i}");
+        let mut n = node(&name, "ce", alloc(4, 16384, 0));
+        if first_nodes.contains(&name) {
+            n = n.used(req(2000, 1024, 0)).barge_pods(1).exclusive();
+        }
+        b = b.node(n);
+    }
+    let s = b.build();
+    let r = schedule(&s);
+    assert!(r.placements.is_empty(), "{:?}", r.placements);
+    assert_eq!(verdict(&r, 0), Some(Unplaced::NoCapacity));
+    // Pass 3: the first gang ended; the second is placed, the small jobs take what is left.
+    let s = work(ce_nodes(base(), "ce", 4), true).build();
+    let r = schedule(&s);
+    assert_eq!(
+        jobs_placed(&r),
+        vec!["second", "second", "second", "small", "low-small"]
+    );
+    let second: Vec<&str> = r
+        .placements
+        .iter()
+        .filter(|p| p.job.name == "second")
+        .filter_map(|p| p.node.as_deref())
+        .collect();
+    let small_nodes: Vec<&str> = r
+        .placements
+        .iter()
+        .filter(|p| p.job.name != "second")
+        .filter_map(|p| p.node.as_deref())
+        .collect();
+    assert!(
+        small_nodes.iter().all(|n| !second.contains(n)),
+        "{second:?} {small_nodes:?}"
+    );
+}
+
+#[test]
+fn a_waiting_gang_holds_the_nodes_that_free_soonest_and_leaves_the_rest() {
+    // A 2-node gang that does not fit (every node busy): it holds the two least busy nodes;
+    // a small job behind it takes a third.
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(
+            node("a", "ce", alloc(4, 16384, 0))
+                .used(req(1500, 1024, 0))
+                .barge_pods(3),
+        )
+        .node(
+            node("b", "ce", alloc(4, 16384, 0))
+                .used(req(3000, 1024, 0))
+                .barge_pods(1),
+        )
+        .node(
+            node("c", "ce", alloc(4, 16384, 0))
+                .used(req(3200, 1024, 0))
+                .barge_pods(1),
+        )
+        .workload(workload("mnp", "q", req(2000, 1024, 0), T0).gang(2))
+        .workload(workload("small", "q", req(500, 512, 0), T0 + 1))
+        .build();
+    let r = schedule(&s);
+    assert_eq!(placed(&r).len(), 1);
+    assert_eq!(
+        r.placements[0].node.as_deref(),
+        Some("a"),
+        "b and c are held (one pod each), a is not (three pods); without the hold, best fit \
+         would have taken c"
+    );
+    // A gang that can never fit its environment holds nothing.
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("a", "ce", alloc(4, 16384, 0)))
+        .workload(workload("mnp", "q", req(1000, 1024, 0), T0).gang(2))
+        .workload(workload("small", "q", req(500, 512, 0), T0 + 1))
+        .build();
+    assert_eq!(jobs_placed(&schedule(&s)), vec!["small"]);
+}
+
+#[test]
+fn a_gang_that_holds_does_not_stop_work_ahead_of_it_or_elsewhere() {
+    let s = snapshot()
+        .queue(queue("high", &["ce"]).priority(10))
+        .queue(queue("q", &["ce"]).priority(5))
+        .queue(queue("other", &["elsewhere"]).priority(1))
+        .environment(environment("ce"))
+        .environment(environment("elsewhere"))
+        .node(node("n1", "ce", alloc(4, 16384, 0)))
+        .node(node("n2", "ce", alloc(4, 16384, 0)))
+        .node(node("e1", "elsewhere", alloc(4, 16384, 0)))
+        .workload(workload("high-job", "high", req(500, 512, 0), T0 + 5))
+        .workload(workload("mnp", "q", req(1000, 1024, 0), T0).gang(2))
+        .workload(workload("other-job", "other", req(500, 512, 0), T0 + 9))
+        .build();
+    let r = schedule(&s);
+    assert_eq!(jobs_placed(&r), vec!["high-job", "other-job"]);
+    assert_eq!(verdict(&r, 1), Some(Unplaced::NoCapacity));
+}
+
+#[test]
+fn gang_members_honour_their_own_instance_types() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("c5", "ce", alloc(8, 16384, 0)).instance_type("c5.2xlarge"))
+        .node(node("m5-a", "ce", alloc(4, 16384, 0)))
+        .node(node("m5-b", "ce", alloc(4, 16384, 0)))
+        .workload(
+            workload("mnp", "q", req(1000, 1024, 0), T0)
+                .gang(3)
+                .node_request(0, req(1000, 1024, 0), Some("m5.xlarge"))
+                .node_request(2, req(2000, 1024, 0), Some("c5.2xlarge")),
+        )
+        .build();
+    let r = schedule(&s);
+    let mut members = members_placed(&r);
+    members.sort();
+    assert_eq!(members.len(), 3);
+    assert_eq!(members[2].2, "c5");
+    assert!(members[0].2.starts_with("m5"));
+    // No second c5.2xlarge node: nothing of the gang is placed.
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("c5", "ce", alloc(8, 16384, 0)).instance_type("c5.2xlarge"))
+        .node(node("m5-a", "ce", alloc(4, 16384, 0)))
+        .workload(
+            workload("mnp", "q", req(1000, 1024, 0), T0)
+                .gang(2)
+                .node_request(0, req(1000, 1024, 0), Some("c5.2xlarge"))
+                .node_request(1, req(1000, 1024, 0), Some("c5.2xlarge")),
+        )
+        .build();
+    assert!(schedule(&s).placements.is_empty());
+}
+
+#[test]
+fn gpu_members_go_to_gpu_nodes_only_and_the_others_avoid_them() {
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("gpu-1", "ce", alloc(8, 32768, 1)).instance_type("g4dn.2xlarge"))
+        .node(node("gpu-2", "ce", alloc(8, 32768, 1)).instance_type("g4dn.2xlarge"))
+        .node(node("cpu-1", "ce", alloc(8, 32768, 0)))
+        .workload(
+            workload("mnp", "q", req(2000, 1024, 0), T0)
+                .gang(2)
+                .node_request(1, req(2000, 1024, 1), None),
+        )
+        .build();
+    let r = schedule(&s);
+    assert_eq!(
+        members_placed(&r),
+        vec![
+            ("mnp".to_string(), 0, "cpu-1".to_string()),
+            ("mnp".to_string(), 1, "gpu-1".to_string()),
+        ]
+    );
+    // Two GPU members, one GPU node: nothing placed, though a CPU node is free.
+    let s = snapshot()
+        .queue(queue("q", &["ce"]))
+        .environment(environment("ce"))
+        .node(node("gpu-1", "ce", alloc(8, 32768, 1)).instance_type("g4dn.2xlarge"))
+        .node(node("cpu-1", "ce", alloc(8, 32768, 0)))
+        .workload(workload("mnp", "q", req(2000, 1024, 1), T0).gang(2))
+        .build();
+    assert!(schedule(&s).placements.is_empty());
+}
+
+#[test]
+fn gangs_skip_spot_and_budget_mode_environments() {
+    let s = snapshot()
+        .queue(queue("q", &["spot", "budget", "ondemand"]))
+        .environment(environment("spot").spot())
+        .environment(environment("budget").budget_vcpus(100))
+        .environment(environment("ondemand"))
+        .node(node("s1", "spot", alloc(4, 16384, 0)))
+        .node(node("s2", "spot", alloc(4, 16384, 0)))
+        .node(node("b1", "budget", alloc(4, 16384, 0)))
+        .node(node("b2", "budget", alloc(4, 16384, 0)))
+        .node(node("o1", "ondemand", alloc(4, 16384, 0)))
+        .node(node("o2", "ondemand", alloc(4, 16384, 0)))
+        .workload(workload("mnp", "q", req(1000, 1024, 0), T0).gang(2))
+        .workload(workload("single", "q", req(1000, 1024, 0), T0 + 1))
+        .build();
+    let r = schedule(&s);
+    let mnp: Vec<&str> = r
+        .placements
+        .iter()
+        .filter(|p| p.job.name == "mnp")
+        .map(|p| p.environment.as_str())
+        .collect();
+    assert_eq!(mnp, vec!["ondemand", "ondemand"]);
+    let single = r.placements.iter().find(|p| p.job.name == "single");
+    assert_eq!(
+        single.map(|p| p.environment.as_str()),
+        Some("spot"),
+        "single jobs still use SPOT"
+    );
+    // Only a budget-mode environment: no node can be reserved there.
+    let s = snapshot()
+        .queue(queue("q", &["budget"]))
+        .environment(
+            environment("budget")
+                .budget_vcpus(100)
+                .shape("m5.xlarge", alloc(4, 16384, 0)),
+        )
+        .workload(workload("mnp", "q", req(1000, 1024, 0), T0).gang(2))
+        .build();
+    let r = schedule(&s);
+    assert!(r.placements.is_empty());
+    match verdict(&r, 0) {
+        Some(Unplaced::CannotRun { kind, message, .. }) => {
+            assert_eq!(kind, BlockedKind::GangTooLarge);
+            assert!(message.contains("cannot reserve nodes"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_gang_whose_queue_has_only_spot_environments_can_never_run() {
+    let s = snapshot()
+        .queue(queue("q", &["spot-a", "spot-b", "off"]))
+        .environment(environment("spot-a").spot())
+        .environment(environment("spot-b").spot())
+        .environment(environment("off").disabled())
+        .node(node("s1", "spot-a", alloc(4, 16384, 0)))
+        .node(node("s2", "spot-a", alloc(4, 16384, 0)))
+        .workload(workload("mnp", "q", req(1000, 1024, 0), T0).gang(2))
+        .workload(workload("single", "q", req(1000, 1024, 0), T0 + 1))
+        .build();
+    let r = schedule(&s);
+    assert_eq!(jobs_placed(&r), vec!["single"]);
+    let unplaced = verdict(&r, 0).expect("unplaced");
+    let blocked = unplaced.to_blocked("q").expect("a verdict");
+    assert_eq!(blocked.kind, BlockedKind::MultiNodeOnSpot);
+    assert!(unplaced.is_permanent());
+    assert!(blocked
+        .status_reason
+        .as_deref()
+        .is_some_and(|r| r.starts_with(reasons::MULTI_NODE_ON_SPOT)));
+    assert!(
+        blocked.message.contains("\"q\"") && blocked.message.contains("spot-a, spot-b"),
+        "{}",
+        blocked.message
+    );
+}
+
+#[test]
+fn a_gang_larger_than_any_environment_can_hold_can_never_run() {
+    // maxvCpus 8 of 4-vCPU nodes: at most 2 nodes; the gang wants 3.
+    let s = snapshot()
+        .queue(queue("q", &["managed", "spot"]))
+        .environment(
+            environment("managed")
+                .shape("m5.xlarge", alloc(4, 16384, 0))
+                .max_vcpus(8),
+        )
+        .environment(
+            environment("spot")
+                .spot()
+                .shape("m5.xlarge", alloc(4, 16384, 0)),
+        )
+        .workload(workload("mnp", "q", req(1000, 1024, 0), T0).gang(3))
+        .workload(workload("fits", "q", req(1000, 1024, 0), T0 + 1).gang(2))
+        .build();
+    let r = schedule(&s);
+    match verdict(&r, 0) {
+        Some(Unplaced::CannotRun {
+            kind,
+            status_reason,
+            message,
+        }) => {
+            assert_eq!(kind, BlockedKind::GangTooLarge);
+            assert!(status_reason.starts_with("MISCONFIGURATION:"));
+            assert!(
+                message.contains("needs 3 nodes")
+                    && message.contains("managed at most 2 (maxvCpus 8)")
+                    && message.contains("spot is SPOT"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        !matches!(verdict(&r, 1), Some(Unplaced::CannotRun { .. })),
+        "2 nodes fit under maxvCpus: {:?}",
+        verdict(&r, 1)
+    );
+    // An unmanaged environment holds as many members as it has nodes that fit them.
+    let s = snapshot()
+        .queue(queue("q", &["unmanaged"]))
+        .environment(environment("unmanaged").shape("m5.xlarge", alloc(4, 16384, 0)))
+        .node(node("u1", "unmanaged", alloc(4, 16384, 0)))
+        .node(node("u2", "unmanaged", alloc(4, 16384, 0)))
+        .node(node("small", "unmanaged", alloc(1, 16384, 0)))
+        .workload(workload("mnp", "q", req(2000, 1024, 0), T0).gang(3))
+        .build();
+    let r = schedule(&s);
+    assert_eq!(
+        verdict(&r, 0).and_then(|u| u.kind()),
+        Some(BlockedKind::GangTooLarge),
+        "{:?}",
+        verdict(&r, 0)
+    );
+    // A member larger than any instance type is the single-job verdict, naming the node.
+    let s = snapshot()
+        .queue(queue("q", &["managed"]))
+        .environment(
+            environment("managed")
+                .shape("m5.xlarge", alloc(4, 16384, 0))
+                .max_vcpus(64),
+        )
+        .workload(
+            workload("mnp", "q", req(1000, 1024, 0), T0)
+                .gang(3)
+                .node_request(2, req(16_000, 1024, 0), None),
+        )
+        .build();
+    match verdict(&schedule(&s), 0) {
+        Some(Unplaced::CannotRun { kind, message, .. }) => {
+            assert_eq!(kind, BlockedKind::NoInstanceTypeFits);
+            assert!(message.starts_with("node 2 requests"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn gangs_and_single_jobs_of_the_same_request_are_judged_apart() {
+    for gang_first in [true, false] {
+        let gang = workload("mnp", "q", req(1000, 1024, 0), T0).gang(3);
+        let single = workload("single", "q", req(1000, 1024, 0), T0);
+        let b = snapshot()
+            .queue(queue("q", &["ce"]).disabled())
+            .environment(
+                environment("ce")
+                    .shape("m5.xlarge", alloc(4, 16384, 0))
+                    .max_vcpus(8),
+            );
+        let s = if gang_first {
+            b.workload(gang).workload(single)
+        } else {
+            b.workload(single).workload(gang)
+        }
+        .build();
+        let r = schedule(&s);
+        let (g, one) = if gang_first { (0, 1) } else { (1, 0) };
+        assert_eq!(
+            verdict(&r, g).and_then(|u| u.kind()),
+            Some(BlockedKind::GangTooLarge)
+        );
+        assert_eq!(verdict(&r, one), Some(Unplaced::QueueDisabled));
+    }
+}
+
+#[test]
+fn a_gang_waits_while_enough_nodes_could_free_or_start_and_says_so_otherwise() {
+    // 2 Ready nodes (busy), a gang of 3: no room soon, unless a node is starting.
+    let make = |starting: u32| {
+        snapshot()
+            .queue(queue("q", &["ce"]))
+            .environment(environment("ce").starting_nodes(starting))
+            .node(node("n1", "ce", alloc(4, 16384, 0)).barge_pods(1))
+            .node(node("n2", "ce", alloc(4, 16384, 0)).barge_pods(1))
+            .workload(workload("mnp", "q", req(1000, 1024, 0), T0).gang(3))
+            .build()
+    };
+    assert_eq!(
+        verdict(&schedule(&make(0)), 0).and_then(|u| u.kind()),
+        Some(BlockedKind::InsufficientCapacity)
+    );
+    assert_eq!(verdict(&schedule(&make(1)), 0), Some(Unplaced::NoCapacity));
+    // 3 Ready nodes, all busy: room comes when their work ends.
+    let s = ce_nodes(
+        snapshot()
+            .queue(queue("q", &["ce"]))
+            .environment(environment("ce")),
+        "ce",
+        3,
+    )
+    .workload(workload("single", "q", req(500, 512, 0), T0))
+    .workload(workload("mnp", "q", req(1000, 1024, 0), T0 + 1).gang(3))
+    .build();
+    assert_eq!(verdict(&schedule(&s), 1), Some(Unplaced::NoCapacity));
+}
+
+#[test]
+fn a_strict_fifo_queue_stops_at_a_gang_that_does_not_fit() {
+    let s = ce_nodes(
+        snapshot()
+            .queue(queue("q", &["ce"]).strict_fifo())
+            .environment(environment("ce")),
+        "ce",
+        2,
+    )
+    .workload(workload("mnp", "q", req(1000, 1024, 0), T0).gang(3))
+    .workload(workload("small", "q", req(500, 512, 0), T0 + 1))
+    .build();
+    let r = schedule(&s);
+    assert!(r.placements.is_empty());
+    assert_eq!(
+        verdict(&r, 1),
+        Some(Unplaced::BehindStrictFifoHead {
+            head: JobKey::new("default", "mnp")
+        })
+    );
+}
+
+#[test]
+fn gang_passes_are_deterministic() {
+    let mut b = snapshot()
+        .queue(queue("q", &["ce"]))
+        .queue(queue("p", &["ce"]).priority(0))
+        .environment(environment("ce"));
+    for i in 0..12 {
+        b = b.node(node(
+            &format!("n{i:02}"),
+            "ce",
+            alloc(4 + (i % 3) * 4, 16384, 0),
+        ));
+    }
+    for i in 0..6 {
+        b = b.workload(
+            workload(&format!("g{i}"), "q", req(1000 + 500 * i, 1024, 0), T0 + i).gang(3),
+        );
+        b = b.workload(workload(&format!("s{i}"), "p", req(700, 512, 0), T0 + i));
+    }
+    let s = b.build();
+    let first = schedule(&s);
+    for _ in 0..20 {
+        assert_eq!(schedule(&s), first);
+    }
+    assert!(!first.placements.is_empty());
+}
+
+#[test]
+fn gang_workloads_come_from_the_job_plan() {
+    let gang = Gang {
+        main_node: 1,
+        members: vec![
+            GangMember {
+                request: req(1000, 1024, 0),
+                constraints: Constraints::default(),
+            };
+            3
+        ],
+    };
+    let job = JobKey::new("ns", "mnp");
+    let work = crate::job::RunnableWork::Gang {
+        attempt: 2,
+        retried: true,
+    };
+    let w = Workload::from_runnable(
+        &job,
+        "q",
+        T0,
+        0,
+        req(1000, 1024, 0),
+        &Constraints::default(),
+        Some(&gang),
+        &work,
+    );
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0].units, Units::Gang(gang));
+    assert!(w[0].retried);
+    assert!(Workload::from_runnable(
+        &job,
+        "q",
+        T0,
+        0,
+        req(1000, 1024, 0),
+        &Constraints::default(),
+        None,
+        &work
+    )
+    .is_empty());
 }

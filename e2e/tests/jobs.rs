@@ -16,7 +16,7 @@ use kube::ResourceExt;
 
 use support::{
     attempts, compute_environment, job, job_definition, job_queue, scripted_tags, status_of,
-    status_reason, trace_spans, traced, E2e, Options,
+    status_reason, trace_spans, traced, traced_span, E2e, Options,
 };
 
 /// A 4-vCPU environment `ce` and a queue `q` over it.
@@ -176,13 +176,7 @@ async fn a_dependency_chain_runs_in_order() {
         env.wait_job(name, JobStatus::Succeeded).await;
     }
     let spans = trace_spans(&env.trace());
-    let span = |name: &str| {
-        let (start, end) = spans.get(name).copied().unwrap_or_default();
-        (
-            start.unwrap_or_else(|| panic!("{name} start traced: {spans:?}")),
-            end.unwrap_or_else(|| panic!("{name} end traced: {spans:?}")),
-        )
-    };
+    let span = |name: &str| traced_span(&spans, name);
     let (first, second, third) = (span("first"), span("second"), span("third"));
     assert!(
         second.0 > first.1,

@@ -27,7 +27,8 @@ use kube::ResourceExt;
 
 use support::{
     attempts, compute_environment_of, indent, job, job_definition, job_queue, scripted_tags,
-    status_of, status_reason, trace_spans, traced, E2e, Options, PodHistory, PodObservation, GATE,
+    status_of, status_reason, trace_spans, traced, traced_span, E2e, Options, PodHistory,
+    PodObservation, GATE,
 };
 
 /// A node range of a multi-node definition: its `targetNodes`, the script its nodes run with
@@ -1292,13 +1293,7 @@ async fn multinode_jobs_take_and_satisfy_dependencies() {
         env.wait_job(name, JobStatus::Succeeded).await;
     }
     let spans = trace_spans(&env.trace());
-    let span = |name: &str| {
-        let (start, end) = spans.get(name).copied().unwrap_or_default();
-        (
-            start.unwrap_or_else(|| panic!("{name} start traced: {spans:?}")),
-            end.unwrap_or_else(|| panic!("{name} end traced: {spans:?}")),
-        )
-    };
+    let span = |name: &str| traced_span(&spans, name);
     let (before, gang, after) = (span("before"), span("gang"), span("after"));
     assert!(
         gang.0 > before.1,

@@ -1079,6 +1079,19 @@ pub fn trace_spans(lines: &[String]) -> BTreeMap<String, (Option<u128>, Option<u
     spans
 }
 
+/// The (start, end) of `label` in `spans` (from [`trace_spans`]); panics, naming the label,
+/// when either edge was not traced.
+pub fn traced_span(
+    spans: &BTreeMap<String, (Option<u128>, Option<u128>)>,
+    label: &str,
+) -> (u128, u128) {
+    let (start, end) = spans.get(label).copied().unwrap_or_default();
+    (
+        start.unwrap_or_else(|| panic!("{label} start traced: {spans:?}")),
+        end.unwrap_or_else(|| panic!("{label} end traced: {spans:?}")),
+    )
+}
+
 /// A shell snippet that waits until the test calls [`E2e::open_gate`]: holds a job RUNNING for
 /// exactly as long as the test needs, instead of guessing a duration.
 pub const GATE: &str = "while [ ! -e ${GATE} ]; do sleep 0.05; done";

@@ -1,5 +1,6 @@
 //! Tests of the multi-node parallel job state machine, one (or more) per rule.
 
+use super::super::tests::{deleted, released, states, stopped, with_record};
 use super::super::*;
 use crate::deps::{Dependency, DependencyTarget};
 use crate::fixtures::{job, node_pod, secs, JobViewBuilder, PodBuilder, T0};
@@ -25,50 +26,6 @@ fn running_children(mut view: JobViewBuilder, attempt: u32, at: i64) -> JobViewB
         view = view.pod(node(attempt, n).running(at));
     }
     view
-}
-
-fn with_record(view: &JobView, plan: &JobPlan) -> JobView {
-    let mut next = view.clone();
-    next.record = plan.record.clone();
-    next
-}
-
-fn states(plan: &JobPlan) -> Vec<(JobState, JobState)> {
-    plan.events.iter().map(|e| (e.from, e.to)).collect()
-}
-
-fn released(plan: &JobPlan) -> Vec<&str> {
-    plan.actions
-        .iter()
-        .filter_map(|a| match a {
-            JobAction::ReleasePod { name } => Some(name.as_str()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn deleted(plan: &JobPlan) -> Vec<(&str, i64, DeleteReason)> {
-    plan.actions
-        .iter()
-        .filter_map(|a| match a {
-            JobAction::DeletePod {
-                name,
-                grace_seconds,
-                reason,
-            } => Some((name.as_str(), *grace_seconds, *reason)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn stopped(plan: &JobPlan) -> Vec<(&str, DeleteReason)> {
-    plan.actions
-        .iter()
-        .filter_map(|a| match a {
-            JobAction::StopPod { name, reason } => Some((name.as_str(), *reason)),
-            _ => None,
-        })
-        .collect()
 }
 
 /// The `CreateNodePods` requests of a plan: (attempt, main pod IP, indices).

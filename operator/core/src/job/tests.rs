@@ -6,17 +6,18 @@ use crate::fixtures::{array_target, attempt_pod, job, secs, T0};
 use crate::reasons;
 use crate::state::JobState::*;
 
-fn with_record(view: &JobView, plan: &JobPlan) -> JobView {
+/// The view after `plan`'s record was written.
+pub(super) fn with_record(view: &JobView, plan: &JobPlan) -> JobView {
     let mut next = view.clone();
     next.record = plan.record.clone();
     next
 }
 
-fn states(plan: &JobPlan) -> Vec<(JobState, JobState)> {
+pub(super) fn states(plan: &JobPlan) -> Vec<(JobState, JobState)> {
     plan.events.iter().map(|e| (e.from, e.to)).collect()
 }
 
-fn released(plan: &JobPlan) -> Vec<&str> {
+pub(super) fn released(plan: &JobPlan) -> Vec<&str> {
     plan.actions
         .iter()
         .filter_map(|a| match a {
@@ -26,7 +27,7 @@ fn released(plan: &JobPlan) -> Vec<&str> {
         .collect()
 }
 
-fn deleted(plan: &JobPlan) -> Vec<(&str, i64, DeleteReason)> {
+pub(super) fn deleted(plan: &JobPlan) -> Vec<(&str, i64, DeleteReason)> {
     plan.actions
         .iter()
         .filter_map(|a| match a {
@@ -40,7 +41,7 @@ fn deleted(plan: &JobPlan) -> Vec<(&str, i64, DeleteReason)> {
         .collect()
 }
 
-fn stopped(plan: &JobPlan) -> Vec<(&str, DeleteReason)> {
+pub(super) fn stopped(plan: &JobPlan) -> Vec<(&str, DeleteReason)> {
     plan.actions
         .iter()
         .filter_map(|a| match a {

@@ -37,14 +37,13 @@
 
 use super::pods::{self, Finished, Progress};
 use super::single::{
-    give_up_refused_creation, observe_started, record_result, stop_pod, stop_running_pod,
-    watch_deletion,
+    apply_admission, give_up_refused_creation, observe_started, record_result,
+    resolve_dependencies, stop_pod, stop_running_pod, watch_deletion,
 };
 use super::{
-    Admission, DeleteReason, Draft, JobAction, JobRecord, JobView, NodeStates, NodesSpec, PodPhase,
-    PodView, RunnableWork,
+    DeleteReason, Draft, JobAction, JobRecord, JobView, NodeStates, NodesSpec, PodPhase, PodView,
+    RunnableWork,
 };
-use crate::deps::{self, DependencyVerdict};
 use crate::naming;
 use crate::pod_creation::{GiveUp, Unit};
 use crate::reasons;
@@ -126,17 +125,8 @@ fn advance(view: &JobView, d: &mut Draft, shape: NodesSpec, job_pods: &[&PodView
         return;
     }
 
-    match &view.admission {
-        Admission::Waiting { reason } if d.record.state == JobState::Submitted => {
-            d.record.status_reason = Some(reason.clone());
-            d.waiting = Some(reason.clone());
-            return;
-        }
-        Admission::Invalid { reason } if main.is_none() && d.record.state.is_queued() => {
-            d.fail(reason.clone());
-            return;
-        }
-        _ => {}
+    if !apply_admission(view, d, main.is_some()) {
+        return;
     }
     if shape.main_node >= shape.num_nodes && main.is_none() && d.record.state.is_queued() {
         d.fail(reasons::main_node_out_of_range(
@@ -146,28 +136,8 @@ fn advance(view: &JobView, d: &mut Draft, shape: NodesSpec, job_pods: &[&PodView
         return;
     }
 
-    if main.is_none() && matches!(d.record.state, JobState::Submitted | JobState::Pending) {
-        let verdict = deps::evaluate_job(&view.name, &view.spec.depends_on, &view.dependencies);
-        let settled = super::surroundings(view).settle(verdict, d.now_ms);
-        if let Some(at) = settled.recheck_at_ms {
-            d.wake_at(at);
-        }
-        match settled.verdict {
-            DependencyVerdict::Failed { status_reason } => {
-                d.fail(status_reason);
-                return;
-            }
-            DependencyVerdict::Waiting { reason } => {
-                if d.record.state != JobState::Pending
-                    || d.record.status_reason.as_ref() != Some(&reason)
-                {
-                    d.transition(JobState::Pending, Some(reason.clone()));
-                }
-                d.waiting = Some(reason);
-                return;
-            }
-            DependencyVerdict::Met => d.transition(JobState::Runnable, None),
-        }
+    if !resolve_dependencies(view, d, main.is_some()) {
+        return;
     }
 
     let main_pod_name = naming::node_pod_name(&view.name, current_attempt, shape.main_node);

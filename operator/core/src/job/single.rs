@@ -73,41 +73,10 @@ pub(crate) fn reconcile_single(view: &JobView, d: &mut Draft) {
         return;
     }
 
-    match &view.admission {
-        Admission::Waiting { reason } if d.record.state == JobState::Submitted => {
-            d.record.status_reason = Some(reason.clone());
-            d.waiting = Some(reason.clone());
-            return;
-        }
-        Admission::Invalid { reason } if current.is_none() && d.record.state.is_queued() => {
-            d.fail(reason.clone());
-            return;
-        }
-        _ => {}
-    }
-
-    if current.is_none() && matches!(d.record.state, JobState::Submitted | JobState::Pending) {
-        let verdict = deps::evaluate_job(&view.name, &view.spec.depends_on, &view.dependencies);
-        let settled = super::surroundings(view).settle(verdict, d.now_ms);
-        if let Some(at) = settled.recheck_at_ms {
-            d.wake_at(at);
-        }
-        match settled.verdict {
-            DependencyVerdict::Failed { status_reason } => {
-                d.fail(status_reason);
-                return;
-            }
-            DependencyVerdict::Waiting { reason } => {
-                if d.record.state != JobState::Pending
-                    || d.record.status_reason.as_ref() != Some(&reason)
-                {
-                    d.transition(JobState::Pending, Some(reason.clone()));
-                }
-                d.waiting = Some(reason);
-                return;
-            }
-            DependencyVerdict::Met => d.transition(JobState::Runnable, None),
-        }
+    if !apply_admission(view, d, current.is_some())
+        || !resolve_dependencies(view, d, current.is_some())
+    {
+        return;
     }
 
     match current {
@@ -161,6 +130,57 @@ pub(crate) fn reconcile_single(view: &JobView, d: &mut Draft) {
                 .saturating_add(1),
             retried: d.record.is_retried(),
         };
+    }
+}
+
+/// The operator's admission verdict for a job whose current attempt has a pod (`has_pod`) or
+/// not: a SUBMITTED job waits with the reason; a queued job without a pod fails when invalid.
+/// Returns false when the reconcile ends here.
+pub(crate) fn apply_admission(view: &JobView, d: &mut Draft, has_pod: bool) -> bool {
+    match &view.admission {
+        Admission::Waiting { reason } if d.record.state == JobState::Submitted => {
+            d.record.status_reason = Some(reason.clone());
+            d.waiting = Some(reason.clone());
+            false
+        }
+        Admission::Invalid { reason } if !has_pod && d.record.state.is_queued() => {
+            d.fail(reason.clone());
+            false
+        }
+        _ => true,
+    }
+}
+
+/// Dependencies of a SUBMITTED or PENDING job whose current attempt has no pod: PENDING while
+/// they are unmet (with the reason), FAILED when one failed (or a cycle or missing job settles
+/// it), RUNNABLE once met. Returns false when the reconcile ends here.
+pub(crate) fn resolve_dependencies(view: &JobView, d: &mut Draft, has_pod: bool) -> bool {
+    if has_pod || !matches!(d.record.state, JobState::Submitted | JobState::Pending) {
+        return true;
+    }
+    let verdict = deps::evaluate_job(&view.name, &view.spec.depends_on, &view.dependencies);
+    let settled = super::surroundings(view).settle(verdict, d.now_ms);
+    if let Some(at) = settled.recheck_at_ms {
+        d.wake_at(at);
+    }
+    match settled.verdict {
+        DependencyVerdict::Failed { status_reason } => {
+            d.fail(status_reason);
+            false
+        }
+        DependencyVerdict::Waiting { reason } => {
+            if d.record.state != JobState::Pending
+                || d.record.status_reason.as_ref() != Some(&reason)
+            {
+                d.transition(JobState::Pending, Some(reason.clone()));
+            }
+            d.waiting = Some(reason);
+            false
+        }
+        DependencyVerdict::Met => {
+            d.transition(JobState::Runnable, None);
+            true
+        }
     }
 }
 

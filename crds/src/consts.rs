@@ -50,6 +50,9 @@ pub const LABEL_NODE_INDEX: &str = "batch.barge.dev/node-index";
 /// operator restart and the other nodes' pods go exactly there.
 pub const ANNOTATION_GANG_NODES: &str = "batch.barge.dev/gang-nodes";
 /// Pod label: the job queue the job was submitted to.
+/// Pod annotation: the job's `shareIdentifier` (fair-share usage is counted per queue and share
+/// from the pods; an annotation because identifiers may be longer than a label value).
+pub const ANNOTATION_SHARE_IDENTIFIER: &str = "batch.barge.dev/share-identifier";
 pub const LABEL_JOB_QUEUE: &str = "batch.barge.dev/job-queue";
 /// Pod and node label (and node taint key): the compute environment.
 pub const LABEL_COMPUTE_ENVIRONMENT: &str = "batch.barge.dev/compute-environment";
@@ -130,6 +133,8 @@ pub const REASON_JOB_QUEUE_DISABLED: &str = "JobQueueDisabled";
 pub const REASON_COMPUTE_ENVIRONMENT_NOT_FOUND: &str = "ComputeEnvironmentNotFound";
 pub const REASON_SCHEDULING_POLICY_NOT_FOUND: &str = "SchedulingPolicyNotFound";
 pub const REASON_NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+/// A job without `shareIdentifier` submitted to a queue with a scheduling policy.
+pub const REASON_SHARE_IDENTIFIER_REQUIRED: &str = "ShareIdentifierRequired";
 pub const REASON_NO_INSTANCE_TYPE_FITS: &str = "NoInstanceTypeFits";
 pub const REASON_EXCEEDS_MAX_VCPUS: &str = "ExceedsMaxvCpus";
 pub const REASON_WAITING_FOR_CAPACITY: &str = "WaitingForCapacity";

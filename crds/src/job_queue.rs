@@ -4,7 +4,7 @@
 //! jobs stuck RUNNABLE, and a namespace selector saying who may submit. The queue controller
 //! writes `status` (VALID/INVALID and job counts per state).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -168,6 +168,107 @@ pub struct JobQueueStatus {
     /// The generation the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Fair-share usage of a queue with a scheduling policy: per active share, refreshed at a
+    /// bounded rate by the scheduler (and read back after a restart, so usage is not reset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fair_share: Option<FairShareStatus>,
+    /// The next jobs to run, in order (AWS Batch GetJobQueueSnapshot), refreshed at a bounded
+    /// rate by the scheduler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub front_of_queue: Option<FrontOfQueue>,
+}
+
+/// Most shares listed in `status.fairShare.shares` (the most used first).
+pub const MAX_SHARES_IN_STATUS: usize = 100;
+/// Most jobs listed in `status.frontOfQueue.jobs` (as AWS Batch's GetJobQueueSnapshot).
+pub const MAX_FRONT_OF_QUEUE: usize = 100;
+
+/// Fair-share usage of a queue (`status.fairShare`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FairShareStatus {
+    /// When the usage below was computed: decayed usage is recovered from here after a restart.
+    /// The scheduler recomputes this status every `--queue-status-interval-ms` but writes it only
+    /// when more than the usage changed: until then a share's usage is
+    /// `usage·e^(−t/D) + runningVcpus·D·(1 − e^(−t/D))`, t seconds after this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Time>,
+    /// The scheduling policy the usage is kept for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduling_policy_name: Option<String>,
+    /// Shares with jobs not finished, or with usage not decayed yet.
+    #[serde(default)]
+    pub active_shares: i32,
+    /// vCPUs held back for shares that are not active yet:
+    /// (computeReservation/100)^activeShares of the queue's maximum vCPUs.
+    #[serde(default)]
+    pub reserved_vcpus: f64,
+    /// The queue's maximum vCPUs (its compute environments' `maxvCpus`, or their nodes'
+    /// allocatable CPU when unmanaged).
+    #[serde(default)]
+    pub max_vcpus: f64,
+    /// Active shares, the most used first (at most 100).
+    // Serialized also when empty: the scheduler writes this status with a JSON merge patch,
+    // where an absent list would keep the old one.
+    #[serde(default)]
+    #[schemars(length(max = MAX_SHARES_IN_STATUS))]
+    pub shares: Vec<ShareUsageStatus>,
+}
+
+/// One share's usage (`status.fairShare.shares[]`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShareUsageStatus {
+    pub share_identifier: String,
+    /// Its weight factor under the policy (lower gets more).
+    pub weight_factor: f64,
+    /// vCPUs of its jobs' pods running (or placed) now.
+    pub running_vcpus: f64,
+    /// vCPU-seconds of its running and recently finished jobs, decayed over
+    /// `shareDecaySeconds` (0 when the policy counts only current usage).
+    pub usage_vcpu_seconds: f64,
+    /// The fraction of the queue's compute it is entitled to among the active shares:
+    /// (1/weightFactor) / Σ active (1/weightFactor).
+    pub target_fraction: f64,
+    /// Its RUNNABLE jobs (array children counted one each).
+    pub runnable: i64,
+}
+
+/// The front of a queue (`status.frontOfQueue`), as AWS Batch's `FrontOfQueueDetail`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontOfQueue {
+    /// When the list last changed (it is recomputed every `--queue-status-interval-ms` and
+    /// written only when it changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_updated_at: Option<Time>,
+    /// The next RUNNABLE jobs (or array children) to run, first first (at most 100).
+    // Serialized also when empty, as `fairShare.shares`.
+    #[serde(default)]
+    #[schemars(length(max = MAX_FRONT_OF_QUEUE))]
+    pub jobs: Vec<FrontOfQueueJob>,
+}
+
+/// One entry of the front of a queue (AWS `FrontOfQueueJobSummary`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontOfQueueJob {
+    pub namespace: String,
+    /// The Job's name.
+    pub name: String,
+    /// The array child, for an array job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array_index: Option<u32>,
+    /// Its `shareIdentifier` (fair-share queues).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_identifier: Option<String>,
+    /// Its scheduling priority (`schedulingPriorityOverride`, else the definition's
+    /// `schedulingPriority`, else 0).
+    #[serde(default)]
+    pub scheduling_priority: i32,
+    /// When it reached its current position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earliest_time_at_position: Option<Time>,
 }
 
 impl JobQueueSpec {

@@ -1,19 +1,22 @@
-//! End-to-end under realistic latency (issue 9): the scenarios of `e2e_jobs`, `e2e_arrays` and
-//! `e2e_multinode` once more, each against a simulated API server whose every write takes
-//! [`support::REALISTIC_WRITE_LATENCY`] (50 ms, an etcd commit's worth) instead of microseconds —
-//! races between the operator's own writes and its caches hid behind the fast server. The
-//! harness picks the latency from this target's name (see `support::write_latency`), so the
-//! scenario files are compiled here unchanged; these runs always use their own simulated cluster,
-//! also when `BARGE_E2E_KUBECONFIG` is set.
+//! End-to-end under realistic latency (issue 9): the scenarios of `e2e_jobs`, `e2e_arrays`,
+//! `e2e_multinode` and `e2e_fair_share` once more, each against a simulated API server whose
+//! every write takes [`support::REALISTIC_WRITE_LATENCY`] (50 ms, an etcd commit's worth) instead
+//! of microseconds — races between the operator's own writes and its caches hid behind the fast
+//! server. The harness picks the latency from this target's name (see `support::write_latency`),
+//! so the scenario files are compiled here unchanged; these runs always use their own simulated
+//! cluster, also when `BARGE_E2E_KUBECONFIG` is set.
 //!
 //! Also here: the harness's own guarantee that a failing test leaves nothing behind on a real
 //! cluster.
-// `jobs.rs`, `arrays.rs` and `multinode.rs` each declare `mod support;`, so the harness is compiled once per
-// scenario file (and once for this file's own test): that is how they are reused unchanged.
+// `jobs.rs`, `arrays.rs`, `multinode.rs` and `fair_share.rs` each declare `mod support;`, so the
+// harness is compiled once per scenario file (and once for this file's own test): that is how
+// they are reused unchanged.
 #![allow(clippy::duplicate_mod)]
 
 #[path = "arrays.rs"]
 mod arrays;
+#[path = "fair_share.rs"]
+mod fair_share;
 #[path = "jobs.rs"]
 mod jobs;
 #[path = "multinode.rs"]

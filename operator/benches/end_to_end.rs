@@ -4,17 +4,22 @@
 //! 2. one array job of N children;
 //! 3. two arrays of N children linked N_TO_N (the dependency bookkeeping must stay O(size));
 //! 4. G multi-node (gang) jobs of 8 nodes each, 1 s per node, submitted at once: 12 gangs fit
-//!    the 100 nodes at a time (one Kubernetes node per job node), so they run in waves.
+//!    the 100 nodes at a time (one Kubernetes node per job node), so they run in waves;
+//! 5. N single jobs across 10 share identifiers on a queue with a scheduling policy (fair share,
+//!    issue 12), submitted as in phase 1: its jobs per second against phase 1's FIFO run, and
+//!    the queue status writes per second that usage (`status.fairShare`) and the front of the
+//!    queue (`status.frontOfQueue`) cost.
 //!
 //! Each phase gets a fresh cluster and a fresh operator process. Printed per phase: time from
 //! the first submission to the last job (or child) SUCCEEDED, jobs (children) per second, API
 //! writes per job by kind (from the sim's request statistics), status writes per second on the
-//! parent for arrays, and the operator process's peak RSS (VmHWM).
+//! parent for arrays, queue status writes per second, and the operator process's peak RSS
+//! (VmHWM).
 //!
 //! `cargo bench -p barge-operator --bench end_to_end` (N = 10,000, G = 50);
 //! `BARGE_BENCH_JOBS=2000` for a shorter run; `BARGE_BENCH_PHASES=gangs` (a comma-separated list
-//! of `singles`, `array`, `n_to_n`, `gangs`) runs only those phases; `BARGE_BENCH_GANGS` and
-//! `BARGE_BENCH_GANG_NODES` size the gang phase.
+//! of `singles`, `array`, `n_to_n`, `gangs`, `fair_share`) runs only those phases;
+//! `BARGE_BENCH_GANGS` and `BARGE_BENCH_GANG_NODES` size the gang phase.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -25,7 +30,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ListParams, PostParams};
 use kube::Client;
 
-use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, JobStatus};
+use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, JobStatus, SchedulingPolicy};
 use barge_sim::kubelet::{Kubelet, KubeletConfig, RuntimeKind};
 use barge_sim::{Cluster, ClusterConfig, StatsSnapshot};
 
@@ -36,6 +41,9 @@ const SUBMITTERS: usize = 16;
 /// Nodes (pods) per gang by default, and gangs of the gang phase.
 const GANG_NODES: u64 = 8;
 const GANGS: u64 = 50;
+/// Share identifiers of the fair-share phase (`share-0`…): the first half weigh 1.0, the second
+/// half 0.5.
+const SHARES: u64 = 10;
 const DEADLINE: Duration = Duration::from_secs(1200);
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -44,10 +52,17 @@ enum Phase {
     Array,
     NToN,
     Gangs,
+    FairShare,
 }
 
 impl Phase {
-    const ALL: [Phase; 4] = [Phase::Singles, Phase::Array, Phase::NToN, Phase::Gangs];
+    const ALL: [Phase; 5] = [
+        Phase::Singles,
+        Phase::Array,
+        Phase::NToN,
+        Phase::Gangs,
+        Phase::FairShare,
+    ];
 
     /// The name `BARGE_BENCH_PHASES` uses.
     fn key(self) -> &'static str {
@@ -56,6 +71,7 @@ impl Phase {
             Phase::Array => "array",
             Phase::NToN => "n_to_n",
             Phase::Gangs => "gangs",
+            Phase::FairShare => "fair_share",
         }
     }
 }
@@ -101,7 +117,25 @@ fn yaml<K: serde::de::DeserializeOwned>(text: &str) -> K {
     serde_yaml::from_str(text).unwrap_or_else(|e| panic!("manifest: {e}\n{text}"))
 }
 
-async fn install(client: &Client, gang_nodes: u64) {
+/// The scheduling policy of the fair-share phase: [`SHARES`] identifiers, usage decaying over
+/// 600 s (the window AWS's API reference names for `shareDecaySeconds: 0`), 10 % reserved for
+/// new shares.
+fn scheduling_policy() -> SchedulingPolicy {
+    let distribution: Vec<String> = (0..SHARES)
+        .map(|i| {
+            let weight = if i < SHARES / 2 { 1.0 } else { 0.5 };
+            format!("{{shareIdentifier: share-{i}, weightFactor: {weight:?}}}")
+        })
+        .collect();
+    yaml(&format!(
+        "apiVersion: batch.barge.dev/v1alpha1\nkind: SchedulingPolicy\nmetadata: {{name: bench}}\nspec:\n  fairsharePolicy: {{shareDecaySeconds: 600, computeReservation: 10, shareDistribution: [{}]}}\n",
+        distribution.join(", ")
+    ))
+}
+
+/// Installs the CRDs, the compute environment, the queue `bench` (with the scheduling policy
+/// `bench` when `fair_share`) and the job definitions.
+async fn install(client: &Client, gang_nodes: u64, fair_share: bool) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in barge_crds::all_crds() {
         crds.create(&PostParams::default(), &crd)
@@ -116,7 +150,18 @@ async fn install(client: &Client, gang_nodes: u64) {
         .create(&PostParams::default(), &ce)
         .await
         .expect("ce");
-    let queue: JobQueue = yaml("apiVersion: batch.barge.dev/v1alpha1\nkind: JobQueue\nmetadata: {name: bench}\nspec: {priority: 1, computeEnvironmentOrder: [{order: 1, computeEnvironment: bench}]}\n");
+    if fair_share {
+        Api::<SchedulingPolicy>::all(client.clone())
+            .create(&PostParams::default(), &scheduling_policy())
+            .await
+            .expect("scheduling policy");
+    }
+    let policy = if fair_share {
+        ", schedulingPolicyName: bench"
+    } else {
+        ""
+    };
+    let queue: JobQueue = yaml(&format!("apiVersion: batch.barge.dev/v1alpha1\nkind: JobQueue\nmetadata: {{name: bench}}\nspec: {{priority: 1, computeEnvironmentOrder: [{{order: 1, computeEnvironment: bench}}]{policy}}}\n"));
     Api::<JobQueue>::all(client.clone())
         .create(&PostParams::default(), &queue)
         .await
@@ -168,15 +213,19 @@ fn job_of(name: &str, definition: &str, extra: &str) -> Job {
     ))
 }
 
-/// Submits `n` jobs `<prefix>-<i>` of `definition` with [`SUBMITTERS`] concurrent clients.
-async fn submit_many(jobs: &Api<Job>, prefix: &str, definition: &str, n: u64) {
+/// Submits `n` jobs `<prefix>-<i>` of `definition` with [`SUBMITTERS`] concurrent clients; with
+/// `shares`, job `i` has share identifier `share-<i mod shares>`.
+async fn submit_many(jobs: &Api<Job>, prefix: &str, definition: &str, n: u64, shares: Option<u64>) {
     futures::stream::iter(0..n)
         .map(|i| {
             let jobs = jobs.clone();
+            let extra = shares
+                .map(|s| format!("  shareIdentifier: share-{}\n", i % s))
+                .unwrap_or_default();
             async move {
                 jobs.create(
                     &PostParams::default(),
-                    &job_of(&format!("{prefix}-{i}"), definition, ""),
+                    &job_of(&format!("{prefix}-{i}"), definition, &extra),
                 )
                 .await
                 .expect("submit")
@@ -203,7 +252,7 @@ async fn succeeded(client: &Client, phase: Phase, n: u64) -> bool {
     let jobs: Api<Job> = Api::namespaced(client.clone(), NAMESPACE);
     let done = |j: &Job| j.status.as_ref().and_then(|s| s.status) == Some(JobStatus::Succeeded);
     match phase {
-        Phase::Singles | Phase::Gangs => {
+        Phase::Singles | Phase::Gangs | Phase::FairShare => {
             let mut count = 0u64;
             let mut params = ListParams::default().limit(2000);
             loop {
@@ -240,7 +289,7 @@ async fn run_phase(phase: Phase, n: u64, gang_nodes: u64) -> Report {
     )
     .await
     .expect("kubelet");
-    install(&client, gang_nodes).await;
+    install(&client, gang_nodes, phase == Phase::FairShare).await;
     let log = std::env::temp_dir().join(format!("barge-bench-{phase:?}.log"));
     let metrics_port = free_port();
     let mut operator = tokio::process::Command::new(env!("CARGO_BIN_EXE_barge"))
@@ -267,8 +316,9 @@ async fn run_phase(phase: Phase, n: u64, gang_nodes: u64) -> Report {
     let started = Instant::now();
     let jobs: Api<Job> = Api::namespaced(client.clone(), NAMESPACE);
     match phase {
-        Phase::Singles => submit_many(&jobs, "single", "zero", n).await,
-        Phase::Gangs => submit_many(&jobs, "gang", "gang", n).await,
+        Phase::Singles => submit_many(&jobs, "single", "zero", n, None).await,
+        Phase::Gangs => submit_many(&jobs, "gang", "gang", n, None).await,
+        Phase::FairShare => submit_many(&jobs, "shared", "zero", n, Some(SHARES)).await,
         Phase::Array => {
             jobs.create(
                 &PostParams::default(),
@@ -312,7 +362,15 @@ async fn run_phase(phase: Phase, n: u64, gang_nodes: u64) -> Report {
     let elapsed = started.elapsed();
     let stats = cluster.stats();
     let peak_rss_kib = peak_rss_kib(pid);
-    let metrics = scrape(metrics_port, &["barge_events_", "barge_status_writes"]).await;
+    let metrics = scrape(
+        metrics_port,
+        &[
+            "barge_events_",
+            "barge_status_writes",
+            "barge_queue_status_writes",
+        ],
+    )
+    .await;
     eprintln!("{phase:?}: submitted in {submitted:?}, done in {elapsed:?}");
     let _ = operator.kill().await;
     kubelet.shutdown().await;
@@ -338,6 +396,7 @@ fn print(r: &Report) {
     let pod_patches = s.count("patch", "pods");
     let pod_deletes = s.count("delete", "pods");
     let kubelet = s.count("patch", "pods/status") + s.count("update", "pods/status");
+    let queue_status = s.count("patch", "jobqueues/status") + s.count("update", "jobqueues/status");
     let events = s.count("create", "events");
     let job_creates = s.count("create", "jobs");
     println!("== {:?}: {} units", r.phase, r.units);
@@ -387,6 +446,10 @@ fn print(r: &Report) {
     }
     println!("  job status writes per s    : {:.1}", status as f64 / secs);
     println!(
+        "  queue status writes per s  : {:.2} ({queue_status} in all)",
+        queue_status as f64 / secs
+    );
+    println!(
         "  operator peak RSS          : {:.0} MiB",
         r.peak_rss_kib as f64 / 1024.0
     );
@@ -426,6 +489,16 @@ fn main() {
             reports.push(report);
         }
         let of = |phase: Phase| reports.iter().find(|r| r.phase == phase);
+        if let (Some(fifo), Some(fair)) = (of(Phase::Singles), of(Phase::FairShare)) {
+            let rate = |r: &Report| r.units as f64 / r.elapsed.as_secs_f64();
+            println!("== fair share vs FIFO (same run, same jobs but for shareIdentifier)");
+            println!(
+                "  jobs per second            : {:.2} vs {:.2} ({:.2}x)",
+                rate(fair),
+                rate(fifo),
+                rate(fair) / rate(fifo)
+            );
+        }
         let (Some(singles), Some(array), Some(linked)) =
             (of(Phase::Singles), of(Phase::Array), of(Phase::NToN))
         else {

@@ -45,8 +45,9 @@ use tracing::{debug, warn};
 
 use barge_core::resources::Resources;
 use barge_crds::consts::{
-    ANNOTATION_GANG_NODES, FINALIZER_ATTEMPT_RESULT, LABEL_COMPUTE_ENVIRONMENT,
-    LABEL_JOB_DEFINITION, LABEL_JOB_UID, LABEL_MANAGED_BY, LABEL_NODE_INDEX, MANAGED_BY_BARGE,
+    ANNOTATION_GANG_NODES, ANNOTATION_SHARE_IDENTIFIER, FINALIZER_ATTEMPT_RESULT,
+    LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_DEFINITION, LABEL_JOB_QUEUE, LABEL_JOB_UID,
+    LABEL_MANAGED_BY, LABEL_NODE_INDEX, MANAGED_BY_BARGE,
 };
 use barge_crds::job::JobStatus;
 use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, SchedulingPolicy};
@@ -570,6 +571,9 @@ struct PodUsage {
     gang_member: bool,
     /// The nodes it reserves for its gang (a multi-node job's main pod; see [`reserved_nodes`]).
     reserves: Vec<String>,
+    /// (queue, share identifier) of a Barge pod whose job names a share: the fair-share usage
+    /// it counts toward.
+    share: Option<(String, String)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -599,6 +603,9 @@ struct UsageState {
     nodes: HashMap<String, NodeTotals>,
     /// Millicpu requested by Barge's pods per compute environment, bound or not.
     environments: HashMap<String, i64>,
+    /// Millicpu requested by Barge's pods per (queue, share identifier), bound or not: the
+    /// running vCPUs of fair share.
+    shares: HashMap<(String, String), i64>,
 }
 
 impl UsageState {
@@ -606,6 +613,14 @@ impl UsageState {
         let Some(usage) = self.pods.remove(id) else {
             return;
         };
+        if let Some(share) = &usage.share {
+            if let Some(total) = self.shares.get_mut(share) {
+                *total -= usage.requests.milli_cpu;
+                if *total <= 0 {
+                    self.shares.remove(share);
+                }
+            }
+        }
         if let Some(environment) = &usage.environment {
             if let Some(total) = self.environments.get_mut(environment) {
                 *total -= usage.requests.milli_cpu;
@@ -658,6 +673,17 @@ impl UsageState {
         let requests = PodRequests::of_pod(pod);
         let barge = is_barge_pod(pod);
         let gang_member = barge && pod.labels().contains_key(LABEL_NODE_INDEX);
+        let share = barge
+            .then(|| {
+                let queue = pod.labels().get(LABEL_JOB_QUEUE)?;
+                let share = pod.annotations().get(ANNOTATION_SHARE_IDENTIFIER)?;
+                Some((queue.clone(), share.clone()))
+            })
+            .flatten()
+            .filter(|_| node.is_some() || environment.is_some());
+        if let Some(key) = &share {
+            *self.shares.entry(key.clone()).or_default() += requests.milli_cpu;
+        }
         if let Some(environment) = environment {
             *self
                 .environments
@@ -688,6 +714,7 @@ impl UsageState {
                 barge,
                 gang_member,
                 reserves,
+                share,
             },
         );
     }
@@ -785,6 +812,18 @@ impl NodeUsage {
             .unwrap_or(0)
     }
 
+    /// Millicpu requested by the Barge pods of `queue`'s jobs per share identifier (bound and
+    /// unfinished, or with their result not recorded yet; or unbound in a budget-mode
+    /// environment): the vCPUs each share runs now.
+    pub fn milli_cpu_by_share(&self, queue: &str) -> BTreeMap<String, i64> {
+        read(&self.live)
+            .shares
+            .iter()
+            .filter(|((q, _), _)| q == queue)
+            .map(|((_, share), &milli)| (share.clone(), milli))
+            .collect()
+    }
+
     /// Whether the pod `namespace/name` is counted (bound and not finished, or a Barge pod of a
     /// compute environment, bound or not).
     pub fn contains(&self, namespace: &str, name: &str) -> bool {
@@ -844,6 +883,8 @@ pub struct Indexes {
     pub jobs_by_queue_state: Arc<Index<Job, (String, JobStatus)>>,
     /// Unfinished jobs by queue: the queue's "in use" finalizer.
     pub active_jobs_by_queue: Arc<Index<Job, String>>,
+    /// Unfinished jobs by (queue, shareIdentifier): the shares of fair share that are active.
+    pub active_jobs_by_queue_share: Arc<Index<Job, (String, String)>>,
     /// Unfinished jobs by (namespace, job definition name): the definition's "in use" finalizer.
     pub active_jobs_by_definition: Arc<Index<Job, NamespacedName>>,
     /// Queues by each compute environment of their `computeEnvironmentOrder`.
@@ -880,6 +921,12 @@ impl Indexes {
                 } else {
                     vec![j.spec.job_queue.clone()]
                 }
+            }),
+            active_jobs_by_queue_share: Index::new(|j: &Job| match &j.spec.share_identifier {
+                Some(share) if !recorded_state(j).is_finished() => {
+                    vec![(j.spec.job_queue.clone(), share.clone())]
+                }
+                _ => Vec::new(),
             }),
             active_jobs_by_definition: Index::new(|j: &Job| {
                 if recorded_state(j).is_finished() {
@@ -980,6 +1027,7 @@ impl Caches {
                 .index(indexes.jobs_by_dependency.clone())
                 .index(indexes.jobs_by_queue_state.clone())
                 .index(indexes.active_jobs_by_queue.clone())
+                .index(indexes.active_jobs_by_queue_share.clone())
                 .index(indexes.active_jobs_by_definition.clone()),
             job_definitions: Sink::new(),
             revisions: Sink::new().index(indexes.revisions_by_definition.clone()),
@@ -1135,6 +1183,17 @@ impl Caches {
     }
 
     /// Whether unfinished jobs still use `queue`.
+    /// Unfinished jobs of `queue` per share identifier (jobs that name one).
+    pub fn live_jobs_by_share(&self, queue: &str) -> BTreeMap<String, u64> {
+        self.indexes
+            .active_jobs_by_queue_share
+            .counts()
+            .into_iter()
+            .filter(|((q, _), _)| q == queue)
+            .map(|((_, share), n)| (share, n as u64))
+            .collect()
+    }
+
     pub fn queue_in_use(&self, queue: &str) -> bool {
         self.indexes.active_jobs_by_queue.count(&queue.to_string()) > 0
     }

@@ -56,6 +56,9 @@ pub struct OperatorConfig {
     pub scheduler_interval: Duration,
     /// Pods the scheduler creates concurrently.
     pub pod_create_concurrency: usize,
+    /// Least time between two rounds of queue status writes by the scheduler
+    /// (`status.fairShare`, `status.frontOfQueue`).
+    pub queue_status_interval: Duration,
     /// Concurrent reconciles per controller (0: unbounded).
     pub reconcile_concurrency: u16,
     /// How often compute environment and queue statuses are refreshed without a trigger
@@ -76,6 +79,7 @@ impl Default for OperatorConfig {
             status_coalesce_interval: Duration::from_secs(1),
             scheduler_interval: Duration::from_secs(1),
             pod_create_concurrency: 32,
+            queue_status_interval: Duration::from_secs(5),
             reconcile_concurrency: 0,
             status_refresh_interval: Duration::from_secs(10),
             identity: "barge".to_string(),
@@ -177,6 +181,10 @@ pub struct RunnableEntry {
     /// Multi-node jobs: the gang's nodes (what each asks for, where it may go); `request` and
     /// `constraints` are then the main node's.
     pub gang: Option<barge_core::scheduler::Gang>,
+    /// The job's `shareIdentifier` (fair-share queues order by it).
+    pub share: Option<String>,
+    /// `schedulingPriorityOverride`, else the definition's `schedulingPriority`, else 0.
+    pub priority: i32,
 }
 
 /// The RUNNABLE work of every job, written by the job controller and read by the scheduler

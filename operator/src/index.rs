@@ -114,6 +114,15 @@ impl<K: kube::Resource, Key: Eq + Hash + Clone> Index<K, Key> {
             .unwrap_or_default()
     }
 
+    /// Every key with how many objects are indexed under it.
+    pub fn counts(&self) -> Vec<(Key, usize)> {
+        read(&self.live)
+            .by_key
+            .iter()
+            .map(|(key, ids)| (key.clone(), ids.len()))
+            .collect()
+    }
+
     /// How many objects are indexed under `key`.
     pub fn count(&self, key: &Key) -> usize {
         read(&self.live)

@@ -1,10 +1,11 @@
-//! barge: the Barge command line — the operator, the AWS Batch importer and the demo; the
-//! kubectl plugin joins as a further subcommand.
+//! barge: the Barge command line — the operator, the AWS Batch importer, the demo and `why`
+//! (why a job waits).
 //!
 //! `main` only parses the command line (clap) and dispatches to one module per subcommand under
 //! [`commands`]; those do the I/O around pure logic (e.g. [`import_aws`], the conversion of AWS
-//! Batch documents; the operator lives in the `barge_operator` library). To add a subcommand: a
-//! variant of [`Command`], a module in `commands/`, one match arm.
+//! Batch documents; the operator lives in the `barge_operator` library). Invoked as
+//! `kubectl-barge` (a link on the PATH), it is the kubectl plugin: `kubectl barge why JOB`. To
+//! add a subcommand: a variant of [`Command`], a module in `commands/`, one match arm.
 #![forbid(unsafe_code)]
 
 mod commands;
@@ -12,7 +13,12 @@ mod import_aws;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+/// The name kubectl shows for the plugin: it runs `kubectl-barge` found on the PATH.
+const KUBECTL_PLUGIN_NAME: &str = "kubectl barge";
+/// The file name of the plugin (a link to, or copy of, `barge`).
+const KUBECTL_PLUGIN_FILE: &str = "kubectl-barge";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,14 +40,68 @@ enum Command {
     /// Start a simulated cluster, the operator and a sample workload; show the jobs' progress
     /// and a summary (with a kubeconfig for kubectl).
     Demo(commands::demo::DemoArgs),
+    /// Explain why a job waits: its dependencies, its place in its queue, its share's usage
+    /// against its target, and why it fits in no compute environment now. Reads only.
+    Why(commands::why::WhyArgs),
 }
 
 fn main() -> ExitCode {
     // clap exits with status 2 on usage errors.
-    let cli = Cli::parse();
+    let cli = if invoked_as_kubectl_plugin(std::env::args_os().next()) {
+        // `kubectl barge ...` runs `kubectl-barge ...` (a link to this binary) with the same
+        // arguments: the same commands, with usage and help naming the plugin form.
+        let matches = Cli::command().bin_name(KUBECTL_PLUGIN_NAME).get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    } else {
+        Cli::parse()
+    };
     match cli.command {
         Command::Operator(args) => commands::operator::run(args),
         Command::Import(args) => commands::import::run(args),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Why(args) => commands::why::run(args),
+    }
+}
+
+/// Whether the binary runs as the kubectl plugin: its `argv[0]` is `kubectl-barge` (any
+/// directory; `.exe` on Windows).
+fn invoked_as_kubectl_plugin(argv0: Option<std::ffi::OsString>) -> bool {
+    argv0
+        .as_deref()
+        .map(std::path::Path::new)
+        .and_then(|p| p.file_stem())
+        .is_some_and(|stem| stem == KUBECTL_PLUGIN_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plugin_name_is_recognised_from_argv0() {
+        let yes = |s: &str| invoked_as_kubectl_plugin(Some(s.into()));
+        assert!(yes("kubectl-barge"));
+        assert!(yes("/usr/local/bin/kubectl-barge"));
+        assert!(yes("kubectl-barge.exe"));
+        assert!(!yes("barge"));
+        assert!(!yes("/opt/kubectl-barge-old/barge"));
+        assert!(!invoked_as_kubectl_plugin(None));
+    }
+
+    #[test]
+    fn the_plugin_form_parses_the_same_commands() {
+        let matches = Cli::command()
+            .bin_name(KUBECTL_PLUGIN_NAME)
+            .try_get_matches_from(["kubectl-barge", "why", "train", "-n", "ml", "-o", "json"])
+            .expect("parses");
+        let cli = Cli::from_arg_matches(&matches).expect("a command");
+        match cli.command {
+            Command::Why(args) => {
+                assert_eq!(args.job, "train");
+                assert_eq!(args.namespace.as_deref(), Some("ml"));
+                assert_eq!(args.output, commands::why::Output::Json);
+            }
+            other => panic!("expected why, got {other:?}"),
+        }
     }
 }

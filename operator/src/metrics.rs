@@ -70,6 +70,9 @@ pub struct Metrics {
     pub status_writes: Counter,
     /// Status writes skipped because nothing changed.
     pub status_writes_skipped: Counter,
+    /// Queue status writes of the scheduler (`status.fairShare`, `status.frontOfQueue`; also
+    /// counted in `status_writes`).
+    pub queue_status_writes: Counter,
     /// Kubernetes Events written, failed, and dropped because the queue was full.
     pub events_published: Counter,
     pub events_failed: Counter,
@@ -156,6 +159,12 @@ impl Metrics {
             "Status writes skipped because nothing changed",
             status_writes_skipped.clone(),
         );
+        let queue_status_writes = Counter::default();
+        registry.register(
+            "queue_status_writes",
+            "Queue status writes of the scheduler (fairShare, frontOfQueue)",
+            queue_status_writes.clone(),
+        );
         let events_published = Counter::default();
         registry.register(
             "events_published",
@@ -199,6 +208,7 @@ impl Metrics {
             ce_allocated_vcpus,
             status_writes,
             status_writes_skipped,
+            queue_status_writes,
             events_published,
             events_failed,
             events_dropped,

@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use kube::core::{Selector, SelectorExt};
 use kube::ResourceExt;
 
-use barge_core::scheduler::QueueSpec;
+use barge_core::scheduler::{FairSharePolicy, QueueFairShare, QueueSpec, ShareWeight};
 use barge_crds::common::State as QueueState;
 use barge_crds::job_queue::QueueingStrategy;
 use barge_crds::JobQueue;
+use kube::runtime::reflector::ObjectRef;
 
 use crate::cache::Caches;
 
@@ -31,9 +32,40 @@ pub fn queue_specs(caches: &Caches) -> Vec<QueueSpec> {
                 enabled: q.spec.state == QueueState::Enabled,
                 environments: order.into_iter().map(|o| o.compute_environment).collect(),
                 strict_fifo: q.spec.queueing_strategy == QueueingStrategy::StrictFIFO,
+                fair_share: q
+                    .spec
+                    .scheduling_policy_name
+                    .as_deref()
+                    .map(|name| QueueFairShare {
+                        policy: fair_share_policy(caches, name),
+                        shares: Vec::new(),
+                    }),
             }
         })
         .collect()
+}
+
+/// The fair-share parameters of scheduling policy `name` as barge-core takes them (a policy
+/// not in the cache weighs every share 1.0, without decay or reservation, until it appears).
+pub fn fair_share_policy(caches: &Caches, name: &str) -> FairSharePolicy {
+    let Some(policy) = caches.scheduling_policies.get(&ObjectRef::new(name)) else {
+        return FairSharePolicy::default();
+    };
+    let fair = &policy.spec.fairshare_policy;
+    FairSharePolicy {
+        share_decay_seconds: u32::try_from(fair.share_decay_seconds.unwrap_or(0)).unwrap_or(0),
+        compute_reservation: u32::try_from(fair.compute_reservation.unwrap_or(0)).unwrap_or(0),
+        weights: fair
+            .share_distribution
+            .iter()
+            .map(|entry| ShareWeight {
+                share_identifier: entry.share_identifier.clone(),
+                weight_factor: entry
+                    .weight_factor
+                    .unwrap_or(barge_crds::scheduling_policy::DEFAULT_WEIGHT_FACTOR),
+            })
+            .collect(),
+    }
 }
 
 /// Whether jobs of a namespace with `namespace_labels` may use `queue` (no selector: all).

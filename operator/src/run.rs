@@ -90,6 +90,10 @@ pub struct OperatorArgs {
     /// Pods created concurrently by the scheduler.
     #[arg(long, default_value_t = 32)]
     pub pod_create_concurrency: usize,
+    /// Least milliseconds between two rounds of queue status writes by the scheduler (a
+    /// queue's `status.fairShare` and `status.frontOfQueue`, each written only when changed).
+    #[arg(long, default_value_t = 5000)]
+    pub queue_status_interval_ms: u64,
     /// Concurrent reconciles per controller (0: unbounded).
     #[arg(long, default_value_t = 0)]
     pub reconcile_concurrency: u16,
@@ -256,6 +260,7 @@ pub fn operator_config(args: &OperatorArgs, identity: &str) -> OperatorConfig {
         status_coalesce_interval: Duration::from_millis(args.status_coalesce_ms),
         scheduler_interval: Duration::from_millis(args.scheduler_interval_ms.max(1)),
         pod_create_concurrency: args.pod_create_concurrency.max(1),
+        queue_status_interval: Duration::from_millis(args.queue_status_interval_ms.max(1)),
         reconcile_concurrency: args.reconcile_concurrency,
         status_refresh_interval: Duration::from_secs(args.status_refresh_seconds.max(1)),
         identity: identity.to_string(),

@@ -57,6 +57,8 @@ fn gangs(rng: &mut Rng, count: usize) -> Vec<Workload> {
                     main_node: 0,
                     members,
                 }),
+                share: None,
+                priority: 0,
             }
         })
         .collect()

@@ -81,6 +81,7 @@ fn input(rng: &mut Rng) -> (Snapshot, Vec<PoolSpec>, HashMap<String, NodeFacts>)
                 .map(|k| format!("ce-{}", (q * 2 + k) % ENVIRONMENTS))
                 .collect(),
             strict_fifo: false,
+            fair_share: None,
         })
         .collect();
     let mut nodes = Vec::with_capacity(NODES);
@@ -147,6 +148,8 @@ fn input(rng: &mut Rng) -> (Snapshot, Vec<PoolSpec>, HashMap<String, NodeFacts>)
             } else {
                 Units::Single
             },
+            share: None,
+            priority: 0,
         });
         units += count;
         j += 1;

@@ -110,6 +110,8 @@ fn bench_array_pass() {
         request: Resources::request(1000, 1024, 0),
         constraints: Constraints::default(),
         units: Units::Array(IndexSet::all(10_000)),
+        share: None,
+        priority: 0,
     });
     let snapshot = Snapshot {
         queues,

@@ -378,6 +378,7 @@ pub fn queue(name: &str, environments: &[&str]) -> QueueBuilder {
             enabled: true,
             environments: environments.iter().map(|e| e.to_string()).collect(),
             strict_fifo: false,
+            fair_share: None,
         },
     }
 }
@@ -399,6 +400,19 @@ impl QueueBuilder {
     }
     pub fn strict_fifo(mut self) -> Self {
         self.queue.strict_fifo = true;
+        self
+    }
+    /// Fair share under `policy` (a [`FairSharePolicy`](crate::scheduler::FairSharePolicy) or
+    /// a [`fair_policy`] builder), with what is known of the shares.
+    pub fn fair_share(
+        mut self,
+        policy: impl Into<crate::scheduler::FairSharePolicy>,
+        shares: Vec<crate::scheduler::ShareState>,
+    ) -> Self {
+        self.queue.fair_share = Some(crate::scheduler::QueueFairShare {
+            policy: policy.into(),
+            shares,
+        });
         self
     }
     pub fn build(self) -> QueueSpec {
@@ -543,6 +557,8 @@ pub fn workload(
             request,
             constraints: Constraints::default(),
             units: Units::Single,
+            share: None,
+            priority: 0,
         },
     }
 }
@@ -573,6 +589,12 @@ impl WorkloadBuilder {
     }
     pub fn instance_type(mut self, instance_type: &str) -> Self {
         self.workload.constraints.instance_type = Some(instance_type.to_string());
+        self
+    }
+    /// Its `shareIdentifier` and scheduling priority.
+    pub fn share(mut self, share: &str, priority: i32) -> Self {
+        self.workload.share = Some(share.to_string());
+        self.workload.priority = priority;
         self
     }
     pub fn namespace(mut self, namespace: &str) -> Self {
@@ -680,6 +702,97 @@ impl WorkloadBuilder {
                 constraints,
             };
         }
+        self
+    }
+}
+
+// Fair-share builders.
+
+/// A fair-share policy with `shareDecaySeconds` and `computeReservation` (percent), no
+/// `shareDistribution` (every share weighs 1.0).
+pub fn fair_policy(share_decay_seconds: u32, compute_reservation: u32) -> FairPolicyBuilder {
+    FairPolicyBuilder {
+        policy: crate::scheduler::FairSharePolicy {
+            share_decay_seconds,
+            compute_reservation,
+            weights: Vec::new(),
+        },
+    }
+}
+
+/// Builder for [`FairSharePolicy`](crate::scheduler::FairSharePolicy).
+#[derive(Clone, Debug)]
+pub struct FairPolicyBuilder {
+    policy: crate::scheduler::FairSharePolicy,
+}
+
+impl FairPolicyBuilder {
+    /// A `shareDistribution` entry (`share` may end with `*`).
+    pub fn weight(mut self, share: &str, weight_factor: f64) -> Self {
+        self.policy.weights.push(crate::scheduler::ShareWeight {
+            share_identifier: share.to_string(),
+            weight_factor,
+        });
+        self
+    }
+    pub fn build(self) -> crate::scheduler::FairSharePolicy {
+        self.policy
+    }
+}
+
+impl From<FairPolicyBuilder> for crate::scheduler::FairSharePolicy {
+    fn from(b: FairPolicyBuilder) -> crate::scheduler::FairSharePolicy {
+        b.build()
+    }
+}
+
+/// What the operator knows of `share` in a queue: nothing running, no usage, no unfinished job.
+pub fn share_state(share: &str) -> ShareStateBuilder {
+    ShareStateBuilder {
+        state: crate::scheduler::ShareState {
+            share: share.to_string(),
+            ..Default::default()
+        },
+    }
+}
+
+/// Builder for [`ShareState`](crate::scheduler::ShareState).
+#[derive(Clone, Debug)]
+pub struct ShareStateBuilder {
+    state: crate::scheduler::ShareState,
+}
+
+impl ShareStateBuilder {
+    /// Millicpu of its pods placed and not finished.
+    pub fn running(mut self, milli_cpu: i64) -> Self {
+        self.state.running_milli_cpu = milli_cpu;
+        self
+    }
+    /// Decayed usage, vCPU-seconds.
+    pub fn usage(mut self, vcpu_seconds: f64) -> Self {
+        self.state.usage_vcpu_seconds = vcpu_seconds;
+        self
+    }
+    /// Its jobs that are not finished.
+    pub fn live_jobs(mut self, jobs: u64) -> Self {
+        self.state.live_jobs = jobs;
+        self
+    }
+    pub fn build(self) -> crate::scheduler::ShareState {
+        self.state
+    }
+}
+
+impl From<ShareStateBuilder> for crate::scheduler::ShareState {
+    fn from(b: ShareStateBuilder) -> crate::scheduler::ShareState {
+        b.build()
+    }
+}
+
+impl WorkloadBuilder {
+    /// Its `schedulingPriority` (override), without a share.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.workload.priority = priority;
         self
     }
 }

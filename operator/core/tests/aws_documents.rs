@@ -176,6 +176,7 @@ fn job_queue_template_orders_environments_and_outranks_lower_priorities() {
         enabled: doc["state"] == "ENABLED",
         environments: order.into_iter().map(|(_, name)| name).collect(),
         strict_fifo: false,
+        fair_share: None,
     };
     assert_eq!(high.environments, vec!["C4OnDemand", "M4Spot"]);
     let low = QueueSpec {

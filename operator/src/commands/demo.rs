@@ -555,6 +555,7 @@ fn operator_args(kubeconfig: &Path, log_level: &str) -> OperatorArgs {
         status_coalesce_ms: 200,
         scheduler_interval_ms: 200,
         pod_create_concurrency: 16,
+        queue_status_interval_ms: 1000,
         reconcile_concurrency: 0,
         status_refresh_seconds: 2,
         dependency_grace_seconds: 300,

@@ -43,7 +43,7 @@ use barge_crds::common::State as QueueState;
 use barge_crds::consts::{
     ANNOTATION_GANG_NODES, FIELD_MANAGER_JOB_CONTROLLER, LABEL_ARRAY_INDEX,
     LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_NAME, REASON_INVALID_SPEC, REASON_JOB_QUEUE_NOT_FOUND,
-    REASON_NAMESPACE_NOT_ALLOWED,
+    REASON_NAMESPACE_NOT_ALLOWED, REASON_SHARE_IDENTIFIER_REQUIRED,
 };
 use barge_crds::job::ResolvedJobDefinition;
 use barge_crds::{Job, JobQueue};
@@ -262,6 +262,19 @@ pub fn admit(job: &Job, ctx: &Context) -> Admitted {
             format!("namespace {namespace:?} is not in the operator's cache yet"),
         );
     };
+    // AWS Batch refuses a job without a shareIdentifier on a fair-share queue (and ignores one
+    // on a FIFO queue).
+    if first_admission && job.spec.share_identifier.is_none() {
+        if let Some(policy) = &queue.spec.scheduling_policy_name {
+            return invalid(
+                REASON_SHARE_IDENTIFIER_REQUIRED,
+                format!(
+                    "job queue {:?} has scheduling policy {policy:?} (fair share): the job must set shareIdentifier",
+                    job.spec.job_queue
+                ),
+            );
+        }
+    }
     if !namespace_allowed(&queue, ns.labels()) {
         return invalid(
             REASON_NAMESPACE_NOT_ALLOWED,
@@ -306,50 +319,46 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
     measured(&ctx, CONTROLLER, reconcile_job(job, &ctx)).await
 }
 
-async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
+/// What the job controller decides on (step 1 of a reconcile): the job's admission, the view
+/// barge-core's state machine takes, the condition reason while waiting or invalid, a finished
+/// multi-node job's layout, and the job's pods. Reads the caches only.
+struct Observed {
+    admitted: Admitted,
+    view: JobView,
+    waiting_reason: Option<&'static str>,
+    finished_layout: Option<NodeLayout>,
+    pods: Vec<Arc<Pod>>,
+}
+
+fn observe(job: &Job, ctx: &Context) -> Observed {
     let namespace = job.namespace().unwrap_or_default();
     let name = job.name_any();
     let uid = job.uid().unwrap_or_default();
     let key = JobKey::new(&namespace, &name);
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-
-    if job.metadata.deletion_timestamp.is_some() {
-        withdraw(ctx, &key);
-        for pod in ctx.caches.pods_of_job(&namespace, &uid) {
-            release_once(ctx, &pods_api, &pod).await?;
-        }
-        return Ok(Action::await_change());
-    }
-
-    if cache_lags_own_write(ctx, &key, &job) {
-        return Ok(Action::requeue(CACHE_LAG_RETRY));
-    }
-
-    // 1. Dereference and validate.
-    let record = translate::record_from_status(&job);
+    let record = translate::record_from_status(job);
     let record_state = record.state;
     let finished = record.state.is_terminal();
     let admitted = if finished {
         admitted(None, None)
     } else {
-        admit(&job, ctx)
+        admit(job, ctx)
     };
     // A finished multi-node job still reports its nodes as they stop (the other nodes are
     // stopped after the main node's result is recorded): its layout comes from the pinned
     // definition, which is not re-admitted.
     let finished_layout = if finished {
-        finished_node_layout(ctx, &job)
+        finished_node_layout(ctx, job)
     } else {
         None
     };
     let mut admission = admitted.admission.clone();
     let mut waiting_reason = admitted.reason;
-    let spec = match translate::core_spec(&job, admitted.definition.as_deref().map(|d| &d.spec)) {
+    let spec = match translate::core_spec(job, admitted.definition.as_deref().map(|d| &d.spec)) {
         Ok(spec) => spec,
         Err(problem) => {
             admission = Admission::Invalid { reason: problem };
             waiting_reason = Some(REASON_INVALID_SPEC);
-            translate::core_spec(&job, None).unwrap_or_default()
+            translate::core_spec(job, None).unwrap_or_default()
         }
     };
     let queue = ctx.caches.queues.get(&ObjectRef::new(&job.spec.job_queue));
@@ -386,7 +395,7 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
             .map(translate::time_limit_actions)
             .unwrap_or_default(),
         blocked: ctx.verdicts.get(&key, &uid),
-        dependency_graph: dependency_graph_around(ctx, &job, record_state),
+        dependency_graph: dependency_graph_around(ctx, job, record_state),
         missing_dependency_grace_ms: duration_ms(ctx.config.missing_dependency_grace),
         // A multi-node job's refused other-node pods (recorded under its attempt, once the
         // main pod exists) count like its refused main pod: the attempt fails at the bound.
@@ -395,6 +404,58 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
             .get(&key, &uid)
             .or_else(|| ctx.pod_refusals.get(&key, &uid)),
     };
+
+    Observed {
+        admitted,
+        view,
+        waiting_reason,
+        finished_layout,
+        pods,
+    }
+}
+
+/// The job's plan and the RUNNABLE work the job controller would publish for it now (None when
+/// the plan offers the scheduler nothing), computed as a reconcile does but without acting:
+/// no status write, no pod, nothing published (`barge why`).
+pub fn runnable_entry(job: &Job, ctx: &Context, now_ms: i64) -> (JobPlan, Option<RunnableEntry>) {
+    let observed = observe(job, ctx);
+    let plan = decide(&observed.view, now_ms);
+    let entry = entry_of(
+        &job.uid().unwrap_or_default(),
+        job,
+        &observed.admitted,
+        &plan,
+    );
+    (plan, entry)
+}
+
+async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
+    let namespace = job.namespace().unwrap_or_default();
+    let name = job.name_any();
+    let uid = job.uid().unwrap_or_default();
+    let key = JobKey::new(&namespace, &name);
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+
+    if job.metadata.deletion_timestamp.is_some() {
+        withdraw(ctx, &key);
+        for pod in ctx.caches.pods_of_job(&namespace, &uid) {
+            release_once(ctx, &pods_api, &pod).await?;
+        }
+        return Ok(Action::await_change());
+    }
+
+    if cache_lags_own_write(ctx, &key, &job) {
+        return Ok(Action::requeue(CACHE_LAG_RETRY));
+    }
+
+    // 1. Dereference and validate.
+    let Observed {
+        admitted,
+        view,
+        waiting_reason,
+        finished_layout,
+        pods,
+    } = observe(&job, ctx);
 
     // 2. Decide.
     let now = now_ms();
@@ -962,13 +1023,24 @@ fn announce(ctx: &Context, job: &Job, plan: &JobPlan) {
 /// A multi-node job publishes its gang, with the main node's request and constraints as the
 /// entry's own.
 fn publish(ctx: &Context, key: &JobKey, uid: &str, job: &Job, admitted: &Admitted, plan: &JobPlan) {
+    match entry_of(uid, job, admitted, plan) {
+        Some(entry) => {
+            if ctx.runnable.publish(key.clone(), entry) {
+                ctx.scheduler.wake();
+            }
+        }
+        None => withdraw(ctx, key),
+    }
+}
+
+/// The job's RUNNABLE work as the scheduler's book holds it (None: nothing to place).
+fn entry_of(uid: &str, job: &Job, admitted: &Admitted, plan: &JobPlan) -> Option<RunnableEntry> {
     let (
         RunnableWork::Single { .. } | RunnableWork::Array { .. } | RunnableWork::Gang { .. },
         Some(definition),
     ) = (&plan.runnable, &admitted.definition)
     else {
-        withdraw(ctx, key);
-        return;
+        return None;
     };
     let main_node = admitted
         .gang()
@@ -976,14 +1048,10 @@ fn publish(ctx: &Context, key: &JobKey, uid: &str, job: &Job, admitted: &Admitte
     let (request, constraints) = match main_node {
         Some(Some(main)) => (main.request, main.constraints.clone()),
         // A gang without its main node: nothing the scheduler could place.
-        Some(None) => {
-            withdraw(ctx, key);
-            return;
-        }
+        Some(None) => return None,
         None => {
             let Ok(request) = pods::job_request(job, &definition.spec) else {
-                withdraw(ctx, key);
-                return;
+                return None;
             };
             let constraints = Constraints {
                 instance_type: job
@@ -995,7 +1063,7 @@ fn publish(ctx: &Context, key: &JobKey, uid: &str, job: &Job, admitted: &Admitte
             (request, constraints)
         }
     };
-    let entry = RunnableEntry {
+    Some(RunnableEntry {
         uid: uid.to_string(),
         queue: job.spec.job_queue.clone(),
         submitted_at_ms: plan.record.created_at_ms,
@@ -1006,10 +1074,18 @@ fn publish(ctx: &Context, key: &JobKey, uid: &str, job: &Job, admitted: &Admitte
         definition: definition.clone(),
         array_size: plan.record.array.as_ref().map(|a| a.size),
         gang: admitted.gang().cloned(),
-    };
-    if ctx.runnable.publish(key.clone(), entry) {
-        ctx.scheduler.wake();
-    }
+        share: job.spec.share_identifier.clone(),
+        priority: scheduling_priority(job, &definition.spec),
+    })
+}
+
+/// The job's scheduling priority within its share: `schedulingPriorityOverride`, else the
+/// definition's `schedulingPriority`, else 0.
+pub fn scheduling_priority(job: &Job, definition: &barge_crds::JobDefinitionSpec) -> i32 {
+    job.spec
+        .scheduling_priority_override
+        .or(definition.scheduling_priority)
+        .unwrap_or(0)
 }
 
 fn withdraw(ctx: &Context, key: &JobKey) {

@@ -282,6 +282,27 @@ pub fn build_status(
         job_counts: Some(counts),
         conditions: merge_conditions(existing, &[ready], generation, now),
         observed_generation: generation,
+        // The scheduler's to write (at a bounded rate, by JSON merge patch): never sent in
+        // this controller's apply, so neither writer erases the other's fields.
+        fair_share: None,
+        front_of_queue: None,
+    }
+}
+
+/// `queue` as this controller compares its status: without the fields the scheduler writes
+/// (`fairShare`, `frontOfQueue`), which [`build_status`] never sets — otherwise every queue with
+/// a policy or RUNNABLE work would look changed and be written on every reconcile.
+pub fn without_scheduler_fields(queue: &JobQueue) -> std::borrow::Cow<'_, JobQueue> {
+    match &queue.status {
+        Some(s) if s.fair_share.is_some() || s.front_of_queue.is_some() => {
+            let mut owned = queue.clone();
+            if let Some(s) = owned.status.as_mut() {
+                s.fair_share = None;
+                s.front_of_queue = None;
+            }
+            std::borrow::Cow::Owned(owned)
+        }
+        _ => std::borrow::Cow::Borrowed(queue),
     }
 }
 
@@ -417,7 +438,7 @@ async fn apply(
     let before_reason = queue.status.as_ref().and_then(|s| s.status_reason.clone());
     apply_status(
         &api,
-        queue,
+        &*without_scheduler_fields(queue),
         &status,
         FIELD_MANAGER_JOB_QUEUE_CONTROLLER,
         Precondition::None,
@@ -803,5 +824,31 @@ mod tests {
         assert!(!t.pass("q", t0 + Duration::from_millis(500)));
         assert!(t.pass("other", t0 + Duration::from_millis(500)));
         assert!(t.pass("q", t0 + Duration::from_millis(1000)));
+    }
+
+    #[test]
+    fn the_scheduler_fields_neither_count_as_a_change_nor_are_sent() {
+        let v = validate(&envs(&[("a", reported(CeStatus::Valid))]), None, None);
+        let now = Timestamp::from_second(5).expect("ts");
+        let mut q = queue(None);
+        let status = build_status(&q, &v, JobStatusCounts::default(), None, now);
+        let mut stored = status.clone();
+        stored.fair_share = Some(barge_crds::job_queue::FairShareStatus {
+            scheduling_policy_name: Some("p".into()),
+            ..Default::default()
+        });
+        stored.front_of_queue = Some(Default::default());
+        q.status = Some(stored);
+        // The status this controller compares: as if the scheduler's fields were not there.
+        assert_eq!(
+            without_scheduler_fields(&q).status.as_ref(),
+            Some(&status),
+            "nothing to write"
+        );
+        assert!(q.status.as_ref().is_some_and(|s| s.fair_share.is_some()));
+        // Its apply never names them, so server-side apply leaves the scheduler's values.
+        let patch = crate::status::status_patch(&q, &status, Precondition::None);
+        assert!(patch["status"].get("fairShare").is_none());
+        assert!(patch["status"].get("frontOfQueue").is_none());
     }
 }

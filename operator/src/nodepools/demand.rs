@@ -168,6 +168,8 @@ fn unbound_pod_workloads(
             ),
             constraints: Default::default(),
             units: Units::Single,
+            share: None,
+            priority: 0,
         });
     }
     workloads

@@ -52,10 +52,10 @@ use barge_core::index_set::IndexSet;
 use barge_core::naming::{attempt_pod_name, node_pod_name};
 use barge_crds::common::{is_label_key, is_label_value};
 use barge_crds::consts::{
-    ANNOTATION_GANG_NODES, API_VERSION, FINALIZER_ATTEMPT_RESULT, KIND_JOB, LABEL_ARRAY_INDEX,
-    LABEL_ATTEMPT, LABEL_COMPUTE_ENVIRONMENT, LABEL_INSTANCE_TYPE, LABEL_JOB_DEFINITION,
-    LABEL_JOB_DEFINITION_REVISION, LABEL_JOB_NAME, LABEL_JOB_QUEUE, LABEL_JOB_UID,
-    LABEL_MANAGED_BY, LABEL_NODE_INDEX, MANAGED_BY_BARGE, TAINT_COMPUTE_ENVIRONMENT,
+    ANNOTATION_GANG_NODES, ANNOTATION_SHARE_IDENTIFIER, API_VERSION, FINALIZER_ATTEMPT_RESULT,
+    KIND_JOB, LABEL_ARRAY_INDEX, LABEL_ATTEMPT, LABEL_COMPUTE_ENVIRONMENT, LABEL_INSTANCE_TYPE,
+    LABEL_JOB_DEFINITION, LABEL_JOB_DEFINITION_REVISION, LABEL_JOB_NAME, LABEL_JOB_QUEUE,
+    LABEL_JOB_UID, LABEL_MANAGED_BY, LABEL_NODE_INDEX, MANAGED_BY_BARGE, TAINT_COMPUTE_ENVIRONMENT,
     TERMINATION_GRACE_PERIOD_SECONDS,
 };
 use barge_crds::{ComputeEnvironment, Job, JobDefinitionSpec};
@@ -402,14 +402,18 @@ fn pod_labels(
 /// With `propagateTags` (the job's, else the definition's), the definition's tags overridden by
 /// the job's, as pod annotations. Tags whose keys are not valid annotation keys (AWS allows
 /// spaces, Kubernetes does not) are left out rather than failing the job.
-/// The pod's annotations: propagated tags, and on a Karpenter compute environment
-/// [`ANNOTATION_KARPENTER_DO_NOT_DISRUPT`].
+/// The pod's annotations: propagated tags, the job's `shareIdentifier`
+/// ([`ANNOTATION_SHARE_IDENTIFIER`], fair-share usage is counted from it), and on a Karpenter
+/// compute environment [`ANNOTATION_KARPENTER_DO_NOT_DISRUPT`].
 fn pod_annotations(
     ce: &ComputeEnvironment,
     definition: &JobDefinitionSpec,
     job: &Job,
 ) -> Option<BTreeMap<String, String>> {
     let mut annotations = propagated_tags(definition, job).unwrap_or_default();
+    if let Some(share) = &job.spec.share_identifier {
+        annotations.insert(ANNOTATION_SHARE_IDENTIFIER.to_string(), share.clone());
+    }
     let karpenter = ce
         .spec
         .compute_resources

@@ -25,9 +25,20 @@
 //!    (the job controller creates the other nodes' pods once the main node runs);
 //! 5. `explain`: leave each unplaced job's verdict for the job controller (which turns it into
 //!    a condition and, for "can never run" or "no room can appear soon", a status reason) and
-//!    wake that job on change; waiting for capacity is no verdict (that is what RUNNABLE says).
+//!    wake that job on change; waiting for capacity is no verdict (that is what RUNNABLE says);
+//! 6. queue status (every `--queue-status-interval-ms`): each queue's `status.fairShare` and
+//!    `status.frontOfQueue` from what is left of the snapshot once the placed units are out,
+//!    written only when changed ([`fair_share`]).
+//!
+//! Fair share: before step 2 of every pass (also one with nothing RUNNABLE) the usage ledgers
+//! of the fair-share queues are advanced with what each share runs now (the caches' count plus
+//! the assumed pods), and the snapshot's fair-share queues get their shares (running vCPUs,
+//! unfinished jobs, usage) before the pass decides. The loop recovers the ledgers from the
+//! queues' status when it starts (see [`fair_share`]).
 //!
 //! Passes run on every wake-up (coalesced) and on a tick.
+
+pub mod fair_share;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -50,6 +61,7 @@ use barge_core::scheduler::{
 use barge_crds::compute_environment::{BindingMode, ComputeEnvironment};
 use barge_crds::consts::{FINALIZER_ATTEMPT_RESULT, LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_UID};
 
+use crate::cache::Caches;
 use crate::context::{Context, RunnableEntry};
 use crate::events::{counted, EventSpec, ACTION_PLACE_GANG, REASON_GANG_PLACED};
 use crate::nodepools::{node_snapshot, scheduler_environment};
@@ -58,6 +70,10 @@ use crate::pods::{node_service, release_pod, render_pod, AttemptPod, NodePod};
 use crate::queue_access::queue_specs;
 use crate::shutdown::Shutdown;
 use crate::status::is_conflict;
+use fair_share::{
+    fill_fair_share_with, remove_placed, write_queue_statuses, AssumedShares, Ledgers,
+    QueueStatusState,
+};
 
 /// How long a created pod may stay unseen by the caches before the scheduler asks the API
 /// server whether it still exists (a check, not an expiry: see `verify_unseen`).
@@ -95,6 +111,9 @@ struct Assumed {
     seen: bool,
     /// A GET found no such pod although the caches never showed it (see `verify_unseen`).
     lost: bool,
+    /// (queue, share identifier) of a job that names a share: until the caches count the pod,
+    /// its vCPUs run for that share (fair share).
+    share: Option<(String, String)>,
 }
 
 /// What the loop keeps between passes (nothing authoritative: a new leader starts empty).
@@ -103,11 +122,17 @@ pub struct LoopState {
     /// Keyed by (namespace, pod name).
     assumed: HashMap<(String, String), Assumed>,
     passes: u64,
+    /// Fair-share usage ledgers and the queues' status written at a bounded rate.
+    pub queue_status: QueueStatusState,
 }
 
 /// Runs the loop until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let mut state = LoopState::default();
+    // Usage is recovered from the queues' status before anything is written (the caches are
+    // synced before the workers start).
+    state.queue_status.ledgers =
+        Ledgers::recovered(&ctx.caches, jiff::Timestamp::now().as_millisecond());
     let mut tick = tokio::time::interval(ctx.config.scheduler_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stop = shutdown.clone().wait();
@@ -136,9 +161,26 @@ pub async fn pass(ctx: &Context, state: &mut LoopState) {
     // Jobs whose pod creations were refused wait out their backoff.
     let workloads = hold_back_refused(ctx, workloads);
     let t_collect = started.elapsed();
+    // Usage decays and accrues on every pass, whether or not anything waits.
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let assumed = assumed_shares(&ctx.caches, state);
+    state
+        .queue_status
+        .ledgers
+        .advance_with(&ctx.caches, &assumed, now_ms);
+    let status_due = state
+        .queue_status
+        .round_due(ctx.config.queue_status_interval, Instant::now());
+    let mut left = None;
     if !workloads.is_empty() {
         // 2.
-        let snap = snapshot(ctx, state, workloads);
+        let mut snap = snapshot(&ctx.caches, state, workloads);
+        fill_fair_share_with(
+            &ctx.caches,
+            &state.queue_status.ledgers,
+            &assumed,
+            &mut snap,
+        );
         let t_snapshot = started.elapsed();
         // 3.
         let result = schedule(&snap);
@@ -158,6 +200,23 @@ pub async fn pass(ctx: &Context, state: &mut LoopState) {
             bind_ms = (t_bind - t_decide).as_secs_f64() * 1e3,
             "scheduling pass"
         );
+        if status_due {
+            remove_placed(&mut snap, &result.placements);
+            left = Some(snap);
+        }
+    }
+    // 6.
+    if status_due {
+        let mut snap = left.unwrap_or_else(|| snapshot(&ctx.caches, state, Vec::new()));
+        // The pods just created run for their shares.
+        let assumed = assumed_shares(&ctx.caches, state);
+        fill_fair_share_with(
+            &ctx.caches,
+            &state.queue_status.ledgers,
+            &assumed,
+            &mut snap,
+        );
+        write_queue_statuses(ctx, &mut state.queue_status, &snap, now_ms).await;
     }
     state.passes += 1;
     if state.passes.is_multiple_of(SWEEP_EVERY) {
@@ -194,6 +253,19 @@ fn forget_seen(ctx: &Context, state: &mut LoopState, entries: &HashMap<JobKey, R
         a.kept(entries.get(&a.job))
     });
     forget_orphaned_reservations(&mut state.assumed);
+}
+
+/// Millicpu per (queue, share) of the pods this loop created that the caches do not count yet.
+fn assumed_shares(caches: &Caches, state: &LoopState) -> AssumedShares {
+    let mut shares = AssumedShares::new();
+    for ((namespace, name), a) in &state.assumed {
+        let Some(share) = &a.share else { continue };
+        if a.seen || caches.usage.contains(namespace, name) {
+            continue;
+        }
+        *shares.entry(share.clone()).or_default() += a.request.milli_cpu;
+    }
+    shares
 }
 
 /// Drops the reserved nodes of gangs whose main pod is no longer assumed.
@@ -331,7 +403,7 @@ fn collect_work(state: &LoopState, entries: &HashMap<JobKey, RunnableEntry>) -> 
     }
     let mut workloads = Vec::new();
     for (key, entry) in entries {
-        for mut workload in Workload::from_runnable(
+        for workload in Workload::from_runnable(
             key,
             &entry.queue,
             entry.submitted_at_ms,
@@ -341,6 +413,7 @@ fn collect_work(state: &LoopState, entries: &HashMap<JobKey, RunnableEntry>) -> 
             entry.gang.as_ref(),
             &entry.work,
         ) {
+            let mut workload = workload.with_share(entry.share.as_deref(), entry.priority);
             if let Some(indices) = in_flight.get(&(key, workload.attempt)) {
                 match &mut workload.units {
                     Units::Single | Units::Gang(_) => continue,
@@ -360,9 +433,9 @@ fn collect_work(state: &LoopState, entries: &HashMap<JobKey, RunnableEntry>) -> 
     workloads
 }
 
-/// Step 2: the snapshot the pass decides on.
-fn snapshot(ctx: &Context, state: &LoopState, workloads: Vec<Workload>) -> Snapshot {
-    let caches = &ctx.caches;
+/// Step 2: the snapshot the pass decides on, from the caches and the pods this loop assumed
+/// (`barge why` builds one with a fresh [`LoopState`]: no assumptions).
+pub fn snapshot(caches: &Caches, state: &LoopState, workloads: Vec<Workload>) -> Snapshot {
     let queues = queue_specs(caches);
     let ces = caches.compute_environments.state();
     let gpu_names: HashMap<String, String> = ces
@@ -559,6 +632,11 @@ async fn bind(
                     at: Instant::now(),
                     seen: false,
                     lost: false,
+                    share: entries.get(&unit.job).and_then(|e| {
+                        e.share
+                            .as_ref()
+                            .map(|share| (e.queue.clone(), share.clone()))
+                    }),
                 },
             );
         }
@@ -984,6 +1062,8 @@ mod tests {
             }),
             array_size: Some(10),
             gang: None,
+            share: None,
+            priority: 0,
         }
     }
 
@@ -1003,6 +1083,7 @@ mod tests {
             at: created,
             seen: true,
             lost: false,
+            share: None,
         };
         let offering = entry(RunnableWork::Array {
             groups: vec![RunnableGroup {
@@ -1095,6 +1176,7 @@ mod tests {
                 at: Instant::now(),
                 seen: false,
                 lost: false,
+                share: None,
             },
         )
     }

@@ -128,6 +128,7 @@ impl Env {
             status_coalesce_ms: 200,
             scheduler_interval_ms: 200,
             pod_create_concurrency: 8,
+            queue_status_interval_ms: 1000,
             reconcile_concurrency: 0,
             status_refresh_seconds: 1,
             dependency_grace_seconds: 300,

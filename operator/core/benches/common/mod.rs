@@ -86,6 +86,7 @@ pub fn cluster(rng: &mut Rng) -> (Vec<QueueSpec>, Vec<EnvironmentSpec>, Vec<Node
                 .map(|k| format!("ce-{}", (q + k) % ENVIRONMENTS))
                 .collect(),
             strict_fifo: q == 7,
+            fair_share: None,
         })
         .collect();
     (queues, environments, nodes)
@@ -115,6 +116,8 @@ pub fn single_jobs(rng: &mut Rng, count: usize) -> Vec<Workload> {
                 ),
                 constraints: Constraints { instance_type },
                 units: Units::Single,
+                share: None,
+                priority: 0,
             }
         })
         .collect()

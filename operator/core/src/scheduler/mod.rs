@@ -11,7 +11,8 @@
 //!    for an environment in budget mode (`bindingMode: KubeScheduler`), what is left of its
 //!    vCPU budget: such an environment is one capacity pool, and its placements name no node;
 //! 2. group workloads by queue and order each queue ([`QueueOrder`]; FIFO by default: retried
-//!    first, then by submission);
+//!    first, then by submission); a queue with a scheduling policy is sorted FIFO and merged
+//!    share by share in step 4 ([`fair_share`]: load, weights, compute reservation);
 //! 3. order queues: higher priority first, ties by name ([`order_queues`]); queues sharing a
 //!    compute environment are so served by priority;
 //! 4. admit: each unit tries the queue's usable (enabled and valid) environments in order and
@@ -74,9 +75,12 @@
 //!   among 10,000 jobs add little to a pass (see the `gang_pass` benchmark).
 
 mod capacity;
+pub mod fair_share;
 mod order;
+pub mod why;
 
-pub use order::{order_queues, Fifo, QueueOrder};
+pub use fair_share::{FairSharePolicy, QueueFairShare, ShareState, ShareWeight, UsageLedger};
+pub use order::{fifo_order, order_queues, Fifo, QueueOrder};
 
 use crate::index_set::IndexSet;
 use crate::job::{Blocked, BlockedKind, RunnableWork};
@@ -110,7 +114,7 @@ impl fmt::Display for JobKey {
 }
 
 /// A job queue as the pass sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct QueueSpec {
     pub name: String,
     /// Higher first among queues sharing a compute environment.
@@ -121,6 +125,9 @@ pub struct QueueSpec {
     pub environments: Vec<String>,
     /// Stop at the first job that does not fit (default: best-effort FIFO).
     pub strict_fifo: bool,
+    /// Its scheduling policy and what the operator knows of its shares: the queue is ordered
+    /// by fair share (see `fair_share`). None: FIFO.
+    pub fair_share: Option<QueueFairShare>,
 }
 
 /// A node shape an environment has or could have (for "can never run").
@@ -246,9 +253,21 @@ pub struct Workload {
     pub request: Resources,
     pub constraints: Constraints,
     pub units: Units,
+    /// The job's `shareIdentifier` (counted only in fair-share queues).
+    pub share: Option<String>,
+    /// `schedulingPriorityOverride`, else the definition's `schedulingPriority`, else 0
+    /// (higher first within a share; fair-share queues only).
+    pub priority: i32,
 }
 
 impl Workload {
+    /// The workload with its share and scheduling priority.
+    pub fn with_share(mut self, share: Option<&str>, priority: i32) -> Workload {
+        self.share = share.map(str::to_string);
+        self.priority = priority;
+        self
+    }
+
     /// The workloads of one job from what its plan says the scheduler may place
     /// (`JobPlan::runnable`): one for a single job, one per attempt group for an array, one
     /// for a multi-node job's gang (`gang`: its nodes; without it a gang offers nothing).
@@ -273,6 +292,8 @@ impl Workload {
             request,
             constraints: constraints.clone(),
             units,
+            share: None,
+            priority: 0,
         };
         match work {
             RunnableWork::Nothing => Vec::new(),
@@ -294,7 +315,7 @@ impl Workload {
 }
 
 /// The input of a pass.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
     pub queues: Vec<QueueSpec>,
     pub environments: Vec<EnvironmentSpec>,
@@ -517,7 +538,12 @@ pub fn schedule_with(snapshot: &Snapshot, ordering: &dyn QueueOrder) -> PassResu
     for q in order_queues(&snapshot.queues) {
         let queue = &snapshot.queues[q];
         let mut list = std::mem::take(&mut members[q]);
-        ordering.order(queue, &snapshot.workloads, &mut list);
+        if queue.fair_share.is_some() {
+            // The fair-share merge orders within each share from FIFO order (see `fair_share`).
+            fifo_order(&snapshot.workloads, &mut list);
+        } else {
+            ordering.order(queue, &snapshot.workloads, &mut list);
+        }
         admit_queue(
             snapshot,
             queue,
@@ -587,81 +613,185 @@ fn admit_queue(
         }
         return;
     }
-    let mut strict_head: Option<&crate::scheduler::JobKey> = None;
-    for &w in list {
-        let workload = &snapshot.workloads[w];
-        if let Some(head) = strict_head {
-            verdicts[w].unplaced = Some(Unplaced::BehindStrictFifoHead { head: head.clone() });
-            continue;
-        }
-        let mut place = |array_index: Option<u32>| -> bool {
-            match place_unit(workload, &usable, capacity) {
-                Some((env, spot)) => {
-                    placements.push(Placement {
-                        workload: w,
-                        job: workload.job.clone(),
-                        array_index,
-                        node_index: None,
-                        attempt: workload.attempt,
-                        environment: snapshot.environments[env].name.clone(),
-                        node: match spot {
-                            Spot::Node(node) => Some(nodes[node].name.clone()),
-                            Spot::Budget => None,
-                        },
-                    });
-                    true
+    let mut step = Stepper {
+        snapshot,
+        usable: &usable,
+        nodes,
+        capacity,
+        placements,
+        next_index: HashMap::new(),
+    };
+    match &queue.fair_share {
+        None => {
+            let mut strict_head: Option<&JobKey> = None;
+            for &w in list {
+                if let Some(head) = strict_head {
+                    verdicts[w].unplaced =
+                        Some(Unplaced::BehindStrictFifoHead { head: head.clone() });
+                    continue;
                 }
-                None => false,
+                let (placed, complete) = step.place(w, u64::MAX);
+                verdicts[w].placed = placed;
+                if !complete {
+                    verdicts[w].unplaced = Some(Unplaced::NoCapacity);
+                    if queue.strict_fifo {
+                        strict_head = Some(&snapshot.workloads[w].job);
+                    }
+                }
             }
-        };
-        let (placed, complete) = match &workload.units {
+        }
+        Some(fair) => {
+            // Fair share: unit by unit, to the share whose load at the middle of the unit is
+            // lowest (see `fair_share`), within the room the compute reservation leaves.
+            let (views, mut merge) =
+                fair_share::ShareMerge::weighed(fair, &snapshot.workloads, list);
+            let mut reservation = (fair.policy.compute_reservation > 0).then(|| {
+                let max = fair_share::queue_max_milli_cpu(snapshot, queue);
+                fair_share::reservation(fair, &views, max)
+            });
+            while let Some(w) = merge.next_workload() {
+                let workload = &snapshot.workloads[w];
+                let need = fair_share::step_milli_cpu(workload);
+                // A newcomer's first unit may use the room held for newcomers.
+                let newcomer = merge.current_is_newcomer();
+                let held_back = reservation.is_some_and(|r| !r.allows(need, newcomer));
+                let (placed, complete) = if held_back {
+                    (0, false)
+                } else {
+                    step.place(w, 1)
+                };
+                verdicts[w].placed += placed;
+                if placed > 0 {
+                    if let Some(r) = reservation.as_mut() {
+                        r.take(need, newcomer);
+                    }
+                    let more = !complete && verdicts[w].placed < workload.units.count();
+                    merge.placed(need, more);
+                    continue;
+                }
+                merge.done();
+                if !complete {
+                    verdicts[w].unplaced = Some(Unplaced::NoCapacity);
+                    if queue.strict_fifo {
+                        let head = workload.job.clone();
+                        for rest in merge.remaining() {
+                            verdicts[rest].unplaced =
+                                Some(Unplaced::BehindStrictFifoHead { head: head.clone() });
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Places the units of a queue's workloads (step 4), remembering where each array stopped.
+struct Stepper<'s, 'c> {
+    snapshot: &'s Snapshot,
+    usable: &'c [usize],
+    nodes: &'c [&'s NodeSnapshot],
+    capacity: &'c mut CapacityIndex,
+    placements: &'c mut Vec<Placement>,
+    /// Array workloads partly placed in this pass: where their next child is.
+    next_index: HashMap<usize, ArrayCursor>,
+}
+
+/// The next child of an array to place: range `range` of its indices, index `index` (placing a
+/// fair-share queue's array one child per turn costs O(1) per child, not a walk from the start).
+#[derive(Clone, Copy, Debug, Default)]
+struct ArrayCursor {
+    range: usize,
+    index: u32,
+}
+
+impl Stepper<'_, '_> {
+    /// Places up to `max` units of workload `w` (a gang counts as one step: all its nodes);
+    /// returns the units placed and whether the workload has none left to place. A unit that
+    /// does not fit ends the attempt (array children all ask the same).
+    fn place(&mut self, w: usize, max: u64) -> (u64, bool) {
+        let snapshot = self.snapshot;
+        let workload = &snapshot.workloads[w];
+        match &workload.units {
             Units::Single => {
-                let ok = place(None);
+                let ok = self.place_one(w, None);
                 (u64::from(ok), ok)
             }
             Units::Array(indices) => {
+                let start = self.next_index.get(&w).copied().unwrap_or_default();
                 let mut placed = 0;
-                let mut complete = true;
-                for index in indices.iter() {
-                    if !place(Some(index)) {
-                        // Every child asks for the same: the rest do not fit either.
-                        complete = false;
-                        break;
+                let mut stopped: Option<ArrayCursor> = None;
+                'ranges: for (range, (first, last)) in
+                    indices.ranges().enumerate().skip(start.range)
+                {
+                    let from = if range == start.range {
+                        first.max(start.index)
+                    } else {
+                        first
+                    };
+                    for index in from..=last {
+                        if placed == max || !self.place_one(w, Some(index)) {
+                            stopped = Some(ArrayCursor { range, index });
+                            break 'ranges;
+                        }
+                        placed += 1;
                     }
-                    placed += 1;
                 }
-                (placed, complete)
+                if placed > 0 {
+                    if let Some(cursor) = stopped {
+                        self.next_index.insert(w, cursor);
+                    }
+                }
+                // Stopped by `max` with children left: not complete, but not stuck either (the
+                // caller tells the two apart by `placed`).
+                (placed, stopped.is_none())
             }
-            Units::Gang(gang) => match place_gang(snapshot, &usable, capacity, gang) {
+            Units::Gang(gang) => match place_gang(snapshot, self.usable, self.capacity, gang) {
                 Some((env, chosen)) => {
                     let n = gang.members.len() as u32;
                     let main = (gang.main_node < n).then_some(gang.main_node);
                     let order = main.into_iter().chain((0..n).filter(|&i| Some(i) != main));
                     for i in order {
-                        placements.push(Placement {
+                        self.placements.push(Placement {
                             workload: w,
                             job: workload.job.clone(),
                             array_index: None,
                             node_index: Some(i),
                             attempt: workload.attempt,
                             environment: snapshot.environments[env].name.clone(),
-                            node: Some(nodes[chosen[i as usize]].name.clone()),
+                            node: Some(self.nodes[chosen[i as usize]].name.clone()),
                         });
                     }
                     (u64::from(n), true)
                 }
                 None => {
-                    hold_for_gang(snapshot, &usable, capacity, gang);
+                    hold_for_gang(snapshot, self.usable, self.capacity, gang);
                     (0, false)
                 }
             },
-        };
-        verdicts[w].placed = placed;
-        if !complete {
-            verdicts[w].unplaced = Some(Unplaced::NoCapacity);
-            if queue.strict_fifo {
-                strict_head = Some(&workload.job);
+        }
+    }
+
+    /// One pod of workload `w`.
+    fn place_one(&mut self, w: usize, array_index: Option<u32>) -> bool {
+        let workload = &self.snapshot.workloads[w];
+        match place_unit(workload, self.usable, self.capacity) {
+            Some((env, spot)) => {
+                self.placements.push(Placement {
+                    workload: w,
+                    job: workload.job.clone(),
+                    array_index,
+                    node_index: None,
+                    attempt: workload.attempt,
+                    environment: self.snapshot.environments[env].name.clone(),
+                    node: match spot {
+                        Spot::Node(node) => Some(self.nodes[node].name.clone()),
+                        Spot::Budget => None,
+                    },
+                });
+                true
             }
+            None => false,
         }
     }
 }
@@ -1134,5 +1264,7 @@ fn members_hosted(members: &[GangMember], nodes: &[&NodeSnapshot]) -> usize {
     hosted
 }
 
+#[cfg(test)]
+mod fair_share_tests;
 #[cfg(test)]
 mod tests;

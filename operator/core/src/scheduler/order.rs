@@ -1,8 +1,7 @@
 //! Ordering: queues by priority, and the workloads within a queue.
 //!
-//! [`QueueOrder`] is the seam for fair share: a `SchedulingPolicy` will implement it (order by
-//! share usage and weight, then `schedulingPriority`, then submission) and be passed to
-//! `schedule_with`. [`Fifo`] is the default for queues without a policy.
+//! [`QueueOrder`] orders a queue without a scheduling policy ([`Fifo`] by default); a queue with
+//! one is ordered by fair share, unit by unit as the pass places them (see `fair_share`).
 
 use super::{QueueSpec, Workload};
 
@@ -18,19 +17,24 @@ pub struct Fifo;
 
 impl QueueOrder for Fifo {
     fn order(&self, _queue: &QueueSpec, workloads: &[Workload], members: &mut Vec<usize>) {
-        let key = |i: usize| {
-            let w = &workloads[i];
-            (
-                !w.retried,
-                w.submitted_at_ms,
-                w.submission_order,
-                &w.job,
-                w.attempt,
-                i,
-            )
-        };
-        members.sort_by(|&a, &b| key(a).cmp(&key(b)));
+        fifo_order(workloads, members);
     }
+}
+
+/// Sorts `members` (positions in `workloads`) FIFO, retried first.
+pub fn fifo_order(workloads: &[Workload], members: &mut [usize]) {
+    let key = |i: usize| {
+        let w = &workloads[i];
+        (
+            !w.retried,
+            w.submitted_at_ms,
+            w.submission_order,
+            &w.job,
+            w.attempt,
+            i,
+        )
+    };
+    members.sort_by(|&a, &b| key(a).cmp(&key(b)));
 }
 
 /// Positions of `queues` in the order they are served: higher priority first, then by name.

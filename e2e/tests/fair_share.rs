@@ -24,14 +24,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use barge_crds::consts::{
-    ANNOTATION_SHARE_IDENTIFIER, BLOCKED_REASON_JOB_RESOURCE_REQUIREMENT, CONDITION_SCHEDULABLE,
-    LABEL_JOB_NAME, STATUS_REASON_CANCELED_BY_TIME_LIMIT_PREFIX,
+    ANNOTATION_SHARE_IDENTIFIER, BLOCKED_REASON_JOB_RESOURCE_REQUIREMENT, LABEL_JOB_NAME,
+    STATUS_REASON_CANCELED_BY_TIME_LIMIT_PREFIX,
 };
 use barge_crds::job::JobStatus;
 use barge_crds::job_queue::{FairShareStatus, FrontOfQueue, JobQueueStatus};
 use barge_crds::Job;
 use futures::StreamExt;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, PostParams};
 
 use support::{
     compute_environment, job, job_definition, job_queue, scripted_tags, status_of, status_reason,
@@ -1078,22 +1078,7 @@ async fn a_time_limit_action_cancels_a_job_that_can_never_run() {
     );
 
     // Ten minutes later, as far as the recorded clock goes.
-    let mut conditions = stuck.status.clone().expect("status").conditions;
-    let schedulable = conditions
-        .iter_mut()
-        .find(|c| c.type_ == CONDITION_SCHEDULABLE)
-        .expect("Schedulable condition");
-    let earlier = schedulable.last_transition_time.0 - jiff::SignedDuration::from_secs(601);
-    schedulable.last_transition_time =
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(earlier);
-    env.jobs()
-        .patch_status(
-            "stuck",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"status": {"conditions": conditions}})),
-        )
-        .await
-        .expect("move the clock back");
+    env.backdate_schedulable(&stuck, 601).await;
     let cancelled = env.wait_job("stuck", JobStatus::Failed).await;
     assert_eq!(
         status_reason(&cancelled),

@@ -750,7 +750,6 @@ async fn a_job_on_an_environment_without_ready_nodes_gets_the_capacity_reason_an
         STATUS_REASON_CANCELED_BY_TIME_LIMIT_PREFIX,
     };
     use barge_crds::job_queue::JqStatus;
-    use kube::api::{Patch, PatchParams};
 
     const CAPACITY: &str = "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY";
     let env = E2e::start("nonodes").await;
@@ -837,22 +836,7 @@ spec:
     );
 
     // Ten minutes later, as far as the recorded clock goes.
-    let mut conditions = stuck.status.clone().expect("status").conditions;
-    let schedulable = conditions
-        .iter_mut()
-        .find(|c| c.type_ == CONDITION_SCHEDULABLE)
-        .expect("Schedulable");
-    let earlier = schedulable.last_transition_time.0 - jiff::SignedDuration::from_secs(601);
-    schedulable.last_transition_time =
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(earlier);
-    env.jobs()
-        .patch_status(
-            "stuck",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"status": {"conditions": conditions}})),
-        )
-        .await
-        .expect("move the clock back");
+    env.backdate_schedulable(&stuck, 601).await;
 
     let cancelled = env.wait_job("stuck", JobStatus::Failed).await;
     assert_eq!(

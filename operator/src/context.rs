@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 
 use barge_core::job::{Blocked, RunnableWork};
 use barge_core::resources::Resources;
-use barge_core::scheduler::{Constraints, JobKey};
+use barge_core::scheduler::{Constraints, JobKey, Workload};
 use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, SchedulingPolicy};
 
 use crate::cache::Caches;
@@ -185,6 +185,27 @@ pub struct RunnableEntry {
     pub share: Option<String>,
     /// `schedulingPriorityOverride`, else the definition's `schedulingPriority`, else 0.
     pub priority: i32,
+}
+
+impl RunnableEntry {
+    /// Its work as barge-core's workloads (one per attempt group), with its share and
+    /// scheduling priority: what the scheduler places, the pools' demand counts and `barge why`
+    /// explains.
+    pub fn workloads(&self, key: &JobKey) -> Vec<Workload> {
+        Workload::from_runnable(
+            key,
+            &self.queue,
+            self.submitted_at_ms,
+            self.submission_order,
+            self.request,
+            &self.constraints,
+            self.gang.as_ref(),
+            &self.work,
+        )
+        .into_iter()
+        .map(|w| w.with_share(self.share.as_deref(), self.priority))
+        .collect()
+    }
 }
 
 /// The RUNNABLE work of every job, written by the job controller and read by the scheduler

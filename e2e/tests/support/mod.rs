@@ -486,6 +486,29 @@ impl E2e {
         Api::namespaced(self.client.clone(), &self.ns)
     }
 
+    /// Moves back by `seconds` the clock of a RUNNABLE job's `jobStateTimeLimitActions`: the
+    /// `lastTransitionTime` of its Schedulable condition in `job` (as read), patched into its
+    /// status — what an operator restarted that much later would read. `maxTimeSeconds` is at
+    /// least 600 (AWS's bound), so tests move the clock instead of waiting.
+    pub async fn backdate_schedulable(&self, job: &Job, seconds: i64) {
+        let mut conditions = job.status.clone().expect("status").conditions;
+        let schedulable = conditions
+            .iter_mut()
+            .find(|c| c.type_ == barge_crds::consts::CONDITION_SCHEDULABLE)
+            .expect("Schedulable condition");
+        let earlier = schedulable.last_transition_time.0 - jiff::SignedDuration::from_secs(seconds);
+        schedulable.last_transition_time =
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(earlier);
+        self.jobs()
+            .patch_status(
+                &job.name_any(),
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(serde_json::json!({"status": {"conditions": conditions}})),
+            )
+            .await
+            .expect("move the clock back");
+    }
+
     pub fn pods(&self) -> Api<Pod> {
         Api::namespaced(self.client.clone(), &self.ns)
     }

@@ -17,7 +17,6 @@
 //!
 //! Only std: `Instant` and `black_box`. Inputs are generated deterministically (xorshift).
 
-use barge_core::resources::Resources;
 use barge_core::scheduler::{
     self, FairSharePolicy, QueueFairShare, ShareState, ShareWeight, Snapshot,
 };
@@ -25,7 +24,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{cluster, median, ms, single_jobs, Rng, ENVIRONMENTS, NODES, QUEUES};
+use common::{cluster, make_roomy, median, ms, single_jobs, Rng, ENVIRONMENTS, NODES, QUEUES};
 
 const JOBS: usize = 100_000;
 const SHARES: u64 = 100;
@@ -78,18 +77,7 @@ fn snapshots(roomy: bool) -> (Snapshot, Snapshot) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (queues, environments, mut nodes) = cluster(&mut rng);
     if roomy {
-        for node in &mut nodes {
-            let gpus = node.allocatable.gpus;
-            node.allocatable = Resources::new(96_000, 393_216, gpus, 250);
-            node.instance_type = Some(
-                if gpus > 0 {
-                    "g4dn.24xlarge"
-                } else {
-                    "m5.24xlarge"
-                }
-                .to_string(),
-            );
-        }
+        make_roomy(&mut nodes);
     }
     let mut workloads = single_jobs(&mut rng, JOBS);
     for w in &mut workloads {

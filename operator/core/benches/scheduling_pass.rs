@@ -23,7 +23,7 @@ use barge_core::state::JobState;
 use std::hint::black_box;
 
 mod common;
-use common::{cluster, ms, single_jobs, time, Rng, ENVIRONMENTS, NODES, QUEUES};
+use common::{cluster, make_roomy, ms, single_jobs, time, Rng, ENVIRONMENTS, NODES, QUEUES};
 
 fn bench_pass() {
     println!(
@@ -67,18 +67,7 @@ fn bench_pass() {
 fn bench_roomy_pass() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (queues, environments, mut nodes) = cluster(&mut rng);
-    for node in &mut nodes {
-        let gpus = node.allocatable.gpus;
-        node.allocatable = Resources::new(96_000, 393_216, gpus, 250);
-        node.instance_type = Some(
-            if gpus > 0 {
-                "g4dn.24xlarge"
-            } else {
-                "m5.24xlarge"
-            }
-            .to_string(),
-        );
-    }
+    make_roomy(&mut nodes);
     let snapshot = Snapshot {
         queues,
         environments,

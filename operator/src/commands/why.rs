@@ -353,10 +353,7 @@ fn explain_scheduling(ctx: &Context, job: &Job, now_ms: i64) -> Vec<Explanation>
             entries.push((key, entry));
         }
     }
-    let workloads: Vec<Workload> = entries
-        .iter()
-        .flat_map(|(k, e)| workloads_of(k, e))
-        .collect();
+    let workloads: Vec<Workload> = entries.iter().flat_map(|(k, e)| e.workloads(k)).collect();
     let mut snap = snapshot(caches, &LoopState::default(), workloads);
     fill_fair_share(caches, &Ledgers::recovered(caches, now_ms), &mut snap);
     let result = schedule(&snap);
@@ -367,24 +364,6 @@ fn explain_scheduling(ctx: &Context, job: &Job, now_ms: i64) -> Vec<Explanation>
         .filter(|(_, w)| w.job == target)
         .map(|(i, _)| explain(&snap, &result, i))
         .collect()
-}
-
-/// A runnable entry as the scheduling loop's workloads (its `collect_work`, with nothing
-/// assumed in flight).
-fn workloads_of(key: &JobKey, entry: &RunnableEntry) -> Vec<Workload> {
-    Workload::from_runnable(
-        key,
-        &entry.queue,
-        entry.submitted_at_ms,
-        entry.submission_order,
-        entry.request,
-        &entry.constraints,
-        entry.gang.as_ref(),
-        &entry.work,
-    )
-    .into_iter()
-    .map(|w| w.with_share(entry.share.as_deref(), entry.priority))
-    .collect()
 }
 
 /// What each `dependsOn` entry of a PENDING job waits for.

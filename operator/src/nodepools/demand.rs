@@ -301,16 +301,7 @@ pub fn decide(ctx: &Context, now_ms: i64) -> BTreeMap<String, ScalingDecision> {
         // offer it until the job controller sees the pod, while the node usage already counts
         // it — counting it twice would ask for a node nobody needs.
         let placed = placed_units(ctx, &key.namespace, &entry.uid);
-        for mut workload in Workload::from_runnable(
-            &key,
-            &entry.queue,
-            entry.submitted_at_ms,
-            entry.submission_order,
-            entry.request,
-            &entry.constraints,
-            entry.gang.as_ref(),
-            &entry.work,
-        ) {
+        for mut workload in entry.workloads(&key) {
             let of_attempt = placed.iter().filter(|(a, _)| *a == workload.attempt);
             match &mut workload.units {
                 Units::Single => {

@@ -403,17 +403,7 @@ fn collect_work(state: &LoopState, entries: &HashMap<JobKey, RunnableEntry>) -> 
     }
     let mut workloads = Vec::new();
     for (key, entry) in entries {
-        for workload in Workload::from_runnable(
-            key,
-            &entry.queue,
-            entry.submitted_at_ms,
-            entry.submission_order,
-            entry.request,
-            &entry.constraints,
-            entry.gang.as_ref(),
-            &entry.work,
-        ) {
-            let mut workload = workload.with_share(entry.share.as_deref(), entry.priority);
+        for mut workload in entry.workloads(key) {
             if let Some(indices) = in_flight.get(&(key, workload.attempt)) {
                 match &mut workload.units {
                     Units::Single | Units::Gang(_) => continue,

@@ -92,6 +92,23 @@ pub fn cluster(rng: &mut Rng) -> (Vec<QueueSpec>, Vec<EnvironmentSpec>, Vec<Node
     (queues, environments, nodes)
 }
 
+/// Makes every node large (96 vCPUs, 384 GiB; GPU nodes keep their GPUs): the placement-heavy
+/// case, where tens of thousands of units are actually placed.
+pub fn make_roomy(nodes: &mut [NodeSnapshot]) {
+    for node in nodes {
+        let gpus = node.allocatable.gpus;
+        node.allocatable = Resources::new(96_000, 393_216, gpus, 250);
+        node.instance_type = Some(
+            if gpus > 0 {
+                "g4dn.24xlarge"
+            } else {
+                "m5.24xlarge"
+            }
+            .to_string(),
+        );
+    }
+}
+
 /// `count` single jobs with mixed requests (some GPU, some pinned to an instance type),
 /// submitted over one hour, on random queues.
 pub fn single_jobs(rng: &mut Rng, count: usize) -> Vec<Workload> {

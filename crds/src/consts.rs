@@ -114,8 +114,9 @@ pub const FIELD_MANAGER_DEMO: &str = "barge-demo";
 // Conditions (Kubernetes API conventions: CamelCase types and reasons)
 // ---------------------------------------------------------------------------------------------
 
-/// The object is usable (CE/queue VALID, definition resolvable, policy valid) / the job is
-/// progressing normally.
+/// The object is usable (CE/queue VALID, definition resolvable, policy valid) / the job ended
+/// SUCCEEDED (docs/gitops.md: what GitOps tools make of it). Its `observedGeneration` is the
+/// generation it describes.
 pub const CONDITION_READY: &str = "Ready";
 /// True (`Placed`) once a pod of the job's current attempt exists; False with the reason it has
 /// none (waiting for admission, dependencies or capacity, blocked by the scheduler, never placed).
@@ -124,6 +125,10 @@ pub const CONDITION_SCHEDULABLE: &str = "Schedulable";
 pub const CONDITION_SUCCEEDED: &str = "Succeeded";
 /// The job ended FAILED.
 pub const CONDITION_FAILED: &str = "Failed";
+/// kstatus' abnormal-true condition: the object cannot make progress until its spec changes (an
+/// invalid spec) or ever (a FAILED job). Written only while True; Flux and kstatus report such an
+/// object Failed instead of waiting for it to become Ready.
+pub const CONDITION_STALLED: &str = "Stalled";
 
 pub const REASON_VALID: &str = "Valid";
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";

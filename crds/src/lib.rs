@@ -5,8 +5,8 @@
 //! schemars/kube derives produce each CRD's OpenAPI schema, including the bounds (minimum,
 //! maxItems, enums, patterns) and the CEL rules (`x-kubernetes-validations`) the API server uses
 //! to refuse bad input with a message a user understands. [`crdgen`] renders the CRDs to YAML
-//! (`cargo run -p barge-crds --bin crdgen` writes `config/crd/bases/` and `charts/barge/crds/`),
-//! and a test fails when the committed YAML drifts from the types. The operator deserializes
+//! (`cargo run -p barge-crds --bin crdgen` writes `config/crd/bases/` and
+//! `charts/barge/templates/crds/`), and a test fails when the committed YAML drifts from the types. The operator deserializes
 //! objects into these types, and imports every shared name from [`consts`].
 //!
 //! | kind | scope | short names | module |

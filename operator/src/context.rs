@@ -12,7 +12,7 @@
 //!   `Controller::reconcile_on`), e.g. the job controller waking the dependents of a finished
 //!   job, or the scheduler asking for a job's verdict to be recorded.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -45,6 +45,119 @@ pub enum ArrayPodRetention {
     None,
 }
 
+/// A node-pool provider of MANAGED compute environments (`computeResources.provider`), as
+/// `--providers` names it. Each needs permissions of its own (charts/barge `providers.*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Provider {
+    /// Barge creates and deletes Node objects itself (a fake-node kubelet runs them).
+    Simulated,
+    /// Barge owns a Karpenter NodePool per environment.
+    Karpenter,
+    /// Barge scales Cluster API MachineDeployments.
+    ClusterApi,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 3] = [
+        Provider::Simulated,
+        Provider::Karpenter,
+        Provider::ClusterApi,
+    ];
+
+    /// Its name in `--providers`.
+    pub fn flag_name(self) -> &'static str {
+        match self {
+            Provider::Simulated => "simulated",
+            Provider::Karpenter => "karpenter",
+            Provider::ClusterApi => "cluster-api",
+        }
+    }
+
+    /// Its field under `computeResources.provider`.
+    pub fn spec_field(self) -> &'static str {
+        match self {
+            Provider::Simulated => "simulated",
+            Provider::Karpenter => "karpenter",
+            Provider::ClusterApi => "clusterAPI",
+        }
+    }
+
+    /// The Helm value that enables it (charts/barge/values.yaml).
+    pub fn helm_value(self) -> &'static str {
+        match self {
+            Provider::Simulated => "providers.simulated.enabled",
+            Provider::Karpenter => "providers.karpenter.enabled",
+            Provider::ClusterApi => "providers.clusterAPI.enabled",
+        }
+    }
+}
+
+/// `--providers`: the providers this operator may use (the installation grants their
+/// permissions); a compute environment naming another one is INVALID. `none` (or an empty list)
+/// enables none: only UNMANAGED environments then work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnabledProviders(BTreeSet<Provider>);
+
+impl EnabledProviders {
+    /// Every provider (the default of `barge operator` without `--providers`).
+    pub fn all() -> Self {
+        Self(Provider::ALL.into_iter().collect())
+    }
+
+    pub fn none() -> Self {
+        Self(BTreeSet::new())
+    }
+
+    pub fn only(providers: &[Provider]) -> Self {
+        Self(providers.iter().copied().collect())
+    }
+
+    pub fn allows(&self, provider: Provider) -> bool {
+        self.0.contains(&provider)
+    }
+}
+
+impl Default for EnabledProviders {
+    fn default() -> Self {
+        Self::all()
+    }
+}
+
+impl std::str::FromStr for EnabledProviders {
+    type Err = String;
+
+    fn from_str(list: &str) -> Result<Self, String> {
+        let mut enabled = BTreeSet::new();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if name == "none" {
+                continue;
+            }
+            let provider = Provider::ALL
+                .into_iter()
+                .find(|p| p.flag_name() == name || p.spec_field() == name)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = Provider::ALL.iter().map(|p| p.flag_name()).collect();
+                    format!(
+                        "unknown provider {name:?}: expected a comma-separated list of {} (or none)",
+                        known.join(", ")
+                    )
+                })?;
+            enabled.insert(provider);
+        }
+        Ok(Self(enabled))
+    }
+}
+
+impl std::fmt::Display for EnabledProviders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none");
+        }
+        let names: Vec<&str> = self.0.iter().map(|p| p.flag_name()).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
 /// Settings of a running operator (see `barge operator --help`).
 #[derive(Clone, Debug)]
 pub struct OperatorConfig {
@@ -70,6 +183,8 @@ pub struct OperatorConfig {
     pub missing_dependency_grace: Duration,
     /// How long after its first refused pod creation an attempt fails (`PodCreationRefused`).
     pub pod_create_give_up: Duration,
+    /// The node-pool providers this operator may use (`--providers`).
+    pub providers: EnabledProviders,
 }
 
 impl Default for OperatorConfig {
@@ -89,6 +204,7 @@ impl Default for OperatorConfig {
             pod_create_give_up: Duration::from_secs(
                 barge_core::pod_creation::DEFAULT_GIVE_UP_SECONDS.unsigned_abs(),
             ),
+            providers: EnabledProviders::all(),
         }
     }
 }
@@ -420,6 +536,33 @@ mod tests {
             status_reason: None,
             message: message.into(),
         }
+    }
+
+    #[test]
+    fn providers_parse_from_the_flag_and_print_back() {
+        let parsed: EnabledProviders = "karpenter, cluster-api".parse().expect("valid");
+        assert!(parsed.allows(Provider::Karpenter) && parsed.allows(Provider::ClusterApi));
+        assert!(!parsed.allows(Provider::Simulated));
+        assert_eq!(parsed.to_string(), "karpenter,cluster-api");
+        // The spec's field name is accepted too.
+        assert_eq!(
+            "clusterAPI".parse::<EnabledProviders>(),
+            Ok(EnabledProviders::only(&[Provider::ClusterApi]))
+        );
+        for none in ["none", ""] {
+            let parsed: EnabledProviders = none.parse().expect("valid");
+            assert_eq!(parsed, EnabledProviders::none());
+            assert_eq!(parsed.to_string(), "none");
+        }
+        assert_eq!(
+            EnabledProviders::all().to_string(),
+            "simulated,karpenter,cluster-api"
+        );
+        let err = "karpenter,fargate".parse::<EnabledProviders>().unwrap_err();
+        assert!(
+            err.contains("\"fargate\"") && err.contains("cluster-api"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,10 +1,12 @@
-//! barge: the Barge command line — the operator, the AWS Batch importer, the demo and `why`
-//! (why a job waits).
+//! barge: the Barge command line — the operator, the AWS Batch importer, the demo, `why` (why a
+//! job waits), and the job commands a user runs as the kubectl plugin (`submit`, `get`, `list`,
+//! `describe`, `logs`, `terminate`, `cancel`, `queues`; shared flags and kubectl's printers in
+//! `commands/kube_cli`).
 //!
 //! `main` only parses the command line (clap) and dispatches to one module per subcommand under
 //! [`commands`]; those do the I/O around pure logic (e.g. [`import_aws`], the conversion of AWS
 //! Batch documents; the operator lives in the `barge_operator` library). Invoked as
-//! `kubectl-barge` (a link on the PATH), it is the kubectl plugin: `kubectl barge why JOB`. To
+//! `kubectl-barge` (a link on the PATH), it is the kubectl plugin: `kubectl barge list`. To
 //! add a subcommand: a variant of [`Command`], a module in `commands/`, one match arm.
 #![forbid(unsafe_code)]
 
@@ -39,10 +41,28 @@ enum Command {
     Import(commands::import::ImportArgs),
     /// Start a simulated cluster, the operator and a sample workload; show the jobs' progress
     /// and a summary (with a kubeconfig for kubectl).
+    #[cfg(feature = "demo")]
     Demo(commands::demo::DemoArgs),
     /// Explain why a job waits: its dependencies, its place in its queue, its share's usage
     /// against its target, and why it fits in no compute environment now. Reads only.
     Why(commands::why::WhyArgs),
+    /// Submit a job (AWS SubmitJob): from a JobDefinition with overrides, or AWS SubmitJob JSON.
+    Submit(commands::submit::SubmitArgs),
+    /// Show jobs by name as a table (array progress, attempts, age) or -o yaml|json|name.
+    Get(commands::get::GetArgs),
+    /// List jobs (filter by --status, -l; every namespace with -A).
+    #[command(visible_alias = "ls")]
+    List(commands::get::ListArgs),
+    /// Describe a job: status, array children, dependencies, attempts, conditions, Events.
+    Describe(commands::describe::DescribeArgs),
+    /// Print the log of a job's attempt, an array child (NAME:INDEX) or a node; -f follows.
+    Logs(commands::logs::LogsArgs),
+    /// Stop a job (AWS TerminateJob): it ends FAILED with the reason.
+    Terminate(commands::terminate::TerminateArgs),
+    /// Cancel a job that has not started (AWS CancelJob); started jobs are left alone.
+    Cancel(commands::terminate::TerminateArgs),
+    /// Job queues: priority, state, compute environments, and their jobs counted by state.
+    Queues(commands::queues::QueuesArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,8 +78,17 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Operator(args) => commands::operator::run(args),
         Command::Import(args) => commands::import::run(args),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => commands::demo::run(args),
         Command::Why(args) => commands::why::run(args),
+        Command::Submit(args) => commands::submit::run_submit(args),
+        Command::Get(args) => commands::get::run_get(args),
+        Command::List(args) => commands::get::run_list(args),
+        Command::Describe(args) => commands::describe::run_describe(args),
+        Command::Logs(args) => commands::logs::run_logs(args),
+        Command::Terminate(args) => commands::terminate::run_terminate(args),
+        Command::Cancel(args) => commands::terminate::run_cancel(args),
+        Command::Queues(args) => commands::queues::run_queues(args),
     }
 }
 
@@ -102,6 +131,58 @@ mod tests {
                 assert_eq!(args.output, commands::why::Output::Json);
             }
             other => panic!("expected why, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_job_commands_take_kubectls_flags() {
+        Cli::command().debug_assert();
+        let parse = |args: &[&str]| {
+            let matches = Cli::command()
+                .bin_name(KUBECTL_PLUGIN_NAME)
+                .try_get_matches_from(args)
+                .expect("parses");
+            Cli::from_arg_matches(&matches).expect("a command").command
+        };
+        match parse(&[
+            "kubectl-barge",
+            "ls",
+            "-A",
+            "--status",
+            "RUNNING,runnable",
+            "-l",
+            "team=ml",
+            "-o",
+            "wide",
+        ]) {
+            Command::List(args) => {
+                assert!(args.all_namespaces);
+                assert_eq!(args.status.len(), 2);
+                assert_eq!(args.selector.as_deref(), Some("team=ml"));
+                assert_eq!(args.output, Some(commands::kube_cli::OutputFormat::Wide));
+            }
+            other => panic!("expected list, got {other:?}"),
+        }
+        match parse(&[
+            "kubectl-barge",
+            "logs",
+            "frames:3",
+            "-f",
+            "--tail",
+            "10",
+            "--context",
+            "prod",
+            "-n",
+            "ml",
+        ]) {
+            Command::Logs(args) => {
+                assert_eq!(args.job, "frames:3");
+                assert!(args.follow);
+                assert_eq!(args.tail, Some(10));
+                assert_eq!(args.cluster.context.as_deref(), Some("prod"));
+                assert_eq!(args.cluster.namespace.as_deref(), Some("ml"));
+            }
+            other => panic!("expected logs, got {other:?}"),
         }
     }
 }

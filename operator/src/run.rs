@@ -29,7 +29,7 @@ use barge_crds::consts::GROUP;
 use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, SchedulingPolicy};
 
 use crate::cache::Caches;
-use crate::context::{ArrayPodRetention, Context, OperatorConfig};
+use crate::context::{ArrayPodRetention, Context, EnabledProviders, OperatorConfig};
 use crate::controllers::{compute_environment, job, job_definition, job_queue, scheduling_policy};
 use crate::events::{EventPublisher, DEFAULT_QUEUE_CAPACITY};
 use crate::leader::{LeaderElector, LeaseTimings};
@@ -108,6 +108,12 @@ pub struct OperatorArgs {
     /// "PodCreationRefused: <the API server's message>" (creates are retried with backoff meanwhile).
     #[arg(long, default_value_t = barge_core::pod_creation::DEFAULT_GIVE_UP_SECONDS.unsigned_abs())]
     pub pod_create_give_up_seconds: u64,
+    /// Node-pool providers of MANAGED compute environments this operator may use, as its
+    /// installation grants their permissions: a comma-separated list of simulated, karpenter
+    /// and cluster-api, or none. An environment naming another provider is INVALID
+    /// (ProviderDisabled), and the operator makes no API call for a disabled provider.
+    #[arg(long, default_value_t = EnabledProviders::all())]
+    pub providers: EnabledProviders,
 }
 
 /// Why the operator stopped with an error.
@@ -266,6 +272,7 @@ pub fn operator_config(args: &OperatorArgs, identity: &str) -> OperatorConfig {
         identity: identity.to_string(),
         missing_dependency_grace: Duration::from_secs(args.dependency_grace_seconds),
         pod_create_give_up: Duration::from_secs(args.pod_create_give_up_seconds),
+        providers: args.providers.clone(),
     }
 }
 
@@ -299,7 +306,7 @@ pub async fn run(args: OperatorArgs) -> Result<(), RunError> {
 pub async fn run_until(args: OperatorArgs, shutdown: Shutdown) -> Result<(), RunError> {
     let identity = identity(args.identity.as_deref());
     let client = client(args.kubeconfig.as_deref()).await?;
-    info!(%identity, "starting the Barge operator");
+    info!(%identity, providers = %args.providers, "starting the Barge operator");
 
     // HTTP endpoints first, so liveness answers while we wait for CRDs.
     let metrics = Arc::new(Metrics::new());

@@ -19,6 +19,7 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use barge_crds::consts::{CONDITION_STALLED, REASON_INVALID_SPEC};
 use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, SchedulingPolicy};
 
 use crate::metrics::Metrics;
@@ -29,6 +30,9 @@ pub const CONDITION_FALSE: &str = "False";
 /// Condition reason: the cluster does not serve an API the provider needs (Karpenter's
 /// `karpenter.sh/v1` NodePool, or the kind `nodeClassRef` names).
 pub const REASON_PROVIDER_NOT_SERVED: &str = "ProviderNotServed";
+/// Condition reason: the environment names a provider this installation did not enable
+/// (`barge operator --providers`; the chart's `providers.*.enabled`).
+pub const REASON_PROVIDER_DISABLED: &str = "ProviderDisabled";
 /// Condition reason: the Karpenter NodeClass `nodeClassRef` names does not exist.
 pub const REASON_NODE_CLASS_NOT_FOUND: &str = "NodeClassNotFound";
 /// Condition reason: a NodePool of the environment's name exists and is not Barge's.
@@ -89,6 +93,32 @@ pub fn merge_conditions(
             }
         })
         .collect()
+}
+
+/// kstatus' `Stalled` condition for an object whose `Ready` condition is `ready`: True, with
+/// Ready's reason and message, when Ready is False for one of `terminal_reasons` (reasons only a
+/// change of the object's own spec clears); `None` otherwise, since Stalled is an abnormal-true
+/// condition written only while True. Reasons another object can clear (a referenced object not
+/// created yet, no Ready node) are never terminal: GitOps tools apply objects in any order.
+pub fn stalled_condition(
+    ready: &DesiredCondition,
+    terminal_reasons: &[&str],
+) -> Option<DesiredCondition> {
+    (!ready.status && terminal_reasons.contains(&ready.reason.as_str())).then(|| {
+        DesiredCondition::new(
+            CONDITION_STALLED,
+            true,
+            &ready.reason,
+            ready.message.clone(),
+        )
+    })
+}
+
+/// `ready` and, when it calls for one, the `Stalled` condition ([`stalled_condition`]) of an
+/// object whose spec alone can be invalid ([`REASON_INVALID_SPEC`]).
+pub fn ready_and_stalled(ready: DesiredCondition) -> Vec<DesiredCondition> {
+    let stalled = stalled_condition(&ready, &[REASON_INVALID_SPEC]);
+    std::iter::once(ready).chain(stalled).collect()
 }
 
 /// The condition of `type_`, if present.
@@ -195,7 +225,7 @@ pub fn is_not_found(err: &kube::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use barge_crds::consts::{CONDITION_READY, REASON_INVALID_SPEC, REASON_VALID};
+    use barge_crds::consts::{CONDITION_READY, REASON_VALID};
     use barge_crds::job_queue::{JobQueueSpec, JobQueueStatus, JqStatus};
 
     fn ts(secs: i64) -> Timestamp {
@@ -251,6 +281,28 @@ mod tests {
         // Conditions no longer desired are dropped.
         assert!(merge_conditions(&flipped, &[], None, ts(400)).is_empty());
         assert!(find_condition(&flipped, CONDITION_READY).is_some());
+    }
+
+    #[test]
+    fn stalled_is_written_only_for_a_terminal_reason() {
+        let invalid = DesiredCondition::new(CONDITION_READY, false, REASON_INVALID_SPEC, "bad");
+        let both = ready_and_stalled(invalid.clone());
+        assert_eq!(both.len(), 2);
+        assert_eq!(
+            (
+                both[1].type_.as_str(),
+                both[1].status,
+                both[1].reason.as_str()
+            ),
+            (CONDITION_STALLED, true, REASON_INVALID_SPEC)
+        );
+        assert_eq!(both[1].message, "bad");
+        // Not ready for a reason another object can clear: progressing, not stalled.
+        let waiting = DesiredCondition::new(CONDITION_READY, false, "NoReadyNodes", "none");
+        assert_eq!(ready_and_stalled(waiting.clone()), vec![waiting]);
+        let ready = DesiredCondition::new(CONDITION_READY, true, REASON_INVALID_SPEC, "odd");
+        assert!(stalled_condition(&ready, &[REASON_INVALID_SPEC]).is_none());
+        assert!(stalled_condition(&invalid, &[]).is_none());
     }
 
     #[test]

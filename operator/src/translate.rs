@@ -7,7 +7,13 @@
 //! [`job_conditions`] derives from the plan alone. Nothing here reads a clock or a cache: every
 //! input is an argument.
 //!
-//! The Job's conditions (README, "Conditions and reasons"):
+//! The Job's conditions (README, "Conditions and reasons"; docs/gitops.md for what GitOps tools
+//! make of them):
+//! - `Ready`: True/`JobSucceeded` once SUCCEEDED — a batch job is done, not serving, so it is
+//!   Ready (kstatus `Current`, Argo CD `Healthy`) only when it succeeded; False/`JobFailed` once
+//!   FAILED; False/`InProgress` before (kstatus `InProgress`: Flux's `wait` waits for the job).
+//! - `Stalled`: True/`JobFailed` once FAILED (message: the status reason), absent otherwise
+//!   (kstatus `Failed`: Flux's `wait` stops at once instead of timing out).
 //! - `Succeeded`: True/`JobSucceeded` once SUCCEEDED; False/`JobFailed` once FAILED;
 //!   False/`InProgress` before.
 //! - `Failed`: True/`JobFailed` once FAILED (message: the status reason); False/`JobSucceeded`
@@ -30,8 +36,8 @@ use barge_core::job::{
 use barge_core::retry::{EvaluateOnExit, RetryStrategy as CoreRetryStrategy};
 use barge_core::state::{JobState, StatusSummary};
 use barge_crds::consts::{
-    CONDITION_FAILED, CONDITION_SCHEDULABLE, CONDITION_SUCCEEDED,
-    REASON_COMPUTE_ENVIRONMENTS_DISABLED, REASON_COMPUTE_ENVIRONMENTS_INVALID,
+    CONDITION_FAILED, CONDITION_READY, CONDITION_SCHEDULABLE, CONDITION_STALLED,
+    CONDITION_SUCCEEDED, REASON_COMPUTE_ENVIRONMENTS_DISABLED, REASON_COMPUTE_ENVIRONMENTS_INVALID,
     REASON_COMPUTE_ENVIRONMENT_NOT_FOUND, REASON_DEPENDENCIES_PENDING, REASON_EXCEEDS_MAX_VCPUS,
     REASON_GANG_TOO_LARGE, REASON_INSUFFICIENT_CAPACITY, REASON_IN_PROGRESS, REASON_JOB_FAILED,
     REASON_JOB_QUEUE_DISABLED, REASON_JOB_QUEUE_NOT_FOUND, REASON_JOB_SUCCEEDED,
@@ -448,7 +454,8 @@ pub fn blocked_reason(kind: BlockedKind) -> &'static str {
 }
 
 /// The Job's conditions after a plan (pure; derived from the plan alone, never from the
-/// conditions it had): `Succeeded`, `Failed` and `Schedulable` (see the module docs).
+/// conditions it had): `Ready`, `Succeeded`, `Failed`, `Schedulable` and, once FAILED, `Stalled`
+/// (see the module docs).
 /// `waiting_reason` names a SUBMITTED job's admission wait; `compute_environment` is where
 /// its latest pod went.
 pub fn job_conditions(
@@ -547,7 +554,18 @@ pub fn job_conditions(
             ),
         },
     };
-    vec![succeeded, failed, schedulable]
+    let ready = DesiredCondition {
+        type_: CONDITION_READY.into(),
+        ..succeeded.clone()
+    };
+    let stalled = (state == JobState::Failed).then(|| DesiredCondition {
+        type_: CONDITION_STALLED.into(),
+        ..failed.clone()
+    });
+    [ready, succeeded, failed, schedulable]
+        .into_iter()
+        .chain(stalled)
+        .collect()
 }
 
 /// The Job's status after a plan: the record in API form plus conditions. A multi-node job's
@@ -761,6 +779,29 @@ mod tests {
             j.status.as_ref().and_then(|s| s.status),
             Some(JobStatus::Runnable)
         );
+    }
+
+    #[test]
+    fn every_condition_and_the_status_carry_the_generation_they_describe() {
+        let mut j = job(spec());
+        j.metadata.generation = Some(3);
+        let now = 1_700_000_005_000;
+        let plan = reconcile(&view(&j), now);
+        let status = build_status(&j, &plan, inputs(now));
+        assert_eq!(status.observed_generation, Some(3));
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_READY)
+            .expect("a Ready condition");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", REASON_IN_PROGRESS)
+        );
+        assert!(status
+            .conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(3)));
     }
 
     #[test]
@@ -1046,6 +1087,7 @@ mod tests {
         assert_eq!(
             shown(&conditions),
             vec![
+                ("Ready".into(), true, REASON_JOB_SUCCEEDED.into()),
                 ("Succeeded".into(), true, REASON_JOB_SUCCEEDED.into()),
                 ("Failed".into(), false, REASON_JOB_SUCCEEDED.into()),
                 ("Schedulable".into(), true, REASON_PLACED.into()),
@@ -1066,12 +1108,20 @@ mod tests {
         assert_eq!(
             shown(&conditions),
             vec![
+                ("Ready".into(), false, REASON_JOB_FAILED.into()),
                 ("Succeeded".into(), false, REASON_JOB_FAILED.into()),
                 ("Failed".into(), true, REASON_JOB_FAILED.into()),
                 ("Schedulable".into(), true, REASON_PLACED.into()),
+                // kstatus: Failed, so Flux stops waiting for it.
+                ("Stalled".into(), true, REASON_JOB_FAILED.into()),
             ]
         );
-        for type_ in [CONDITION_SUCCEEDED, CONDITION_FAILED] {
+        for type_ in [
+            CONDITION_READY,
+            CONDITION_SUCCEEDED,
+            CONDITION_FAILED,
+            CONDITION_STALLED,
+        ] {
             assert_eq!(
                 condition(&conditions, type_).message,
                 "Essential container in task exited"
@@ -1126,6 +1176,7 @@ mod tests {
             assert_eq!(
                 shown(&conditions),
                 vec![
+                    ("Ready".into(), false, REASON_IN_PROGRESS.into()),
                     ("Succeeded".into(), false, REASON_IN_PROGRESS.into()),
                     ("Failed".into(), false, REASON_IN_PROGRESS.into()),
                     ("Schedulable".into(), true, REASON_PLACED.into()),

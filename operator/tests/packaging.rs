@@ -1,11 +1,20 @@
 //! Packaging: the Helm chart (charts/barge), the kustomize tree (config/) and the samples
 //! (config/samples), rendered with the real tools and installed into a simulated cluster.
-//! - The chart's ClusterRole rules grant exactly what config/rbac/role.yaml grants.
+//! - The operator's ClusterRole and leader-election Role, found through the bindings of its
+//!   service account, grant what config/rbac's grant (rendered, installed, kustomized).
 //! - Helm 4 (helm-python-sdk, driven by packaging_helm.py): strict lint, offline render (the
-//!   Deployment runs `barge operator` with flags the binary accepts, the RBAC, the CRDs of
-//!   config/crd/bases), install into a simulated cluster.
-//! - `kubectl kustomize config/default` renders the same pieces; `kubectl apply -k config/default
-//!   --server-side` installs them into a simulated cluster.
+//!   Deployment runs `barge operator` with flags the binary accepts; RBAC; the CRD templates are
+//!   config/crd/bases plus `helm.sh/resource-policy: keep`; PodDisruptionBudget, topology spread,
+//!   priority class, the metrics NetworkPolicy; NOTES.txt), install into a simulated cluster,
+//!   `helm upgrade` to a chart whose CRD changed changes the CRD, `helm uninstall` keeps the CRDs.
+//! - The chart's options (name and fullname overrides, image digest, extraArgs, env,
+//!   ServiceMonitor, NetworkPolicy peers, crds.install) render as documented;
+//!   values.schema.json refuses typos.
+//! - As a subchart of a parent chart (a `file://` dependency with `condition:` and `global`
+//!   values) it lints, renders and installs; typos inside `barge:` are refused.
+//! - `kubectl kustomize config/default` renders the chart's default objects, object by object
+//!   (Helm's bookkeeping labels aside); `kubectl apply -k config/default --server-side` installs
+//!   them into a simulated cluster.
 //! - Every manifest under config/samples is accepted by a cluster with the CRDs (a server-side
 //!   dry run), except files named `invalid*`, which must be refused; the sample compute
 //!   environment and queue become VALID under the operator.
@@ -22,16 +31,21 @@ use std::process::Command;
 use clap::Parser;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceColumnDefinition, CustomResourceDefinition,
+};
 use kube::api::{Api, ListParams, PostParams};
 use kube::core::{DynamicObject, GroupVersionKind};
-use kube::ResourceExt;
+use kube::{CustomResourceExt, ResourceExt};
 use serde::Deserialize;
 use serde_json::Value;
 
 use barge_crds::compute_environment::CeStatus;
 use barge_crds::consts::LABEL_COMPUTE_ENVIRONMENT;
+use barge_crds::crdgen::{crd_file_name, render_helm_crd_template, HELM_RESOURCE_POLICY};
 use barge_crds::job_queue::JqStatus;
 use barge_crds::{ComputeEnvironment, JobQueue, SchedulingPolicy};
 use barge_operator::run::{self, LogFormat, OperatorArgs};
@@ -142,25 +156,63 @@ fn assert_same_permissions(what: &str, got: &BTreeSet<Permission>, want: &BTreeS
     );
 }
 
-/// The chart's ClusterRole rules (charts/barge/files/cluster-role-rules.yaml).
-fn chart_cluster_permissions() -> BTreeSet<Permission> {
-    let rules: Value = serde_yaml::from_str(&read("charts/barge/files/cluster-role-rules.yaml"))
-        .expect("cluster-role-rules.yaml is YAML");
-    permissions("charts/barge/files/cluster-role-rules.yaml", &rules)
+/// The Role or ClusterRole (`role_kind`) that a binding of `binding_kind` among `docs` grants
+/// to the service account `account` in the release namespace; exactly one binding must.
+fn role_bound_to<'a>(
+    what: &str,
+    docs: &'a [Value],
+    binding_kind: &str,
+    role_kind: &str,
+    account: &Value,
+) -> &'a Value {
+    let bindings: Vec<&Value> = of_kind(docs, binding_kind)
+        .into_iter()
+        .filter(|b| {
+            b["subjects"].as_array().is_some_and(|subjects| {
+                subjects.iter().any(|s| {
+                    s["kind"] == "ServiceAccount"
+                        && &s["name"] == account
+                        && s["namespace"] == NAMESPACE
+                })
+            })
+        })
+        .collect();
+    assert_eq!(
+        bindings.len(),
+        1,
+        "{what}: one {binding_kind} binds the operator's service account: {bindings:#?}"
+    );
+    let binding = bindings[0];
+    assert_eq!(binding["roleRef"]["kind"], role_kind, "{what}");
+    of_kind(docs, role_kind)
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == binding["roleRef"]["name"])
+        .unwrap_or_else(|| panic!("{what}: the {role_kind} {binding} names is there"))
 }
 
-/// The kustomize ClusterRole's and leader-election Role's permissions (config/rbac).
+/// The kustomize operator ClusterRole's and leader-election Role's permissions (config/rbac),
+/// found as the chart's are: through the bindings of the operator's service account.
 fn kustomize_rbac_permissions() -> (BTreeSet<Permission>, BTreeSet<Permission>) {
-    let role = yaml_documents("config/rbac/role.yaml", &read("config/rbac/role.yaml"));
-    let role = only_of_kind(&role, "ClusterRole");
-    let leader = yaml_documents(
-        "config/rbac/leader_election_role.yaml",
-        &read("config/rbac/leader_election_role.yaml"),
+    let mut docs = Vec::new();
+    for entry in std::fs::read_dir(workspace_root().join("config/rbac")).expect("config/rbac") {
+        let path = entry.expect("directory entry").path();
+        if path.file_name().is_some_and(|n| n != "kustomization.yaml") {
+            let text = std::fs::read_to_string(&path).expect("readable RBAC file");
+            docs.extend(yaml_documents(&path.display().to_string(), &text));
+        }
+    }
+    let account = &only_of_kind(&docs, "ServiceAccount")["metadata"]["name"];
+    let cluster_role = role_bound_to(
+        "config/rbac",
+        &docs,
+        "ClusterRoleBinding",
+        "ClusterRole",
+        account,
     );
-    let leader = only_of_kind(&leader, "Role");
+    let role = role_bound_to("config/rbac", &docs, "RoleBinding", "Role", account);
     (
-        permissions("config/rbac/role.yaml", &role["rules"]),
-        permissions("config/rbac/leader_election_role.yaml", &leader["rules"]),
+        permissions("config/rbac operator ClusterRole", &cluster_role["rules"]),
+        permissions("config/rbac leader-election Role", &role["rules"]),
     )
 }
 
@@ -291,19 +343,6 @@ fn check_operator_deployment(what: &str, deployment: &Value) -> OperatorArgs {
 /// the chart's rules bound to the Deployment's service account, the leader election Role, the
 /// Deployment running `barge operator` and the metrics Service selecting its pods.
 fn check_install(what: &str, docs: &[Value]) {
-    let cluster_role = only_of_kind(docs, "ClusterRole");
-    assert_same_permissions(
-        &format!("{what} ClusterRole"),
-        &permissions(what, &cluster_role["rules"]),
-        &chart_cluster_permissions(),
-    );
-    let (_, leader) = kustomize_rbac_permissions();
-    let role = only_of_kind(docs, "Role");
-    assert_same_permissions(
-        &format!("{what} leader-election Role"),
-        &permissions(what, &role["rules"]),
-        &leader,
-    );
     let deployment = only_of_kind(docs, "Deployment");
     assert_eq!(deployment["metadata"]["namespace"], NAMESPACE, "{what}");
     check_operator_deployment(what, deployment);
@@ -311,22 +350,20 @@ fn check_install(what: &str, docs: &[Value]) {
     let sa = only_of_kind(docs, "ServiceAccount");
     assert_eq!(&sa["metadata"]["name"], account, "{what}");
     assert_eq!(sa["metadata"]["namespace"], NAMESPACE, "{what}");
-    for (binding_kind, role_kind, role_name) in [
-        (
-            "ClusterRoleBinding",
-            "ClusterRole",
-            &cluster_role["metadata"]["name"],
-        ),
-        ("RoleBinding", "Role", &role["metadata"]["name"]),
-    ] {
-        let binding = only_of_kind(docs, binding_kind);
-        assert_eq!(binding["roleRef"]["kind"], role_kind, "{what}");
-        assert_eq!(&binding["roleRef"]["name"], role_name, "{what}");
-        let subject = &binding["subjects"][0];
-        assert_eq!(subject["kind"], "ServiceAccount", "{what} {binding_kind}");
-        assert_eq!(&subject["name"], account, "{what} {binding_kind}");
-        assert_eq!(subject["namespace"], NAMESPACE, "{what} {binding_kind}");
-    }
+    let (cluster_wide, leader) = kustomize_rbac_permissions();
+    let cluster_role = role_bound_to(what, docs, "ClusterRoleBinding", "ClusterRole", account);
+    assert_same_permissions(
+        &format!("{what} operator ClusterRole"),
+        &permissions(what, &cluster_role["rules"]),
+        &cluster_wide,
+    );
+    let role = role_bound_to(what, docs, "RoleBinding", "Role", account);
+    assert_eq!(role["metadata"]["namespace"], NAMESPACE, "{what}");
+    assert_same_permissions(
+        &format!("{what} leader-election Role"),
+        &permissions(what, &role["rules"]),
+        &leader,
+    );
     let service = only_of_kind(docs, "Service");
     assert_eq!(service["spec"]["ports"][0]["targetPort"], "metrics");
     let selector = service["spec"]["selector"].as_object().expect("selector");
@@ -339,51 +376,207 @@ fn check_install(what: &str, docs: &[Value]) {
     }
 }
 
-#[test]
-fn the_chart_and_kustomize_grant_the_same_cluster_permissions() {
-    let chart = chart_cluster_permissions();
-    let (kustomize, _) = kustomize_rbac_permissions();
-    assert_same_permissions(
-        "config/rbac/role.yaml against the chart",
-        &kustomize,
-        &chart,
-    );
-    // Both cover every kind the operator watches and writes the status of.
-    for crd in barge_crds::all_crds() {
-        let group = crd.spec.group.clone();
-        let plural = crd.spec.names.plural.clone();
-        for (resource, verb) in [
-            (plural.clone(), "watch"),
-            (plural.clone(), "patch"),
-            (format!("{plural}/status"), "patch"),
-        ] {
-            assert!(
-                chart.contains(&(group.clone(), resource.clone(), verb.into(), String::new())),
-                "the operator may {verb} {resource}.{group}"
-            );
+/// Exit status of packaging_helm.py when Helm refused (its JSON names the error).
+const HELM_REFUSED: i32 = 3;
+
+/// One chart, release and namespace driven through packaging_helm.py (Helm 4's Go SDK).
+#[derive(Clone, Debug)]
+struct Helm {
+    chart: PathBuf,
+    release: String,
+    namespace: String,
+}
+
+impl Helm {
+    /// charts/barge as release `release` in barge-system.
+    fn barge(release: &str) -> Helm {
+        Helm::chart(
+            workspace_root().join("charts").join("barge"),
+            release,
+            NAMESPACE,
+        )
+    }
+
+    fn chart(chart: PathBuf, release: &str, namespace: &str) -> Helm {
+        Helm {
+            chart,
+            release: release.into(),
+            namespace: namespace.into(),
         }
+    }
+
+    /// `packaging_helm.py STEP CHART RELEASE NAMESPACE [--values] [--kubeconfig]`: its JSON
+    /// output, or Helm's error message when Helm refused.
+    fn run(
+        &self,
+        step: &str,
+        values: Option<&Value>,
+        kubeconfig: Option<&Path>,
+    ) -> Result<Value, String> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests")
+            .join("packaging_helm.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(script)
+            .arg(step)
+            .arg(&self.chart)
+            .args([&self.release, &self.namespace]);
+        if let Some(values) = values {
+            cmd.arg("--values").arg(values.to_string());
+        }
+        if let Some(kubeconfig) = kubeconfig {
+            cmd.arg("--kubeconfig").arg(kubeconfig);
+        }
+        let out = cmd.output().expect("python3 runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let parsed = || -> Value {
+            serde_json::from_str(&stdout).unwrap_or_else(|e| {
+                panic!(
+                    "packaging_helm.py {step} printed no JSON ({e}):\n{stdout}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+        };
+        match out.status.code() {
+            Some(0) => Ok(parsed()),
+            Some(HELM_REFUSED) => Err(parsed()["error"]["message"]
+                .as_str()
+                .expect("an error message")
+                .to_string()),
+            _ => panic!(
+                "packaging_helm.py {step} failed:\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+
+    /// Lints (strict, subcharts included) and renders with `values`; requires a clean lint and
+    /// returns the rendered objects (NOTES.txt aside) and the NOTES.
+    fn render(&self, values: Option<&Value>) -> Rendered {
+        let out = self
+            .run("render", values, None)
+            .unwrap_or_else(|e| panic!("{self:?} does not render with {values:?}: {e}"));
+        let lint = &out["lint"];
+        assert_eq!(lint["errors"], serde_json::json!([]), "helm lint: {lint}");
+        let findings: Vec<&Value> = lint["messages"]
+            .as_array()
+            .expect("lint messages")
+            .iter()
+            .filter(|m| m["severity"].as_u64().unwrap_or(3) >= 2)
+            .collect();
+        assert!(findings.is_empty(), "helm lint --strict: {findings:#?}");
+        assert_eq!(
+            out["crds"],
+            serde_json::json!([]),
+            "the CRDs are templates, nothing lies in a crds/ directory"
+        );
+        let mut rendered = Rendered::default();
+        for (template, manifest) in out["rendered"].as_object().expect("rendered templates") {
+            let manifest = manifest.as_str().expect("a manifest");
+            if template.ends_with("NOTES.txt") {
+                rendered.notes.push_str(manifest);
+            } else {
+                rendered.docs.extend(yaml_documents(template, manifest));
+            }
+        }
+        rendered
+    }
+
+    /// Helm's refusal of `values` (a render must fail), as its message.
+    fn refusal(&self, values: &Value) -> String {
+        match self.run("render", Some(values), None) {
+            Ok(_) => panic!("{self:?} renders with {values}, which it should refuse"),
+            Err(message) => message,
+        }
+    }
+
+    /// Runs a cluster step (install, upgrade, uninstall) off the async runtime; it must succeed.
+    async fn in_cluster(&self, step: &str, values: Option<Value>, kubeconfig: &Path) -> Value {
+        let (helm, step, kubeconfig) = (self.clone(), step.to_string(), kubeconfig.to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            helm.run(&step, values.as_ref(), Some(&kubeconfig))
+                .unwrap_or_else(|e| panic!("helm {step} of {helm:?}: {e}"))
+        })
+        .await
+        .expect("helm task")
     }
 }
 
-/// `python3 packaging_helm.py CHART RELEASE NAMESPACE args...`: its JSON output.
-fn helm(args: &[&str]) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("packaging_helm.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(workspace_root().join("charts").join("barge"))
-        .args([RELEASE, NAMESPACE])
-        .args(args)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "packaging_helm.py {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+/// What a chart renders: its objects and its NOTES.txt.
+#[derive(Debug, Default)]
+struct Rendered {
+    docs: Vec<Value>,
+    notes: String,
+}
+
+/// Whether every label of `selector` (a label map) is among `labels`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    selector
+        .as_object()
+        .is_some_and(|s| !s.is_empty() && s.iter().all(|(k, v)| &labels[k] == v))
+}
+
+/// Checks what keeps the two replicas available and their metrics closed: a PodDisruptionBudget
+/// allowing one replica down, topology spread over nodes (required) and zones, the critical
+/// priority class, and a NetworkPolicy admitting only the metrics port.
+fn check_availability_and_metrics_policy(what: &str, docs: &[Value]) {
+    let deployment = only_of_kind(docs, "Deployment");
+    let pod = &deployment["spec"]["template"];
+    let pod_labels = &pod["metadata"]["labels"];
+    assert_eq!(
+        pod["spec"]["priorityClassName"], "system-cluster-critical",
+        "{what}"
     );
-    serde_json::from_slice(&out.stdout).expect("packaging_helm.py prints JSON")
+    let spread = pod["spec"]["topologySpreadConstraints"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: topology spread constraints"));
+    let by_key: BTreeMap<&str, &Value> = spread
+        .iter()
+        .map(|c| (c["topologyKey"].as_str().expect("a topologyKey"), c))
+        .collect();
+    assert_eq!(
+        by_key["kubernetes.io/hostname"]["whenUnsatisfiable"], "DoNotSchedule",
+        "{what}: never both replicas on one node while another can take one"
+    );
+    assert_eq!(
+        by_key["topology.kubernetes.io/zone"]["whenUnsatisfiable"], "ScheduleAnyway",
+        "{what}: zones when the cluster has them"
+    );
+    for constraint in spread {
+        assert!(
+            selects(&constraint["labelSelector"]["matchLabels"], pod_labels),
+            "{what}: {constraint} counts the operator's pods"
+        );
+    }
+    let pdb = only_of_kind(docs, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1, "{what}");
+    assert!(
+        selects(&pdb["spec"]["selector"]["matchLabels"], pod_labels),
+        "{what}: the PodDisruptionBudget covers the operator's pods"
+    );
+    let policy = only_of_kind(docs, "NetworkPolicy");
+    assert!(
+        selects(&policy["spec"]["podSelector"]["matchLabels"], pod_labels),
+        "{what}: the NetworkPolicy applies to the operator's pods"
+    );
+    assert_eq!(
+        policy["spec"]["policyTypes"],
+        serde_json::json!(["Ingress"]),
+        "{what}"
+    );
+    let ingress = policy["spec"]["ingress"].as_array().expect("ingress rules");
+    assert_eq!(ingress.len(), 1, "{what}: one rule, for the metrics port");
+    assert_eq!(
+        ingress[0]["ports"],
+        serde_json::json!([{"port": "metrics", "protocol": "TCP"}]),
+        "{what}"
+    );
+    assert!(
+        ingress[0]["from"]
+            .as_array()
+            .is_some_and(|peers| !peers.is_empty()),
+        "{what}: an ingress rule without peers would admit every pod: {policy}"
+    );
 }
 
 /// Waits until every Barge CRD is Established.
@@ -435,6 +628,8 @@ async fn installed_objects(client: &kube::Client, deployment: &str) -> Vec<Value
     docs.extend(all::<Deployment>(Api::namespaced(client.clone(), NAMESPACE)).await);
     docs.extend(all::<ServiceAccount>(Api::namespaced(client.clone(), NAMESPACE)).await);
     docs.extend(all::<Service>(Api::namespaced(client.clone(), NAMESPACE)).await);
+    docs.extend(all::<PodDisruptionBudget>(Api::namespaced(client.clone(), NAMESPACE)).await);
+    docs.extend(all::<NetworkPolicy>(Api::namespaced(client.clone(), NAMESPACE)).await);
     assert!(
         of_kind(&docs, "Deployment")
             .iter()
@@ -480,59 +675,137 @@ fn crd_specs(crds: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// The CRDs among rendered documents, each checked to carry `helm.sh/resource-policy: keep`,
+/// which is then removed so they compare with config/crd/bases.
+fn kept_crds(what: &str, docs: &[Value]) -> BTreeMap<String, Value> {
+    let mut crds = crds_by_name(docs);
+    for (name, crd) in &mut crds {
+        let annotations = crd["metadata"]["annotations"]
+            .as_object_mut()
+            .unwrap_or_else(|| panic!("{what}: {name} has annotations"));
+        assert_eq!(
+            annotations.remove(HELM_RESOURCE_POLICY),
+            Some(Value::String("keep".into())),
+            "{what}: helm uninstall must leave {name} (and every object of its kind)"
+        );
+        if annotations.is_empty() {
+            crd["metadata"]
+                .as_object_mut()
+                .expect("metadata")
+                .remove("annotations");
+        }
+    }
+    crds
+}
+
+/// Copies a directory tree (a chart) to `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy's directory");
+    for entry in std::fs::read_dir(from).expect("readable chart directory") {
+        let entry = entry.expect("directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy a chart file");
+        }
+    }
+}
+
+/// The printer column the upgrade test adds to the JobQueue CRD of a copy of the chart.
+const UPGRADE_PRINTER_COLUMN: &str = "UpgradedBy";
+
+/// A copy of charts/barge whose JobQueue CRD template (written by crdgen's own renderer) has one
+/// more printer column.
+fn chart_with_a_changed_crd(dir: &Path) -> PathBuf {
+    let chart = dir.join("barge");
+    copy_tree(&workspace_root().join("charts").join("barge"), &chart);
+    let mut crd = JobQueue::crd();
+    crd.spec.versions[0]
+        .additional_printer_columns
+        .get_or_insert_with(Vec::new)
+        .push(CustomResourceColumnDefinition {
+            name: UPGRADE_PRINTER_COLUMN.into(),
+            type_: "string".into(),
+            json_path: ".metadata.name".into(),
+            ..Default::default()
+        });
+    let template = render_helm_crd_template(&crd).expect("render the changed CRD");
+    let path = chart
+        .join("templates")
+        .join("crds")
+        .join(crd_file_name(&crd));
+    assert!(
+        path.exists(),
+        "{} is where crdgen writes it",
+        path.display()
+    );
+    std::fs::write(&path, template).expect("write the changed CRD");
+    chart
+}
+
+/// The printer columns of the installed JobQueue CRD.
+async fn job_queue_printer_columns(client: &kube::Client) -> Vec<String> {
+    let crd = Api::<CustomResourceDefinition>::all(client.clone())
+        .get(JobQueue::crd_name())
+        .await
+        .expect("the JobQueue CRD is installed");
+    crd.spec.versions[0]
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .map(|c| c.name.clone())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_helm_chart_lints_renders_and_installs() {
+async fn the_helm_chart_lints_renders_installs_upgrades_its_crds_and_uninstalls() {
     if !tool_available("python3", &["-c", "import helm_python"]) {
         return;
     }
-    let out = tokio::task::spawn_blocking(|| helm(&["render"]))
-        .await
-        .expect("helm task");
-
-    let lint = &out["lint"];
-    assert_eq!(lint["errors"], serde_json::json!([]), "helm lint: {lint}");
-    let findings: Vec<&Value> = lint["messages"]
-        .as_array()
-        .expect("lint messages")
-        .iter()
-        .filter(|m| m["severity"].as_u64().unwrap_or(3) >= 2)
-        .collect();
-    assert!(findings.is_empty(), "helm lint --strict: {findings:#?}");
-
-    let mut docs = Vec::new();
-    for (template, manifest) in out["rendered"].as_object().expect("rendered templates") {
-        docs.extend(yaml_documents(
-            template,
-            manifest.as_str().expect("a manifest"),
-        ));
-    }
-    let mut chart_crds = Vec::new();
-    for crd in out["crds"].as_array().expect("chart CRDs") {
-        chart_crds.extend(yaml_documents(
-            crd["filename"].as_str().unwrap_or("crd"),
-            crd["data"].as_str().expect("CRD text"),
-        ));
-    }
+    let helm = Helm::barge(RELEASE);
+    let rendered = tokio::task::spawn_blocking({
+        let helm = helm.clone();
+        move || helm.render(None)
+    })
+    .await
+    .expect("helm task");
+    let docs = &rendered.docs;
     assert_same_crds(
         "the chart",
-        &crds_by_name(&chart_crds),
+        &kept_crds("the chart", docs),
         &kustomize_crd_bases(),
     );
-    check_install("helm template", &docs);
-    let deployment = only_of_kind(&docs, "Deployment");
+    check_install("helm template", docs);
+    check_availability_and_metrics_policy("helm template", docs);
+    let deployment = only_of_kind(docs, "Deployment");
     assert_eq!(deployment["metadata"]["name"], RELEASE);
     assert_eq!(deployment["spec"]["replicas"], 2);
+    assert!(
+        of_kind(docs, "ServiceMonitor").is_empty(),
+        "no ServiceMonitor unless serviceMonitor.enabled"
+    );
+    for needed in [
+        "rollout status deployment/barge",
+        "kubectl apply -k config/samples",
+        "barge-metrics.barge-system.svc:8080",
+        "metrics=enabled",
+    ] {
+        assert!(
+            rendered.notes.contains(needed),
+            "NOTES.txt tells `{needed}`:\n{}",
+            rendered.notes
+        );
+    }
 
     // Install into a simulated cluster: Helm creates the namespace, the CRDs, then the rest.
     let cluster = Cluster::start(ClusterConfig::default())
         .await
         .expect("cluster");
     let client = cluster.client().expect("client");
-    let kubeconfig = cluster.kubeconfig_path().display().to_string();
-    let out = tokio::task::spawn_blocking(move || helm(&["install", &kubeconfig]))
-        .await
-        .expect("helm task");
-    assert_eq!(out["installed"]["status"], "deployed", "{out}");
+    let kubeconfig = cluster.kubeconfig_path().to_path_buf();
+    let out = helm.in_cluster("install", None, &kubeconfig).await;
+    assert_eq!(out["release"]["status"], "deployed", "{out}");
     wait_for_barge_crds(&client).await;
     Api::<Namespace>::all(client.clone())
         .get(NAMESPACE)
@@ -540,6 +813,7 @@ async fn the_helm_chart_lints_renders_and_installs() {
         .expect("the release namespace was created");
     let installed = installed_objects(&client, RELEASE).await;
     check_install("helm install", &installed);
+    check_availability_and_metrics_policy("helm install", &installed);
     assert_same_crds(
         "helm install",
         &installed_crds(&client).await,
@@ -550,7 +824,483 @@ async fn the_helm_chart_lints_renders_and_installs() {
         .await
         .expect("list release secrets");
     assert_eq!(releases.items.len(), 1, "Helm recorded the release");
+
+    // `helm upgrade` to a chart whose CRD changed changes the CRD in the cluster (Helm never
+    // upgrades a chart's crds/ directory; templates it does).
+    assert!(!job_queue_printer_columns(&client)
+        .await
+        .contains(&UPGRADE_PRINTER_COLUMN.to_string()));
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let changed = Helm::chart(chart_with_a_changed_crd(dir.path()), RELEASE, NAMESPACE);
+    let out = changed.in_cluster("upgrade", None, &kubeconfig).await;
+    assert_eq!(out["release"]["status"], "deployed", "{out}");
+    assert_eq!(out["release"]["revision"], 2, "a second revision: {out}");
+    assert!(
+        job_queue_printer_columns(&client)
+            .await
+            .contains(&UPGRADE_PRINTER_COLUMN.to_string()),
+        "helm upgrade changed the JobQueue CRD"
+    );
+
+    // `helm uninstall` removes the operator but keeps the CRDs (helm.sh/resource-policy: keep),
+    // so the users' Jobs and queues survive a reinstall.
+    helm.in_cluster("uninstall", None, &kubeconfig).await;
+    let deployments = Api::<Deployment>::namespaced(client.clone(), NAMESPACE);
+    assert!(
+        deployments.get_opt(RELEASE).await.expect("get").is_none(),
+        "helm uninstall removed the operator"
+    );
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    for name in run::crd_names() {
+        assert!(
+            crds.get_opt(&name).await.expect("get").is_some(),
+            "helm uninstall kept {name}"
+        );
+    }
     cluster.shutdown().await;
+}
+
+/// Release and namespace of the parent chart in the subchart test.
+const PARENT_RELEASE: &str = "platform";
+const PARENT_NAMESPACE: &str = "platform-system";
+
+/// A parent chart in `dir` depending on charts/barge through a `file://` repository, enabled by
+/// `condition: barge.enabled`, with a template of its own reading `global`; its dependency is
+/// resolved into charts/ by Helm (`helm dependency update`).
+fn parent_chart(dir: &Path) -> PathBuf {
+    let parent = dir.join("platform");
+    std::fs::create_dir_all(parent.join("templates")).expect("create the parent chart");
+    let barge = workspace_root().join("charts").join("barge");
+    let version = yaml_documents("Chart.yaml", &read("charts/barge/Chart.yaml"))[0]["version"]
+        .as_str()
+        .expect("the chart has a version")
+        .to_string();
+    let chart_yaml = format!(
+        "apiVersion: v2
+name: platform
+version: 1.0.0
+dependencies:
+  - name: barge
+    version: \"{version}\"
+    repository: \"file://{}\"
+    condition: barge.enabled
+",
+        barge.display()
+    );
+    let values_yaml = "global:
+  team: batch-platform
+barge:
+  enabled: true
+";
+    let configmap_yaml = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-platform
+  namespace: {{ .Release.Namespace }}
+data:
+  team: {{ .Values.global.team | quote }}
+";
+    let files = [
+        ("Chart.yaml", chart_yaml.as_str()),
+        ("values.yaml", values_yaml),
+        ("templates/configmap.yaml", configmap_yaml),
+    ];
+    for (name, text) in files {
+        std::fs::write(parent.join(name), text).expect("write a parent chart file");
+    }
+    let out = Helm::chart(parent.clone(), PARENT_RELEASE, PARENT_NAMESPACE)
+        .run("dependency-update", None, None)
+        .unwrap_or_else(|e| panic!("helm dependency update: {e}"));
+    assert_eq!(out["dependencies"][0]["status"], "ok", "{out}");
+    parent
+}
+
+/// Values a platform team gives its parent chart: shared `global` values and Barge overrides.
+fn parent_values() -> Value {
+    serde_json::json!({
+        "global": {"imageRegistry": "registry.example", "team": "batch-platform"},
+        "barge": {
+            "enabled": true,
+            "replicaCount": 1,
+            "logging": {"level": "debug"},
+            "leaderElection": {"leaseName": "platform-barge"},
+        },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_works_as_a_subchart_with_global_values_and_refuses_typos() {
+    if !tool_available("python3", &["-c", "import helm_python"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let parent = Helm::chart(
+        tokio::task::spawn_blocking({
+            let dir = dir.path().to_path_buf();
+            move || parent_chart(&dir)
+        })
+        .await
+        .expect("helm task"),
+        PARENT_RELEASE,
+        PARENT_NAMESPACE,
+    );
+    let values = parent_values();
+    let (rendered, typo, typo_top, disabled) = tokio::task::spawn_blocking({
+        let parent = parent.clone();
+        let values = values.clone();
+        move || {
+            let rendered = parent.render(Some(&values));
+            let mut typo = values.clone();
+            typo["barge"]["logging"]["levle"] = "debug".into();
+            let mut typo_top = values.clone();
+            typo_top["barge"]["replicaCont"] = 3.into();
+            let disabled = parent.render(Some(&serde_json::json!({"barge": {"enabled": false}})));
+            (
+                rendered,
+                parent.refusal(&typo),
+                parent.refusal(&typo_top),
+                disabled,
+            )
+        }
+    })
+    .await
+    .expect("helm task");
+
+    // Rendered with the parent's overrides, under the subchart's names.
+    let docs = &rendered.docs;
+    let deployment = only_of_kind(docs, "Deployment");
+    assert_eq!(deployment["metadata"]["name"], "platform-barge");
+    assert_eq!(deployment["metadata"]["namespace"], PARENT_NAMESPACE);
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    let flags = check_operator_deployment("the subchart", deployment);
+    assert_eq!(flags.log_level, "debug");
+    assert_eq!(flags.lease_name, "platform-barge");
+    assert!(
+        of_kind(docs, "PodDisruptionBudget").is_empty(),
+        "one replica: no PodDisruptionBudget (it would block every drain)"
+    );
+    assert_eq!(
+        only_of_kind(docs, "ConfigMap")["data"]["team"],
+        "batch-platform"
+    );
+    assert_eq!(
+        crds_by_name(docs).keys().cloned().collect::<BTreeSet<_>>(),
+        run::crd_names().into_iter().collect::<BTreeSet<_>>()
+    );
+
+    // The schema still refuses typos inside Barge's sections, and unknown top-level keys that
+    // are not boolean condition flags, naming the key.
+    assert!(
+        typo.contains("levle") && typo.contains("barge"),
+        "names the typo: {typo}"
+    );
+    assert!(
+        typo_top.contains("replicaCont"),
+        "names the typo: {typo_top}"
+    );
+
+    // condition: barge.enabled turns the whole subchart off.
+    assert!(
+        disabled.docs.iter().all(|d| d["kind"] == "ConfigMap"),
+        "barge.enabled=false renders only the parent's own objects: {:#?}",
+        disabled.docs
+    );
+
+    // Installed into a simulated cluster as one release.
+    let cluster = Cluster::start(ClusterConfig::default())
+        .await
+        .expect("cluster");
+    let client = cluster.client().expect("client");
+    let kubeconfig = cluster.kubeconfig_path().to_path_buf();
+    let out = parent
+        .in_cluster("install", Some(values), &kubeconfig)
+        .await;
+    assert_eq!(out["release"]["status"], "deployed", "{out}");
+    wait_for_barge_crds(&client).await;
+    let installed = Api::<Deployment>::namespaced(client.clone(), PARENT_NAMESPACE)
+        .get("platform-barge")
+        .await
+        .expect("the subchart's Deployment is installed");
+    let installed = serde_json::to_value(installed).expect("serialize");
+    check_operator_deployment("the installed subchart", &installed);
+    Api::<ClusterRole>::all(client.clone())
+        .get("platform-barge")
+        .await
+        .expect("the subchart's ClusterRole is installed");
+    cluster.shutdown().await;
+}
+
+/// Values turning on every option the defaults leave off.
+fn optional_values() -> Value {
+    serde_json::json!({
+        "global": {"imageRegistry": "registry.example"},
+        "nameOverride": "batch",
+        "fullnameOverride": "batch-operator",
+        "crds": {"install": false},
+        "image": {"digest": format!("sha256:{}", "a".repeat(64)), "tag": "ignored"},
+        "extraArgs": ["--scheduler-interval-ms=500"],
+        "env": [{"name": "RUST_BACKTRACE", "value": "1"}],
+        "priorityClassName": "",
+        "replicaCount": 1,
+        "serviceMonitor": {"enabled": true, "additionalLabels": {"release": "prometheus"}},
+        "metrics": {"networkPolicy": {"from": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+             "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+        ]}},
+        "topologySpreadConstraints": [{
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {"app": "mine"}},
+        }],
+    })
+}
+
+#[test]
+fn the_chart_renders_its_options_and_its_schema_refuses_typos() {
+    if !tool_available("python3", &["-c", "import helm_python"]) {
+        return;
+    }
+    let helm = Helm::barge(RELEASE);
+    let rendered = helm.render(Some(&optional_values()));
+    let docs = &rendered.docs;
+    assert!(
+        crds_by_name(docs).is_empty(),
+        "crds.install=false renders no CRD"
+    );
+    assert!(
+        of_kind(docs, "PodDisruptionBudget").is_empty(),
+        "one replica: no PodDisruptionBudget"
+    );
+    let deployment = only_of_kind(docs, "Deployment");
+    assert_eq!(deployment["metadata"]["name"], "batch-operator");
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        "batch"
+    );
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert!(
+        pod.get("priorityClassName").is_none(),
+        "priorityClassName \"\" leaves the field out"
+    );
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["image"],
+        format!("ghcr.io/barge-dev/barge@sha256:{}", "a".repeat(64)),
+        "a digest replaces the tag"
+    );
+    let flags = check_operator_deployment("with options", deployment);
+    assert_eq!(
+        flags.scheduler_interval_ms, 500,
+        "extraArgs reach the operator"
+    );
+    assert!(container["env"]
+        .as_array()
+        .expect("env")
+        .contains(&serde_json::json!({"name": "RUST_BACKTRACE", "value": "1"})));
+    assert_eq!(
+        pod["topologySpreadConstraints"][0]["labelSelector"],
+        serde_json::json!({"matchLabels": {"app": "mine"}}),
+        "a constraint's own labelSelector is kept"
+    );
+    let account = &pod["serviceAccountName"];
+    let operator_objects = [
+        only_of_kind(docs, "ServiceAccount"),
+        role_bound_to(
+            "with options",
+            docs,
+            "ClusterRoleBinding",
+            "ClusterRole",
+            account,
+        ),
+        role_bound_to("with options", docs, "RoleBinding", "Role", account),
+        only_of_kind(docs, "Service"),
+        only_of_kind(docs, "NetworkPolicy"),
+    ];
+    for object in operator_objects {
+        let name = object["metadata"]["name"].as_str().expect("a name");
+        assert!(
+            name.starts_with("batch-operator"),
+            "{} {name} follows fullnameOverride",
+            object["kind"]
+        );
+    }
+    let policy = only_of_kind(docs, "NetworkPolicy");
+    assert_eq!(
+        policy["spec"]["ingress"][0]["from"],
+        optional_values()["metrics"]["networkPolicy"]["from"]
+    );
+    let monitor = only_of_kind(docs, "ServiceMonitor");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    let service = only_of_kind(docs, "Service");
+    assert!(
+        selects(
+            &monitor["spec"]["selector"]["matchLabels"],
+            &service["metadata"]["labels"]
+        ),
+        "the ServiceMonitor selects the metrics Service"
+    );
+    assert_eq!(
+        monitor["spec"]["endpoints"][0]["port"],
+        service["spec"]["ports"][0]["name"]
+    );
+
+    // The ServiceMonitor of the defaults is config/prometheus's.
+    let with_monitor = Helm::barge(KUSTOMIZE_EQUIVALENT_RELEASE).render(Some(
+        &serde_json::json!({"serviceMonitor": {"enabled": true}}),
+    ));
+    let monitor = without_helm_bookkeeping(only_of_kind(&with_monitor.docs, "ServiceMonitor"));
+    let kustomized = yaml_documents(
+        "config/prometheus/monitor.yaml",
+        &read("config/prometheus/monitor.yaml"),
+    );
+    let mut kustomized = without_helm_bookkeeping(only_of_kind(&kustomized, "ServiceMonitor"));
+    kustomized["metadata"]["namespace"] = NAMESPACE.into();
+    if let Some(difference) = first_difference("", &monitor, &kustomized) {
+        panic!("the chart's ServiceMonitor differs from config/prometheus at {difference}");
+    }
+
+    // Typos inside Barge's sections are refused, naming the key; so are values of the wrong shape.
+    for (bad, named) in [
+        (serde_json::json!({"image": {"tagg": "1"}}), "tagg"),
+        (
+            serde_json::json!({"metrics": {"networkPolicy": {"form": []}}}),
+            "form",
+        ),
+        (
+            serde_json::json!({"serviceMonitor": {"enable": true}}),
+            "enable",
+        ),
+        (
+            serde_json::json!({"podDisruptionBudget": {"minAvailable": 1}}),
+            "minAvailable",
+        ),
+        (serde_json::json!({"crds": {"instal": true}}), "instal"),
+        (serde_json::json!({"replicaCont": 3}), "replicaCont"),
+        (serde_json::json!({"image": {"digest": "latest"}}), "digest"),
+        (
+            serde_json::json!({"extraArgs": ["scheduler-interval-ms=5"]}),
+            "extraArgs",
+        ),
+    ] {
+        let message = helm.refusal(&bad);
+        assert!(message.contains(named), "{bad}: names {named}: {message}");
+    }
+    // Helm's `global` and a boolean condition flag are accepted at the top level.
+    helm.render(Some(
+        &serde_json::json!({"global": {"any": {"thing": 1}}, "enabled": true}),
+    ));
+}
+
+/// Release name under which the chart renders the objects config/default holds: the README's
+/// `helm install barge`.
+const KUSTOMIZE_EQUIVALENT_RELEASE: &str = RELEASE;
+
+/// Labels only Helm sets (the chart, its version, the release, the tool), normalised away when
+/// the chart's objects are compared with kustomize's.
+const HELM_BOOKKEEPING_LABELS: [&str; 4] = [
+    "helm.sh/chart",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+];
+
+/// `doc` without Helm's bookkeeping: its labels wherever labels are listed or matched
+/// (`labels`, `matchLabels`, a Service's `selector`), and `helm.sh/` annotations.
+fn without_helm_bookkeeping(doc: &Value) -> Value {
+    fn strip(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                for (key, inner) in map.iter_mut() {
+                    let label_map = matches!(key.as_str(), "labels" | "matchLabels" | "selector")
+                        && inner
+                            .as_object()
+                            .is_some_and(|m| m.values().all(Value::is_string));
+                    if label_map {
+                        if let Some(labels) = inner.as_object_mut() {
+                            labels.retain(|k, _| !HELM_BOOKKEEPING_LABELS.contains(&k.as_str()));
+                        }
+                    } else if key == "annotations" {
+                        if let Some(annotations) = inner.as_object_mut() {
+                            annotations.retain(|k, _| !k.starts_with("helm.sh/"));
+                        }
+                    } else {
+                        strip(inner);
+                    }
+                }
+                map.retain(|key, inner| {
+                    !(matches!(key.as_str(), "labels" | "annotations")
+                        && inner.as_object().is_some_and(|m| m.is_empty()))
+                });
+            }
+            Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut doc = doc.clone();
+    strip(&mut doc);
+    doc
+}
+
+/// Objects by (kind, namespace, name), normalised.
+fn objects_by_identity(docs: &[Value]) -> BTreeMap<String, Value> {
+    let mut objects = BTreeMap::new();
+    for doc in docs {
+        let key = format!(
+            "{} {}/{}",
+            doc["kind"].as_str().unwrap_or_default(),
+            doc["metadata"]["namespace"].as_str().unwrap_or_default(),
+            doc["metadata"]["name"].as_str().unwrap_or_default()
+        );
+        let previous = objects.insert(key.clone(), without_helm_bookkeeping(doc));
+        assert!(previous.is_none(), "{key} appears twice");
+    }
+    objects
+}
+
+#[test]
+fn the_chart_and_config_default_render_the_same_objects() {
+    if !tool_available("python3", &["-c", "import helm_python"])
+        || !tool_available("kubectl", &["version", "--client"])
+    {
+        return;
+    }
+    let chart = objects_by_identity(&Helm::barge(KUSTOMIZE_EQUIVALENT_RELEASE).render(None).docs);
+    let kustomize = objects_by_identity(&yaml_documents(
+        "kubectl kustomize config/default",
+        &Kubectl::new(None).ok(&["kustomize", "config/default"]),
+    ));
+    // Helm creates the namespace (--create-namespace); kustomize carries it.
+    let namespace = format!("Namespace /{NAMESPACE}");
+    let only_kustomize: Vec<&String> = kustomize
+        .keys()
+        .filter(|k| !chart.contains_key(*k))
+        .collect();
+    let only_chart: Vec<&String> = chart
+        .keys()
+        .filter(|k| !kustomize.contains_key(*k))
+        .collect();
+    assert!(
+        only_chart.is_empty() && only_kustomize == [&namespace],
+        "objects only the chart renders: {only_chart:?}; only config/default: {only_kustomize:?}"
+    );
+    let differences: Vec<String> = chart
+        .iter()
+        .filter_map(|(key, object)| {
+            first_difference(key, object, &kustomize[key])
+                .map(|d| format!("{d} (chart != config/default)"))
+        })
+        .collect();
+    assert!(
+        differences.is_empty(),
+        "the chart's defaults and config/default differ:\n  {}",
+        differences.join("\n  ")
+    );
+    assert!(
+        chart.len() >= 14,
+        "every kind is compared: {:?}",
+        chart.keys()
+    );
 }
 
 /// kubectl with the simulated cluster's kubeconfig (when given) and a private cache directory.
@@ -609,7 +1359,8 @@ async fn kustomize_renders_and_applies_config_default() {
     check_install("kubectl kustomize config/default", &docs);
     assert_eq!(
         only_of_kind(&docs, "Deployment")["metadata"]["name"],
-        "barge-operator"
+        RELEASE,
+        "named as `helm install barge` names it"
     );
 
     let cluster = Cluster::start(ClusterConfig::default())
@@ -637,7 +1388,7 @@ async fn kustomize_renders_and_applies_config_default() {
         .get(NAMESPACE)
         .await
         .expect("the namespace was created");
-    let installed = installed_objects(&client, "barge-operator").await;
+    let installed = installed_objects(&client, RELEASE).await;
     check_install("kubectl apply -k config/default", &installed);
     assert_same_crds(
         "kubectl apply -k",

@@ -1,5 +1,5 @@
 //! crdgen: writes Barge's CustomResourceDefinitions as YAML under the workspace root
-//! (`config/crd/bases/`, `config/crd/kustomization.yaml`, `charts/barge/crds/`).
+//! (`config/crd/bases/`, `config/crd/kustomization.yaml`, `charts/barge/templates/crds/`).
 //!
 //! `crdgen` writes the files; `crdgen --check` only compares and exits 1 on drift (for CI).
 #![forbid(unsafe_code)]

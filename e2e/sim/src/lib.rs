@@ -7,7 +7,18 @@
 //! - [`Cluster`]: the handle tests use: start a server, get a `kube::Client` or a kubeconfig,
 //!   inject faults, read request statistics, lose nodes, shut down.
 //!
-//! Authentication: none. The kubeconfig carries no credentials and the server accepts any.
+//! Authentication and authorization ([`apiserver::auth`]): the kubeconfig carries no
+//! credentials and the server accepts any; such requests are `system:admin` in `system:masters`
+//! and are allowed everything (no RBAC is evaluated for them). Requests that impersonate a user
+//! (`Impersonate-User`, `Impersonate-Group`, ... — kubectl `--as`/`--as-group`, or a kubeconfig
+//! user with `as:` / `as-groups:` such as [`Cluster::kubeconfig_as`] writes, which kube-rs honours
+//! too) are authorized by RBAC as kube-apiserver does: Roles, ClusterRoles and their bindings in
+//! the store, upstream's bootstrap roles (cluster-admin, admin, edit, view, system:aggregate-to-*,
+//! system:discovery, system:basic-user, system:public-info-viewer), ClusterRole aggregation, 403
+//! Status worded as upstream, and the access reviews (`kubectl auth can-i`). Tests read what
+//! impersonated clients did from [`Cluster::request_log`] ([`RequestRecord`]: user, groups, verb,
+//! group, resource, subresource, namespace, name, allowed, code) and empty it with
+//! [`Cluster::clear_request_log`]; `GET /sim/v1/requests` serves the same log as JSON.
 #![forbid(unsafe_code)]
 
 pub mod apimachinery;
@@ -21,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use apiserver::auth::reqlog::RequestRecord;
 pub use apiserver::faults::{FaultConfig, StatsSnapshot};
 use apiserver::{ApiServer, RunningServer, ServerConfig};
 
@@ -182,6 +194,37 @@ impl Cluster {
 
     pub fn kubeconfig_path(&self) -> &Path {
         &self.kubeconfig_path
+    }
+
+    /// A kubeconfig (YAML) for this cluster whose user impersonates `user` with `groups` (no
+    /// groups: only those the server adds — `system:authenticated`, and a service account's
+    /// `system:serviceaccounts` + `system:serviceaccounts:NS`). kubectl and kube-rs both send the
+    /// impersonation headers from it, so their requests are authorized by RBAC as that user.
+    pub fn kubeconfig_as(&self, user: &str, groups: &[&str]) -> String {
+        apiserver::kubeconfig::kubeconfig_as_yaml(&self.url(), user, groups)
+    }
+
+    /// A kube client impersonating `user` with `groups` (built from [`Cluster::kubeconfig_as`]).
+    pub async fn client_as(&self, user: &str, groups: &[&str]) -> Result<kube::Client, SimError> {
+        let kc = kube::config::Kubeconfig::from_yaml(&self.kubeconfig_as(user, groups))
+            .map_err(|e| SimError::Client(e.to_string()))?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| SimError::Client(e.to_string()))?;
+        kube::Client::try_from(config).map_err(|e| SimError::Client(e.to_string()))
+    }
+
+    /// Every impersonated request so far (oldest first; bounded to the last 100,000), with the
+    /// attributes it was authorized on and whether it was allowed. Unimpersonated requests are
+    /// not recorded.
+    pub fn request_log(&self) -> Vec<RequestRecord> {
+        self.server.api.request_log()
+    }
+
+    /// Empty the request log.
+    pub fn clear_request_log(&self) {
+        self.server.api.request_log.clear();
     }
 
     /// A kube client for this cluster (default namespace `default`). Needs a tokio runtime.

@@ -85,6 +85,8 @@ pub struct Options {
     /// The simulated kubelet's boot delay of nodes without the `sim.barge.dev/boot-delay-seconds`
     /// annotation (time from a Node's appearance to Ready).
     pub boot_delay: Duration,
+    /// Whether [`E2e::start_with`] spawns `barge operator` (the test may run its own instead).
+    pub operator: bool,
 }
 
 impl Default for Options {
@@ -96,6 +98,7 @@ impl Default for Options {
             karpenter: false,
             cluster_api: false,
             boot_delay: Duration::ZERO,
+            operator: true,
         }
     }
 }
@@ -128,6 +131,12 @@ impl Options {
     /// Sets the simulated kubelet's default node boot delay (see [`Options::boot_delay`]).
     pub fn with_boot_delay(mut self, delay: Duration) -> Self {
         self.boot_delay = delay;
+        self
+    }
+
+    /// Starts no operator (see [`Options::operator`]): the test runs its own.
+    pub fn without_operator(mut self) -> Self {
+        self.operator = false;
         self
     }
 
@@ -171,6 +180,8 @@ pub struct E2e {
     kubeconfig: PathBuf,
     dir: tempfile::TempDir,
     options: Options,
+    /// The kubeconfig `barge operator` runs with, when not the cluster's ([`E2e::run_operator_with`]).
+    operator_kubeconfig: Option<PathBuf>,
     operator: Option<OperatorProcess>,
     operator_runs: u32,
     /// Whether [`E2e::finish`] ran (else the drop cleans up a real cluster).
@@ -286,6 +297,7 @@ impl E2e {
             kubeconfig,
             dir,
             options,
+            operator_kubeconfig: None,
             operator: None,
             operator_runs: 0,
             finished: false,
@@ -309,7 +321,9 @@ impl E2e {
             .create(&PostParams::default(), &namespace)
             .await
             .expect("create the test namespace");
-        env.start_operator();
+        if env.options.operator {
+            env.start_operator();
+        }
         env
     }
 
@@ -387,7 +401,11 @@ impl E2e {
         let child = Command::new(env!("CARGO_BIN_EXE_barge"))
             .arg("operator")
             .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
+            .arg(
+                self.operator_kubeconfig
+                    .as_ref()
+                    .unwrap_or(&self.kubeconfig),
+            )
             .args(defaults)
             .args(own)
             .stdin(Stdio::null())
@@ -396,6 +414,18 @@ impl E2e {
             .spawn()
             .expect("spawn barge operator");
         self.operator = Some(OperatorProcess { child });
+    }
+
+    /// Runs `barge operator` (from now on, restarts included) with `kubeconfig`, e.g. one that
+    /// impersonates its service account ([`Cluster::kubeconfig_as`]), written to the test's
+    /// directory; starts it unless it is running.
+    pub fn run_operator_with(&mut self, kubeconfig: &str) {
+        let path = self.dir.path().join("operator-kubeconfig");
+        std::fs::write(&path, kubeconfig).expect("write the operator's kubeconfig");
+        self.operator_kubeconfig = Some(path);
+        if self.operator.is_none() {
+            self.start_operator();
+        }
     }
 
     /// SIGKILLs the operator (no graceful shutdown) and waits for it to be gone.

@@ -560,6 +560,9 @@ fn operator_args(kubeconfig: &Path, log_level: &str) -> OperatorArgs {
         status_refresh_seconds: 2,
         dependency_grace_seconds: 300,
         pod_create_give_up_seconds: 300,
+        providers: barge_operator::context::EnabledProviders::only(&[
+            barge_operator::context::Provider::Simulated,
+        ]),
     }
 }
 

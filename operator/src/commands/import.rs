@@ -1,9 +1,11 @@
 //! `barge import aws FILE...`: reads AWS Batch JSON documents and prints Barge manifests.
 //!
-//! The manifests go to stdout as multi-document YAML (ready for `kubectl apply -f -`); notes
-//! about anything changed or not carried over go to stderr. On any error (unreadable file,
-//! invalid JSON, a malformed field) nothing is printed on stdout, every error is reported on
-//! stderr naming the file and the field, and the exit code is 1. Usage errors exit with 2.
+//! The manifests go to stdout as multi-document YAML (ready for `kubectl apply -f -`), each
+//! validated against its CRD first; warnings about anything renamed or dropped (AWS metadata and
+//! infrastructure only) go to stderr. On any error (unreadable file, invalid JSON, a malformed
+//! field, a field Barge would not honour at run time, a manifest the API server would refuse)
+//! nothing is printed on stdout, every error is reported on stderr naming the file and the
+//! field, and the exit code is 1. Usage errors exit with 2.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -11,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use crate::import_aws::{convert, ImportOptions};
+use crate::import_aws::{convert_inputs, ImportOptions};
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
@@ -111,44 +113,44 @@ pub struct ImportOutput {
     pub errors: Vec<String>,
 }
 
-/// Converts named inputs (file name, content); pure, so it is unit-tested without files.
+/// Converts named inputs (file name, content) together; pure, so it is unit-tested without
+/// files. Any error (invalid JSON, a malformed or refused field, a manifest the CRD would refuse)
+/// leaves the YAML empty.
 pub fn import_inputs(inputs: &[(String, String)], options: &ImportOptions) -> ImportOutput {
     let mut output = ImportOutput::default();
+    let mut values = Vec::new();
     for (name, content) in inputs {
-        let value: serde_json::Value = match serde_json::from_str(content) {
-            Ok(value) => value,
-            Err(e) => {
-                output.errors.push(format!("{name}: not valid JSON: {e}"));
-                continue;
-            }
-        };
-        let conversion = match convert(&value, options) {
-            Ok(conversion) => conversion,
-            Err(e) => {
-                output.errors.push(format!("{name}: {e}"));
-                continue;
-            }
-        };
-        output.notes.extend(
-            conversion
-                .notes
-                .iter()
-                .map(|note| format!("{name}: {note}")),
-        );
-        for object in &conversion.objects {
-            match object
-                .to_value()
-                .and_then(|v| serde_yaml::to_string(&v).map_err(serde::ser::Error::custom))
-            {
-                Ok(yaml) => {
-                    output
-                        .yaml
-                        .push_str(&format!("---\n# Imported from {name}\n{yaml}"));
-                }
-                Err(e) => output
-                    .errors
-                    .push(format!("{name}: cannot render the manifest: {e}")),
-            }
+        match serde_json::from_str::<serde_json::Value>(content) {
+            Ok(value) => values.push((name.clone(), value)),
+            Err(e) => output.errors.push(format!("{name}: not valid JSON: {e}")),
+        }
+    }
+    let conversion = match convert_inputs(&values, options) {
+        Ok(conversion) => conversion,
+        Err(errors) => {
+            output
+                .errors
+                .extend(errors.0.iter().map(ToString::to_string));
+            return output;
+        }
+    };
+    output.notes = conversion.notes.iter().map(ToString::to_string).collect();
+    if !output.errors.is_empty() {
+        return output;
+    }
+    for (object, source) in conversion.objects.iter().zip(&conversion.sources) {
+        match object
+            .to_value()
+            .and_then(|v| serde_yaml::to_string(&v).map_err(serde::ser::Error::custom))
+        {
+            Ok(yaml) => output
+                .yaml
+                .push_str(&format!("---\n# Imported from {source}\n{yaml}")),
+            Err(e) => output.errors.push(format!(
+                "{} {}: cannot render the manifest: {e}",
+                object.kind(),
+                object.name()
+            )),
         }
     }
     if !output.errors.is_empty() {
@@ -197,7 +199,7 @@ fn run_aws(args: AwsArgs) -> ExitCode {
         output.yaml.clear();
     }
     for note in &output.notes {
-        eprintln!("note: {note}");
+        eprintln!("warning: {note}");
     }
     for error in &output.errors {
         eprintln!("error: {error}");
@@ -268,12 +270,12 @@ mod tests {
             &ImportOptions::default(),
         );
         assert_eq!(output.yaml, "");
-        assert_eq!(output.errors.len(), 2);
+        assert_eq!(output.errors.len(), 2, "{:?}", output.errors);
+        assert!(output.errors[0].starts_with("broken.json: not valid JSON: "));
         assert_eq!(
-            output.errors[0],
+            output.errors[1],
             "bad.json: containerProperties.vcpus: expected a number, got \"two\""
         );
-        assert!(output.errors[1].starts_with("broken.json: not valid JSON: "));
     }
 
     #[test]

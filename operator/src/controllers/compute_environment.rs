@@ -2,9 +2,10 @@
 //! its pool, and reports it.
 //!
 //! Pipeline per environment:
-//! 1. validate (pure, [`nodepools::pool_of`]): an invalid spec, or a provider Barge does not
-//!    implement yet, makes it INVALID with the reason in `statusReason`, the Ready condition
-//!    and a Warning Event; a karpenter pool is also INVALID while the cluster does not serve
+//! 1. validate (pure, [`nodepools::enabled_pool_of`]): an invalid spec, or a provider the
+//!    installation did not enable (`--providers`: reason `ProviderDisabled`, and no API call for
+//!    it), makes it INVALID with the reason in `statusReason`, the Ready condition and a Warning
+//!    Event; a karpenter pool is also INVALID while the cluster does not serve
 //!    the `karpenter.sh/v1` NodePool API or the NodeClass kind, or the NodeClass is missing
 //!    ([`karpenter::ensure_nodepool`], cached discovery and GET; looked at again every
 //!    [`karpenter::RECHECK_INTERVAL`]); a clusterAPI pool is INVALID while the cluster does not
@@ -75,7 +76,7 @@ use barge_crds::{ComputeEnvironment, ComputeEnvironmentStatus, JobQueue};
 use super::{
     controller_config, join_names, measured, ACTION_RECONCILE, REASON_IN_USE, REASON_SCALING,
 };
-use crate::context::Context;
+use crate::context::{Context, Provider};
 use crate::events::EventSpec;
 use crate::metrics::ComputeEnvironmentLabels;
 use crate::nodepools::cluster_api::{self, ClusterApiError, ClusterApiPool};
@@ -84,7 +85,9 @@ use crate::nodepools::simulated::{self, NodeActions, ObservedNode};
 use crate::nodepools::unmanaged::{self, Membership};
 use crate::nodepools::{self, demand, node_is_ready, Pool, PoolError};
 use crate::shutdown::Shutdown;
-use crate::status::{apply_status, merge_conditions, DesiredCondition, Precondition};
+use crate::status::{
+    apply_status, merge_conditions, ready_and_stalled, DesiredCondition, Precondition,
+};
 
 const CONTROLLER: &str = "compute-environment";
 /// `statusReason` of a VALID environment with a Ready node (AWS Batch's wording).
@@ -294,7 +297,7 @@ pub fn build_status(
         }
     };
     let vcpus = |v: i64| i32::try_from(v).unwrap_or(i32::MAX);
-    let mut conditions = vec![ready];
+    let mut conditions = ready_and_stalled(ready);
     if let (Some(scaling), None) = (&report.scaling, deleting_for) {
         let limited = scaling.wanted_beyond_max_vcpus > 0;
         conditions.push(if limited {
@@ -571,18 +574,20 @@ async fn apply(
     shutdown: &Shutdown,
 ) -> Result<Action, Error> {
     let name = ce.name_any();
-    if ce
-        .spec
-        .compute_resources
-        .as_ref()
-        .is_some_and(|r| r.provider.karpenter.is_none())
+    let providers = &ctx.config.providers;
+    if providers.allows(Provider::Karpenter)
+        && ce
+            .spec
+            .compute_resources
+            .as_ref()
+            .is_some_and(|r| r.provider.karpenter.is_none())
     {
         // A provider switched away from karpenter leaves no NodePool behind (best effort).
         if let Err(err) = karpenter::retire_nodepool(&ctx.client, ce).await {
             tracing::warn!(compute_environment = %name, error = %err, "retiring its Karpenter NodePool");
         }
     }
-    let (verdict, report, settled) = match nodepools::pool_of(ce) {
+    let (verdict, report, settled) = match nodepools::enabled_pool_of(ce, providers) {
         Err(err) => {
             let nodes = ctx.caches.nodes_of_compute_environment(&name);
             (Err(err), base_report(&nodes, ctx), true)
@@ -965,7 +970,7 @@ async fn cleanup(ce: &ComputeEnvironment, ctx: &Context) -> Result<Action, Error
     if !queues.is_empty() {
         let nodes = ctx.caches.nodes_of_compute_environment(&name);
         let report = base_report(&nodes, ctx);
-        let verdict = nodepools::pool_of(ce).map(|_| ());
+        let verdict = nodepools::enabled_pool_of(ce, &ctx.config.providers).map(|_| ());
         write_status(
             ce,
             &verdict,
@@ -985,7 +990,7 @@ async fn cleanup(ce: &ComputeEnvironment, ctx: &Context) -> Result<Action, Error
     if !running.is_empty() {
         let nodes = ctx.caches.nodes_of_compute_environment(&name);
         let report = base_report(&nodes, ctx);
-        let verdict = nodepools::pool_of(ce).map(|_| ());
+        let verdict = nodepools::enabled_pool_of(ce, &ctx.config.providers).map(|_| ());
         let pods = running.len();
         write_status(
             ce,
@@ -1003,7 +1008,9 @@ async fn cleanup(ce: &ComputeEnvironment, ctx: &Context) -> Result<Action, Error
             // deletes it, and Karpenter its nodes.
             karpenter::forget(ce);
             // A Cluster API pool's nodes and deployments are the user's: released, not deleted.
-            if let Ok(Pool::ClusterApi(pool)) = nodepools::pool_of(ce) {
+            if let Ok(Pool::ClusterApi(pool)) =
+                nodepools::enabled_pool_of(ce, &ctx.config.providers)
+            {
                 let left =
                     cluster_api::release(ce, &pool, ctx)
                         .await
@@ -1177,7 +1184,7 @@ async fn wake_on_demand(ctx: Arc<Context>, shutdown: Shutdown) {
         }
         last = now;
         for ce in ctx.caches.compute_environments.state() {
-            let scales = match nodepools::pool_of(&ce) {
+            let scales = match nodepools::enabled_pool_of(&ce, &ctx.config.providers) {
                 Ok(Pool::Simulated(pool)) => demand::scales_with_demand(&pool),
                 Ok(Pool::ClusterApi(_)) => true,
                 _ => false,

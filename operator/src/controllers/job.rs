@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -42,8 +43,8 @@ use barge_core::state::JobState;
 use barge_crds::common::State as QueueState;
 use barge_crds::consts::{
     ANNOTATION_GANG_NODES, FIELD_MANAGER_JOB_CONTROLLER, LABEL_ARRAY_INDEX,
-    LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_NAME, REASON_INVALID_SPEC, REASON_JOB_QUEUE_NOT_FOUND,
-    REASON_NAMESPACE_NOT_ALLOWED, REASON_SHARE_IDENTIFIER_REQUIRED,
+    LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_DEFINITION, LABEL_JOB_NAME, REASON_INVALID_SPEC,
+    REASON_JOB_QUEUE_NOT_FOUND, REASON_NAMESPACE_NOT_ALLOWED, REASON_SHARE_IDENTIFIER_REQUIRED,
 };
 use barge_crds::job::ResolvedJobDefinition;
 use barge_crds::{Job, JobQueue};
@@ -1132,7 +1133,12 @@ fn error_policy(_: Arc<Job>, error: &Error, _: Arc<Context>) -> Action {
 /// Runs the controller until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let caches = ctx.caches.clone();
-    let (for_deps, for_defs, for_queues) = (caches.clone(), caches.clone(), caches.clone());
+    let (for_deps, for_defs, for_revisions, for_queues) = (
+        caches.clone(),
+        caches.clone(),
+        caches.clone(),
+        caches.clone(),
+    );
     let queue_filter = super::ChangeFilter::default();
     let mut controller =
         Controller::for_shared_stream(caches.jobs_feed.subscribe(), caches.jobs.clone())
@@ -1156,6 +1162,26 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
                             .indexes
                             .active_jobs_by_definition
                             .get(&(namespace, jd.name_any())),
+                    )
+                },
+            )
+            // So does the revision itself: the definition's status names a revision (which
+            // triggers the jobs above) and its ControllerRevision comes through another watch,
+            // in either order; a job that saw the status first waits for the revision.
+            .watches_shared_stream(
+                caches.revisions_feed.subscribe(),
+                move |revision: Arc<ControllerRevision>| {
+                    let (Some(namespace), Some(definition)) = (
+                        revision.namespace(),
+                        revision.labels().get(LABEL_JOB_DEFINITION),
+                    ) else {
+                        return Vec::new();
+                    };
+                    namespaced_refs::<Job>(
+                        for_revisions
+                            .indexes
+                            .active_jobs_by_definition
+                            .get(&(namespace, definition.clone())),
                     )
                 },
             )

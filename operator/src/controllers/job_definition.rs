@@ -51,7 +51,9 @@ use crate::definition_revisions::{build_revision, revision_name};
 use crate::events::EventSpec;
 use crate::pods::{definition_ranges, parse_user, NumNodesFrom};
 use crate::shutdown::Shutdown;
-use crate::status::{apply_status, is_conflict, merge_conditions, DesiredCondition, Precondition};
+use crate::status::{
+    apply_status, is_conflict, merge_conditions, ready_and_stalled, DesiredCondition, Precondition,
+};
 
 const CONTROLLER: &str = "job-definition";
 /// Event reason: a new revision was recorded.
@@ -361,7 +363,7 @@ pub fn build_status(
     };
     JobDefinitionStatus {
         revision: revision.and_then(|r| i32::try_from(r).ok()),
-        conditions: merge_conditions(existing, &[ready], generation, now),
+        conditions: merge_conditions(existing, &ready_and_stalled(ready), generation, now),
         observed_generation: generation,
     }
 }

@@ -52,7 +52,8 @@ use crate::events::EventSpec;
 use crate::metrics::QueueStateLabels;
 use crate::shutdown::Shutdown;
 use crate::status::{
-    apply_status, find_condition, merge_conditions, DesiredCondition, Precondition, CONDITION_TRUE,
+    apply_status, find_condition, merge_conditions, ready_and_stalled, DesiredCondition,
+    Precondition, CONDITION_TRUE,
 };
 
 const CONTROLLER: &str = "job-queue";
@@ -280,7 +281,7 @@ pub fn build_status(
         }),
         status_reason: Some(verdict.message.clone()),
         job_counts: Some(counts),
-        conditions: merge_conditions(existing, &[ready], generation, now),
+        conditions: merge_conditions(existing, &ready_and_stalled(ready), generation, now),
         observed_generation: generation,
         // The scheduler's to write (at a bounded rate, by JSON merge patch): never sent in
         // this controller's apply, so neither writer erases the other's fields.

@@ -29,7 +29,9 @@ use barge_crds::{SchedulingPolicy, SchedulingPolicyStatus};
 use super::{controller_config, measured, TRANSIENT_RETRY};
 use crate::context::Context;
 use crate::shutdown::Shutdown;
-use crate::status::{apply_status, merge_conditions, DesiredCondition, Precondition};
+use crate::status::{
+    apply_status, merge_conditions, ready_and_stalled, DesiredCondition, Precondition,
+};
 
 const CONTROLLER: &str = "scheduling-policy";
 
@@ -131,7 +133,7 @@ pub fn build_status(
         )
     };
     SchedulingPolicyStatus {
-        conditions: merge_conditions(existing, &[ready], generation, now),
+        conditions: merge_conditions(existing, &ready_and_stalled(ready), generation, now),
         observed_generation: generation,
     }
 }

@@ -63,9 +63,9 @@ pub(crate) fn convert(
         None => None,
     };
     if r#type == ComputeEnvironmentType::Unmanaged {
-        notes.add(
-            reader.path(),
-            "an UNMANAGED compute environment needs spec.nodeSelector to pick its nodes: add the labels of the nodes it should use",
+        notes.refuse(
+            reader.field_path("type"),
+            "an UNMANAGED compute environment in Barge picks its nodes by spec.nodeSelector, which no AWS field gives (the API server refuses one without it); write it as a Barge ComputeEnvironment with the labels of its nodes",
         );
     }
     reader.not_imported("serviceRole", ROLE_NOTE, notes);

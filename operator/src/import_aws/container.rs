@@ -5,14 +5,19 @@ use barge_crds::consts::RESERVED_ENV_PREFIX;
 use barge_crds::resources::{
     ContainerOverrides, ContainerProperties, EnvironmentVariable, EvaluateOnExit, Host, JobTimeout,
     LinuxParameters, MountPoint, ResourceRequirement, ResourceType, RetryAction, RetryStrategy,
-    Secret, Tmpfs, Ulimit, UlimitName, Volume,
+    Secret, Tmpfs, Volume,
 };
 use k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource;
-use serde_json::Value;
 
 use super::names::{dns_name, NameLimit};
 use super::reader::ObjectReader;
 use super::{ImportError, Notes};
+
+/// tmpfs mount options a memory-backed emptyDir honours: the kubelet mounts it read-write,
+/// executable and asynchronous (Docker's tmpfs, which AWS uses, defaults to noexec, nosuid and
+/// nodev; an emptyDir is more permissive, so asking for these is honoured). Every other option
+/// (`noexec`, `nosuid`, `nodev`, `ro`, `size=`, `mode=`, `uid=`, ...) would not be.
+pub(crate) const TMPFS_OPTIONS_HONOURED: &[&str] = &["rw", "exec", "async"];
 
 const JOB_ROLE_NOTE: &str = "AWS IAM roles have no meaning in Kubernetes; set containerProperties.serviceAccountName to a service account with the permissions the job needs (e.g. through IRSA or EKS Pod Identity)";
 
@@ -27,7 +32,7 @@ pub(crate) fn environment(
         let value = entry.string("value")?;
         entry.finish(notes);
         if name.starts_with(RESERVED_ENV_PREFIX) {
-            notes.add(path, format!("not imported: {name} starts with {RESERVED_ENV_PREFIX}, which Barge reserves (it sets these variables itself)"));
+            notes.refuse(path, format!("{name} starts with {RESERVED_ENV_PREFIX}, which Barge (as AWS Batch) reserves: it sets these variables itself"));
             continue;
         }
         env.push(EnvironmentVariable { name, value });
@@ -61,8 +66,9 @@ pub(crate) fn resource_requirements(
     Ok(requirements)
 }
 
-/// Legacy `vcpus` / `memory`, dropped (with a note) when a resource requirement of the same type
-/// is given too, since Barge accepts only one of the two.
+/// Legacy `vcpus` / `memory`. Given together with a resource requirement of the same type,
+/// Barge accepts only one of the two: the legacy field is dropped (with a warning) when both
+/// say the same, and refused when they differ (which one AWS would use is not Barge's guess).
 fn legacy_amount(
     reader: &ObjectReader<'_>,
     key: &str,
@@ -71,14 +77,26 @@ fn legacy_amount(
     notes: &mut Notes,
 ) -> Result<Option<i32>, ImportError> {
     let amount = reader.int(key)?;
-    if amount.is_some() && requirements.iter().any(|r| r.r#type == r#type) {
+    let (Some(amount), Some(requirement)) =
+        (amount, requirements.iter().find(|r| r.r#type == r#type))
+    else {
+        return Ok(amount);
+    };
+    if requirement.value.parse::<f64>().ok() == Some(f64::from(amount)) {
         notes.add(
             reader.field_path(key),
-            "not imported: resourceRequirements already sets this amount (Barge accepts one of the two)",
+            "not imported: resourceRequirements sets the same amount (Barge accepts one of the two)",
         );
-        return Ok(None);
+    } else {
+        notes.refuse(
+            reader.field_path(key),
+            format!(
+                "{key} ({amount}) differs from the {:?} of resourceRequirements ({:?}); keep one of the two",
+                requirement.r#type, requirement.value
+            ),
+        );
     }
-    Ok(amount)
+    Ok(None)
 }
 
 fn volumes(reader: &ObjectReader<'_>, notes: &mut Notes) -> Result<Vec<Volume>, ImportError> {
@@ -96,24 +114,7 @@ fn volumes(reader: &ObjectReader<'_>, notes: &mut Notes) -> Result<Vec<Volume>, 
             None => None,
         };
         let persistent_volume_claim = match entry.object("efsVolumeConfiguration")? {
-            Some(efs) => {
-                let file_system = efs.required_string("fileSystemId")?;
-                let claim = dns_name(&file_system, NameLimit::Object).ok_or_else(|| {
-                    ImportError::field(
-                        efs.field_path("fileSystemId"),
-                        "expected an EFS file system id",
-                    )
-                })?;
-                notes.add(
-                    efs.path(),
-                    format!("EFS has no meaning in Kubernetes: imported as the PersistentVolumeClaim {claim:?}; create it in the job's namespace bound to file system {file_system} (e.g. with the EFS CSI driver)"),
-                );
-                efs.finish(notes);
-                Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: claim,
-                    read_only: None,
-                })
-            }
+            Some(efs) => Some(efs_claim(efs, notes)?),
             None => None,
         };
         entry.finish(notes);
@@ -127,6 +128,76 @@ fn volumes(reader: &ObjectReader<'_>, notes: &mut Notes) -> Result<Vec<Volume>, 
         });
     }
     Ok(volumes)
+}
+
+/// An EFS volume → the PersistentVolumeClaim named after the file system, which the user
+/// creates bound to it (e.g. with the EFS CSI driver). The warning says what the volume must
+/// carry: `volumeHandle` `<fs>[:<rootDirectory>][:<accessPointId>]` and the mount options
+/// `tls` (transitEncryption) and `iam` (authorizationConfig.iam).
+fn efs_claim(
+    efs: ObjectReader<'_>,
+    notes: &mut Notes,
+) -> Result<PersistentVolumeClaimVolumeSource, ImportError> {
+    let file_system = efs.required_string("fileSystemId")?;
+    let claim = dns_name(&file_system, NameLimit::Object).ok_or_else(|| {
+        ImportError::field(
+            efs.field_path("fileSystemId"),
+            "expected an EFS file system id",
+        )
+    })?;
+    let root = efs.string("rootDirectory")?.filter(|r| r != "/");
+    let enabled = |reader: &ObjectReader<'_>, key: &str| -> Result<bool, ImportError> {
+        match reader.string(key)?.as_deref() {
+            None | Some("DISABLED") => Ok(false),
+            Some("ENABLED") => Ok(true),
+            Some(other) => Err(ImportError::field(
+                reader.field_path(key),
+                format!("expected ENABLED or DISABLED, got {other:?}"),
+            )),
+        }
+    };
+    let mut mount_options = Vec::new();
+    if enabled(&efs, "transitEncryption")? {
+        mount_options.push("tls");
+    }
+    efs.refuse(
+        "transitEncryptionPort",
+        "the EFS CSI driver chooses the port of its TLS tunnel",
+        notes,
+    );
+    let mut access_point = None;
+    if let Some(authorization) = efs.object("authorizationConfig")? {
+        access_point = authorization.string("accessPointId")?;
+        if enabled(&authorization, "iam")? {
+            mount_options.push("iam");
+        }
+        authorization.finish(notes);
+    }
+    let path = efs.path().to_string();
+    efs.finish(notes);
+    let handle = match (&root, &access_point) {
+        (None, None) => file_system.clone(),
+        (root, access_point) => format!(
+            "{file_system}:{}:{}",
+            root.as_deref().unwrap_or(""),
+            access_point.as_deref().unwrap_or("")
+        )
+        .trim_end_matches(':')
+        .to_string(),
+    };
+    let options = if mount_options.is_empty() {
+        String::new()
+    } else {
+        format!(" and mountOptions [{}]", mount_options.join(", "))
+    };
+    notes.add(
+        path,
+        format!("EFS has no meaning in Kubernetes: imported as the PersistentVolumeClaim {claim:?}; create it in the job's namespace, bound to a PersistentVolume of the EFS CSI driver with volumeHandle {handle:?}{options}, or the job's pods wait for it"),
+    );
+    Ok(PersistentVolumeClaimVolumeSource {
+        claim_name: claim,
+        read_only: None,
+    })
 }
 
 fn volume_name(aws_name: &str, path: &str, notes: &mut Notes) -> Result<String, ImportError> {
@@ -175,12 +246,19 @@ fn secrets(reader: &ObjectReader<'_>, notes: &mut Notes) -> Result<Vec<Secret>, 
         let name = entry.required_string("name")?;
         let value_from = entry.required_string("valueFrom")?;
         entry.finish(notes);
-        if is_kubernetes_secret_reference(&value_from) && !name.starts_with(RESERVED_ENV_PREFIX) {
+        if name.starts_with(RESERVED_ENV_PREFIX) {
+            notes.refuse(
+                format!("{path}.name"),
+                format!(
+                    "{name} starts with {RESERVED_ENV_PREFIX}, which Barge (as AWS Batch) reserves"
+                ),
+            );
+        } else if is_kubernetes_secret_reference(&value_from) {
             secrets.push(Secret { name, value_from });
         } else {
-            notes.add(
-                path,
-                format!("not imported: {value_from:?} is an AWS Secrets Manager or SSM reference; create a Kubernetes Secret and add {{name: {name}, valueFrom: <secret-name>:<key>}}"),
+            notes.refuse(
+                format!("{path}.valueFrom"),
+                format!("{value_from:?} is an AWS Secrets Manager or SSM reference, which Barge cannot read: the job would run without {name}. Create a Kubernetes Secret and set valueFrom to <secret-name>:<key>"),
             );
         }
     }
@@ -202,6 +280,14 @@ fn linux_parameters(
         let container_path = entry.required_string("containerPath")?;
         let size = entry.required_int("size")?;
         let mount_options = entry.string_list("mountOptions")?;
+        for (i, option) in mount_options.iter().enumerate() {
+            if !TMPFS_OPTIONS_HONOURED.contains(&option.as_str()) {
+                notes.refuse(
+                    format!("{}[{i}]", entry.field_path("mountOptions")),
+                    format!("Barge mounts a tmpfs as a memory-backed emptyDir (sizeLimit {size}Mi), which the kubelet mounts with its own options: it cannot apply {option:?} (honoured: {})", TMPFS_OPTIONS_HONOURED.join(", ")),
+                );
+            }
+        }
         entry.finish(notes);
         tmpfs.push(Tmpfs {
             container_path,
@@ -209,19 +295,19 @@ fn linux_parameters(
             mount_options,
         });
     }
-    linux.not_imported(
+    linux.refuse(
         "devices",
-        "pods cannot map host devices this way; use a device plugin resource",
+        "pods cannot map host devices; request a device plugin resource (e.g. GPU in resourceRequirements) instead",
         notes,
     );
-    linux.not_imported(
+    linux.refuse(
         "maxSwap",
-        "Kubernetes manages swap per node, not per container",
+        "Kubernetes sets swap per node (the kubelet's swap behaviour), not per container",
         notes,
     );
-    linux.not_imported(
+    linux.refuse(
         "swappiness",
-        "Kubernetes manages swap per node, not per container",
+        "Kubernetes sets swap per node (the kubelet's swap behaviour), not per container",
         notes,
     );
     linux.finish(notes);
@@ -232,8 +318,11 @@ fn linux_parameters(
     }))
 }
 
-fn ulimits(reader: &ObjectReader<'_>, notes: &mut Notes) -> Result<Vec<Ulimit>, ImportError> {
-    let mut ulimits = Vec::new();
+/// Ulimits are refused: Kubernetes has no per-container ulimit, so Barge carries none to the pod
+/// (the node's container runtime defaults apply). Each entry is still read, so a malformed one
+/// is named as such, and AWS's `-1` (unlimited) is named by its field.
+fn ulimits(reader: &ObjectReader<'_>, notes: &mut Notes) -> Result<(), ImportError> {
+    const WHY: &str = "Kubernetes has no per-container ulimits, so Barge cannot set them (the node's container runtime defaults apply); set them in the node's runtime configuration or in the container's entrypoint (ulimit -n ...) and remove them here";
     for (path, item) in reader.list("ulimits")? {
         let entry = ObjectReader::new(item, &path)?;
         let name = entry.required_string("name")?;
@@ -243,20 +332,27 @@ fn ulimits(reader: &ObjectReader<'_>, notes: &mut Notes) -> Result<Vec<Ulimit>, 
         let hard_limit = entry
             .long("hardLimit")?
             .ok_or_else(|| ImportError::field(entry.field_path("hardLimit"), "required"))?;
+        let limit_path = |key: &str| entry.field_path(key);
+        let (soft_path, hard_path) = (limit_path("softLimit"), limit_path("hardLimit"));
         entry.finish(notes);
-        match serde_json::from_value::<UlimitName>(Value::String(name.clone())) {
-            Ok(name) => ulimits.push(Ulimit {
-                name,
-                soft_limit,
-                hard_limit,
-            }),
-            Err(_) => notes.add(
+        let unlimited: Vec<String> = [(soft_path, soft_limit), (hard_path, hard_limit)]
+            .into_iter()
+            .filter(|(_, limit)| *limit == -1)
+            .map(|(path, _)| path)
+            .collect();
+        match unlimited.as_slice() {
+            [] => notes.refuse(
                 path,
-                format!("not imported: {name:?} is not a ulimit Barge knows"),
+                format!("ulimit {name} (soft {soft_limit}, hard {hard_limit}): {WHY}"),
             ),
+            paths => {
+                for path in paths {
+                    notes.refuse(path.clone(), format!("ulimit {name} -1 (unlimited): {WHY}"));
+                }
+            }
         }
     }
-    Ok(ulimits)
+    Ok(())
 }
 
 fn user(reader: &ObjectReader<'_>, notes: &mut Notes) -> Result<Option<String>, ImportError> {
@@ -273,9 +369,9 @@ fn user(reader: &ObjectReader<'_>, notes: &mut Notes) -> Result<Option<String>, 
     if ok {
         Ok(Some(user))
     } else {
-        notes.add(
+        notes.refuse(
             reader.field_path("user"),
-            format!("not imported: {user:?} is a user name; Kubernetes runs containers by numeric uid (use a uid, uid:gid, root or nobody)"),
+            format!("{user:?} is a user name, which Kubernetes cannot look up: it runs containers by numeric uid (use the uid, uid:gid, root or nobody)"),
         );
         Ok(None)
     }
@@ -312,14 +408,14 @@ pub(crate) fn container_properties(
     let privileged = reader.bool("privileged")?;
     let readonly_root_filesystem = reader.bool("readonlyRootFilesystem")?;
     let linux_parameters = linux_parameters(reader, notes)?;
-    let ulimits = ulimits(reader, notes)?;
+    ulimits(reader, notes)?;
     let service_account_name = reader.string("serviceAccountName")?;
     let instance_type = reader.string("instanceType")?;
     let instance_type = match instance_type {
         Some(t) if !multinode => {
-            notes.add(
+            notes.refuse(
                 reader.field_path("instanceType"),
-                format!("not imported ({t:?}): instanceType applies to multinode node ranges only"),
+                format!("{t:?}: instanceType applies to the node ranges of multinode jobs only (as in AWS Batch)"),
             );
             None
         }
@@ -347,14 +443,14 @@ pub(crate) fn container_properties(
         "Barge does not run on Fargate",
         notes,
     );
-    reader.not_imported(
+    reader.refuse(
         "runtimePlatform",
-        "choose the nodes' OS and architecture with the compute environment's instance types",
+        "Barge cannot pin a job to an operating system or CPU architecture; choose them with the compute environment's instance types and remove it here",
         notes,
     );
-    reader.not_imported(
+    reader.refuse(
         "ephemeralStorage",
-        "Fargate ephemeral storage has no Barge counterpart; use a volume",
+        "Barge requests no ephemeral storage for a job, so the size would not be guaranteed; use a volume",
         notes,
     );
     reader.not_imported("enableExecuteCommand", "use kubectl exec", notes);
@@ -372,10 +468,45 @@ pub(crate) fn container_properties(
         privileged,
         readonly_root_filesystem,
         linux_parameters,
-        ulimits,
+        ulimits: Vec::new(),
         service_account_name,
         instance_type,
     })
+}
+
+/// AWS's `instanceTypes` of a node range (or of a node property override): Barge runs a range
+/// on one instance type, so a single entry becomes the container's `instanceType` (refused when
+/// it names another than the container's) and several entries are refused.
+pub(crate) fn single_instance_type(
+    range: &ObjectReader<'_>,
+    container_instance_type: Option<&str>,
+    notes: &mut Notes,
+) -> Result<Option<String>, ImportError> {
+    let types = range.string_list("instanceTypes")?;
+    let path = range.field_path("instanceTypes");
+    match types.as_slice() {
+        [] => Ok(None),
+        [one] => match container_instance_type {
+            Some(other) if other != one => {
+                notes.refuse(
+                    path,
+                    format!("{one:?} differs from the container's instanceType {other:?}"),
+                );
+                Ok(None)
+            }
+            _ => Ok(Some(one.clone())),
+        },
+        several => {
+            notes.refuse(
+                path,
+                format!(
+                    "{} instance types: Barge runs a node range on one instance type (set one)",
+                    several.len()
+                ),
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// `containerOverrides` of SubmitJob (or of a node property override).

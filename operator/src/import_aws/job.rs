@@ -8,13 +8,15 @@ use barge_crds::{Job, JobSpec};
 use super::container::{container_overrides, retry_strategy, timeout};
 use super::names::{arn_resource, convert_name, convert_reference, dns_name, NameLimit};
 use super::reader::ObjectReader;
-use super::{metadata, BargeObject, ImportError, ImportOptions, Notes};
+use super::revisions::ImportedRevisions;
+use super::{metadata, BargeObject, Context, ImportError, Notes};
 
 pub(crate) fn convert(
     reader: &ObjectReader<'_>,
-    options: &ImportOptions,
+    context: &Context<'_>,
     notes: &mut Notes,
 ) -> Result<BargeObject, ImportError> {
+    let options = context.options;
     let aws_name = reader.required_string("jobName")?;
     let name = convert_name(
         &aws_name,
@@ -31,8 +33,12 @@ pub(crate) fn convert(
         notes,
     )?;
     let definition = reader.required_string("jobDefinition")?;
-    let job_definition =
-        job_definition_reference(&definition, &reader.field_path("jobDefinition"), notes)?;
+    let job_definition = job_definition_reference(
+        &definition,
+        &reader.field_path("jobDefinition"),
+        context.revisions,
+        notes,
+    )?;
     let array_properties = match reader.object("arrayProperties")? {
         Some(array) => {
             let size = array.int("size")?;
@@ -61,19 +67,20 @@ pub(crate) fn convert(
     let scheduling_priority_override = reader.int("schedulingPriorityOverride")?;
     let tags = reader.string_map("tags")?;
     let propagate_tags = reader.bool("propagateTags")?;
-    reader.not_imported(
+    super::job_definition::check_propagated_tags(reader, &tags, propagate_tags, notes);
+    reader.refuse(
         "eksPropertiesOverride",
-        "override podProperties containers with containerOverrides",
+        "Barge applies a job's overrides to a podProperties definition through containerOverrides (command, environment); remove it or rewrite it as containerOverrides",
         notes,
     );
-    reader.not_imported(
+    reader.refuse(
         "ecsPropertiesOverride",
-        "ECS task properties have no Barge counterpart",
+        "Barge does not run ECS task properties",
         notes,
     );
-    reader.not_imported(
+    reader.refuse(
         "consumableResourcePropertiesOverride",
-        "consumable resources are not supported yet",
+        "Barge has no consumable resources: the job would run without waiting for them",
         notes,
     );
     let spec = JobSpec {
@@ -98,10 +105,13 @@ pub(crate) fn convert(
     Ok(BargeObject::Job(Box::new(object)))
 }
 
-/// `name`, `name:revision` or a job-definition ARN → `name` / `name:revision` in Kubernetes form.
+/// `name`, `name:revision` or a job-definition ARN → the Kubernetes name of the definition.
+/// A revision is carried only when it is the revision imported in this run (see
+/// [`super::revisions`]); any other is refused, since Barge numbers its revisions itself.
 fn job_definition_reference(
     value: &str,
     path: &str,
+    revisions: &ImportedRevisions,
     notes: &mut Notes,
 ) -> Result<String, ImportError> {
     let reference = match arn_resource(value) {
@@ -122,7 +132,7 @@ fn job_definition_reference(
     };
     let (name, revision) = match reference.rsplit_once(':') {
         Some((name, revision)) => {
-            let revision: u32 = revision.parse().ok().filter(|r| *r >= 1).ok_or_else(|| {
+            let revision: i32 = revision.parse().ok().filter(|r| *r >= 1).ok_or_else(|| {
                 ImportError::field(
                     path,
                     format!("{value:?}: the revision after ':' must be a number from 1"),
@@ -133,10 +143,23 @@ fn job_definition_reference(
         None => (reference, None),
     };
     let name = convert_name(name, path, NameLimit::Label, notes)?;
-    Ok(match revision {
-        Some(revision) => format!("{name}:{revision}"),
-        None => name,
-    })
+    if let Some(revision) = revision {
+        match revisions.get(&name) {
+            Some(Some(imported)) if *imported == revision => notes.add(
+                path,
+                format!("revision {revision} of {name} is the one imported with this job: the job names {name:?} and runs its latest Barge revision, the imported spec (Barge numbers its revisions itself, from 1)"),
+            ),
+            Some(Some(imported)) => notes.refuse(
+                path,
+                format!("revision {revision} of {name} cannot be carried: this run imports revision {imported}, and a Barge JobDefinition holds one spec (Barge numbers its revisions itself, from 1; its revision {revision} would be another spec)"),
+            ),
+            _ => notes.refuse(
+                path,
+                format!("AWS revision {revision} of {name} cannot be carried: Barge numbers a definition's revisions itself, from 1, so {name}:{revision} in Barge would be another spec. Import the definition's revision {revision} in the same run (DescribeJobDefinitions output), or reference it as {name:?} to run its latest revision"),
+            ),
+        }
+    }
+    Ok(name)
 }
 
 fn dependencies(
@@ -200,7 +223,7 @@ fn node_overrides(
     for (path, item) in reader.list("nodePropertyOverrides")? {
         let entry = ObjectReader::new(item, &path)?;
         let target_nodes = entry.required_string("targetNodes")?;
-        let container_overrides = match entry.object("containerOverrides")? {
+        let mut container_overrides = match entry.object("containerOverrides")? {
             Some(overrides) => {
                 let converted = container_overrides(&overrides, notes)?;
                 overrides.finish(notes);
@@ -208,9 +231,30 @@ fn node_overrides(
             }
             None => None,
         };
-        entry.not_imported(
-            "instanceTypes",
-            "set instanceType in the range's containerOverrides",
+        if let Some(instance_type) = super::container::single_instance_type(
+            &entry,
+            container_overrides
+                .as_ref()
+                .and_then(|o| o.instance_type.as_deref()),
+            notes,
+        )? {
+            container_overrides
+                .get_or_insert_with(Default::default)
+                .instance_type = Some(instance_type);
+        }
+        entry.refuse(
+            "eksPropertiesOverride",
+            "Barge's node ranges run AWS-shaped containers",
+            notes,
+        );
+        entry.refuse(
+            "ecsPropertiesOverride",
+            "Barge does not run ECS task properties",
+            notes,
+        );
+        entry.refuse(
+            "consumableResourcePropertiesOverride",
+            "Barge has no consumable resources: the job would run without waiting for them",
             notes,
         );
         entry.finish(notes);

@@ -6,8 +6,10 @@ use barge_crds::job_definition::{
 use barge_crds::{JobDefinition, JobDefinitionSpec};
 use k8s_openapi::api::core::v1::{Container, Volume as PodVolume};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
 
-use super::container::{container_properties, retry_strategy, timeout};
+use super::container::{container_properties, retry_strategy, single_instance_type, timeout};
 use super::names::{convert_name, NameLimit};
 use super::reader::ObjectReader;
 use super::{metadata, BargeObject, ImportError, ImportOptions, Notes};
@@ -67,6 +69,7 @@ pub(crate) fn convert(
     let scheduling_priority = reader.int("schedulingPriority")?;
     let propagate_tags = reader.bool("propagateTags")?;
     let tags = reader.string_map("tags")?;
+    check_propagated_tags(reader, &tags, propagate_tags, notes);
     if let Some(capabilities) = reader.value("platformCapabilities") {
         let fargate = capabilities
             .as_array()
@@ -78,19 +81,28 @@ pub(crate) fn convert(
         };
         notes.add(reader.field_path("platformCapabilities"), message);
     }
+    // DescribeJobDefinitions output: the revision and status chose this document
+    // (`revisions`); the ARN and orchestration type are AWS's bookkeeping.
+    reader.value("revision");
+    reader.value("status");
+    reader.not_imported(
+        "jobDefinitionArn",
+        "AWS's identifier of this revision; Barge names the definition by metadata.name",
+        notes,
+    );
     reader.not_imported(
         "containerOrchestrationType",
         "Barge jobs always run as Kubernetes pods",
         notes,
     );
-    reader.not_imported(
+    reader.refuse(
         "ecsProperties",
-        "ECS task properties have no Barge counterpart; use containerProperties or podProperties",
+        "Barge does not run ECS task properties (several containers with essential flags, dependsOn conditions, firelens, ...); rewrite the job as containerProperties or eksProperties.podProperties",
         notes,
     );
-    reader.not_imported(
+    reader.refuse(
         "consumableResourceProperties",
-        "consumable resources are not supported yet",
+        "Barge has no consumable resources: the job would run without waiting for them",
         notes,
     );
     let spec = JobDefinitionSpec {
@@ -126,21 +138,26 @@ fn node_properties(
                 "required: Barge node ranges describe their container",
             )
         })?;
-        let properties = container_properties(&container, true, notes)?;
+        let mut properties = container_properties(&container, true, notes)?;
         container.finish(notes);
-        range.not_imported(
-            "instanceTypes",
-            "set one instanceType in the range's container",
-            notes,
-        );
-        range.not_imported(
+        if let Some(instance_type) =
+            single_instance_type(&range, properties.instance_type.as_deref(), notes)?
+        {
+            properties.instance_type = Some(instance_type);
+        }
+        range.refuse(
             "eksProperties",
-            "node ranges take a container in the AWS shape",
+            "Barge's node ranges run AWS-shaped containers (container)",
             notes,
         );
-        range.not_imported(
+        range.refuse(
             "ecsProperties",
-            "node ranges take a container in the AWS shape",
+            "Barge does not run ECS task properties; describe the range's container in container",
+            notes,
+        );
+        range.refuse(
+            "consumableResourceProperties",
+            "Barge has no consumable resources: the job would run without waiting for them",
             notes,
         );
         range.finish(notes);
@@ -158,33 +175,68 @@ fn node_properties(
 }
 
 /// A Kubernetes object embedded in an AWS document (EKS containers and volumes use the
-/// Kubernetes field names).
-fn kubernetes_list<T: DeserializeOwned>(
+/// Kubernetes field names). A field the Kubernetes type does not have — which deserializing
+/// would drop — is refused by its path.
+fn kubernetes_list<T: DeserializeOwned + Serialize>(
     reader: &ObjectReader<'_>,
     key: &str,
+    notes: &mut Notes,
 ) -> Result<Vec<T>, ImportError> {
-    reader
-        .list(key)?
-        .into_iter()
-        .map(|(path, item)| {
-            serde_json::from_value(item.clone()).map_err(|e| {
-                ImportError::field(
-                    path,
-                    format!("not a Kubernetes object of the expected shape: {e}"),
-                )
-            })
-        })
-        .collect()
+    let mut out = Vec::new();
+    for (path, item) in reader.list(key)? {
+        let object: T = serde_json::from_value(item.clone()).map_err(|e| {
+            ImportError::field(
+                &path,
+                format!("not a Kubernetes object of the expected shape: {e}"),
+            )
+        })?;
+        let kept = serde_json::to_value(&object)
+            .map_err(|e| ImportError::field(&path, format!("cannot be represented: {e}")))?;
+        for dropped in dropped_fields(item, &kept, &path) {
+            notes.refuse(
+                dropped,
+                "not a field of the Kubernetes object Barge runs, so it cannot honour it",
+            );
+        }
+        out.push(object);
+    }
+    Ok(out)
 }
 
-/// `eksProperties.podProperties` (AWS Batch on EKS) → `podProperties`.
+/// Paths of the fields of `input` that `kept` (its round trip through a Kubernetes type) lost.
+fn dropped_fields(input: &Value, kept: &Value, path: &str) -> Vec<String> {
+    match (input, kept) {
+        (Value::Object(input), Value::Object(kept)) => input
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .flat_map(|(key, value)| {
+                let child = super::reader::join(path, key);
+                match kept.get(key) {
+                    Some(kept_value) => dropped_fields(value, kept_value, &child),
+                    None => vec![child],
+                }
+            })
+            .collect(),
+        (Value::Array(input), Value::Array(kept)) => input
+            .iter()
+            .zip(kept)
+            .enumerate()
+            .flat_map(|(i, (v, k))| dropped_fields(v, k, &format!("{path}[{i}]")))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `eksProperties.podProperties` (AWS Batch on EKS) → `podProperties`. Pod-level settings Barge
+/// does not carry (hostNetwork, dnsPolicy, imagePullSecrets, metadata, shareProcessNamespace)
+/// are refused by the reader.
 fn pod_properties(
     reader: ObjectReader<'_>,
     notes: &mut Notes,
 ) -> Result<PodProperties, ImportError> {
-    let containers: Vec<Container> = kubernetes_list(&reader, "containers")?;
-    let init_containers: Vec<Container> = kubernetes_list(&reader, "initContainers")?;
-    let volumes: Vec<PodVolume> = kubernetes_list(&reader, "volumes")?;
+    let containers: Vec<Container> = kubernetes_list(&reader, "containers", notes)?;
+    let init_containers: Vec<Container> = kubernetes_list(&reader, "initContainers", notes)?;
+    let volumes: Vec<PodVolume> = kubernetes_list(&reader, "volumes", notes)?;
     let service_account_name = reader.string("serviceAccountName")?;
     reader.finish(notes);
     Ok(PodProperties {
@@ -193,4 +245,25 @@ fn pod_properties(
         volumes,
         service_account_name,
     })
+}
+
+/// With `propagateTags`, Barge copies tags to the job's pods as annotations and leaves out
+/// keys that are not annotation keys: such a key is refused rather than lost at run time.
+pub(crate) fn check_propagated_tags(
+    reader: &ObjectReader<'_>,
+    tags: &std::collections::BTreeMap<String, String>,
+    propagate: Option<bool>,
+    notes: &mut Notes,
+) {
+    if propagate != Some(true) {
+        return;
+    }
+    for key in tags.keys() {
+        if !barge_crds::common::is_label_key(key) {
+            notes.refuse(
+                format!("{}.{key}", reader.field_path("tags")),
+                format!("propagateTags copies tags to the pods as annotations, and {key:?} is not an annotation key (letters, digits, '-', '_', '.', an optional DNS prefix and '/'), so Barge would leave it out"),
+            );
+        }
+    }
 }

@@ -85,14 +85,21 @@ pub(crate) fn convert(
             action,
         });
     }
-    reader.not_imported(
-        "jobQueueType",
-        "Barge queues always run jobs as Kubernetes pods",
-        notes,
-    );
-    reader.not_imported(
+    if reader.string("jobQueueType")?.as_deref() == Some("SAGEMAKER_TRAINING") {
+        notes.refuse(
+            reader.field_path("jobQueueType"),
+            "a SAGEMAKER_TRAINING queue runs SageMaker training jobs, which Barge cannot run",
+        );
+    } else {
+        reader.not_imported(
+            "jobQueueType",
+            "Barge queues always run jobs as Kubernetes pods",
+            notes,
+        );
+    }
+    reader.refuse(
         "serviceEnvironmentOrder",
-        "service environments (SageMaker) have no Barge counterpart",
+        "service environments (SageMaker) have no Barge counterpart: the queue's jobs would not run there",
         notes,
     );
     note_resource_tags(reader, notes);

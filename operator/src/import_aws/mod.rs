@@ -1,15 +1,23 @@
 //! `barge import aws`: AWS Batch JSON documents → Barge objects, as a pure conversion.
 //!
-//! Data flow: one JSON value (a document, or a list of documents) → [`convert`] detects each
-//! document's kind by its keys (`jobDefinitionName` → RegisterJobDefinition, `jobQueueName` →
+//! Faithful or loud: every field the importer carries is one Barge honours at run time. A field
+//! Barge would not honour (a ulimit, a tmpfs mount option, ECS properties, an AWS secret ARN, a
+//! field the importer does not know, ...) is *refused*: the conversion fails naming it, and
+//! nothing is printed. Only fields that are AWS metadata or AWS infrastructure with no run-time
+//! effect on the job's container (IAM roles, log drivers, subnets, ...) are dropped, each with a
+//! warning naming it. docs/import-aws.md lists the decision for every field.
+//!
+//! Data flow: the inputs (a document, a list of documents, or DescribeJobDefinitions output
+//! `{"jobDefinitions": [...]}`) → [`convert_inputs`] collects their documents → the revisions of
+//! each job definition are chosen ([`revisions`]: the newest ACTIVE one) → each document's kind
+//! is detected by its keys (`jobDefinitionName` → RegisterJobDefinition, `jobQueueName` →
 //! CreateJobQueue, `computeEnvironmentName` → CreateComputeEnvironment, `name` +
 //! `fairsharePolicy` → CreateSchedulingPolicy, `jobName` + `jobQueue` → SubmitJob) → the
 //! per-kind module reads it through an [`reader::ObjectReader`], which tracks every field it
-//! reads → a typed barge-crds object plus [`Note`]s. Field names are AWS Batch's in Barge too, so
-//! most fields carry over as they are; names and ARNs become Kubernetes names, and every field
-//! without a Kubernetes meaning (subnets, roles, launch templates, ...) and every field the
-//! importer does not know is reported as a note — never dropped silently. Malformed input is an
-//! [`ImportError`] naming the field (`containerProperties.vcpus: expected a number, got "two"`).
+//! reads → a typed barge-crds object plus warnings and refusals ([`Notes`]) → every object is
+//! validated against its CRD's schema and CEL rules ([`validate`]) exactly as the API server
+//! would. Malformed input is an [`ImportError`] naming the field (`containerProperties.vcpus:
+//! expected a number, got "two"`).
 
 mod compute_environment;
 mod container;
@@ -18,7 +26,9 @@ mod job_definition;
 mod job_queue;
 mod names;
 mod reader;
+mod revisions;
 mod scheduling_policy;
+mod validate;
 
 use std::fmt;
 
@@ -54,6 +64,29 @@ pub enum BargeObject {
 
 impl BargeObject {
     /// The object as a Kubernetes manifest.
+    /// The object's kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BargeObject::ComputeEnvironment(_) => "ComputeEnvironment",
+            BargeObject::JobQueue(_) => "JobQueue",
+            BargeObject::SchedulingPolicy(_) => "SchedulingPolicy",
+            BargeObject::JobDefinition(_) => "JobDefinition",
+            BargeObject::Job(_) => "Job",
+        }
+    }
+
+    /// The object's name.
+    pub fn name(&self) -> String {
+        let metadata = match self {
+            BargeObject::ComputeEnvironment(o) => &o.metadata,
+            BargeObject::JobQueue(o) => &o.metadata,
+            BargeObject::SchedulingPolicy(o) => &o.metadata,
+            BargeObject::JobDefinition(o) => &o.metadata,
+            BargeObject::Job(o) => &o.metadata,
+        };
+        metadata.name.clone().unwrap_or_default()
+    }
+
     pub fn to_value(&self) -> Result<Value, serde_json::Error> {
         match self {
             BargeObject::ComputeEnvironment(o) => serde_json::to_value(o),
@@ -65,9 +98,11 @@ impl BargeObject {
     }
 }
 
-/// Something the conversion changed, could not carry over, or wants the user to check.
+/// Something the conversion changed, could not carry over, or refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Note {
+    /// The input it came from (a file name; empty for a document converted on its own).
+    pub file: String,
     /// Path of the field in the input (`computeResources.subnets`).
     pub path: String,
     /// What happened to it.
@@ -76,6 +111,9 @@ pub struct Note {
 
 impl fmt::Display for Note {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.file.is_empty() {
+            write!(f, "{}: ", self.file)?;
+        }
         if self.path.is_empty() {
             f.write_str(&self.message)
         } else {
@@ -84,27 +122,40 @@ impl fmt::Display for Note {
     }
 }
 
-/// The notes of a conversion, in the order they arose.
+/// The notes of a conversion, in the order they arose: warnings (a field dropped because it
+/// has no meaning in Kubernetes, a name changed) and refusals (a field Barge would not honour
+/// at run time: the conversion fails naming it).
 #[derive(Clone, Debug, Default)]
-pub struct Notes(Vec<Note>);
+pub struct Notes {
+    warnings: Vec<Note>,
+    refusals: Vec<Note>,
+}
 
 impl Notes {
+    /// A warning: printed on stderr, the conversion goes on.
     pub(crate) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Note {
+        self.warnings.push(Note {
+            file: String::new(),
             path: path.into(),
             message: message.into(),
         });
     }
 
-    pub fn into_vec(self) -> Vec<Note> {
-        self.0
+    /// A refusal: the field would not be honoured at run time, so nothing is imported.
+    pub(crate) fn refuse(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.refusals.push(Note {
+            file: String::new(),
+            path: path.into(),
+            message: format!("refused: {}", message.into()),
+        });
     }
 }
 
-/// Malformed input: which field, and what is wrong with it.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
+/// Malformed or refused input: which file and field, and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImportError {
+    /// The input it came from (a file name; empty for a document converted on its own).
+    pub file: String,
     /// Path of the field in the input (`containerProperties.vcpus`, `[2].jobName`).
     pub path: String,
     /// What is wrong.
@@ -115,6 +166,7 @@ impl ImportError {
     pub(crate) fn field(path: impl Into<String>, message: impl Into<String>) -> Self {
         let path = path.into();
         ImportError {
+            file: String::new(),
             path: if path.is_empty() {
                 "document".into()
             } else {
@@ -123,12 +175,53 @@ impl ImportError {
             message: message.into(),
         }
     }
+
+    fn in_file(mut self, file: &str) -> Self {
+        self.file = file.to_string();
+        self
+    }
 }
 
-/// The objects and notes of a conversion.
+impl fmt::Display for ImportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.file.is_empty() {
+            write!(f, "{}: ", self.file)?;
+        }
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+impl std::error::Error for ImportError {}
+
+impl From<Note> for ImportError {
+    fn from(note: Note) -> Self {
+        ImportError {
+            file: note.file,
+            path: note.path,
+            message: note.message,
+        }
+    }
+}
+
+/// Every error of a conversion (one per line when shown).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportErrors(pub Vec<ImportError>);
+
+impl fmt::Display for ImportErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+impl std::error::Error for ImportErrors {}
+
+/// The objects and warnings of a conversion.
 #[derive(Clone, Debug, Default)]
 pub struct Conversion {
     pub objects: Vec<BargeObject>,
+    /// Where each object came from (`file`, or `file: path` for a document in a list).
+    pub sources: Vec<String>,
     pub notes: Vec<Note>,
 }
 
@@ -142,7 +235,8 @@ pub enum DocumentKind {
     SubmitJob,
 }
 
-/// Recognises a document by its keys.
+/// Recognises a document by its keys. A job definition as DescribeJobDefinitions returns it
+/// (with `revision`, `status`, `jobDefinitionArn`) is a RegisterJobDefinition document too.
 pub fn detect(document: &Value) -> Option<DocumentKind> {
     let has = |key: &str| document.get(key).is_some();
     if has("jobDefinitionName") {
@@ -160,40 +254,199 @@ pub fn detect(document: &Value) -> Option<DocumentKind> {
     }
 }
 
-/// Converts a document or a list of documents.
-pub fn convert(input: &Value, options: &ImportOptions) -> Result<Conversion, ImportError> {
-    let documents: Vec<(String, &Value)> = match input {
-        Value::Array(items) => items
+/// One document of the input, where it came from.
+struct Document<'a> {
+    file: &'a str,
+    path: String,
+    value: &'a Value,
+}
+
+/// The documents of one input: a document, a list of documents, or DescribeJobDefinitions
+/// output (`{"jobDefinitions": [...], "nextToken": ...}`).
+fn documents<'a>(
+    file: &'a str,
+    input: &'a Value,
+    notes: &mut Notes,
+) -> Result<Vec<Document<'a>>, ImportError> {
+    let document = |path: String, value: &'a Value| Document { file, path, value };
+    match input {
+        Value::Array(items) => Ok(items
             .iter()
             .enumerate()
-            .map(|(i, d)| (format!("[{i}]"), d))
-            .collect(),
-        single => vec![(String::new(), single)],
-    };
-    let mut notes = Notes::default();
-    let mut objects = Vec::new();
-    for (path, document) in documents {
-        objects.push(convert_document(document, &path, options, &mut notes)?);
+            .map(|(i, d)| document(format!("[{i}]"), d))
+            .collect()),
+        Value::Object(map) if map.contains_key("jobDefinitions") && detect(input).is_none() => {
+            let reader = ObjectReader::new(input, "")?;
+            let items = reader.list("jobDefinitions")?;
+            reader.not_imported(
+                "nextToken",
+                "this is one page of DescribeJobDefinitions output: import the other pages too (aws batch describe-job-definitions without --max-items pages through all of them)",
+                notes,
+            );
+            reader.finish(notes);
+            Ok(items
+                .into_iter()
+                .map(|(path, value)| document(path, value))
+                .collect())
+        }
+        single => Ok(vec![document(String::new(), single)]),
     }
-    Ok(Conversion {
-        objects,
-        notes: notes.into_vec(),
-    })
+}
+
+/// Converts a document, a list of documents or DescribeJobDefinitions output.
+pub fn convert(input: &Value, options: &ImportOptions) -> Result<Conversion, ImportErrors> {
+    convert_inputs(&[(String::new(), input.clone())], options)
+}
+
+/// Converts the documents of several inputs (file name, JSON) together: revisions of the same
+/// job definition are chosen among all of them, a job's `name:N` reference is checked against
+/// the definitions imported with it, every object is validated against its CRD, and any
+/// malformed or refused field fails the whole conversion.
+pub fn convert_inputs(
+    inputs: &[(String, Value)],
+    options: &ImportOptions,
+) -> Result<Conversion, ImportErrors> {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let mut all = Vec::new();
+    for (file, input) in inputs {
+        let mut notes = Notes::default();
+        match documents(file, input, &mut notes) {
+            Ok(found) => all.extend(found),
+            Err(e) => errors.push(e.in_file(file)),
+        }
+        collect(notes, file, &mut warnings, &mut errors);
+    }
+    let selection = revisions::select(
+        all.iter()
+            .map(|d| (d.file, d.path.as_str(), d.value))
+            .collect(),
+    );
+    let (skipped, imported) = match selection {
+        Ok(selection) => {
+            for (file, note) in selection.notes {
+                let mut note = note;
+                note.file = file.to_string();
+                warnings.push(note);
+            }
+            (selection.skipped, selection.imported)
+        }
+        Err(e) => {
+            errors.push(e);
+            return Err(ImportErrors(errors));
+        }
+    };
+    let context = Context {
+        options,
+        revisions: &imported,
+    };
+    let mut validator = validate::Validator::default();
+    let mut objects: Vec<(BargeObject, &str, String)> = Vec::new();
+    for (index, document) in all.iter().enumerate() {
+        if skipped.contains(&index) {
+            continue;
+        }
+        let mut notes = Notes::default();
+        match convert_document(document.value, &document.path, &context, &mut notes) {
+            Ok(object) => {
+                if notes.refusals.is_empty() {
+                    if let Err(message) = validator.check(&object) {
+                        errors.push(
+                            ImportError::field(document.path.clone(), message)
+                                .in_file(document.file),
+                        );
+                    }
+                }
+                objects.push((object, document.file, document.path.clone()));
+            }
+            Err(e) => errors.push(e.in_file(document.file)),
+        }
+        collect(notes, document.file, &mut warnings, &mut errors);
+    }
+    duplicates(&objects, &mut errors);
+    if errors.is_empty() {
+        let sources = objects
+            .iter()
+            .map(|(_, file, path)| match (file.is_empty(), path.is_empty()) {
+                (_, true) => file.to_string(),
+                (true, false) => path.clone(),
+                (false, false) => format!("{file}: {path}"),
+            })
+            .collect();
+        Ok(Conversion {
+            objects: objects.into_iter().map(|(o, _, _)| o).collect(),
+            sources,
+            notes: warnings,
+        })
+    } else {
+        Err(ImportErrors(errors))
+    }
+}
+
+/// Moves a document's notes into the conversion's warnings and errors.
+fn collect(notes: Notes, file: &str, warnings: &mut Vec<Note>, errors: &mut Vec<ImportError>) {
+    let with_file = |mut note: Note| {
+        note.file = file.to_string();
+        note
+    };
+    warnings.extend(notes.warnings.into_iter().map(with_file));
+    errors.extend(
+        notes
+            .refusals
+            .into_iter()
+            .map(|n| ImportError::from(with_file(n))),
+    );
+}
+
+/// Two documents that become the same object would overwrite each other when applied: refused.
+fn duplicates(objects: &[(BargeObject, &str, String)], errors: &mut Vec<ImportError>) {
+    let mut seen: std::collections::BTreeMap<(&'static str, String), (&str, &str)> =
+        std::collections::BTreeMap::new();
+    for (object, file, path) in objects {
+        let key = (object.kind(), object.name());
+        match seen.get(&key) {
+            Some((first_file, first_path)) => errors.push(
+                ImportError::field(
+                    path.clone(),
+                    format!(
+                        "refused: {} {:?} is also imported from {}{}; applying both would keep only the last",
+                        key.0,
+                        key.1,
+                        if first_file.is_empty() { String::new() } else { format!("{first_file}: ") },
+                        if first_path.is_empty() { "the document" } else { first_path },
+                    ),
+                )
+                .in_file(file),
+            ),
+            None => {
+                seen.insert(key, (file, path));
+            }
+        }
+    }
+}
+
+/// What the per-kind conversions need besides the document.
+pub(crate) struct Context<'a> {
+    pub(crate) options: &'a ImportOptions,
+    /// The definitions imported in this run and the AWS revision each was imported from.
+    pub(crate) revisions: &'a revisions::ImportedRevisions,
 }
 
 fn convert_document(
     document: &Value,
     path: &str,
-    options: &ImportOptions,
+    context: &Context<'_>,
     notes: &mut Notes,
 ) -> Result<BargeObject, ImportError> {
+    let options = context.options;
     let reader = ObjectReader::new(document, path)?;
     let kind = detect(document).ok_or_else(|| {
         ImportError::field(
             path,
             "not an AWS Batch document Barge can import: expected RegisterJobDefinition (jobDefinitionName), \
              CreateJobQueue (jobQueueName), CreateComputeEnvironment (computeEnvironmentName), \
-             CreateSchedulingPolicy (name and fairsharePolicy) or SubmitJob (jobName and jobQueue)",
+             CreateSchedulingPolicy (name and fairsharePolicy), SubmitJob (jobName and jobQueue) \
+             or DescribeJobDefinitions output (jobDefinitions)",
         )
     })?;
     let object = match kind {
@@ -203,7 +456,7 @@ fn convert_document(
             compute_environment::convert(&reader, options, notes)?
         }
         DocumentKind::CreateSchedulingPolicy => scheduling_policy::convert(&reader, notes)?,
-        DocumentKind::SubmitJob => job::convert(&reader, options, notes)?,
+        DocumentKind::SubmitJob => job::convert(&reader, context, notes)?,
     };
     reader.finish(notes);
     Ok(object)

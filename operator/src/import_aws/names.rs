@@ -144,7 +144,7 @@ mod tests {
         .expect("converts");
         assert_eq!(name, "c4ondemand");
         assert_eq!(
-            notes.clone().into_vec().len(),
+            notes.warnings.len(),
             2,
             "one note for the ARN, one for the name"
         );

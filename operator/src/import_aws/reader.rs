@@ -207,15 +207,26 @@ impl<'a> ObjectReader<'a> {
         }
     }
 
-    /// Notes every key that no accessor read: nothing is dropped silently.
+    /// Marks `key` used and, when present, refuses it: Barge would not honour it at run time.
+    pub(crate) fn refuse(&self, key: &str, why: &str, notes: &mut Notes) {
+        if let Some(value) = self.value(key) {
+            notes.refuse(
+                self.field_path(key),
+                format!("{} ({}): {why}", key, describe_short(value)),
+            );
+        }
+    }
+
+    /// Refuses every key that no accessor read: a field the importer does not know may change
+    /// how the job runs, so it is neither dropped nor guessed at.
     pub(crate) fn finish(self, notes: &mut Notes) {
         let used = self.used.into_inner();
         for (key, value) in self.map {
             if !used.contains(key) && !value.is_null() {
-                notes.add(
+                notes.refuse(
                     join(&self.path, key),
                     format!(
-                        "not imported ({}): Barge has no counterpart for this field",
+                        "{key} ({}) is not a field Barge knows, so it cannot honour it; remove it to import the rest",
                         describe_short(value)
                     ),
                 );
@@ -259,7 +270,7 @@ mod tests {
     }
 
     #[test]
-    fn finish_reports_unread_fields() {
+    fn finish_refuses_unread_fields() {
         let doc =
             json!({"image": "busybox", "logConfiguration": {"logDriver": "awslogs"}, "gone": null});
         let reader = ObjectReader::new(&doc, "containerProperties").expect("object");
@@ -269,10 +280,11 @@ mod tests {
         );
         let mut notes = Notes::default();
         reader.finish(&mut notes);
-        let notes: Vec<String> = notes.into_vec().iter().map(ToString::to_string).collect();
+        assert!(notes.warnings.is_empty(), "no warnings");
+        let refusals: Vec<String> = notes.refusals.iter().map(ToString::to_string).collect();
         assert_eq!(
-            notes,
-            vec!["containerProperties.logConfiguration: not imported (an object with 1 field(s)): Barge has no counterpart for this field"]
+            refusals,
+            vec!["containerProperties.logConfiguration: refused: logConfiguration (an object with 1 field(s)) is not a field Barge knows, so it cannot honour it; remove it to import the rest"]
         );
     }
 }

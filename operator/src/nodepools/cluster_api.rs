@@ -271,13 +271,15 @@ pub fn scaled_pools(
 ) -> HashMap<String, (ClusterApiPool, Vec<NodeGroup>)> {
     let read = ctx.node_groups.lock().unwrap_or_else(|e| e.into_inner());
     ces.iter()
-        .filter_map(|ce| match super::pool_of(ce) {
-            Ok(super::Pool::ClusterApi(pool)) => {
-                let groups = read.get(&ce.name_any())?.clone();
-                Some((ce.name_any(), (pool, groups)))
-            }
-            _ => None,
-        })
+        .filter_map(
+            |ce| match super::enabled_pool_of(ce, &ctx.config.providers) {
+                Ok(super::Pool::ClusterApi(pool)) => {
+                    let groups = read.get(&ce.name_any())?.clone();
+                    Some((ce.name_any(), (pool, groups)))
+                }
+                _ => None,
+            },
+        )
         .collect()
 }
 

@@ -37,7 +37,8 @@ use barge_crds::ComputeEnvironment;
 
 use super::cluster_api;
 use super::{
-    is_enabled, node_snapshot, node_state, pool_of, scheduler_environment, Pool, SimulatedPool,
+    enabled_pool_of, is_enabled, node_snapshot, node_state, scheduler_environment, Pool,
+    SimulatedPool,
 };
 use crate::context::Context;
 use crate::queue_access::queue_specs;
@@ -181,7 +182,7 @@ pub fn decide(ctx: &Context, now_ms: i64) -> BTreeMap<String, ScalingDecision> {
     let simulated: HashMap<String, SimulatedPool> = ces
         .iter()
         .filter(|ce| ce.spec.r#type == ComputeEnvironmentType::Managed)
-        .filter_map(|ce| match pool_of(ce) {
+        .filter_map(|ce| match enabled_pool_of(ce, &ctx.config.providers) {
             Ok(Pool::Simulated(pool)) if scales_with_demand(&pool) => Some((ce.name_any(), pool)),
             _ => None,
         })

@@ -48,6 +48,8 @@ use barge_crds::consts::{
 use barge_crds::ComputeEnvironment;
 
 use crate::cache::{Caches, NodeUsage};
+use crate::context::{EnabledProviders, Provider};
+use crate::status::REASON_PROVIDER_DISABLED;
 
 /// Why a compute environment has no usable pool.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -119,6 +121,43 @@ pub enum Pool {
     Unmanaged(UnmanagedPool),
     Karpenter(karpenter::KarpenterPool),
     ClusterApi(cluster_api::ClusterApiPool),
+}
+
+impl Pool {
+    /// The provider a MANAGED pool needs enabled; None for an UNMANAGED one.
+    pub fn provider(&self) -> Option<Provider> {
+        match self {
+            Pool::Simulated(_) => Some(Provider::Simulated),
+            Pool::Karpenter(_) => Some(Provider::Karpenter),
+            Pool::ClusterApi(_) => Some(Provider::ClusterApi),
+            Pool::Unmanaged(_) => None,
+        }
+    }
+}
+
+/// Why an environment whose provider `--providers` leaves out has no pool (pure).
+pub fn provider_disabled(provider: Provider, enabled: &EnabledProviders) -> PoolError {
+    PoolError {
+        reason: REASON_PROVIDER_DISABLED,
+        message: format!(
+            "the {} provider is not enabled in this Barge installation (enabled: {enabled}); the platform team enables it with the Helm value {}=true (`barge operator --providers`)",
+            provider.spec_field(),
+            provider.helm_value()
+        ),
+    }
+}
+
+/// [`pool_of`] for an operator that may use only the `enabled` providers: a pool of another
+/// provider is INVALID ([`provider_disabled`]), and nothing is done for it.
+pub fn enabled_pool_of(
+    ce: &ComputeEnvironment,
+    enabled: &EnabledProviders,
+) -> Result<Pool, PoolError> {
+    let pool = pool_of(ce)?;
+    match pool.provider() {
+        Some(provider) if !enabled.allows(provider) => Err(provider_disabled(provider, enabled)),
+        _ => Ok(pool),
+    }
 }
 
 /// An AWS-style price ("0.17" dollars per hour) in micro-dollars per hour.
@@ -720,6 +759,43 @@ pub(crate) mod tests {
                 && price_micros("1.x").is_err()
                 && price_micros("").is_err()
         );
+    }
+
+    #[test]
+    fn a_pool_of_a_provider_left_off_is_invalid_and_says_how_to_enable_it() {
+        let ce = simulated_ce("s", &["c5.large"], 2, None, 2);
+        let karpenter_only = EnabledProviders::only(&[Provider::Karpenter]);
+        let err = enabled_pool_of(&ce, &karpenter_only).unwrap_err();
+        assert_eq!(err.reason, REASON_PROVIDER_DISABLED);
+        for needle in [
+            "the simulated provider",
+            "(enabled: karpenter)",
+            "providers.simulated.enabled=true",
+        ] {
+            assert!(err.message.contains(needle), "{needle}: {}", err.message);
+        }
+        assert!(matches!(
+            enabled_pool_of(&ce, &EnabledProviders::all()),
+            Ok(Pool::Simulated(_))
+        ));
+        // An invalid spec says so first, whatever the providers.
+        let mut bad = ce.clone();
+        bad.spec.compute_resources.as_mut().expect("cr").maxv_cpus = 1;
+        assert_eq!(
+            enabled_pool_of(&bad, &EnabledProviders::none())
+                .unwrap_err()
+                .reason,
+            REASON_INVALID_SPEC
+        );
+        // UNMANAGED pools need no provider.
+        let mut unmanaged = ce;
+        unmanaged.spec.r#type = ComputeEnvironmentType::Unmanaged;
+        unmanaged.spec.compute_resources = None;
+        unmanaged.spec.node_selector = Some([("pool".to_string(), "batch".to_string())].into());
+        assert!(matches!(
+            enabled_pool_of(&unmanaged, &EnabledProviders::none()),
+            Ok(Pool::Unmanaged(_))
+        ));
     }
 
     #[test]

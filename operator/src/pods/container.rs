@@ -202,7 +202,7 @@ fn memory_volume(name: String, size_mib: i32) -> Volume {
 /// job's `overrides` ([`with_overrides`]).
 ///
 /// `ulimits` have no Kubernetes counterpart (the container runtime's defaults apply); they are
-/// accepted and ignored, as the importer reports.
+/// accepted and ignored (the definition controller warns; `barge import aws` refuses them).
 pub(super) fn container_pod_spec(
     props: &ContainerProperties,
     overrides: Option<&ContainerOverrides>,

@@ -133,6 +133,7 @@ impl Env {
             status_refresh_seconds: 1,
             dependency_grace_seconds: 300,
             pod_create_give_up_seconds: 300,
+            providers: Default::default(),
         }
     }
 

@@ -6,7 +6,9 @@
 //! - `POST /sim/v1/nodes/{name}/reclaim-spot` — a Spot interruption: the Node is annotated
 //!   `sim.barge.dev/spot-reclaimed`, then lost as above (refused for a node labelled
 //!   `karpenter.sh/capacity-type: on-demand`);
-//! - `POST /sim/v1/compact` — drop all watch history (older resourceVersions answer 410).
+//! - `POST /sim/v1/compact` — drop all watch history (older resourceVersions answer 410);
+//! - `GET /sim/v1/requests` — the request log of impersonated requests (a JSON list of
+//!   [`RequestRecord`](super::auth::reqlog::RequestRecord)); `DELETE` empties it.
 
 use std::sync::Arc;
 
@@ -144,6 +146,11 @@ pub async fn handle(
             };
             api.wake_controllers.notify_one();
             ok(json!({"node": name, "reclaimed": true, "pods": pods}))
+        }
+        ("GET", ["requests"]) => ok(serde_json::to_value(api.request_log()).unwrap_or_default()),
+        ("DELETE", ["requests"]) => {
+            api.request_log.clear();
+            ok(json!({"cleared": true}))
         }
         ("POST", ["compact"]) => {
             let rv = {

@@ -610,7 +610,8 @@ pub fn run_once(state: &mut State) -> bool {
     let c = namespaces(state);
     let d = crds(state);
     let e = pod_gc(state);
-    a || b || c || d || e
+    let f = super::auth::aggregation::run(state);
+    a || b || c || d || e || f
 }
 
 /// The controller task: runs passes while there is work, sleeps until woken or for a second.

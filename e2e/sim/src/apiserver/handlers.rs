@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use super::auth::{self, UserInfo};
 use super::deletion::{self, DeleteOpts, Deleted, Propagation};
 use super::machinery::{self, FieldSelector, LabelSelector};
 use super::objects::{self, meta_str};
@@ -29,9 +30,19 @@ pub struct Req<'a> {
     pub target: Target,
     pub query: Query,
     pub headers: HeaderMap,
+    /// The impersonated user; None: `system:admin` (no impersonation).
+    pub user: Option<Arc<UserInfo>>,
 }
 
 impl Req<'_> {
+    /// The user the request is authenticated as.
+    pub fn user_info(&self) -> UserInfo {
+        self.user
+            .as_deref()
+            .cloned()
+            .unwrap_or_else(UserInfo::admin)
+    }
+
     fn key(&self) -> ObjKey {
         (
             self.target.namespace.clone().unwrap_or_default(),
@@ -78,6 +89,7 @@ impl Req<'_> {
             validation: FieldValidation::parse(self.query.get("fieldValidation"))?,
             warnings: Vec::new(),
             keep_managed_fields: false,
+            user: self.user.clone(),
         })
     }
 }
@@ -739,30 +751,21 @@ pub fn evict(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> 
     ))
 }
 
-/// Access reviews: everything is allowed (the sim has no authorization).
+/// Access reviews (SelfSubjectAccessReview, SubjectAccessReview, LocalSubjectAccessReview,
+/// SelfSubjectRulesReview, SelfSubjectReview): answered by the authorizer requests go through
+/// ([`auth::review`]) for the request's user; nothing is stored.
 fn review(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> {
-    // kubectl sends reviews as protobuf; the answer (everything allowed) does not depend on the
-    // request, so a protobuf body is answered without decoding it.
-    let mut b = if content_type.contains("protobuf") {
-        json!({})
-    } else {
-        decode_body(body, content_type)?
-    };
+    let mut b = decode_body(body, content_type)?;
     write::check_kind(&req.def, &mut b)?;
-    b["status"] = match req.def.kind.as_str() {
-        "SelfSubjectRulesReview" => {
-            json!({"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-                                           "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": false})
-        }
-        "SelfSubjectReview" => {
-            json!({"userInfo": {"username": "system:admin", "groups": ["system:masters", "system:authenticated"]}})
-        }
-        _ => json!({"allowed": true, "reason": "barge-sim allows every request"}),
-    };
-    if b.get("metadata").is_none() {
-        b["metadata"] = json!({});
-    }
-    Ok(json_response(201, json_bytes(&b)))
+    let snap = req.api.rbac_snapshot();
+    let out = auth::review::answer(
+        &req.def.kind,
+        b,
+        &req.user_info(),
+        req.target.namespace.as_deref(),
+        &snap,
+    )?;
+    Ok(json_response(201, json_bytes(&out)))
 }
 
 #[cfg(test)]

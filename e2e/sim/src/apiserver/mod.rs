@@ -1,13 +1,16 @@
 //! The simulated Kubernetes API server.
 //!
-//! Requests enter [`dispatch`]: `/sim/v1/...` goes to the admin endpoints, discovery and OpenAPI
+//! Requests enter [`dispatch`]; those impersonating a user are authenticated and authorized by
+//! RBAC first ([`auth`]), the others are `system:admin` and go straight on. Then `/sim/v1/...`
+//! goes to the admin endpoints, discovery and OpenAPI
 //! paths are rendered from the [`registry::Registry`], and resource URLs are parsed into a
 //! [`paths::Target`], counted in the stats, passed through fault injection and handed to
 //! handlers.rs (CRUD), watch.rs or logs.rs. All state lives in [`State`] (store + registry) behind
 //! one mutex; writes follow write.rs / deletion.rs; the built-in controllers (GC, namespaces,
-//! CRD cleanup, pod GC) run as one background task.
+//! CRD cleanup, pod GC, ClusterRole aggregation) run as one background task.
 
 pub mod admin;
+pub mod auth;
 pub mod crd;
 pub mod deletion;
 pub mod discovery;
@@ -89,6 +92,10 @@ pub struct State {
     pub store: Store,
     pub registry: Registry,
     next_ip: u32,
+    /// Parsed RBAC objects for authorizing impersonated requests (see [`ApiServer::rbac_snapshot`]).
+    pub rbac: Option<Arc<auth::rbac::RbacSnapshot>>,
+    /// ClusterRoles revision the aggregation controller last settled ([`auth::aggregation`]).
+    pub aggregation_seen_rv: u64,
 }
 
 impl State {
@@ -105,6 +112,8 @@ pub struct ApiServer {
     pub faults: Faults,
     pub stats: Stats,
     pub wake_controllers: Notify,
+    /// Impersonated requests, for tests ([`auth::reqlog`]).
+    pub request_log: auth::reqlog::RequestLog,
     pub config: ServerConfig,
     pub shutdown: tokio_watch::Receiver<bool>,
     addr: Mutex<String>,
@@ -122,6 +131,8 @@ impl ApiServer {
             store,
             registry,
             next_ip: 0,
+            rbac: None,
+            aggregation_seen_rv: 0,
         };
         if let Some(ns_def) = state.registry.get("", "v1", "namespaces") {
             for ns in INITIAL_NAMESPACES {
@@ -138,12 +149,14 @@ impl ApiServer {
                 }
             }
         }
+        auth::bootstrap::install(&mut state);
         let (tx, rx) = tokio_watch::channel(false);
         let api = ApiServer {
             state: Mutex::new(state),
             faults: Faults::default(),
             stats: Stats::default(),
             wake_controllers: Notify::new(),
+            request_log: auth::reqlog::RequestLog::default(),
             config,
             shutdown: rx,
             addr: Mutex::new(String::new()),
@@ -233,9 +246,24 @@ fn content_type(headers: &http::HeaderMap) -> String {
         .to_string()
 }
 
-/// The single entry point of every request.
+/// The single entry point of every request. Requests with impersonation headers are
+/// authenticated and authorized first ([`auth::serve_impersonated`]); the others are
+/// `system:admin` and go straight to [`serve`].
 pub async fn dispatch(AxState(api): AxState<Arc<ApiServer>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    if auth::impersonation::requested(&parts.headers) {
+        return auth::serve_impersonated(api, parts, body).await;
+    }
+    serve(&api, parts, body, None).await
+}
+
+/// Serve an authorized request; `user` is the impersonated user (None: `system:admin`).
+pub async fn serve(
+    api: &Arc<ApiServer>,
+    parts: http::request::Parts,
+    body: Body,
+    user: Option<Arc<auth::UserInfo>>,
+) -> Response {
     let path = parts.uri.path().to_string();
     let query = Query::parse(parts.uri.query());
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
@@ -251,7 +279,7 @@ pub async fn dispatch(AxState(api): AxState<Arc<ApiServer>>, req: Request) -> Re
         }
     };
     if path.starts_with("/sim/v1") {
-        return admin::handle(&api, &parts.method, &path, &body)
+        return admin::handle(api, &parts.method, &path, &body)
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }
@@ -322,7 +350,7 @@ pub async fn dispatch(AxState(api): AxState<Arc<ApiServer>>, req: Request) -> Re
             None => ApiError::no_route(&path).into_response(),
         };
     };
-    resource_request(&api, parts, &body, target, query)
+    resource_request(api, parts, &body, target, query, user)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -333,6 +361,7 @@ async fn resource_request(
     body: &[u8],
     target: paths::Target,
     query: Query,
+    user: Option<Arc<auth::UserInfo>>,
 ) -> Result<Response, ApiError> {
     let def = {
         let st = api
@@ -385,6 +414,7 @@ async fn resource_request(
         target: target.clone(),
         query: query.clone(),
         headers: parts.headers,
+        user,
     };
     let sub = target.subresource.as_deref();
     match (&parts.method, target.name.is_some(), sub) {

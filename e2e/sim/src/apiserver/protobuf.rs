@@ -353,6 +353,43 @@ const LEASE: &[Field] = &[
     (1, "metadata", F::Msg(OBJECT_META)),
     (2, "spec", F::Msg(LEASE_SPEC)),
 ];
+// k8s.io/api/authorization/v1 and authentication/v1: the review kinds kubectl sends as
+// protobuf (`auth can-i`, `auth whoami`). Selector attributes and `extra` are not decoded.
+const RESOURCE_ATTRIBUTES: &[Field] = &[
+    (1, "namespace", F::Str),
+    (2, "verb", F::Str),
+    (3, "group", F::Str),
+    (4, "version", F::Str),
+    (5, "resource", F::Str),
+    (6, "subresource", F::Str),
+    (7, "name", F::Str),
+];
+const NON_RESOURCE_ATTRIBUTES: &[Field] = &[(1, "path", F::Str), (2, "verb", F::Str)];
+const SELF_SUBJECT_ACCESS_REVIEW_SPEC: &[Field] = &[
+    (1, "resourceAttributes", F::Msg(RESOURCE_ATTRIBUTES)),
+    (2, "nonResourceAttributes", F::Msg(NON_RESOURCE_ATTRIBUTES)),
+];
+const SUBJECT_ACCESS_REVIEW_SPEC: &[Field] = &[
+    (1, "resourceAttributes", F::Msg(RESOURCE_ATTRIBUTES)),
+    (2, "nonResourceAttributes", F::Msg(NON_RESOURCE_ATTRIBUTES)),
+    (3, "user", F::Str),
+    (4, "groups", F::RepStr),
+    (6, "uid", F::Str),
+];
+const SELF_SUBJECT_ACCESS_REVIEW: &[Field] = &[
+    (1, "metadata", F::Msg(OBJECT_META)),
+    (2, "spec", F::Msg(SELF_SUBJECT_ACCESS_REVIEW_SPEC)),
+];
+const SUBJECT_ACCESS_REVIEW: &[Field] = &[
+    (1, "metadata", F::Msg(OBJECT_META)),
+    (2, "spec", F::Msg(SUBJECT_ACCESS_REVIEW_SPEC)),
+];
+const SELF_SUBJECT_RULES_REVIEW_SPEC: &[Field] = &[(1, "namespace", F::Str)];
+const SELF_SUBJECT_RULES_REVIEW: &[Field] = &[
+    (1, "metadata", F::Msg(OBJECT_META)),
+    (2, "spec", F::Msg(SELF_SUBJECT_RULES_REVIEW_SPEC)),
+];
+const SELF_SUBJECT_REVIEW: &[Field] = &[(1, "metadata", F::Msg(OBJECT_META))];
 const TYPE_META: &[Field] = &[(1, "apiVersion", F::Str), (2, "kind", F::Str)];
 const UNKNOWN: &[Field] = &[
     (1, "typeMeta", F::Msg(TYPE_META)),
@@ -380,6 +417,10 @@ fn kind_fields(kind: &str) -> Option<&'static [Field]> {
         "PriorityClass" => Some(PRIORITY_CLASS),
         "PodDisruptionBudget" => Some(PDB),
         "Lease" => Some(LEASE),
+        "SelfSubjectAccessReview" => Some(SELF_SUBJECT_ACCESS_REVIEW),
+        "SubjectAccessReview" | "LocalSubjectAccessReview" => Some(SUBJECT_ACCESS_REVIEW),
+        "SelfSubjectRulesReview" => Some(SELF_SUBJECT_RULES_REVIEW),
+        "SelfSubjectReview" => Some(SELF_SUBJECT_REVIEW),
         _ => None,
     }
 }

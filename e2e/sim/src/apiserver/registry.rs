@@ -531,6 +531,13 @@ const CREATE_ONLY: &[(&str, &str, &str, &str, bool)] = &[
         false,
     ),
     (
+        "authorization.k8s.io",
+        "v1",
+        "localsubjectaccessreviews",
+        "LocalSubjectAccessReview",
+        true,
+    ),
+    (
         "authentication.k8s.io",
         "v1",
         "selfsubjectreviews",

@@ -171,6 +171,8 @@ pub struct Table {
     history: VecDeque<Arc<WatchEvent>>,
     /// Events at or below this revision are no longer in `history`.
     compacted_rv: u64,
+    /// Revision of the last write to this storage (0: none yet).
+    last_rv: u64,
     tx: broadcast::Sender<Arc<WatchEvent>>,
 }
 
@@ -224,6 +226,7 @@ impl Store {
                     objects: BTreeMap::new(),
                     history: VecDeque::new(),
                     compacted_rv: since,
+                    last_rv: 0,
                     tx,
                 },
             );
@@ -385,6 +388,7 @@ impl Store {
         let limit = self.history_limit;
         let table = self.table_mut(storage);
         let ev = Arc::new(ev);
+        table.last_rv = ev.rv;
         table.history.push_back(ev.clone());
         while table.history.len() > limit {
             if let Some(old) = table.history.pop_front() {
@@ -411,6 +415,12 @@ impl Store {
         let start = table.history.partition_point(|e| e.rv <= from);
         let backlog = table.history.iter().skip(start).cloned().collect();
         Ok((backlog, table.tx.subscribe()))
+    }
+
+    /// Revision of the last write to a storage (0 when it was never written): a cheap way for
+    /// caches of a storage's contents to tell whether they are current.
+    pub fn last_write_rv(&self, storage: &str) -> u64 {
+        self.tables.get(storage).map_or(0, |t| t.last_rv)
     }
 
     /// The oldest revision a `continue` token or watch may still refer to in a storage.

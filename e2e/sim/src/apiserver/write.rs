@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use super::auth::{self, UserInfo};
 use super::crd;
 use super::machinery;
 use super::objects::{self, meta_mut, meta_str};
@@ -50,6 +51,9 @@ pub struct WriteOpts {
     pub warnings: Vec<String>,
     /// managedFields were computed by server-side apply: keep them as they are.
     pub keep_managed_fields: bool,
+    /// The impersonated user writing (None: `system:admin` or a built-in controller): RBAC
+    /// objects it writes are checked for privilege escalation ([`auth::escalation`]).
+    pub user: Option<Arc<UserInfo>>,
 }
 
 impl WriteOpts {
@@ -62,6 +66,7 @@ impl WriteOpts {
             validation: FieldValidation::Ignore,
             warnings: vec![],
             keep_managed_fields: false,
+            user: None,
         }
     }
 }
@@ -96,6 +101,23 @@ fn check_name(def: &ResourceDef, name: &str) -> ApiResult<()> {
             &format!("Invalid value: \"{name}\": {m}"),
         )
     })
+}
+
+/// RBAC objects written by an impersonated user may not grant more than it holds.
+fn check_escalation(
+    state: &mut State,
+    def: &ResourceDef,
+    obj: &Value,
+    old: Option<&Value>,
+    opts: &WriteOpts,
+) -> ApiResult<()> {
+    match &opts.user {
+        Some(user) if def.group == auth::rbac::RBAC_GROUP => {
+            let snap = auth::snapshot(state);
+            auth::escalation::check(&snap, def, obj, old, user)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Run CRD pruning, defaulting and validation on an object (no-op for built-ins).
@@ -271,6 +293,7 @@ pub fn create(
             "create not allowed while custom resource definition is terminating",
         ));
     }
+    check_escalation(state, def, &obj, None, opts)?;
     let key: ObjKey = (ns, name.clone());
     if state.store.get(&def.storage, &key).is_some() {
         return Err(ApiError::already_exists(&def.qualified(), &name));
@@ -406,6 +429,7 @@ pub fn commit_update(
     }
     new["apiVersion"] = json!(def.storage_api_version);
     new["kind"] = json!(def.kind);
+    check_escalation(state, def, &new, Some(old), opts)?;
     {
         let om = old.get("metadata").cloned().unwrap_or(json!({}));
         let m = meta_mut(&mut new);

@@ -10,7 +10,6 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use barge_crds::compute_environment::CeStatus;
@@ -20,69 +19,17 @@ use barge_crds::consts::{
 use barge_crds::job::JobStatus;
 use barge_crds::ComputeEnvironment;
 use futures::StreamExt;
-use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use support::{attempts, job, job_definition, job_queue, scripted_tags, E2e, Options};
+use support::{
+    attempts, barge_import_aws, create_machine_deployment, job, job_definition, job_queue,
+    machine_deployments, scripted_tags, E2e, Options,
+};
 
 const DELETE_MACHINE: &str = "cluster.x-k8s.io/delete-machine";
-
-fn machine_deployments(env: &E2e) -> Api<DynamicObject> {
-    Api::namespaced_with(
-        env.client.clone(),
-        &env.ns,
-        &ApiResource {
-            group: "cluster.x-k8s.io".into(),
-            version: "v1beta2".into(),
-            api_version: "cluster.x-k8s.io/v1beta2".into(),
-            kind: "MachineDeployment".into(),
-            plural: "machinedeployments".into(),
-        },
-    )
-}
-
-/// Creates a MachineDeployment with `replicas` whose machines are of `sim_type` (the
-/// stand-in's stand-in for the infrastructure template), with extra `annotations`.
-async fn create_machine_deployment(
-    env: &E2e,
-    name: &str,
-    replicas: i64,
-    sim_type: &str,
-    annotations: &[(&str, &str)],
-) {
-    let mut metadata_annotations: BTreeMap<&str, &str> = annotations.iter().copied().collect();
-    metadata_annotations.insert("sim.barge.dev/instance-type", sim_type);
-    let md: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "cluster.x-k8s.io/v1beta2",
-        "kind": "MachineDeployment",
-        "metadata": {"name": name, "namespace": env.ns, "annotations": metadata_annotations},
-        "spec": {
-            "clusterName": "sim",
-            "replicas": replicas,
-            "selector": {"matchLabels": {"cluster.x-k8s.io/deployment-name": name}},
-            "template": {
-                "metadata": {"labels": {"cluster.x-k8s.io/deployment-name": name}},
-                "spec": {
-                    "clusterName": "sim",
-                    "version": "v1.31.0",
-                    "bootstrap": {"dataSecretName": format!("{name}-bootstrap")},
-                    "infrastructureRef": {
-                        "apiGroup": "infrastructure.cluster.x-k8s.io",
-                        "kind": "AWSMachineTemplate",
-                        "name": name,
-                    },
-                },
-            },
-        },
-    }))
-    .expect("MachineDeployment");
-    machine_deployments(env)
-        .patch(name, &PatchParams::apply("e2e").force(), &Patch::Apply(&md))
-        .await
-        .unwrap_or_else(|e| panic!("creating MachineDeployment {name}: {e}"));
-}
 
 async fn replicas(env: &E2e, name: &str) -> i64 {
     machine_deployments(env)
@@ -463,18 +410,11 @@ async fn aws_compute_environment_imports_into_a_valid_cluster_api_environment() 
             }
         })
         .await;
-    let output = Command::new(env!("CARGO_BIN_EXE_barge"))
-        .args(["import", "aws", "--cluster-api-machine-deployment"])
-        .arg(format!("{}/large=m5.12xlarge", env.ns))
-        .arg(barge_fixtures::aws("computeenv-managed.json"))
-        .output()
-        .expect("run barge import aws");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let yaml = String::from_utf8(output.stdout).expect("utf-8");
+    let yaml = barge_import_aws([
+        "--cluster-api-machine-deployment".into(),
+        format!("{}/large=m5.12xlarge", env.ns).into(),
+        barge_fixtures::aws("computeenv-managed.json").into_os_string(),
+    ]);
     // Cluster-scoped names carry the test's namespace (the harness convention).
     let yaml = yaml.replace("name: c4ondemand\n", "name: ${NS}-c4ondemand\n");
     env.apply(&yaml).await;

@@ -10,7 +10,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use barge_crds::consts::{LABEL_INSTANCE_TYPE, LABEL_JOB_DEFINITION_REVISION};
 use barge_crds::job::JobStatus;
@@ -18,7 +17,10 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
 use serde_json::{json, Value};
 
-use support::{compute_environment_of, job_queue, E2e, Options, PodHistory};
+use support::{
+    barge_import_aws, compute_environment_of, elastic_pool_and_queue, job_queue, E2e, Options,
+    PodHistory,
+};
 
 /// Runs `barge import aws` on `documents` (file name, JSON); returns stdout, failing the test
 /// on a non-zero exit.
@@ -33,17 +35,7 @@ fn import(env: &E2e, documents: &[(&str, Value)]) -> String {
             path.display().to_string()
         })
         .collect();
-    let output = Command::new(env!("CARGO_BIN_EXE_barge"))
-        .args(["import", "aws"])
-        .args(&paths)
-        .output()
-        .expect("barge import aws");
-    assert!(
-        output.status.success(),
-        "barge import aws failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8")
+    barge_import_aws(&paths)
 }
 
 /// The AWS tags that make barge-sim's scripted runtime run a pod for `seconds` and exit 0; with
@@ -182,26 +174,8 @@ async fn an_imported_describe_job_definitions_export_runs_its_newest_revision_wi
 async fn an_imported_multinode_definition_runs_its_ranges_on_their_instance_types() {
     let env = E2e::start_with("import-mnp", Options::scripted()).await;
     let history = env.watch_pod_history();
-    env.apply(&format!(
-        r#"---
-apiVersion: batch.barge.dev/v1alpha1
-kind: ComputeEnvironment
-metadata: {{name: "${{NS}}-ce"}}
-spec:
-  type: MANAGED
-  state: ENABLED
-  computeResources:
-    type: EC2
-    allocationStrategy: BEST_FIT
-    minvCpus: 4
-    maxvCpus: 32
-    instanceTypes: [c5.large, c5.xlarge]
-    scaleDownDelaySeconds: 30
-    provider: {{simulated: {{}}}}
-{}"#,
-        job_queue("q", 10, &["ce"])
-    ))
-    .await;
+    env.apply(&elastic_pool_and_queue("c5.large, c5.xlarge"))
+        .await;
     env.wait_compute_environment("${NS}-ce", 1).await;
     let definition = json!({
         "jobDefinitionName": "mpi_ranks",

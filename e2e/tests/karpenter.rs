@@ -10,7 +10,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,41 +19,14 @@ use barge_crds::consts::{LABEL_COMPUTE_ENVIRONMENT, LABEL_INSTANCE_TYPE, LABEL_J
 use barge_crds::job::JobStatus;
 use barge_crds::ComputeEnvironment;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::api::{DeleteParams, DynamicObject, ListParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use support::{job, job_definition, job_queue, nodes_of, scripted_tags, vcpus_of, E2e, Options};
-
-/// A minimal CRD for Karpenter kwok provider's NodeClass kind (test infrastructure).
-const NODE_CLASS_CRD: &str = r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: kwoknodeclasses.karpenter.kwok.sh}
-spec:
-  group: karpenter.kwok.sh
-  names: {kind: KWOKNodeClass, listKind: KWOKNodeClassList, plural: kwoknodeclasses, singular: kwoknodeclass}
-  scope: Cluster
-  versions:
-    - name: v1alpha1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema:
-          type: object
-          x-kubernetes-preserve-unknown-fields: true
-"#;
-
-fn node_class_resource() -> ApiResource {
-    ApiResource {
-        group: "karpenter.kwok.sh".into(),
-        version: "v1alpha1".into(),
-        api_version: "karpenter.kwok.sh/v1alpha1".into(),
-        kind: "KWOKNodeClass".into(),
-        plural: "kwoknodeclasses".into(),
-    }
-}
+use support::{
+    barge_import_aws, create_node_class, install_node_class_crd, job, job_definition, job_queue,
+    nodes_of, scripted_tags, vcpus_of, E2e, Options,
+};
 
 fn nodepools(env: &E2e) -> Api<DynamicObject> {
     Api::all_with(
@@ -87,43 +59,6 @@ spec:
           - {{key: kubernetes.io/arch, operator: In, values: [amd64]}}
 "#
     )
-}
-
-async fn install_node_class_crd(env: &E2e) {
-    let crd: CustomResourceDefinition = serde_yaml::from_str(NODE_CLASS_CRD).expect("CRD YAML");
-    let api: Api<CustomResourceDefinition> = Api::all(env.client.clone());
-    api.create(&PostParams::default(), &crd)
-        .await
-        .expect("create the KWOKNodeClass CRD");
-    env.wait_until("the KWOKNodeClass CRD established", || {
-        let api = api.clone();
-        async move {
-            let crd = api.get_opt(&crd_name()).await.ok().flatten()?;
-            crd.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        }
-    })
-    .await;
-}
-
-fn crd_name() -> String {
-    "kwoknodeclasses.karpenter.kwok.sh".into()
-}
-
-async fn create_node_class(env: &E2e, name: &str) {
-    let api: Api<DynamicObject> = Api::all_with(env.client.clone(), &node_class_resource());
-    let object: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "karpenter.kwok.sh/v1alpha1",
-        "kind": "KWOKNodeClass",
-        "metadata": {"name": name},
-    }))
-    .expect("object");
-    api.create(&PostParams::default(), &object)
-        .await
-        .expect("create the KWOKNodeClass");
 }
 
 /// Waits until the environment has `status` and its Ready condition `reason`; returns it.
@@ -424,22 +359,11 @@ async fn aws_compute_environments_import_with_the_karpenter_provider_and_become_
         ("computeenv-managed.json", "c4ondemand", "on-demand"),
         ("computeenv-spot.json", "m4spot", "spot"),
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_barge"))
-            .args([
-                "import",
-                "aws",
-                "--karpenter-node-class",
-                "karpenter.kwok.sh/KWOKNodeClass/default",
-            ])
-            .arg(barge_fixtures::aws(file))
-            .output()
-            .expect("run barge import aws");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let yaml = String::from_utf8(output.stdout).expect("utf-8");
+        let yaml = barge_import_aws([
+            "--karpenter-node-class".into(),
+            "karpenter.kwok.sh/KWOKNodeClass/default".into(),
+            barge_fixtures::aws(file).into_os_string(),
+        ]);
         // Cluster-scoped names carry the test's namespace (the harness convention).
         let yaml = yaml.replace(
             &format!("name: {name}\n"),

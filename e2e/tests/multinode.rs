@@ -26,9 +26,9 @@ use kube::api::{Api, DeleteParams};
 use kube::ResourceExt;
 
 use support::{
-    attempts, compute_environment_of, indent, job, job_definition, job_queue, scripted_tags,
-    status_of, status_reason, trace_spans, traced, traced_span, E2e, Options, PodHistory,
-    PodObservation, GATE,
+    attempts, barge_import_aws, compute_environment_of, elastic_pool_and_queue, indent, job,
+    job_definition, job_queue, scripted_tags, status_of, status_reason, trace_spans, traced,
+    traced_span, E2e, Options, PodHistory, PodObservation, GATE,
 };
 
 /// A node range of a multi-node definition: its `targetNodes`, the script its nodes run with
@@ -811,26 +811,8 @@ async fn two_gangs_that_cannot_both_fit_run_one_after_the_other_never_partly_pla
 async fn a_gpu_node_group_lands_only_on_gpu_nodes_with_the_gpu_limit() {
     let env = E2e::start_with("mnp-gpu", Options::scripted()).await;
     let history = env.watch_pod_history();
-    env.apply(&format!(
-        r#"---
-apiVersion: batch.barge.dev/v1alpha1
-kind: ComputeEnvironment
-metadata: {{name: "${{NS}}-ce"}}
-spec:
-  type: MANAGED
-  state: ENABLED
-  computeResources:
-    type: EC2
-    allocationStrategy: BEST_FIT
-    minvCpus: 4
-    maxvCpus: 32
-    instanceTypes: [c5.large, g4dn.xlarge]
-    scaleDownDelaySeconds: 30
-    provider: {{simulated: {{}}}}
-{}"#,
-        job_queue("q", 10, &["ce"])
-    ))
-    .await;
+    env.apply(&elastic_pool_and_queue("c5.large, g4dn.xlarge"))
+        .await;
     env.wait_compute_environment("${NS}-ce", 2).await;
     env.apply(&multinode_definition(
         "gpugang",
@@ -1013,14 +995,10 @@ async fn the_aws_multinode_job_definition_imports_and_runs() {
     ))
     .await;
     env.wait_compute_environment("${NS}-ce", 6).await;
-    let imported = std::process::Command::new(env!("CARGO_BIN_EXE_barge"))
-        .args(["import", "aws"])
-        .arg(barge_fixtures::aws("jobdef-multinode.json"))
-        .output()
-        .expect("barge import aws");
-    assert!(imported.status.success(), "{imported:?}");
-    env.apply(&String::from_utf8(imported.stdout).expect("utf-8"))
-        .await;
+    env.apply(&barge_import_aws([barge_fixtures::aws(
+        "jobdef-multinode.json",
+    )]))
+    .await;
     env.apply(&job("mpi", "q", "mpi-six-nodes", &scripted_tags("1", 0)))
         .await;
     let done = env.wait_job("mpi", JobStatus::Succeeded).await;

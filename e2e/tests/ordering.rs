@@ -17,8 +17,8 @@ use barge_sim::FaultConfig;
 use kube::ResourceExt;
 
 use support::{
-    compute_environment, compute_environment_of, job, job_definition, job_queue, scripted_tags,
-    status_of, trace_spans, traced, E2e, Options, GATE,
+    compute_environment, compute_environment_of, fixed_pool_and_queue, job, job_definition,
+    job_queue, scripted_tags, status_of, trace_spans, traced, E2e, Options, GATE,
 };
 
 /// Children per array in the latency scenario.
@@ -259,13 +259,7 @@ async fn a_retried_job_is_first_in_line_for_the_capacity_its_attempt_frees() {
 async fn jobs_applied_together_run_in_the_order_the_api_server_stored_them() {
     const JOBS: usize = 20;
     let mut env = E2e::start("fifo").await;
-    env.apply(&format!(
-        "{}{}",
-        compute_environment("ce", 2),
-        job_queue("q", 10, &["ce"])
-    ))
-    .await;
-    env.wait_compute_environment("${NS}-ce", 1).await;
+    fixed_pool_and_queue(&env, 2).await;
     env.apply(&job_definition(
         "hold",
         &traced("$0", GATE),

@@ -28,7 +28,10 @@ use kube::api::{ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use tokio::io::AsyncWriteExt;
 
-use support::{compute_environment, job_definition, job_queue, status_of, status_reason, E2e};
+use support::{
+    compute_environment, job_definition, job_queue, kubectl_available, kubectl_plugin_dir,
+    status_of, status_reason, E2e,
+};
 
 /// Prints who greets, which attempt and which array child runs, and exits `EXIT_CODE`.
 const HELLO: &str = r#"echo "hello ${GREETING:-nobody} attempt ${AWS_BATCH_JOB_ATTEMPT} index ${AWS_BATCH_JOB_ARRAY_INDEX:-none}"
@@ -61,21 +64,6 @@ spec:
             - {type: MEMORY, value: "64"}
 "#;
 
-/// Whether kubectl runs; None (skipped loudly) or a panic under `BARGE_REQUIRE_TOOLS=1`.
-fn kubectl_available() -> bool {
-    let ok = std::process::Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        if std::env::var("BARGE_REQUIRE_TOOLS").as_deref() == Ok("1") {
-            panic!("required tool `kubectl` is not available (BARGE_REQUIRE_TOOLS=1)");
-        }
-        eprintln!("\n!!!!!!!!!! SKIPPING: `kubectl` is not installed; set BARGE_REQUIRE_TOOLS=1 to make this a failure !!!!!!!!!!\n");
-    }
-    ok
-}
-
 /// `kubectl barge` with `kubectl-barge` linked in a directory first on the PATH and a
 /// kubeconfig of two contexts.
 struct Plugin {
@@ -92,11 +80,7 @@ impl Plugin {
     /// `namespace` and whose [`OTHER_CONTEXT`] is in `other` (both on `cluster_kubeconfig`'s
     /// cluster and user).
     fn new(cluster_kubeconfig: &Path, namespace: &str, other: &str) -> Plugin {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        link(
-            Path::new(env!("CARGO_BIN_EXE_barge")),
-            &dir.path().join("kubectl-barge"),
-        );
+        let dir = kubectl_plugin_dir();
         let text = std::fs::read_to_string(cluster_kubeconfig).expect("cluster kubeconfig");
         let mut config: serde_yaml::Value = serde_yaml::from_str(&text).expect("kubeconfig yaml");
         let current = config["current-context"]
@@ -169,6 +153,20 @@ impl Plugin {
         out
     }
 
+    /// Runs `kubectl barge submit --job-definition <definition> --job-queue <queue> <rest>`,
+    /// which must succeed; returns its stdout.
+    async fn submit(&self, definition: &str, queue: &str, rest: &[&str]) -> String {
+        let mut args = vec![
+            "submit",
+            "--job-definition",
+            definition,
+            "--job-queue",
+            queue,
+        ];
+        args.extend_from_slice(rest);
+        self.ok(&args).await
+    }
+
     /// Runs `kubectl barge <args>`, which must succeed; returns its stdout.
     async fn ok(&self, args: &[&str]) -> String {
         self.ok_with(args, None).await
@@ -217,16 +215,6 @@ impl Plugin {
         assert!(out.stdout.is_empty(), "a failure prints nothing on stdout");
         String::from_utf8(out.stderr).expect("utf-8 output")
     }
-}
-
-#[cfg(unix)]
-fn link(target: &Path, at: &Path) {
-    std::os::unix::fs::symlink(target, at).expect("link kubectl-barge");
-}
-
-#[cfg(not(unix))]
-fn link(target: &Path, at: &Path) {
-    std::fs::copy(target, at.with_extension("exe")).expect("copy kubectl-barge");
 }
 
 /// The rows of a table whose first cell is `name`, split at whitespace.
@@ -287,34 +275,16 @@ async fn kubectl_barge_submits_lists_describes_reads_logs_stops_and_counts() {
 
     // submit from a definition, with overrides.
     let created = plugin
-        .ok(&[
-            "submit",
-            "--job-definition",
-            "hello",
-            "--job-queue",
-            q,
-            "--name",
-            "single",
-            "--env",
-            "GREETING=world",
-        ])
+        .submit("hello", q, &["--name", "single", "--env", "GREETING=world"])
         .await;
     assert_eq!(created, "job.batch.barge.dev/single created\n");
     let array: serde_json::Value = serde_json::from_str(
         &plugin
-            .ok(&[
-                "submit",
-                "--job-definition",
+            .submit(
                 "hello:1",
-                "--job-queue",
                 q,
-                "--name",
-                "frames",
-                "--array-size",
-                "3",
-                "-o",
-                "json",
-            ])
+                &["--name", "frames", "--array-size", "3", "-o", "json"],
+            )
             .await,
     )
     .expect("submit -o json parses");
@@ -326,32 +296,21 @@ async fn kubectl_barge_submits_lists_describes_reads_logs_stops_and_counts() {
     );
     assert_eq!(array["spec"]["arrayProperties"]["size"], 3);
     plugin
-        .ok(&[
-            "submit",
-            "--job-definition",
+        .submit(
             "hello",
-            "--job-queue",
             q,
-            "--name",
-            "failing",
-            "--env",
-            "EXIT_CODE=3",
-            "--retry-attempts",
-            "2",
-        ])
+            &[
+                "--name",
+                "failing",
+                "--env",
+                "EXIT_CODE=3",
+                "--retry-attempts",
+                "2",
+            ],
+        )
         .await;
     let generated = plugin
-        .ok(&[
-            "submit",
-            "--job-definition",
-            "hello",
-            "--job-queue",
-            q,
-            "--",
-            "sh",
-            "-c",
-            "echo generated",
-        ])
+        .submit("hello", q, &["--", "sh", "-c", "echo generated"])
         .await;
     let generated = generated
         .strip_prefix("job.batch.barge.dev/")
@@ -369,17 +328,7 @@ async fn kubectl_barge_submits_lists_describes_reads_logs_stops_and_counts() {
     let mut document: serde_json::Value = serde_json::from_str(&example).expect("the example");
     document["jobQueue"] = format!("arn:aws:batch:us-east-1:123456789012:job-queue/{queue}").into();
     document["jobDefinition"] = "notify".into();
-    plugin
-        .ok(&[
-            "submit",
-            "--job-definition",
-            "hello",
-            "--job-queue",
-            q,
-            "--name",
-            "jobd-job-id",
-        ])
-        .await;
+    plugin.submit("hello", q, &["--name", "jobd-job-id"]).await;
     let from_aws = plugin
         .ok_with(&["submit", "--from-aws", "-"], Some(&document.to_string()))
         .await;
@@ -529,29 +478,9 @@ async fn kubectl_barge_submits_lists_describes_reads_logs_stops_and_counts() {
 
     // cancel and terminate: a running job is not cancelled but terminated; a job waiting for
     // it is cancelled.
+    plugin.submit("long", q, &["--name", "sleeper"]).await;
     plugin
-        .ok(&[
-            "submit",
-            "--job-definition",
-            "long",
-            "--job-queue",
-            q,
-            "--name",
-            "sleeper",
-        ])
-        .await;
-    plugin
-        .ok(&[
-            "submit",
-            "--job-definition",
-            "hello",
-            "--job-queue",
-            q,
-            "--name",
-            "waiter",
-            "--depends-on",
-            "sleeper",
-        ])
+        .submit("hello", q, &["--name", "waiter", "--depends-on", "sleeper"])
         .await;
     env.wait_for(&env.jobs(), "sleeper", "RUNNING", |j| {
         status_of(j) == Some(JobStatus::Running)
@@ -699,17 +628,7 @@ async fn kubectl_barge_submits_lists_describes_reads_logs_stops_and_counts() {
     // A multi-node job: the main node's log by default, another node's with --node. The main
     // node waits until node 0 has written its line.
     env.apply(PAIR).await;
-    plugin
-        .ok(&[
-            "submit",
-            "--job-definition",
-            "pair",
-            "--job-queue",
-            q,
-            "--name",
-            "pair",
-        ])
-        .await;
+    plugin.submit("pair", q, &["--name", "pair"]).await;
     env.wait_job("pair", JobStatus::Succeeded).await;
     plugin.log_is(&["logs", "pair"], "node 1 of 2\n").await;
     plugin

@@ -30,12 +30,15 @@ use barge_crds::job::JobStatus;
 use barge_sim::RequestRecord;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, DynamicObject, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{json, Value};
 
-use support::{compute_environment, job, job_definition, job_queue, nodes_of, E2e, Options, GATE};
+use support::{
+    compute_environment, create_machine_deployment, create_node_class, fixed_pool_and_queue,
+    install_node_class_crd, job, job_definition, job_queue, kubectl_available, managed_environment,
+    nodes_of, E2e, Options, GATE,
+};
 
 /// The operator's namespace and service account, as config/rbac installs them.
 const OPERATOR_NAMESPACE: &str = "barge-system";
@@ -299,137 +302,38 @@ fn the_chart_and_config_rbac_carry_the_same_roles() {
     }
 }
 
-/// A minimal CRD for Karpenter kwok provider's NodeClass kind (test infrastructure, as in
-/// e2e/tests/karpenter.rs).
-const NODE_CLASS_CRD: &str = r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: kwoknodeclasses.karpenter.kwok.sh}
-spec:
-  group: karpenter.kwok.sh
-  names: {kind: KWOKNodeClass, listKind: KWOKNodeClassList, plural: kwoknodeclasses, singular: kwoknodeclass}
-  scope: Cluster
-  versions:
-    - name: v1alpha1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema:
-          type: object
-          x-kubernetes-preserve-unknown-fields: true
-"#;
-
-fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: format!("{group}/{version}"),
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
-
-async fn install_kwok_node_class(env: &E2e) {
-    let crd: CustomResourceDefinition = serde_yaml::from_str(NODE_CLASS_CRD).expect("CRD");
-    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
-    create(crds.clone(), &crd).await;
-    env.wait_until("the KWOKNodeClass CRD established", || {
-        let crds = crds.clone();
-        async move {
-            let crd = crds
-                .get_opt("kwoknodeclasses.karpenter.kwok.sh")
-                .await
-                .ok()??;
-            crd.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        }
-    })
-    .await;
-    let class: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "karpenter.kwok.sh/v1alpha1", "kind": "KWOKNodeClass",
-        "metadata": {"name": "default"},
-    }))
-    .expect("node class");
-    let api: Api<DynamicObject> = Api::all_with(
-        env.client.clone(),
-        &resource(
-            "karpenter.kwok.sh",
-            "v1alpha1",
-            "KWOKNodeClass",
-            "kwoknodeclasses",
-        ),
-    );
-    create(api, &class).await;
-}
-
-fn machine_deployments(env: &E2e) -> Api<DynamicObject> {
-    Api::namespaced_with(
-        env.client.clone(),
-        &env.ns,
-        &resource(
-            "cluster.x-k8s.io",
-            "v1beta2",
-            "MachineDeployment",
-            "machinedeployments",
-        ),
-    )
-}
-
-async fn create_machine_deployment(env: &E2e, name: &str) {
-    let md: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "cluster.x-k8s.io/v1beta2",
-        "kind": "MachineDeployment",
-        "metadata": {"name": name, "namespace": env.ns,
-                     "annotations": {"sim.barge.dev/instance-type": "c5.large"}},
-        "spec": {
-            "clusterName": "sim",
-            "replicas": 0,
-            "selector": {"matchLabels": {"cluster.x-k8s.io/deployment-name": name}},
-            "template": {
-                "metadata": {"labels": {"cluster.x-k8s.io/deployment-name": name}},
-                "spec": {
-                    "clusterName": "sim",
-                    "version": "v1.31.0",
-                    "bootstrap": {"dataSecretName": format!("{name}-bootstrap")},
-                    "infrastructureRef": {
-                        "apiGroup": "infrastructure.cluster.x-k8s.io",
-                        "kind": "AWSMachineTemplate",
-                        "name": name,
-                    },
-                },
-            },
-        },
-    }))
-    .expect("MachineDeployment");
-    machine_deployments(env)
-        .patch(name, &PatchParams::apply("e2e").force(), &Patch::Apply(&md))
-        .await
-        .unwrap_or_else(|e| panic!("creating MachineDeployment {name}: {e}"));
-}
-
 /// A MANAGED environment `${NS}-<name>` that scales with demand, with the given provider YAML.
 fn scaling_environment(name: &str, max_vcpus: i32, provider: &str) -> String {
-    format!(
-        r#"---
-apiVersion: batch.barge.dev/v1alpha1
-kind: ComputeEnvironment
-metadata: {{name: "${{NS}}-{name}"}}
-spec:
-  type: MANAGED
-  state: ENABLED
-  computeResources:
-    type: EC2
-    allocationStrategy: BEST_FIT
-    minvCpus: 0
-    maxvCpus: {max_vcpus}
-    instanceTypes: [c5.large]
-    scaleDownDelaySeconds: 1
-    provider: {provider}
-"#
-    )
+    managed_environment(name, "ENABLED", 0, max_vcpus, "c5.large", 1, provider)
+}
+
+/// Whether the test can run: it needs barge-sim's request log (else it skips, saying so).
+fn request_log_available(env: &E2e) -> bool {
+    let available = env.sim_cluster().is_some();
+    if !available {
+        eprintln!("rbac: skipped against a real cluster (needs barge-sim's request log)");
+    }
+    available
+}
+
+/// As the cluster admin: the operator's RBAC with the rules of `providers` (see
+/// [`install_operator_rbac`]; returns its grants), and the objects the providers' environments
+/// refer to: the `KWOKNodeClass` `default` (and its CRD) and the MachineDeployment `md` of
+/// c5.large machines.
+async fn install_rbac_and_provider_objects(env: &E2e, providers: &[&str]) -> BTreeSet<Grant> {
+    let granted = install_operator_rbac(&env.client, providers).await;
+    install_node_class_crd(env).await;
+    create_node_class(env, "default").await;
+    create_machine_deployment(env, "md", 0, "c5.large", &[]).await;
+    granted
+}
+
+/// Clears the request log and starts the operator as [`OPERATOR_USER`].
+fn run_operator_as_operator_user(env: &mut E2e) {
+    let cluster = env.cluster();
+    cluster.clear_request_log();
+    let kubeconfig = cluster.kubeconfig_as(OPERATOR_USER, &[]);
+    env.run_operator_with(&kubeconfig);
 }
 
 /// The `clusterAPI` provider over MachineDeployment `md` of namespace `ns` (c5.large machines).
@@ -509,14 +413,11 @@ async fn the_operator_needs_every_permission_it_is_granted_and_no_other() {
             .flag("--array-pod-retention=none"),
     )
     .await;
-    if env.sim_cluster().is_none() {
-        eprintln!("rbac: skipped against a real cluster (needs barge-sim's request log)");
+    if !request_log_available(&env) {
         return;
     }
     let client = env.client.clone();
-    let granted = install_operator_rbac(&client, &PROVIDER_RULES).await;
-    install_kwok_node_class(&env).await;
-    create_machine_deployment(&env, "md").await;
+    let granted = install_rbac_and_provider_objects(&env, &PROVIDER_RULES).await;
     // An existing node for the UNMANAGED environment (created as the cluster admin).
     let unmanaged_node = env.render("${NS}-existing");
     let node: Node = serde_json::from_value(json!({
@@ -525,10 +426,7 @@ async fn the_operator_needs_every_permission_it_is_granted_and_no_other() {
     .expect("node");
     create(Api::<Node>::all(client.clone()), &node).await;
 
-    let cluster = env.cluster();
-    cluster.clear_request_log();
-    let kubeconfig = cluster.kubeconfig_as(OPERATOR_USER, &[]);
-    env.run_operator_with(&kubeconfig);
+    run_operator_as_operator_user(&mut env);
 
     // Environments of every provider, and queues over them.
     let ns = env.ns.clone();
@@ -714,14 +612,11 @@ async fn with_no_provider_enabled_provider_environments_are_invalid_and_nothing_
             .flag("--providers=none"),
     )
     .await;
-    if env.sim_cluster().is_none() {
-        eprintln!("rbac: skipped against a real cluster (needs barge-sim's request log)");
+    if !request_log_available(&env) {
         return;
     }
     let client = env.client.clone();
-    install_operator_rbac(&client, &[]).await;
-    install_kwok_node_class(&env).await;
-    create_machine_deployment(&env, "md").await;
+    install_rbac_and_provider_objects(&env, &[]).await;
     // An existing node (a fake kubelet runs it) for an UNMANAGED environment.
     let node: Node = serde_json::from_value(json!({
         "metadata": {
@@ -732,10 +627,7 @@ async fn with_no_provider_enabled_provider_environments_are_invalid_and_nothing_
     }))
     .expect("node");
     create(Api::<Node>::all(client.clone()), &node).await;
-    let cluster = env.cluster();
-    cluster.clear_request_log();
-    let kubeconfig = cluster.kubeconfig_as(OPERATOR_USER, &[]);
-    env.run_operator_with(&kubeconfig);
+    run_operator_as_operator_user(&mut env);
 
     let ns = env.ns.clone();
     env.apply(&format!(
@@ -837,21 +729,6 @@ spec:
     .to_string()
 }
 
-/// Whether kubectl runs; fails under `BARGE_REQUIRE_TOOLS=1` when it does not, else skips loudly.
-fn kubectl_available() -> bool {
-    let ok = Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        if std::env::var("BARGE_REQUIRE_TOOLS").as_deref() == Ok("1") {
-            panic!("required tool `kubectl` is not available (BARGE_REQUIRE_TOOLS=1)");
-        }
-        eprintln!("\n!!!!!!!!!! SKIPPING: `kubectl` is not installed; set BARGE_REQUIRE_TOOLS=1 to make this a failure !!!!!!!!!!\n");
-    }
-    ok
-}
-
 /// kubectl as `user` (`--as`) against the test's cluster: (success, stdout, stderr).
 fn kubectl_as(env: &E2e, user: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     let cache = tempfile::tempdir().expect("kubectl cache dir");
@@ -949,13 +826,7 @@ async fn a_user_bound_to_edit_submits_and_terminates_jobs_in_that_namespace_only
         .await;
     }
     // The platform team (the cluster admin here) sets up an environment and a queue.
-    env.apply(&format!(
-        "{}{}",
-        compute_environment("ce", 2),
-        job_queue("q", 10, &["ce"])
-    ))
-    .await;
-    env.wait_compute_environment("${NS}-ce", 1).await;
+    fixed_pool_and_queue(&env, 2).await;
 
     // alice registers a definition and submits jobs in team-a with kubectl.
     let definitions = env.render(&format!(

@@ -19,30 +19,9 @@ use kube::api::{Patch, PatchParams};
 use kube::ResourceExt;
 
 use support::{
-    job, job_definition, job_queue, nodes_of, scripted_tags, status_of, vcpus_of, E2e, Options,
+    job, job_definition, job_queue, nodes_of, scaling_environment, scripted_tags, status_of,
+    vcpus_of, E2e, Options,
 };
-
-/// A MANAGED simulated environment `${NS}-<name>` that scales with demand.
-fn scaling_environment(name: &str, max_vcpus: i32, instance_types: &str, delay_s: i32) -> String {
-    format!(
-        r#"---
-apiVersion: batch.barge.dev/v1alpha1
-kind: ComputeEnvironment
-metadata: {{name: "${{NS}}-{name}"}}
-spec:
-  type: MANAGED
-  state: ENABLED
-  computeResources:
-    type: EC2
-    allocationStrategy: BEST_FIT
-    minvCpus: 0
-    maxvCpus: {max_vcpus}
-    instanceTypes: [{instance_types}]
-    scaleDownDelaySeconds: {delay_s}
-    provider: {{simulated: {{}}}}
-"#
-    )
-}
 
 #[tokio::test]
 async fn from_zero_nodes_appear_within_max_vcpus_and_go_after_the_delay() {

@@ -45,7 +45,9 @@ use kube::api::Api;
 use kube::runtime::watcher;
 use kube::ResourceExt;
 
-use support::{job, job_definition, job_queue, scripted_tags, status_of, E2e, Options};
+use support::{
+    job, job_definition, job_queue, managed_environment, scripted_tags, status_of, E2e, Options,
+};
 
 /// One test of this file at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -59,23 +61,14 @@ fn scaling_environment(
     instance_type: &str,
     delay_s: i32,
 ) -> String {
-    format!(
-        r#"---
-apiVersion: batch.barge.dev/v1alpha1
-kind: ComputeEnvironment
-metadata: {{name: "${{NS}}-{name}"}}
-spec:
-  type: MANAGED
-  state: {state}
-  computeResources:
-    type: EC2
-    allocationStrategy: BEST_FIT
-    minvCpus: 0
-    maxvCpus: {max_vcpus}
-    instanceTypes: [{instance_type}]
-    scaleDownDelaySeconds: {delay_s}
-    provider: {{simulated: {{}}}}
-"#
+    managed_environment(
+        name,
+        state,
+        0,
+        max_vcpus,
+        instance_type,
+        delay_s,
+        "{simulated: {}}",
     )
 }
 

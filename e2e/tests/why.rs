@@ -11,7 +11,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use barge_crds::job::JobStatus;
@@ -19,7 +18,8 @@ use barge_sim::apiserver::faults::WRITE_VERBS;
 use barge_sim::StatsSnapshot;
 
 use support::{
-    compute_environment, job, job_definition, job_queue, scripted_tags, status_of, E2e, Options,
+    compute_environment, job, job_definition, job_queue, kubectl_available, kubectl_plugin_dir,
+    scripted_tags, status_of, E2e, Options,
 };
 
 /// Runs long enough never to finish during a test.
@@ -108,33 +108,12 @@ async fn why(env: &mut E2e, form: &Form, job: &str, extra: &[&str]) -> String {
 /// `kubectl-barge` linked to the binary in a fresh directory, or None (skipped loudly, or a
 /// failure under `BARGE_REQUIRE_TOOLS=1`) without kubectl.
 fn kubectl_plugin() -> Option<Form> {
-    let ok = std::process::Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        if std::env::var("BARGE_REQUIRE_TOOLS").as_deref() == Ok("1") {
-            panic!("required tool `kubectl` is not available (BARGE_REQUIRE_TOOLS=1)");
-        }
-        eprintln!("\n!!!!!!!!!! SKIPPING: `kubectl` is not installed; set BARGE_REQUIRE_TOOLS=1 to make this a failure !!!!!!!!!!\n");
+    if !kubectl_available() {
         return None;
     }
-    let dir = tempfile::tempdir().expect("temporary directory");
-    link(
-        Path::new(env!("CARGO_BIN_EXE_barge")),
-        &dir.path().join("kubectl-barge"),
-    );
-    Some(Form::Kubectl { dir })
-}
-
-#[cfg(unix)]
-fn link(target: &Path, at: &Path) {
-    std::os::unix::fs::symlink(target, at).expect("link kubectl-barge");
-}
-
-#[cfg(not(unix))]
-fn link(target: &Path, at: &Path) {
-    std::fs::copy(target, at.with_extension("exe")).expect("copy kubectl-barge");
+    Some(Form::Kubectl {
+        dir: kubectl_plugin_dir(),
+    })
 }
 
 #[tokio::test]

@@ -1275,3 +1275,267 @@ pub fn scripted_tags(duration_seconds: &str, exit_code: i32) -> String {
         "propagateTags: true\ntags:\n  sim.barge.dev/runtime: scripted\n  sim.barge.dev/duration-seconds: \"{duration_seconds}\"\n  sim.barge.dev/exit-code: \"{exit_code}\"\n"
     )
 }
+
+/// A minimal CRD for the Karpenter kwok provider's NodeClass kind (test infrastructure: the
+/// karpenter provider's environments refer to a `KWOKNodeClass`).
+pub const NODE_CLASS_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: kwoknodeclasses.karpenter.kwok.sh}
+spec:
+  group: karpenter.kwok.sh
+  names: {kind: KWOKNodeClass, listKind: KWOKNodeClassList, plural: kwoknodeclasses, singular: kwoknodeclass}
+  scope: Cluster
+  versions:
+    - name: v1alpha1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          x-kubernetes-preserve-unknown-fields: true
+"#;
+
+/// The `KWOKNodeClass` kind of [`NODE_CLASS_CRD`].
+pub fn node_class_resource() -> ApiResource {
+    ApiResource {
+        group: "karpenter.kwok.sh".into(),
+        version: "v1alpha1".into(),
+        api_version: "karpenter.kwok.sh/v1alpha1".into(),
+        kind: "KWOKNodeClass".into(),
+        plural: "kwoknodeclasses".into(),
+    }
+}
+
+/// Creates [`NODE_CLASS_CRD`] and waits until it is established.
+pub async fn install_node_class_crd(env: &E2e) {
+    let crd: CustomResourceDefinition = serde_yaml::from_str(NODE_CLASS_CRD).expect("CRD YAML");
+    let api: Api<CustomResourceDefinition> = Api::all(env.client.clone());
+    api.create(&PostParams::default(), &crd)
+        .await
+        .expect("create the KWOKNodeClass CRD");
+    env.wait_until("the KWOKNodeClass CRD established", || {
+        let api = api.clone();
+        async move {
+            let crd = api
+                .get_opt("kwoknodeclasses.karpenter.kwok.sh")
+                .await
+                .ok()
+                .flatten()?;
+            crd.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        }
+    })
+    .await;
+}
+
+/// Creates the `KWOKNodeClass` `name` (the CRD must be installed, see [`install_node_class_crd`]).
+pub async fn create_node_class(env: &E2e, name: &str) {
+    let api: Api<DynamicObject> = Api::all_with(env.client.clone(), &node_class_resource());
+    let object: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "karpenter.kwok.sh/v1alpha1",
+        "kind": "KWOKNodeClass",
+        "metadata": {"name": name},
+    }))
+    .expect("object");
+    api.create(&PostParams::default(), &object)
+        .await
+        .expect("create the KWOKNodeClass");
+}
+
+/// The Cluster API MachineDeployments of the test's namespace.
+pub fn machine_deployments(env: &E2e) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        env.client.clone(),
+        &env.ns,
+        &ApiResource {
+            group: "cluster.x-k8s.io".into(),
+            version: "v1beta2".into(),
+            api_version: "cluster.x-k8s.io/v1beta2".into(),
+            kind: "MachineDeployment".into(),
+            plural: "machinedeployments".into(),
+        },
+    )
+}
+
+/// Creates a MachineDeployment with `replicas` whose machines are of `sim_type` (the
+/// stand-in's stand-in for the infrastructure template), with extra `annotations`.
+pub async fn create_machine_deployment(
+    env: &E2e,
+    name: &str,
+    replicas: i64,
+    sim_type: &str,
+    annotations: &[(&str, &str)],
+) {
+    let mut metadata_annotations: BTreeMap<&str, &str> = annotations.iter().copied().collect();
+    metadata_annotations.insert("sim.barge.dev/instance-type", sim_type);
+    let md: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "cluster.x-k8s.io/v1beta2",
+        "kind": "MachineDeployment",
+        "metadata": {"name": name, "namespace": env.ns, "annotations": metadata_annotations},
+        "spec": {
+            "clusterName": "sim",
+            "replicas": replicas,
+            "selector": {"matchLabels": {"cluster.x-k8s.io/deployment-name": name}},
+            "template": {
+                "metadata": {"labels": {"cluster.x-k8s.io/deployment-name": name}},
+                "spec": {
+                    "clusterName": "sim",
+                    "version": "v1.31.0",
+                    "bootstrap": {"dataSecretName": format!("{name}-bootstrap")},
+                    "infrastructureRef": {
+                        "apiGroup": "infrastructure.cluster.x-k8s.io",
+                        "kind": "AWSMachineTemplate",
+                        "name": name,
+                    },
+                },
+            },
+        },
+    }))
+    .expect("MachineDeployment");
+    machine_deployments(env)
+        .patch(name, &PatchParams::apply("e2e").force(), &Patch::Apply(&md))
+        .await
+        .unwrap_or_else(|e| panic!("creating MachineDeployment {name}: {e}"));
+}
+
+/// A MANAGED environment `${NS}-<name>` in `state` that scales with demand between `min_vcpus`
+/// and `max_vcpus` of `instance_types` nodes (a YAML list's items), scaling in after `delay_s`,
+/// with the given `provider` YAML (a flow mapping).
+pub fn managed_environment(
+    name: &str,
+    state: &str,
+    min_vcpus: i32,
+    max_vcpus: i32,
+    instance_types: &str,
+    delay_s: i32,
+    provider: &str,
+) -> String {
+    format!(
+        r#"---
+apiVersion: batch.barge.dev/v1alpha1
+kind: ComputeEnvironment
+metadata: {{name: "${{NS}}-{name}"}}
+spec:
+  type: MANAGED
+  state: {state}
+  computeResources:
+    type: EC2
+    allocationStrategy: BEST_FIT
+    minvCpus: {min_vcpus}
+    maxvCpus: {max_vcpus}
+    instanceTypes: [{instance_types}]
+    scaleDownDelaySeconds: {delay_s}
+    provider: {provider}
+"#
+    )
+}
+
+/// An ENABLED [`managed_environment`] with the simulated provider.
+pub fn scaling_environment(
+    name: &str,
+    max_vcpus: i32,
+    instance_types: &str,
+    delay_s: i32,
+) -> String {
+    managed_environment(
+        name,
+        "ENABLED",
+        0,
+        max_vcpus,
+        instance_types,
+        delay_s,
+        "{simulated: {}}",
+    )
+}
+
+/// Runs `barge import aws` with `args`; returns its stdout, failing the test on a non-zero exit.
+pub fn barge_import_aws<I, S>(args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let output = Command::new(env!("CARGO_BIN_EXE_barge"))
+        .args(["import", "aws"])
+        .args(args)
+        .output()
+        .expect("run barge import aws");
+    assert!(
+        output.status.success(),
+        "barge import aws failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+/// Whether kubectl runs; when it does not, false (skipped loudly) or a panic under
+/// `BARGE_REQUIRE_TOOLS=1`.
+pub fn kubectl_available() -> bool {
+    let ok = Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        if std::env::var("BARGE_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            panic!("required tool `kubectl` is not available (BARGE_REQUIRE_TOOLS=1)");
+        }
+        eprintln!("\n!!!!!!!!!! SKIPPING: `kubectl` is not installed; set BARGE_REQUIRE_TOOLS=1 to make this a failure !!!!!!!!!!\n");
+    }
+    ok
+}
+
+/// A fresh directory holding `kubectl-barge`, the `barge` binary linked under the kubectl
+/// plugin's name (put it first on the PATH to run `kubectl barge`).
+pub fn kubectl_plugin_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    link_kubectl_plugin(
+        Path::new(env!("CARGO_BIN_EXE_barge")),
+        &dir.path().join("kubectl-barge"),
+    );
+    dir
+}
+
+#[cfg(unix)]
+fn link_kubectl_plugin(target: &Path, at: &Path) {
+    std::os::unix::fs::symlink(target, at).expect("link kubectl-barge");
+}
+
+#[cfg(not(unix))]
+fn link_kubectl_plugin(target: &Path, at: &Path) {
+    std::fs::copy(target, at.with_extension("exe")).expect("copy kubectl-barge");
+}
+
+/// A simulated [`managed_environment`] `${NS}-ce` of 4 to 32 vCPUs of `instance_types` (scale-in
+/// after 30 s) and the queue `${NS}-q` over it: a pool that keeps a node or two up and adds
+/// nodes of the type a job asks for.
+pub fn elastic_pool_and_queue(instance_types: &str) -> String {
+    format!(
+        "{}{}",
+        managed_environment(
+            "ce",
+            "ENABLED",
+            4,
+            32,
+            instance_types,
+            30,
+            "{simulated: {}}"
+        ),
+        job_queue("q", 10, &["ce"])
+    )
+}
+
+/// Applies the fixed [`compute_environment`] `${NS}-ce` of `vcpus` vCPUs and the queue `${NS}-q`
+/// over it, and waits for the environment's `vcpus / 2` nodes.
+pub async fn fixed_pool_and_queue(env: &E2e, vcpus: i32) {
+    env.apply(&format!(
+        "{}{}",
+        compute_environment("ce", vcpus),
+        job_queue("q", 10, &["ce"])
+    ))
+    .await;
+    env.wait_compute_environment("${NS}-ce", usize::try_from(vcpus / 2).unwrap_or(0))
+        .await;
+}

@@ -7,7 +7,7 @@
 //! Everything here but [`connect`] and [`run`] is pure and unit-tested.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
@@ -153,32 +153,62 @@ where
 /// file) or KUBECONFIG (paths merged) or ~/.kube/config, else the in-cluster config;
 /// `--context` or the current context; `-n`, else the context's namespace, else "default".
 pub async fn connect(args: &ClusterArgs) -> Result<(Client, String), CliError> {
-    let options = KubeConfigOptions {
-        context: args.context.clone(),
-        ..KubeConfigOptions::default()
-    };
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path)
-                .map_err(|e| CliError::other(format!("{}: {e}", path.display())))?;
-            Config::from_custom_kubeconfig(kubeconfig, &options)
-                .await
-                .map_err(|e| CliError::other(e.to_string()))?
-        }
-        // A context names a kubeconfig entry: there is no in-cluster fallback then.
-        None if args.context.is_some() => Config::from_kubeconfig(&options)
-            .await
-            .map_err(|e| CliError::other(e.to_string()))?,
-        None => Config::infer()
-            .await
-            .map_err(|e| CliError::other(e.to_string()))?,
-    };
-    let namespace = args
-        .namespace
-        .clone()
-        .unwrap_or_else(|| config.default_namespace.clone());
+    let (config, namespace) = config_and_namespace(
+        args.kubeconfig.as_deref(),
+        args.context.as_deref(),
+        args.namespace.as_deref(),
+    )
+    .await
+    .map_err(|e| match e {
+        ConfigError::Read(path, e) => CliError::other(format!("{}: {e}", path.display())),
+        ConfigError::File(_, e) | ConfigError::Default(e) => CliError::other(e),
+    })?;
     let client = Client::try_from(config).map_err(|e| CliError::other(e.to_string()))?;
     Ok((client, namespace))
+}
+
+/// Why [`config_and_namespace`] found no config (the causes as text).
+#[derive(Debug)]
+pub enum ConfigError {
+    /// Reading the `--kubeconfig` file.
+    Read(PathBuf, String),
+    /// Loading the config from the `--kubeconfig` file.
+    File(PathBuf, String),
+    /// Loading the config without `--kubeconfig` (KUBECONFIG, ~/.kube/config, in-cluster).
+    Default(String),
+}
+
+/// The client config and the namespace, chosen as kubectl chooses them (see [`connect`]);
+/// callers word the errors.
+pub async fn config_and_namespace(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+    namespace: Option<&str>,
+) -> Result<(Config, String), ConfigError> {
+    let options = KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..KubeConfigOptions::default()
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .map_err(|e| ConfigError::Read(path.to_path_buf(), e.to_string()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(|e| ConfigError::File(path.to_path_buf(), e.to_string()))?
+        }
+        // A context names a kubeconfig entry: there is no in-cluster fallback then.
+        None if context.is_some() => Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| ConfigError::Default(e.to_string()))?,
+        None => Config::infer()
+            .await
+            .map_err(|e| ConfigError::Default(e.to_string()))?,
+    };
+    let namespace = namespace
+        .map(str::to_string)
+        .unwrap_or_else(|| config.default_namespace.clone());
+    Ok((config, namespace))
 }
 
 // ---------------------------------------------------------------------------------------------

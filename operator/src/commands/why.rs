@@ -28,10 +28,9 @@ use clap::{Args, ValueEnum};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::ListParams;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::DeserializeGuard;
 use kube::runtime::watcher;
-use kube::{Api, Client, Config, Resource, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -47,6 +46,8 @@ use barge_operator::events::EventPublisher;
 use barge_operator::metrics::Metrics;
 use barge_operator::scheduler::fair_share::{fill_fair_share, Ledgers};
 use barge_operator::scheduler::{snapshot, LoopState};
+
+use super::kube_cli::{config_and_namespace, ConfigError};
 
 #[derive(Debug, Args)]
 pub struct WhyArgs {
@@ -136,29 +137,17 @@ pub fn run(args: WhyArgs) -> ExitCode {
 
 /// A client and the namespace to use, from the kubeconfig as kubectl picks them.
 async fn connect(args: &WhyArgs) -> Result<(Client, String), String> {
-    let options = KubeConfigOptions {
-        context: args.context.clone(),
-        ..KubeConfigOptions::default()
-    };
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path)
-                .map_err(|e| format!("reading kubeconfig {}: {e}", path.display()))?;
-            Config::from_custom_kubeconfig(kubeconfig, &options)
-                .await
-                .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?
-        }
-        None if args.context.is_some() => Config::from_kubeconfig(&options)
-            .await
-            .map_err(|e| format!("kubeconfig: {e}"))?,
-        None => Config::infer()
-            .await
-            .map_err(|e| format!("kubeconfig: {e}"))?,
-    };
-    let namespace = args
-        .namespace
-        .clone()
-        .unwrap_or_else(|| config.default_namespace.clone());
+    let (config, namespace) = config_and_namespace(
+        args.kubeconfig.as_deref(),
+        args.context.as_deref(),
+        args.namespace.as_deref(),
+    )
+    .await
+    .map_err(|e| match e {
+        ConfigError::Read(path, e) => format!("reading kubeconfig {}: {e}", path.display()),
+        ConfigError::File(path, e) => format!("kubeconfig {}: {e}", path.display()),
+        ConfigError::Default(e) => format!("kubeconfig: {e}"),
+    })?;
     let client = Client::try_from(config).map_err(|e| format!("kube client: {e}"))?;
     Ok((client, namespace))
 }

@@ -244,9 +244,12 @@ spec:
         })
     })
     .await;
+    // Blocked = the scheduler's verdict recorded: AWS's status reason, which follows the
+    // RUNNABLE state by a pass (later under API latency).
     env.wait_for(&jobs, "huge", "RUNNABLE and blocked", |j| {
         j.status.as_ref().is_some_and(|s| {
             s.status == Some(JobStatus::Runnable)
+                && s.status_reason.is_some()
                 && s.conditions
                     .iter()
                     .any(|c| c.type_ == "Schedulable" && c.status == "False")

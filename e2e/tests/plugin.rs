@@ -38,7 +38,9 @@ const HELLO: &str = r#"echo "hello ${GREETING:-nobody} attempt ${AWS_BATCH_JOB_A
 exit ${EXIT_CODE:-0}"#;
 
 /// A two-node job definition (main node 1): each node prints its index; the main node ends
-/// once node 0 has (a file in the test's directory), so both logs exist when the job ends.
+/// when the test creates `pair-release` in its files directory — after it has read node 0's
+/// log: once the main node ends the job, Barge stops the other nodes, and a node whose exit
+/// it has not seen yet (API latency) loses its pod, and with it its log.
 const PAIR: &str = r#"
 apiVersion: batch.barge.dev/v1alpha1
 kind: JobDefinition
@@ -57,8 +59,8 @@ spec:
             - -c
             - |
               echo "node $AWS_BATCH_JOB_NODE_INDEX of $AWS_BATCH_JOB_NUM_NODES"
-              if [ "$AWS_BATCH_JOB_NODE_INDEX" = 0 ]; then touch ${DIR}/pair-0; exit 0; fi
-              while [ ! -e ${DIR}/pair-0 ]; do sleep 0.05; done
+              if [ "$AWS_BATCH_JOB_NODE_INDEX" = 0 ]; then exit 0; fi
+              while [ ! -e ${DIR}/pair-release ]; do sleep 0.05; done
           resourceRequirements:
             - {type: VCPU, value: "1"}
             - {type: MEMORY, value: "64"}
@@ -625,15 +627,30 @@ async fn kubectl_barge_submits_lists_describes_reads_logs_stops_and_counts() {
         "{imported}"
     );
 
-    // A multi-node job: the main node's log by default, another node's with --node. The main
-    // node waits until node 0 has written its line.
+    // A multi-node job: another node's log with --node (read while the job runs: node 0's pod
+    // may exist only once it starts), then the main node's by default once it has ended.
     env.apply(PAIR).await;
     plugin.submit("pair", q, &["--name", "pair"]).await;
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    loop {
+        let out = plugin
+            .run_with(&["logs", "pair", "--node", "0"], None)
+            .await;
+        if out.status.success() && out.stdout == b"node 0 of 2\n" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "kubectl barge logs pair --node 0: {:?} {}{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(support::POLL).await;
+    }
+    std::fs::write(env.files_dir().join("pair-release"), b"").expect("release the main node");
     env.wait_job("pair", JobStatus::Succeeded).await;
     plugin.log_is(&["logs", "pair"], "node 1 of 2\n").await;
-    plugin
-        .log_is(&["logs", "pair", "--node", "0"], "node 0 of 2\n")
-        .await;
     let pair = plugin.ok(&["get", "pair", "-o", "wide"]).await;
     assert!(pair.contains(" nodes "), "the NODES column: {pair}");
 

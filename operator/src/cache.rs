@@ -1164,6 +1164,37 @@ impl Caches {
         )
     }
 
+    /// The unfinished jobs of `namespace` that name definition `name` (any revision).
+    pub fn unfinished_jobs_of_definition(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Vec<ObjectRef<Job>> {
+        namespaced_refs(
+            self.indexes
+                .active_jobs_by_definition
+                .get(&(namespace.to_string(), name.to_string())),
+        )
+    }
+
+    /// The unfinished jobs that name the definition whose revision `revision` is: a job that
+    /// saw the definition's status name a revision before this ControllerRevision reached the
+    /// cache (two watches, either order) waits for it.
+    pub fn unfinished_jobs_of_revision(
+        &self,
+        revision: &ControllerRevision,
+    ) -> Vec<ObjectRef<Job>> {
+        match (
+            revision.namespace(),
+            revision.labels().get(LABEL_JOB_DEFINITION),
+        ) {
+            (Some(namespace), Some(definition)) => {
+                self.unfinished_jobs_of_definition(&namespace, definition)
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// The job `namespace/name`.
     pub fn job(&self, namespace: &str, name: &str) -> Option<Arc<Job>> {
         self.jobs.get(&ObjectRef::new(name).within(namespace))
@@ -1317,6 +1348,55 @@ mod tests {
                 ..Default::default()
             }),
         }
+    }
+
+    #[test]
+    fn a_revision_concerns_the_unfinished_jobs_of_its_definition() {
+        use barge_crds::JobDefinition;
+        let (caches, mut sinks) = Caches::new();
+        let job = |name: &str, definition: &str, state: Option<&str>| {
+            let mut job: Job = serde_json::from_value(serde_json::json!({
+                "apiVersion": "batch.barge.dev/v1alpha1", "kind": "Job",
+                "metadata": {"name": name, "namespace": "team"},
+                "spec": {"jobQueue": "q", "jobDefinition": definition},
+            }))
+            .expect("job");
+            if let Some(state) = state {
+                job.status = Some(
+                    serde_json::from_value(serde_json::json!({"status": state})).expect("status"),
+                );
+            }
+            job
+        };
+        for j in [
+            job("waits", "big", None),
+            job("pinned", "big:1", Some("SUBMITTED")),
+            job("done", "big", Some("SUCCEEDED")),
+            job("other", "small", None),
+        ] {
+            sinks.jobs.apply(watcher::Event::Apply(j));
+        }
+        let mut definition = JobDefinition::new(
+            "big",
+            crate::test_support::aws_job_definition("jobdef-fetch_and_run.json"),
+        );
+        definition.metadata.namespace = Some("team".into());
+        definition.metadata.uid = Some("uid-big".into());
+        let revision = crate::definition_revisions::build_revision(
+            &definition,
+            serde_json::to_value(&definition.spec).expect("spec"),
+            1,
+        );
+        let mut names: Vec<String> = caches
+            .unfinished_jobs_of_revision(&revision)
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["pinned", "waits"]);
+        let mut unlabelled = revision.clone();
+        unlabelled.metadata.labels = None;
+        assert!(caches.unfinished_jobs_of_revision(&unlabelled).is_empty());
     }
 
     #[test]

@@ -43,8 +43,8 @@ use barge_core::state::JobState;
 use barge_crds::common::State as QueueState;
 use barge_crds::consts::{
     ANNOTATION_GANG_NODES, FIELD_MANAGER_JOB_CONTROLLER, LABEL_ARRAY_INDEX,
-    LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_DEFINITION, LABEL_JOB_NAME, REASON_INVALID_SPEC,
-    REASON_JOB_QUEUE_NOT_FOUND, REASON_NAMESPACE_NOT_ALLOWED, REASON_SHARE_IDENTIFIER_REQUIRED,
+    LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_NAME, REASON_INVALID_SPEC, REASON_JOB_QUEUE_NOT_FOUND,
+    REASON_NAMESPACE_NOT_ALLOWED, REASON_SHARE_IDENTIFIER_REQUIRED,
 };
 use barge_crds::job::ResolvedJobDefinition;
 use barge_crds::{Job, JobQueue};
@@ -1156,33 +1156,18 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
             .watches_shared_stream(
                 caches.job_definitions_feed.subscribe(),
                 move |jd: Arc<barge_crds::JobDefinition>| {
-                    let namespace = jd.namespace().unwrap_or_default();
-                    namespaced_refs::<Job>(
-                        for_defs
-                            .indexes
-                            .active_jobs_by_definition
-                            .get(&(namespace, jd.name_any())),
+                    for_defs.unfinished_jobs_of_definition(
+                        &jd.namespace().unwrap_or_default(),
+                        &jd.name_any(),
                     )
                 },
             )
-            // So does the revision itself: the definition's status names a revision (which
-            // triggers the jobs above) and its ControllerRevision comes through another watch,
-            // in either order; a job that saw the status first waits for the revision.
+            // So does the ControllerRevision holding it, which comes through another watch than
+            // the definition's status naming it, in either order.
             .watches_shared_stream(
                 caches.revisions_feed.subscribe(),
                 move |revision: Arc<ControllerRevision>| {
-                    let (Some(namespace), Some(definition)) = (
-                        revision.namespace(),
-                        revision.labels().get(LABEL_JOB_DEFINITION),
-                    ) else {
-                        return Vec::new();
-                    };
-                    namespaced_refs::<Job>(
-                        for_revisions
-                            .indexes
-                            .active_jobs_by_definition
-                            .get(&(namespace, definition.clone())),
-                    )
+                    for_revisions.unfinished_jobs_of_revision(&revision)
                 },
             )
             // A queue's appearance, state or rules concern its unfinished jobs.

@@ -1352,7 +1352,6 @@ mod tests {
 
     #[test]
     fn a_revision_concerns_the_unfinished_jobs_of_its_definition() {
-        use barge_crds::JobDefinition;
         let (caches, mut sinks) = Caches::new();
         let job = |name: &str, definition: &str, state: Option<&str>| {
             let mut job: Job = serde_json::from_value(serde_json::json!({
@@ -1376,17 +1375,17 @@ mod tests {
         ] {
             sinks.jobs.apply(watcher::Event::Apply(j));
         }
-        let mut definition = JobDefinition::new(
-            "big",
-            crate::test_support::aws_job_definition("jobdef-fetch_and_run.json"),
-        );
-        definition.metadata.namespace = Some("team".into());
-        definition.metadata.uid = Some("uid-big".into());
-        let revision = crate::definition_revisions::build_revision(
-            &definition,
-            serde_json::to_value(&definition.spec).expect("spec"),
-            1,
-        );
+        // A revision as the JobDefinition controller labels it (definition_revisions builds
+        // them; that module sits above the caches).
+        let revision: ControllerRevision = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "big-1",
+                "namespace": "team",
+                "labels": {LABEL_JOB_DEFINITION: "big"},
+            },
+            "revision": 1,
+        }))
+        .expect("revision");
         let mut names: Vec<String> = caches
             .unfinished_jobs_of_revision(&revision)
             .into_iter()

@@ -44,6 +44,10 @@ pub const LABEL_ATTEMPT: &str = "batch.barge.dev/attempt";
 pub const LABEL_ARRAY_INDEX: &str = "batch.barge.dev/array-index";
 /// Pod label: node index of a multi-node job's pod.
 pub const LABEL_NODE_INDEX: &str = "batch.barge.dev/node-index";
+/// Pod label, set to "true" in the same patch that releases the result finalizer of an array
+/// child's pod that `--array-pod-retention` lets go: the job controller deletes such pods in
+/// batches (one DELETE of the collection its job uid and this label select).
+pub const LABEL_DISPOSABLE: &str = "batch.barge.dev/disposable";
 /// On the main node's pod of a multi-node job: the Kubernetes node reserved for each node of
 /// the gang, comma-separated in node-index order (e.g. "ip-1,ip-7,ip-3"). Written when the
 /// gang is placed, before any other node's pod exists, so that the reservation survives an

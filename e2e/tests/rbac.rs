@@ -81,6 +81,14 @@ const NOT_EXERCISED: &[(&str, &str, &str, &str)] = &[
          that long",
     ),
     (
+        "",
+        "pods",
+        "delete",
+        "controllers/job.rs apply_pod_action / stop_pod: a pod is deleted alone when a job is \
+         terminated or times out, or a pod the kubelet never started is stopped; array \
+         children's released pods go in batches (deletecollection)",
+    ),
+    (
         "apps",
         "controllerrevisions",
         "get",

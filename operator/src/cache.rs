@@ -2,7 +2,8 @@
 //! the shared trigger streams of the controllers — so nothing in a hot path ever GETs.
 //!
 //! Data flow, per kind: `watcher(Api<K>)` → [`Sink`], which for every watcher event, in this
-//! order, strips what nobody reads (managedFields; a node's image list), then
+//! order, strips what nobody reads (managedFields, the last-applied annotation of client-side
+//! `kubectl apply`; a node's image list), then
 //! 1. applies it to the kind's kube reflector `Writer` (readers hold the [`Store`]),
 //! 2. applies it to the kind's [`Index`]es (same protocol: Init/InitApply/InitDone swap),
 //! 3. broadcasts the object to every subscriber of the kind's [`Feed`] — including objects that
@@ -149,6 +150,16 @@ pub struct Sink<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> {
     guard: Option<Arc<RwLock<()>>>,
 }
 
+/// Client-side `kubectl apply` keeps the whole object it applied in this annotation (up to
+/// 256 KiB): nothing in Barge reads it from the caches.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+fn strip_last_applied(meta: &mut kube::api::ObjectMeta) {
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
 fn keep_all<K>(_: &K) -> bool {
     true
 }
@@ -210,6 +221,7 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Sink<K> {
         | watcher::Event::InitApply(obj) = &mut event
         {
             obj.managed_fields_mut().clear();
+            strip_last_applied(obj.meta_mut());
             (self.trim)(obj);
         }
         let guard = self.guard.clone();
@@ -1842,6 +1854,13 @@ mod tests {
             metadata: ObjectMeta {
                 name: Some("n".into()),
                 managed_fields: Some(vec![Default::default()]),
+                annotations: Some(
+                    [
+                        (LAST_APPLIED.to_string(), "{}".to_string()),
+                        ("kept".to_string(), "yes".to_string()),
+                    ]
+                    .into(),
+                ),
                 ..Default::default()
             },
             status: Some(k8s_openapi::api::core::v1::NodeStatus {
@@ -1862,6 +1881,8 @@ mod tests {
             .as_ref()
             .and_then(|s| s.images.as_ref())
             .is_none());
+        let annotations: Vec<&String> = cached.annotations().keys().collect();
+        assert_eq!(annotations, ["kept"]);
     }
 
     #[tokio::test]

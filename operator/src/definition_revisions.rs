@@ -7,7 +7,8 @@
 //! for the revision a job already pinned) and hands the [`ResolvedDefinition`] to the scheduler
 //! through the runnable book.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
@@ -103,7 +104,7 @@ pub fn resolve(
     caches: &Caches,
     namespace: &str,
     reference: &str,
-) -> Result<ResolvedDefinition, ResolveError> {
+) -> Result<Arc<ResolvedDefinition>, ResolveError> {
     let parsed = parse_job_definition_reference(reference)
         .map_err(|e| ResolveError::InvalidReference(e.to_string()))?;
     let definition = caches
@@ -126,13 +127,14 @@ pub fn resolve(
     resolve_pinned(caches, namespace, parsed.name, revision)
 }
 
-/// The spec of revision `revision` of definition `name` (a job's pinned revision).
+/// The spec of revision `revision` of definition `name` (a job's pinned revision). Every job
+/// that runs one revision shares one decoded copy ([`shared`]).
 pub fn resolve_pinned(
     caches: &Caches,
     namespace: &str,
     name: &str,
     revision: i32,
-) -> Result<ResolvedDefinition, ResolveError> {
+) -> Result<Arc<ResolvedDefinition>, ResolveError> {
     let not_found = || ResolveError::NoSuchRevision {
         name: name.into(),
         revision,
@@ -150,6 +152,10 @@ pub fn resolve_pinned(
     {
         return Err(not_found());
     }
+    let identity = revision_identity(&stored);
+    if let Some(resolved) = identity.as_ref().and_then(shared) {
+        return Ok(resolved);
+    }
     if stored.data.0.is_null() {
         return Err(ResolveError::Unreadable {
             name: name.into(),
@@ -163,11 +169,52 @@ pub fn resolve_pinned(
             revision,
             problem: e.to_string(),
         })?;
-    Ok(ResolvedDefinition {
+    let resolved = Arc::new(ResolvedDefinition {
         name: name.into(),
         revision,
         spec,
-    })
+    });
+    if let Some(identity) = identity {
+        share(identity, &resolved);
+    }
+    Ok(resolved)
+}
+
+/// A stored revision: its uid and resourceVersion (a ControllerRevision's data is immutable,
+/// and a re-created one has another uid). None for an object that has neither (built, not
+/// read from the API server).
+type RevisionIdentity = (String, String);
+
+fn revision_identity(stored: &ControllerRevision) -> Option<RevisionIdentity> {
+    Some((stored.uid()?, stored.resource_version()?))
+}
+
+/// The decoded revisions jobs hold, by identity: the runnable book keeps one entry per RUNNABLE
+/// job, and 100,000 jobs of one definition would otherwise hold 100,000 decoded copies of its
+/// spec (~1.3 KiB each) and decode it on every reconcile. Entries are weak: a revision no job
+/// holds any more is freed, and its entry is dropped when the memo is pruned.
+static RESOLVED: LazyLock<Mutex<HashMap<RevisionIdentity, Weak<ResolvedDefinition>>>> =
+    LazyLock::new(Mutex::default);
+
+/// The memo's entries are pruned of dead ones when it grows past this many (and then past
+/// twice the live ones).
+const MEMO_PRUNE_AT: usize = 64;
+
+fn shared(identity: &RevisionIdentity) -> Option<Arc<ResolvedDefinition>> {
+    memo().get(identity).and_then(Weak::upgrade)
+}
+
+fn share(identity: RevisionIdentity, resolved: &Arc<ResolvedDefinition>) {
+    let mut memo = memo();
+    if memo.len() >= MEMO_PRUNE_AT && memo.len().is_power_of_two() {
+        memo.retain(|_, weak| weak.strong_count() > 0);
+    }
+    memo.insert(identity, Arc::downgrade(resolved));
+}
+
+fn memo() -> std::sync::MutexGuard<'static, HashMap<RevisionIdentity, Weak<ResolvedDefinition>>> {
+    // Every critical section completes its mutation: a poisoned lock holds consistent data.
+    RESOLVED.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -211,7 +258,12 @@ mod tests {
         assert_eq!((latest.revision, latest.spec.clone()), (2, jd.spec.clone()));
         let pinned = resolve(&caches, "team", "fr:1").expect("pinned");
         assert_eq!(
-            pinned.spec.container_properties.expect("c").command,
+            pinned
+                .spec
+                .container_properties
+                .as_ref()
+                .expect("c")
+                .command,
             ["old.sh"]
         );
         assert_eq!(
@@ -231,5 +283,51 @@ mod tests {
                 .condition_reason(),
             REASON_JOB_DEFINITION_NOT_FOUND
         );
+    }
+
+    #[test]
+    fn jobs_of_one_stored_revision_share_one_decoded_spec() {
+        use kube::runtime::watcher::Event;
+        let (caches, mut sinks) = Caches::new();
+        let mut jd = JobDefinition::new("shared", aws_job_definition("jobdef-fetch_and_run.json"));
+        jd.metadata.namespace = Some("team".into());
+        jd.metadata.uid = Some("uid-jd".into());
+        sinks.job_definitions.apply(Event::Apply(jd.clone()));
+        let stored = |uid: &str, rv: &str, command: &str| {
+            let mut spec = jd.spec.clone();
+            spec.container_properties.as_mut().expect("c").command = vec![command.into()];
+            let mut revision = build_revision(&jd, spec_json(&spec), 1);
+            revision.metadata.uid = Some(uid.into());
+            revision.metadata.resource_version = Some(rv.into());
+            revision
+        };
+        let command = |d: &ResolvedDefinition| {
+            d.spec
+                .container_properties
+                .as_ref()
+                .expect("c")
+                .command
+                .clone()
+        };
+        sinks
+            .revisions
+            .apply(Event::Apply(stored("rev-uid-1", "10", "a.sh")));
+        let first = resolve(&caches, "team", "shared:1").expect("resolves");
+        let second = resolve(&caches, "team", "shared:1").expect("resolves");
+        assert!(Arc::ptr_eq(&first, &second));
+        // Another object under the same name (deleted and re-created) is decoded afresh.
+        sinks
+            .revisions
+            .apply(Event::Apply(stored("rev-uid-2", "11", "b.sh")));
+        let third = resolve(&caches, "team", "shared:1").expect("resolves");
+        assert!(!Arc::ptr_eq(&first, &third));
+        assert_eq!(
+            (command(&first), command(&third)),
+            (vec!["a.sh".to_string()], vec!["b.sh".to_string()])
+        );
+        // Once no job holds a decoded revision, it is freed.
+        let weak = Arc::downgrade(&third);
+        drop(third);
+        assert!(weak.upgrade().is_none());
     }
 }

@@ -1,5 +1,7 @@
-//! Kubernetes Events (`events.k8s.io/v1`): one per job state change (AWS Batch's job state
-//! change events), and on compute environment scaling and configuration problems.
+//! Kubernetes Events (`events.k8s.io/v1`): on the job state changes `--job-events` asks for
+//! ([`JobEvents`]: by default only failures and retries; every change, as AWS Batch's
+//! EventBridge job state change events, with `all`), and on compute environment scaling and
+//! configuration problems.
 //!
 //! Data flow: a controller calls [`EventPublisher::publish`] (never blocks, never fails) → a
 //! bounded queue → a background task creating the Events with a few requests in flight. When
@@ -23,6 +25,8 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 use tracing::debug;
+
+use barge_core::state::JobState;
 
 use crate::metrics::Metrics;
 
@@ -61,6 +65,50 @@ impl EventType {
             EventType::Normal => "Normal",
             EventType::Warning => "Warning",
         }
+    }
+}
+
+/// Which job state changes are announced as Events (`--job-events`).
+///
+/// Every Event is an object the API server stores (in etcd, for an hour by default) and a
+/// write of the operator's: one per state change costs four or five writes per job, more than
+/// the pod and status writes together, and 40,000 objects for a burst of 10,000 jobs. The
+/// status (state, reason, every attempt) and the `barge_job_transitions_total` counter say
+/// what a normal transition would; an Event is worth its cost where someone must look.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum JobEvents {
+    /// An Event per state change, as AWS Batch's EventBridge job state change events (4–5 per
+    /// job).
+    All,
+    /// One Event per finished job (Succeeded or Failed), and a Warning per retried attempt.
+    Finished,
+    /// Warning Events only: a job that failed, an attempt that failed and is retried. Normal
+    /// transitions are in the status, the metrics and the watch.
+    #[default]
+    Failures,
+    /// No job state change Events (refusals and gang placement are still announced).
+    None,
+}
+
+impl JobEvents {
+    /// The type of the Event announcing a job's change from `from` to `to`, or None when this
+    /// policy announces none. A failed job and a retry (back to RUNNABLE from an attempt that
+    /// had started) are Warnings under every policy that announces them.
+    pub fn announce(self, from: JobState, to: JobState) -> Option<EventType> {
+        let retry =
+            to == JobState::Runnable && matches!(from, JobState::Starting | JobState::Running);
+        let type_ = if to == JobState::Failed || retry {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        let announced = match self {
+            JobEvents::All => true,
+            JobEvents::Finished => to.is_terminal() || retry,
+            JobEvents::Failures => type_ == EventType::Warning,
+            JobEvents::None => false,
+        };
+        announced.then_some(type_)
     }
 }
 
@@ -283,6 +331,56 @@ mod tests {
             Some(CLUSTER_EVENTS_NAMESPACE)
         );
         assert!(e.note.expect("note").len() <= MAX_NOTE_BYTES);
+    }
+
+    #[test]
+    fn job_events_follow_the_policy() {
+        use JobState::*;
+        let changes = [
+            (Submitted, Runnable),
+            (Runnable, Starting),
+            (Starting, Running),
+            (Running, Succeeded),
+            (Running, Runnable),
+            (Starting, Runnable),
+            (Running, Failed),
+            (Pending, Failed),
+            (Submitted, Pending),
+        ];
+        let announced = |policy: JobEvents| -> Vec<(JobState, JobState, EventType)> {
+            changes
+                .iter()
+                .filter_map(|&(from, to)| policy.announce(from, to).map(|t| (from, to, t)))
+                .collect()
+        };
+        let all = announced(JobEvents::All);
+        assert_eq!(all.len(), changes.len(), "all: every change");
+        assert_eq!(
+            all.iter().filter(|c| c.2 == EventType::Warning).count(),
+            4,
+            "retries and failures are Warnings: {all:?}"
+        );
+        assert_eq!(
+            announced(JobEvents::Finished),
+            vec![
+                (Running, Succeeded, EventType::Normal),
+                (Running, Runnable, EventType::Warning),
+                (Starting, Runnable, EventType::Warning),
+                (Running, Failed, EventType::Warning),
+                (Pending, Failed, EventType::Warning),
+            ]
+        );
+        assert_eq!(
+            announced(JobEvents::Failures),
+            vec![
+                (Running, Runnable, EventType::Warning),
+                (Starting, Runnable, EventType::Warning),
+                (Running, Failed, EventType::Warning),
+                (Pending, Failed, EventType::Warning),
+            ]
+        );
+        assert!(announced(JobEvents::None).is_empty());
+        assert_eq!(JobEvents::default(), JobEvents::Failures);
     }
 
     #[tokio::test]

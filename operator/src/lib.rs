@@ -51,4 +51,5 @@ pub mod shutdown;
 pub mod status;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod throttle;
 pub mod translate;

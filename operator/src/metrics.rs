@@ -22,6 +22,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::throttle::ThrottleMetrics;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueStateLabels {
     pub queue: String,
@@ -80,6 +82,8 @@ pub struct Metrics {
     /// Node objects the simulated provider created and deleted.
     pub nodes_created: Counter,
     pub nodes_deleted: Counter,
+    /// The client-side throttle of Kubernetes API requests (`throttle`).
+    pub kube_api: ThrottleMetrics,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -195,6 +199,8 @@ impl Metrics {
             "Node objects deleted by the simulated provider",
             nodes_deleted.clone(),
         );
+        let kube_api = ThrottleMetrics::default();
+        kube_api.register(&mut registry);
         Self {
             registry,
             jobs,
@@ -214,6 +220,7 @@ impl Metrics {
             events_dropped,
             nodes_created,
             nodes_deleted,
+            kube_api,
         }
     }
 

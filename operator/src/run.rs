@@ -31,11 +31,12 @@ use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, SchedulingPol
 use crate::cache::Caches;
 use crate::context::{ArrayPodRetention, Context, EnabledProviders, OperatorConfig};
 use crate::controllers::{compute_environment, job, job_definition, job_queue, scheduling_policy};
-use crate::events::{EventPublisher, DEFAULT_QUEUE_CAPACITY};
+use crate::events::{EventPublisher, JobEvents, DEFAULT_QUEUE_CAPACITY};
 use crate::leader::{LeaderElector, LeaseTimings};
 use crate::metrics::{self, Endpoints, Metrics};
 use crate::scheduler;
 use crate::shutdown::Shutdown;
+use crate::throttle::{self, Limits, Throttle, ThrottleLayer};
 
 /// `--log-format`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -81,13 +82,16 @@ pub struct OperatorArgs {
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
     /// Least milliseconds between two status writes of a busy array job (and between refreshes
-    /// of queue counts); terminal transitions are written at once.
+    /// of queue counts), and how long a job's non-terminal changes (RUNNABLE → STARTING →
+    /// RUNNING, a new scheduler verdict) wait to be written together; terminal transitions,
+    /// retries and a job's first status are written at once.
     #[arg(long, default_value_t = 1000)]
     pub status_coalesce_ms: u64,
     /// Milliseconds between scheduling passes when nothing wakes the scheduler earlier.
     #[arg(long, default_value_t = 1000)]
     pub scheduler_interval_ms: u64,
-    /// Pods created concurrently by the scheduler.
+    /// Pod creates the scheduler keeps in flight (continuously, in the background: a scheduling
+    /// pass hands its placements over and does not wait for them).
     #[arg(long, default_value_t = 32)]
     pub pod_create_concurrency: usize,
     /// Least milliseconds between two rounds of queue status writes by the scheduler (a
@@ -114,6 +118,37 @@ pub struct OperatorArgs {
     /// (ProviderDisabled), and the operator makes no API call for a disabled provider.
     #[arg(long, default_value_t = EnabledProviders::all())]
     pub providers: EnabledProviders,
+    /// Kubernetes API requests per second this operator sends (client-go's `--kube-api-qps`;
+    /// 0: no rate limit). Watches are not counted; waiting requests go by priority: pod creates,
+    /// pod finalizer releases, terminal job statuses and the Lease first, Events and queue /
+    /// compute environment statuses last.
+    #[arg(long, default_value_t = throttle::DEFAULT_QPS)]
+    pub kube_api_qps: f64,
+    /// Requests the rate limit lets through at once after a quiet spell (client-go's
+    /// `--kube-api-burst`).
+    #[arg(long, default_value_t = throttle::DEFAULT_BURST)]
+    pub kube_api_burst: u32,
+    /// Kubernetes API requests in flight at once, watches aside (0: no cap). API Priority and
+    /// Fairness and `--max-requests-inflight` limit concurrency: staying below them avoids 429s.
+    #[arg(long, default_value_t = throttle::DEFAULT_MAX_IN_FLIGHT)]
+    pub kube_api_max_in_flight: usize,
+    /// Which job state changes are announced as Kubernetes Events: `failures` (Warning Events
+    /// for a failed job and for a failed attempt that is retried: what someone must look at),
+    /// `finished` (also one Normal Event per succeeded job), `all` (every state change, as AWS
+    /// Batch's EventBridge job state change events: 4–5 Events per job) or `none`. Each Event is
+    /// an API write and an object stored for an hour: at thousands of jobs a minute, one per
+    /// transition costs more than the pods and statuses together. Every change is also in the
+    /// job's status and in `barge_job_transitions_total`.
+    #[arg(long, value_enum, default_value_t = JobEvents::default())]
+    pub job_events: JobEvents,
+    /// Seconds a finished job's pods are kept after the job stopped; then they are deleted
+    /// (their results are in the job's status, which stays until the job is deleted or its
+    /// `ttlSecondsAfterFinished` passes). Every pod kept costs the API server and the
+    /// operator's pod cache (~10 KiB each): this bounds what finished jobs cost. 0 deletes
+    /// them as soon as their results are recorded. Logs go with the pods: ship them elsewhere
+    /// (as AWS Batch does to CloudWatch) to keep them longer, or raise this.
+    #[arg(long, default_value_t = crate::context::DEFAULT_FINISHED_POD_RETENTION_SECONDS)]
+    pub finished_pod_retention_seconds: u64,
 }
 
 /// Why the operator stopped with an error.
@@ -191,7 +226,32 @@ pub fn identity(explicit: Option<&str>) -> String {
 
 /// A client from `--kubeconfig`, or from the environment.
 pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, RunError> {
-    let config = match kubeconfig {
+    Client::try_from(client_config(kubeconfig).await?).map_err(RunError::Client)
+}
+
+/// A client like [`client`] whose requests pass `throttle` (which also retries 429, 503 and
+/// 504 in place of kube's default retry).
+pub async fn throttled_client(
+    kubeconfig: Option<&Path>,
+    throttle: Throttle,
+) -> Result<Client, RunError> {
+    let mut config = client_config(kubeconfig).await?;
+    config.default_retry = false;
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(RunError::Client)?;
+    Ok(builder.with_layer(&ThrottleLayer::new(throttle)).build())
+}
+
+/// The throttle's limits from the flags.
+pub fn kube_api_limits(args: &OperatorArgs) -> Limits {
+    Limits {
+        qps: args.kube_api_qps,
+        burst: args.kube_api_burst,
+        max_in_flight: args.kube_api_max_in_flight,
+    }
+}
+
+async fn client_config(kubeconfig: Option<&Path>) -> Result<Config, RunError> {
+    Ok(match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path).map_err(|source| RunError::Kubeconfig {
                 path: path.to_path_buf(),
@@ -204,8 +264,7 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, RunError> {
         None => Config::infer()
             .await
             .map_err(|e| RunError::ClientConfig(e.to_string()))?,
-    };
-    Client::try_from(config).map_err(RunError::Client)
+    })
 }
 
 /// The names of Barge's CRDs (`<plural>.<group>`).
@@ -273,6 +332,8 @@ pub fn operator_config(args: &OperatorArgs, identity: &str) -> OperatorConfig {
         missing_dependency_grace: Duration::from_secs(args.dependency_grace_seconds),
         pod_create_give_up: Duration::from_secs(args.pod_create_give_up_seconds),
         providers: args.providers.clone(),
+        job_events: args.job_events,
+        finished_pod_retention: Some(Duration::from_secs(args.finished_pod_retention_seconds)),
     }
 }
 
@@ -305,11 +366,12 @@ pub async fn run(args: OperatorArgs) -> Result<(), RunError> {
 /// call it directly).
 pub async fn run_until(args: OperatorArgs, shutdown: Shutdown) -> Result<(), RunError> {
     let identity = identity(args.identity.as_deref());
-    let client = client(args.kubeconfig.as_deref()).await?;
+    let metrics = Arc::new(Metrics::new());
+    let throttle = Throttle::start(kube_api_limits(&args), metrics.kube_api.clone());
+    let client = throttled_client(args.kubeconfig.as_deref(), throttle).await?;
     info!(%identity, providers = %args.providers, "starting the Barge operator");
 
     // HTTP endpoints first, so liveness answers while we wait for CRDs.
-    let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
     let endpoints = Endpoints {
         metrics: metrics.clone(),

@@ -212,6 +212,68 @@ pub async fn apply_status<K: HasStatus>(
     Ok(StatusWrite::Written(Box::new(written)))
 }
 
+/// Status writes that wait for their coalescing window, per object (by key): since when.
+///
+/// A write that may wait (a job's non-terminal transitions, see the job controller) opens a
+/// window at the first change left unwritten; every change within the window is left
+/// unwritten too, and the first reconcile at or after the window's end writes the latest
+/// status, so that a job going RUNNABLE → STARTING → RUNNING within the window costs one
+/// write (none when it finishes within the window: terminal states are written at once).
+/// Nothing rests on the window's timing for correctness: the written record only lags.
+pub struct StatusDeferrals<K> {
+    since: std::sync::Mutex<std::collections::HashMap<K, std::time::Instant>>,
+}
+
+impl<K> Default for StatusDeferrals<K> {
+    fn default() -> Self {
+        Self {
+            since: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+/// Windows kept after their end for objects never written again (deleted meanwhile), in
+/// windows: swept when the map doubles.
+const DEFERRAL_SWEEP_AFTER_WINDOWS: u32 = 4;
+
+impl<K: std::hash::Hash + Eq + Clone> StatusDeferrals<K> {
+    /// How much longer the write of `key`'s changed status may wait at `now` for a window of
+    /// `window` (the first call opens the window); None: write now.
+    pub fn wait(
+        &self,
+        key: &K,
+        now: std::time::Instant,
+        window: std::time::Duration,
+    ) -> Option<std::time::Duration> {
+        let mut since = self.since.lock().unwrap_or_else(|p| p.into_inner());
+        let before = since.len();
+        let opened = *since.entry(key.clone()).or_insert(now);
+        if since.len() > before && since.len().is_power_of_two() && since.len() >= 1024 {
+            let stale = window * DEFERRAL_SWEEP_AFTER_WINDOWS;
+            since.retain(|_, at| now.saturating_duration_since(*at) < stale);
+        }
+        let elapsed = now.saturating_duration_since(opened);
+        (elapsed < window).then(|| window - elapsed)
+    }
+
+    /// The status of `key` was written (or needs no write any more): its window closes.
+    pub fn written(&self, key: &K) {
+        self.since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    /// Objects with an open (or expired, unwritten) window.
+    pub fn len(&self) -> usize {
+        self.since.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Whether a kube error is a 409 Conflict (a stale resourceVersion, or a concurrent writer).
 pub fn is_conflict(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(status) if status.code == 409)
@@ -225,6 +287,59 @@ pub fn is_not_found(err: &kube::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deferral_window_opens_at_the_first_change_and_closes_on_write() {
+        use std::time::{Duration, Instant};
+        let deferrals = StatusDeferrals::<String>::default();
+        let window = Duration::from_millis(1000);
+        let t0 = Instant::now();
+        let key = "ns/j".to_string();
+        assert_eq!(deferrals.wait(&key, t0, window), Some(window));
+        // A later change in the window waits for the same end, not a new window.
+        assert_eq!(
+            deferrals.wait(&key, t0 + Duration::from_millis(300), window),
+            Some(Duration::from_millis(700))
+        );
+        assert_eq!(
+            deferrals.wait(&key, t0 + window, window),
+            None,
+            "at the window's end: write"
+        );
+        assert_eq!(
+            deferrals.wait(&key, t0 + 3 * window, window),
+            None,
+            "an unwritten, expired window stays expired"
+        );
+        deferrals.written(&key);
+        assert!(deferrals.is_empty());
+        let t1 = t0 + 5 * window;
+        assert_eq!(
+            deferrals.wait(&key, t1, window),
+            Some(window),
+            "a new window after a write"
+        );
+        assert_eq!(
+            deferrals.wait(&key, t1, Duration::ZERO),
+            None,
+            "no window: write now"
+        );
+    }
+
+    #[test]
+    fn deferrals_of_objects_never_written_again_are_swept() {
+        use std::time::{Duration, Instant};
+        let deferrals = StatusDeferrals::<u32>::default();
+        let window = Duration::from_millis(100);
+        let t0 = Instant::now();
+        for k in 0..1023 {
+            deferrals.wait(&k, t0, window);
+        }
+        assert_eq!(deferrals.len(), 1023);
+        // The 1024th, long after the others' windows ended, sweeps them.
+        deferrals.wait(&5000, t0 + 10 * window, window);
+        assert_eq!(deferrals.len(), 1);
+    }
     use barge_crds::consts::{CONDITION_READY, REASON_VALID};
     use barge_crds::job_queue::{JobQueueSpec, JobQueueStatus, JqStatus};
 

@@ -753,6 +753,7 @@ mod tests {
             missing_dependency_grace_ms: barge_core::deps::DEFAULT_MISSING_DEPENDENCY_GRACE_SECONDS
                 * 1000,
             creation_refusal: None,
+            finished_pod_retention_ms: None,
         }
     }
 

@@ -139,8 +139,12 @@ async fn exit_codes_decide_retries() {
     jobs.create(&PostParams::default(), &job("exit1", &tags(1)))
         .await
         .expect("job");
+    jobs.create(&PostParams::default(), &job("exit0", &tags(0)))
+        .await
+        .expect("job");
     let exit3 = finished(&env, "exit3").await;
     let exit1 = finished(&env, "exit1").await;
+    finished(&env, "exit0").await;
     let st3 = exit3.status.expect("status");
     assert_eq!(st3.status, Some(JobStatus::Failed));
     assert_eq!(st3.attempts.len(), 1, "EXIT on code 3: {st3:#?}");
@@ -162,6 +166,49 @@ async fn exit_codes_decide_retries() {
             .into_iter()
             .map(String::from)
             .collect()
+    );
+    // The default `--job-events failures`: a Warning per retry and per failed job, nothing
+    // for normal transitions (the succeeded job has no Event at all).
+    let events = env.namespaced::<k8s_openapi::api::events::v1::Event>("default");
+    let of = |list: &[k8s_openapi::api::events::v1::Event], name: &str| -> Vec<(String, String)> {
+        let mut found: Vec<(String, String)> = list
+            .iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| {
+                (
+                    e.type_.clone().unwrap_or_default(),
+                    e.reason.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let warning = |reason: &str| ("Warning".to_string(), reason.to_string());
+    let list = support::eventually("the failures' Events", || async {
+        let list = events.list(&ListParams::default()).await.ok()?.items;
+        (of(&list, "exit1").len() == 3 && of(&list, "exit3").len() == 1).then_some(list)
+    })
+    .await;
+    assert_eq!(
+        of(&list, "exit1"),
+        vec![warning("Failed"), warning("Runnable"), warning("Runnable")],
+        "two retries, then FAILED"
+    );
+    assert_eq!(of(&list, "exit3"), vec![warning("Failed")]);
+    assert_eq!(
+        of(&list, "exit0"),
+        vec![],
+        "no Event for a job that succeeded"
+    );
+    let retry = list
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("Runnable"))
+        .and_then(|e| e.note.clone())
+        .unwrap_or_default();
+    assert!(
+        retry.contains("failed") && retry.contains("retrying"),
+        "the retry names its failed attempt: {retry}"
     );
     stop(env, operator).await;
 }
@@ -199,6 +246,83 @@ async fn an_array_runs_every_child_and_a_dependent_waits_for_it() {
     assert!(
         after_start.0 >= arr_stop.0,
         "the dependent started after the array ended"
+    );
+    stop(env, operator).await;
+}
+
+#[tokio::test]
+async fn finished_jobs_lose_their_pods_after_the_retention_and_keep_their_record() {
+    let env = Env::start().await;
+    let operator = env.start_operator_with(barge_operator::run::OperatorArgs {
+        finished_pod_retention_seconds: 1,
+        ..env.operator_args()
+    });
+    setup(&env, 8).await;
+    let jobs = env.namespaced::<Job>("default");
+    for (name, extra) in [
+        ("one", ""),
+        ("bad", "  tags: {sim.barge.dev/exit-code: \"3\"}\n"),
+        ("arr", "  arrayProperties: {size: 3}\n"),
+    ] {
+        jobs.create(&PostParams::default(), &job(name, extra))
+            .await
+            .expect("job");
+    }
+    for name in ["one", "bad", "arr"] {
+        finished(&env, name).await;
+    }
+    for name in ["one", "bad", "arr"] {
+        support::eventually(&format!("the pods of {name} to go"), || async {
+            pods_of(&env, name).await.is_empty().then_some(())
+        })
+        .await;
+    }
+    // The record stays: attempts, exit codes, the array's results.
+    let one = jobs.get("one").await.expect("one");
+    let st = one.status.as_ref().expect("status");
+    assert_eq!(st.status, Some(JobStatus::Succeeded));
+    assert_eq!(st.attempts.len(), 1);
+    assert_eq!(st.attempts[0].container.exit_code, Some(0));
+    let bad = jobs.get("bad").await.expect("bad");
+    let st = bad.status.as_ref().expect("status");
+    assert_eq!(st.status, Some(JobStatus::Failed));
+    assert_eq!(st.attempts[0].container.exit_code, Some(3));
+    let arr = jobs.get("arr").await.expect("arr");
+    let array = arr
+        .status
+        .as_ref()
+        .and_then(|s| s.array_properties.as_ref())
+        .expect("array status");
+    assert_eq!(array.succeeded_indices, "0-2");
+    // Dependencies on jobs whose pods are gone resolve from the record.
+    for (name, extra) in [
+        ("after-one", "  dependsOn: [{jobName: one}]\n"),
+        ("after-bad", "  dependsOn: [{jobName: bad}]\n"),
+        (
+            "linked",
+            "  arrayProperties: {size: 3}\n  dependsOn: [{jobName: arr, type: N_TO_N}]\n",
+        ),
+    ] {
+        jobs.create(&PostParams::default(), &job(name, extra))
+            .await
+            .expect("dependent");
+    }
+    assert_eq!(
+        status(&finished(&env, "after-one").await),
+        Some(JobStatus::Succeeded)
+    );
+    let after_bad = finished(&env, "after-bad").await;
+    assert_eq!(status(&after_bad), Some(JobStatus::Failed));
+    assert_eq!(
+        after_bad
+            .status
+            .as_ref()
+            .and_then(|s| s.status_reason.as_deref()),
+        Some("Dependent Job failed")
+    );
+    assert_eq!(
+        status(&finished(&env, "linked").await),
+        Some(JobStatus::Succeeded)
     );
     stop(env, operator).await;
 }
@@ -319,7 +443,14 @@ async fn terminate_cancels_a_queued_job_and_stops_a_running_one() {
 
 #[tokio::test]
 async fn state_changes_are_events_and_ttl_deletes_a_finished_job() {
-    let (env, operator, jobs) = started(4).await;
+    // `--job-events all`: an Event per state change, as AWS EventBridge sends them.
+    let env = Env::start().await;
+    let operator = env.start_operator_with(barge_operator::run::OperatorArgs {
+        job_events: barge_operator::events::JobEvents::All,
+        ..env.operator_args()
+    });
+    setup(&env, 4).await;
+    let jobs = env.namespaced::<Job>("default");
     jobs.create(
         &PostParams::default(),
         &job("short-lived", "  ttlSecondsAfterFinished: 1\n"),

@@ -49,6 +49,7 @@ const LIBRARY: &[(&str, Layer)] = &[
     ("shutdown", Plumbing),
     ("status", Plumbing),
     ("test_support", Plumbing),
+    ("throttle", Plumbing),
     ("translate", Plumbing),
     ("nodepools", Providers),
     ("controllers", ControllerMachinery),

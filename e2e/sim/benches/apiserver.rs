@@ -1,6 +1,11 @@
 //! Benchmark of the simulated API server, run as a child process (`barge-sim serve`) so its memory
 //! is measured alone. Prints:
-//! - creates per second of small objects (ConfigMaps) with 16 concurrent kube-rs clients;
+//! - creates per second of small objects (ConfigMaps) with 16 concurrent kube-rs clients, and in
+//!   the same run creates and server-side applies (`kubectl apply --server-side`: PATCH
+//!   `application/apply-patch+yaml` with a fieldManager) per second of Barge Jobs (the repository's
+//!   CRDs, config/crd/bases, with their schemas and CEL rules), as a ratio to the ConfigMap rate;
+//! - the server's CPU time per `/status` merge patch of a Job (utime + stime of the server process
+//!   from /proc/<pid>/stat over the patches, divided by their number);
 //! - write → watch-event latency (p50/p99) with 100 concurrent watchers;
 //! - the server's RSS (VmRSS) empty and holding 100,000 pods (`BARGE_SIM_BENCH_PODS` overrides).
 //!
@@ -13,13 +18,19 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::{Api, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::Client;
 use serde_json::json;
 use tokio::sync::Mutex;
 
 const CLIENTS: usize = 16;
 const CREATES: usize = 20_000;
+/// Objects per write figure of the CRD comparison (`BARGE_SIM_BENCH_WRITES` overrides).
+const CRD_WRITES: usize = 10_000;
+/// `/status` patches the CPU figure is averaged over.
+const STATUS_WRITES: usize = 2_000;
 const WATCHERS: usize = 100;
 const WATCHED_WRITES: usize = 200;
 
@@ -80,6 +91,77 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .expect("VmRSS")
+}
+
+/// CPU time (user + system) the process has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // Fields after the command name (which may hold spaces) start at field 3 (state).
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // /proc counts in USER_HZ, which Linux fixes at 100 whatever the kernel's tick rate.
+    Duration::from_millis(ticks * 10)
+}
+
+/// Installs the repository's CRDs (config/crd/bases) and waits until Jobs are served.
+async fn install_crds(url: &str) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/crd/bases");
+    let api: Api<CustomResourceDefinition> = Api::all(client(url));
+    for entry in std::fs::read_dir(dir).expect("config/crd/bases") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path).expect("crd yaml");
+            let crd: CustomResourceDefinition = serde_yaml::from_str(&text).expect("crd");
+            api.create(&PostParams::default(), &crd)
+                .await
+                .expect("create CRD");
+        }
+    }
+    let jobs = jobs_api(client(url));
+    for _ in 0..200 {
+        if jobs.list(&Default::default()).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("Jobs are not served after installing the CRDs");
+}
+
+fn job_resource() -> ApiResource {
+    ApiResource {
+        group: "batch.barge.dev".into(),
+        version: "v1alpha1".into(),
+        api_version: "batch.barge.dev/v1alpha1".into(),
+        kind: "Job".into(),
+        plural: "jobs".into(),
+    }
+}
+
+fn jobs_api(c: Client) -> Api<DynamicObject> {
+    Api::namespaced_with(c, "default", &job_resource())
+}
+
+/// A single Job as users submit them (queue, definition, share, parameters, an override).
+fn job(name: &str) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "batch.barge.dev/v1alpha1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": {"bench": "jobs"}},
+        "spec": {
+            "jobQueue": "bench-queue",
+            "jobDefinition": "bench-def:1",
+            "shareIdentifier": "teamA",
+            "parameters": {"seconds": "0"},
+            "containerOverrides": {"resourceRequirements": [
+                {"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}]},
+            "retryStrategy": {"attempts": 2},
+            "timeout": {"attemptDurationSeconds": 600},
+        },
+    }))
+    .expect("job")
 }
 
 fn configmap(name: &str) -> ConfigMap {
@@ -220,6 +302,8 @@ async fn main() {
     .await;
     println!("writes: {rate:.0} creates/s ({CREATES} ConfigMaps, {CLIENTS} concurrent clients)");
 
+    crd_writes(&server.url, pid).await;
+
     let (p50, p99, n) = watch_latency(&server.url).await;
     println!(
         "watch: write→event latency p50 {:.2} ms, p99 {:.2} ms ({WATCHERS} watchers, {n} events)",
@@ -250,5 +334,95 @@ async fn main() {
         full as f64 / 1024.0,
         (full.saturating_sub(empty)) as f64 / pods.max(1) as f64
     );
-    let _ = pid;
+}
+
+/// The server's stats (`GET /sim/v1/stats`).
+async fn sim_stats(url: &str) -> serde_json::Value {
+    let req = http::Request::get("/sim/v1/stats")
+        .body(Vec::new())
+        .expect("request");
+    let text = client(url).request_text(req).await.expect("stats");
+    serde_json::from_str(&text).expect("stats JSON")
+}
+
+async fn reset_sim_stats(url: &str) {
+    let req = http::Request::post("/sim/v1/stats/reset")
+        .body(Vec::new())
+        .expect("request");
+    client(url).request_text(req).await.expect("reset stats");
+}
+
+/// ConfigMap creates, Job creates and Job server-side applies per second (16 clients each, same
+/// server, same run), then the server's CPU per Job `/status` patch.
+async fn crd_writes(url: &str, pid: u32) {
+    let writes: usize = std::env::var("BARGE_SIM_BENCH_WRITES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CRD_WRITES);
+    install_crds(url).await;
+    let cm_rate = concurrent_creates(url, writes, |c, i| {
+        Box::pin(async move {
+            let api: Api<ConfigMap> = Api::namespaced(c, "default");
+            api.create(&PostParams::default(), &configmap(&format!("cmp-{i}")))
+                .await
+                .expect("create");
+        })
+    })
+    .await;
+    reset_sim_stats(url).await;
+    let job_rate = concurrent_creates(url, writes, |c, i| {
+        Box::pin(async move {
+            jobs_api(c)
+                .create(&PostParams::default(), &job(&format!("job-{i}")))
+                .await
+                .expect("create Job");
+        })
+    })
+    .await;
+    let apply_rate = concurrent_creates(url, writes, |c, i| {
+        Box::pin(async move {
+            let name = format!("applied-{i}");
+            jobs_api(c)
+                .patch(
+                    &name,
+                    &PatchParams::apply("bench-apply"),
+                    &Patch::Apply(job(&name)),
+                )
+                .await
+                .expect("apply Job");
+        })
+    })
+    .await;
+    println!("crd writes: ConfigMaps {cm_rate:.0} creates/s, Jobs {job_rate:.0} creates/s ({:.0} %), Jobs {apply_rate:.0} server-side applies/s ({:.0} %) ({writes} each, {CLIENTS} concurrent clients; target ≥ 50 %)",
+        100.0 * job_rate / cm_rate, 100.0 * apply_rate / cm_rate);
+    let stats = sim_stats(url).await;
+    let commits = stats["commits"].as_u64().unwrap_or(0);
+    if commits > 0 {
+        println!(
+            "crd writes: store lock held {:.1} µs per Job write commit ({commits} commits; the rest of each write runs outside it)",
+            stats["commitNanos"].as_u64().unwrap_or(0) as f64 / commits as f64 / 1e3
+        );
+    }
+    // CPU per /status write: sequential merge patches of the created Jobs' status, nothing else
+    // running against the server.
+    let api = jobs_api(client(url));
+    let n = STATUS_WRITES.min(writes);
+    let before = cpu_time(pid);
+    for i in 0..n {
+        let status = if i % 2 == 0 { "RUNNABLE" } else { "STARTING" };
+        let patch =
+            json!({"status": {"status": status, "statusReason": format!("bench patch {i}")}});
+        api.patch_status(
+            &format!("job-{i}"),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .expect("patch status");
+    }
+    let cpu = cpu_time(pid) - before;
+    println!(
+        "crd writes: server CPU {:.3} ms per Job /status patch ({n} patches; target ≤ 0.2 ms)",
+        cpu.as_secs_f64() * 1e3 / n as f64
+    );
 }

@@ -97,6 +97,10 @@ pub struct ClusterConfig {
     /// write only after etcd has committed it — tens of milliseconds, not the sim's
     /// microseconds — and code that races its own writes hides behind a fast server.
     pub write_latency: Duration,
+    /// kube-apiserver's max-in-flight limits ([`apiserver::inflight`]); the default is off
+    /// (0 / 0), [`apiserver::inflight::MaxInFlight::upstream_defaults`] is kube-apiserver's.
+    /// Requests that do not impersonate anyone are `system:masters` and never refused.
+    pub max_in_flight: apiserver::inflight::MaxInFlight,
     /// Run the Karpenter stand-in ([`standins::karpenter`]): NodePools + pending pods → Nodes.
     pub karpenter: bool,
     /// Run the Cluster API stand-in ([`standins::capi`]): MachineDeployment replicas → Nodes.
@@ -135,6 +139,7 @@ impl Cluster {
         let mut sc = ServerConfig {
             port: config.port,
             write_latency: config.write_latency,
+            max_in_flight: config.max_in_flight,
             ..ServerConfig::default()
         };
         if let Some(h) = config.watch_history {

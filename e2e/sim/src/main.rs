@@ -34,6 +34,15 @@ enum Command {
         /// API server's writes wait for etcd; 0 = answer at once.
         #[arg(long, default_value_t = 0)]
         write_latency_ms: u64,
+        /// kube-apiserver's --max-requests-inflight: read-only requests (get, list; not watches)
+        /// served at once by users outside system:masters before more are refused with 429 and
+        /// Retry-After: 1; 0 = no limit.
+        #[arg(long, default_value_t = barge_sim::apiserver::inflight::DEFAULT_MAX_REQUESTS_INFLIGHT)]
+        max_requests_inflight: usize,
+        /// kube-apiserver's --max-mutating-requests-inflight: the same limit for writes (create,
+        /// update, patch, delete); 0 = no limit.
+        #[arg(long, default_value_t = barge_sim::apiserver::inflight::DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT)]
+        max_mutating_requests_inflight: usize,
         /// Run the Karpenter stand-in (karpenter.sh/v1 NodePools + pending pods → Nodes).
         #[arg(long)]
         karpenter: bool,
@@ -110,6 +119,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             kubeconfig,
             kubelet,
             write_latency_ms,
+            max_requests_inflight,
+            max_mutating_requests_inflight,
             karpenter,
             cluster_api,
             kubelet_opts,
@@ -120,6 +131,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 port,
                 kubeconfig: Some(path),
                 write_latency: std::time::Duration::from_millis(write_latency_ms),
+                max_in_flight: barge_sim::apiserver::inflight::MaxInFlight {
+                    requests: max_requests_inflight,
+                    mutating: max_mutating_requests_inflight,
+                },
                 karpenter,
                 cluster_api,
                 ..Default::default()

@@ -87,6 +87,11 @@ pub struct Options {
     pub boot_delay: Duration,
     /// Whether [`E2e::start_with`] spawns `barge operator` (the test may run its own instead).
     pub operator: bool,
+    /// On the simulated cluster: kube-apiserver's in-flight limits (off by default; requests of
+    /// `system:masters`, such as the test's own, are never refused).
+    pub max_in_flight: barge_sim::apiserver::inflight::MaxInFlight,
+    /// On the simulated cluster: the write latency, in place of [`write_latency`].
+    pub write_latency: Option<Duration>,
 }
 
 impl Default for Options {
@@ -99,6 +104,8 @@ impl Default for Options {
             cluster_api: false,
             boot_delay: Duration::ZERO,
             operator: true,
+            max_in_flight: Default::default(),
+            write_latency: None,
         }
     }
 }
@@ -262,7 +269,8 @@ impl E2e {
             None => {
                 let cluster = Cluster::start(ClusterConfig {
                     kubeconfig: Some(dir.path().join("kubeconfig")),
-                    write_latency: write_latency(),
+                    write_latency: options.write_latency.unwrap_or_else(write_latency),
+                    max_in_flight: options.max_in_flight,
                     karpenter: options.karpenter,
                     cluster_api: options.cluster_api,
                     ..Default::default()

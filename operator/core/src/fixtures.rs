@@ -51,6 +51,7 @@ pub fn job(name: &str) -> JobViewBuilder {
             dependency_graph: DependencyGraph::new(),
             missing_dependency_grace_ms: secs(DEFAULT_MISSING_DEPENDENCY_GRACE_SECONDS),
             creation_refusal: None,
+            finished_pod_retention_ms: None,
         },
     }
 }
@@ -172,6 +173,10 @@ impl JobViewBuilder {
     }
     pub fn creation_refusal(mut self, refusal: CreationRefusal) -> Self {
         self.view.creation_refusal = Some(refusal);
+        self
+    }
+    pub fn finished_pod_retention(mut self, seconds: i64) -> Self {
+        self.view.finished_pod_retention_ms = Some(secs(seconds));
         self
     }
     pub fn build(self) -> JobView {

@@ -563,6 +563,13 @@ fn operator_args(kubeconfig: &Path, log_level: &str) -> OperatorArgs {
         providers: barge_operator::context::EnabledProviders::only(&[
             barge_operator::context::Provider::Simulated,
         ]),
+        // A demo is small: every state change is worth showing.
+        job_events: barge_operator::events::JobEvents::All,
+        finished_pod_retention_seconds:
+            barge_operator::context::DEFAULT_FINISHED_POD_RETENTION_SECONDS,
+        kube_api_qps: barge_operator::throttle::DEFAULT_QPS,
+        kube_api_burst: barge_operator::throttle::DEFAULT_BURST,
+        kube_api_max_in_flight: barge_operator::throttle::DEFAULT_MAX_IN_FLIGHT,
     }
 }
 

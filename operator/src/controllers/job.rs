@@ -16,8 +16,8 @@
 //! 6. **apply** — only after the status holds the result: delete pods (timeouts, terminate),
 //!    release the result finalizer of recorded pods, delete the job after its TTL.
 //!
-//! Events: one Kubernetes Event per state change of the job (array parents only, never one per
-//! child).
+//! Events: Kubernetes Events on the state changes of the job that `--job-events` announces
+//! (failures and retries by default; array parents only, never one per child).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
@@ -42,9 +42,10 @@ use barge_core::scheduler::{Constraints, Gang, JobKey};
 use barge_core::state::JobState;
 use barge_crds::common::State as QueueState;
 use barge_crds::consts::{
-    ANNOTATION_GANG_NODES, FIELD_MANAGER_JOB_CONTROLLER, LABEL_ARRAY_INDEX,
-    LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_NAME, REASON_INVALID_SPEC, REASON_JOB_QUEUE_NOT_FOUND,
-    REASON_NAMESPACE_NOT_ALLOWED, REASON_SHARE_IDENTIFIER_REQUIRED,
+    ANNOTATION_GANG_NODES, FIELD_MANAGER_JOB_CONTROLLER, FINALIZER_ATTEMPT_RESULT,
+    LABEL_ARRAY_INDEX, LABEL_COMPUTE_ENVIRONMENT, LABEL_DISPOSABLE, LABEL_JOB_NAME, LABEL_JOB_UID,
+    REASON_INVALID_SPEC, REASON_JOB_QUEUE_NOT_FOUND, REASON_NAMESPACE_NOT_ALLOWED,
+    REASON_SHARE_IDENTIFIER_REQUIRED,
 };
 use barge_crds::job::ResolvedJobDefinition;
 use barge_crds::{Job, JobQueue};
@@ -53,13 +54,14 @@ use super::{controller_config, measured, ReconcileError, TRANSIENT_RETRY};
 use crate::cache::namespaced_refs;
 use crate::context::{ArrayPodRetention, Context, RunnableEntry};
 use crate::definition_revisions::{resolve, resolve_pinned, ResolveError, ResolvedDefinition};
-use crate::events::{counted, EventSpec, ACTION_CREATE_NODE_PODS, REASON_NODES_STARTED};
+use crate::events::{counted, EventSpec, EventType, ACTION_CREATE_NODE_PODS, REASON_NODES_STARTED};
 use crate::metrics::QueueStateLabels;
 use crate::pod_refusals::refusal_message;
 use crate::pods::{self, release_pod, AttemptPod, NodeLayout, NodePod};
 use crate::queue_access::namespace_allowed;
 use crate::shutdown::Shutdown;
 use crate::status::{apply_status, is_conflict, is_not_found, Precondition, StatusWrite};
+use crate::throttle::{with_priority, Priority};
 use crate::translate::{self, StatusInputs};
 
 const CONTROLLER: &str = "job";
@@ -77,6 +79,10 @@ const CONFLICT_RETRY: Duration = Duration::from_millis(200);
 const CACHE_LAG_RETRY: Duration = Duration::from_millis(50);
 /// Pod deletions and finalizer releases of one reconcile in flight at once.
 const POD_ACTION_CONCURRENCY: usize = 16;
+/// Least time between two batched deletions of an array's released pods (see
+/// [`disposal_due`]): with children finishing by the thousand per second, one DELETE of a
+/// collection per second and array instead of one per child.
+const DISPOSAL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Errors of one reconcile, named after the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +96,12 @@ pub enum Error {
     #[error("deleting pod {pod}: {source}")]
     DeletePod {
         pod: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("deleting the released pods {selector}: {source}")]
+    DisposePods {
+        selector: String,
         #[source]
         source: kube::Error,
     },
@@ -202,7 +214,7 @@ pub fn admit(job: &Job, ctx: &Context) -> Admitted {
         None => resolve(caches, &namespace, &job.spec.job_definition),
     };
     let definition = match resolved {
-        Ok(d) => Arc::new(d),
+        Ok(d) => d,
         Err(e @ (ResolveError::InvalidReference(_) | ResolveError::Unreadable { .. })) => {
             return invalid(e.condition_reason(), e.to_string())
         }
@@ -398,6 +410,7 @@ fn observe(job: &Job, ctx: &Context) -> Observed {
         blocked: ctx.verdicts.get(&key, &uid),
         dependency_graph: dependency_graph_around(ctx, job, record_state),
         missing_dependency_grace_ms: duration_ms(ctx.config.missing_dependency_grace),
+        finished_pod_retention_ms: ctx.config.finished_pod_retention.map(duration_ms),
         // A multi-node job's refused other-node pods (recorded under its attempt, once the
         // main pod exists) count like its refused main pod: the attempt fails at the bound.
         creation_refusal: ctx
@@ -440,7 +453,7 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
     if job.metadata.deletion_timestamp.is_some() {
         withdraw(ctx, &key);
         for pod in ctx.caches.pods_of_job(&namespace, &uid) {
-            release_once(ctx, &pods_api, &pod).await?;
+            release_once(ctx, &pods_api, &pod, false).await?;
         }
         return Ok(Action::await_change());
     }
@@ -504,17 +517,36 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
             publish(ctx, &key, &uid, &job, &admitted, &plan);
             return Ok(Action::requeue(delay));
         }
-        match apply_status(
+        if may_defer_status(&view.record, &plan) {
+            if let Some(delay) = ctx.job_status_deferrals.wait(
+                &key,
+                Instant::now(),
+                ctx.config.status_coalesce_interval,
+            ) {
+                publish(ctx, &key, &uid, &job, &admitted, &plan);
+                return Ok(Action::requeue(delay));
+            }
+        }
+        // A terminal status goes with the pod writes, before status refreshes (`throttle`).
+        let priority = if status
+            .status
+            .is_some_and(barge_crds::job::JobStatus::is_finished)
+        {
+            Priority::Critical
+        } else {
+            Priority::Normal
+        };
+        let write = apply_status(
             &api,
             &*job,
             &status,
             FIELD_MANAGER_JOB_CONTROLLER,
             Precondition::ResourceVersion,
             &ctx.metrics,
-        )
-        .await
-        {
+        );
+        match with_priority(priority, write).await {
             Ok(StatusWrite::Written(written)) => {
+                ctx.job_status_deferrals.written(&key);
                 if let Some(version) = numeric_version(&written) {
                     ctx.job_written_versions
                         .lock()
@@ -561,6 +593,8 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
             outcome?;
         }
     }
+    // Array children's pods released for deletion go in batches.
+    let disposal_in = dispose_released_pods(ctx, &key, &uid, &pods_api, &pods).await?;
     // Multi-node jobs: the other nodes' pods, once the main node runs.
     let mut retry_node_pods_at = None;
     let mut creating_node_pods = false;
@@ -595,10 +629,11 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
         withdraw(ctx, &key);
         return Ok(Action::await_change());
     }
-    let requeue_at = match (plan.requeue_at_ms, retry_node_pods_at) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let dispose_at = disposal_in.map(|d| now_ms().saturating_add(duration_ms(d)));
+    let requeue_at = [plan.requeue_at_ms, retry_node_pods_at, dispose_at]
+        .into_iter()
+        .flatten()
+        .min();
     Ok(match requeue_at {
         Some(at) => Action::requeue(Duration::from_millis(
             u64::try_from(at.saturating_sub(now_ms()))
@@ -866,7 +901,7 @@ async fn apply_pod_action(
             delete(pod.clone(), params).await?;
             if *reason == DeleteReason::ForceDelete {
                 if let Some(p) = pods.iter().find(|p| p.name_any() == *pod) {
-                    release_once(ctx, pods_api, p).await?;
+                    release_once(ctx, pods_api, p, false).await?;
                 }
             }
         }
@@ -880,9 +915,15 @@ async fn apply_pod_action(
             let Some(p) = pods.iter().find(|p| p.name_any() == *pod) else {
                 return Ok(());
             };
-            if release_once(ctx, pods_api, p).await?
-                && should_delete_released(ctx.config.array_pod_retention, p)
-            {
+            let disposable = should_delete_released(ctx.config.array_pod_retention, p);
+            let held = p.finalizers().iter().any(|f| f == FINALIZER_ATTEMPT_RESULT);
+            if held || !disposable {
+                // A disposable pod is labelled in the same patch and goes with the next
+                // batch (`dispose_released_pods`).
+                release_once(ctx, pods_api, p, disposable).await?;
+            } else if p.labels().get(LABEL_DISPOSABLE).map(String::as_str) != Some("true") {
+                // Released without the label (by the clean-up of a vanished job's pods, or
+                // an earlier version): it goes on its own.
                 delete(pod.clone(), DeleteParams::default()).await?;
             }
         }
@@ -891,6 +932,89 @@ async fn apply_pod_action(
         JobAction::DeleteJob | JobAction::CreateNodePods { .. } => {}
     }
     Ok(())
+}
+
+/// When to delete the pods an array's reconciles released for deletion
+/// ([`LABEL_DISPOSABLE`]), in one batch.
+#[derive(Debug, PartialEq, Eq)]
+enum Disposal {
+    /// No pod waits.
+    Nothing,
+    /// Now.
+    Now,
+    /// After this long (the last batch went less than the interval ago).
+    After(Duration),
+}
+
+/// Pure: `waiting` released pods wait; the last batch of the job went at `last` (None: none
+/// went, or none was needed since). At most one batch per `interval`, so that children that
+/// finish together go together; a single pod waits at most `interval`.
+fn disposal_due(
+    waiting: usize,
+    last: Option<Instant>,
+    now: Instant,
+    interval: Duration,
+) -> Disposal {
+    if waiting == 0 {
+        return Disposal::Nothing;
+    }
+    match last.map(|at| now.saturating_duration_since(at)) {
+        Some(since) if since < interval => Disposal::After(interval - since),
+        _ => Disposal::Now,
+    }
+}
+
+/// Deletes, in one DELETE of the collection, the job's pods whose result finalizer was released
+/// with the [`LABEL_DISPOSABLE`] label (array children that `--array-pod-retention` lets go),
+/// when [`disposal_due`] says so; returns when to look again, if pods wait. The API server
+/// deletes each matching pod as if one by one; the label is set only by the patch that
+/// releases the finalizer, so no pod whose result is not recorded can match.
+async fn dispose_released_pods(
+    ctx: &Context,
+    key: &JobKey,
+    uid: &str,
+    pods_api: &Api<Pod>,
+    pods: &[Arc<Pod>],
+) -> Result<Option<Duration>, Error> {
+    let waiting = pods
+        .iter()
+        .filter(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && p.labels().get(LABEL_DISPOSABLE).map(String::as_str) == Some("true")
+        })
+        .count();
+    let now = Instant::now();
+    let last = {
+        let mut last = ctx.pod_disposals.lock().unwrap_or_else(|p| p.into_inner());
+        if waiting == 0 {
+            last.remove(key);
+        }
+        last.get(key).copied()
+    };
+    match disposal_due(waiting, last, now, DISPOSAL_INTERVAL) {
+        Disposal::Nothing => Ok(None),
+        Disposal::After(wait) => Ok(Some(wait)),
+        Disposal::Now => {
+            let selector = format!("{LABEL_JOB_UID}={uid},{LABEL_DISPOSABLE}=true");
+            debug!(job = %key, %selector, waiting, "deleting released pods");
+            let params = ListParams::default().labels(&selector);
+            match pods_api
+                .delete_collection(&DeleteParams::default(), &params)
+                .await
+            {
+                Err(source) if !is_not_found(&source) => {
+                    return Err(Error::DisposePods { selector, source })
+                }
+                _ => {}
+            }
+            ctx.pod_disposals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone(), now);
+            // The pods' deletions wake the job again; nothing to look at before.
+            Ok(None)
+        }
+    }
 }
 
 /// Stops a running pod's containers without deleting the pod (its record and log stay): sets
@@ -962,6 +1086,12 @@ fn numeric_version(job: &Job) -> Option<u64> {
     job.metadata.resource_version.as_deref()?.parse().ok()
 }
 
+/// Whether a job's watch event (`seen`, its resourceVersion) is the echo of this replica's own
+/// last status write of it (`written`): the very object that write returned.
+fn own_echo(written: Option<u64>, seen: Option<u64>) -> bool {
+    matches!((written, seen), (Some(w), Some(s)) if w == s)
+}
+
 /// Whether the cached job predates this replica's last status write of it (once the cache has
 /// caught up, the write is forgotten, so the map holds only writes in flight).
 fn cache_lags_own_write(ctx: &Context, key: &JobKey, job: &Job) -> bool {
@@ -997,19 +1127,48 @@ fn coalesce_delay(ctx: &Context, key: &JobKey, job: &Job, plan: &JobPlan) -> Opt
     (elapsed < interval).then(|| interval - elapsed)
 }
 
-/// Events and metrics for the state changes of a written plan.
+/// Whether the status write of `plan` may wait for the coalescing window (`written`: the
+/// record the job's status holds): a single or multi-node job already written as RUNNABLE,
+/// STARTING or RUNNING that stays in one of those states (RUNNABLE → STARTING → RUNNING, a new
+/// scheduler verdict...), with no attempt to record and nothing to do once written. Terminal
+/// states, retries (a new attempt record), the first write (which pins the definition
+/// revision) and every plan with pod actions are written at once; array parents have their
+/// own coalescing.
+///
+/// Why this is safe: the pod of an attempt is named after it and kept by its result
+/// finalizer until the status records its result, so a replica that restarts before a
+/// deferred write finds the pod and derives the same state and attempt from it (never a
+/// second pod for the attempt); the written record only lags by at most one window.
+fn may_defer_status(written: &barge_core::job::JobRecord, plan: &JobPlan) -> bool {
+    let in_flight = |state: JobState| {
+        matches!(
+            state,
+            JobState::Runnable | JobState::Starting | JobState::Running
+        )
+    };
+    written.array.is_none()
+        && plan.record.array.is_none()
+        && in_flight(written.state)
+        && in_flight(plan.record.state)
+        && plan.record.attempts.len() == written.attempts.len()
+        && plan.actions.is_empty()
+}
+
+/// Events (as `--job-events` asks) and metrics (always) for the state changes of a written plan.
 fn announce(ctx: &Context, job: &Job, plan: &JobPlan) {
     for change in &plan.events {
-        let note = match &change.reason {
-            Some(reason) => format!("{} → {}: {reason}", change.from, change.to),
-            None => format!("{} → {}", change.from, change.to),
-        };
-        let spec = if change.to == JobState::Failed {
-            EventSpec::warning(state_reason(change.to), ACTION_STATE_CHANGE, note)
-        } else {
-            EventSpec::normal(state_reason(change.to), ACTION_STATE_CHANGE, note)
-        };
-        ctx.events.publish(job, spec);
+        if let Some(type_) = ctx.config.job_events.announce(change.from, change.to) {
+            let note = state_change_note(change, plan.record.attempts.last());
+            let spec = match type_ {
+                EventType::Warning => {
+                    EventSpec::warning(state_reason(change.to), ACTION_STATE_CHANGE, note)
+                }
+                EventType::Normal => {
+                    EventSpec::normal(state_reason(change.to), ACTION_STATE_CHANGE, note)
+                }
+            };
+            ctx.events.publish(job, spec);
+        }
         ctx.metrics
             .transitions
             .get_or_create(&QueueStateLabels {
@@ -1017,6 +1176,24 @@ fn announce(ctx: &Context, job: &Job, plan: &JobPlan) {
                 state: change.to.to_string(),
             })
             .inc();
+    }
+}
+
+/// The note of a state change's Event: the change and its reason; a retry (back to RUNNABLE
+/// from a started attempt) names the attempt that failed (`last_attempt`, just recorded) and why.
+fn state_change_note(
+    change: &barge_core::job::StateChange,
+    last_attempt: Option<&barge_core::job::AttemptRecord>,
+) -> String {
+    let retried = change.to == JobState::Runnable
+        && matches!(change.from, JobState::Starting | JobState::Running);
+    match (&change.reason, last_attempt) {
+        (Some(reason), _) => format!("{} → {}: {reason}", change.from, change.to),
+        (None, Some(attempt)) if retried => format!(
+            "{} → {}: attempt {} failed ({}), retrying",
+            change.from, change.to, attempt.attempt, attempt.status_reason
+        ),
+        (None, _) => format!("{} → {}", change.from, change.to),
     }
 }
 
@@ -1095,14 +1272,20 @@ fn withdraw(ctx: &Context, key: &JobKey) {
     ctx.verdicts.clear(key);
 }
 
-/// [`release_pod`], unless this replica released the pod moments ago (the cache lags behind
-/// the patch). Returns whether it released it now.
-async fn release_once(ctx: &Context, api: &Api<Pod>, pod: &Pod) -> Result<bool, Error> {
+/// [`release_pod`] (`disposable`: labelled for deletion in a batch), unless this replica
+/// released the pod moments ago (the cache lags behind the patch). Returns whether it
+/// released it now.
+async fn release_once(
+    ctx: &Context,
+    api: &Api<Pod>,
+    pod: &Pod,
+    disposable: bool,
+) -> Result<bool, Error> {
     let uid = pod.uid().unwrap_or_default();
     if ctx.released_pods.contains(&uid) {
         return Ok(false);
     }
-    release_pod(api, &pod.name_any(), pod.finalizers())
+    release_pod(api, &pod.name_any(), pod.finalizers(), disposable)
         .await
         .map_err(|pods::ReleaseError { pod, source }| Error::ReleasePod { pod, source })?;
     ctx.released_pods.insert(&uid);
@@ -1140,57 +1323,69 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         caches.clone(),
     );
     let queue_filter = super::ChangeFilter::default();
-    let mut controller =
-        Controller::for_shared_stream(caches.jobs_feed.subscribe(), caches.jobs.clone())
-            // A pod's change concerns its job.
-            .watches_shared_stream(caches.pods_feed.subscribe(), |pod: Arc<Pod>| {
-                let namespace = pod.namespace()?;
-                let job = pod.labels().get(LABEL_JOB_NAME)?;
-                Some(ObjectRef::<Job>::new(job).within(&namespace))
-            })
-            // A job's change concerns the jobs that depend on it.
-            .watches_shared_stream(caches.jobs_feed.subscribe(), move |job: Arc<Job>| {
-                for_deps.dependents_of(&job.namespace().unwrap_or_default(), &job.name_any())
-            })
-            // A new definition revision concerns the unfinished jobs that name it.
-            .watches_shared_stream(
-                caches.job_definitions_feed.subscribe(),
-                move |jd: Arc<barge_crds::JobDefinition>| {
-                    for_defs.unfinished_jobs_of_definition(
-                        &jd.namespace().unwrap_or_default(),
-                        &jd.name_any(),
-                    )
-                },
-            )
-            // So does the ControllerRevision holding it, which comes through another watch than
-            // the definition's status naming it, in either order.
-            .watches_shared_stream(
-                caches.revisions_feed.subscribe(),
-                move |revision: Arc<ControllerRevision>| {
-                    for_revisions.unfinished_jobs_of_revision(&revision)
-                },
-            )
-            // A queue's appearance, state or rules concern its unfinished jobs.
-            .watches_shared_stream(
-                caches.queues_feed.subscribe(),
-                move |queue: Arc<JobQueue>| {
-                    let name = queue.name_any();
-                    let facts = (
-                        queue.metadata.deletion_timestamp.is_some(),
-                        queue.spec.state == QueueState::Enabled,
-                        super::digest(&queue.spec.job_state_time_limit_actions),
-                        super::digest(&queue.spec.namespace_selector),
-                    );
-                    match queue_filter.update(&name, facts) {
-                        None => Vec::new(),
-                        Some(_) => namespaced_refs::<Job>(
-                            for_queues.indexes.active_jobs_by_queue.get(&name),
-                        ),
+    // The watch event of this replica's own status write carries nothing its reconcile did not
+    // know already (that reconcile went on from the written status): no reconcile for it.
+    let echoes = ctx.clone();
+    let jobs = caches.jobs_feed.subscribe().filter(move |job| {
+        let key = JobKey::new(&job.namespace().unwrap_or_default(), &job.name_any());
+        let written = echoes
+            .job_written_versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .copied();
+        futures::future::ready(!own_echo(written, numeric_version(job)))
+    });
+    let mut controller = Controller::for_shared_stream(jobs, caches.jobs.clone())
+        // A pod's change concerns its job.
+        .watches_shared_stream(caches.pods_feed.subscribe(), |pod: Arc<Pod>| {
+            let namespace = pod.namespace()?;
+            let job = pod.labels().get(LABEL_JOB_NAME)?;
+            Some(ObjectRef::<Job>::new(job).within(&namespace))
+        })
+        // A job's change concerns the jobs that depend on it.
+        .watches_shared_stream(caches.jobs_feed.subscribe(), move |job: Arc<Job>| {
+            for_deps.dependents_of(&job.namespace().unwrap_or_default(), &job.name_any())
+        })
+        // A new definition revision concerns the unfinished jobs that name it.
+        .watches_shared_stream(
+            caches.job_definitions_feed.subscribe(),
+            move |jd: Arc<barge_crds::JobDefinition>| {
+                for_defs.unfinished_jobs_of_definition(
+                    &jd.namespace().unwrap_or_default(),
+                    &jd.name_any(),
+                )
+            },
+        )
+        // So does the ControllerRevision holding it, which comes through another watch than
+        // the definition's status naming it, in either order.
+        .watches_shared_stream(
+            caches.revisions_feed.subscribe(),
+            move |revision: Arc<ControllerRevision>| {
+                for_revisions.unfinished_jobs_of_revision(&revision)
+            },
+        )
+        // A queue's appearance, state or rules concern its unfinished jobs.
+        .watches_shared_stream(
+            caches.queues_feed.subscribe(),
+            move |queue: Arc<JobQueue>| {
+                let name = queue.name_any();
+                let facts = (
+                    queue.metadata.deletion_timestamp.is_some(),
+                    queue.spec.state == QueueState::Enabled,
+                    super::digest(&queue.spec.job_state_time_limit_actions),
+                    super::digest(&queue.spec.namespace_selector),
+                );
+                match queue_filter.update(&name, facts) {
+                    None => Vec::new(),
+                    Some(_) => {
+                        namespaced_refs::<Job>(for_queues.indexes.active_jobs_by_queue.get(&name))
                     }
-                },
-            )
-            .with_config(controller_config(&ctx))
-            .graceful_shutdown_on(shutdown.wait());
+                }
+            },
+        )
+        .with_config(controller_config(&ctx))
+        .graceful_shutdown_on(shutdown.wait());
     if let Some(requests) = ctx.triggers.jobs.stream() {
         controller = controller.reconcile_on(requests);
     }
@@ -1224,6 +1419,26 @@ mod tests {
     }
 
     #[test]
+    fn released_pods_go_in_batches_at_most_one_per_interval() {
+        let interval = Duration::from_secs(1);
+        let now = Instant::now();
+        assert_eq!(disposal_due(0, None, now, interval), Disposal::Nothing);
+        assert_eq!(disposal_due(0, Some(now), now, interval), Disposal::Nothing);
+        // The first batch of a job goes at once.
+        assert_eq!(disposal_due(3, None, now, interval), Disposal::Now);
+        // The next waits out the interval since the last one, however many pods wait.
+        let last = now - Duration::from_millis(300);
+        assert_eq!(
+            disposal_due(5000, Some(last), now, interval),
+            Disposal::After(Duration::from_millis(700))
+        );
+        assert_eq!(
+            disposal_due(1, Some(now - interval), now, interval),
+            Disposal::Now
+        );
+    }
+
+    #[test]
     fn released_pods_of_array_children_go_by_the_retention_setting() {
         let child_ok = pod(&[(LABEL_ARRAY_INDEX, "3")], "Succeeded");
         let child_failed = pod(&[(LABEL_ARRAY_INDEX, "4")], "Failed");
@@ -1241,6 +1456,135 @@ mod tests {
         assert!(
             !should_delete_released(ArrayPodRetention::None, &single),
             "a single job keeps its pod (its logs) until the job goes"
+        );
+    }
+
+    #[test]
+    fn only_non_terminal_changes_without_results_or_actions_wait() {
+        use barge_core::job::{AttemptRecord, JobRecord};
+        let record = |state| JobRecord {
+            state,
+            ..JobRecord::submitted(0)
+        };
+        let plan = |record: JobRecord, actions: Vec<JobAction>| JobPlan {
+            record,
+            changed: true,
+            events: Vec::new(),
+            actions,
+            requeue_at_ms: None,
+            runnable: RunnableWork::Nothing,
+            summary: None,
+            children: None,
+            nodes: None,
+            waiting: None,
+            blocked: None,
+        };
+        let attempt = AttemptRecord {
+            attempt: 1,
+            array_index: None,
+            pod_name: "j-1".into(),
+            node_name: None,
+            exit_code: Some(1),
+            reason: None,
+            started_at_ms: None,
+            stopped_at_ms: 0,
+            status_reason: "failed".into(),
+        };
+        use JobState::*;
+        for (from, to) in [
+            (Runnable, Starting),
+            (Runnable, Running),
+            (Starting, Running),
+            (Runnable, Runnable),
+        ] {
+            assert!(
+                may_defer_status(&record(from), &plan(record(to), vec![])),
+                "{from} → {to} waits"
+            );
+        }
+        for (from, to) in [
+            (Submitted, Runnable),
+            (Pending, Runnable),
+            (Running, Succeeded),
+            (Running, Failed),
+            (Starting, Succeeded),
+        ] {
+            assert!(
+                !may_defer_status(&record(from), &plan(record(to), vec![])),
+                "{from} → {to} is written at once"
+            );
+        }
+        // A retry records the failed attempt: written at once (and its pod released after).
+        let mut retried = record(Runnable);
+        retried.attempts.push(attempt);
+        assert!(!may_defer_status(&record(Running), &plan(retried, vec![])));
+        // Pod actions follow the write: no waiting.
+        let stop = JobAction::StopPod {
+            name: "j-1".into(),
+            reason: DeleteReason::Timeout,
+        };
+        assert!(!may_defer_status(
+            &record(Running),
+            &plan(record(Running), vec![stop])
+        ));
+        // Array parents coalesce by their own rule.
+        let mut parent = record(Running);
+        parent.array = Some(Default::default());
+        assert!(!may_defer_status(&parent, &plan(parent.clone(), vec![])));
+    }
+
+    #[test]
+    fn only_the_echo_of_the_own_last_write_is_ignored() {
+        assert!(own_echo(Some(42), Some(42)));
+        assert!(
+            !own_echo(Some(42), Some(43)),
+            "a newer change by someone else"
+        );
+        assert!(!own_echo(Some(42), Some(41)), "an older object");
+        assert!(!own_echo(None, Some(42)), "no write of ours in flight");
+        assert!(!own_echo(Some(42), None), "a version that is not a number");
+    }
+
+    #[test]
+    fn a_retry_event_names_the_failed_attempt() {
+        use barge_core::job::{AttemptRecord, StateChange};
+        let change = |from, to, reason: Option<&str>| StateChange {
+            from,
+            to,
+            reason: reason.map(str::to_string),
+        };
+        let attempt = AttemptRecord {
+            attempt: 2,
+            array_index: None,
+            pod_name: "j-2".into(),
+            node_name: None,
+            exit_code: Some(3),
+            reason: None,
+            started_at_ms: None,
+            stopped_at_ms: 0,
+            status_reason: "Essential container in task exited".into(),
+        };
+        assert_eq!(
+            state_change_note(
+                &change(JobState::Running, JobState::Runnable, None),
+                Some(&attempt)
+            ),
+            "RUNNING → RUNNABLE: attempt 2 failed (Essential container in task exited), retrying"
+        );
+        assert_eq!(
+            state_change_note(
+                &change(JobState::Submitted, JobState::Runnable, None),
+                Some(&attempt)
+            ),
+            "SUBMITTED → RUNNABLE",
+            "not a retry"
+        );
+        assert_eq!(
+            state_change_note(
+                &change(JobState::Running, JobState::Failed, Some("out of attempts")),
+                Some(&attempt)
+            ),
+            "RUNNING → FAILED: out of attempts"
         );
     }
 }

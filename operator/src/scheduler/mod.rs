@@ -15,10 +15,13 @@
 //!    for an unmanaged one, its nodes' allocatable CPU — minus the CPU of its Barge pods,
 //!    bound or not, and of the assumed pods not yet in the cache);
 //! 3. decide: the pure pass (`barge_core::scheduler::schedule`);
-//! 4. `bind`: create one pod per placement, bound to its node — or unbound, for the
-//!    kube-scheduler to place, in budget mode (deterministic names: a
-//!    placement repeated after a restart meets AlreadyExists, never a twin), and assume its
-//!    resources until the pod cache shows it ("assume, then write"). A multi-node job's gang
+//! 4. `bind`: assume each placement's resources until the pod cache shows its pod ("assume,
+//!    then write") and hand its pod — bound to its node, or unbound, for the kube-scheduler to
+//!    place, in budget mode — to the [`PodCreator`], which creates it in the background
+//!    (`--pod-create-concurrency` in flight continuously; the pass does not wait: the next
+//!    pass sees the assumed units as taken, and a refused create gives its unit back).
+//!    Deterministic names: a placement repeated after a restart meets AlreadyExists, never a
+//!    twin. A multi-node job's gang
 //!    is placed whole: its headless Service, then only the main node's pod, which records the
 //!    Kubernetes node reserved for every node (`batch.barge.dev/gang-nodes`); every node is
 //!    assumed until the caches show the main pod, whose annotation then keeps the reservation
@@ -39,6 +42,7 @@
 //! Passes run on every wake-up (coalesced) and on a tick.
 
 pub mod fair_share;
+pub mod pod_creator;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -46,7 +50,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
 use tracing::{debug, info, warn};
@@ -74,6 +78,7 @@ use fair_share::{
     fill_fair_share_with, remove_placed, write_queue_statuses, AssumedShares, Ledgers,
     QueueStatusState,
 };
+use pod_creator::{Answer, PodCreator, Withdrawn};
 
 /// How long a created pod may stay unseen by the caches before the scheduler asks the API
 /// server whether it still exists (a check, not an expiry: see `verify_unseen`).
@@ -114,6 +119,9 @@ struct Assumed {
     /// (queue, share identifier) of a job that names a share: until the caches count the pod,
     /// its vCPUs run for that share (fair share).
     share: Option<(String, String)>,
+    /// Its creation waits for the API server's answer (queued or in flight in the
+    /// [`PodCreator`]); the flag withdraws it while it is not sent yet.
+    in_flight: Option<Withdrawn>,
 }
 
 /// What the loop keeps between passes (nothing authoritative: a new leader starts empty).
@@ -129,6 +137,7 @@ pub struct LoopState {
 /// Runs the loop until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let mut state = LoopState::default();
+    let mut creator = PodCreator::start(ctx.client.clone(), ctx.config.pod_create_concurrency);
     // Usage is recovered from the queues' status before anything is written (the caches are
     // synced before the workers start).
     state.queue_status.ledgers =
@@ -137,20 +146,50 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stop = shutdown.clone().wait();
     tokio::pin!(stop);
+    let mut not_before = Instant::now();
     loop {
         tokio::select! {
             _ = &mut stop => break,
+            answer = creator.answer() => {
+                take_answer(&ctx, &mut state, answer);
+                continue;
+            }
             _ = ctx.scheduler.woken() => {}
             _ = tick.tick() => {}
         }
-        pass(&ctx, &mut state).await;
+        // Wake-ups that come while a pass waits out its pace are one pass (the notification is
+        // kept); answers to creates are taken at the start of the pass.
+        if let Some(wait) = not_before.checked_duration_since(Instant::now()) {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        let started = Instant::now();
+        pass(&ctx, &mut state, &mut creator).await;
+        not_before = next_pass_not_before(started, Instant::now());
     }
     debug!("scheduler stopped");
 }
 
-/// One scheduling pass.
-pub async fn pass(ctx: &Context, state: &mut LoopState) {
+/// When the pass after one that ran from `started` to `ended` may start at the earliest: as
+/// long after it as it took. A pass over a small book takes milliseconds and this changes
+/// nothing; over 100,000 RUNNABLE jobs it takes a good part of a second, and without a pace the
+/// wake-ups of a submission burst (every admitted job wakes the scheduler) ran passes back to
+/// back, one core busy re-deciding the same book while admission and the API server waited for
+/// CPU. Paced, the loop uses at most half of one core's time. Latency only: nothing waits on a
+/// pass for correctness.
+fn next_pass_not_before(started: Instant, ended: Instant) -> Instant {
+    ended + ended.saturating_duration_since(started)
+}
+
+/// One scheduling pass; its pods are created by `creator`, in the background.
+pub async fn pass(ctx: &Context, state: &mut LoopState, creator: &mut PodCreator) {
     let started = Instant::now();
+    // What the API server answered to earlier passes' creates.
+    while let Some(answer) = creator.try_answer() {
+        take_answer(ctx, state, answer);
+    }
     // Before the book is read: a GET for each pod created long ago and never seen.
     verify_unseen(ctx, state).await;
     // The book is read once per pass; every step works on this copy.
@@ -186,7 +225,7 @@ pub async fn pass(ctx: &Context, state: &mut LoopState) {
         let result = schedule(&snap);
         let t_decide = started.elapsed();
         // 4.
-        let failures = bind(ctx, state, &result, &entries).await;
+        let failures = bind(ctx, state, creator, &result, &entries);
         let t_bind = started.elapsed();
         // 5.
         explain(ctx, &snap, &result, &entries, &failures);
@@ -250,7 +289,11 @@ fn forget_seen(ctx: &Context, state: &mut LoopState, entries: &HashMap<JobKey, R
                 .pods
                 .get(&ObjectRef::new(name).within(namespace))
                 .is_some();
-        a.kept(entries.get(&a.job))
+        let kept = a.kept(entries.get(&a.job));
+        if !kept {
+            a.withdraw();
+        }
+        kept
     });
     forget_orphaned_reservations(&mut state.assumed);
 }
@@ -275,7 +318,13 @@ fn forget_orphaned_reservations(assumed: &mut HashMap<(String, String), Assumed>
         .filter(|a| a.node_index.is_some() && a.created)
         .map(|a| (a.job.clone(), a.attempt))
         .collect();
-    assumed.retain(|_, a| a.created || mains.contains(&(a.job.clone(), a.attempt)));
+    assumed.retain(|_, a| {
+        let kept = a.created || mains.contains(&(a.job.clone(), a.attempt));
+        if !kept {
+            a.withdraw();
+        }
+        kept
+    });
 }
 
 impl Assumed {
@@ -287,13 +336,28 @@ impl Assumed {
                 .is_some_and(|e| offers(&e.work, self.attempt, self.array_index, self.node_index))
     }
 
-    /// Whether its pod is due for a GET: created, and never shown by the caches for
-    /// `VERIFY_UNSEEN_AFTER`.
+    /// Whether its pod is due for a GET: created (the API server answered its create), and
+    /// never shown by the caches for `VERIFY_UNSEEN_AFTER` since.
     fn due_for_check(&self, now: Instant) -> bool {
         self.created
+            && self.in_flight.is_none()
             && !self.seen
             && !self.lost
             && now.duration_since(self.at) >= VERIFY_UNSEEN_AFTER
+    }
+
+    /// The assumption is dropped: a creation not sent yet is no longer wanted.
+    fn withdraw(&self) {
+        if let Some(flag) = &self.in_flight {
+            flag.store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// The API server answered its creation (created, or it existed already): from `now` the
+    /// caches have `VERIFY_UNSEEN_AFTER` to show the pod.
+    fn answered(&mut self, now: Instant) {
+        self.in_flight = None;
+        self.at = now;
     }
 
     /// Takes in what a GET of its pod answered (`Some(found)`, or None when the GET failed).
@@ -316,10 +380,11 @@ type PodLookup = ((String, String), Result<Option<Pod>, kube::Error>);
 /// still offers it. (A pod whose result was recorded is deleted only after the book stopped
 /// offering its unit, so a book read after the GET cannot offer a finished unit.)
 async fn verify_unseen(ctx: &Context, state: &mut LoopState) {
+    let now = Instant::now();
     let due: Vec<(String, String)> = state
         .assumed
         .iter()
-        .filter(|(_, a)| a.due_for_check(Instant::now()))
+        .filter(|(_, a)| a.due_for_check(now))
         .map(|(key, _)| key.clone())
         .take(VERIFY_PER_PASS)
         .collect();
@@ -537,7 +602,9 @@ fn vcpu_budget(ce: &ComputeEnvironment, nodes: &[NodeSnapshot], counted: i64, as
     (total - counted - assumed).max(0)
 }
 
-/// Step 4: creates the placed pods; returns the jobs whose pod could not be created, with why.
+/// Step 4: assumes the placed units and hands their pods to `creator` (created in the
+/// background: see [`take_answer`] for what happens then); returns the jobs whose pod could
+/// not even be rendered, with why.
 ///
 /// A gang (its placements come together, one per node) becomes the job's headless Service and
 /// the main node's pod alone, bound to its node and naming the Kubernetes node reserved for
@@ -545,13 +612,13 @@ fn vcpu_budget(ce: &ComputeEnvironment, nodes: &[NodeSnapshot], counted: i64, as
 /// next passes see the reserved nodes as taken until the caches show the main pod (whose
 /// annotation then holds them); the job controller creates the other nodes' pods once the main
 /// node runs. A main pod that cannot be created places nothing.
-async fn bind(
+fn bind(
     ctx: &Context,
     state: &mut LoopState,
+    creator: &mut PodCreator,
     result: &PassResult,
     entries: &HashMap<JobKey, RunnableEntry>,
 ) -> HashMap<JobKey, String> {
-    let mut creations = Vec::new();
     let mut failures = HashMap::new();
     for group in placement_groups(&result.placements) {
         let first = &group[0];
@@ -561,52 +628,29 @@ async fn bind(
         let creation = match first.node_index {
             None => render(ctx, first, entry, None).map(|pod| Creation {
                 placement: first.clone(),
+                uid: entry.uid.clone(),
                 pod,
                 service: None,
                 assume: vec![(first.clone(), entry.request)],
             }),
             Some(_) => gang_creation(ctx, group, entry),
         };
-        match creation {
-            Ok(creation) => creations.push(creation),
+        let creation = match creation {
+            Ok(creation) => creation,
             Err(problem) => {
                 failures.insert(first.job.clone(), problem);
-            }
-        }
-    }
-    let outcomes = create_all(
-        ctx.client.clone(),
-        creations,
-        ctx.config.pod_create_concurrency,
-    )
-    .await;
-    for (creation, outcome) in outcomes {
-        let placement = &creation.placement;
-        let pod_name = creation.pod.name_any();
-        match outcome {
-            Ok(()) => {
-                ctx.pod_refusals.created(&placement.job, unit_of(placement));
-                if creation.service.is_some() {
-                    announce_gang(ctx, &creation);
-                }
-            }
-            // Deterministic names: the pod of this attempt exists already (a restart, a
-            // lagging cache). Nothing to do; the job controller sees it.
-            Err(e) if e.pod_exists() => {
-                debug!(pod = %pod_name, "pod exists already");
-            }
-            Err(CreateError { object, source }) => {
-                ctx.metrics.pod_creations_failed.inc();
-                warn!(job = %placement.job, %object, error = %source, "creating a placed pod (or its gang's Service) failed");
-                let problem = match refusal_message(&source) {
-                    Some(message) => record_refusal(ctx, placement, entries, &object, &message),
-                    None => format!("creating {object} failed: {source}"),
-                };
-                failures.insert(placement.job.clone(), problem);
                 continue;
             }
-        }
-        for (unit, request) in creation.assume {
+        };
+        // Assume, then write: the units are taken before their create is sent.
+        let pod_name = creation.pod.name_any();
+        let share = entry
+            .share
+            .as_ref()
+            .map(|share| (entry.queue.clone(), share.clone()));
+        let assume: Vec<(Placement, Resources)> = creation.assume.clone();
+        let withdrawn = creator.submit(creation);
+        for (unit, request) in assume {
             let created = unit.pod_name() == pod_name;
             state.assumed.insert(
                 (unit.job.namespace.clone(), unit.pod_name()),
@@ -622,21 +666,83 @@ async fn bind(
                     at: Instant::now(),
                     seen: false,
                     lost: false,
-                    share: entries.get(&unit.job).and_then(|e| {
-                        e.share
-                            .as_ref()
-                            .map(|share| (e.queue.clone(), share.clone()))
-                    }),
+                    share: share.clone(),
+                    in_flight: Some(withdrawn.clone()),
                 },
             );
         }
-        // The job moves to STARTING once it sees its pod; wake it without waiting for
-        // unrelated events.
-        ctx.triggers
-            .jobs
-            .fire(ObjectRef::new(&placement.job.name).within(&placement.job.namespace));
     }
     failures
+}
+
+/// Takes in what the API server answered to a creation handed to the [`PodCreator`]: a pod
+/// created (or existing already) is waited for in the caches and its job woken; a create that
+/// failed gives its units back — they may be placed again, after the backoff of a refusal —
+/// and leaves its job the verdict `PodCreationFailed` (the next pass that offers the job
+/// again replaces it).
+fn take_answer(ctx: &Context, state: &mut LoopState, answer: Answer) {
+    let creation = match answer {
+        Answer::Sent(creation, Ok(())) => {
+            let placement = &creation.placement;
+            ctx.pod_refusals.created(&placement.job, unit_of(placement));
+            if creation.service.is_some() {
+                announce_gang(ctx, &creation);
+            }
+            creation
+        }
+        // Deterministic names: the pod of this attempt exists already (a restart, a
+        // lagging cache). Nothing to do; the job controller sees it.
+        Answer::Sent(creation, Err(e)) if e.pod_exists() => {
+            debug!(pod = %creation.pod.name_any(), "pod exists already");
+            creation
+        }
+        Answer::Sent(creation, Err(CreateError { object, source })) => {
+            let placement = &creation.placement;
+            ctx.metrics.pod_creations_failed.inc();
+            warn!(job = %placement.job, %object, error = %source, "creating a placed pod (or its gang's Service) failed");
+            let problem = match refusal_message(&source) {
+                Some(message) => record_refusal(ctx, placement, &creation.uid, &object, &message),
+                None => format!("creating {object} failed: {source}"),
+            };
+            for (unit, _) in &creation.assume {
+                state
+                    .assumed
+                    .remove(&(unit.job.namespace.clone(), unit.pod_name()));
+            }
+            let verdict = Blocked {
+                kind: BlockedKind::PodCreationFailed,
+                status_reason: None,
+                message: problem,
+            };
+            if ctx
+                .verdicts
+                .set(placement.job.clone(), &creation.uid, verdict)
+            {
+                ctx.triggers
+                    .jobs
+                    .fire(ObjectRef::new(&placement.job.name).within(&placement.job.namespace));
+            }
+            ctx.scheduler.wake();
+            return;
+        }
+        // Its assumption went before it was sent.
+        Answer::Withdrawn => return,
+    };
+    let now = Instant::now();
+    for (unit, _) in &creation.assume {
+        if let Some(a) = state
+            .assumed
+            .get_mut(&(unit.job.namespace.clone(), unit.pod_name()))
+        {
+            a.answered(now);
+        }
+    }
+    // The job moves to STARTING once it sees its pod; wake it without waiting for
+    // unrelated events.
+    let job = &creation.placement.job;
+    ctx.triggers
+        .jobs
+        .fire(ObjectRef::new(&job.name).within(&job.namespace));
 }
 
 /// The placements of one pass, one group per pod to create: a single job's or array child's
@@ -664,6 +770,8 @@ fn placement_groups(placements: &[Placement]) -> Vec<&[Placement]> {
 struct Creation {
     /// The placement of the pod (a gang's main node).
     placement: Placement,
+    /// Its job's uid.
+    uid: String,
     pod: Pod,
     /// A gang's headless Service, created before its main pod.
     service: Option<Service>,
@@ -738,6 +846,7 @@ fn gang_creation(
         .collect();
     Ok(Creation {
         placement: main.clone(),
+        uid: entry.uid.clone(),
         pod,
         service: Some(service),
         assume,
@@ -780,12 +889,11 @@ fn unit_of(placement: &Placement) -> Unit {
 fn record_refusal(
     ctx: &Context,
     placement: &Placement,
-    entries: &HashMap<JobKey, RunnableEntry>,
+    uid: &str,
     object: &str,
     message: &str,
 ) -> String {
     let job = &placement.job;
-    let uid = entries.get(job).map(|e| e.uid.as_str()).unwrap_or_default();
     let now = jiff::Timestamp::now().as_millisecond();
     let give_up_ms = i64::try_from(ctx.config.pod_create_give_up.as_millis()).unwrap_or(i64::MAX);
     let unit = unit_of(placement);
@@ -834,44 +942,6 @@ impl CreateError {
     fn pod_exists(&self) -> bool {
         self.object.starts_with("pod ") && is_conflict(&self.source)
     }
-}
-
-/// Creates what the placements ask for, `concurrency` groups at a time: a gang's Service
-/// (AlreadyExists is fine) and then its main pod; a single pod.
-async fn create_all(
-    client: kube::Client,
-    creations: Vec<Creation>,
-    concurrency: usize,
-) -> Vec<(Creation, Result<(), CreateError>)> {
-    futures::stream::iter(creations)
-        .map(move |creation| {
-            let namespace = creation.placement.job.namespace.clone();
-            let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-            let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
-            async move {
-                if let Some(service) = &creation.service {
-                    match services.create(&PostParams::default(), service).await {
-                        Err(source) if !is_conflict(&source) => {
-                            let object = format!("Service {}", service.name_any());
-                            return (creation, Err(CreateError { object, source }));
-                        }
-                        _ => {}
-                    }
-                }
-                let outcome = pods
-                    .create(&PostParams::default(), &creation.pod)
-                    .await
-                    .map(|_| ())
-                    .map_err(|source| CreateError {
-                        object: format!("pod {}", creation.pod.name_any()),
-                        source,
-                    });
-                (creation, outcome)
-            }
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await
 }
 
 /// The pod of a placement (`node`: the node of a gang's pod).
@@ -987,7 +1057,7 @@ async fn sweep_orphans(ctx: &Context) {
         }
         let namespace = pod.namespace().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-        match release_pod(&api, &pod.name_any(), pod.finalizers()).await {
+        match release_pod(&api, &pod.name_any(), pod.finalizers(), false).await {
             Ok(()) => info!(pod = %pod.name_any(), %namespace, "released the pod of a deleted job"),
             Err(e) => warn!(error = %e, "releasing the pod of a deleted job"),
         }
@@ -1000,6 +1070,25 @@ mod tests {
     use barge_core::index_set::IndexSet;
     use barge_core::job::RunnableGroup;
     use barge_core::scheduler::{Gang, GangMember};
+
+    #[test]
+    fn a_pass_is_paced_by_its_own_duration() {
+        let t0 = Instant::now();
+        // A quick pass leaves the next one free to start (almost) at once.
+        let quick_end = t0 + Duration::from_millis(2);
+        assert_eq!(
+            next_pass_not_before(t0, quick_end),
+            quick_end + Duration::from_millis(2)
+        );
+        // A 600 ms pass (100,000 RUNNABLE jobs) keeps the loop idle as long again.
+        let slow_end = t0 + Duration::from_millis(600);
+        assert_eq!(
+            next_pass_not_before(t0, slow_end) - slow_end,
+            Duration::from_millis(600)
+        );
+        // A clock that did not move asks for no wait.
+        assert_eq!(next_pass_not_before(t0, t0), t0);
+    }
 
     #[test]
     fn an_assumed_unit_is_offered_only_while_the_work_still_lists_it() {
@@ -1074,6 +1163,7 @@ mod tests {
             seen: true,
             lost: false,
             share: None,
+            in_flight: None,
         };
         let offering = entry(RunnableWork::Array {
             groups: vec![RunnableGroup {
@@ -1167,8 +1257,46 @@ mod tests {
                 seen: false,
                 lost: false,
                 share: None,
+                in_flight: None,
             },
         )
+    }
+
+    #[test]
+    fn a_pod_whose_create_is_unanswered_is_not_looked_up_and_its_wait_starts_at_the_answer() {
+        let p = placement("arr", 1, None, "n1");
+        let (_, mut a) = assumed(&p, true);
+        let sent = Instant::now();
+        a.at = sent;
+        a.in_flight = Some(Withdrawn::default());
+        // However long the create waits in the creator's queue, no GET can call it lost.
+        assert!(!a.due_for_check(sent + VERIFY_UNSEEN_AFTER * 10));
+        let answered_at = sent + VERIFY_UNSEEN_AFTER * 10;
+        a.answered(answered_at);
+        assert!(a.in_flight.is_none());
+        assert!(!a.due_for_check(answered_at + VERIFY_UNSEEN_AFTER / 2));
+        assert!(a.due_for_check(answered_at + VERIFY_UNSEEN_AFTER));
+    }
+
+    #[test]
+    fn a_dropped_assumption_withdraws_its_unsent_creation() {
+        use std::sync::atomic::Ordering;
+        let main = placement("gang", 1, Some(0), "n1");
+        let other = placement("gang", 1, Some(1), "n2");
+        let (_, mut main_assumed) = assumed(&main, true);
+        let (other_key, mut other_assumed) = assumed(&other, false);
+        let (main_flag, other_flag) = (Withdrawn::default(), Withdrawn::default());
+        main_assumed.in_flight = Some(main_flag.clone());
+        other_assumed.in_flight = Some(other_flag.clone());
+        let mut state = HashMap::from([(other_key, other_assumed)]);
+        // The main pod's assumption went (its job stopped offering the gang): its reserved
+        // node goes with it, and both withdraw the creation they wait for.
+        main_assumed.withdraw();
+        assert!(main_flag.load(Ordering::Acquire));
+        assert!(!other_flag.load(Ordering::Acquire));
+        forget_orphaned_reservations(&mut state);
+        assert!(state.is_empty());
+        assert!(other_flag.load(Ordering::Acquire));
     }
 
     #[test]

@@ -134,6 +134,12 @@ impl Env {
             dependency_grace_seconds: 300,
             pod_create_give_up_seconds: 300,
             providers: Default::default(),
+            job_events: Default::default(),
+            finished_pod_retention_seconds:
+                barge_operator::context::DEFAULT_FINISHED_POD_RETENTION_SECONDS,
+            kube_api_qps: barge_operator::throttle::DEFAULT_QPS,
+            kube_api_burst: barge_operator::throttle::DEFAULT_BURST,
+            kube_api_max_in_flight: barge_operator::throttle::DEFAULT_MAX_IN_FLIGHT,
         }
     }
 

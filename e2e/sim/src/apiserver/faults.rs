@@ -134,6 +134,18 @@ pub struct StatsSnapshot {
     pub committed_writes: u64,
     /// Injected faults answered.
     pub faults_injected: u64,
+    /// Requests refused with 429 by the max-in-flight limit (see `inflight`), of which
+    /// `throttled_mutating` were writes.
+    #[serde(default)]
+    pub throttled: u64,
+    #[serde(default)]
+    pub throttled_mutating: u64,
+    /// Writes computed outside the store lock and committed under it, and the time the lock was
+    /// held for their commits (revision, store, watch fan-out) in nanoseconds.
+    #[serde(default)]
+    pub commits: u64,
+    #[serde(default)]
+    pub commit_nanos: u64,
 }
 
 impl StatsSnapshot {
@@ -173,6 +185,24 @@ impl Stats {
     pub fn record_fault(&self) {
         if let Ok(mut s) = self.inner.lock() {
             s.faults_injected += 1;
+        }
+    }
+
+    /// The critical section of one write committed under the store lock.
+    pub fn record_commit(&self, held: std::time::Duration) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.commits += 1;
+            s.commit_nanos += held.as_nanos() as u64;
+        }
+    }
+
+    /// A request refused by the max-in-flight limit.
+    pub fn record_throttled(&self, mutating: bool) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.throttled += 1;
+            if mutating {
+                s.throttled_mutating += 1;
+            }
         }
     }
 

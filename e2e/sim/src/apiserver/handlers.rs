@@ -81,6 +81,25 @@ impl Req<'_> {
             .collect()
     }
 
+    /// The store lock.
+    fn lock(&self) -> ApiResult<std::sync::MutexGuard<'_, super::State>> {
+        self.api
+            .state
+            .lock()
+            .map_err(|_| ApiError::internal("store poisoned"))
+    }
+
+    /// Runs the commit of a write prepared without the lock under it, timing the critical
+    /// section (the stats' `commit_nanos`).
+    fn commit<T>(&self, f: impl FnOnce(&mut super::State) -> ApiResult<T>) -> ApiResult<T> {
+        let mut st = self.lock()?;
+        let start = std::time::Instant::now();
+        let out = f(&mut st);
+        drop(st);
+        self.api.stats.record_commit(start.elapsed());
+        out
+    }
+
     fn write_opts(&self) -> ApiResult<WriteOpts> {
         Ok(WriteOpts {
             manager: self.manager(),
@@ -345,19 +364,13 @@ pub fn create(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response>
     }
     let obj = decode_body(body, content_type)?;
     let mut opts = req.write_opts()?;
-    let stored = {
-        let mut st = req
-            .api
-            .state
-            .lock()
-            .map_err(|_| ApiError::internal("store poisoned"))?;
-        write::create(
-            &mut st,
-            &req.def,
-            obj,
-            req.target.namespace.as_deref(),
-            &mut opts,
-        )?
+    let ns = req.target.namespace.as_deref();
+    let stored = if write::lock_free(&req.def) {
+        // Everything but the cluster checks and the store itself happens without the lock.
+        let prepared = write::prepare_create(&req.def, obj, ns, &mut opts)?;
+        req.commit(|st| write::commit_create(st, &req.def, prepared, &opts))?
+    } else {
+        write::create(&mut *req.lock()?, &req.def, obj, ns, &mut opts)?
     };
     req.api.wake_controllers.notify_one();
     Ok(with_warnings(
@@ -380,19 +393,112 @@ pub fn update(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response>
     }
     write::check_namespace(&req.def, &mut obj, req.target.namespace.as_deref())?;
     let mut opts = req.write_opts()?;
-    let stored = {
-        let mut st = req
-            .api
-            .state
-            .lock()
-            .map_err(|_| ApiError::internal("store poisoned"))?;
-        write::update(&mut st, &req.def, &key, obj, &mut opts)?
-    };
+    let def = &req.def;
+    let (_, stored) = guaranteed_update(req, &key, &mut opts, |cur| {
+        let cur = cur.ok_or_else(|| ApiError::not_found(&def.qualified(), &key.1))?;
+        if let Some(rv) = meta_str(&obj, "resourceVersion").filter(|s| !s.is_empty()) {
+            if rv != cur.rv.to_string() {
+                return Err(ApiError::stale(&def.qualified(), &key.1));
+            }
+        }
+        let mut new = obj.clone();
+        write::check_kind(def, &mut new)?;
+        Ok(Intent::Update {
+            base_rv: cur.rv,
+            old: cur.value(),
+            new: objects::to_storage(def, new),
+            applied: false,
+        })
+    })?;
     req.api.wake_controllers.notify_one();
     Ok(with_warnings(
         object_response(req, 200, &stored),
         &opts.warnings,
     ))
+}
+
+/// What a write computed from the object it read (see [`guaranteed_update`]).
+enum Intent {
+    /// Create this object (served form; server-side apply of an object that does not exist, its
+    /// managedFields already computed).
+    Create(Value),
+    /// Replace the object read at `base_rv` (`old`, storage form) with `new` (storage form);
+    /// `applied`: managedFields were computed by server-side apply.
+    Update {
+        base_rv: u64,
+        old: Value,
+        new: Value,
+        applied: bool,
+    },
+}
+
+/// kube-apiserver's `GuaranteedUpdate`: read the live object, compute the write from it without
+/// holding the store lock (`compute`: the patch or the replacement; then defaulting, validation,
+/// managedFields and encoding in [`write::prepare_update`]), and commit it in a short critical
+/// section only if the object is still at the revision it was computed from; otherwise compute
+/// again from the fresh object. An apply that creates retries the same way when another write
+/// created the object first. Kinds that are not [`write::lock_free`] compute the same way but
+/// store with [`write::commit_update`] under the lock. Answers the HTTP code (200, or 201 for a
+/// create) and the stored object; `opts` ends as the committed attempt left it (warnings).
+fn guaranteed_update<F>(
+    req: &Req,
+    key: &ObjKey,
+    opts: &mut WriteOpts,
+    mut compute: F,
+) -> ApiResult<(u16, Arc<Stored>)>
+where
+    F: FnMut(Option<Arc<Stored>>) -> ApiResult<Intent>,
+{
+    let def = &req.def;
+    let ns = req.target.namespace.as_deref();
+    let lock_free = write::lock_free(def);
+    loop {
+        let cur = req.lock()?.store.get(&def.storage, key);
+        let mut attempt = opts.clone();
+        let done = match compute(cur)? {
+            Intent::Create(obj) => {
+                attempt.keep_managed_fields = true;
+                let created = if lock_free {
+                    let prepared = write::prepare_create(def, obj, ns, &mut attempt)?;
+                    req.commit(|st| write::commit_create(st, def, prepared, &attempt))
+                } else {
+                    write::create(&mut *req.lock()?, def, obj, ns, &mut attempt)
+                };
+                match created {
+                    Ok(s) => Some((201, s)),
+                    Err(e) if e.code == 409 && e.body["reason"] == "AlreadyExists" => None,
+                    Err(e) => return Err(e),
+                }
+            }
+            Intent::Update {
+                base_rv,
+                old,
+                new,
+                applied,
+            } => {
+                attempt.keep_managed_fields = applied;
+                if lock_free {
+                    let prepared = write::prepare_update(def, &old, new, &mut attempt)?;
+                    req.commit(|st| write::commit_prepared_update(st, def, base_rv, prepared))?
+                        .map(|s| (200, s))
+                } else {
+                    let mut st = req.lock()?;
+                    match st.store.get(&def.storage, key) {
+                        Some(c) if c.rv == base_rv => Some((
+                            200,
+                            write::commit_update(&mut st, def, &old, new, &mut attempt)?,
+                        )),
+                        Some(_) => None,
+                        None => return Err(ApiError::not_found(&def.qualified(), &key.1)),
+                    }
+                }
+            }
+        };
+        if let Some(out) = done {
+            *opts = attempt;
+            return Ok(out);
+        }
+    }
 }
 
 /// The four PATCH content types.
@@ -441,15 +547,11 @@ pub fn patch(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> 
     let def = &req.def;
     let force = req.query.flag("force");
     let now = objects::now_rfc3339();
-    let (code, stored) = {
-        let mut st = req
-            .api
-            .state
-            .lock()
-            .map_err(|_| ApiError::internal("store poisoned"))?;
-        match st.store.get(&def.storage, &key) {
+    let manager = opts.manager.clone();
+    let (code, stored) = guaranteed_update(req, &key, &mut opts, |cur| {
+        match cur {
             None if ptype == PatchType::Apply && req.target.subresource.is_none() => {
-                let mut applied = patch_body;
+                let mut applied = patch_body.clone();
                 if let Some(n) = meta_str(&applied, "name") {
                     if n != key.1 {
                         return Err(ApiError::bad_request(format!(
@@ -464,7 +566,7 @@ pub fn patch(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> 
                 let obj = machinery::server_side_apply(
                     None,
                     &applied,
-                    &opts.manager,
+                    &manager,
                     force,
                     def.schema.as_deref(),
                     &def.group,
@@ -473,18 +575,9 @@ pub fn patch(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> 
                     None,
                     def.has_status(),
                 )?;
-                (
-                    201,
-                    write::create_applied(
-                        &mut st,
-                        def,
-                        obj,
-                        req.target.namespace.as_deref(),
-                        &mut opts,
-                    )?,
-                )
+                Ok(Intent::Create(obj))
             }
-            None => return Err(ApiError::not_found(&def.qualified(), &key.1)),
+            None => Err(ApiError::not_found(&def.qualified(), &key.1)),
             Some(cur) => {
                 let old_storage = cur.value();
                 let old = objects::from_storage(def, old_storage.clone());
@@ -508,7 +601,7 @@ pub fn patch(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> 
                         machinery::server_side_apply(
                             Some(&old),
                             &applied,
-                            &opts.manager,
+                            &manager,
                             force,
                             def.schema.as_deref(),
                             &def.group,
@@ -534,17 +627,17 @@ pub fn patch(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> 
                         return Err(ApiError::stale(&def.qualified(), &key.1));
                     }
                 }
-                opts.keep_managed_fields = ptype == PatchType::Apply;
                 let mut new = new;
                 write::check_kind(def, &mut new)?;
-                let new = objects::to_storage(def, new);
-                (
-                    200,
-                    write::commit_update(&mut st, def, &old_storage, new, &mut opts)?,
-                )
+                Ok(Intent::Update {
+                    base_rv: cur.rv,
+                    old: old_storage,
+                    new: objects::to_storage(def, new),
+                    applied: ptype == PatchType::Apply,
+                })
             }
         }
-    };
+    })?;
     req.api.wake_controllers.notify_one();
     Ok(with_warnings(
         object_response(req, code, &stored),

@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod events;
 pub mod faults;
 pub mod handlers;
+pub mod inflight;
 pub mod kubeconfig;
 pub mod logs;
 pub mod machinery;
@@ -73,6 +74,10 @@ pub struct ServerConfig {
     /// Added to every write request (create, update, patch, delete, deletecollection) before
     /// it is carried out, like the round trip to etcd a real API server's writes wait for.
     pub write_latency: Duration,
+    /// kube-apiserver's `--max-requests-inflight` / `--max-mutating-requests-inflight`
+    /// ([`inflight`]): requests beyond them are refused with 429 (0 = no limit; the default
+    /// here is off, `barge-sim serve` uses upstream's 400 / 200).
+    pub max_in_flight: inflight::MaxInFlight,
 }
 
 impl Default for ServerConfig {
@@ -83,6 +88,7 @@ impl Default for ServerConfig {
             watch_buffer: 16_384,
             bookmark_interval: Duration::from_secs(5),
             write_latency: Duration::ZERO,
+            max_in_flight: inflight::MaxInFlight::default(),
         }
     }
 }
@@ -111,6 +117,8 @@ pub struct ApiServer {
     pub state: Mutex<State>,
     pub faults: Faults,
     pub stats: Stats,
+    /// The max-in-flight budgets ([`inflight`]).
+    pub inflight: inflight::InFlight,
     pub wake_controllers: Notify,
     /// Impersonated requests, for tests ([`auth::reqlog`]).
     pub request_log: auth::reqlog::RequestLog,
@@ -155,6 +163,7 @@ impl ApiServer {
             state: Mutex::new(state),
             faults: Faults::default(),
             stats: Stats::default(),
+            inflight: inflight::InFlight::new(config.max_in_flight),
             wake_controllers: Notify::new(),
             request_log: auth::reqlog::RequestLog::default(),
             config,
@@ -283,6 +292,22 @@ pub async fn serve(
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }
+    // kube-apiserver's max-in-flight filter runs before the request is routed; the slot is held
+    // until the response is built.
+    let class = inflight::classify(
+        &parts.method,
+        query.flag("watch"),
+        parse_target(&path)
+            .as_ref()
+            .and_then(|t| t.subresource.as_deref()),
+    );
+    let _slot = match api.inflight.admit(class, user.as_deref()) {
+        Ok(slot) => slot,
+        Err(mutating) => {
+            api.stats.record_throttled(mutating);
+            return inflight::too_many_requests();
+        }
+    };
     let accept = parts
         .headers
         .get(http::header::ACCEPT)

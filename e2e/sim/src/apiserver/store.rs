@@ -53,6 +53,14 @@ fn str_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
 impl Stored {
     /// Index an object (its metadata.resourceVersion must already be `rv`).
     pub fn new(v: &Value, rv: u64) -> Stored {
+        Stored {
+            json: Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+            ..Stored::new_indexed(v, rv)
+        }
+    }
+
+    /// The index fields of `v`, with empty JSON.
+    fn new_indexed(v: &Value, rv: u64) -> Stored {
         let labels = v
             .pointer("/metadata/labels")
             .and_then(Value::as_object)
@@ -89,7 +97,7 @@ impl Stored {
             })
             .unwrap_or_default();
         Stored {
-            json: Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+            json: Bytes::new(),
             rv,
             namespace: str_at(v, "/metadata/namespace")
                 .unwrap_or_default()
@@ -106,6 +114,14 @@ impl Stored {
                 .is_some_and(|t| !t.is_null()),
             finalizers,
             owners,
+        }
+    }
+
+    /// The index fields of `v` without its JSON (filled in by [`Encoded::with_rv`]).
+    fn index_of(v: &Value) -> Stored {
+        Stored {
+            json: Bytes::new(),
+            ..Stored::new_indexed(v, 0)
         }
     }
 
@@ -140,6 +156,70 @@ pub enum EventType {
     Added,
     Modified,
     Deleted,
+}
+
+/// An object encoded to JSON before its revision is known: the bytes around its
+/// `metadata.resourceVersion`, which the store fills in when it commits the write, so that
+/// encoding stays out of the store's critical section.
+#[derive(Debug)]
+pub struct Encoded {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    index: Stored,
+}
+
+/// A resourceVersion no client can send: a NUL and this process's random nonce.
+fn rv_placeholder() -> &'static str {
+    static P: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    P.get_or_init(|| format!("\u{0}rv-{}", uuid::Uuid::new_v4().simple()))
+}
+
+impl Encoded {
+    /// Encodes `obj` (which must have `metadata`) with a placeholder resourceVersion.
+    pub fn new(obj: &mut Value) -> Encoded {
+        let placeholder = rv_placeholder();
+        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.insert("resourceVersion".into(), Value::String(placeholder.into()));
+        }
+        let json = serde_json::to_vec(obj).unwrap_or_default();
+        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        // serde_json escapes the NUL, so look for the placeholder as it is encoded.
+        let needle = serde_json::to_vec(&Value::String(placeholder.into())).unwrap_or_default();
+        let (head, tail) = match json.windows(needle.len()).position(|w| w == needle) {
+            Some(at) => (
+                json[..at + 1].to_vec(),
+                json[at + needle.len() - 1..].to_vec(),
+            ),
+            // No metadata: nothing to stamp.
+            None => (json, Vec::new()),
+        };
+        Encoded {
+            head,
+            tail,
+            index: Stored::index_of(obj),
+        }
+    }
+
+    /// The stored object at revision `rv`.
+    fn with_rv(self, rv: u64) -> Stored {
+        let digits = rv.to_string();
+        let json = if self.tail.is_empty() {
+            self.head
+        } else {
+            let mut json = Vec::with_capacity(self.head.len() + digits.len() + self.tail.len());
+            json.extend_from_slice(&self.head);
+            json.extend_from_slice(digits.as_bytes());
+            json.extend_from_slice(&self.tail);
+            json
+        };
+        Stored {
+            json: Bytes::from(json),
+            rv,
+            ..self.index
+        }
+    }
 }
 
 impl EventType {
@@ -298,15 +378,25 @@ impl Store {
     /// Write an object (create or replace): bumps the revision, stamps `metadata.resourceVersion`,
     /// records and broadcasts the event.
     pub fn put(&mut self, storage: &str, obj: &mut Value) -> Arc<Stored> {
+        let stored = self.put_encoded(storage, Encoded::new(obj));
+        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.insert(
+                "resourceVersion".into(),
+                Value::String(stored.rv.to_string()),
+            );
+        }
+        stored
+    }
+
+    /// [`Store::put`] of an object encoded beforehand (outside the store lock): only the
+    /// revision is allocated and spliced in here.
+    pub fn put_encoded(&mut self, storage: &str, enc: Encoded) -> Arc<Stored> {
         let since = self.rv;
         self.ensure_table(storage, since);
         self.rv += 1;
         self.writes += 1;
         let rv = self.rv;
-        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.insert("resourceVersion".into(), Value::String(rv.to_string()));
-        }
-        let stored = Arc::new(Stored::new(obj, rv));
+        let stored = Arc::new(enc.with_rv(rv));
         let key = stored.key();
         let table = self.table_mut(storage);
         let prev = table.objects.insert(key.clone(), stored.clone());
@@ -479,6 +569,28 @@ mod tests {
 
     fn obj(ns: &str, name: &str, uid: &str) -> Value {
         json!({"metadata": {"namespace": ns, "name": name, "uid": uid, "labels": {"a": "b"}}})
+    }
+
+    #[test]
+    fn encoding_before_the_revision_gives_the_same_bytes() {
+        let mut o = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"namespace": "n", "name": "c", "uid": "u", "labels": {"a": "b"},
+                         "annotations": {"resourceVersion": "x"}},
+            "data": {"resourceVersion": "\u{0}rv-not-the-nonce"}});
+        let enc = Encoded::new(&mut o);
+        assert!(o.pointer("/metadata/resourceVersion").is_none());
+        let stored = enc.with_rv(1234);
+        let mut expected = o.clone();
+        expected["metadata"]["resourceVersion"] = json!("1234");
+        assert_eq!(stored.value(), expected);
+        assert_eq!(stored.json, serde_json::to_vec(&expected).unwrap());
+        assert_eq!(
+            (stored.rv, stored.name.as_str(), stored.uid.as_str()),
+            (1234, "c", "u")
+        );
+        assert_eq!(stored.labels.get("a").map(String::as_str), Some("b"));
+        let bare = Encoded::new(&mut json!({"kind": "X"})).with_rv(7);
+        assert_eq!(bare.value(), json!({"kind": "X"}));
     }
 
     #[test]

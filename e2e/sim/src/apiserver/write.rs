@@ -16,7 +16,7 @@ use super::machinery;
 use super::objects::{self, meta_mut, meta_str};
 use super::registry::ResourceDef;
 use super::status::{ApiError, ApiResult};
-use super::store::{ObjKey, Stored, CRDS_STORAGE, NAMESPACES_STORAGE};
+use super::store::{Encoded, ObjKey, Stored, CRDS_STORAGE, NAMESPACES_STORAGE};
 use super::State;
 
 /// `fieldValidation` query parameter.
@@ -227,17 +227,46 @@ fn check_namespace_open(state: &State, def: &ResourceDef, ns: &str, name: &str) 
     Ok(())
 }
 
-/// Create an object. `obj` is in the served version of `def`.
-pub fn create(
-    state: &mut State,
+/// Whether writes of `def` can be computed outside the store lock: every kind but those whose
+/// writes read or change other cluster state (CRDs register resources, Services allocate
+/// ClusterIPs, RBAC objects are checked for privilege escalation against the stored roles).
+pub fn lock_free(def: &ResourceDef) -> bool {
+    def.storage != CRDS_STORAGE && def.storage != SERVICES_STORAGE && !is_rbac(def)
+}
+
+const SERVICES_STORAGE: &str = "/services";
+
+/// A write computed outside the store lock, committed by [`commit_create`] or
+/// [`commit_prepared_update`].
+pub struct Prepared {
+    /// The object in storage form, without its resourceVersion.
+    obj: Value,
+    /// `obj` encoded (None for dry runs, which store nothing).
+    encoded: Option<Encoded>,
+    key: ObjKey,
+}
+
+impl Prepared {
+    fn new(mut obj: Value, dry_run: bool) -> Prepared {
+        let key = (
+            meta_str(&obj, "namespace").unwrap_or_default().to_string(),
+            meta_str(&obj, "name").unwrap_or_default().to_string(),
+        );
+        let encoded = (!dry_run).then(|| Encoded::new(&mut obj));
+        Prepared { obj, encoded, key }
+    }
+}
+
+/// The checks of a create that read nothing but the request: kind, namespace, name (or
+/// generateName), stripped system fields, defaulting, schema and built-in validation.
+fn create_checks(
     def: &ResourceDef,
     mut obj: Value,
     url_ns: Option<&str>,
     opts: &mut WriteOpts,
-) -> ApiResult<Arc<Stored>> {
+) -> ApiResult<Value> {
     check_kind(def, &mut obj)?;
     check_namespace(def, &mut obj, url_ns)?;
-    let now = objects::now_rfc3339();
     {
         let m = meta_mut(&mut obj);
         let name = m
@@ -284,43 +313,54 @@ pub fn create(
     objects::default_builtin(def, &mut obj, true);
     schema_checks(def, &mut obj, None, opts)?;
     super::validate::validate(def, &obj).map_err(ApiError::from_status)?;
-    let ns = meta_str(&obj, "namespace").unwrap_or_default().to_string();
+    Ok(obj)
+}
+
+/// The checks of a create against the cluster (under the store lock): the namespace is open,
+/// the CRD is not terminating, no privilege escalation, the name is free.
+fn create_admit(
+    state: &mut State,
+    def: &ResourceDef,
+    obj: &Value,
+    opts: &WriteOpts,
+) -> ApiResult<()> {
+    let ns = meta_str(obj, "namespace").unwrap_or_default();
+    let name = meta_str(obj, "name").unwrap_or_default();
     if def.namespaced {
-        check_namespace_open(state, def, &ns, &name)?;
+        check_namespace_open(state, def, ns, name)?;
     }
     if def.custom && crd::is_terminating(state, &def.storage) {
         return Err(ApiError::method_not_allowed(
             "create not allowed while custom resource definition is terminating",
         ));
     }
-    check_escalation(state, def, &obj, None, opts)?;
-    let key: ObjKey = (ns, name.clone());
+    check_escalation(state, def, obj, None, opts)?;
+    let key: ObjKey = (ns.to_string(), name.to_string());
     if state.store.get(&def.storage, &key).is_some() {
-        return Err(ApiError::already_exists(&def.qualified(), &name));
+        return Err(ApiError::already_exists(&def.qualified(), name));
     }
+    Ok(())
+}
+
+/// uid, creationTimestamp and generation of a new object.
+fn stamp_identity(def: &ResourceDef, obj: &mut Value, now: &str) {
     let uid = uuid::Uuid::new_v4().to_string();
-    {
-        let m = meta_mut(&mut obj);
-        m.insert("uid".into(), json!(uid));
-        m.insert("creationTimestamp".into(), json!(now));
-        if def.has_generation {
-            m.insert("generation".into(), json!(1));
-        }
+    let m = meta_mut(obj);
+    m.insert("uid".into(), json!(uid));
+    m.insert("creationTimestamp".into(), json!(now));
+    if def.has_generation {
+        m.insert("generation".into(), json!(1));
     }
-    match def.storage.as_str() {
-        CRDS_STORAGE => crd::prepare(state, &mut obj, None)?,
-        "/services" => {
-            let n = state.next_service_ip();
-            objects::allocate_cluster_ip(&mut obj, n);
-        }
-        _ => {}
-    }
+}
+
+/// managedFields of a new object (unless server-side apply computed them) and its storage form.
+fn finish_new(def: &ResourceDef, mut obj: Value, now: &str, opts: &WriteOpts) -> Value {
     if !opts.keep_managed_fields {
         machinery::track_update(
             None,
             &mut obj,
             &opts.manager,
-            &now,
+            now,
             opts.subresource.as_deref(),
             def.schema.as_deref(),
             &def.group,
@@ -328,11 +368,15 @@ pub fn create(
             def.has_status(),
         );
     }
-    let mut stored = objects::to_storage(def, obj);
-    if opts.dry_run {
-        return Ok(Arc::new(Stored::new(&stored, 0)));
-    }
-    let written = state.store.put(&def.storage, &mut stored);
+    objects::to_storage(def, obj)
+}
+
+/// Store a new object (or answer a dry run) with the side effects of its kind.
+fn store_new(state: &mut State, def: &ResourceDef, prepared: Prepared) -> ApiResult<Arc<Stored>> {
+    let Some(encoded) = prepared.encoded else {
+        return Ok(Arc::new(Stored::new(&prepared.obj, 0)));
+    };
+    let written = state.store.put_encoded(&def.storage, encoded);
     for owner in &written.owners {
         if !state.store.uid_exists(&owner.uid) {
             // A dependent of a missing owner: the garbage collector deletes it.
@@ -340,21 +384,63 @@ pub fn create(
         }
     }
     if def.storage == CRDS_STORAGE {
-        crd::register(state, &stored)?;
+        let mut obj = prepared.obj;
+        meta_mut(&mut obj).insert("resourceVersion".into(), json!(written.rv.to_string()));
+        crd::register(state, &obj)?;
     }
     Ok(written)
 }
 
-/// Create an object produced by server-side apply (its managedFields are already computed).
-pub fn create_applied(
+/// Create an object. `obj` is in the served version of `def`.
+pub fn create(
     state: &mut State,
     def: &ResourceDef,
     obj: Value,
     url_ns: Option<&str>,
     opts: &mut WriteOpts,
 ) -> ApiResult<Arc<Stored>> {
-    opts.keep_managed_fields = true;
-    create(state, def, obj, url_ns, opts)
+    let now = objects::now_rfc3339();
+    let mut obj = create_checks(def, obj, url_ns, opts)?;
+    create_admit(state, def, &obj, opts)?;
+    stamp_identity(def, &mut obj, &now);
+    match def.storage.as_str() {
+        CRDS_STORAGE => crd::prepare(state, &mut obj, None)?,
+        SERVICES_STORAGE => {
+            let n = state.next_service_ip();
+            objects::allocate_cluster_ip(&mut obj, n);
+        }
+        _ => {}
+    }
+    let obj = finish_new(def, obj, &now, opts);
+    store_new(state, def, Prepared::new(obj, opts.dry_run))
+}
+
+/// The part of a create of a [`lock_free`] kind done without the store lock: everything
+/// [`create`] does but the checks against the cluster and the store itself.
+pub fn prepare_create(
+    def: &ResourceDef,
+    obj: Value,
+    url_ns: Option<&str>,
+    opts: &mut WriteOpts,
+) -> ApiResult<Prepared> {
+    debug_assert!(lock_free(def));
+    let now = objects::now_rfc3339();
+    let mut obj = create_checks(def, obj, url_ns, opts)?;
+    stamp_identity(def, &mut obj, &now);
+    let obj = finish_new(def, obj, &now, opts);
+    Ok(Prepared::new(obj, opts.dry_run))
+}
+
+/// The commit of a [`prepare_create`]d object, under the store lock: the cluster checks (the
+/// name is still free, the namespace open, ...), a revision, the store and the watch event.
+pub fn commit_create(
+    state: &mut State,
+    def: &ResourceDef,
+    prepared: Prepared,
+    opts: &WriteOpts,
+) -> ApiResult<Arc<Stored>> {
+    create_admit(state, def, &prepared.obj, opts)?;
+    store_new(state, def, prepared)
 }
 
 /// Apply the subresource rules of an update to `new`, from `old`.
@@ -401,16 +487,8 @@ fn merge_subresource(def: &ResourceDef, old: &Value, new: Value, sub: Option<&st
     }
 }
 
-/// Store `new` over `old` (both in storage form): the update path shared by PUT, PATCH, apply and
-/// the controllers.
-pub fn commit_update(
-    state: &mut State,
-    def: &ResourceDef,
-    old: &Value,
-    new: Value,
-    opts: &mut WriteOpts,
-) -> ApiResult<Arc<Stored>> {
-    let now = objects::now_rfc3339();
+/// The subresource rules of an update and the object's kind: the first step of every update.
+fn update_merge(def: &ResourceDef, old: &Value, new: Value, opts: &WriteOpts) -> ApiResult<Value> {
     // Server-side apply computed managedFields for the whole object: keep them across the
     // subresource rules (which start from the live metadata for /status).
     let applied_fields = if opts.keep_managed_fields {
@@ -429,10 +507,21 @@ pub fn commit_update(
     }
     new["apiVersion"] = json!(def.storage_api_version);
     new["kind"] = json!(def.kind);
-    check_escalation(state, def, &new, Some(old), opts)?;
+    Ok(new)
+}
+
+/// The checks of an update that read only the old and new objects: immutable metadata,
+/// defaulting, finalizers of a deleting object, schema (ratcheting) and built-in validation, and
+/// the generation bump.
+fn update_checks(
+    def: &ResourceDef,
+    old: &Value,
+    new: &mut Value,
+    opts: &mut WriteOpts,
+) -> ApiResult<()> {
     {
         let om = old.get("metadata").cloned().unwrap_or(json!({}));
-        let m = meta_mut(&mut new);
+        let m = meta_mut(new);
         for k in [
             "name",
             "namespace",
@@ -453,11 +542,11 @@ pub fn commit_update(
         }
         m.remove("selfLink");
     }
-    let name = meta_str(&new, "name").unwrap_or_default().to_string();
-    objects::default_builtin(def, &mut new, false);
+    let name = meta_str(new, "name").unwrap_or_default().to_string();
+    objects::default_builtin(def, new, false);
     if old.pointer("/metadata/deletionTimestamp").is_some() {
         let before = objects::finalizers(old);
-        let added: Vec<String> = objects::finalizers(&new)
+        let added: Vec<String> = objects::finalizers(new)
             .into_iter()
             .filter(|f| !before.contains(f))
             .collect();
@@ -466,31 +555,33 @@ pub fn commit_update(
         }
     }
     if opts.subresource.is_none() || opts.subresource.as_deref() == Some("status") {
-        schema_checks(def, &mut new, Some(old), opts)?;
+        schema_checks(def, new, Some(old), opts)?;
     }
-    super::validate::validate(def, &new).map_err(ApiError::from_status)?;
+    super::validate::validate(def, new).map_err(ApiError::from_status)?;
     if opts.subresource.is_none() {
-        super::validate::validate_update(def, old, &new).map_err(ApiError::from_status)?;
+        super::validate::validate_update(def, old, new).map_err(ApiError::from_status)?;
     }
     if def.has_generation
-        && objects::spec_part(old, def.has_status()) != objects::spec_part(&new, def.has_status())
+        && objects::spec_part(old, def.has_status()) != objects::spec_part(new, def.has_status())
     {
         let g = old
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)
             .unwrap_or(0)
             + 1;
-        meta_mut(&mut new).insert("generation".into(), json!(g));
+        meta_mut(new).insert("generation".into(), json!(g));
     }
-    if def.storage == CRDS_STORAGE {
-        crd::prepare(state, &mut new, Some(old))?;
-    }
+    Ok(())
+}
+
+/// managedFields of an update (unless server-side apply computed them).
+fn update_fields(def: &ResourceDef, old: &Value, new: &mut Value, now: &str, opts: &WriteOpts) {
     if !opts.keep_managed_fields {
         machinery::track_update(
             Some(old),
-            &mut new,
+            new,
             &opts.manager,
-            &now,
+            now,
             opts.subresource.as_deref(),
             def.schema.as_deref(),
             &def.group,
@@ -498,26 +589,116 @@ pub fn commit_update(
             def.has_status(),
         );
     }
-    let key: ObjKey = (
-        meta_str(&new, "namespace").unwrap_or_default().to_string(),
-        name,
-    );
-    if objects::same_object(old, &new) {
-        if let Some(cur) = state.store.get(&def.storage, &key) {
-            return Ok(cur);
+}
+
+/// What an update computed: the object to store, or nothing to write (a no-op update).
+pub enum PreparedUpdate {
+    Write(Box<Prepared>),
+    Unchanged(ObjKey),
+}
+
+impl PreparedUpdate {
+    fn new(old: &Value, new: Value, dry_run: bool) -> PreparedUpdate {
+        if objects::same_object(old, &new) {
+            let key = (
+                meta_str(&new, "namespace").unwrap_or_default().to_string(),
+                meta_str(&new, "name").unwrap_or_default().to_string(),
+            );
+            PreparedUpdate::Unchanged(key)
+        } else {
+            PreparedUpdate::Write(Box::new(Prepared::new(new, dry_run)))
         }
     }
-    if opts.dry_run {
-        return Ok(Arc::new(Stored::new(&new, 0)));
-    }
-    let written = state.store.put(&def.storage, &mut new);
+}
+
+/// Store `new` over `old` (both in storage form): the update path shared by PUT, PATCH, apply and
+/// the controllers.
+pub fn commit_update(
+    state: &mut State,
+    def: &ResourceDef,
+    old: &Value,
+    new: Value,
+    opts: &mut WriteOpts,
+) -> ApiResult<Arc<Stored>> {
+    let now = objects::now_rfc3339();
+    let mut new = update_merge(def, old, new, opts)?;
+    check_escalation(state, def, &new, Some(old), opts)?;
+    update_checks(def, old, &mut new, opts)?;
     if def.storage == CRDS_STORAGE {
-        crd::register(state, &new)?;
+        crd::prepare(state, &mut new, Some(old))?;
+    }
+    update_fields(def, old, &mut new, &now, opts);
+    store_update(state, def, PreparedUpdate::new(old, new, opts.dry_run))
+}
+
+/// The part of an update of a [`lock_free`] kind done without the store lock, from a snapshot of
+/// the stored object (`old`, storage form): everything [`commit_update`] does but the store.
+pub fn prepare_update(
+    def: &ResourceDef,
+    old: &Value,
+    new: Value,
+    opts: &mut WriteOpts,
+) -> ApiResult<PreparedUpdate> {
+    debug_assert!(lock_free(def));
+    let now = objects::now_rfc3339();
+    let mut new = update_merge(def, old, new, opts)?;
+    update_checks(def, old, &mut new, opts)?;
+    update_fields(def, old, &mut new, &now, opts);
+    Ok(PreparedUpdate::new(old, new, opts.dry_run))
+}
+
+/// The commit of a [`prepare_update`], under the store lock, if the object is still at revision
+/// `base_rv` (the snapshot it was computed from); `Ok(None)` when it changed meanwhile: the caller
+/// computes the update again from the fresh object, as kube-apiserver's `GuaranteedUpdate` does.
+pub fn commit_prepared_update(
+    state: &mut State,
+    def: &ResourceDef,
+    base_rv: u64,
+    prepared: PreparedUpdate,
+) -> ApiResult<Option<Arc<Stored>>> {
+    let key = match &prepared {
+        PreparedUpdate::Write(p) => &p.key,
+        PreparedUpdate::Unchanged(k) => k,
+    };
+    match state.store.get(&def.storage, key) {
+        Some(cur) if cur.rv == base_rv => store_update(state, def, prepared).map(Some),
+        Some(_) => Ok(None),
+        None => Err(ApiError::not_found(&def.qualified(), &key.1)),
+    }
+}
+
+/// Store an update (or return the live object for a no-op) with the side effects of its kind:
+/// CRDs re-register, an object whose deletion was only waiting for its finalizers goes.
+fn store_update(
+    state: &mut State,
+    def: &ResourceDef,
+    prepared: PreparedUpdate,
+) -> ApiResult<Arc<Stored>> {
+    let Prepared {
+        mut obj,
+        encoded,
+        key,
+    } = match prepared {
+        PreparedUpdate::Unchanged(key) => {
+            return state
+                .store
+                .get(&def.storage, &key)
+                .ok_or_else(|| ApiError::not_found(&def.qualified(), &key.1));
+        }
+        PreparedUpdate::Write(p) => *p,
+    };
+    let Some(encoded) = encoded else {
+        return Ok(Arc::new(Stored::new(&obj, 0)));
+    };
+    let written = state.store.put_encoded(&def.storage, encoded);
+    if def.storage == CRDS_STORAGE {
+        meta_mut(&mut obj).insert("resourceVersion".into(), json!(written.rv.to_string()));
+        crd::register(state, &obj)?;
     }
     if written.deleting
         && written.finalizers.is_empty()
-        && !grace_pending(&new)
-        && !namespace_finalizers_pending(def, &new)
+        && !grace_pending(&obj)
+        && !namespace_finalizers_pending(def, &obj)
     {
         return Ok(finish_removal(state, def, &key).unwrap_or(written));
     }
@@ -548,28 +729,4 @@ pub fn finish_removal(state: &mut State, def: &ResourceDef, key: &ObjKey) -> Opt
         crd::unregister(state, &gone.value());
     }
     Some(gone)
-}
-
-/// Update a live object by key (PUT): precondition on resourceVersion, then [`commit_update`].
-pub fn update(
-    state: &mut State,
-    def: &ResourceDef,
-    key: &ObjKey,
-    new: Value,
-    opts: &mut WriteOpts,
-) -> ApiResult<Arc<Stored>> {
-    let cur = state
-        .store
-        .get(&def.storage, key)
-        .ok_or_else(|| ApiError::not_found(&def.qualified(), &key.1))?;
-    if let Some(rv) = meta_str(&new, "resourceVersion").filter(|s| !s.is_empty()) {
-        if rv != cur.rv.to_string() {
-            return Err(ApiError::stale(&def.qualified(), &key.1));
-        }
-    }
-    let old = cur.value();
-    let mut new = new;
-    check_kind(def, &mut new)?;
-    let new = objects::to_storage(def, new);
-    commit_update(state, def, &old, new, opts)
 }

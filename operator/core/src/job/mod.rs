@@ -362,6 +362,9 @@ pub struct JobView {
     pub missing_dependency_grace_ms: i64,
     /// The API server's refusals of this job's pod creations, if any.
     pub creation_refusal: Option<CreationRefusal>,
+    /// How long a finished job's pods stay after it stopped (`--finished-pod-retention-seconds`);
+    /// None keeps them until the job is deleted.
+    pub finished_pod_retention_ms: Option<i64>,
 }
 
 /// One state change, to announce as a Kubernetes Event.
@@ -383,6 +386,8 @@ pub enum DeleteReason {
     ForceDelete,
     /// Its attempt was already decided (or its job/child is finished): it must not run on.
     Superseded,
+    /// Its job finished longer ago than the finished pods' retention.
+    Retention,
 }
 
 /// What the operator must do (after persisting the record).
@@ -618,8 +623,9 @@ impl Draft {
         reasons::canceled_by_time_limit(&code)
     }
 
-    /// TTL handling for a finished job.
+    /// TTL handling for a finished job, and the retention of its pods.
     pub fn apply_ttl(&mut self, view: &JobView) {
+        self.apply_pod_retention(view);
         let (Some(ttl), Some(stopped)) = (
             view.spec.ttl_seconds_after_finished,
             self.record.stopped_at_ms,
@@ -631,6 +637,40 @@ impl Draft {
             self.act(JobAction::DeleteJob);
         } else {
             self.wake_at(due);
+        }
+    }
+
+    /// The pods of a finished job go once `finished_pod_retention_ms` has passed since it
+    /// stopped: their results are in the record, and each one kept costs the API server and
+    /// the operator's pod cache for ever. Only pods that exited and were released (no result
+    /// finalizer) go; one still held waits for its release, which triggers the next reconcile.
+    fn apply_pod_retention(&mut self, view: &JobView) {
+        let (Some(retention), Some(stopped)) =
+            (view.finished_pod_retention_ms, self.record.stopped_at_ms)
+        else {
+            return;
+        };
+        let expired: Vec<&PodView> = view
+            .pods
+            .iter()
+            .filter(|p| {
+                pods::has_exited(p) && !p.has_finalizer && p.deletion_timestamp_ms.is_none()
+            })
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        let due = stopped.saturating_add(retention.max(0));
+        if self.now_ms < due {
+            self.wake_at(due);
+            return;
+        }
+        for pod in expired {
+            self.act(JobAction::DeletePod {
+                name: pod.name.clone(),
+                grace_seconds: 0,
+                reason: DeleteReason::Retention,
+            });
         }
     }
 

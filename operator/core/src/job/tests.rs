@@ -863,6 +863,77 @@ fn ttl_deletes_the_job_after_it_finished() {
 }
 
 #[test]
+fn a_finished_jobs_released_pods_go_after_the_retention() {
+    let mut record = JobRecord::submitted(T0);
+    record.state = Succeeded;
+    record.stopped_at_ms = Some(T0);
+    let done = || attempt_pod("j", 1, None).succeeded(T0 - secs(5), T0);
+    let view = job("j")
+        .finished_pod_retention(600)
+        .record(record.clone())
+        .pod(done().released())
+        .build();
+    let before = reconcile(&view, T0 + secs(599));
+    assert!(before.actions.is_empty());
+    assert_eq!(before.requeue_at_ms, Some(T0 + secs(600)));
+    assert_eq!(
+        reconcile(&view, T0 + secs(600)).actions,
+        vec![JobAction::DeletePod {
+            name: "j-1".into(),
+            grace_seconds: 0,
+            reason: DeleteReason::Retention,
+        }]
+    );
+
+    // A pod still holding its result is released first; one being deleted is left alone; with
+    // no retention the pods stay.
+    let held = job("j")
+        .finished_pod_retention(600)
+        .record(record.clone())
+        .pod(done())
+        .build();
+    assert_eq!(
+        reconcile(&held, T0 + secs(700)).actions,
+        vec![JobAction::ReleasePod { name: "j-1".into() }]
+    );
+    let going = job("j")
+        .finished_pod_retention(600)
+        .record(record.clone())
+        .pod(done().released().deleting(T0 + secs(650)))
+        .build();
+    let plan = reconcile(&going, T0 + secs(700));
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.requeue_at_ms, None);
+    let kept = job("j").record(record).pod(done().released()).build();
+    let plan = reconcile(&kept, T0 + secs(1_000_000));
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.requeue_at_ms, None);
+}
+
+#[test]
+fn a_finished_arrays_kept_child_pods_go_after_the_retention() {
+    let mut record = JobRecord::submitted(T0);
+    record.state = Failed;
+    record.stopped_at_ms = Some(T0);
+    let view = job("a")
+        .array(10)
+        .finished_pod_retention(60)
+        .record(record)
+        .pod(
+            attempt_pod("a", 1, Some(3))
+                .succeeded(T0 - secs(5), T0)
+                .released(),
+        )
+        .build();
+    let plan = reconcile(&view, T0 + secs(60));
+    assert!(plan.actions.contains(&JobAction::DeletePod {
+        name: crate::naming::attempt_pod_name("a", 1, Some(3)),
+        grace_seconds: 0,
+        reason: DeleteReason::Retention,
+    }));
+}
+
+#[test]
 fn stray_pod_of_a_finished_job_is_deleted_and_released() {
     let view = job("j")
         .state(Failed)

@@ -1,15 +1,43 @@
 //! `x-kubernetes-validations`: each node's rules were compiled once by kube-cel; here they are
-//! evaluated node by node with kube-cel's validator, with `oldSelf` correlated the way the API
+//! evaluated node by node with kube-cel's compiled programs in a CEL context of our own (kube-cel's
+//! functions, and a `matches()` that compiles each pattern once — [`cached_is_match`] — as cel-go's
+//! constant-regex optimisation does upstream), with `oldSelf` correlated the way the API
 //! server correlates it (object properties and map values by key, `x-kubernetes-list-type: map`
 //! items by their key fields, other list items not at all), and failures turned into field
 //! errors as `apiextensions-apiserver/pkg/apiserver/schema/cel` reports them.
+//!
+//! Validation ratcheting (`CRDValidationRatcheting`, GA in 1.33): on an update, a subtree that is
+//! unchanged from its correlated old value is not re-validated — its rules, transition rules
+//! included, already held (or were ratcheted) when it was written, and upstream's
+//! `ratchetingValidator` treats errors on unchanged correlatable values as warnings that are
+//! dropped. Rules on changed nodes run in full, with `oldSelf`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::errors::{FieldError, FieldErrorKind};
 use super::schema::{Additional, FieldPath, Node};
 use super::structural::{json_eq, map_list_key};
 use super::ListType;
-use kube::core::cel::{ErrorKind, ValidationError};
+use kube::core::cel::cel::extractors::This;
+use kube::core::cel::cel::objects::{Key, Map};
+use kube::core::cel::cel::{Context, ExecutionError, FunctionContext, Value as CelValue};
+use kube::core::cel::{
+    CompilationError, CompilationResult, CompiledSchema, ErrorKind, KubeCelExt, SchemaFormat,
+};
 use serde_json::{json, Value};
+
+/// A rule that did not pass, as kube-cel's validator reports it.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    pub rule: String,
+    pub message: String,
+    /// The rule's `fieldPath`, relative to its node ("" = the node).
+    pub field_path: String,
+    pub reason: Option<String>,
+    pub kind: ErrorKind,
+}
 
 pub(crate) fn validate(
     node: &Node,
@@ -21,11 +49,13 @@ pub(crate) fn validate(
     if !node.has_rules {
         return;
     }
+    // Ratcheting: an unchanged subtree keeps the verdict it was stored with.
+    if old.is_some_and(|o| json_eq(o, value)) {
+        return;
+    }
     if let Some(compiled) = &node.cel {
-        if let Err(failures) = kube::core::cel::validate_compiled(compiled, value, old) {
-            for f in failures.iter() {
-                errs.push(to_field_error(node, path, value, f));
-            }
+        for f in evaluate(compiled, value, old) {
+            errs.push(to_field_error(node, path, value, &f));
         }
     }
     match value {
@@ -61,6 +91,354 @@ pub(crate) fn validate(
     }
 }
 
+/// Most patterns kept compiled per thread; the map starts over when full.
+const REGEX_CACHE_SIZE: usize = 512;
+
+thread_local! {
+    static REGEXES: RefCell<HashMap<Arc<String>, regex::Regex>> = RefCell::new(HashMap::new());
+    /// kube-cel's functions plus the caching `matches()`, built once per thread.
+    static CONTEXT: Context<'static> = {
+        let mut ctx = Context::default();
+        ctx.register_all();
+        ctx.add_function("matches", matches);
+        ctx
+    };
+}
+
+/// Whether `text` matches `pattern`, compiled once per thread: the regex stays in the cache and is
+/// used in place (a clone of a `Regex` starts with an empty matching cache, so cloning it out
+/// would rebuild its lazy DFA on every call).
+pub(crate) fn cached_is_match(pattern: &Arc<String>, text: &str) -> Result<bool, regex::Error> {
+    REGEXES.with(|cache| {
+        if let Some(re) = cache.borrow().get(pattern) {
+            return Ok(re.is_match(text));
+        }
+        let re = regex::Regex::new(pattern)?;
+        let matched = re.is_match(text);
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= REGEX_CACHE_SIZE {
+            cache.clear();
+        }
+        cache.insert(pattern.clone(), re);
+        Ok(matched)
+    })
+}
+
+/// CEL's `string.matches(pattern)` (RE2 semantics through the regex crate, as the cel crate's own),
+/// with the compiled pattern cached.
+fn matches(
+    ftx: &FunctionContext,
+    This(this): This<Arc<String>>,
+    pattern: Arc<String>,
+) -> Result<bool, ExecutionError> {
+    cached_is_match(&pattern, &this)
+        .map_err(|err| ftx.error(format!("'{pattern}' not a valid regex:\n{err}")))
+}
+
+/// Runs the node's own compiled rules on `value` (and `old` for transition rules), as kube-cel's
+/// `Validator::validate_compiled` does for a node without descendant rules.
+pub(crate) fn evaluate(
+    compiled: &CompiledSchema,
+    value: &Value,
+    old: Option<&Value>,
+) -> Vec<Failure> {
+    let mut out = Vec::new();
+    CONTEXT.with(|base| {
+        let mut node_ctx = base.new_inner_scope();
+        node_ctx.add_variable_from_value("self", to_cel(value, compiled));
+        let cel_old = old.map(|o| to_cel(o, compiled));
+        if let Some(o) = &cel_old {
+            node_ctx.add_variable_from_value("oldSelf", o.clone());
+        }
+        for result in &compiled.validations {
+            match result {
+                Ok(cr) => evaluate_rule(cr, &node_ctx, cel_old.is_some(), &mut out),
+                Err(e) => out.push(compile_failure(e)),
+            }
+        }
+    });
+    out
+}
+
+fn evaluate_rule(
+    cr: &CompilationResult,
+    node_ctx: &Context<'_>,
+    has_old: bool,
+    out: &mut Vec<Failure>,
+) {
+    let optional_old = cr.rule.optional_old_self == Some(true);
+    // A transition rule is not evaluated without an old value (unless optionalOldSelf).
+    if cr.is_transition_rule && !has_old && !optional_old {
+        return;
+    }
+    let null_scope;
+    let ctx: &Context<'_> = if !has_old && optional_old {
+        null_scope = {
+            let mut s = node_ctx.new_inner_scope();
+            s.add_variable_from_value("oldSelf", CelValue::Null);
+            s
+        };
+        &null_scope
+    } else {
+        node_ctx
+    };
+    let field_path = cr.rule.field_path.clone().unwrap_or_default();
+    let failure = |message: String, reason: Option<String>, kind: ErrorKind| Failure {
+        rule: cr.rule.rule.clone(),
+        message,
+        field_path: field_path.clone(),
+        reason,
+        kind,
+    };
+    match cr.program.execute(ctx) {
+        Ok(CelValue::Bool(true)) => {}
+        Ok(CelValue::Bool(false)) => {
+            let message = match cr.message_program.as_ref().map(|p| p.execute(ctx)) {
+                Some(Ok(CelValue::String(s))) => (*s).clone(),
+                _ => cr
+                    .rule
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| format!("failed rule: {}", cr.rule.rule)),
+            };
+            out.push(failure(message, cr.rule.reason.clone(), ErrorKind::ValidationFailure));
+        }
+        Ok(_) => out.push(failure(
+            format!("rule \"{}\" did not evaluate to bool", cr.rule.rule),
+            None,
+            ErrorKind::InvalidResult,
+        )),
+        Err(ExecutionError::UndeclaredReference(name)) => out.push(failure(
+            format!("rule references '{name}', which this kube-cel build does not support (an unsupported CEL macro, or a feature disabled at compile time); it cannot be evaluated client-side"),
+            None,
+            ErrorKind::UnsupportedReference,
+        )),
+        Err(e) => out.push(failure(
+            format!("rule evaluation error: {e}"),
+            None,
+            ErrorKind::EvaluationError,
+        )),
+    }
+}
+
+fn compile_failure(e: &CompilationError) -> Failure {
+    let (rule, message, kind) = match e {
+        CompilationError::Parse { rule, source } => (
+            rule.clone(),
+            format!("failed to compile rule \"{rule}\": {source}"),
+            ErrorKind::CompilationFailure,
+        ),
+        CompilationError::MessageExpressionParse {
+            rule,
+            message_expression,
+            source,
+        } => (
+            rule.clone(),
+            format!("failed to compile messageExpression \"{message_expression}\" for rule \"{rule}\": {source}"),
+            ErrorKind::CompilationFailure,
+        ),
+        CompilationError::InvalidRule(e) => (
+            String::new(),
+            format!("invalid rule definition: {e}"),
+            ErrorKind::InvalidRule,
+        ),
+        other => (String::new(), other.to_string(), ErrorKind::CompilationFailure),
+    };
+    Failure {
+        rule,
+        message,
+        field_path: String::new(),
+        reason: None,
+        kind,
+    }
+}
+
+/// CEL reserved words, escaped as `__word__` in field names (apiserver/schema/cel/model).
+const CEL_RESERVED_WORDS: &[&str] = &[
+    "true",
+    "false",
+    "null",
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
+];
+
+/// A property name as CEL sees it (`_` → `__`, `.` → `__dot__`, `-` → `__dash__`, `/` →
+/// `__slash__`, reserved words → `__word__`).
+fn escape_field_name(name: &str) -> String {
+    if CEL_RESERVED_WORDS.contains(&name) {
+        return format!("__{name}__");
+    }
+    if !name.contains(['_', '.', '-', '/']) {
+        return name.to_string();
+    }
+    let mut out = String::with_capacity(name.len() * 2);
+    for ch in name.chars() {
+        match ch {
+            '_' => out.push_str("__"),
+            '.' => out.push_str("__dot__"),
+            '-' => out.push_str("__dash__"),
+            '/' => out.push_str("__slash__"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn cel_number(n: &serde_json::Number) -> CelValue {
+    if let Some(i) = n.as_i64() {
+        CelValue::Int(i)
+    } else if let Some(u) = n.as_u64() {
+        CelValue::UInt(u)
+    } else {
+        CelValue::Float(n.as_f64().unwrap_or(f64::NAN))
+    }
+}
+
+fn cel_string(s: &str, format: &SchemaFormat) -> CelValue {
+    use base64::Engine;
+    match format {
+        SchemaFormat::DateTime => match chrono::DateTime::parse_from_rfc3339(s) {
+            Ok(t) => CelValue::Timestamp(t),
+            Err(_) => CelValue::String(Arc::new(s.to_string())),
+        },
+        SchemaFormat::Duration => match go_duration_nanos(s) {
+            Some(n) => CelValue::Duration(chrono::Duration::nanoseconds(n)),
+            None => CelValue::String(Arc::new(s.to_string())),
+        },
+        SchemaFormat::Bytes => match base64::engine::general_purpose::STANDARD.decode(s) {
+            Ok(b) => CelValue::Bytes(Arc::new(b)),
+            Err(_) => CelValue::String(Arc::new(s.to_string())),
+        },
+        _ => CelValue::String(Arc::new(s.to_string())),
+    }
+}
+
+/// A Go duration (`1h30m`, `-1.5s`, `0`) in nanoseconds, as kube-cel binds `format: duration`
+/// strings (units h, m, s, ms, us, ns); None when it is not one.
+fn go_duration_nanos(input: &str) -> Option<i64> {
+    let (mut rest, negative) = match input.strip_prefix('-') {
+        Some(r) => (r, true),
+        None => (input, false),
+    };
+    if rest == "0" {
+        return Some(0);
+    }
+    let mut total: i64 = 0;
+    let mut any = false;
+    while !rest.is_empty() {
+        let end = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+        if end == 0 {
+            return None;
+        }
+        let n: f64 = rest[..end].parse().ok()?;
+        rest = &rest[end..];
+        let (unit, len) = [
+            ("ms", 1_000_000i64),
+            ("us", 1_000),
+            ("ns", 1),
+            ("h", 3_600_000_000_000),
+            ("m", 60_000_000_000),
+            ("s", 1_000_000_000),
+        ]
+        .iter()
+        .find(|(u, _)| rest.starts_with(u))
+        .map(|(u, f)| (*f, u.len()))?;
+        rest = &rest[len..];
+        total += (n * unit as f64).trunc() as i64;
+        any = true;
+    }
+    any.then_some(if negative { -total } else { total })
+}
+
+/// A JSON value without schema as CEL sees it.
+fn untyped_to_cel(value: &Value) -> CelValue {
+    match value {
+        Value::Null => CelValue::Null,
+        Value::Bool(b) => CelValue::Bool(*b),
+        Value::Number(n) => cel_number(n),
+        Value::String(s) => CelValue::String(Arc::new(s.clone())),
+        Value::Array(a) => CelValue::List(Arc::new(a.iter().map(untyped_to_cel).collect())),
+        Value::Object(o) => {
+            let map = o
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        Key::String(Arc::new(escape_field_name(k))),
+                        untyped_to_cel(v),
+                    )
+                })
+                .collect();
+            CelValue::Map(Map { map: Arc::new(map) })
+        }
+    }
+}
+
+/// A JSON value as CEL sees it under its schema: formatted strings as timestamps, durations and
+/// bytes, property names escaped (map keys are data and are not), embedded resources with their
+/// `apiVersion`, `kind` and `metadata`.
+fn to_cel(value: &Value, compiled: &CompiledSchema) -> CelValue {
+    match value {
+        Value::String(s) => cel_string(s, &compiled.format),
+        Value::Array(a) => CelValue::List(Arc::new(
+            a.iter()
+                .map(|item| match &compiled.items {
+                    Some(items) => to_cel(item, items),
+                    None => untyped_to_cel(item),
+                })
+                .collect(),
+        )),
+        Value::Object(o) => {
+            let mut map: HashMap<Key, CelValue> = HashMap::with_capacity(o.len());
+            for (k, v) in o {
+                let child = match compiled
+                    .properties
+                    .get(k)
+                    .or(compiled.additional_properties.as_deref())
+                {
+                    Some(c) => to_cel(v, c),
+                    None => untyped_to_cel(v),
+                };
+                let key = if compiled.is_map {
+                    k.clone()
+                } else {
+                    escape_field_name(k)
+                };
+                map.insert(Key::String(Arc::new(key)), child);
+            }
+            if compiled.embedded_resource {
+                for k in ["apiVersion", "kind"] {
+                    map.entry(Key::String(Arc::new(k.into())))
+                        .or_insert_with(|| CelValue::String(Arc::new(String::new())));
+                }
+                map.entry(Key::String(Arc::new("metadata".into())))
+                    .or_insert_with(|| {
+                        CelValue::Map(Map {
+                            map: Arc::new(HashMap::new()),
+                        })
+                    });
+            }
+            CelValue::Map(Map { map: Arc::new(map) })
+        }
+        other => untyped_to_cel(other),
+    }
+}
+
 /// The old counterpart of a list item: only `map` lists correlate (by their key fields).
 fn correlate_item<'a>(
     list_type: &ListType,
@@ -84,7 +462,7 @@ fn correlate_item<'a>(
 /// type (`Forbidden` and `Required` print no value); `fieldPath` moves the error to that field but
 /// the value stays the rule's own. A rule that could not be evaluated (a runtime error) shows the
 /// schema type instead (`Invalid value: "object": ... evaluating rule: ...`).
-fn to_field_error(node: &Node, base: &FieldPath, value: &Value, f: &ValidationError) -> FieldError {
+fn to_field_error(node: &Node, base: &FieldPath, value: &Value, f: &Failure) -> FieldError {
     let path = resolve_field_path(node, base, &f.field_path);
     // kube-apiserver trims the detail, and an empty one falls back to the default.
     let detail = match f.message.trim() {
@@ -177,6 +555,47 @@ fn parse_segments(rel: &str) -> Vec<Segment> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matches_compiles_each_pattern_once_per_thread() {
+        let pattern = Arc::new("^cached-[0-9]+$".to_string());
+        REGEXES.with(|c| c.borrow_mut().clear());
+        assert_eq!(cached_is_match(&pattern, "cached-42").ok(), Some(true));
+        REGEXES.with(|c| assert_eq!(c.borrow().len(), 1));
+        assert_eq!(cached_is_match(&pattern, "other").ok(), Some(false));
+        REGEXES.with(|c| assert_eq!(c.borrow().len(), 1));
+        assert!(cached_is_match(&Arc::new("(".to_string()), "x").is_err());
+        REGEXES.with(|c| assert_eq!(c.borrow().len(), 1));
+    }
+
+    #[test]
+    fn rules_use_the_caching_matches() {
+        let schema = json!({"type": "string", "x-kubernetes-validations": [
+            {"rule": "self.matches('^[a-z]+$')", "message": "lowercase only"}]});
+        let compiled = kube::core::cel::compile_schema(&schema);
+        REGEXES.with(|c| c.borrow_mut().clear());
+        assert!(evaluate(&compiled, &json!("abc"), None).is_empty());
+        let f = evaluate(&compiled, &json!("ABC"), None);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].message, "lowercase only");
+        // Both evaluations went through the one cached regex.
+        REGEXES.with(|c| assert!(c.borrow().contains_key(&"^[a-z]+$".to_string())));
+        let bad = kube::core::cel::compile_schema(&json!({"type": "string",
+            "x-kubernetes-validations": [{"rule": "self.matches('(')"}]}));
+        let f = evaluate(&bad, &json!("x"), None);
+        assert_eq!(f.len(), 1);
+        assert!(matches!(f[0].kind, ErrorKind::EvaluationError), "{f:?}");
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration_nanos("1h30m"), Some(5_400_000_000_000));
+        assert_eq!(go_duration_nanos("-1.5s"), Some(-1_500_000_000));
+        assert_eq!(go_duration_nanos("250ms"), Some(250_000_000));
+        assert_eq!(go_duration_nanos("0"), Some(0));
+        assert_eq!(go_duration_nanos("3 days"), None);
+        assert_eq!(go_duration_nanos(""), None);
+    }
 
     #[test]
     fn field_paths_parse_names_keys_and_indices() {

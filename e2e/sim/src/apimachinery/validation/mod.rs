@@ -105,10 +105,27 @@ impl CompiledSchema {
     /// Errors come in the API server's order: OpenAPI keyword errors, list-type duplicates,
     /// embedded-resource errors, then CEL rule failures, which are not evaluated (replaced by one
     /// root error) when a type, enum, required, too-long or too-many error was found first.
+    ///
+    /// On an update (`old` given) validation ratchets as kube-apiserver's does
+    /// (`CRDValidationRatcheting`, GA in 1.33): values unchanged from their correlated old values
+    /// are not re-validated, by the OpenAPI keywords or by CEL rules (transition rules included),
+    /// and list-type uniqueness is checked only when the old object satisfied it — so an invalid
+    /// value already stored does not block other writes (a `/status` write, for one), while every
+    /// new invalid value is still refused.
     pub fn validate(&self, obj: &Value, old: Option<&Value>) -> Result<(), Vec<FieldError>> {
         let mut errs = Vec::new();
-        structural::validate(&self.root, obj, "", &mut errs);
-        structural::validate_list_types(&self.root, obj, &FieldPath::root(), &mut errs);
+        structural::validate(&self.root, obj, old, "", &mut errs);
+        let mut list_errs = Vec::new();
+        structural::validate_list_types(&self.root, obj, &FieldPath::root(), &mut list_errs);
+        if !list_errs.is_empty()
+            && old.is_none_or(|o| {
+                let mut old_errs = Vec::new();
+                structural::validate_list_types(&self.root, o, &FieldPath::root(), &mut old_errs);
+                old_errs.is_empty()
+            })
+        {
+            errs.extend(list_errs);
+        }
         structural::validate_embedded(&self.root, obj, &FieldPath::root(), &mut errs);
         if self.root.has_rules {
             let blocking = errs.iter().any(|e| {

@@ -68,7 +68,21 @@ fn as_f64(v: &Value) -> f64 {
 }
 
 /// Validates `value` against `node`, appending field errors. `path` is the kube-openapi name.
-pub(crate) fn validate(node: &Node, value: &Value, path: &str, errs: &mut Vec<FieldError>) {
+///
+/// `old` is the correlated old value on an update (properties and map values by key, items of
+/// `map` lists by their keys and of `set` lists by value; atomic list items do not correlate):
+/// as kube-apiserver's ratcheting validator (`CRDValidationRatcheting`), an unchanged value is not
+/// re-validated, so errors already stored are not reported again while new ones are.
+pub(crate) fn validate(
+    node: &Node,
+    value: &Value,
+    old: Option<&Value>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    if old.is_some_and(|o| json_eq(o, value)) {
+        return;
+    }
     let field = field_of(path);
     if value.is_null() {
         if (node.ty.is_some() || node.int_or_string) && !node.nullable {
@@ -124,12 +138,12 @@ pub(crate) fn validate(node: &Node, value: &Value, path: &str, errs: &mut Vec<Fi
         }
     }
 
-    validate_junctors(node, value, path, errs);
+    validate_junctors(node, value, old, path, errs);
 
     match value {
         Value::String(s) => validate_string(node, s, value, path, &field, errs),
         Value::Number(_) => validate_number(node, value, path, &field, errs),
-        Value::Array(items) => validate_array(node, items, path, &field, errs),
+        Value::Array(items) => validate_array(node, items, old, path, &field, errs),
         _ => {}
     }
 
@@ -176,14 +190,26 @@ pub(crate) fn validate(node: &Node, value: &Value, path: &str, errs: &mut Vec<Fi
                     .iter()
                     .filter(|(k, _)| !node.properties.contains_key(*k))
                 {
-                    validate(add, v, &format!("{path}.{k}"), errs);
+                    validate(
+                        add,
+                        v,
+                        old.and_then(|o| o.get(k)),
+                        &format!("{path}.{k}"),
+                        errs,
+                    );
                 }
             }
             Additional::Unset | Additional::Any => {}
         }
         for (k, prop) in &node.properties {
             if let Some(v) = map.get(k) {
-                validate(prop, v, &prop_path(path, k), errs);
+                validate(
+                    prop,
+                    v,
+                    old.and_then(|o| o.get(k)),
+                    &prop_path(path, k),
+                    errs,
+                );
             }
         }
         for k in &node.required {
@@ -353,13 +379,15 @@ fn validate_number(
 fn validate_array(
     node: &Node,
     items: &[Value],
+    old: Option<&Value>,
     path: &str,
     field: &str,
     errs: &mut Vec<FieldError>,
 ) {
     if let Some(item_schema) = &node.items {
         for (i, item) in items.iter().enumerate() {
-            validate(item_schema, item, &format!("{path}[{i}]"), errs);
+            let old_item = correlate_item(&node.list_type, item, old);
+            validate(item_schema, item, old_item, &format!("{path}[{i}]"), errs);
         }
     }
     let size = items.len() as i64;
@@ -394,14 +422,20 @@ fn validate_array(
 
 /// `allOf`/`anyOf`/`oneOf`/`not`. Their summary errors are not `*errors.Validation`, so the API
 /// server reports them at the root (`<nil>: Invalid value: "": "spec" must validate ...`).
-fn validate_junctors(node: &Node, value: &Value, path: &str, errs: &mut Vec<FieldError>) {
+fn validate_junctors(
+    node: &Node,
+    value: &Value,
+    old: Option<&Value>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
     let root_err = |msg: String| FieldError::invalid(ROOT_FIELD, json!(""), msg);
     if !node.any_of.is_empty() {
         let mut best: Option<Vec<FieldError>> = None;
         let mut ok = false;
         for branch in &node.any_of {
             let mut e = Vec::new();
-            validate(branch, value, path, &mut e);
+            validate(branch, value, old, path, &mut e);
             if e.is_empty() {
                 ok = true;
                 break;
@@ -423,7 +457,7 @@ fn validate_junctors(node: &Node, value: &Value, path: &str, errs: &mut Vec<Fiel
         let mut best: Option<Vec<FieldError>> = None;
         for branch in &node.one_of {
             let mut e = Vec::new();
-            validate(branch, value, path, &mut e);
+            validate(branch, value, old, path, &mut e);
             if e.is_empty() {
                 valid += 1;
             } else if valid == 0 && best.as_ref().is_none_or(|b| e.len() < b.len()) {
@@ -449,7 +483,7 @@ fn validate_junctors(node: &Node, value: &Value, path: &str, errs: &mut Vec<Fiel
         let mut valid = 0;
         for branch in &node.all_of {
             let mut e = Vec::new();
-            validate(branch, value, path, &mut e);
+            validate(branch, value, old, path, &mut e);
             if e.is_empty() {
                 valid += 1;
             }
@@ -465,13 +499,33 @@ fn validate_junctors(node: &Node, value: &Value, path: &str, errs: &mut Vec<Fiel
     }
     if let Some(not) = &node.not {
         let mut e = Vec::new();
-        validate(not, value, path, &mut e);
+        validate(not, value, old, path, &mut e);
         if e.is_empty() {
             errs.push(root_err(format!(
                 "{} must not validate the schema (not)",
                 gofmt::quote(path)
             )));
         }
+    }
+}
+
+/// The old counterpart of a list item for ratcheting: `map` lists correlate by their key fields,
+/// `set` lists by value, atomic lists not at all.
+pub(crate) fn correlate_item<'a>(
+    list_type: &ListType,
+    item: &Value,
+    old: Option<&'a Value>,
+) -> Option<&'a Value> {
+    let old_items = old?.as_array()?;
+    match list_type {
+        ListType::Map { keys } => {
+            let key = map_list_key(item, keys);
+            old_items
+                .iter()
+                .find(|o| json_eq(&map_list_key(o, keys), &key))
+        }
+        ListType::Set => old_items.iter().find(|o| json_eq(o, item)),
+        ListType::Atomic => None,
     }
 }
 

@@ -787,3 +787,80 @@ fn compiled_schemas_can_be_shared_between_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<CompiledSchema>();
 }
+
+// ---- validation ratcheting (CRDValidationRatcheting) -------------------------------------------
+
+fn ratcheting_schema() -> CompiledSchema {
+    compile(json!({"type": "object", "properties": {
+        "spec": {"type": "object", "properties": {
+            "queue": {"type": "string", "pattern": "^[a-z-]+$"},
+            "share": {"type": "string", "x-kubernetes-validations": [
+                {"rule": "self.matches('^[A-Za-z0-9_-]+$')", "message": "bad share"}]},
+            "size": {"type": "integer", "x-kubernetes-validations": [
+                {"rule": "self >= oldSelf", "message": "size may only grow"}]},
+            "tags": {"type": "array", "x-kubernetes-list-type": "set",
+                     "items": {"type": "string"}}}},
+        "status": {"type": "object", "properties": {
+            "phase": {"type": "string", "enum": ["Pending", "Running"]}}}}}))
+}
+
+#[test]
+fn an_invalid_spec_already_stored_does_not_block_a_status_write() {
+    let s = ratcheting_schema();
+    // Stored before the rules tightened: every spec value breaks a rule.
+    let old = json!({"spec": {"queue": "Bad Queue", "share": "no spaces!", "size": 3,
+                              "tags": ["a", "a"]},
+                     "status": {"phase": "Pending"}});
+    assert_eq!(errors_of(&s, &old).len(), 3, "{:?}", errors_of(&s, &old));
+    let mut status_write = old.clone();
+    status_write["status"]["phase"] = json!("Running");
+    s.validate(&status_write, Some(&old))
+        .expect("unchanged spec values are not re-validated");
+    // A new invalid value is refused, in spec or in status, beside the ratcheted ones.
+    let mut bad_status = old.clone();
+    bad_status["status"]["phase"] = json!("Sleeping");
+    let errs = s
+        .validate(&bad_status, Some(&old))
+        .expect_err("new status value");
+    // An unsupported value blocks the CEL rules, as upstream's hasBlockingErr.
+    assert_eq!(errs.len(), 2, "{}", messages(&errs).join("; "));
+    assert_eq!(errs[0].field, "status.phase");
+    assert_eq!(errs[1].message, CEL_SKIPPED_MESSAGE);
+    let mut bad_spec = old.clone();
+    bad_spec["spec"]["share"] = json!("still bad!");
+    let errs = s.validate(&bad_spec, Some(&old)).expect_err("new share");
+    assert_eq!(
+        messages(&errs),
+        vec!["spec.share: Invalid value: \"still bad!\": bad share"]
+    );
+    bad_spec["spec"]["queue"] = json!("Other Bad");
+    let errs = s.validate(&bad_spec, Some(&old)).expect_err("new queue");
+    assert_eq!(errs.len(), 2, "{}", messages(&errs).join("; "));
+}
+
+#[test]
+fn ratcheting_keeps_transition_rules_and_list_types_for_changed_values() {
+    let s = ratcheting_schema();
+    let old = json!({"spec": {"queue": "q", "share": "a", "size": 3, "tags": ["a", "b"]}});
+    let mut shrink = old.clone();
+    shrink["spec"]["size"] = json!(2);
+    let errs = s
+        .validate(&shrink, Some(&old))
+        .expect_err("oldSelf still applies");
+    assert_eq!(
+        messages(&errs),
+        vec!["spec.size: Invalid value: 2: size may only grow"]
+    );
+    let mut grow = old.clone();
+    grow["spec"]["size"] = json!(4);
+    s.validate(&grow, Some(&old)).expect("growing is allowed");
+    // Duplicates in a set are refused when the old object had none…
+    let mut dup = old.clone();
+    dup["spec"]["tags"] = json!(["a", "a"]);
+    assert!(s.validate(&dup, Some(&old)).is_err());
+    // …and tolerated when the stored object already had them (upstream's list-type ratchet).
+    let mut more = dup.clone();
+    more["spec"]["size"] = json!(5);
+    s.validate(&more, Some(&dup))
+        .expect("stored duplicates do not block other changes");
+}

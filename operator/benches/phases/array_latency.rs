@@ -13,8 +13,8 @@ use barge_crds::{Job, JobStatus};
 use barge_sim::ClusterConfig;
 
 use super::{
-    env_number, install, job_of, kubelet_writes, start_operator, wait_nodes, Bench, OperatorWrites,
-    Outcome, Phase, Row, Sim, CE_VCPUS, DEADLINE, NAMESPACE,
+    env_number, install, job_of, print_writes_per, start_operator, wait_nodes, Bench,
+    OperatorWrites, Outcome, Phase, Row, Sim, CE_VCPUS, DEADLINE, NAMESPACE,
 };
 
 /// Runs the phase.
@@ -70,24 +70,7 @@ pub async fn run(bench: &Bench) -> Outcome {
     );
     println!("  submission → all SUCCEEDED : {secs:.1} s");
     println!("  children per second        : {:.2}", children / secs);
-    println!(
-        "  API writes per child       : {:.2} (all writers: {} writes)",
-        stats.writes as f64 / children,
-        stats.writes
-    );
-    println!(
-        "    operator                 : {:.2} (job status {}, pod create {}, pod patch {}, pod delete {}, events {})",
-        w.total() as f64 / children,
-        w.job_status,
-        w.pod_creates,
-        w.pod_patches,
-        w.pod_deletes,
-        w.events
-    );
-    println!(
-        "    kubelet pod status       : {:.2}",
-        kubelet_writes(&stats) as f64 / children
-    );
+    print_writes_per("child", children, &stats);
     let mut o = Outcome::new(Phase::ArrayLatency);
     o.figure(Row::LatencyArrayChildrenPerSecond, children / secs);
     o.figure(Row::LatencyArrayWritesPerChild, w.total() as f64 / children);

@@ -660,6 +660,31 @@ pub fn kubelet_writes(s: &StatsSnapshot) -> u64 {
     s.count("patch", "pods/status") + s.count("update", "pods/status")
 }
 
+/// Prints the API writes per `unit` (all writers, the operator's by kind, the kubelet's) of a
+/// phase that ran `units` jobs or children.
+pub fn print_writes_per(unit: &str, units: f64, s: &StatsSnapshot) {
+    let w = OperatorWrites::of(s);
+    let label = format!("API writes per {unit}");
+    println!(
+        "  {label:<27}: {:.2} (all writers: {} writes)",
+        s.writes as f64 / units,
+        s.writes
+    );
+    println!(
+        "    operator                 : {:.2} (job status {}, pod create {}, pod patch {}, pod delete {}, events {})",
+        w.total() as f64 / units,
+        w.job_status,
+        w.pod_creates,
+        w.pod_patches,
+        w.pod_deletes,
+        w.events
+    );
+    println!(
+        "    kubelet pod status       : {:.2}",
+        kubelet_writes(s) as f64 / units
+    );
+}
+
 /// Runs `phases` with `bench`'s binary, printing each as it ends.
 pub async fn run_all(bench: &Bench, phases: &[Phase]) -> Vec<Outcome> {
     let mut outcomes = Vec::new();

@@ -25,8 +25,8 @@ use barge_crds::{Job, JobStatus};
 use barge_sim::StatsSnapshot;
 
 use super::{
-    install, job_of, kubelet_writes, start_operator, submit_many, wait_nodes, Bench,
-    OperatorWrites, Outcome, Phase, Row, Sim, CE_VCPUS, DEADLINE, NAMESPACE,
+    install, job_of, kubelet_writes, print_writes_per, start_operator, submit_many, wait_nodes,
+    Bench, OperatorWrites, Outcome, Phase, Row, Sim, CE_VCPUS, DEADLINE, NAMESPACE,
 };
 
 /// Share identifiers of the fair-share phase (`share-0`…).
@@ -225,24 +225,7 @@ fn print(r: &Report, bench: &Bench) {
     );
     println!("  submission → all SUCCEEDED : {secs:.1} s");
     println!("  units per second           : {:.2}", units / secs);
-    println!(
-        "  API writes per unit        : {:.2} (all writers: {} writes)",
-        s.writes as f64 / units,
-        s.writes
-    );
-    println!(
-        "    operator                 : {:.2} (job status {}, pod create {}, pod patch {}, pod delete {}, events {})",
-        w.total() as f64 / units,
-        w.job_status,
-        w.pod_creates,
-        w.pod_patches,
-        w.pod_deletes,
-        w.events
-    );
-    println!(
-        "    kubelet pod status       : {:.2}",
-        kubelet as f64 / units
-    );
+    print_writes_per("unit", units, s);
     println!("    job submissions          : {job_creates}");
     if r.pods_per_unit > 1 {
         // Gangs: the same writes per node (pod) of a gang, and the headless Services.

@@ -250,6 +250,9 @@ pub struct Terminate {
     validation = crate::common::name_fits_label_value_rule("Job", crate::consts::LABEL_JOB_NAME),
     validation = Rule::new("!self.metadata.name.contains('.')").message("a Job name may not contain '.': it names the job's pods and, for multi-node jobs, a Service"),
     validation = Rule::new("!has(self.spec.dependsOn) || self.spec.dependsOn.all(d, !has(d.jobName) || d.jobName != self.metadata.name)").message("a job cannot depend on itself"),
+    // Kubernetes ≥ 1.31: the operator lists the unfinished jobs first on start-up
+    // (`status.status!=SUCCEEDED,status.status!=FAILED`), then the finished history.
+    selectable = ".status.status",
     printcolumn(name = "Queue", type_ = "string", json_path = ".spec.jobQueue"),
     printcolumn(name = "Status", type_ = "string", json_path = ".status.status"),
     printcolumn(name = "Attempts", type_ = "integer", json_path = ".status.attemptCount"),

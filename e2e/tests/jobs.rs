@@ -581,6 +581,97 @@ async fn killing_the_operator_amid_200_jobs_loses_and_duplicates_nothing() {
     env.finish().await;
 }
 
+/// Status coalescing leaves a started job's STARTING / RUNNING unwritten for a window (here
+/// ten minutes, so the window is open for the whole test). A pod deleted by hand in that window
+/// (its result finalizer removed first, so it goes at once) is the loss of its attempt, as if
+/// the start had been written: the attempt fails and the retry strategy runs attempt 2 (AWS
+/// Batch when the host goes away) — never a second pod for attempt 1.
+#[tokio::test]
+async fn a_pod_deleted_by_hand_before_its_start_is_written_fails_its_attempt() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{DeleteParams, Patch, PatchParams};
+
+    let env = E2e::start_with(
+        "vanished",
+        Options::scripted().flag("--status-coalesce-ms=600000"),
+    )
+    .await;
+    one_queue(&env, 2).await;
+    env.apply(&job_definition(
+        "long",
+        "exit 0",
+        &[],
+        "1",
+        "retryStrategy:\n  attempts: 2\n",
+    ))
+    .await;
+    let pod_uids = env.watch_pod_uids();
+    env.apply(&job("lost", "q", "long", &scripted_tags("600", 0)))
+        .await;
+    let running = |p: &Pod| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+    env.wait_for(&env.pods(), "lost-1", "Running", running)
+        .await;
+    let before = env.jobs().get("lost").await.expect("job");
+    assert_eq!(
+        (status_of(&before), attempts(&before)),
+        (Some(JobStatus::Runnable), 0),
+        "the start is not written yet (the window is open): {:#?}",
+        before.status
+    );
+
+    let pods = env.pods();
+    pods.patch(
+        "lost-1",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("remove the result finalizer");
+    pods.delete(
+        "lost-1",
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        },
+    )
+    .await
+    .expect("delete the pod");
+
+    // Either outcome shows quickly: attempt 1 recorded, or its pod created again.
+    let job = env
+        .wait_until("attempt 1 recorded, or its pod created again", || async {
+            let recreated = pod_uids.snapshot().get("lost-1").map_or(0, |u| u.len()) > 1;
+            let job = env.jobs().get("lost").await.ok()?;
+            (recreated || attempts(&job) >= 1).then_some(job)
+        })
+        .await;
+    let status = job.status.clone().expect("status");
+    assert_eq!(
+        status.attempts.len(),
+        1,
+        "the lost pod's attempt is recorded: {status:#?}"
+    );
+    let reason = status.attempts[0].status_reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("lost-1") && reason.contains("disappeared"),
+        "the attempt failed for its vanished pod: {reason:?}"
+    );
+    assert_eq!(
+        status_of(&job),
+        Some(JobStatus::Runnable),
+        "retried (2 attempts)"
+    );
+    env.wait_for(&env.pods(), "lost-2", "Running", running)
+        .await;
+    let seen = pod_uids.snapshot();
+    assert_eq!(
+        seen.get("lost-1").map(|u| u.len()),
+        Some(1),
+        "attempt 1's pod was never created again: {seen:?}"
+    );
+    env.finish().await;
+}
+
 /// The harness itself, without Barge's job controller: a pod bound by hand to a compute
 /// environment's node runs with the process runtime, its log is readable, and its trace lines
 /// land in the trace file (what the ordering checks above rely on).

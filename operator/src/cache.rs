@@ -35,14 +35,14 @@ use futures::channel::mpsc;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{Container, Namespace, Node, Pod};
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use barge_core::resources::Resources;
 use barge_crds::consts::{
@@ -349,6 +349,97 @@ async fn run_guarded_watch<K>(
         }
     }
     debug!(%kind, "watch ended");
+}
+
+/// The field selector of the jobs that are not finished: the Job CRD declares `.status.status`
+/// a selectable field (Kubernetes ≥ 1.31); a job without a status yet selects as "".
+pub const UNFINISHED_JOBS: &str = "status.status!=SUCCEEDED,status.status!=FAILED";
+
+/// The watch of Barge Jobs, in two steps so that a restart with a long finished history
+/// schedules before that history is listed and decoded:
+/// 1. a paginated list of the unfinished jobs only ([`UNFINISHED_JOBS`]), fed to the sink as a
+///    complete list — the jobs store becomes ready holding them;
+/// 2. the list and watch of every job, as for every other kind: its list replaces the store's
+///    content, after which `complete` turns true ([`Caches::all_jobs_listed`]).
+///
+/// Until then a job missing from the store may be a finished one: the job controller judges no
+/// dependency on a missing job, and no pod is released as an orphan. Between the two lists the
+/// store shows the first list's state (as during any relist of a watch). A cluster that refuses
+/// the selector (Kubernetes before 1.31, or a Job CRD installed without the selectable field)
+/// goes straight to step 2. Nothing is written to any job for this.
+async fn run_jobs_watch(
+    api: Api<DeserializeGuard<Job>>,
+    config: watcher::Config,
+    mut sink: Sink<Job>,
+    complete: tokio::sync::watch::Sender<bool>,
+) {
+    let kind = Job::kind(&());
+    let started = std::time::Instant::now();
+    match list_unfinished_jobs(&api, config.page_size, &mut sink).await {
+        Ok(n) => info!(
+            jobs = n,
+            seconds = started.elapsed().as_secs_f64(),
+            "unfinished jobs listed; listing every job"
+        ),
+        Err(err) => {
+            info!(error = %err, "the unfinished jobs could not be listed alone; listing every job")
+        }
+    }
+    let stream = watcher(api, config).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(event) => {
+                let listed = matches!(event, watcher::Event::InitDone);
+                if let Some(event) = unguard(event, &kind) {
+                    sink.apply(event);
+                }
+                if listed && !*complete.borrow() {
+                    info!(
+                        seconds = started.elapsed().as_secs_f64(),
+                        "every job listed"
+                    );
+                    complete.send_replace(true);
+                }
+            }
+            Err(err) => warn!(%kind, error = %err, "watch failed; retrying"),
+        }
+    }
+    debug!(%kind, "watch ended");
+}
+
+/// Step 1 of [`run_jobs_watch`]: lists the unfinished jobs page by page into `sink` as one
+/// complete list (`Init`, `InitApply`…, `InitDone`); the number listed. On an error the
+/// list is left unfinished in the sink (the next list starts with its own `Init`).
+async fn list_unfinished_jobs(
+    api: &Api<DeserializeGuard<Job>>,
+    page_size: Option<u32>,
+    sink: &mut Sink<Job>,
+) -> Result<usize, kube::Error> {
+    let kind = Job::kind(&());
+    let mut params = ListParams::default().fields(UNFINISHED_JOBS);
+    params.limit = page_size;
+    let mut listed = 0;
+    let mut started = false;
+    loop {
+        let page = api.list(&params).await?;
+        if !started {
+            sink.apply(watcher::Event::Init);
+            started = true;
+        }
+        for job in page.items {
+            if let Some(event) = unguard(watcher::Event::InitApply(job), &kind) {
+                listed += 1;
+                sink.apply(event);
+            }
+        }
+        match page.metadata.continue_.filter(|token| !token.is_empty()) {
+            Some(token) => params.continue_token = Some(token),
+            None => break,
+        }
+    }
+    sink.apply(watcher::Event::InitDone);
+    Ok(listed)
 }
 
 /// The event without its guard; `None` for an object that failed to deserialize (logged). A
@@ -1012,6 +1103,10 @@ pub struct Caches {
     pub pods_feed: Arc<Feed<Pod>>,
     pub nodes_feed: Arc<Feed<Node>>,
     pub namespaces_feed: Arc<Feed<Namespace>>,
+    /// Whether [`Caches::jobs`] holds every job: false from [`Caches::start`] until the list of
+    /// every job is in (before that it may hold only the unfinished ones; see
+    /// [`run_jobs_watch`]).
+    jobs_complete: tokio::sync::watch::Sender<bool>,
 }
 
 /// The sinks of [`Caches::new`], to be driven by watches ([`Caches::start`]) or by a test.
@@ -1080,6 +1175,8 @@ impl Caches {
             pods_feed: sinks.pods.feed(),
             nodes_feed: sinks.nodes.feed(),
             namespaces_feed: sinks.namespaces.feed(),
+            // Tests feed the sinks themselves: what they feed is all there is.
+            jobs_complete: tokio::sync::watch::Sender::new(true),
         };
         (Arc::new(caches), sinks)
     }
@@ -1089,12 +1186,15 @@ impl Caches {
     pub fn start(client: Client) -> (Arc<Caches>, Vec<tokio::task::JoinHandle<()>>) {
         let (caches, sinks) = Caches::new();
         let barge_label = format!("{LABEL_MANAGED_BY}={MANAGED_BY_BARGE}");
+        // Paginated lists of 500 objects (kube's default, as client-go's reflector).
         let all = watcher::Config::default;
+        caches.jobs_complete.send_replace(false);
         let tasks = vec![
-            tokio::spawn(run_guarded_watch(
+            tokio::spawn(run_jobs_watch(
                 Api::<DeserializeGuard<Job>>::all(client.clone()),
                 all(),
                 sinks.jobs,
+                caches.jobs_complete.clone(),
             )),
             tokio::spawn(run_guarded_watch(
                 Api::<DeserializeGuard<JobDefinition>>::all(client.clone()),
@@ -1140,8 +1240,30 @@ impl Caches {
         (caches, tasks)
     }
 
-    /// Resolves once every store has seen its first complete list.
+    /// Resolves once every store has seen its first complete list (the jobs store included
+    /// every finished job).
     pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        self.wait_until_schedulable().await?;
+        self.wait_until_all_jobs_listed().await;
+        Ok(())
+    }
+
+    /// Whether the jobs store holds every job (see [`run_jobs_watch`]); until then a job
+    /// missing from it may be a finished one not listed yet.
+    pub fn all_jobs_listed(&self) -> bool {
+        *self.jobs_complete.borrow()
+    }
+
+    /// Resolves once the jobs store holds every job.
+    pub async fn wait_until_all_jobs_listed(&self) {
+        let mut complete = self.jobs_complete.subscribe();
+        // The sender lives as long as `self`: waiting cannot fail.
+        let _ = complete.wait_for(|listed| *listed).await;
+    }
+
+    /// Resolves once every store has seen its first list, the jobs store possibly with only
+    /// the unfinished jobs ([`Caches::all_jobs_listed`] tells): enough to schedule and run jobs.
+    pub async fn wait_until_schedulable(&self) -> Result<(), reflector::store::WriterDropped> {
         self.jobs.wait_until_ready().await?;
         self.job_definitions.wait_until_ready().await?;
         self.revisions.wait_until_ready().await?;

@@ -22,9 +22,10 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource};
 use tokio::sync::Notify;
 
-use barge_core::job::{Blocked, RunnableWork};
+use barge_core::job::{Blocked, JobRecord, JobView, RunnableWork, StateChange};
 use barge_core::resources::Resources;
 use barge_core::scheduler::{Constraints, JobKey, Workload};
+use barge_core::state::JobState;
 use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, SchedulingPolicy};
 
 use crate::cache::Caches;
@@ -490,6 +491,47 @@ pub struct NodeGroup {
     pub read_at_ms: i64,
 }
 
+/// A job's status change left unwritten by status coalescing (the job controller's
+/// `job_status_deferrals`): the job's uid, the record the change holds, and the state changes
+/// it made since the written record (the Events and metrics of a later write announce them).
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnwrittenJobStatus {
+    pub uid: String,
+    pub record: JobRecord,
+    pub events: Vec<StateChange>,
+}
+
+impl UnwrittenJobStatus {
+    /// Whether the job of `uid`, as `view` shows it (its written record, its pods now), is to be
+    /// judged against this unwritten record instead of the written one (pure): the unwritten
+    /// record saw the current attempt start (STARTING or RUNNING) where the written one still
+    /// says RUNNABLE or STARTING, for the same attempt, and the pod of that attempt (a
+    /// multi-node job's main node) is gone. Judged against the written record, the job would be
+    /// RUNNABLE without a pod and the same attempt placed again; against the unwritten one,
+    /// the pod vanished without a result and the attempt fails (the retry strategy decides),
+    /// as if the start had been written — which is what the job would have done without
+    /// coalescing. Nothing here waits for time: the unwritten record is kept until written.
+    pub fn judges(&self, uid: &str, view: &JobView) -> bool {
+        let written = &view.record;
+        let started = |state: JobState| matches!(state, JobState::Starting | JobState::Running);
+        let attempt = u32::try_from(written.attempts.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
+        let main_node = view.spec.nodes.map(|n| n.main_node);
+        let pod_present = view
+            .pods
+            .iter()
+            .any(|p| p.attempt == attempt && p.array_index.is_none() && p.node_index == main_node);
+        self.uid == uid
+            && written.array.is_none()
+            && self.record.array.is_none()
+            && matches!(written.state, JobState::Runnable | JobState::Starting)
+            && started(self.record.state)
+            && self.record.attempts.len() == written.attempts.len()
+            && !pod_present
+    }
+}
+
 /// What every controller and the scheduler receive.
 pub struct Context {
     pub client: Client,
@@ -509,8 +551,9 @@ pub struct Context {
     /// When the released pods of each array job with pods waiting to go were last deleted in a
     /// batch (the job controller; an entry goes once none waits).
     pub pod_disposals: Mutex<HashMap<JobKey, std::time::Instant>>,
-    /// Jobs whose non-terminal status changes wait for the coalescing window (since when).
-    pub job_status_deferrals: StatusDeferrals<JobKey>,
+    /// Jobs whose non-terminal status changes wait for the coalescing window: since when, and
+    /// the record left unwritten.
+    pub job_status_deferrals: StatusDeferrals<JobKey, UnwrittenJobStatus>,
     /// The resourceVersion of each job's last status write by this replica: a reconcile whose
     /// cached job is older waits for the cache instead of deciding on a record it already
     /// replaced (which could offer finished array children to the scheduler again).
@@ -570,6 +613,141 @@ impl Context {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    mod unwritten_job_status {
+        use super::*;
+        use barge_core::fixtures::{attempt_pod, job, node_pod, secs, T0};
+        use barge_core::job::{reconcile, JobRecord};
+
+        /// The record the job controller holds back: attempt 1 STARTING (or RUNNING), over a
+        /// written RUNNABLE record.
+        fn unwritten(state: JobState, started_at_ms: Option<i64>) -> UnwrittenJobStatus {
+            let mut record = JobRecord::submitted(T0);
+            record.state = state;
+            record.started_at_ms = started_at_ms;
+            let mut events = vec![StateChange {
+                from: JobState::Runnable,
+                to: JobState::Starting,
+                reason: None,
+            }];
+            if state == JobState::Running {
+                events.push(StateChange {
+                    from: JobState::Starting,
+                    to: JobState::Running,
+                    reason: None,
+                });
+            }
+            UnwrittenJobStatus {
+                uid: "uid-1".into(),
+                record,
+                events,
+            }
+        }
+
+        #[test]
+        fn a_start_left_unwritten_judges_the_job_once_its_pod_is_gone() {
+            let running = unwritten(JobState::Running, Some(T0 + secs(1)));
+            let gone = job("j").retry(2).state(JobState::Runnable).build();
+            assert!(running.judges("uid-1", &gone));
+            assert!(unwritten(JobState::Starting, None).judges("uid-1", &gone));
+            // Judged against the unwritten record, the attempt fails and is retried: attempt
+            // 2 is placed, not attempt 1 again.
+            let mut judged = gone.clone();
+            judged.record = running.record.clone();
+            let plan = reconcile(&judged, T0 + secs(5));
+            assert_eq!(plan.record.attempts.len(), 1, "{plan:#?}");
+            assert!(plan.record.attempts[0].status_reason.contains("j-1"));
+            assert_eq!(plan.record.state, JobState::Runnable);
+            assert_eq!(
+                plan.runnable,
+                RunnableWork::Single {
+                    attempt: 2,
+                    retried: true
+                }
+            );
+            // Against the written record it would have placed attempt 1 a second time.
+            let unjudged = reconcile(&gone, T0 + secs(5));
+            assert!(unjudged.record.attempts.is_empty());
+            assert!(matches!(
+                unjudged.runnable,
+                RunnableWork::Single { attempt: 1, .. }
+            ));
+            // Out of attempts: the job fails.
+            let mut last = job("j").state(JobState::Runnable).build();
+            last.record = running.record.clone();
+            assert_eq!(
+                reconcile(&last, T0 + secs(5)).record.state,
+                JobState::Failed
+            );
+        }
+
+        #[test]
+        fn the_written_record_decides_while_the_pod_is_there_or_nothing_started_unwritten() {
+            let starting = unwritten(JobState::Starting, None);
+            let with_pod = job("j")
+                .state(JobState::Runnable)
+                .pod(attempt_pod("j", 1, None).running(T0))
+                .build();
+            assert!(!starting.judges("uid-1", &with_pod), "the pod is there");
+            let gone = job("j").state(JobState::Runnable).build();
+            assert!(!starting.judges("uid-2", &gone), "another job of that name");
+            let mut retried = gone.clone();
+            retried.record.attempts = plan_attempts();
+            assert!(
+                !starting.judges("uid-1", &retried),
+                "the written record is at another attempt"
+            );
+            let runnable = UnwrittenJobStatus {
+                record: JobRecord {
+                    state: JobState::Runnable,
+                    ..starting.record.clone()
+                },
+                ..starting.clone()
+            };
+            assert!(
+                !runnable.judges("uid-1", &gone),
+                "a RUNNABLE change (a verdict) saw no start"
+            );
+            let finished = job("j").state(JobState::Succeeded).build();
+            assert!(!starting.judges("uid-1", &finished), "written terminal");
+            // A pod of another attempt does not stand for the current one.
+            let older = job("j")
+                .state(JobState::Runnable)
+                .pod(attempt_pod("j", 2, None).running(T0))
+                .build();
+            assert!(starting.judges("uid-1", &older));
+        }
+
+        #[test]
+        fn a_multi_node_job_is_judged_by_its_main_node() {
+            let starting = unwritten(JobState::Starting, None);
+            let main_gone = job("g")
+                .nodes(3, 0)
+                .state(JobState::Runnable)
+                .pod(node_pod("g", 1, 1).running(T0))
+                .build();
+            assert!(
+                starting.judges("uid-1", &main_gone),
+                "another node's pod does not stand for the main node's"
+            );
+            let main_there = job("g")
+                .nodes(3, 0)
+                .state(JobState::Runnable)
+                .pod(node_pod("g", 1, 0).running(T0))
+                .build();
+            assert!(!starting.judges("uid-1", &main_there));
+        }
+
+        /// One finished attempt, as a retried job's record holds it.
+        fn plan_attempts() -> Vec<barge_core::job::AttemptRecord> {
+            let failed = job("j")
+                .retry(2)
+                .state(JobState::Running)
+                .pod(attempt_pod("j", 1, None).failed(1, T0, T0 + secs(1)))
+                .build();
+            reconcile(&failed, T0 + secs(2)).record.attempts
+        }
+    }
 
     #[test]
     fn recent_writes_sweep_expired_ones_only_when_the_map_has_grown() {

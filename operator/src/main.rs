@@ -17,6 +17,11 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+/// The allocator: mimalloc hands freed pages back to the kernel, where glibc's malloc kept most of
+/// a submission burst's memory for ever (see `mimalloc` in Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The name kubectl shows for the plugin: it runs `kubectl-barge` found on the PATH.
 const KUBECTL_PLUGIN_NAME: &str = "kubectl barge";
 /// The file name of the plugin (a link to, or copy of, `barge`).

@@ -5,7 +5,8 @@
 //! 2. wait until Barge's CRDs are Established (logging what is missing while waiting);
 //! 3. start the caches ([`Caches::start`]) and the HTTP endpoints (`/metrics`, `/healthz`,
 //!    `/readyz`; the bound address is printed on stdout as `metrics listening on http://ADDR`),
-//!    and mark the process ready once the caches are synced;
+//!    and mark the process ready once the caches are synced (the jobs possibly without their
+//!    finished history, which comes in meanwhile: [`Caches::all_jobs_listed`]);
 //! 4. campaign for the Lease (`--leader-election`), or lead at once without it;
 //! 5. while leading: build a fresh [`Context`] and run the controllers and the scheduler
 //!    ([`spawn_workers`]);
@@ -81,8 +82,8 @@ pub struct OperatorArgs {
     /// This replica's identity in the Lease and in Events (default: POD_NAME, else hostname-pid).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
-    /// Least milliseconds between two status writes of a busy array job (and between refreshes
-    /// of queue counts), and how long a job's non-terminal changes (RUNNABLE → STARTING →
+    /// Least milliseconds between two status writes of a busy array job (sooner when 64
+    /// children's results wait to be recorded; and between refreshes of queue counts), and how long a job's non-terminal changes (RUNNABLE → STARTING →
     /// RUNNING, a new scheduler verdict) wait to be written together; terminal transitions,
     /// retries and a job's first status are written at once.
     #[arg(long, default_value_t = 1000)]
@@ -391,8 +392,10 @@ pub async fn run_until(args: OperatorArgs, shutdown: Shutdown) -> Result<(), Run
     }
 
     let (caches, cache_tasks) = Caches::start(client.clone());
+    // Ready (and leading, and scheduling) once every kind is listed, the jobs possibly without
+    // their finished history, which is listed meanwhile (see `Caches::all_jobs_listed`).
     tokio::select! {
-        synced = caches.wait_until_ready() => synced.map_err(|_| RunError::Caches)?,
+        synced = caches.wait_until_schedulable() => synced.map_err(|_| RunError::Caches)?,
         _ = shutdown.clone().wait() => {
             cache_tasks.iter().for_each(|t| t.abort());
             return Ok(());

@@ -161,12 +161,32 @@ pub enum Precondition {
 }
 
 /// What [`apply_status`] did.
-#[derive(Debug)]
-pub enum StatusWrite<K> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusWrite {
     /// The status already was the desired one.
     Unchanged,
-    /// Written; the object as the API server returned it.
-    Written(Box<K>),
+    /// Written; the resourceVersion of the object the API server returned (the rest of the
+    /// answer is not decoded: the caches learn the object from the watch).
+    Written { resource_version: Option<String> },
+}
+
+/// The only part of a write's answer [`apply_status`] reads: serde skips everything else
+/// without building it (a whole decoded object, managedFields included, cost a job's status
+/// write more CPU than the write's own encoding).
+#[derive(serde::Deserialize)]
+struct Answer {
+    metadata: AnswerMetadata,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AnswerMetadata {
+    resource_version: Option<String>,
+}
+
+/// The resourceVersion in a write's answer (the API server's JSON object).
+fn answered_resource_version(answer: &str) -> Result<Option<String>, serde_json::Error> {
+    serde_json::from_str::<Answer>(answer).map(|a| a.metadata.resource_version)
 }
 
 /// The apply patch body for a status write (pure).
@@ -198,7 +218,7 @@ pub async fn apply_status<K: HasStatus>(
     field_manager: &str,
     precondition: Precondition,
     metrics: &Metrics,
-) -> Result<StatusWrite<K>, kube::Error> {
+) -> Result<StatusWrite, kube::Error> {
     if obj.status() == Some(status) {
         metrics.status_writes_skipped.inc();
         return Ok(StatusWrite::Unchanged);
@@ -206,67 +226,113 @@ pub async fn apply_status<K: HasStatus>(
     let patch = status_patch(obj, status, precondition);
     let params = PatchParams::apply(field_manager).force();
     metrics.status_writes.inc();
-    let written = api
-        .patch_status(&obj.name_any(), &params, &Patch::Apply(&patch))
-        .await?;
-    Ok(StatusWrite::Written(Box::new(written)))
+    // `Api::patch_status` as it is, except that only the resourceVersion is decoded.
+    let mut request = kube::core::Request::new(api.resource_url())
+        .patch_subresource("status", &obj.name_any(), &params, &Patch::Apply(&patch))
+        .map_err(kube::Error::BuildRequest)?;
+    request.extensions_mut().insert("patch_status");
+    let answer = api.clone().into_client().request_text(request).await?;
+    let resource_version = answered_resource_version(&answer).map_err(kube::Error::SerdeError)?;
+    Ok(StatusWrite::Written { resource_version })
 }
 
-/// Status writes that wait for their coalescing window, per object (by key): since when.
+/// Status writes that wait for their coalescing window, per object (by key): since when, and
+/// what the unwritten status holds (`V`, the caller's summary of it).
 ///
 /// A write that may wait (a job's non-terminal transitions, see the job controller) opens a
 /// window at the first change left unwritten; every change within the window is left
 /// unwritten too, and the first reconcile at or after the window's end writes the latest
 /// status, so that a job going RUNNABLE → STARTING → RUNNING within the window costs one
 /// write (none when it finishes within the window: terminal states are written at once).
-/// Nothing rests on the window's timing for correctness: the written record only lags.
-pub struct StatusDeferrals<K> {
-    since: std::sync::Mutex<std::collections::HashMap<K, std::time::Instant>>,
+/// Nothing rests on the window's timing for correctness: the written record only lags, and
+/// what it lags behind is kept here ([`pending`](Self::pending)) until it is written, so a
+/// reconcile can judge what happened since against the unwritten status (a pod that vanished
+/// after its start was seen but not yet written).
+pub struct StatusDeferrals<K, V = ()> {
+    pending: std::sync::Mutex<Pending<K, V>>,
 }
 
-impl<K> Default for StatusDeferrals<K> {
+/// The unwritten statuses, and the size at which they are swept next.
+struct Pending<K, V> {
+    by_key: std::collections::HashMap<K, Deferral<V>>,
+    sweep_at: usize,
+}
+
+/// One object's unwritten status: since when it waits, and what it holds.
+struct Deferral<V> {
+    since: std::time::Instant,
+    status: V,
+}
+
+impl<K, V> Default for StatusDeferrals<K, V> {
     fn default() -> Self {
         Self {
-            since: std::sync::Mutex::new(std::collections::HashMap::new()),
+            pending: std::sync::Mutex::new(Pending {
+                by_key: std::collections::HashMap::new(),
+                sweep_at: DEFERRAL_SWEEP_AT,
+            }),
         }
     }
 }
 
-/// Windows kept after their end for objects never written again (deleted meanwhile), in
-/// windows: swept when the map doubles.
-const DEFERRAL_SWEEP_AFTER_WINDOWS: u32 = 4;
+/// Entries whose object is gone are swept when the map first holds this many, then each time
+/// it has doubled since the last sweep (amortized: a sweep asks `alive` of every entry).
+const DEFERRAL_SWEEP_AT: usize = 1024;
 
-impl<K: std::hash::Hash + Eq + Clone> StatusDeferrals<K> {
-    /// How much longer the write of `key`'s changed status may wait at `now` for a window of
-    /// `window` (the first call opens the window); None: write now.
+impl<K: std::hash::Hash + Eq + Clone, V> StatusDeferrals<K, V> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending<K, V>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How much longer the write of `key`'s changed status (`status`, replacing any unwritten
+    /// one before it) may wait at `now` for a window of `window` (the first call opens the
+    /// window); None: write now. The status stays [`pending`](Self::pending) until
+    /// [`written`](Self::written). When the map has grown enough ([`DEFERRAL_SWEEP_AT`]),
+    /// entries whose object is gone (`alive` says no) are swept; no entry goes for its age.
     pub fn wait(
         &self,
         key: &K,
+        status: V,
         now: std::time::Instant,
         window: std::time::Duration,
+        alive: impl Fn(&K, &V) -> bool,
     ) -> Option<std::time::Duration> {
-        let mut since = self.since.lock().unwrap_or_else(|p| p.into_inner());
-        let before = since.len();
-        let opened = *since.entry(key.clone()).or_insert(now);
-        if since.len() > before && since.len().is_power_of_two() && since.len() >= 1024 {
-            let stale = window * DEFERRAL_SWEEP_AFTER_WINDOWS;
-            since.retain(|_, at| now.saturating_duration_since(*at) < stale);
-        }
+        let mut pending = self.lock();
+        let opened = match pending.by_key.get_mut(key) {
+            Some(deferral) => {
+                deferral.status = status;
+                deferral.since
+            }
+            None => {
+                pending
+                    .by_key
+                    .insert(key.clone(), Deferral { since: now, status });
+                if pending.by_key.len() >= pending.sweep_at {
+                    pending
+                        .by_key
+                        .retain(|k, d| k == key || alive(k, &d.status));
+                    pending.sweep_at = (2 * pending.by_key.len()).max(DEFERRAL_SWEEP_AT);
+                }
+                now
+            }
+        };
         let elapsed = now.saturating_duration_since(opened);
         (elapsed < window).then(|| window - elapsed)
     }
 
+    /// What `read` makes of `key`'s unwritten status, if one waits.
+    pub fn pending<R>(&self, key: &K, read: impl FnOnce(&V) -> R) -> Option<R> {
+        self.lock().by_key.get(key).map(|d| read(&d.status))
+    }
+
     /// The status of `key` was written (or needs no write any more): its window closes.
     pub fn written(&self, key: &K) {
-        self.since
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        self.lock().by_key.remove(key);
     }
 
     /// Objects with an open (or expired, unwritten) window.
     pub fn len(&self) -> usize {
-        self.since.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.lock().by_key.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -289,56 +355,106 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_the_resource_version_of_a_write_answer_is_read() {
+        let answer = r#"{"apiVersion":"batch.barge.dev/v1alpha1","kind":"Job","metadata":{"name":"j","managedFields":[{"manager":"m","fieldsV1":{"f:status":{}}}],"resourceVersion":"42"},"status":{"status":"RUNNABLE"}}"#;
+        assert_eq!(
+            answered_resource_version(answer).expect("decodes"),
+            Some("42".to_string())
+        );
+        assert_eq!(
+            answered_resource_version(r#"{"metadata":{"name":"j"}}"#).expect("decodes"),
+            None
+        );
+        assert!(answered_resource_version(r#"{"kind":"Status"}"#).is_err());
+    }
+
+    #[test]
     fn a_deferral_window_opens_at_the_first_change_and_closes_on_write() {
         use std::time::{Duration, Instant};
-        let deferrals = StatusDeferrals::<String>::default();
+        let deferrals = StatusDeferrals::<String, &str>::default();
         let window = Duration::from_millis(1000);
         let t0 = Instant::now();
         let key = "ns/j".to_string();
-        assert_eq!(deferrals.wait(&key, t0, window), Some(window));
-        // A later change in the window waits for the same end, not a new window.
+        let alive = |_: &String, _: &&str| true;
+        assert_eq!(deferrals.pending(&key, |s| *s), None);
         assert_eq!(
-            deferrals.wait(&key, t0 + Duration::from_millis(300), window),
+            deferrals.wait(&key, "STARTING", t0, window, alive),
+            Some(window)
+        );
+        assert_eq!(deferrals.pending(&key, |s| *s), Some("STARTING"));
+        // A later change in the window waits for the same end, not a new window, and replaces
+        // the unwritten status.
+        assert_eq!(
+            deferrals.wait(
+                &key,
+                "RUNNING",
+                t0 + Duration::from_millis(300),
+                window,
+                alive
+            ),
             Some(Duration::from_millis(700))
         );
+        assert_eq!(deferrals.pending(&key, |s| *s), Some("RUNNING"));
         assert_eq!(
-            deferrals.wait(&key, t0 + window, window),
+            deferrals.wait(&key, "RUNNING", t0 + window, window, alive),
             None,
             "at the window's end: write"
         );
         assert_eq!(
-            deferrals.wait(&key, t0 + 3 * window, window),
+            deferrals.wait(&key, "RUNNING", t0 + 3 * window, window, alive),
             None,
             "an unwritten, expired window stays expired"
         );
+        assert_eq!(
+            deferrals.pending(&key, |s| *s),
+            Some("RUNNING"),
+            "unwritten until written, however long ago"
+        );
         deferrals.written(&key);
         assert!(deferrals.is_empty());
+        assert_eq!(deferrals.pending(&key, |s| *s), None);
         let t1 = t0 + 5 * window;
         assert_eq!(
-            deferrals.wait(&key, t1, window),
+            deferrals.wait(&key, "STARTING", t1, window, alive),
             Some(window),
             "a new window after a write"
         );
         assert_eq!(
-            deferrals.wait(&key, t1, Duration::ZERO),
+            deferrals.wait(&key, "STARTING", t1, Duration::ZERO, alive),
             None,
             "no window: write now"
         );
     }
 
     #[test]
-    fn deferrals_of_objects_never_written_again_are_swept() {
+    fn deferrals_of_objects_gone_are_swept_never_those_of_live_ones() {
         use std::time::{Duration, Instant};
-        let deferrals = StatusDeferrals::<u32>::default();
+        let deferrals = StatusDeferrals::<u32, bool>::default();
         let window = Duration::from_millis(100);
         let t0 = Instant::now();
+        // Odd keys' objects are gone (`false`).
+        let alive = |_: &u32, live: &bool| *live;
         for k in 0..1023 {
-            deferrals.wait(&k, t0, window);
+            deferrals.wait(&k, k % 2 == 0, t0, window, alive);
         }
         assert_eq!(deferrals.len(), 1023);
-        // The 1024th, long after the others' windows ended, sweeps them.
-        deferrals.wait(&5000, t0 + 10 * window, window);
-        assert_eq!(deferrals.len(), 1);
+        // The 1024th sweeps the gone ones, however recent; the live ones stay, however old.
+        deferrals.wait(&5001, false, t0 + 10 * window, window, alive);
+        assert_eq!(deferrals.len(), 512 + 1);
+        assert_eq!(deferrals.pending(&0, |live| *live), Some(true));
+        assert_eq!(deferrals.pending(&1, |live| *live), None);
+        assert_eq!(deferrals.pending(&5001, |live| *live), Some(false));
+        // The next sweep waits until the map has doubled (1,026 entries).
+        for k in 6000..6512 {
+            deferrals.wait(&k, false, t0, window, alive);
+        }
+        assert_eq!(deferrals.len(), 1025, "not swept again yet");
+        deferrals.wait(&7000, true, t0, window, alive);
+        assert_eq!(
+            deferrals.len(),
+            512 + 1,
+            "the live even keys and the newest"
+        );
     }
     use barge_crds::consts::{CONDITION_READY, REASON_VALID};
     use barge_crds::job_queue::{JobQueueSpec, JobQueueStatus, JqStatus};

@@ -752,6 +752,7 @@ mod tests {
             dependency_graph: barge_core::deps::DependencyGraph::new(),
             missing_dependency_grace_ms: barge_core::deps::DEFAULT_MISSING_DEPENDENCY_GRACE_SECONDS
                 * 1000,
+            all_jobs_listed: true,
             creation_refusal: None,
             finished_pod_retention_ms: None,
         }

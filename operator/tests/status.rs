@@ -4,6 +4,7 @@
 mod support;
 
 use kube::api::PostParams;
+use kube::ResourceExt;
 
 use barge_crds::scheduling_policy::SchedulingPolicyStatus;
 use barge_crds::SchedulingPolicy;
@@ -37,7 +38,11 @@ async fn status_writes_are_skipped_when_unchanged_and_guarded_by_resource_versio
     .await
     .expect("write")
     {
-        StatusWrite::Written(obj) => *obj,
+        StatusWrite::Written { resource_version } => {
+            let written = api.get(&created.name_any()).await.expect("get");
+            assert_eq!(resource_version, written.resource_version());
+            written
+        }
         StatusWrite::Unchanged => panic!("a new status is written"),
     };
     assert_eq!(written.status.as_ref(), Some(&first));

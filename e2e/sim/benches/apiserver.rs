@@ -9,7 +9,8 @@
 //! - write → watch-event latency (p50/p99) with 100 concurrent watchers;
 //! - the server's RSS (VmRSS) empty and holding 100,000 pods (`BARGE_SIM_BENCH_PODS` overrides).
 //!
-//! `cargo bench -p barge-sim --bench apiserver`
+//! `cargo bench -p barge-sim --bench apiserver` (`BARGE_SIM_BENCH_SERVER_BIN=<path>` runs another
+//! `barge-sim` binary as the server, `BARGE_SIM_BENCH_PODS` and `BARGE_SIM_BENCH_WRITES` size it).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -50,7 +51,10 @@ impl Drop for Server {
 fn start_server() -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     let kc = dir.path().join("kubeconfig");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_barge-sim"))
+    // Another server binary (e.g. a previous commit's) for before/after figures on one machine.
+    let bin = std::env::var("BARGE_SIM_BENCH_SERVER_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_barge-sim").to_string());
+    let mut child = Command::new(bin)
         .args(["serve", "--port", "0", "--kubeconfig"])
         .arg(&kc)
         .env("RUST_LOG", "warn")
@@ -360,6 +364,10 @@ async fn crd_writes(url: &str, pid: u32) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(CRD_WRITES);
     install_crds(url).await;
+    // Server CPU per write of each kind: survives the machine's load better than the rates.
+    let cpu_per_write =
+        |since: Duration| (cpu_time(pid) - since).as_secs_f64() * 1e3 / writes.max(1) as f64;
+    let start = cpu_time(pid);
     let cm_rate = concurrent_creates(url, writes, |c, i| {
         Box::pin(async move {
             let api: Api<ConfigMap> = Api::namespaced(c, "default");
@@ -369,7 +377,9 @@ async fn crd_writes(url: &str, pid: u32) {
         })
     })
     .await;
+    let cm_cpu = cpu_per_write(start);
     reset_sim_stats(url).await;
+    let start = cpu_time(pid);
     let job_rate = concurrent_creates(url, writes, |c, i| {
         Box::pin(async move {
             jobs_api(c)
@@ -379,6 +389,8 @@ async fn crd_writes(url: &str, pid: u32) {
         })
     })
     .await;
+    let job_cpu = cpu_per_write(start);
+    let start = cpu_time(pid);
     let apply_rate = concurrent_creates(url, writes, |c, i| {
         Box::pin(async move {
             let name = format!("applied-{i}");
@@ -393,8 +405,14 @@ async fn crd_writes(url: &str, pid: u32) {
         })
     })
     .await;
+    let apply_cpu = cpu_per_write(start);
     println!("crd writes: ConfigMaps {cm_rate:.0} creates/s, Jobs {job_rate:.0} creates/s ({:.0} %), Jobs {apply_rate:.0} server-side applies/s ({:.0} %) ({writes} each, {CLIENTS} concurrent clients; target ≥ 50 %)",
         100.0 * job_rate / cm_rate, 100.0 * apply_rate / cm_rate);
+    println!(
+        "crd writes: server CPU per write: ConfigMap create {cm_cpu:.3} ms, Job create {job_cpu:.3} ms ({:.0} % of the ConfigMap's rate if CPU-bound), Job apply {apply_cpu:.3} ms ({:.0} %)",
+        100.0 * cm_cpu / job_cpu,
+        100.0 * cm_cpu / apply_cpu
+    );
     let stats = sim_stats(url).await;
     let commits = stats["commits"].as_u64().unwrap_or(0);
     if commits > 0 {

@@ -122,6 +122,18 @@ async fn concurrent_patches_lose_nothing_and_watchers_see_revisions_in_order() {
     c.shutdown().await;
 }
 
+/// A client impersonating `user` that does not retry: kube-rs retries 429s by default (honouring
+/// Retry-After), so without this a refusal would not show.
+async fn client_without_retries(c: &Cluster, user: &str) -> kube::Client {
+    let kc = kube::config::Kubeconfig::from_yaml(&c.kubeconfig_as(user, &[])).unwrap();
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .expect("config");
+    config.default_retry = false;
+    kube::Client::try_from(config).expect("impersonating client")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_beyond_max_mutating_inflight_get_429_except_system_masters() {
     let c = Cluster::start(ClusterConfig {
@@ -147,14 +159,7 @@ async fn writes_beyond_max_mutating_inflight_get_429_except_system_masters() {
     )
     .await
     .expect("binding");
-    // kube-rs retries 429s by default (honouring Retry-After): without that, the refusal shows.
-    let kc = kube::config::Kubeconfig::from_yaml(&c.kubeconfig_as("writer", &[])).unwrap();
-    let mut config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .expect("config");
-    config.default_retry = false;
-    let writer = kube::Client::try_from(config).expect("impersonating client");
+    let writer = client_without_retries(&c, "writer").await;
     c.reset_stats();
 
     let mut tasks = Vec::new();
@@ -214,5 +219,86 @@ async fn writes_beyond_max_mutating_inflight_get_429_except_system_masters() {
         t.await.expect("task").expect("admin is never throttled");
     }
     assert_eq!(c.stats().throttled, 0);
+    c.shutdown().await;
+}
+
+/// kube-apiserver's DefaultBuildHandlerChain admits a request through the max-in-flight filter
+/// before it authorizes it: a user without any permission who writes while the budget is spent
+/// gets 429, not 403; once the budget is free, the authorizer refuses it with 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_in_flight_refuses_before_authorization() {
+    let c = Cluster::start(ClusterConfig {
+        max_in_flight: MaxInFlight {
+            requests: 0,
+            mutating: 1,
+        },
+        // Keeps the allowed write in flight while the unauthorized one arrives.
+        write_latency: Duration::from_millis(800),
+        ..ClusterConfig::default()
+    })
+    .await
+    .expect("cluster");
+    let admin = c.client().expect("client");
+    let crb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "writer-admin"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "User", "name": "writer", "apiGroup": "rbac.authorization.k8s.io"}]});
+    let crbs: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> = Api::all(admin);
+    crbs.create(
+        &PostParams::default(),
+        &serde_json::from_value(crb).unwrap(),
+    )
+    .await
+    .expect("binding");
+    let writer = client_without_retries(&c, "writer").await;
+    let nobody = client_without_retries(&c, "nobody").await;
+    let cm = |name: &str| -> ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()
+    };
+    c.clear_request_log();
+    c.reset_stats();
+
+    let holder = {
+        let api: Api<ConfigMap> = Api::namespaced(writer, "default");
+        let obj = cm("held");
+        tokio::spawn(async move { api.create(&PostParams::default(), &obj).await })
+    };
+    // Wait until the writer holds the only mutating slot (its write is in its latency).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while c.stats().writes == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the held write never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let api: Api<ConfigMap> = Api::namespaced(nobody, "default");
+    let err = api
+        .create(&PostParams::default(), &cm("denied"))
+        .await
+        .expect_err("the budget is spent");
+    assert!(format!("{err:?}").contains("429"), "{err:?}");
+    assert_eq!(c.stats().throttled_mutating, 1);
+    holder
+        .await
+        .expect("task")
+        .expect("the allowed write lands");
+
+    let err = api
+        .create(&PostParams::default(), &cm("denied"))
+        .await
+        .expect_err("nobody may not create ConfigMaps");
+    assert!(format!("{err:?}").contains("403"), "{err:?}");
+
+    let log: Vec<(String, bool, u16)> = c
+        .request_log()
+        .into_iter()
+        .filter(|r| r.user == "nobody")
+        .map(|r| (r.verb, r.allowed, r.code))
+        .collect();
+    assert_eq!(
+        log,
+        vec![("create".into(), false, 429), ("create".into(), false, 403)]
+    );
     c.shutdown().await;
 }

@@ -3,8 +3,8 @@
 //! 1. Queued: a compute environment with no capacity (`maxvCpus: 0`, so nothing is placeable),
 //!    the operator's resident set (VmRSS) once it is idle, then `BARGE_BENCH_QUEUED` (100,000
 //!    by default) single jobs submitted by 16 clients; once every one is RUNNABLE (the
-//!    operator's `barge_jobs` gauge) and the operator is idle again, the RSS beyond the empty
-//!    baseline per job.
+//!    operator's `barge_jobs` gauge) and the operator is idle again (its status writes done:
+//!    no writes for 3 s), the RSS beyond the empty baseline per job.
 //! 2. Finished: a compute environment with room (as the throughput phases), then two rounds of
 //!    `BARGE_BENCH_JOBS` single zero-length jobs run to SUCCEEDED; the RSS after each round, once
 //!    the finished jobs' retention (`--finished-pod-retention-seconds`, set to 5 s here) has passed.
@@ -73,6 +73,31 @@ async fn wait_state(operator: &Operator, state: &str, n: u64, started: Instant) 
     }
 }
 
+/// Waits until the cluster's writes have stopped (fewer than [`QUIET_WRITES`] in
+/// [`QUIET_SPAN`]: a leader lease renewal may fall in it) and returns the writes counted so far.
+async fn wait_quiet(sim: &Sim, operator: &Operator, started: Instant) -> u64 {
+    let mut last = sim.stats().writes;
+    loop {
+        tokio::time::sleep(QUIET_SPAN).await;
+        let now = sim.stats().writes;
+        if now - last < QUIET_WRITES {
+            return now;
+        }
+        last = now;
+        assert!(
+            started.elapsed() < DEADLINE,
+            "memory: the operator still writes after {DEADLINE:?}; operator log: {}",
+            operator.log.display()
+        );
+    }
+}
+
+/// The span [`wait_quiet`] watches for writes.
+const QUIET_SPAN: Duration = Duration::from_secs(3);
+
+/// Fewer writes than this in [`QUIET_SPAN`] count as quiet.
+const QUIET_WRITES: u64 = 5;
+
 /// The operator's RSS once it has settled: the least of a few samples a second apart (a pass
 /// or a reconcile in progress holds transient memory).
 async fn settled_rss_kib(operator: &Operator) -> u64 {
@@ -103,14 +128,21 @@ async fn queued_part(bench: &Bench, n: u64, outcome: &mut Outcome) {
     let submitted = started.elapsed();
     wait_state(&operator, "RUNNABLE", n, started).await;
     let runnable = started.elapsed();
-    // Let the scheduler's passes and the status refreshes of the last jobs end.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // RUNNABLE is not idle: each job's `Schedulable=False` condition is written after its
+    // RUNNABLE status, and until those writes are done their reconciles and requests hold
+    // several KiB each. Measure once the writes have stopped.
+    let writes = wait_quiet(&sim, &operator, started).await;
+    let quiet = started.elapsed();
     let full = settled_rss_kib(&operator).await;
     let peak = operator.peak_rss_kib();
     operator.kill().await;
     sim.shutdown().await;
     let per_job = full.saturating_sub(empty) as f64 / n as f64;
-    println!("  queued: submitted in {submitted:.1?}, all RUNNABLE after {runnable:.1?}");
+    println!(
+        "  queued: submitted in {submitted:.1?}, all RUNNABLE after {runnable:.1?}, writes done \
+         after {quiet:.1?} ({:.2} writes per job, its create included)",
+        writes as f64 / n as f64
+    );
     println!(
         "  operator RSS, empty       : {:.1} MiB",
         empty as f64 / 1024.0

@@ -110,6 +110,13 @@ pub async fn run(bench: &Bench) -> Outcome {
         "  job status writes        : {}",
         stats.count("patch", "jobs/status")
     );
+    // Where the operator's requests waited: its client-side throttle, by priority.
+    for line in operator
+        .scrape(&["barge_kube_api_requests", "barge_kube_api_throttle_wait"])
+        .await
+    {
+        println!("  {line}");
+    }
     println!("  load average             : {}", super::load_average());
     outcome.figure(Row::StartupFirstPod, first_pod_s);
     outcome.figure(Row::StartupRefusedWrites, refused);

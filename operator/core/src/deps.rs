@@ -481,6 +481,9 @@ pub struct Surroundings<'a> {
     pub waiting_since_ms: i64,
     /// How long a named job may be missing.
     pub missing_grace_ms: i64,
+    /// Whether `targets` could name every job: while not (start-up, before the finished history
+    /// is listed), a missing job may exist, and is waited for without a deadline.
+    pub all_jobs_listed: bool,
 }
 
 /// A verdict after [`Surroundings::settle`], and when to look again.
@@ -527,6 +530,10 @@ impl Surroundings<'_> {
         let Some(first) = missing.first() else {
             return open(verdict);
         };
+        if !self.all_jobs_listed {
+            // Judged again once every job is listed (the complete list reconciles every job).
+            return open(verdict);
+        }
         let fails_at_ms = self.waiting_since_ms.saturating_add(self.missing_grace_ms);
         if now_ms >= fails_at_ms {
             return open(DependencyVerdict::Failed {
@@ -847,6 +854,7 @@ mod tests {
             graph,
             waiting_since_ms: 1_000_000,
             missing_grace_ms: 300_000,
+            all_jobs_listed: true,
         }
     }
 

@@ -50,6 +50,7 @@ pub fn job(name: &str) -> JobViewBuilder {
             blocked: None,
             dependency_graph: DependencyGraph::new(),
             missing_dependency_grace_ms: secs(DEFAULT_MISSING_DEPENDENCY_GRACE_SECONDS),
+            all_jobs_listed: true,
             creation_refusal: None,
             finished_pod_retention_ms: None,
         },
@@ -169,6 +170,11 @@ impl JobViewBuilder {
     }
     pub fn missing_dependency_grace(mut self, seconds: i64) -> Self {
         self.view.missing_dependency_grace_ms = secs(seconds);
+        self
+    }
+    /// The view holds only the unfinished jobs (start-up, before the finished history).
+    pub fn finished_jobs_unlisted(mut self) -> Self {
+        self.view.all_jobs_listed = false;
         self
     }
     pub fn creation_refusal(mut self, refusal: CreationRefusal) -> Self {

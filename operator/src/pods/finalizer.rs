@@ -3,7 +3,9 @@
 
 use barge_crds::consts::{FINALIZER_ATTEMPT_RESULT, LABEL_DISPOSABLE};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
+
+use super::patch_pod;
 
 use crate::status::is_not_found;
 
@@ -51,10 +53,7 @@ pub async fn release_pod(
     let Some(patch) = release_patch(finalizers, disposable) else {
         return Ok(());
     };
-    match api
-        .patch(pod, &PatchParams::default(), &Patch::<()>::Json(patch))
-        .await
-    {
+    match patch_pod(api, pod, &Patch::<()>::Json(patch)).await {
         Ok(_) => Ok(()),
         Err(e) if is_not_found(&e) => Ok(()),
         Err(source) => Err(ReleaseError {

@@ -31,6 +31,7 @@ mod nodes;
 mod pod_properties;
 mod read;
 mod request;
+mod unread;
 
 pub use container::parse_user;
 pub use environment::substitute_refs;
@@ -45,6 +46,7 @@ pub use read::{
     POD_REASON_NODE_LOST, POD_REASON_NODE_SHUTDOWN,
 };
 pub use request::job_request;
+pub use unread::{create_pod, patch_pod};
 
 use std::collections::BTreeMap;
 

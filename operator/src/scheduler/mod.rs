@@ -258,7 +258,9 @@ pub async fn pass(ctx: &Context, state: &mut LoopState, creator: &mut PodCreator
         write_queue_statuses(ctx, &mut state.queue_status, &snap, now_ms).await;
     }
     state.passes += 1;
-    if state.passes.is_multiple_of(SWEEP_EVERY) {
+    // Until every job is listed (start-up), a pod's job missing from the cache may be a
+    // finished one not listed yet: no pod is taken for an orphan before that.
+    if state.passes.is_multiple_of(SWEEP_EVERY) && ctx.caches.all_jobs_listed() {
         sweep_orphans(ctx).await;
     }
     ctx.metrics

@@ -142,9 +142,9 @@ async fn create(client: kube::Client, creation: &Creation) -> Result<(), CreateE
         }
     }
     let pods: Api<Pod> = Api::namespaced(client, namespace);
-    pods.create(&PostParams::default(), &creation.pod)
+    // The created pod comes to the caches by the watch: the answer is not decoded.
+    crate::pods::create_pod(&pods, &creation.pod)
         .await
-        .map(|_| ())
         .map_err(|source| CreateError {
             object: format!("pod {}", creation.pod.name_any()),
             source,

@@ -53,6 +53,76 @@ fn str_at<'a>(v: &'a Value, p: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
+/// The field labels of a CRD version's `selectableFields` (Kubernetes ≥ 1.31): each `jsonPath`
+/// without its leading dot. As kube-apiserver validates them: at most 8, each a simple path
+/// (`.a.b`, no array notation) outside `metadata`, naming a string, integer or boolean field of
+/// the version's schema, no path twice. An absent field selects as the empty string (see
+/// `selectors::field_value`).
+fn selectable_fields(name: &str, i: usize, version: &Value) -> ApiResult<Vec<String>> {
+    const MAX: usize = 8;
+    let Some(entries) = version.get("selectableFields").and_then(Value::as_array) else {
+        return Ok(Vec::new());
+    };
+    let at = |j: usize| format!("spec.versions[{i}].selectableFields[{j}].jsonPath");
+    if entries.len() > MAX {
+        return Err(invalid(
+            name,
+            &format!("spec.versions[{i}].selectableFields"),
+            &format!("Too many: {}: must have at most {MAX} items", entries.len()),
+        ));
+    }
+    let schema = version.pointer("/schema/openAPIV3Schema");
+    let mut fields: Vec<String> = Vec::new();
+    for (j, entry) in entries.iter().enumerate() {
+        let Some(path) = entry
+            .get("jsonPath")
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty())
+        else {
+            return Err(invalid(name, &at(j), "Required value"));
+        };
+        let segments: Vec<&str> = path.strip_prefix('.').unwrap_or("").split('.').collect();
+        if !path.starts_with('.') || path.contains('[') || segments.iter().any(|s| s.is_empty()) {
+            return Err(invalid(
+                name,
+                &at(j),
+                &format!("Invalid value: \"{path}\": is an invalid path"),
+            ));
+        }
+        if segments[0] == "metadata" {
+            return Err(invalid(
+                name,
+                &at(j),
+                &format!("Invalid value: \"{path}\": must not point to fields in metadata"),
+            ));
+        }
+        let leaf = segments.iter().try_fold(schema, |node, segment| {
+            Some(node?.get("properties")?.get(*segment))
+        });
+        let kind = leaf
+            .flatten()
+            .and_then(|s| s.get("type"))
+            .and_then(Value::as_str);
+        if !matches!(kind, Some("string" | "integer" | "boolean")) {
+            return Err(invalid(
+                name,
+                &at(j),
+                &format!("Invalid value: \"{path}\": selectable field must be a string, integer or boolean field of the schema"),
+            ));
+        }
+        let label = segments.join(".");
+        if fields.contains(&label) {
+            return Err(invalid(
+                name,
+                &at(j),
+                &format!("Duplicate value: \"{path}\""),
+            ));
+        }
+        fields.push(label);
+    }
+    Ok(fields)
+}
+
 fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
         .map(|a| {
@@ -179,6 +249,7 @@ pub fn defs_from_crd(crd: &Value) -> ApiResult<Vec<ResourceDef>> {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default(),
+            selectable_fields: selectable_fields(name, i, v)?,
             custom: true,
             create_only: false,
             scale: v.pointer("/subresources/scale").map(|sc| ScalePaths {
@@ -365,6 +436,34 @@ mod tests {
         let mut c = crd();
         c["spec"]["scope"] = json!("Galaxy");
         assert_eq!(defs_from_crd(&c).unwrap_err().code, 422);
+    }
+
+    #[test]
+    fn selectable_fields_are_checked_and_become_field_labels() {
+        let with = |fields: Value| {
+            let mut c = crd();
+            c["spec"]["versions"][1]["schema"]["openAPIV3Schema"] = json!({"type": "object",
+                "properties": {"status": {"type": "object", "properties": {
+                    "phase": {"type": "string"}, "count": {"type": "integer"},
+                    "tags": {"type": "array", "items": {"type": "string"}}}}}});
+            c["spec"]["versions"][1]["selectableFields"] = fields;
+            defs_from_crd(&c)
+        };
+        let defs =
+            with(json!([{"jsonPath": ".status.phase"}, {"jsonPath": ".status.count"}])).unwrap();
+        assert!(defs[0].selectable_fields.is_empty());
+        assert_eq!(defs[1].selectable_fields, ["status.phase", "status.count"]);
+        for bad in [
+            json!([{"jsonPath": "status.phase"}]),
+            json!([{"jsonPath": ".status.tags"}]),
+            json!([{"jsonPath": ".status.missing"}]),
+            json!([{"jsonPath": ".metadata.name"}]),
+            json!([{"jsonPath": ".status.phase"}, {"jsonPath": ".status.phase"}]),
+            json!([{}]),
+            json!(vec![json!({"jsonPath": ".status.phase"}); 9]),
+        ] {
+            assert_eq!(with(bad.clone()).unwrap_err().code, 422, "{bad}");
+        }
     }
 
     #[test]

@@ -170,11 +170,19 @@ pub struct Stats {
 impl Stats {
     pub fn record(&self, verb: &str, resource: &str) {
         if let Ok(mut s) = self.inner.lock() {
-            *s.requests
-                .entry(verb.to_string())
-                .or_default()
-                .entry(resource.to_string())
-                .or_default() += 1;
+            // Counters are looked up before they are created: no key copies on the hot path.
+            if !s.requests.contains_key(verb) {
+                s.requests.insert(verb.to_string(), BTreeMap::new());
+            }
+            let Some(by_resource) = s.requests.get_mut(verb) else {
+                return;
+            };
+            match by_resource.get_mut(resource) {
+                Some(n) => *n += 1,
+                None => {
+                    by_resource.insert(resource.to_string(), 1);
+                }
+            }
             s.total += 1;
             if WRITE_VERBS.contains(&verb) {
                 s.writes += 1;

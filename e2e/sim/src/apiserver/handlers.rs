@@ -211,7 +211,10 @@ impl Selectors {
             .transpose()?;
         let fields = q
             .get("fieldSelector")
-            .map(|f| FieldSelector::parse(f, &def.group, &def.kind, def.custom))
+            .map(|f| {
+                let custom = def.custom.then_some(def.selectable_fields.as_slice());
+                FieldSelector::parse(f, &def.group, &def.kind, custom)
+            })
             .transpose()?;
         let indexed = fields.as_ref().is_none_or(|f| {
             f.keys()
@@ -234,7 +237,7 @@ impl Selectors {
         match &self.fields {
             None => true,
             Some(f) if self.indexed => f.matches(&s.indexed_fields()),
-            Some(f) => f.matches(&s.value()),
+            Some(f) => f.matches(&s.fields_at(f.keys())),
         }
     }
 }
@@ -304,41 +307,56 @@ pub fn list(req: &Req) -> ApiResult<Response> {
         }
         None => (0, None),
     };
-    let (rv, objs) = {
-        let st = req
-            .api
+    let lock = || {
+        req.api
             .state
             .lock()
-            .map_err(|_| ApiError::internal("store poisoned"))?;
+            .map_err(|_| ApiError::internal("store poisoned"))
+    };
+    let rv = {
+        let st = lock()?;
         if after.is_some() && list_rv < st.store.compacted_rv(&req.def.storage) {
             return Err(ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list."));
         }
-        let rv = if after.is_some() {
+        if after.is_some() {
             list_rv
         } else {
             st.store.rv
-        };
-        (rv, st.store.list(&req.def.storage, ns, after.as_ref()))
-    };
-    let total = objs.len();
-    let mut picked: Vec<Arc<Stored>> = Vec::new();
-    let mut cont = None;
-    let mut scanned = 0usize;
-    for s in objs {
-        scanned += 1;
-        if !sel.matches(&s) {
-            continue;
         }
-        if limit.is_some_and(|l| picked.len() == l) {
-            if let Some(last) = picked.last() {
-                cont = Some(encode_continue(rv, &last.key()));
+    };
+    // Objects are taken from the store in chunks (the lock is held only to copy their handles)
+    // and matched outside the lock; the scan stops once the page is full, so a paginated list
+    // of n objects costs O(n) in all, not O(n) per page.
+    let chunk = limit.map_or(usize::MAX, |l| (l + 1).max(1024));
+    let mut picked: Vec<Arc<Stored>> = Vec::new();
+    let mut cursor = after;
+    let mut full = false;
+    'scan: loop {
+        let (candidates, more) =
+            lock()?
+                .store
+                .list_page(&req.def.storage, ns, cursor.as_ref(), Some(chunk));
+        for s in candidates {
+            if !sel.matches(&s) {
+                cursor = Some(s.key());
+                continue;
             }
+            if limit.is_some_and(|l| picked.len() == l) {
+                full = true;
+                break 'scan;
+            }
+            cursor = Some(s.key());
+            picked.push(s);
+        }
+        if !more {
             break;
         }
-        picked.push(s);
     }
-    let remaining = match (&cont, sel.labels.is_none() && sel.fields.is_none()) {
-        (Some(_), true) => Some((total - scanned + 1) as u64),
+    let last = picked.last().filter(|_| full).map(|s| s.key());
+    let cont = last.as_ref().map(|key| encode_continue(rv, key));
+    // `remainingItemCount` only for lists without selectors, as kube-apiserver does.
+    let remaining = match (&last, sel.labels.is_none() && sel.fields.is_none()) {
+        (Some(key), true) => Some(lock()?.store.count_after(&req.def.storage, ns, key) as u64),
         _ => None,
     };
     if req.wants_table() {
@@ -580,22 +598,26 @@ pub fn patch(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> 
             None => Err(ApiError::not_found(&def.qualified(), &key.1)),
             Some(cur) => {
                 let old_storage = cur.value();
-                let old = objects::from_storage(def, old_storage.clone());
+                // The served object, read only by the patch types that need it besides the copy
+                // they patch.
+                let served = || objects::from_storage(def, old_storage.clone());
                 let new = match ptype {
                     PatchType::Merge => {
-                        let mut n = old.clone();
+                        let mut n = served();
                         machinery::merge_patch(&mut n, &patch_body);
                         n
                     }
                     PatchType::Json => {
-                        let mut n = old.clone();
+                        let mut n = served();
                         machinery::json_patch(&mut n, &patch_body)?;
                         n
                     }
                     PatchType::Strategic => {
+                        let old = served();
                         machinery::strategic_merge_patch(&old, &patch_body, &def.group, &def.kind)?
                     }
                     PatchType::Apply => {
+                        let old = served();
                         let mut applied = patch_body.clone();
                         write::check_kind(def, &mut applied)?;
                         machinery::server_side_apply(
@@ -615,7 +637,7 @@ pub fn patch(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> 
                 // A patch that names a resourceVersion is a precondition.
                 let wanted_rv = match ptype {
                     PatchType::Json => meta_str(&new, "resourceVersion")
-                        .filter(|rv| Some(*rv) != meta_str(&old, "resourceVersion"))
+                        .filter(|rv| Some(*rv) != meta_str(&old_storage, "resourceVersion"))
                         .map(String::from),
                     _ => patch_body
                         .pointer("/metadata/resourceVersion")

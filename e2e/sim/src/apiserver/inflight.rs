@@ -83,6 +83,13 @@ pub struct InFlight {
 #[derive(Debug)]
 pub struct Slot(Option<Arc<AtomicUsize>>);
 
+impl Slot {
+    /// A request the filter does not count.
+    pub fn none() -> Slot {
+        Slot(None)
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(c) = self.0.take() {

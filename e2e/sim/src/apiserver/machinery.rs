@@ -87,17 +87,25 @@ impl LabelSelector {
 
 impl FieldSelector {
     /// Parse and check the fields against those the kind supports (400 otherwise).
-    pub fn parse(s: &str, group: &str, kind: &str, custom: bool) -> ApiResult<Self> {
+    /// A custom resource supports the metadata fields plus its version's `selectableFields`.
+    pub fn parse(s: &str, group: &str, kind: &str, custom: Option<&[String]>) -> ApiResult<Self> {
         let inner = selectors::parse_field_selector(s).map_err(ApiError::bad_request)?;
-        let supported: Option<&[&str]> = if custom {
-            Some(&["metadata.name", "metadata.namespace"])
-        } else {
-            selectors::supported_field_labels(group, kind)
+        let custom_fields: Option<Vec<&str>> = custom.map(|selectable| {
+            ["metadata.name", "metadata.namespace"]
+                .into_iter()
+                .chain(selectable.iter().map(String::as_str))
+                .collect()
+        });
+        let supported: Option<&[&str]> = match &custom_fields {
+            Some(fields) => Some(fields),
+            None => selectors::supported_field_labels(group, kind),
         };
         if let Some(sup) = supported {
             inner.check_supported(sup).map_err(ApiError::bad_request)?;
         }
-        let keys = inner.terms.iter().map(|t| t.field.clone()).collect();
+        let mut keys: Vec<String> = inner.terms.iter().map(|t| t.field.clone()).collect();
+        keys.sort();
+        keys.dedup();
         Ok(FieldSelector { inner, keys })
     }
 

@@ -256,22 +256,55 @@ fn content_type(headers: &http::HeaderMap) -> String {
 }
 
 /// The single entry point of every request. Requests with impersonation headers are
-/// authenticated and authorized first ([`auth::serve_impersonated`]); the others are
+/// authenticated, admitted by the max-in-flight filter and authorized first, in kube-apiserver's
+/// filter order ([`auth::serve_impersonated`]); the others are
 /// `system:admin` and go straight to [`serve`].
 pub async fn dispatch(AxState(api): AxState<Arc<ApiServer>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     if auth::impersonation::requested(&parts.headers) {
         return auth::serve_impersonated(api, parts, body).await;
     }
-    serve(&api, parts, body, None).await
+    serve(&api, parts, body, None, None).await
 }
 
-/// Serve an authorized request; `user` is the impersonated user (None: `system:admin`).
+/// kube-apiserver's max-in-flight filter (`WithMaxInFlightLimit`, [`inflight`]) for one request
+/// by `user` (None: `system:admin`): the slot it holds while it is served, or None when it is
+/// refused (counted in the stats; the caller answers [`inflight::too_many_requests`]). The sim's
+/// own `/sim/v1` endpoints are never counted.
+pub fn admit_in_flight(
+    api: &ApiServer,
+    parts: &http::request::Parts,
+    user: Option<&auth::UserInfo>,
+) -> Option<inflight::Slot> {
+    let path = parts.uri.path();
+    if path.starts_with("/sim/v1") {
+        return Some(inflight::Slot::none());
+    }
+    let class = inflight::classify(
+        &parts.method,
+        Query::parse(parts.uri.query()).flag("watch"),
+        parse_target(path)
+            .as_ref()
+            .and_then(|t| t.subresource.as_deref()),
+    );
+    match api.inflight.admit(class, user) {
+        Ok(slot) => Some(slot),
+        Err(mutating) => {
+            api.stats.record_throttled(mutating);
+            None
+        }
+    }
+}
+
+/// Serve an authorized request; `user` is the impersonated user (None: `system:admin`), `slot`
+/// its max-in-flight slot when it was already admitted (impersonated requests are, before
+/// authorization, as in kube-apiserver's filter chain); None admits it here.
 pub async fn serve(
     api: &Arc<ApiServer>,
     parts: http::request::Parts,
     body: Body,
     user: Option<Arc<auth::UserInfo>>,
+    slot: Option<inflight::Slot>,
 ) -> Response {
     let path = parts.uri.path().to_string();
     let query = Query::parse(parts.uri.query());
@@ -293,20 +326,13 @@ pub async fn serve(
             .unwrap_or_else(IntoResponse::into_response);
     }
     // kube-apiserver's max-in-flight filter runs before the request is routed; the slot is held
-    // until the response is built.
-    let class = inflight::classify(
-        &parts.method,
-        query.flag("watch"),
-        parse_target(&path)
-            .as_ref()
-            .and_then(|t| t.subresource.as_deref()),
-    );
-    let _slot = match api.inflight.admit(class, user.as_deref()) {
-        Ok(slot) => slot,
-        Err(mutating) => {
-            api.stats.record_throttled(mutating);
-            return inflight::too_many_requests();
-        }
+    // until the response is built. Impersonated requests took theirs before authorization.
+    let _slot = match slot {
+        Some(slot) => slot,
+        None => match admit_in_flight(api, &parts, user.as_deref()) {
+            Some(slot) => slot,
+            None => return inflight::too_many_requests(),
+        },
     };
     let accept = parts
         .headers

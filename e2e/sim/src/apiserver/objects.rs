@@ -387,34 +387,69 @@ pub fn from_storage(def: &ResourceDef, mut obj: Value) -> Value {
     }
 }
 
-/// Everything but metadata (and status, when status is a subresource): what bumps generation.
-pub fn spec_part(obj: &Value, has_status: bool) -> Value {
-    let mut o = obj.as_object().cloned().unwrap_or_default();
-    o.remove("metadata");
-    if has_status {
-        o.remove("status");
-    }
-    o.remove("apiVersion");
-    o.remove("kind");
-    Value::Object(o)
+/// Whether anything but metadata (and status, when status is a subresource) differs between two
+/// objects: what bumps generation. Compares in place, without copying either object.
+pub fn spec_changed(old: &Value, new: &Value, has_status: bool) -> bool {
+    let counted = |k: &String| match k.as_str() {
+        "metadata" | "apiVersion" | "kind" => false,
+        "status" => !has_status,
+        _ => true,
+    };
+    let empty = serde_json::Map::new();
+    let o = old.as_object().unwrap_or(&empty);
+    let n = new.as_object().unwrap_or(&empty);
+    o.iter()
+        .filter(|(k, _)| counted(k))
+        .any(|(k, v)| n.get(k) != Some(v))
+        || n.iter()
+            .filter(|(k, _)| counted(k))
+            .any(|(k, _)| !o.contains_key(k))
 }
 
 /// Compare two objects ignoring resourceVersion and managedFields timestamps: a write that
-/// changes nothing is not stored (no new revision, no watch event).
+/// changes nothing is not stored (no new revision, no watch event). Compares in place.
 pub fn same_object(a: &Value, b: &Value) -> bool {
-    fn strip(v: &Value) -> Value {
-        let mut v = v.clone();
-        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("resourceVersion");
-            if let Some(Value::Array(mf)) = m.get_mut("managedFields") {
-                for e in mf.iter_mut().filter_map(Value::as_object_mut) {
-                    e.remove("time");
-                }
-            }
-        }
-        v
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let same_except = |a: &serde_json::Map<String, Value>,
+                       b: &serde_json::Map<String, Value>,
+                       skip: &dyn Fn(&str) -> bool| {
+        a.iter().filter(|(k, _)| !skip(k)).count() == b.iter().filter(|(k, _)| !skip(k)).count()
+            && a.iter()
+                .filter(|(k, _)| !skip(k))
+                .all(|(k, v)| b.get(k) == Some(v))
+    };
+    if !same_except(a, b, &|k| k == "metadata") {
+        return false;
     }
-    strip(a) == strip(b)
+    match (a.get("metadata"), b.get("metadata")) {
+        (Some(Value::Object(ma)), Some(Value::Object(mb))) => {
+            same_except(ma, mb, &|k| k == "resourceVersion" || k == "managedFields")
+                && same_managed_fields(ma.get("managedFields"), mb.get("managedFields"))
+        }
+        (ma, mb) => ma == mb,
+    }
+}
+
+/// managedFields entries equal but for their `time`.
+fn same_managed_fields(a: Option<&Value>, b: Option<&Value>) -> bool {
+    match (a, b) {
+        (Some(Value::Array(a)), Some(Value::Array(b))) => {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|(x, y)| match (x, y) {
+                    (Value::Object(x), Value::Object(y)) => {
+                        x.iter().filter(|(k, _)| *k != "time").count()
+                            == y.iter().filter(|(k, _)| *k != "time").count()
+                            && x.iter()
+                                .filter(|(k, _)| *k != "time")
+                                .all(|(k, v)| y.get(k) == Some(v))
+                    }
+                    _ => x == y,
+                })
+        }
+        _ => a == b,
+    }
 }
 
 #[cfg(test)]
@@ -493,5 +528,43 @@ mod tests {
         assert!(same_object(&a, &b));
         let c = json!({"metadata": {"name": "a"}, "spec": {"x": 2}});
         assert!(!same_object(&a, &c));
+        // managedFields timestamps do not count; anything else in them or in metadata does.
+        let mf = |time: &str, manager: &str| {
+            json!({"metadata": {"name": "a", "resourceVersion": "3", "managedFields": [
+                {"manager": manager, "operation": "Update", "time": time, "fieldsV1": {"f:spec": {}}}]},
+                "spec": {"x": 1}})
+        };
+        assert!(same_object(&mf("t1", "m"), &mf("t2", "m")));
+        assert!(!same_object(&mf("t1", "m"), &mf("t1", "other")));
+        assert!(!same_object(&a, &mf("t1", "m")));
+        let labelled = json!({"metadata": {"name": "a", "labels": {"k": "v"}}, "spec": {"x": 1}});
+        assert!(!same_object(&a, &labelled));
+        assert!(!same_object(&a, &json!({"spec": {"x": 1}})));
+        assert!(!same_object(
+            &a,
+            &json!({"metadata": {"name": "a"}, "spec": {"x": 1}, "status": {}})
+        ));
+    }
+
+    #[test]
+    fn spec_changes_ignore_metadata_type_meta_and_a_status_subresource() {
+        let a = json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "a"},
+            "spec": {"x": 1}, "status": {"s": 1}});
+        let mut b = a.clone();
+        b["metadata"]["labels"] = json!({"k": "v"});
+        b["apiVersion"] = json!("v2");
+        b["status"]["s"] = json!(2);
+        assert!(!spec_changed(&a, &b, true));
+        assert!(
+            spec_changed(&a, &b, false),
+            "status is spec without the subresource"
+        );
+        let mut c = a.clone();
+        c["spec"]["x"] = json!(2);
+        assert!(spec_changed(&a, &c, true));
+        let mut d = a.clone();
+        d["data"] = json!({"k": "v"});
+        assert!(spec_changed(&a, &d, true), "a new top-level field");
+        assert!(spec_changed(&d, &a, true), "a removed top-level field");
     }
 }

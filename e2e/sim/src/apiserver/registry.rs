@@ -59,6 +59,9 @@ pub struct ResourceDef {
     pub schema: Option<Arc<Schema>>,
     /// `additionalPrinterColumns` of a CRD version.
     pub printer_columns: Vec<Value>,
+    /// Field labels of a CRD version's `selectableFields` (`.status.phase` → `status.phase`),
+    /// accepted in field selectors besides `metadata.name` and `metadata.namespace`.
+    pub selectable_fields: Vec<String>,
     /// A custom resource (strategic merge patch is refused, as kube-apiserver does).
     pub custom: bool,
     /// Only `create` (SelfSubjectAccessReview, ...): nothing is stored.
@@ -591,6 +594,7 @@ impl Registry {
                 has_generation: bi.has_generation,
                 schema: None,
                 printer_columns: Vec::new(),
+                selectable_fields: Vec::new(),
                 custom: false,
                 create_only: false,
                 scale: bi
@@ -617,6 +621,7 @@ impl Registry {
                 has_generation: false,
                 schema: None,
                 printer_columns: vec![],
+                selectable_fields: vec![],
                 custom: false,
                 create_only: true,
                 scale: None,

@@ -520,7 +520,11 @@ fn update_checks(
     opts: &mut WriteOpts,
 ) -> ApiResult<()> {
     {
-        let om = old.get("metadata").cloned().unwrap_or(json!({}));
+        let empty = serde_json::Map::new();
+        let om = old
+            .get("metadata")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
         let m = meta_mut(new);
         for k in [
             "name",
@@ -561,9 +565,7 @@ fn update_checks(
     if opts.subresource.is_none() {
         super::validate::validate_update(def, old, new).map_err(ApiError::from_status)?;
     }
-    if def.has_generation
-        && objects::spec_part(old, def.has_status()) != objects::spec_part(new, def.has_status())
-    {
+    if def.has_generation && objects::spec_changed(old, new, def.has_status()) {
         let g = old
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)

@@ -360,6 +360,10 @@ pub struct JobView {
     pub dependency_graph: DependencyGraph,
     /// How long a job named in `dependsOn` may be missing before this job fails.
     pub missing_dependency_grace_ms: i64,
+    /// Whether the operator's view holds every job. Early in a start-up it holds only the
+    /// unfinished ones (the finished history is still being listed): a job named in
+    /// `dependsOn` that is missing then may be a finished one, so nothing is decided on it.
+    pub all_jobs_listed: bool,
     /// The API server's refusals of this job's pod creations, if any.
     pub creation_refusal: Option<CreationRefusal>,
     /// How long a finished job's pods stay after it stopped (`--finished-pod-retention-seconds`);
@@ -485,6 +489,26 @@ pub(crate) fn surroundings(view: &JobView) -> Surroundings<'_> {
         graph: &view.dependency_graph,
         waiting_since_ms: view.record.created_at_ms,
         missing_grace_ms: view.missing_dependency_grace_ms,
+        all_jobs_listed: view.all_jobs_listed,
+    }
+}
+
+impl JobView {
+    /// A job named in `dependsOn` is missing while the view does not hold every job yet: it may
+    /// be a finished job not listed yet, so the job's dependencies cannot be judged.
+    pub fn awaits_unlisted_dependency(&self) -> bool {
+        !self.all_jobs_listed
+            && self
+                .spec
+                .depends_on
+                .iter()
+                .filter_map(|d| d.job_name.as_deref())
+                .any(|name| {
+                    matches!(
+                        self.dependencies.get(name),
+                        None | Some(crate::deps::DependencyTarget::Missing)
+                    )
+                })
     }
 }
 

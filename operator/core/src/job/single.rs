@@ -158,6 +158,10 @@ pub(crate) fn resolve_dependencies(view: &JobView, d: &mut Draft, has_pod: bool)
     if has_pod || !matches!(d.record.state, JobState::Submitted | JobState::Pending) {
         return true;
     }
+    if view.awaits_unlisted_dependency() {
+        // Nothing to decide or record until every job is listed.
+        return false;
+    }
     let verdict = deps::evaluate_job(&view.name, &view.spec.depends_on, &view.dependencies);
     let settled = super::surroundings(view).settle(verdict, d.now_ms);
     if let Some(at) = settled.recheck_at_ms {

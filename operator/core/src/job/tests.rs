@@ -419,6 +419,52 @@ fn a_dependency_missing_past_the_grace_fails_the_job() {
 }
 
 #[test]
+fn a_missing_dependency_is_not_judged_before_every_job_is_listed() {
+    // Start-up: the view holds only the unfinished jobs; "done" may be a finished job whose
+    // listing has not come in. Long past the grace, nothing is decided or recorded.
+    let single = job("b")
+        .depends_on(Dependency::standard("done"))
+        .missing_dependency_grace(60)
+        .finished_jobs_unlisted()
+        .build();
+    let plan = reconcile(&single, T0 + secs(3600));
+    assert_eq!(plan.record.state, Submitted);
+    assert!(!plan.changed, "nothing to write");
+    assert_eq!(
+        plan.requeue_at_ms, None,
+        "the complete list reconciles it again"
+    );
+    assert!(single.awaits_unlisted_dependency());
+    // Once "done" is listed SUCCEEDED, the job goes on.
+    let mut listed = single.clone();
+    listed.all_jobs_listed = true;
+    listed
+        .dependencies
+        .insert("done".into(), DependencyTarget::job(Succeeded));
+    assert!(!listed.awaits_unlisted_dependency());
+    let plan = reconcile(&listed, T0 + secs(3600));
+    assert_eq!(plan.record.state, Runnable);
+    // A dependency already in the view is judged as usual, listed history or not.
+    let mut found = single.clone();
+    found
+        .dependencies
+        .insert("done".into(), DependencyTarget::job(Failed));
+    assert!(!found.awaits_unlisted_dependency());
+    assert_eq!(reconcile(&found, T0 + secs(1)).record.state, Failed);
+    // An array waiting on an unlisted N_TO_N target waits without failing.
+    let array = job("arr")
+        .array(2)
+        .depends_on(Dependency::n_to_n("done"))
+        .missing_dependency_grace(60)
+        .finished_jobs_unlisted()
+        .build();
+    let plan = reconcile(&array, T0 + secs(3600));
+    assert_ne!(plan.record.state, Failed);
+    assert_eq!(array_rec(&plan).failed.to_string(), "");
+    assert_eq!(plan.requeue_at_ms, None);
+}
+
+#[test]
 fn a_refused_pod_creation_fails_the_attempt_at_the_bound_then_retries() {
     use crate::pod_creation::{CreationRefusal, Unit};
     let first = Unit {

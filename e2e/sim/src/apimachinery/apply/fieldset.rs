@@ -24,7 +24,13 @@ impl FieldSet {
         let Some((first, rest)) = path.split_first() else {
             return;
         };
-        let child = self.children.entry(first.clone()).or_default();
+        // The key is copied only when the node is new (most inserts share their prefix).
+        if !self.children.contains_key(first) {
+            self.children.insert(first.clone(), FieldSet::default());
+        }
+        let Some(child) = self.children.get_mut(first) else {
+            return;
+        };
         if rest.is_empty() {
             child.member = true;
         } else {

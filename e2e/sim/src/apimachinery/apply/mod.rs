@@ -72,21 +72,15 @@ impl ListTypes for CompiledSchema {
         if let Some(lt) = object_meta_list_type(path) {
             return lt;
         }
-        let p: Vec<&str> = path.iter().map(String::as_str).collect();
-        self.list_type_at(&p)
+        self.list_type_of(path)
     }
 
     fn map_is_atomic(&self, path: &[String]) -> bool {
-        let p: Vec<&str> = path.iter().map(String::as_str).collect();
-        self.map_is_atomic_at(&p)
+        self.map_is_atomic_of(path)
     }
 
     fn is_map(&self, path: &[String]) -> bool {
-        if object_meta_is_map(path) {
-            return true;
-        }
-        let p: Vec<&str> = path.iter().map(String::as_str).collect();
-        self.is_map_at(&p)
+        object_meta_is_map(path) || self.is_map_of(path)
     }
 }
 
@@ -356,7 +350,12 @@ fn without_managed_fields(obj: &Value) -> Value {
 }
 
 /// Paths nobody owns (`stripMetaManager`): type meta and server-managed metadata.
-fn strip_set() -> FieldSet {
+fn strip_set() -> &'static FieldSet {
+    static STRIP: std::sync::OnceLock<FieldSet> = std::sync::OnceLock::new();
+    STRIP.get_or_init(build_strip_set)
+}
+
+fn build_strip_set() -> FieldSet {
     let mut s = FieldSet::new();
     for p in [
         &["apiVersion"][..],
@@ -457,7 +456,7 @@ pub fn server_side_apply_with(
     let mut entries = decode_managed_fields(live);
     if live.is_some() && entries.is_empty() {
         let fields = typed::to_field_set(&live_obj, schema)
-            .difference(&strip)
+            .difference(strip)
             .recursive_difference(&ignored);
         entries.push(Entry {
             manager: BEFORE_FIRST_APPLY_MANAGER.to_string(),
@@ -469,10 +468,14 @@ pub fn server_side_apply_with(
         });
     }
 
-    let merged = typed::merge(&live_obj, &config, schema);
     let config_set = typed::to_field_set(&config, schema)
-        .difference(&strip)
+        .difference(strip)
         .recursive_difference(&ignored);
+    // Merged into nothing, the configuration is the object.
+    let merged = match live {
+        Some(_) => typed::merge(&live_obj, &config, schema),
+        None => config,
+    };
     let is_me = |e: &Entry| e.same_identity(manager, OPERATION_APPLY, &api_version, subresource);
     let last_set = entries.iter().find(|e| is_me(e)).map(|e| e.fields.clone());
     let previous_time = entries
@@ -494,8 +497,11 @@ pub fn server_side_apply_with(
         _ => merged,
     };
 
-    let cmp = typed::compare(&live_obj, &new_obj, schema);
-    settle_other_managers(&mut entries, &is_me, &cmp, force)?;
+    // Other managers lose (or conflict on) what changed; with none, there is nothing to compare.
+    if entries.iter().any(|e| !is_me(e)) {
+        let cmp = typed::compare(&live_obj, &new_obj, schema);
+        settle_other_managers(&mut entries, &is_me, &cmp, force)?;
+    }
 
     let changed = !crate::apimachinery::structural_eq(&live_obj, &new_obj);
     if let Some(me) = entries.iter_mut().find(|e| is_me(e)) {
@@ -574,22 +580,19 @@ pub fn track_update_with(
     } else {
         decode_managed_fields(old)
     };
-    let old_obj = old.map(without_managed_fields).unwrap_or_else(|| json!({}));
-    let new_obj = without_managed_fields(new);
-    let api_version = api_version_of(&new_obj);
+    let empty = json!({});
+    let api_version = api_version_of(new);
     let strip = strip_set();
     let ignored = options.ignored_set();
 
-    let mut cmp = typed::compare(&old_obj, &new_obj, schema);
-    cmp.added = cmp.added.difference(&strip).recursive_difference(&ignored);
+    // `compare` skips managedFields itself: no copies of the objects without them.
+    let mut cmp = typed::compare(old.unwrap_or(&empty), new, schema);
+    cmp.added = cmp.added.difference(strip).recursive_difference(&ignored);
     cmp.modified = cmp
         .modified
-        .difference(&strip)
+        .difference(strip)
         .recursive_difference(&ignored);
-    cmp.removed = cmp
-        .removed
-        .difference(&strip)
-        .recursive_difference(&ignored);
+    cmp.removed = cmp.removed.difference(strip).recursive_difference(&ignored);
 
     // Force-settle against a fresh "current operation" manager, then fold into the manager.
     let never = |_: &Entry| false;

@@ -237,6 +237,8 @@ pub(crate) struct Comparison {
     pub removed: FieldSet,
 }
 
+/// `Compare` of two objects; `metadata.managedFields` is skipped (it is never owned), so callers
+/// need not copy the objects without it.
 pub(crate) fn compare(lhs: &Value, rhs: &Value, types: &dyn ListTypes) -> Comparison {
     let mut c = Comparison::default();
     let mut w = Walk::new(types);
@@ -278,7 +280,12 @@ fn compare_walk(w: &mut Walk<'_>, lhs: Option<&Value>, rhs: Option<&Value>, c: &
         let mut keys: Vec<&String> = l.keys().chain(r.keys()).collect();
         keys.sort();
         keys.dedup();
+        // Nobody owns managedFields (`stripMetaManager`): never walk them.
+        let in_metadata = matches!(w.names.as_slice(), [m] if m == "metadata");
         for k in keys {
+            if in_metadata && k == "managedFields" {
+                continue;
+            }
             w.names.push(k.clone());
             w.pes.push(field_pe(k));
             compare_walk(w, l.get(k), r.get(k), c);

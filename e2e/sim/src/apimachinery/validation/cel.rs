@@ -46,48 +46,174 @@ pub(crate) fn validate(
     path: &FieldPath,
     errs: &mut Vec<FieldError>,
 ) {
-    if !node.has_rules {
-        return;
-    }
-    // Ratcheting: an unchanged subtree keeps the verdict it was stored with.
-    if old.is_some_and(|o| json_eq(o, value)) {
-        return;
-    }
-    if let Some(compiled) = &node.cel {
-        for f in evaluate(compiled, value, old) {
-            errs.push(to_field_error(node, path, value, &f));
+    let mut walk = Walk { errs };
+    walk.node(node, value, None, old, None, path, true);
+}
+
+/// A value already converted to CEL by an ancestor's conversion, with the compiled schema it was
+/// converted under: the object is converted once per request (at the highest node with rules,
+/// and its old counterpart once), and descendants with rules read their part of it.
+#[derive(Clone, Copy)]
+struct Converted<'a> {
+    value: &'a CelValue,
+    schema: &'a CompiledSchema,
+}
+
+impl<'a> Converted<'a> {
+    /// The converted value of property (or map entry) `key`, when the parent's conversion typed
+    /// it under a schema (else the caller converts it itself).
+    fn field(self, key: &str, resource_root: bool) -> Option<Converted<'a>> {
+        // A resource's metadata was cut down to what CEL sees of it.
+        if (resource_root || self.schema.embedded_resource) && key == "metadata" {
+            return None;
         }
+        let schema = self
+            .schema
+            .properties
+            .get(key)
+            .or(self.schema.additional_properties.as_deref())?;
+        let CelValue::Map(map) = self.value else {
+            return None;
+        };
+        let name = if self.schema.is_map {
+            key.to_string()
+        } else {
+            escape_field_name(key)
+        };
+        let value = map.map.get(&Key::String(Arc::new(name)))?;
+        Some(Converted { value, schema })
     }
-    match value {
-        Value::Object(map) => {
-            for (k, prop) in &node.properties {
-                if !prop.has_rules {
-                    continue;
+
+    /// The converted value of list item `index`.
+    fn item(self, index: usize) -> Option<Converted<'a>> {
+        let schema = self.schema.items.as_deref()?;
+        let CelValue::List(items) = self.value else {
+            return None;
+        };
+        Some(Converted {
+            value: items.get(index)?,
+            schema,
+        })
+    }
+}
+
+struct Walk<'e> {
+    errs: &'e mut Vec<FieldError>,
+}
+
+impl Walk<'_> {
+    /// Validates one node's rules and its descendants'. `cel` / `old_cel`: this node's value (and
+    /// old value) as converted by an ancestor, if one did.
+    #[allow(clippy::too_many_arguments)]
+    fn node(
+        &mut self,
+        node: &Node,
+        value: &Value,
+        cel: Option<Converted<'_>>,
+        old: Option<&Value>,
+        old_cel: Option<Converted<'_>>,
+        path: &FieldPath,
+        resource_root: bool,
+    ) {
+        if !node.has_rules {
+            return;
+        }
+        // Ratcheting: an unchanged subtree keeps the verdict it was stored with.
+        if old.is_some_and(|o| json_eq(o, value)) {
+            return;
+        }
+        let own;
+        let own_old;
+        let (cel, old_cel) = match &node.cel {
+            Some(compiled) => {
+                let cel = match cel {
+                    Some(c) => c,
+                    None => {
+                        own = to_cel_resource(value, compiled, resource_root);
+                        Converted {
+                            value: &own,
+                            schema: compiled,
+                        }
+                    }
+                };
+                // `oldSelf` is bound only for the rules that read it (transition rules), as
+                // upstream binds it lazily: the cel crate copies every bound value into its own
+                // representation, so an unread `oldSelf` would cost a second object's worth.
+                let old_cel = match (old.filter(|_| reads_old_self(compiled)), old_cel) {
+                    (None, _) => None,
+                    (Some(_), Some(c)) => Some(c),
+                    (Some(o), None) => {
+                        own_old = to_cel_resource(o, compiled, resource_root);
+                        Some(Converted {
+                            value: &own_old,
+                            schema: compiled,
+                        })
+                    }
+                };
+                let has_old = old.is_some();
+                for f in evaluate_converted(compiled, cel.value, old_cel.map(|c| c.value), has_old)
+                {
+                    self.errs.push(to_field_error(node, path, value, &f));
                 }
-                if let Some(v) = map.get(k) {
-                    validate(prop, v, old.and_then(|o| o.get(k)), &path.child(k), errs);
-                }
+                (Some(cel), old_cel)
             }
-            if let Additional::Schema(add) = &node.additional {
-                if add.has_rules && !node.preserve_unknown {
-                    for (k, v) in map
-                        .iter()
-                        .filter(|(k, _)| !node.properties.contains_key(*k))
-                    {
-                        validate(add, v, old.and_then(|o| o.get(k)), &path.key(k), errs);
+            None => (cel, old_cel),
+        };
+        match value {
+            Value::Object(map) => {
+                for (k, prop) in &node.properties {
+                    if !prop.has_rules {
+                        continue;
+                    }
+                    if let Some(v) = map.get(k) {
+                        self.node(
+                            prop,
+                            v,
+                            cel.and_then(|c| c.field(k, resource_root)),
+                            old.and_then(|o| o.get(k)),
+                            old_cel.and_then(|c| c.field(k, resource_root)),
+                            &path.child(k),
+                            false,
+                        );
+                    }
+                }
+                if let Additional::Schema(add) = &node.additional {
+                    if add.has_rules && !node.preserve_unknown {
+                        for (k, v) in map
+                            .iter()
+                            .filter(|(k, _)| !node.properties.contains_key(*k))
+                        {
+                            self.node(
+                                add,
+                                v,
+                                cel.and_then(|c| c.field(k, resource_root)),
+                                old.and_then(|o| o.get(k)),
+                                old_cel.and_then(|c| c.field(k, resource_root)),
+                                &path.key(k),
+                                false,
+                            );
+                        }
                     }
                 }
             }
-        }
-        Value::Array(items) => {
-            if let Some(item_schema) = node.items.as_deref().filter(|i| i.has_rules) {
-                for (i, item) in items.iter().enumerate() {
-                    let old_item = correlate_item(&node.list_type, item, old);
-                    validate(item_schema, item, old_item, &path.index(i), errs);
+            Value::Array(items) => {
+                if let Some(item_schema) = node.items.as_deref().filter(|i| i.has_rules) {
+                    for (i, item) in items.iter().enumerate() {
+                        let old_item = correlate_item(&node.list_type, item, old);
+                        self.node(
+                            item_schema,
+                            item,
+                            cel.and_then(|c| c.item(i)),
+                            old_item.map(|(_, o)| o),
+                            old_item.and_then(|(j, _)| old_cel.and_then(|c| c.item(j))),
+                            &path.index(i),
+                            false,
+                        );
+                    }
                 }
             }
+            _ => {}
         }
-        _ => {}
     }
 }
 
@@ -137,22 +263,48 @@ fn matches(
 
 /// Runs the node's own compiled rules on `value` (and `old` for transition rules), as kube-cel's
 /// `Validator::validate_compiled` does for a node without descendant rules.
+#[cfg(test)]
 pub(crate) fn evaluate(
     compiled: &CompiledSchema,
     value: &Value,
     old: Option<&Value>,
 ) -> Vec<Failure> {
+    let cel_old = old.map(|o| to_cel(o, compiled));
+    evaluate_converted(
+        compiled,
+        &to_cel(value, compiled),
+        cel_old.as_ref(),
+        old.is_some(),
+    )
+}
+
+/// Whether any of the node's rules reads `oldSelf` (a transition rule, or one with
+/// `optionalOldSelf`).
+fn reads_old_self(compiled: &CompiledSchema) -> bool {
+    compiled.validations.iter().any(|r| {
+        r.as_ref()
+            .is_ok_and(|cr| cr.is_transition_rule || cr.rule.optional_old_self == Some(true))
+    })
+}
+
+/// [`evaluate`] over values already converted to CEL. `has_old`: the write is an update (the old
+/// value exists), whether or not `old` was bound (it is only for rules that read it).
+fn evaluate_converted(
+    compiled: &CompiledSchema,
+    value: &CelValue,
+    old: Option<&CelValue>,
+    has_old: bool,
+) -> Vec<Failure> {
     let mut out = Vec::new();
     CONTEXT.with(|base| {
         let mut node_ctx = base.new_inner_scope();
-        node_ctx.add_variable_from_value("self", to_cel(value, compiled));
-        let cel_old = old.map(|o| to_cel(o, compiled));
-        if let Some(o) = &cel_old {
+        node_ctx.add_variable_from_value("self", value.clone());
+        if let Some(o) = old {
             node_ctx.add_variable_from_value("oldSelf", o.clone());
         }
         for result in &compiled.validations {
             match result {
-                Ok(cr) => evaluate_rule(cr, &node_ctx, cel_old.is_some(), &mut out),
+                Ok(cr) => evaluate_rule(cr, &node_ctx, has_old, &mut out),
                 Err(e) => out.push(compile_failure(e)),
             }
         }
@@ -389,6 +541,73 @@ fn untyped_to_cel(value: &Value) -> CelValue {
     }
 }
 
+/// [`to_cel`] of a value that may be the resource itself (`resource_root`): its `metadata`, as for
+/// embedded resources, is what CEL sees of an `ObjectMeta` ([`object_meta_to_cel`]).
+fn to_cel_resource(value: &Value, compiled: &CompiledSchema, resource_root: bool) -> CelValue {
+    match value {
+        Value::Object(o) if resource_root => object_to_cel(o, compiled, true),
+        _ => to_cel(value, compiled),
+    }
+}
+
+/// The `metadata` of a resource (the object root, or an embedded resource) as CEL rules see it:
+/// only `name` and `generateName` are declared (apiextensions-apiserver's
+/// `WithTypeAndObjectMeta`), so labels, annotations and managedFields are never converted.
+fn object_meta_to_cel(meta: &Value) -> CelValue {
+    let mut map: HashMap<Key, CelValue> = HashMap::new();
+    if let Value::Object(m) = meta {
+        for k in ["name", "generateName"] {
+            if let Some(v) = m.get(k) {
+                map.insert(Key::String(Arc::new(k.to_string())), untyped_to_cel(v));
+            }
+        }
+    }
+    CelValue::Map(Map { map: Arc::new(map) })
+}
+
+/// An object under its schema; `resource`: it is a resource (root or embedded), whose metadata
+/// CEL sees cut down.
+fn object_to_cel(
+    o: &serde_json::Map<String, Value>,
+    compiled: &CompiledSchema,
+    resource: bool,
+) -> CelValue {
+    let mut map: HashMap<Key, CelValue> = HashMap::with_capacity(o.len());
+    for (k, v) in o {
+        let child = if resource && k == "metadata" {
+            object_meta_to_cel(v)
+        } else {
+            match compiled
+                .properties
+                .get(k)
+                .or(compiled.additional_properties.as_deref())
+            {
+                Some(c) => to_cel(v, c),
+                None => untyped_to_cel(v),
+            }
+        };
+        let key = if compiled.is_map {
+            k.clone()
+        } else {
+            escape_field_name(k)
+        };
+        map.insert(Key::String(Arc::new(key)), child);
+    }
+    if compiled.embedded_resource {
+        for k in ["apiVersion", "kind"] {
+            map.entry(Key::String(Arc::new(k.into())))
+                .or_insert_with(|| CelValue::String(Arc::new(String::new())));
+        }
+        map.entry(Key::String(Arc::new("metadata".into())))
+            .or_insert_with(|| {
+                CelValue::Map(Map {
+                    map: Arc::new(HashMap::new()),
+                })
+            });
+    }
+    CelValue::Map(Map { map: Arc::new(map) })
+}
+
 /// A JSON value as CEL sees it under its schema: formatted strings as timestamps, durations and
 /// bytes, property names escaped (map keys are data and are not), embedded resources with their
 /// `apiVersion`, `kind` and `metadata`.
@@ -403,55 +622,26 @@ fn to_cel(value: &Value, compiled: &CompiledSchema) -> CelValue {
                 })
                 .collect(),
         )),
-        Value::Object(o) => {
-            let mut map: HashMap<Key, CelValue> = HashMap::with_capacity(o.len());
-            for (k, v) in o {
-                let child = match compiled
-                    .properties
-                    .get(k)
-                    .or(compiled.additional_properties.as_deref())
-                {
-                    Some(c) => to_cel(v, c),
-                    None => untyped_to_cel(v),
-                };
-                let key = if compiled.is_map {
-                    k.clone()
-                } else {
-                    escape_field_name(k)
-                };
-                map.insert(Key::String(Arc::new(key)), child);
-            }
-            if compiled.embedded_resource {
-                for k in ["apiVersion", "kind"] {
-                    map.entry(Key::String(Arc::new(k.into())))
-                        .or_insert_with(|| CelValue::String(Arc::new(String::new())));
-                }
-                map.entry(Key::String(Arc::new("metadata".into())))
-                    .or_insert_with(|| {
-                        CelValue::Map(Map {
-                            map: Arc::new(HashMap::new()),
-                        })
-                    });
-            }
-            CelValue::Map(Map { map: Arc::new(map) })
-        }
+        Value::Object(o) => object_to_cel(o, compiled, compiled.embedded_resource),
         other => untyped_to_cel(other),
     }
 }
 
-/// The old counterpart of a list item: only `map` lists correlate (by their key fields).
+/// The old counterpart of a list item and its index: only `map` lists correlate (by their key
+/// fields).
 fn correlate_item<'a>(
     list_type: &ListType,
     item: &Value,
     old: Option<&'a Value>,
-) -> Option<&'a Value> {
+) -> Option<(usize, &'a Value)> {
     let ListType::Map { keys } = list_type else {
         return None;
     };
     let key = map_list_key(item, keys);
     old?.as_array()?
         .iter()
-        .find(|o| json_eq(&map_list_key(o, keys), &key))
+        .enumerate()
+        .find(|(_, o)| json_eq(&map_list_key(o, keys), &key))
 }
 
 /// The field error of a failed rule, as `validateExpressions` and `fieldErrorForReason` build

@@ -26,7 +26,7 @@ pub use names::{
     DNS1123_SUBDOMAIN_MAX_LENGTH,
 };
 
-use schema::{Additional, FieldPath, Node};
+use schema::{Additional, FieldPath, Node, Trail};
 use serde_json::Value;
 
 /// How server-side apply merges a list (`x-kubernetes-list-type`).
@@ -114,19 +114,29 @@ impl CompiledSchema {
     /// new invalid value is still refused.
     pub fn validate(&self, obj: &Value, old: Option<&Value>) -> Result<(), Vec<FieldError>> {
         let mut errs = Vec::new();
-        structural::validate(&self.root, obj, old, "", &mut errs);
+        structural::validate(&self.root, obj, old, &structural::Name::Root, &mut errs);
         let mut list_errs = Vec::new();
-        structural::validate_list_types(&self.root, obj, &FieldPath::root(), &mut list_errs);
+        structural::validate_list_types(
+            &self.root,
+            obj,
+            &Trail::Root(&FieldPath::root()),
+            &mut list_errs,
+        );
         if !list_errs.is_empty()
             && old.is_none_or(|o| {
                 let mut old_errs = Vec::new();
-                structural::validate_list_types(&self.root, o, &FieldPath::root(), &mut old_errs);
+                structural::validate_list_types(
+                    &self.root,
+                    o,
+                    &Trail::Root(&FieldPath::root()),
+                    &mut old_errs,
+                );
                 old_errs.is_empty()
             })
         {
             errs.extend(list_errs);
         }
-        structural::validate_embedded(&self.root, obj, &FieldPath::root(), &mut errs);
+        structural::validate_embedded(&self.root, obj, &Trail::Root(&FieldPath::root()), &mut errs);
         if self.root.has_rules {
             let blocking = errs.iter().any(|e| {
                 matches!(
@@ -195,6 +205,27 @@ impl CompiledSchema {
             n.properties.is_empty()
                 && matches!(n.additional, Additional::Schema(_) | Additional::Any)
         })
+    }
+
+    /// [`Self::list_type_at`], [`Self::map_is_atomic_at`] and [`Self::is_map_at`] of a path of
+    /// owned names (server-side apply's walks), without collecting it first.
+    pub fn list_type_of(&self, path: &[String]) -> ListType {
+        self.node_at(path.iter().map(String::as_str))
+            .map(|n| n.list_type.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn map_is_atomic_of(&self, path: &[String]) -> bool {
+        self.node_at(path.iter().map(String::as_str))
+            .is_some_and(|n| n.map_atomic)
+    }
+
+    pub fn is_map_of(&self, path: &[String]) -> bool {
+        self.node_at(path.iter().map(String::as_str))
+            .is_some_and(|n| {
+                n.properties.is_empty()
+                    && matches!(n.additional, Additional::Schema(_) | Additional::Any)
+            })
     }
 
     fn node_at<'a>(&self, path: impl Iterator<Item = &'a str>) -> Option<&Node> {

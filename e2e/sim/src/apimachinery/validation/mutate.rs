@@ -2,7 +2,7 @@
 //! pruning of unknown fields (`structuralpruning.Prune`) and defaulting
 //! (`structuraldefaulting.PruneNonNullableNullsWithoutDefaults` then `Default`).
 
-use super::schema::{Additional, FieldPath, Node};
+use super::schema::{Additional, FieldPath, Node, Trail};
 use serde_json::{Map, Value};
 
 /// Keys of an object that describe the object itself and are never pruned from a resource
@@ -16,9 +16,19 @@ pub(crate) fn prune(
     is_resource: bool,
     removed: &mut Vec<String>,
 ) {
+    prune_at(node, value, &Trail::Root(path), is_resource, removed);
+}
+
+fn prune_at(
+    node: Option<&Node>,
+    value: &mut Value,
+    trail: &Trail<'_>,
+    is_resource: bool,
+    removed: &mut Vec<String>,
+) {
     if let Some(n) = node {
         if n.preserve_unknown || matches!(n.additional, Additional::Any) {
-            skip_prune(n, value, path, removed);
+            skip_prune(n, value, trail, removed);
             return;
         }
     }
@@ -26,34 +36,31 @@ pub(crate) fn prune(
         Value::Object(map) => {
             let Some(n) = node else {
                 for (k, _) in std::mem::take(map) {
-                    removed.push(path.child(&k).as_str().to_string());
+                    removed.push(Trail::Child(trail, &k).path().as_str().to_string());
                 }
                 return;
             };
             let resource = is_resource || n.embedded;
-            let keys: Vec<String> = map.keys().cloned().collect();
-            for k in keys {
+            map.retain(|k, v| {
                 if resource && TYPE_META_KEYS.contains(&k.as_str()) {
-                    continue;
+                    return true;
                 }
-                if let Some(prop) = n.properties.get(&k) {
-                    if let Some(v) = map.get_mut(&k) {
-                        prune(Some(prop), v, &path.child(&k), false, removed);
-                    }
+                if let Some(prop) = n.properties.get(k) {
+                    prune_at(Some(prop), v, &Trail::Child(trail, k), false, removed);
+                    true
                 } else if let Additional::Schema(add) = &n.additional {
-                    if let Some(v) = map.get_mut(&k) {
-                        prune(Some(add), v, &path.key(&k), false, removed);
-                    }
+                    prune_at(Some(add), v, &Trail::Key(trail, k), false, removed);
+                    true
                 } else {
-                    map.remove(&k);
-                    removed.push(path.child(&k).as_str().to_string());
+                    removed.push(Trail::Child(trail, k).path().as_str().to_string());
+                    false
                 }
-            }
+            });
         }
         Value::Array(items) => {
             let item_schema = node.and_then(|n| n.items.as_deref());
             for (i, item) in items.iter_mut().enumerate() {
-                prune(item_schema, item, &path.index(i), false, removed);
+                prune_at(item_schema, item, &Trail::Index(trail, i), false, removed);
             }
         }
         _ => {}
@@ -62,7 +69,7 @@ pub(crate) fn prune(
 
 /// Under `x-kubernetes-preserve-unknown-fields` unknown keys stay, but known ones are pruned by
 /// their own schemas.
-fn skip_prune(node: &Node, value: &mut Value, path: &FieldPath, removed: &mut Vec<String>) {
+fn skip_prune(node: &Node, value: &mut Value, trail: &Trail<'_>, removed: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
@@ -70,16 +77,16 @@ fn skip_prune(node: &Node, value: &mut Value, path: &FieldPath, removed: &mut Ve
                     continue;
                 }
                 if let Some(prop) = node.properties.get(k) {
-                    prune(Some(prop), v, &path.child(k), false, removed);
+                    prune_at(Some(prop), v, &Trail::Child(trail, k), false, removed);
                 } else if let Additional::Schema(add) = &node.additional {
-                    prune(Some(add), v, &path.key(k), false, removed);
+                    prune_at(Some(add), v, &Trail::Key(trail, k), false, removed);
                 }
             }
         }
         Value::Array(items) => {
             if let Some(item_schema) = node.items.as_deref() {
                 for (i, item) in items.iter_mut().enumerate() {
-                    skip_prune(item_schema, item, &path.index(i), removed);
+                    skip_prune(item_schema, item, &Trail::Index(trail, i), removed);
                 }
             }
         }

@@ -326,6 +326,27 @@ impl Node {
     }
 }
 
+/// Where a walk is, rendered as a [`FieldPath`] only when an error (or a pruned field) needs it:
+/// most writes report nothing, so no path string is built per node.
+#[derive(Clone, Copy)]
+pub(crate) enum Trail<'a> {
+    Root(&'a FieldPath),
+    Child(&'a Trail<'a>, &'a str),
+    Key(&'a Trail<'a>, &'a str),
+    Index(&'a Trail<'a>, usize),
+}
+
+impl Trail<'_> {
+    pub(crate) fn path(&self) -> FieldPath {
+        match self {
+            Trail::Root(p) => (*p).clone(),
+            Trail::Child(t, name) => t.path().child(name),
+            Trail::Key(t, key) => t.path().key(key),
+            Trail::Index(t, i) => t.path().index(*i),
+        }
+    }
+}
+
 /// A `field.Path` being built: `spec.containers[0].env[name]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct FieldPath(String);

@@ -6,7 +6,7 @@
 
 use super::errors::{FieldError, ROOT_FIELD};
 use super::formats;
-use super::schema::{Additional, FieldPath, Node};
+use super::schema::{Additional, Node, Trail};
 use super::ListType;
 use crate::apimachinery::gofmt;
 use serde_json::{json, Value};
@@ -26,11 +26,29 @@ fn field_of(name: &str) -> String {
     }
 }
 
-fn prop_path(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
+/// A kube-openapi name being built (`spec.items[0].name`), rendered only when an error needs it.
+#[derive(Clone, Copy)]
+pub(crate) enum Name<'a> {
+    /// The root (`""`).
+    Root,
+    /// A declared property (`spec.x`, or `x` under the root).
+    Prop(&'a Name<'a>, &'a str),
+    /// An `additionalProperties` entry (`spec.key`; `.key` under the root).
+    Additional(&'a Name<'a>, &'a str),
+    /// A list item (`spec.items[0]`).
+    Item(&'a Name<'a>, usize),
+}
+
+impl std::fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Name::Root => Ok(()),
+            Name::Prop(Name::Root, key) => f.write_str(key),
+            Name::Prop(parent, key) | Name::Additional(parent, key) => {
+                write!(f, "{parent}.{key}")
+            }
+            Name::Item(parent, i) => write!(f, "{parent}[{i}]"),
+        }
     }
 }
 
@@ -77,18 +95,19 @@ pub(crate) fn validate(
     node: &Node,
     value: &Value,
     old: Option<&Value>,
-    path: &str,
+    path: &Name<'_>,
     errs: &mut Vec<FieldError>,
 ) {
     if old.is_some_and(|o| json_eq(o, value)) {
         return;
     }
-    let field = field_of(path);
+    // Rendered only when an error is reported.
+    let field = || field_of(&path.to_string());
     if value.is_null() {
         if (node.ty.is_some() || node.int_or_string) && !node.nullable {
             let type_name = type_list(node);
             errs.push(FieldError::type_invalid(
-                field.clone(),
+                field(),
                 json!("null"),
                 format!("{path} in {IN} must be of type {type_name}: \"null\""),
             ));
@@ -96,7 +115,7 @@ pub(crate) fn validate(
         if let Some(values) = &node.enum_values {
             if !values.iter().any(Value::is_null) {
                 errs.push(FieldError::not_supported(
-                    field,
+                    field(),
                     Value::Null,
                     &enum_strings(values),
                 ));
@@ -126,7 +145,7 @@ pub(crate) fn validate(
         let int_float = sch == "integer" && allowed.contains(&"number");
         if !(allowed.contains(&sch) || float_int || int_float) {
             errs.push(FieldError::type_invalid(
-                field,
+                field(),
                 json!(sch),
                 format!(
                     "{path} in {IN} must be of type {}: {}",
@@ -150,7 +169,7 @@ pub(crate) fn validate(
     if let Some(values) = &node.enum_values {
         if !values.iter().any(|e| json_eq(e, value)) {
             errs.push(FieldError::not_supported(
-                field.clone(),
+                field(),
                 value.clone(),
                 &enum_strings(values),
             ));
@@ -162,7 +181,7 @@ pub(crate) fn validate(
         if let Some(min) = node.min_properties {
             if n < min {
                 errs.push(FieldError::invalid(
-                    field,
+                    field(),
                     json!(n),
                     format!("{path} in {IN} should have at least {min} properties"),
                 ));
@@ -171,7 +190,7 @@ pub(crate) fn validate(
         }
         if let Some(max) = node.max_properties {
             if n > max {
-                errs.push(FieldError::too_many(field, n, max));
+                errs.push(FieldError::too_many(field(), n, max));
                 return;
             }
         }
@@ -179,7 +198,7 @@ pub(crate) fn validate(
             Additional::Forbidden => {
                 for k in map.keys().filter(|k| !node.properties.contains_key(*k)) {
                     errs.push(FieldError::invalid(
-                        field_of(path),
+                        field_of(&path.to_string()),
                         json!(k),
                         format!("{path}.{k} in {IN} is a forbidden property"),
                     ));
@@ -194,7 +213,7 @@ pub(crate) fn validate(
                         add,
                         v,
                         old.and_then(|o| o.get(k)),
-                        &format!("{path}.{k}"),
+                        &Name::Additional(path, k),
                         errs,
                     );
                 }
@@ -207,7 +226,7 @@ pub(crate) fn validate(
                     prop,
                     v,
                     old.and_then(|o| o.get(k)),
-                    &prop_path(path, k),
+                    &Name::Prop(path, k),
                     errs,
                 );
             }
@@ -242,15 +261,15 @@ fn validate_string(
     node: &Node,
     s: &str,
     value: &Value,
-    path: &str,
-    field: &str,
+    path: &Name<'_>,
+    field: &dyn Fn() -> String,
     errs: &mut Vec<FieldError>,
 ) {
     let len = s.chars().count() as i64;
     if let Some(min) = node.min_length {
         if len < min {
             errs.push(FieldError::invalid(
-                field,
+                field(),
                 value.clone(),
                 format!("{path} in {IN} should be at least {min} chars long"),
             ));
@@ -258,13 +277,13 @@ fn validate_string(
     }
     if let Some(max) = node.max_length {
         if len > max {
-            errs.push(FieldError::too_long(field, value.clone(), max));
+            errs.push(FieldError::too_long(field(), value.clone(), max));
         }
     }
     if let Some(p) = &node.pattern {
         if !p.regex.is_match(s) {
             errs.push(FieldError::invalid(
-                field,
+                field(),
                 value.clone(),
                 format!("{path} in {IN} should match '{}'", p.source),
             ));
@@ -273,7 +292,7 @@ fn validate_string(
     if let Some(fmt) = &node.format {
         if formats::check(fmt, s) == Some(false) {
             errs.push(FieldError::type_invalid(
-                field,
+                field(),
                 value.clone(),
                 format!("{path} in {IN} must be of type {fmt}: {}", gofmt::quote(s)),
             ));
@@ -284,15 +303,15 @@ fn validate_string(
 fn validate_number(
     node: &Node,
     value: &Value,
-    path: &str,
-    field: &str,
+    path: &Name<'_>,
+    field: &dyn Fn() -> String,
     errs: &mut Vec<FieldError>,
 ) {
     let data = as_f64(value);
     if let Some(factor) = node.multiple_of {
         let bad = if factor < 0.0 {
             errs.push(FieldError::invalid(
-                field,
+                field(),
                 value.clone(),
                 format!(
                     "factor MultipleOf declared for {path} must be positive: {}",
@@ -313,7 +332,7 @@ fn validate_number(
         };
         if bad {
             errs.push(FieldError::invalid(
-                field,
+                field(),
                 value.clone(),
                 format!(
                     "{path} in {IN} should be a multiple of {}",
@@ -342,7 +361,7 @@ fn validate_number(
                 "less than or equal to"
             };
             errs.push(FieldError::invalid(
-                field,
+                field(),
                 value.clone(),
                 format!("{path} in {IN} should be {op} {}", boundary(value, max)),
             ));
@@ -368,7 +387,7 @@ fn validate_number(
                 "greater than or equal to"
             };
             errs.push(FieldError::invalid(
-                field,
+                field(),
                 value.clone(),
                 format!("{path} in {IN} should be {op} {}", boundary(value, min)),
             ));
@@ -380,21 +399,21 @@ fn validate_array(
     node: &Node,
     items: &[Value],
     old: Option<&Value>,
-    path: &str,
-    field: &str,
+    path: &Name<'_>,
+    field: &dyn Fn() -> String,
     errs: &mut Vec<FieldError>,
 ) {
     if let Some(item_schema) = &node.items {
         for (i, item) in items.iter().enumerate() {
             let old_item = correlate_item(&node.list_type, item, old);
-            validate(item_schema, item, old_item, &format!("{path}[{i}]"), errs);
+            validate(item_schema, item, old_item, &Name::Item(path, i), errs);
         }
     }
     let size = items.len() as i64;
     if let Some(min) = node.min_items {
         if size < min {
             errs.push(FieldError::invalid(
-                field,
+                field(),
                 json!(size),
                 format!("{path} in {IN} should have at least {min} items"),
             ));
@@ -402,7 +421,7 @@ fn validate_array(
     }
     if let Some(max) = node.max_items {
         if size > max {
-            errs.push(FieldError::too_many(field, size, max));
+            errs.push(FieldError::too_many(field(), size, max));
         }
     }
     if node.unique_items {
@@ -412,7 +431,7 @@ fn validate_array(
             .any(|(i, a)| items[..i].iter().any(|b| json_eq(a, b)));
         if dup {
             errs.push(FieldError::invalid(
-                field,
+                field(),
                 json!(""),
                 format!("{path} in {IN} shouldn't contain duplicates"),
             ));
@@ -426,7 +445,7 @@ fn validate_junctors(
     node: &Node,
     value: &Value,
     old: Option<&Value>,
-    path: &str,
+    path: &Name<'_>,
     errs: &mut Vec<FieldError>,
 ) {
     let root_err = |msg: String| FieldError::invalid(ROOT_FIELD, json!(""), msg);
@@ -447,7 +466,7 @@ fn validate_junctors(
         if !ok {
             errs.push(root_err(format!(
                 "{} must validate at least one schema (anyOf)",
-                gofmt::quote(path)
+                gofmt::quote(&path.to_string())
             )));
             errs.extend(best.unwrap_or_default());
         }
@@ -472,7 +491,7 @@ fn validate_junctors(
             };
             errs.push(root_err(format!(
                 "{} must validate one and only one schema (oneOf). {extra}",
-                gofmt::quote(path)
+                gofmt::quote(&path.to_string())
             )));
             if valid == 0 {
                 errs.extend(best.unwrap_or_default());
@@ -493,7 +512,7 @@ fn validate_junctors(
             let extra = if valid == 0 { ". None validated" } else { "" };
             errs.push(root_err(format!(
                 "{} must validate all the schemas (allOf){extra}",
-                gofmt::quote(path)
+                gofmt::quote(&path.to_string())
             )));
         }
     }
@@ -503,7 +522,7 @@ fn validate_junctors(
         if e.is_empty() {
             errs.push(root_err(format!(
                 "{} must not validate the schema (not)",
-                gofmt::quote(path)
+                gofmt::quote(&path.to_string())
             )));
         }
     }
@@ -533,16 +552,16 @@ pub(crate) fn correlate_item<'a>(
 pub(crate) fn validate_list_types(
     node: &Node,
     value: &Value,
-    path: &FieldPath,
+    path: &Trail<'_>,
     errs: &mut Vec<FieldError>,
 ) {
     match value {
         Value::Object(map) => {
             for (k, v) in map {
                 if let Some(prop) = node.properties.get(k) {
-                    validate_list_types(prop, v, &path.child(k), errs);
+                    validate_list_types(prop, v, &Trail::Child(path, k), errs);
                 } else if let Additional::Schema(add) = &node.additional {
-                    validate_list_types(add, v, &path.key(k), errs);
+                    validate_list_types(add, v, &Trail::Key(path, k), errs);
                 }
             }
         }
@@ -551,7 +570,7 @@ pub(crate) fn validate_list_types(
                 ListType::Set => {
                     for i in first_repeats(items) {
                         errs.push(FieldError::duplicate(
-                            path.index(i).as_str(),
+                            Trail::Index(path, i).path().as_str(),
                             items[i].clone(),
                         ));
                     }
@@ -563,7 +582,7 @@ pub(crate) fn validate_list_types(
                         .find(|(_, x)| !x.is_object() && !x.is_null())
                     {
                         errs.push(FieldError::invalid(
-                            path.index(i).as_str(),
+                            Trail::Index(path, i).path().as_str(),
                             bad.clone(),
                             "must be an object for an array of list-type map",
                         ));
@@ -572,7 +591,7 @@ pub(crate) fn validate_list_types(
                             items.iter().map(|x| map_list_key(x, keys)).collect();
                         for i in first_repeats(&key_values) {
                             errs.push(FieldError::duplicate(
-                                path.index(i).as_str(),
+                                Trail::Index(path, i).path().as_str(),
                                 key_values[i].clone(),
                             ));
                         }
@@ -582,7 +601,7 @@ pub(crate) fn validate_list_types(
             }
             if let Some(item_schema) = &node.items {
                 for (i, item) in items.iter().enumerate() {
-                    validate_list_types(item_schema, item, &path.index(i), errs);
+                    validate_list_types(item_schema, item, &Trail::Index(path, i), errs);
                 }
             }
         }
@@ -645,7 +664,7 @@ fn canonical(v: &Value) -> String {
 pub(crate) fn validate_embedded(
     node: &Node,
     value: &Value,
-    path: &FieldPath,
+    path: &Trail<'_>,
     errs: &mut Vec<FieldError>,
 ) {
     match value {
@@ -655,7 +674,7 @@ pub(crate) fn validate_embedded(
                     match map.get(key) {
                         Some(Value::String(s)) if !s.is_empty() => {}
                         _ => errs.push(FieldError::required(
-                            path.child(key).as_str(),
+                            Trail::Child(path, key).path().as_str(),
                             "must not be empty",
                         )),
                     }
@@ -663,16 +682,16 @@ pub(crate) fn validate_embedded(
             }
             for (k, v) in map {
                 if let Some(prop) = node.properties.get(k) {
-                    validate_embedded(prop, v, &path.child(k), errs);
+                    validate_embedded(prop, v, &Trail::Child(path, k), errs);
                 } else if let Additional::Schema(add) = &node.additional {
-                    validate_embedded(add, v, &path.key(k), errs);
+                    validate_embedded(add, v, &Trail::Key(path, k), errs);
                 }
             }
         }
         Value::Array(items) => {
             if let Some(item_schema) = &node.items {
                 for (i, item) in items.iter().enumerate() {
-                    validate_embedded(item_schema, item, &path.index(i), errs);
+                    validate_embedded(item_schema, item, &Trail::Index(path, i), errs);
                 }
             }
         }

@@ -864,3 +864,53 @@ fn ratcheting_keeps_transition_rules_and_list_types_for_changed_values() {
     s.validate(&more, Some(&dup))
         .expect("stored duplicates do not block other changes");
 }
+
+#[test]
+fn nested_rules_read_the_object_converted_once_at_the_root() {
+    // Rules at the root, on spec and on list items: the object and the old one are converted to
+    // CEL once, at the root, and the nested rules read their part of that conversion (map-list
+    // items through their old counterpart's index, escaped names, date-time as timestamps).
+    let s = compile(json!({"type": "object",
+        "x-kubernetes-validations": [
+            {"rule": "self.metadata.name.startsWith('job-')", "message": "bad name"},
+            // A resource's metadata is what CEL sees of ObjectMeta: name and generateName only.
+            {"rule": "self.metadata.size() <= 2", "message": "metadata seen whole"}],
+        "properties": {"spec": {"type": "object",
+            "x-kubernetes-validations": [{"rule": "self.items.size() <= 3", "message": "too many"}],
+            "properties": {"items": {"type": "array", "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+                "items": {"type": "object",
+                    "x-kubernetes-validations": [{"rule": "self.max__size >= 1", "message": "max_size"}],
+                    "properties": {"name": {"type": "string"},
+                        "max_size": {"type": "integer"},
+                        "at": {"type": "string", "format": "date-time",
+                            "x-kubernetes-validations": [{"rule": "self < timestamp('2030-01-01T00:00:00Z')", "message": "too late"}]},
+                        "size": {"type": "integer",
+                            "x-kubernetes-validations": [{"rule": "self >= oldSelf", "message": "may not shrink"}]}}}}}}}}));
+    let meta = json!({"name": "job-1", "namespace": "default", "labels": {"a": "b"},
+        "managedFields": [{"manager": "m", "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {}}]});
+    let old = json!({"metadata": meta, "spec": {"items": [
+        {"name": "a", "size": 5, "max_size": 9, "at": "2029-01-01T00:00:00Z"},
+        {"name": "b", "size": 1, "max_size": 9}]}});
+    assert!(
+        s.validate(&old, None).is_ok(),
+        "{:?}",
+        s.validate(&old, None)
+    );
+    let shrunk = json!({"metadata": meta, "spec": {"items": [
+        {"name": "b", "size": 1, "max_size": 9},
+        {"name": "a", "size": 4, "max_size": 0, "at": "2031-01-01T00:00:00Z"}]}});
+    assert_eq!(
+        messages(&s.validate(&shrunk, Some(&old)).unwrap_err()),
+        vec![
+            "spec.items[1]: Invalid value: max_size",
+            "spec.items[1].at: Invalid value: \"2031-01-01T00:00:00Z\": too late",
+            "spec.items[1].size: Invalid value: 4: may not shrink",
+        ]
+    );
+    let renamed = json!({"metadata": {"name": "other"}, "spec": {"items": []}});
+    assert_eq!(
+        messages(&s.validate(&renamed, Some(&old)).unwrap_err()),
+        vec!["<nil>: Invalid value: bad name"]
+    );
+}

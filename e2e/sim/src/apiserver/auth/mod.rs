@@ -210,7 +210,7 @@ pub async fn serve_impersonated(
 ) -> Response {
     let user = match impersonation::impersonated_user(&parts.headers) {
         Ok(Some(u)) => u,
-        Ok(None) => return super::serve(&api, parts, body, None).await,
+        Ok(None) => return super::serve(&api, parts, body, None, None).await,
         Err(e) => return internal_error(&parts.uri, &e),
     };
     let info =
@@ -219,11 +219,23 @@ pub async fn serve_impersonated(
             Ok(i) => i,
             Err(e) => return internal_error(&parts.uri, &e.0),
         };
+    // DefaultBuildHandlerChain runs impersonation, then max-in-flight (or APF), then
+    // authorization: a request beyond the budget gets its 429 without being authorized.
+    let Some(slot) = super::admit_in_flight(&api, &parts, Some(&user)) else {
+        let refused = super::inflight::too_many_requests();
+        api.request_log.record(RequestRecord::new(
+            &user,
+            &info,
+            false,
+            refused.status().as_u16(),
+        ));
+        return refused;
+    };
     let decision = api.authorize(&user, &info);
     let allowed = decision.allowed();
     let user = Arc::new(user);
     let response = if allowed {
-        super::serve(&api, parts, body, Some(user.clone())).await
+        super::serve(&api, parts, body, Some(user.clone()), Some(slot)).await
     } else {
         forbidden(&info, &user, decision.reason()).into_response()
     };

@@ -30,9 +30,11 @@ pub struct RequestRecord {
     pub path: String,
     /// A resource request (else a non-resource path such as `/api` or `/version`).
     pub resource_request: bool,
-    /// Whether the authorizer allowed it.
+    /// Whether the authorizer allowed it (false too when the max-in-flight filter refused it
+    /// before authorization: code 429).
     pub allowed: bool,
-    /// The HTTP status code of the answer (403 when refused by the authorizer).
+    /// The HTTP status code of the answer (403 when refused by the authorizer, 429 by the
+    /// max-in-flight filter).
     pub code: u16,
 }
 

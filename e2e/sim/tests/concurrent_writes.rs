@@ -134,15 +134,15 @@ async fn client_without_retries(c: &Cluster, user: &str) -> kube::Client {
     kube::Client::try_from(config).expect("impersonating client")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn writes_beyond_max_mutating_inflight_get_429_except_system_masters() {
+/// A cluster whose mutating in-flight budget is 1, each write taking `write_latency`, with the
+/// user "writer" bound to cluster-admin; and its admin (system:masters) client.
+async fn one_mutating_slot(write_latency: Duration) -> (Cluster, kube::Client) {
     let c = Cluster::start(ClusterConfig {
         max_in_flight: MaxInFlight {
             requests: 0,
             mutating: 1,
         },
-        // Keeps each write in flight long enough for the others to find the budget spent.
-        write_latency: Duration::from_millis(300),
+        write_latency,
         ..ClusterConfig::default()
     })
     .await
@@ -159,6 +159,13 @@ async fn writes_beyond_max_mutating_inflight_get_429_except_system_masters() {
     )
     .await
     .expect("binding");
+    (c, admin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_beyond_max_mutating_inflight_get_429_except_system_masters() {
+    // Keeps each write in flight long enough for the others to find the budget spent.
+    let (c, admin) = one_mutating_slot(Duration::from_millis(300)).await;
     let writer = client_without_retries(&c, "writer").await;
     c.reset_stats();
 
@@ -227,29 +234,8 @@ async fn writes_beyond_max_mutating_inflight_get_429_except_system_masters() {
 /// gets 429, not 403; once the budget is free, the authorizer refuses it with 403.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn max_in_flight_refuses_before_authorization() {
-    let c = Cluster::start(ClusterConfig {
-        max_in_flight: MaxInFlight {
-            requests: 0,
-            mutating: 1,
-        },
-        // Keeps the allowed write in flight while the unauthorized one arrives.
-        write_latency: Duration::from_millis(800),
-        ..ClusterConfig::default()
-    })
-    .await
-    .expect("cluster");
-    let admin = c.client().expect("client");
-    let crb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": "writer-admin"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-        "subjects": [{"kind": "User", "name": "writer", "apiGroup": "rbac.authorization.k8s.io"}]});
-    let crbs: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> = Api::all(admin);
-    crbs.create(
-        &PostParams::default(),
-        &serde_json::from_value(crb).unwrap(),
-    )
-    .await
-    .expect("binding");
+    // Keeps the allowed write in flight while the unauthorized one arrives.
+    let (c, _admin) = one_mutating_slot(Duration::from_millis(800)).await;
     let writer = client_without_retries(&c, "writer").await;
     let nobody = client_without_retries(&c, "nobody").await;
     let cm = |name: &str| -> ConfigMap {

@@ -7,13 +7,13 @@
 
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 
 use barge_crds::{Job, JobStatus};
 use barge_sim::ClusterConfig;
 
 use super::{
-    env_number, install, job_of, print_writes_per, start_operator, wait_nodes, Bench,
+    env_number, install, print_writes_per, start_operator, submit_array, wait_nodes, Bench,
     OperatorWrites, Outcome, Phase, Row, Sim, CE_VCPUS, DEADLINE, NAMESPACE,
 };
 
@@ -36,16 +36,7 @@ pub async fn run(bench: &Bench) -> Outcome {
 
     let started = Instant::now();
     let jobs: Api<Job> = Api::namespaced(client.clone(), NAMESPACE);
-    jobs.create(
-        &PostParams::default(),
-        &job_of(
-            "array",
-            "zero",
-            &format!("  arrayProperties: {{size: {n}}}\n"),
-        ),
-    )
-    .await
-    .expect("submit");
+    submit_array(&jobs, n).await;
     let done = |j: &Job| j.status.as_ref().and_then(|s| s.status) == Some(JobStatus::Succeeded);
     while !jobs.get("array").await.is_ok_and(|j| done(&j)) {
         assert!(

@@ -590,6 +590,20 @@ pub async fn wait_nodes(client: &Client, want: usize) {
 
 /// A Job `name` of `definition` on the queue `bench`, with `extra` spec lines (indented two
 /// spaces).
+/// Submits one array job named "array" of `n` zero-length children.
+pub async fn submit_array(jobs: &Api<Job>, n: u64) {
+    jobs.create(
+        &PostParams::default(),
+        &job_of(
+            "array",
+            "zero",
+            &format!("  arrayProperties: {{size: {n}}}\n"),
+        ),
+    )
+    .await
+    .expect("submit");
+}
+
 pub fn job_of(name: &str, definition: &str, extra: &str) -> Job {
     yaml(&format!(
         "apiVersion: batch.barge.dev/v1alpha1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n  jobQueue: bench\n  jobDefinition: {definition}\n{extra}"

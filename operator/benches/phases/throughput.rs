@@ -25,8 +25,8 @@ use barge_crds::{Job, JobStatus};
 use barge_sim::StatsSnapshot;
 
 use super::{
-    install, job_of, kubelet_writes, print_writes_per, start_operator, submit_many, wait_nodes,
-    Bench, OperatorWrites, Outcome, Phase, Row, Sim, CE_VCPUS, DEADLINE, NAMESPACE,
+    install, job_of, kubelet_writes, print_writes_per, start_operator, submit_array, submit_many,
+    wait_nodes, Bench, OperatorWrites, Outcome, Phase, Row, Sim, CE_VCPUS, DEADLINE, NAMESPACE,
 };
 
 /// Share identifiers of the fair-share phase (`share-0`…).
@@ -94,16 +94,7 @@ pub async fn run(phase: Phase, bench: &Bench) -> Outcome {
         Phase::Gangs => submit_many(&jobs, "gang", "gang", n, None).await,
         Phase::FairShare => submit_many(&jobs, "shared", "zero", n, Some(SHARES)).await,
         Phase::Array => {
-            jobs.create(
-                &PostParams::default(),
-                &job_of(
-                    "array",
-                    "zero",
-                    &format!("  arrayProperties: {{size: {n}}}\n"),
-                ),
-            )
-            .await
-            .expect("submit");
+            submit_array(&jobs, n).await;
         }
         Phase::NToN => {
             jobs.create(

@@ -1484,6 +1484,23 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A plan that changed `record` and asks for `actions`, nothing else.
+    fn changed_plan(record: barge_core::job::JobRecord, actions: Vec<JobAction>) -> JobPlan {
+        JobPlan {
+            record,
+            changed: true,
+            events: Vec::new(),
+            actions,
+            requeue_at_ms: None,
+            runnable: RunnableWork::Nothing,
+            summary: None,
+            children: None,
+            nodes: None,
+            waiting: None,
+            blocked: None,
+        }
+    }
     use k8s_openapi::api::core::v1::PodStatus;
     use kube::api::ObjectMeta;
 
@@ -1542,19 +1559,7 @@ mod tests {
             }
         };
         let written = array(&[0, 1], &[]);
-        let plan = JobPlan {
-            record: array(&[0, 1, 2, 3], &[7]),
-            changed: true,
-            events: Vec::new(),
-            actions: Vec::new(),
-            requeue_at_ms: None,
-            runnable: RunnableWork::Nothing,
-            summary: None,
-            children: None,
-            nodes: None,
-            waiting: None,
-            blocked: None,
-        };
+        let plan = changed_plan(array(&[0, 1, 2, 3], &[7]), Vec::new());
         assert_eq!(unwritten_results(&written, &plan), 3);
         assert_eq!(unwritten_results(&plan.record, &plan), 0);
         assert_eq!(unwritten_results(&array(&[], &[]), &plan), 5);
@@ -1608,19 +1613,7 @@ mod tests {
             state,
             ..JobRecord::submitted(0)
         };
-        let plan = |record: JobRecord, actions: Vec<JobAction>| JobPlan {
-            record,
-            changed: true,
-            events: Vec::new(),
-            actions,
-            requeue_at_ms: None,
-            runnable: RunnableWork::Nothing,
-            summary: None,
-            children: None,
-            nodes: None,
-            waiting: None,
-            blocked: None,
-        };
+        let plan = changed_plan;
         let attempt = AttemptRecord {
             attempt: 1,
             array_index: None,

@@ -14,9 +14,18 @@
 //! `BARGE_BENCH_GANG_NODES` size the gang phase. `BARGE_BENCH_BASELINE_BIN=<path to an older
 //! barge binary>` runs the selected phases that use the operator a second time, in the same run,
 //! with that binary (same sim, same kubelet: only the operator differs), and prints the new/old
-//! ratio of every figure.
+//! ratio of every figure. `BARGE_BENCH_OPERATOR_ARGS` and `BARGE_BENCH_BASELINE_ARGS` add flags
+//! to the new and the baseline operator (with this build's binary as the baseline, one run
+//! compares two settings of a flag). `BARGE_BENCH_OPERATOR_BIN` runs another `barge` binary as
+//! the new one. A throughput run starts with an unmeasured array (`BARGE_BENCH_WARMUP=0`: not).
 
 mod phases;
+
+/// The bench process runs barge-sim's API server and scripted kubelet in-process: the same
+/// allocator as the `barge-sim` and `barge` binaries (glibc's malloc/free were ~30 % of the
+/// server's CPU on pod writes), so the in-process cluster costs what the real binary does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::PathBuf;
 
@@ -56,6 +65,21 @@ fn main() {
             .join(", ")
     );
     runtime.block_on(async {
+        // The first phase a bench process runs is slower than the same phase later (an array
+        // of 10,000: 611 vs 735 children/s for one binary, whichever binary ran first): the
+        // in-process cluster's allocator grows its heap from the kernel then. Unmeasured
+        // warm-up first, so neither binary pays it (`BARGE_BENCH_WARMUP=0`: none).
+        let throughput = [Phase::Singles, Phase::Array, Phase::ArrayLatency];
+        if phases::env_number("BARGE_BENCH_WARMUP", 1) > 0
+            && selected.iter().any(|p| throughput.contains(p))
+        {
+            println!(
+                "== warm-up (not measured): an array of {} children",
+                bench.jobs
+            );
+            phases::run_all(&bench, &[Phase::Array]).await;
+            println!("== warm-up done");
+        }
         let new = phases::run_all(&bench, &selected).await;
         phases::throughput::compare(&new);
         let old = match &baseline {

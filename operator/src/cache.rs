@@ -26,7 +26,8 @@
 //! all non-terminal pods bound to nodes, Barge's or not: what the scheduler subtracts from a
 //! node's allocatable; and which nodes Barge's pods occupy, or multi-node gangs hold), and only Barge's pods (`app.kubernetes.io/managed-by=barge`) go into
 //! the pod store, its index by job uid, and the pod feed. ControllerRevisions are watched with
-//! the same label.
+//! the same label. Pods and nodes are decoded without their managedFields (a node also without
+//! its image list) rather than decoded and then stripped ([`decode`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -54,6 +55,13 @@ use barge_crds::job::JobStatus;
 use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, SchedulingPolicy};
 
 use crate::index::Index;
+
+pub mod decode;
+
+use decode::{Prunable, Pruned};
+
+mod job_record;
+pub use job_record::{intern, JobRecord};
 
 /// Something that consumes the watcher events of kind `K` (an [`Index`], the [`NodeUsage`]).
 pub trait EventSink<K>: Send + Sync {
@@ -318,6 +326,42 @@ where
     debug!(%kind, "watch ended");
 }
 
+/// Runs the watch of one kind decoded without what Barge never reads ([`decode::Pruned`]: a
+/// pod's managedFields are not decoded only to be cleared by the sink), into its sink.
+async fn run_pruned_watch<K>(client: Client, config: watcher::Config, mut sink: Sink<K>)
+where
+    K: Resource<DynamicType = ()>
+        + Prunable
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let kind = K::kind(&());
+    let stream = watcher(Api::<Pruned<K>>::all(client), config).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(event) => sink.apply(unpruned(event)),
+            Err(err) => warn!(%kind, error = %err, "watch failed; retrying"),
+        }
+    }
+    debug!(%kind, "watch ended");
+}
+
+/// The event with the decoded object itself.
+fn unpruned<K>(event: watcher::Event<Pruned<K>>) -> watcher::Event<K> {
+    match event {
+        watcher::Event::Apply(p) => watcher::Event::Apply(p.0),
+        watcher::Event::Delete(p) => watcher::Event::Delete(p.0),
+        watcher::Event::InitApply(p) => watcher::Event::InitApply(p.0),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
 /// Runs the watch of one of Barge's own kinds through kube's `DeserializeGuard`: an object that
 /// does not match Barge's API types (stored before a schema change, or by a client that
 /// bypassed validation) is reported and left out instead of failing the whole list — one bad
@@ -368,9 +412,9 @@ pub const UNFINISHED_JOBS: &str = "status.status!=SUCCEEDED,status.status!=FAILE
 /// the selector (Kubernetes before 1.31, or a Job CRD installed without the selectable field)
 /// goes straight to step 2. Nothing is written to any job for this.
 async fn run_jobs_watch(
-    api: Api<DeserializeGuard<Job>>,
+    api: Api<DeserializeGuard<JobRecord>>,
     config: watcher::Config,
-    mut sink: Sink<Job>,
+    mut sink: Sink<JobRecord>,
     complete: tokio::sync::watch::Sender<bool>,
 ) {
     let kind = Job::kind(&());
@@ -412,9 +456,9 @@ async fn run_jobs_watch(
 /// complete list (`Init`, `InitApply`…, `InitDone`); the number listed. On an error the
 /// list is left unfinished in the sink (the next list starts with its own `Init`).
 async fn list_unfinished_jobs(
-    api: &Api<DeserializeGuard<Job>>,
+    api: &Api<DeserializeGuard<JobRecord>>,
     page_size: Option<u32>,
-    sink: &mut Sink<Job>,
+    sink: &mut Sink<JobRecord>,
 ) -> Result<usize, kube::Error> {
     let kind = Job::kind(&());
     let mut params = ListParams::default().fields(UNFINISHED_JOBS);
@@ -976,20 +1020,28 @@ pub fn recorded_state(job: &Job) -> JobStatus {
         .unwrap_or(JobStatus::Submitted)
 }
 
+/// A pair of interned names: (namespace, name), or (queue, shareIdentifier).
+pub type SharedName = (Arc<str>, Arc<str>);
+
+/// The id a job record carries (`namespace/name`), shared by the job indexes.
+fn record_id(job: &JobRecord) -> Arc<str> {
+    job.id().clone()
+}
+
 /// The secondary indexes (each answers "which objects relate to X" without a scan).
 pub struct Indexes {
     /// Barge pods by the `batch.barge.dev/job-uid` label.
     pub pods_by_job_uid: Arc<Index<Pod, String>>,
     /// Jobs by each (namespace, jobName) they depend on.
-    pub jobs_by_dependency: Arc<Index<Job, NamespacedName>>,
+    pub jobs_by_dependency: Arc<Index<JobRecord, SharedName>>,
     /// Jobs by (queue, recorded state): queue job counts.
-    pub jobs_by_queue_state: Arc<Index<Job, (String, JobStatus)>>,
+    pub jobs_by_queue_state: Arc<Index<JobRecord, (Arc<str>, JobStatus)>>,
     /// Unfinished jobs by queue: the queue's "in use" finalizer.
-    pub active_jobs_by_queue: Arc<Index<Job, String>>,
+    pub active_jobs_by_queue: Arc<Index<JobRecord, Arc<str>>>,
     /// Unfinished jobs by (queue, shareIdentifier): the shares of fair share that are active.
-    pub active_jobs_by_queue_share: Arc<Index<Job, (String, String)>>,
+    pub active_jobs_by_queue_share: Arc<Index<JobRecord, SharedName>>,
     /// Unfinished jobs by (namespace, job definition name): the definition's "in use" finalizer.
-    pub active_jobs_by_definition: Arc<Index<Job, NamespacedName>>,
+    pub active_jobs_by_definition: Arc<Index<JobRecord, SharedName>>,
     /// Queues by each compute environment of their `computeEnvironmentOrder`.
     pub queues_by_compute_environment: Arc<Index<JobQueue, String>>,
     /// Queues by scheduling policy.
@@ -1006,41 +1058,52 @@ impl Indexes {
             pods_by_job_uid: Index::new(|p: &Pod| {
                 p.labels().get(LABEL_JOB_UID).cloned().into_iter().collect()
             }),
-            jobs_by_dependency: Index::new(|j: &Job| {
-                let ns = j.namespace().unwrap_or_default();
-                j.spec
-                    .depends_on
-                    .iter()
-                    .filter_map(|d| d.job_name.clone())
-                    .map(|n| (ns.clone(), n))
-                    .collect()
-            }),
-            jobs_by_queue_state: Index::new(|j: &Job| {
-                vec![(j.spec.job_queue.clone(), recorded_state(j))]
-            }),
-            active_jobs_by_queue: Index::new(|j: &Job| {
-                if recorded_state(j).is_finished() {
-                    Vec::new()
-                } else {
-                    vec![j.spec.job_queue.clone()]
-                }
-            }),
-            active_jobs_by_queue_share: Index::new(|j: &Job| match &j.spec.share_identifier {
-                Some(share) if !recorded_state(j).is_finished() => {
-                    vec![(j.spec.job_queue.clone(), share.clone())]
-                }
-                _ => Vec::new(),
-            }),
-            active_jobs_by_definition: Index::new(|j: &Job| {
-                if recorded_state(j).is_finished() {
-                    return Vec::new();
-                }
-                let ns = j.namespace().unwrap_or_default();
-                match j.spec.job_definition_reference() {
-                    Ok(reference) => vec![(ns, reference.name.to_string())],
-                    Err(_) => Vec::new(),
-                }
-            }),
+            jobs_by_dependency: Index::with_ids(
+                |j: &JobRecord| {
+                    if j.depends_on().is_empty() {
+                        return Vec::new();
+                    }
+                    let ns = intern(j.meta().namespace.as_deref().unwrap_or_default());
+                    j.depends_on()
+                        .iter()
+                        .map(|n| (ns.clone(), n.clone()))
+                        .collect()
+                },
+                record_id,
+            ),
+            jobs_by_queue_state: Index::with_ids(
+                |j: &JobRecord| vec![(j.queue().clone(), j.state())],
+                record_id,
+            ),
+            active_jobs_by_queue: Index::with_ids(
+                |j: &JobRecord| {
+                    if j.state().is_finished() {
+                        Vec::new()
+                    } else {
+                        vec![j.queue().clone()]
+                    }
+                },
+                record_id,
+            ),
+            active_jobs_by_queue_share: Index::with_ids(
+                |j: &JobRecord| match j.share_identifier() {
+                    Some(share) if !j.state().is_finished() => {
+                        vec![(j.queue().clone(), share.clone())]
+                    }
+                    _ => Vec::new(),
+                },
+                record_id,
+            ),
+            active_jobs_by_definition: Index::with_ids(
+                |j: &JobRecord| match j.definition() {
+                    Some(definition) if !j.state().is_finished() => {
+                        let ns = intern(j.meta().namespace.as_deref().unwrap_or_default());
+                        vec![(ns, definition.clone())]
+                    }
+                    _ => Vec::new(),
+                },
+                record_id,
+            ),
             queues_by_compute_environment: Index::new(|q: &JobQueue| {
                 q.spec
                     .compute_environment_order
@@ -1074,7 +1137,8 @@ impl Indexes {
 /// is warm) and shared by all controllers and the scheduler through the
 /// [`Context`](crate::context::Context).
 pub struct Caches {
-    pub jobs: Store<Job>,
+    /// Compact records of the jobs; [`JobRecord::job`] decodes one.
+    pub jobs: Store<JobRecord>,
     pub job_definitions: Store<JobDefinition>,
     pub revisions: Store<ControllerRevision>,
     pub queues: Store<JobQueue>,
@@ -1094,7 +1158,7 @@ pub struct Caches {
     /// the index, would otherwise count a pod caught between the two as both used room and
     /// unmet demand, and ask for a node twice.
     pub pod_updates: Arc<RwLock<()>>,
-    pub jobs_feed: Arc<Feed<Job>>,
+    pub jobs_feed: Arc<Feed<JobRecord>>,
     pub job_definitions_feed: Arc<Feed<JobDefinition>>,
     pub revisions_feed: Arc<Feed<ControllerRevision>>,
     pub queues_feed: Arc<Feed<JobQueue>>,
@@ -1111,7 +1175,7 @@ pub struct Caches {
 
 /// The sinks of [`Caches::new`], to be driven by watches ([`Caches::start`]) or by a test.
 pub struct Sinks {
-    pub jobs: Sink<Job>,
+    pub jobs: Sink<JobRecord>,
     pub job_definitions: Sink<JobDefinition>,
     pub revisions: Sink<ControllerRevision>,
     pub queues: Sink<JobQueue>,
@@ -1191,7 +1255,7 @@ impl Caches {
         caches.jobs_complete.send_replace(false);
         let tasks = vec![
             tokio::spawn(run_jobs_watch(
-                Api::<DeserializeGuard<Job>>::all(client.clone()),
+                Api::<DeserializeGuard<JobRecord>>::all(client.clone()),
                 all(),
                 sinks.jobs,
                 caches.jobs_complete.clone(),
@@ -1221,16 +1285,8 @@ impl Caches {
                 all(),
                 sinks.scheduling_policies,
             )),
-            tokio::spawn(run_watch(
-                Api::<Pod>::all(client.clone()),
-                all(),
-                sinks.pods,
-            )),
-            tokio::spawn(run_watch(
-                Api::<Node>::all(client.clone()),
-                all(),
-                sinks.nodes,
-            )),
+            tokio::spawn(run_pruned_watch(client.clone(), all(), sinks.pods)),
+            tokio::spawn(run_pruned_watch(client.clone(), all(), sinks.nodes)),
             tokio::spawn(run_watch(
                 Api::<Namespace>::all(client),
                 all(),
@@ -1290,11 +1346,11 @@ impl Caches {
     }
 
     /// The jobs of `namespace` that name `job_name` in their `dependsOn`.
-    pub fn dependents_of(&self, namespace: &str, job_name: &str) -> Vec<ObjectRef<Job>> {
+    pub fn dependents_of(&self, namespace: &str, job_name: &str) -> Vec<ObjectRef<JobRecord>> {
         namespaced_refs(
             self.indexes
                 .jobs_by_dependency
-                .get(&(namespace.to_string(), job_name.to_string())),
+                .get(&(Arc::from(namespace), Arc::from(job_name))),
         )
     }
 
@@ -1303,11 +1359,11 @@ impl Caches {
         &self,
         namespace: &str,
         name: &str,
-    ) -> Vec<ObjectRef<Job>> {
+    ) -> Vec<ObjectRef<JobRecord>> {
         namespaced_refs(
             self.indexes
                 .active_jobs_by_definition
-                .get(&(namespace.to_string(), name.to_string())),
+                .get(&(Arc::from(namespace), Arc::from(name))),
         )
     }
 
@@ -1317,7 +1373,7 @@ impl Caches {
     pub fn unfinished_jobs_of_revision(
         &self,
         revision: &ControllerRevision,
-    ) -> Vec<ObjectRef<Job>> {
+    ) -> Vec<ObjectRef<JobRecord>> {
         match (
             revision.namespace(),
             revision.labels().get(LABEL_JOB_DEFINITION),
@@ -1329,19 +1385,25 @@ impl Caches {
         }
     }
 
-    /// The job `namespace/name`.
-    pub fn job(&self, namespace: &str, name: &str) -> Option<Arc<Job>> {
+    /// The record of job `namespace/name`.
+    pub fn job(&self, namespace: &str, name: &str) -> Option<Arc<JobRecord>> {
         self.jobs.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// The job `namespace/name`, decoded from its record.
+    pub fn job_object(&self, namespace: &str, name: &str) -> Option<Job> {
+        self.job(namespace, name).map(|record| record.job())
     }
 
     /// Number of jobs of `queue` per recorded state.
     pub fn queue_job_counts(&self, queue: &str) -> barge_crds::job::JobStatusCounts {
+        let queue: Arc<str> = Arc::from(queue);
         let mut counts = barge_crds::job::JobStatusCounts::default();
         for state in JobStatus::ALL {
             let n = self
                 .indexes
                 .jobs_by_queue_state
-                .count(&(queue.to_string(), state));
+                .count(&(Arc::clone(&queue), state));
             *counts.get_mut(state) = i32::try_from(n).unwrap_or(i32::MAX);
         }
         counts
@@ -1354,20 +1416,20 @@ impl Caches {
             .active_jobs_by_queue_share
             .counts()
             .into_iter()
-            .filter(|((q, _), _)| q == queue)
-            .map(|((_, share), n)| (share, n as u64))
+            .filter(|((q, _), _)| **q == *queue)
+            .map(|((_, share), n)| (share.to_string(), n as u64))
             .collect()
     }
 
     pub fn queue_in_use(&self, queue: &str) -> bool {
-        self.indexes.active_jobs_by_queue.count(&queue.to_string()) > 0
+        self.indexes.active_jobs_by_queue.count(&Arc::from(queue)) > 0
     }
 
     /// Whether unfinished jobs of `namespace` still reference the definition `name`.
     pub fn job_definition_in_use(&self, namespace: &str, name: &str) -> bool {
         self.indexes
             .active_jobs_by_definition
-            .count(&(namespace.to_string(), name.to_string()))
+            .count(&(Arc::from(namespace), Arc::from(name)))
             > 0
     }
 
@@ -1507,8 +1569,16 @@ mod tests {
             job("done", "big", Some("SUCCEEDED")),
             job("other", "small", None),
         ] {
-            sinks.jobs.apply(watcher::Event::Apply(j));
+            sinks.jobs.apply(watcher::Event::Apply(j.into()));
         }
+        // The job indexes hold each record's own id.
+        let waits = caches.job("team", "waits").expect("cached");
+        assert!(
+            Arc::strong_count(waits.id()) > 2,
+            "shared by the record and its indexes"
+        );
+        assert_eq!(caches.queue_job_counts("q").SUCCEEDED, 1);
+        assert!(caches.queue_in_use("q") && caches.job_definition_in_use("team", "big"));
         // A revision as the JobDefinition controller labels it (definition_revisions builds
         // them; that module sits above the caches).
         let revision: ControllerRevision = serde_json::from_value(serde_json::json!({

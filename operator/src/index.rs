@@ -43,20 +43,15 @@ impl<Key: Eq + Hash + Clone> State<Key> {
         }
     }
 
-    fn insert(&mut self, id: String, keys: Vec<Key>) {
+    fn insert(&mut self, id: Arc<str>, keys: Vec<Key>) {
         // Most updates (a job's status write) leave the keys as they were: nothing to move.
-        if self
-            .keys_of
-            .get(id.as_str())
-            .is_some_and(|old| **old == *keys)
-        {
+        if self.keys_of.get(&*id).is_some_and(|old| **old == *keys) {
             return;
         }
         self.remove(&id);
         if keys.is_empty() {
             return;
         }
-        let id: Arc<str> = id.into();
         for key in &keys {
             self.by_key
                 .entry(key.clone())
@@ -70,6 +65,8 @@ impl<Key: Eq + Hash + Clone> State<Key> {
 /// An index from `Key` to the `namespace/name` of the objects that carry it.
 pub struct Index<K, Key> {
     key_fn: Box<KeyFn<K, Key>>,
+    /// The object's id ([`object_id`], or one the object shares: a job record's).
+    id_fn: fn(&K) -> Arc<str>,
     live: RwLock<State<Key>>,
     buffer: RwLock<Option<State<Key>>>,
 }
@@ -84,10 +81,25 @@ pub fn object_id<K: kube::Resource>(obj: &K) -> String {
     }
 }
 
+/// [`object_id`], allocated for the index.
+fn new_id<K: kube::Resource>(obj: &K) -> Arc<str> {
+    object_id(obj).into()
+}
+
 impl<K: kube::Resource, Key: Eq + Hash + Clone> Index<K, Key> {
     pub fn new(key_fn: impl Fn(&K) -> Vec<Key> + Send + Sync + 'static) -> Arc<Self> {
+        Self::with_ids(key_fn, new_id::<K>)
+    }
+
+    /// An index whose objects carry their id ([`object_id`]'s text) already allocated: the
+    /// indexes hold that one copy instead of one each.
+    pub fn with_ids(
+        key_fn: impl Fn(&K) -> Vec<Key> + Send + Sync + 'static,
+        id_fn: fn(&K) -> Arc<str>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             key_fn: Box::new(key_fn),
+            id_fn,
             live: RwLock::new(State::new()),
             buffer: RwLock::new(None),
         })
@@ -98,15 +110,15 @@ impl<K: kube::Resource, Key: Eq + Hash + Clone> Index<K, Key> {
         match event {
             watcher::Event::Apply(obj) => {
                 let keys = (self.key_fn)(obj);
-                write(&self.live).insert(object_id(obj), keys);
+                write(&self.live).insert((self.id_fn)(obj), keys);
             }
-            watcher::Event::Delete(obj) => write(&self.live).remove(&object_id(obj)),
+            watcher::Event::Delete(obj) => write(&self.live).remove(&(self.id_fn)(obj)),
             watcher::Event::Init => *write(&self.buffer) = Some(State::new()),
             watcher::Event::InitApply(obj) => {
                 let keys = (self.key_fn)(obj);
                 write(&self.buffer)
                     .get_or_insert_with(State::new)
-                    .insert(object_id(obj), keys);
+                    .insert((self.id_fn)(obj), keys);
             }
             watcher::Event::InitDone => {
                 if let Some(fresh) = write(&self.buffer).take() {

@@ -99,8 +99,10 @@ pub struct OperatorArgs {
     /// queue's `status.fairShare` and `status.frontOfQueue`, each written only when changed).
     #[arg(long, default_value_t = 5000)]
     pub queue_status_interval_ms: u64,
-    /// Concurrent reconciles per controller (0: unbounded).
-    #[arg(long, default_value_t = 0)]
+    /// Reconciles each controller runs at once (0: unbounded). Objects that change meanwhile
+    /// wait as keys in the controller's queue. Keep it well above `--kube-api-max-in-flight`:
+    /// reconciles wait for the throttle, and a low bound slows start-up admission.
+    #[arg(long, default_value_t = crate::context::DEFAULT_RECONCILE_CONCURRENCY)]
     pub reconcile_concurrency: u16,
     /// Seconds between refreshes of compute environment and queue statuses without a trigger.
     #[arg(long, default_value_t = 10)]

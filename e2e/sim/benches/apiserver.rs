@@ -7,10 +7,17 @@
 //! - the server's CPU time per `/status` merge patch of a Job (utime + stime of the server process
 //!   from /proc/<pid>/stat over the patches, divided by their number);
 //! - write → watch-event latency (p50/p99) with 100 concurrent watchers;
+//! - the server's CPU time per pod write of an array child's life: the operator's pod create, the
+//!   scripted kubelet's two `pods/status` merge patches (running, then succeeded: the patches
+//!   `kubelet::podstate::PodRun::status_patch` renders) and the operator's finalizer release (a
+//!   JSON patch that tests and removes the result finalizer and labels the pod disposable, as
+//!   `operator/src/pods/finalizer.rs` sends it);
+//! - write → watch-event latency (p50/p99) with 100 concurrent watchers;
 //! - the server's RSS (VmRSS) empty and holding 100,000 pods (`BARGE_SIM_BENCH_PODS` overrides).
 //!
 //! `cargo bench -p barge-sim --bench apiserver` (`BARGE_SIM_BENCH_SERVER_BIN=<path>` runs another
-//! `barge-sim` binary as the server, `BARGE_SIM_BENCH_PODS` and `BARGE_SIM_BENCH_WRITES` size it).
+//! `barge-sim` binary as the server, `BARGE_SIM_BENCH_PODS` and `BARGE_SIM_BENCH_WRITES` size it,
+//! `BARGE_SIM_BENCH_PHASES=creates,crd,pods,watch,scale` picks phases, all by default).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -95,6 +102,21 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .expect("VmRSS")
+}
+
+/// Whether a phase runs (`BARGE_SIM_BENCH_PHASES`, a comma-separated list; all when unset).
+fn phase_enabled(name: &str) -> bool {
+    match std::env::var("BARGE_SIM_BENCH_PHASES") {
+        Ok(list) => list.split(',').any(|p| p.trim() == name),
+        Err(_) => true,
+    }
+}
+
+/// The first three fields of /proc/loadavg.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".to_string())
 }
 
 /// CPU time (user + system) the process has used so far.
@@ -289,34 +311,50 @@ async fn main() {
     let server = start_server();
     let pid = server.child.id();
     println!(
-        "barge-sim API server benchmark ({} CPUs)",
+        "barge-sim API server benchmark ({} CPUs, load average {})",
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1)
+            .unwrap_or(1),
+        load_average()
     );
 
-    let rate = concurrent_creates(&server.url, CREATES, |c, i| {
-        Box::pin(async move {
-            let api: Api<ConfigMap> = Api::namespaced(c, "default");
-            api.create(&PostParams::default(), &configmap(&format!("c-{i}")))
-                .await
-                .expect("create");
+    if phase_enabled("creates") {
+        let rate = concurrent_creates(&server.url, CREATES, |c, i| {
+            Box::pin(async move {
+                let api: Api<ConfigMap> = Api::namespaced(c, "default");
+                api.create(&PostParams::default(), &configmap(&format!("c-{i}")))
+                    .await
+                    .expect("create");
+            })
         })
-    })
-    .await;
-    println!("writes: {rate:.0} creates/s ({CREATES} ConfigMaps, {CLIENTS} concurrent clients)");
+        .await;
+        println!(
+            "writes: {rate:.0} creates/s ({CREATES} ConfigMaps, {CLIENTS} concurrent clients)"
+        );
+    }
 
-    crd_writes(&server.url, pid).await;
+    if phase_enabled("crd") {
+        crd_writes(&server.url, pid).await;
+    }
 
-    let (p50, p99, n) = watch_latency(&server.url).await;
-    println!(
-        "watch: write→event latency p50 {:.2} ms, p99 {:.2} ms ({WATCHERS} watchers, {n} events)",
-        p50.as_secs_f64() * 1e3,
-        p99.as_secs_f64() * 1e3
-    );
+    if phase_enabled("pods") {
+        pod_writes(&server.url, pid).await;
+    }
+
+    if phase_enabled("watch") {
+        let (p50, p99, n) = watch_latency(&server.url).await;
+        println!(
+            "watch: write→event latency p50 {:.2} ms, p99 {:.2} ms ({WATCHERS} watchers, {n} events)",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
+    }
 
     // Memory: a fresh server, empty then with `pods` pods.
     drop(server);
+    if !phase_enabled("scale") {
+        return;
+    }
     let server = start_server();
     let pid2 = server.child.id();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -442,5 +480,180 @@ async fn crd_writes(url: &str, pid: u32) {
     println!(
         "crd writes: server CPU {:.3} ms per Job /status patch ({n} patches; target ≤ 0.2 ms)",
         cpu.as_secs_f64() * 1e3 / n as f64
+    );
+}
+
+/// A pod as the operator creates it for an array child: Barge's labels, an owner (`owner_uid`: an
+/// object that exists, or the garbage collector would delete the pod), the result finalizer, bound
+/// to a node, the compute environment's toleration and selector, the batch environment variables.
+fn array_pod(name: &str, index: usize, owner_uid: &str) -> Pod {
+    let env: Vec<serde_json::Value> = [
+        ("AWS_BATCH_JOB_ID", format!("bench-array:{index}")),
+        ("AWS_BATCH_JOB_ARRAY_INDEX", index.to_string()),
+        ("AWS_BATCH_JOB_ATTEMPT", "1".to_string()),
+        ("AWS_BATCH_JQ_NAME", "bench-queue".to_string()),
+        ("AWS_BATCH_CE_NAME", "bench-ce".to_string()),
+        ("BARGE_JOB_NAME", "bench-array".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| json!({"name": k, "value": v}))
+    .collect();
+    serde_json::from_value(json!({
+        "metadata": {
+            "name": name,
+            "labels": {
+                "app.kubernetes.io/managed-by": "barge",
+                "batch.barge.dev/job-name": "bench-array",
+                "batch.barge.dev/job-uid": "0d6f6b7e-3f5c-4a53-9a55-3b1f4c1d2e3f",
+                "batch.barge.dev/attempt": "1",
+                "batch.barge.dev/array-index": index.to_string(),
+                "batch.barge.dev/job-queue": "bench-queue",
+                "batch.barge.dev/compute-environment": "bench-ce",
+                "batch.barge.dev/job-definition": "bench-def",
+                "batch.barge.dev/job-definition-revision": "1",
+            },
+            "annotations": {"batch.barge.dev/share-identifier": "teamA"},
+            "finalizers": ["batch.barge.dev/attempt-result"],
+            "ownerReferences": [{
+                "apiVersion": "v1", "kind": "ConfigMap", "name": "bench-array",
+                "uid": owner_uid, "controller": true, "blockOwnerDeletion": true,
+            }],
+        },
+        "spec": {
+            "nodeName": "bench-node-1",
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 30,
+            "tolerations": [{"key": "batch.barge.dev/compute-environment", "operator": "Equal",
+                             "value": "bench-ce", "effect": "NoSchedule"}],
+            "nodeSelector": {"batch.barge.dev/compute-environment": "bench-ce"},
+            "containers": [{
+                "name": "main", "image": "busybox:1.36", "command": ["sh", "-c", "true"],
+                "env": env,
+                "resources": {"requests": {"cpu": "1", "memory": "2048Mi"},
+                              "limits": {"cpu": "1", "memory": "2048Mi"}},
+            }],
+        },
+    }))
+    .expect("pod")
+}
+
+/// The pod writes of an array child's life, each kind over `BARGE_SIM_BENCH_WRITES` pods with
+/// 16 clients, and the server's CPU per write: the operator's create, the kubelet's status patch
+/// when the container runs and when it has succeeded, and the operator's finalizer release.
+async fn pod_writes(url: &str, pid: u32) {
+    use barge_sim::kubelet::podstate::{ContainerRef, PodRun};
+    let writes: usize = std::env::var("BARGE_SIM_BENCH_WRITES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CRD_WRITES);
+    let ns = "default";
+    let cpu_per_write =
+        |since: Duration| (cpu_time(pid) - since).as_secs_f64() * 1e3 / writes.max(1) as f64;
+    let created: Arc<std::sync::Mutex<Vec<Option<Pod>>>> =
+        Arc::new(std::sync::Mutex::new(vec![None; writes]));
+    // The pods' owner (the operator's pods belong to their Job).
+    let owner: Api<ConfigMap> = Api::namespaced(client(url), ns);
+    let owner_uid: Arc<str> = owner
+        .create(&PostParams::default(), &configmap("bench-array"))
+        .await
+        .expect("create the pods' owner")
+        .metadata
+        .uid
+        .expect("uid")
+        .into();
+
+    let start = cpu_time(pid);
+    let sink = created.clone();
+    let create_rate = concurrent_creates(url, writes, move |c, i| {
+        let sink = sink.clone();
+        let owner_uid = owner_uid.clone();
+        Box::pin(async move {
+            let api: Api<Pod> = Api::namespaced(c, ns);
+            let pp = PostParams {
+                field_manager: Some("barge".into()),
+                ..Default::default()
+            };
+            let pod = api
+                .create(&pp, &array_pod(&format!("child-{i}"), i, &owner_uid))
+                .await
+                .expect("create pod");
+            sink.lock().expect("pods")[i] = Some(pod);
+        })
+    })
+    .await;
+    let create_cpu = cpu_per_write(start);
+    let pods: Arc<Vec<Pod>> = Arc::new(
+        std::mem::take(&mut *created.lock().expect("pods"))
+            .into_iter()
+            .map(|p| p.expect("created"))
+            .collect(),
+    );
+
+    // The kubelet's status patches, rendered by its own code (`PodRun::status_patch`).
+    let main = ContainerRef {
+        init: false,
+        index: 0,
+    };
+    let status_patches = |finished: bool| {
+        let pods = pods.clone();
+        move |c: Client, i: usize| -> futures::future::BoxFuture<'static, ()> {
+            let pod = &pods[i];
+            let now = jiff::Timestamp::now();
+            let mut run = PodRun::new(pod, "10.0.0.1");
+            run.start_sandbox(now, format!("10.1.{}.{}", i / 250, i % 250));
+            run.container_started(main, now);
+            if finished {
+                let _ =
+                    run.container_exited(main, 0, "Completed", None, now, Duration::from_secs(10));
+            }
+            let patch = run.status_patch(&[]);
+            let name = pod.metadata.name.clone().expect("name");
+            Box::pin(async move {
+                let api: Api<Pod> = Api::namespaced(c, ns);
+                let pp = PatchParams {
+                    field_manager: Some(barge_sim::kubelet::consts::FIELD_MANAGER.to_string()),
+                    ..Default::default()
+                };
+                api.patch_status(&name, &pp, &Patch::Merge(&patch))
+                    .await
+                    .expect("status patch");
+            })
+        }
+    };
+    let start = cpu_time(pid);
+    let running_rate = concurrent_creates(url, writes, status_patches(false)).await;
+    let running_cpu = cpu_per_write(start);
+    let start = cpu_time(pid);
+    let succeeded_rate = concurrent_creates(url, writes, status_patches(true)).await;
+    let succeeded_cpu = cpu_per_write(start);
+
+    // The operator's release: test and remove the finalizer, label the pod disposable.
+    let start = cpu_time(pid);
+    let release_rate = concurrent_creates(url, writes, move |c, i| {
+        Box::pin(async move {
+            let api: Api<Pod> = Api::namespaced(c, ns);
+            let patch: json_patch::Patch = serde_json::from_value(json!([
+                {"op": "test", "path": "/metadata/finalizers/0", "value": "batch.barge.dev/attempt-result"},
+                {"op": "remove", "path": "/metadata/finalizers/0"},
+                {"op": "add", "path": "/metadata/labels/batch.barge.dev~1disposable", "value": "true"},
+            ]))
+            .expect("json patch");
+            api.patch(
+                &format!("child-{i}"),
+                &PatchParams::default(),
+                &Patch::<()>::Json(patch),
+            )
+            .await
+            .expect("release patch");
+        })
+    })
+    .await;
+    let release_cpu = cpu_per_write(start);
+    println!(
+        "pod writes: {create_rate:.0} creates/s, {running_rate:.0} + {succeeded_rate:.0} kubelet status patches/s (running, succeeded), {release_rate:.0} finalizer releases/s ({writes} each, {CLIENTS} concurrent clients)"
+    );
+    println!(
+        "pod writes: server CPU per write: create {create_cpu:.3} ms, kubelet status patch {running_cpu:.3} ms (running) / {succeeded_cpu:.3} ms (succeeded), finalizer release {release_cpu:.3} ms; a child's four writes {:.3} ms",
+        create_cpu + running_cpu + succeeded_cpu + release_cpu
     );
 }

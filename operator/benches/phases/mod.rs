@@ -135,7 +135,12 @@ impl Bench {
             jobs: env_number("BARGE_BENCH_JOBS", 10_000),
             gangs: env_number("BARGE_BENCH_GANGS", 50),
             gang_nodes: env_number("BARGE_BENCH_GANG_NODES", 8),
-            operator_bin: PathBuf::from(env!("CARGO_BIN_EXE_barge")),
+            // `BARGE_BENCH_OPERATOR_BIN`: another build of the new binary (a copy, when the
+            // target directory is shared with builds that replace `target/release/barge`).
+            operator_bin: std::env::var_os("BARGE_BENCH_OPERATOR_BIN")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_barge"))),
             baseline: false,
         }
     }
@@ -401,6 +406,11 @@ pub fn start_operator(
             "200",
         ])
         .args(extra_args)
+        .args(env_args(if bench.baseline {
+            "BARGE_BENCH_BASELINE_ARGS"
+        } else {
+            "BARGE_BENCH_OPERATOR_ARGS"
+        }))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"))
         .kill_on_drop(true)
@@ -415,7 +425,24 @@ pub fn start_operator(
     }
 }
 
+/// Extra operator flags from the environment variable `var` (split at whitespace), e.g.
+/// `BARGE_BENCH_OPERATOR_ARGS="--reconcile-concurrency 0"` for the new binary and
+/// `BARGE_BENCH_BASELINE_ARGS` for the baseline's: with the same binary as the baseline, one run
+/// compares two settings of a flag.
+fn env_args(var: &str) -> Vec<String> {
+    std::env::var(var)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
 impl Operator {
+    /// CPU time (user + system) the process has used so far, seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        process_cpu_seconds(self.pid)
+    }
+
     /// Peak resident set size (VmHWM), KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         proc_status_kib(self.pid, "VmHWM:")
@@ -435,6 +462,27 @@ impl Operator {
     pub async fn kill(mut self) {
         let _ = self.child.kill().await;
     }
+}
+
+/// CPU time (user + system) process `pid` has used so far, seconds (`/proc/<pid>/stat`; the
+/// bench's own process: `std::process::id()`). CPU per unit of work survives the machine's load
+/// better than rates do.
+pub fn process_cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The fields after the command's closing parenthesis: the state first, utime the 12th and
+    // stime the 13th of them.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    // In USER_HZ, 100 on Linux.
+    ticks / 100.0
 }
 
 fn proc_status_kib(pid: u32, field: &str) -> u64 {

@@ -13,8 +13,10 @@
 //!
 //! Printed per phase: time from the first submission to the last job (or child) SUCCEEDED, jobs
 //! (children) per second, API writes per job by kind (from the sim's request statistics),
-//! status writes per second on the parent for arrays, queue status writes per second, and the
-//! operator process's peak RSS (VmHWM).
+//! status writes per second on the parent for arrays, queue status writes per second, the
+//! operator process's peak RSS (VmHWM), and CPU time per unit (utime + stime from submission to
+//! the end) of the operator process and of the bench process (barge-sim's API server and its
+//! kubelet, with the bench's own polling).
 
 use std::time::{Duration, Instant};
 
@@ -25,8 +27,9 @@ use barge_crds::{Job, JobStatus};
 use barge_sim::StatsSnapshot;
 
 use super::{
-    install, job_of, kubelet_writes, print_writes_per, start_operator, submit_array, submit_many,
-    wait_nodes, Bench, OperatorWrites, Outcome, Phase, Row, Sim, CE_VCPUS, DEADLINE, NAMESPACE,
+    install, job_of, kubelet_writes, print_writes_per, process_cpu_seconds, start_operator,
+    submit_array, submit_many, wait_nodes, Bench, OperatorWrites, Outcome, Phase, Row, Sim,
+    CE_VCPUS, DEADLINE, NAMESPACE,
 };
 
 /// Share identifiers of the fair-share phase (`share-0`…).
@@ -40,6 +43,10 @@ struct Report {
     elapsed: Duration,
     stats: StatsSnapshot,
     peak_rss_kib: u64,
+    /// CPU seconds of the operator process from the first submission to the end.
+    operator_cpu_s: f64,
+    /// CPU seconds of the bench process (barge-sim and its kubelet) over the same time.
+    sim_cpu_s: f64,
     /// The operator's own counters at the end (`barge_events_*`, `barge_status_writes*`).
     metrics: Vec<String>,
 }
@@ -87,6 +94,8 @@ pub async fn run(phase: Phase, bench: &Bench) -> Outcome {
     wait_nodes(&client, (CE_VCPUS / 4) as usize).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     sim.cluster.reset_stats();
+    let operator_cpu_before = operator.cpu_seconds();
+    let sim_cpu_before = process_cpu_seconds(std::process::id());
 
     let started = Instant::now();
     let jobs: Api<Job> = Api::namespaced(client.clone(), NAMESPACE);
@@ -135,6 +144,8 @@ pub async fn run(phase: Phase, bench: &Bench) -> Outcome {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let elapsed = started.elapsed();
+    let operator_cpu_s = operator.cpu_seconds() - operator_cpu_before;
+    let sim_cpu_s = process_cpu_seconds(std::process::id()) - sim_cpu_before;
     let stats = sim.stats();
     let peak_rss_kib = operator.peak_rss_kib();
     let metrics = operator
@@ -159,6 +170,8 @@ pub async fn run(phase: Phase, bench: &Bench) -> Outcome {
         elapsed,
         stats,
         peak_rss_kib,
+        operator_cpu_s,
+        sim_cpu_s,
         metrics,
     };
     print(&report, bench);
@@ -197,6 +210,14 @@ fn outcome(r: &Report) -> Outcome {
     );
     o.metric("events per unit", operator.events as f64 / units);
     o.metric("operator peak RSS, MiB", r.peak_rss_kib as f64 / 1024.0);
+    o.metric(
+        "operator CPU ms per unit",
+        r.operator_cpu_s * 1000.0 / units,
+    );
+    o.metric(
+        "sim + kubelet CPU ms per unit",
+        r.sim_cpu_s * 1000.0 / units,
+    );
     o
 }
 
@@ -256,6 +277,13 @@ fn print(r: &Report, bench: &Bench) {
     println!(
         "  operator peak RSS          : {:.0} MiB",
         r.peak_rss_kib as f64 / 1024.0
+    );
+    println!(
+        "  CPU per unit               : operator {:.3} ms, sim + kubelet {:.3} ms ({:.1} s and {:.1} s in all)",
+        r.operator_cpu_s * 1000.0 / units,
+        r.sim_cpu_s * 1000.0 / units,
+        r.operator_cpu_s,
+        r.sim_cpu_s
     );
     println!("  operator counters at the end:");
     for line in &r.metrics {

@@ -39,7 +39,7 @@ use barge_core::scheduler::{schedule, JobKey, Workload};
 use barge_crds::consts::{LABEL_MANAGED_BY, MANAGED_BY_BARGE};
 use barge_crds::job::{DependencyType, JobStatus};
 use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, SchedulingPolicy};
-use barge_operator::cache::{recorded_state, Caches, Sink};
+use barge_operator::cache::{recorded_state, Caches, JobRecord, Sink};
 use barge_operator::context::{Context, OperatorConfig, RunnableEntry};
 use barge_operator::controllers::job::runnable_entry;
 use barge_operator::events::EventPublisher;
@@ -194,7 +194,7 @@ where
 async fn read_cluster(client: &Client) -> Result<Arc<Caches>, String> {
     let (caches, mut sinks) = Caches::new();
     let barge = ListParams::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY_BARGE}"));
-    fill_guarded::<Job>(client, &mut sinks.jobs).await?;
+    fill_guarded::<JobRecord>(client, &mut sinks.jobs).await?;
     fill_guarded::<JobDefinition>(client, &mut sinks.job_definitions).await?;
     fill(
         Api::<ControllerRevision>::all(client.clone()),
@@ -232,7 +232,7 @@ async fn why(args: &WhyArgs) -> Result<WhyReport, String> {
         OperatorConfig::default(),
     );
     let job = caches
-        .job(&namespace, &args.job)
+        .job_object(&namespace, &args.job)
         .ok_or_else(|| format!("job {:?} not found in namespace {namespace:?}", args.job))?;
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let state = recorded_state(&job);
@@ -329,14 +329,14 @@ fn explain_scheduling(ctx: &Context, job: &Job, now_ms: i64) -> Vec<Explanation>
     let caches = &ctx.caches;
     let queues = competing_queues(caches, &job.spec.job_queue);
     let mut entries: Vec<(JobKey, RunnableEntry)> = Vec::new();
-    for other in caches.jobs.state() {
-        if !queues.contains(&other.spec.job_queue) {
+    for record in caches.jobs.state() {
+        if !queues.contains(&**record.queue()) {
             continue;
         }
-        let state = recorded_state(&other);
-        if matches!(state, JobStatus::Succeeded | JobStatus::Failed) {
+        if matches!(record.state(), JobStatus::Succeeded | JobStatus::Failed) {
             continue;
         }
+        let other = record.job();
         if let (_, Some(entry)) = runnable_entry(&other, ctx, now_ms) {
             let key = JobKey::new(&other.namespace().unwrap_or_default(), &other.name_any());
             entries.push((key, entry));
@@ -377,9 +377,9 @@ fn dependencies(caches: &Caches, job: &Job) -> Vec<DependencyReport> {
                             .to_string(),
                 };
             };
-            let target = caches.job(&namespace, &name);
-            let state = target.as_deref().map(recorded_state);
-            let progress = target.as_deref().and_then(|t| {
+            let target = caches.job_object(&namespace, &name);
+            let state = target.as_ref().map(recorded_state);
+            let progress = target.as_ref().and_then(|t| {
                 t.status
                     .as_ref()
                     .and_then(|s| s.array_properties.as_ref())

@@ -54,6 +54,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -1198,6 +1199,60 @@ async fn wake_on_demand(ctx: Arc<Context>, shutdown: Shutdown) {
     }
 }
 
+/// What a change of an environment must show for it to be reconciled (see [`run`]): whether
+/// it is cached, its uid, generation (its spec), deletion, finalizers, and of its status only
+/// the lifecycle (`status`, `observedGeneration`) — not the counts a pass writes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReconcileFacts {
+    present: bool,
+    uid: Option<String>,
+    generation: Option<i64>,
+    deleting: bool,
+    finalizers: Vec<String>,
+    lifecycle: Option<CeStatus>,
+    observed_generation: Option<i64>,
+}
+
+impl ReconcileFacts {
+    /// The facts of `ce` (`present`: whether the cache holds it; a deleted one is not).
+    pub fn of(ce: &ComputeEnvironment, present: bool) -> Self {
+        let status = ce.status.as_ref();
+        Self {
+            present,
+            uid: ce.metadata.uid.clone(),
+            generation: ce.metadata.generation,
+            deleting: ce.metadata.deletion_timestamp.is_some(),
+            finalizers: ce.finalizers().to_vec(),
+            lifecycle: status.and_then(|s| s.status),
+            observed_generation: status.and_then(|s| s.observed_generation),
+        }
+    }
+}
+
+/// The environments' changes that start a pass (see [`ReconcileFacts`]). A pass writes the
+/// status whenever its counts moved (`allocatedvCpus`, nodes per type): during a busy array that
+/// is nearly every pass, and each write came back through the watch as a change that started the
+/// next pass at once — a loop of scaling decisions and status writes. Only what a pass acts on
+/// starts one: spec, deletion, finalizers, and lifecycle transitions (CREATING → VALID is decided
+/// on the pass after CREATING is written); the requeues keep the counts current.
+fn changed_environments(
+    caches: &Arc<crate::cache::Caches>,
+) -> impl futures::Stream<Item = Arc<ComputeEnvironment>> + Send + 'static {
+    let caches = caches.clone();
+    let filter = super::ChangeFilter::default();
+    let feed = caches.compute_environments_feed.subscribe();
+    feed.filter(move |ce: &Arc<ComputeEnvironment>| {
+        let present = caches
+            .compute_environments
+            .get(&ObjectRef::from_obj(&**ce))
+            .is_some();
+        let changed = filter
+            .update(&ce.name_any(), ReconcileFacts::of(ce, present))
+            .is_some();
+        std::future::ready(changed)
+    })
+}
+
 /// Runs the controller until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let caches = ctx.caches.clone();
@@ -1205,7 +1260,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let node_filter = super::ChangeFilter::default();
     let queue_filter = super::ChangeFilter::default();
     let mut controller = Controller::for_shared_stream(
-        caches.compute_environments_feed.subscribe(),
+        changed_environments(&caches),
         caches.compute_environments.clone(),
     )
     // Node heartbeats and queue status writes change nothing a CE looks at: the filters let
@@ -1309,6 +1364,61 @@ mod tests {
             ..Default::default()
         });
         ce
+    }
+
+    #[test]
+    fn only_changes_a_pass_acts_on_start_one() {
+        let mut ce = settled(simulated_ce("ce", &["m5.xlarge"], 0, Some(8), 16));
+        ce.metadata.generation = Some(1);
+        ce.metadata.uid = Some("u1".into());
+        let facts = ReconcileFacts::of(&ce, true);
+        // What a pass writes besides the lifecycle: counts, reasons, conditions.
+        let mut counted = ce.clone();
+        let status = counted.status.as_mut().expect("status");
+        status.allocatedv_cpus = Some(7);
+        status.desiredv_cpus = Some(12);
+        status.status_reason = Some("3/3 node(s) ready".into());
+        status.node_counts = BTreeMap::from([("m5.xlarge".to_string(), 3)]);
+        counted.metadata.resource_version = Some("99".into());
+        assert_eq!(ReconcileFacts::of(&counted, true), facts);
+        // What a pass acts on.
+        let mut changes: Vec<ComputeEnvironment> = Vec::new();
+        let mut spec = ce.clone();
+        spec.metadata.generation = Some(2);
+        changes.push(spec);
+        let mut deleting = ce.clone();
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()));
+        changes.push(deleting);
+        let mut finalized = ce.clone();
+        finalized.metadata.finalizers = Some(vec![FINALIZER_IN_USE.to_string()]);
+        changes.push(finalized);
+        let mut creating = ce.clone();
+        creating.status.as_mut().expect("status").status = Some(CeStatus::Creating);
+        changes.push(creating);
+        let mut observed = ce.clone();
+        observed
+            .status
+            .as_mut()
+            .expect("status")
+            .observed_generation = Some(0);
+        changes.push(observed);
+        let mut recreated = ce.clone();
+        recreated.metadata.uid = Some("u2".into());
+        changes.push(recreated);
+        for changed in &changes {
+            assert_ne!(ReconcileFacts::of(changed, true), facts, "{changed:?}");
+        }
+        assert_ne!(ReconcileFacts::of(&ce, false), facts, "deleted");
+        // Through the filter the controller uses: the first sight passes, a count does not.
+        let filter = crate::controllers::ChangeFilter::default();
+        assert!(filter.update("ce", facts.clone()).is_some());
+        assert!(filter
+            .update("ce", ReconcileFacts::of(&counted, true))
+            .is_none());
+        assert!(filter
+            .update("ce", ReconcileFacts::of(&changes[0], true))
+            .is_some());
     }
 
     #[test]

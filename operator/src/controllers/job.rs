@@ -28,7 +28,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 use tracing::{debug, instrument, warn};
 
 use barge_core::deps::{dependency_graph, DependencyGraph};
@@ -51,7 +51,7 @@ use barge_crds::job::ResolvedJobDefinition;
 use barge_crds::{Job, JobQueue};
 
 use super::{controller_config, measured, ReconcileError, TRANSIENT_RETRY};
-use crate::cache::namespaced_refs;
+use crate::cache::{namespaced_refs, JobRecord};
 use crate::context::{ArrayPodRetention, Context, RunnableEntry, UnwrittenJobStatus};
 use crate::definition_revisions::{resolve, resolve_pinned, ResolveError, ResolvedDefinition};
 use crate::events::{counted, EventSpec, EventType, ACTION_CREATE_NODE_PODS, REASON_NODES_STARTED};
@@ -327,8 +327,11 @@ fn state_reason(state: JobState) -> &'static str {
     }
 }
 
-#[instrument(skip_all, fields(job = %format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any())))]
-async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
+#[instrument(skip_all, fields(job = %format!("{}/{}", record.namespace().unwrap_or_default(), record.name_any())))]
+async fn reconcile(record: Arc<JobRecord>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // The cache keeps a compact record; the reconcile acts on the whole job.
+    let job = Arc::new(record.job());
+    drop(record);
     measured(&ctx, CONTROLLER, reconcile_job(job, &ctx)).await
 }
 
@@ -380,7 +383,8 @@ fn observe(job: &Job, ctx: &Context) -> Observed {
         .iter()
         .filter_map(|d| d.job_name.clone())
         .map(|dep| {
-            let target = translate::dependency_target(ctx.caches.job(&namespace, &dep).as_deref());
+            let target =
+                translate::dependency_target(ctx.caches.job_object(&namespace, &dep).as_ref());
             (dep, target)
         })
         .collect();
@@ -452,7 +456,7 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
 
     if job.metadata.deletion_timestamp.is_some() {
-        withdraw(ctx, &key);
+        gone(ctx, &key);
         for pod in ctx.caches.pods_of_job(&namespace, &uid) {
             release_once(ctx, &pods_api, &pod, false).await?;
         }
@@ -541,7 +545,7 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
             let alive = |key: &JobKey, u: &UnwrittenJobStatus| {
                 ctx.caches
                     .job(&key.namespace, &key.name)
-                    .is_some_and(|j| j.metadata.uid.as_deref() == Some(u.uid.as_str()))
+                    .is_some_and(|j| j.meta().uid.as_deref() == Some(u.uid.as_str()))
             };
             if let Some(delay) = ctx.job_status_deferrals.wait(
                 &key,
@@ -584,16 +588,22 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
             Ok(StatusWrite::Unchanged) => {}
             Err(e) if is_conflict(&e) => return Ok(Action::requeue(CONFLICT_RETRY)),
             Err(e) if is_not_found(&e) => {
-                withdraw(ctx, &key);
+                gone(ctx, &key);
                 return Ok(Action::await_change());
             }
             Err(source) => return Err(Error::UpdateStatus { name, source }),
         }
         if plan.record.array.is_some() {
-            ctx.job_status_writes
+            let mut writes = ctx
+                .job_status_writes
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key.clone(), Instant::now());
+                .unwrap_or_else(|p| p.into_inner());
+            // A finished array writes no more coalesced status: its entry goes.
+            if plan.record.state.is_terminal() {
+                writes.remove(&key);
+            } else {
+                writes.insert(key.clone(), Instant::now());
+            }
         }
         announce(ctx, &job, &plan);
     } else {
@@ -658,7 +668,7 @@ async fn reconcile_job(job: Arc<Job>, ctx: &Context) -> Result<Action, Error> {
                 return Err(Error::DeleteJob { name, source });
             }
         }
-        withdraw(ctx, &key);
+        gone(ctx, &key);
         return Ok(Action::await_change());
     }
     let dispose_at = disposal_in.map(|d| now_ms().saturating_add(duration_ms(d)));
@@ -1119,7 +1129,7 @@ fn dependency_graph_around(ctx: &Context, job: &Job, state: JobState) -> Depende
     }
     let namespace = job.namespace().unwrap_or_default();
     dependency_graph(&job.name_any(), |name| {
-        let found = ctx.caches.job(&namespace, name)?;
+        let found = ctx.caches.job_object(&namespace, name)?;
         let names = found
             .spec
             .depends_on
@@ -1131,8 +1141,8 @@ fn dependency_graph_around(ctx: &Context, job: &Job, state: JobState) -> Depende
 }
 
 /// A resourceVersion as a number (etcd's are; an API server whose are not skips the check).
-fn numeric_version(job: &Job) -> Option<u64> {
-    job.metadata.resource_version.as_deref()?.parse().ok()
+fn numeric_version(job: &impl Resource) -> Option<u64> {
+    job.meta().resource_version.as_deref()?.parse().ok()
 }
 
 /// Whether a job's watch event (`seen`, its resourceVersion) is the echo of this replica's own
@@ -1331,7 +1341,7 @@ fn entry_of(uid: &str, job: &Job, admitted: &Admitted, plan: &JobPlan) -> Option
     };
     Some(RunnableEntry {
         uid: uid.to_string(),
-        queue: job.spec.job_queue.clone(),
+        queue: crate::cache::intern(&job.spec.job_queue),
         submitted_at_ms: plan.record.created_at_ms,
         submission_order: translate::submission_order(job),
         request,
@@ -1340,7 +1350,11 @@ fn entry_of(uid: &str, job: &Job, admitted: &Admitted, plan: &JobPlan) -> Option
         definition: definition.clone(),
         array_size: plan.record.array.as_ref().map(|a| a.size),
         gang: admitted.gang().cloned(),
-        share: job.spec.share_identifier.clone(),
+        share: job
+            .spec
+            .share_identifier
+            .as_deref()
+            .map(crate::cache::intern),
         priority: scheduling_priority(job, &definition.spec),
     })
 }
@@ -1352,6 +1366,15 @@ pub fn scheduling_priority(job: &Job, definition: &barge_crds::JobDefinitionSpec
         .scheduling_priority_override
         .or(definition.scheduling_priority)
         .unwrap_or(0)
+}
+
+/// The job is gone (deleted, or being deleted): [`withdraw`] and forget its status-write times.
+fn gone(ctx: &Context, key: &JobKey) {
+    withdraw(ctx, key);
+    ctx.job_status_writes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(key);
 }
 
 fn withdraw(ctx: &Context, key: &JobKey) {
@@ -1393,7 +1416,7 @@ fn should_delete_released(retention: ArrayPodRetention, pod: &Pod) -> bool {
     }
 }
 
-fn error_policy(_: Arc<Job>, error: &Error, _: Arc<Context>) -> Action {
+fn error_policy(_: Arc<JobRecord>, error: &Error, _: Arc<Context>) -> Action {
     if error.is_waiting() {
         Action::requeue(CONFLICT_RETRY)
     } else {
@@ -1416,23 +1439,26 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let echoes = ctx.clone();
     let jobs = caches.jobs_feed.subscribe().filter(move |job| {
         let key = JobKey::new(&job.namespace().unwrap_or_default(), &job.name_any());
-        let written = echoes
-            .job_written_versions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .copied();
-        futures::future::ready(!own_echo(written, numeric_version(job)))
+        let seen = numeric_version(&**job);
+        let written = crate::context::forget_caught_up_write(
+            &mut echoes
+                .job_written_versions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+            &key,
+            seen,
+        );
+        futures::future::ready(!own_echo(written, seen))
     });
     let mut controller = Controller::for_shared_stream(jobs, caches.jobs.clone())
         // A pod's change concerns its job.
         .watches_shared_stream(caches.pods_feed.subscribe(), |pod: Arc<Pod>| {
             let namespace = pod.namespace()?;
             let job = pod.labels().get(LABEL_JOB_NAME)?;
-            Some(ObjectRef::<Job>::new(job).within(&namespace))
+            Some(ObjectRef::<JobRecord>::new(job).within(&namespace))
         })
         // A job's change concerns the jobs that depend on it.
-        .watches_shared_stream(caches.jobs_feed.subscribe(), move |job: Arc<Job>| {
+        .watches_shared_stream(caches.jobs_feed.subscribe(), move |job: Arc<JobRecord>| {
             for_deps.dependents_of(&job.namespace().unwrap_or_default(), &job.name_any())
         })
         // A new definition revision concerns the unfinished jobs that name it.
@@ -1466,9 +1492,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
                 );
                 match queue_filter.update(&name, facts) {
                     None => Vec::new(),
-                    Some(_) => {
-                        namespaced_refs::<Job>(for_queues.indexes.active_jobs_by_queue.get(&name))
-                    }
+                    Some(_) => namespaced_refs::<JobRecord>(
+                        for_queues
+                            .indexes
+                            .active_jobs_by_queue
+                            .get(&Arc::from(name)),
+                    ),
                 }
             },
         )

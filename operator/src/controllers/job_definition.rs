@@ -40,7 +40,6 @@ use barge_crds::consts::{
     CONDITION_READY, FIELD_MANAGER_JOB_DEFINITION_CONTROLLER, FINALIZER_IN_USE,
     REASON_INVALID_SPEC, REASON_VALID,
 };
-use barge_crds::job::parse_job_definition_reference;
 use barge_crds::job_definition::{JobDefinitionType, NodeProperties};
 use barge_crds::resources::{ContainerProperties, ResourceType, MAX_NODE_RANGES, MAX_NUM_NODES};
 use barge_crds::{JobDefinition, JobDefinitionSpec, JobDefinitionStatus};
@@ -542,7 +541,7 @@ async fn cleanup(definition: &JobDefinition, ctx: &Context) -> Result<Action, Er
         .caches
         .indexes
         .active_jobs_by_definition
-        .count(&(namespace, name.clone()));
+        .count(&(namespace.as_str().into(), name.as_str().into()));
     let validation = validate(&definition.spec);
     let revision = definition
         .status
@@ -612,11 +611,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     // Jobs matter to a definition only while it waits to be deleted.
     .watches_shared_stream(
         caches.jobs_feed.subscribe(),
-        move |job: Arc<barge_crds::Job>| {
+        move |job: Arc<crate::cache::JobRecord>| {
             let namespace = job.namespace().unwrap_or_default();
-            let name = parse_job_definition_reference(&job.spec.job_definition)
-                .ok()
-                .map(|r| r.name.to_string());
+            let name = job.definition().map(|d| d.to_string());
             name.map(|n| ObjectRef::<JobDefinition>::new(&n).within(&namespace))
                 .filter(|r| {
                     definitions

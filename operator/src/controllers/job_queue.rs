@@ -33,6 +33,7 @@ use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
+use crate::cache::JobRecord;
 use barge_crds::compute_environment::CeStatus;
 use barge_crds::consts::{
     CONDITION_READY, FIELD_MANAGER_JOB_QUEUE_CONTROLLER, FINALIZER_IN_USE,
@@ -41,7 +42,7 @@ use barge_crds::consts::{
 };
 use barge_crds::job::{JobStatus, JobStatusCounts};
 use barge_crds::job_queue::JqStatus;
-use barge_crds::{ComputeEnvironment, Job, JobQueue, JobQueueStatus, SchedulingPolicy};
+use barge_crds::{ComputeEnvironment, JobQueue, JobQueueStatus, SchedulingPolicy};
 
 use super::{
     controller_config, join_names, measured, ACTION_RECONCILE, REASON_IN_USE, REASON_NOT_READY,
@@ -395,7 +396,11 @@ async fn reconcile(queue: Arc<JobQueue>, ctx: Arc<Context>) -> Result<Action, Er
                 FinalizerEvent::Apply(queue) => apply(&queue, &ctx, None).await,
                 FinalizerEvent::Cleanup(queue) => {
                     let name = queue.name_any();
-                    let jobs = ctx.caches.indexes.active_jobs_by_queue.count(&name);
+                    let jobs = ctx
+                        .caches
+                        .indexes
+                        .active_jobs_by_queue
+                        .count(&Arc::from(name.as_str()));
                     if jobs == 0 {
                         forget_metrics(&ctx, &name);
                         return Ok(Action::await_change());
@@ -570,8 +575,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
                     }
                 },
             )
-            .watches_shared_stream(caches.jobs_feed.subscribe(), move |job: Arc<Job>| {
-                let queue = &job.spec.job_queue;
+            .watches_shared_stream(caches.jobs_feed.subscribe(), move |job: Arc<JobRecord>| {
+                let queue = &**job.queue();
                 throttle
                     .pass(queue, Instant::now())
                     .then(|| ObjectRef::<JobQueue>::new(queue))

@@ -649,7 +649,7 @@ fn bind(
         let share = entry
             .share
             .as_ref()
-            .map(|share| (entry.queue.clone(), share.clone()));
+            .map(|share| (entry.queue.to_string(), share.to_string()));
         let assume: Vec<(Placement, Resources)> = creation.assume.clone();
         let withdrawn = creator.submit(creation);
         for (unit, request) in assume {
@@ -835,7 +835,7 @@ fn gang_creation(
     )?;
     let job = ctx
         .caches
-        .job(&first.job.namespace, &first.job.name)
+        .job_object(&first.job.namespace, &first.job.name)
         .ok_or_else(|| format!("job {} vanished", first.job))?;
     let service =
         node_service(&job).map_err(|e| format!("the job's Service cannot be rendered: {e}"))?;
@@ -955,7 +955,7 @@ fn render(
 ) -> Result<Pod, String> {
     let job = ctx
         .caches
-        .job(&placement.job.namespace, &placement.job.name)
+        .job_object(&placement.job.namespace, &placement.job.name)
         .ok_or_else(|| format!("job {} vanished", placement.job))?;
     let ce: Arc<ComputeEnvironment> = ctx
         .caches

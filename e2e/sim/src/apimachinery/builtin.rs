@@ -40,7 +40,22 @@ impl BuiltinKind {
     /// Metadata of the field at `path` (field names from the root), if it is not the default
     /// (lists replaced/atomic, maps merged/granular).
     pub fn field(&self, path: &[String]) -> Option<&FieldInfo> {
-        self.fields.get(&path.join("."))
+        // Looked up for every node of every object walked (server-side apply, managedFields):
+        // the key is joined into a reused buffer instead of a new `String` per look-up.
+        thread_local! {
+            static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        KEY.with(|key| {
+            let mut key = key.borrow_mut();
+            key.clear();
+            for (i, name) in path.iter().enumerate() {
+                if i > 0 {
+                    key.push('.');
+                }
+                key.push_str(name);
+            }
+            self.fields.get(key.as_str())
+        })
     }
 
     /// The strategic merge patch strategy and merge key of the field at `path`.

@@ -265,7 +265,10 @@ impl Encoded {
             m.remove("resourceVersion");
         }
         // serde_json escapes the NUL, so look for the placeholder as it is encoded.
-        let needle = serde_json::to_vec(&Value::String(placeholder.into())).unwrap_or_default();
+        static NEEDLE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        let needle = NEEDLE.get_or_init(|| {
+            serde_json::to_vec(&Value::String(placeholder.into())).unwrap_or_default()
+        });
         // The placeholder opens with `"\u0000`: check its second byte before comparing the
         // whole window (a slice comparison per byte was ~6 % of the server's CPU on writes).
         let found = json

@@ -199,9 +199,12 @@ pub fn validate_update(def: &ResourceDef, old: &Value, new: &Value) -> Result<()
     let mut errs = Vec::new();
     if !def.custom && def.group.is_empty() && def.kind == "Pod" {
         let null = Value::Null;
-        if pod_spec_fixed_part(old.get("spec").unwrap_or(&null))
-            != pod_spec_fixed_part(new.get("spec").unwrap_or(&null))
-        {
+        let (old_spec, new_spec) = (
+            old.get("spec").unwrap_or(&null),
+            new.get("spec").unwrap_or(&null),
+        );
+        // An unchanged spec (a metadata or status write) needs no copies to be compared.
+        if old_spec != new_spec && pod_spec_fixed_part(old_spec) != pod_spec_fixed_part(new_spec) {
             errs.push(FieldError::forbidden("spec", POD_SPEC_IMMUTABLE));
         }
     }

@@ -447,18 +447,39 @@ pub fn commit_create(
 fn merge_subresource(def: &ResourceDef, old: &Value, new: Value, sub: Option<&str>) -> Value {
     match sub {
         Some("status") => {
-            let mut out = old.clone();
-            match new.get("status") {
-                Some(s) => out["status"] = s.clone(),
-                None => {
-                    if let Some(o) = out.as_object_mut() {
-                        o.remove("status");
+            // The live object but its status, which is the one sent: a status writer still
+            // sends metadata; kube-apiserver keeps the live one except the resourceVersion
+            // precondition, which the caller already checked.
+            let mut sent = match new {
+                Value::Object(m) => m,
+                _ => serde_json::Map::new(),
+            };
+            let status = sent.remove("status");
+            let Some(live) = old.as_object() else {
+                let mut out = old.clone();
+                match status {
+                    Some(s) => out["status"] = s,
+                    None => {
+                        if let Some(o) = out.as_object_mut() {
+                            o.remove("status");
+                        }
                     }
                 }
+                return out;
+            };
+            // Only what the writer sent different from the live object is copied from it (a
+            // status patch starts from the live object, so usually nothing is).
+            let mut out = serde_json::Map::new();
+            for (k, v) in live.iter().filter(|(k, _)| k.as_str() != "status") {
+                match sent.remove(k) {
+                    Some(same) if same == *v => out.insert(k.clone(), same),
+                    _ => out.insert(k.clone(), v.clone()),
+                };
             }
-            // A status writer still sends metadata; kube-apiserver keeps the live one except
-            // the resourceVersion precondition, which the caller already checked.
-            out
+            if let Some(s) = status {
+                out.insert("status".into(), s);
+            }
+            Value::Object(out)
         }
         // Binding sets spec.nodeName and the PodScheduled condition together.
         Some("binding") => new,

@@ -560,6 +560,11 @@ pub fn track_update(
 }
 
 /// [`track_update`] with fields the write may not own (see [`ApplyOptions`]).
+///
+/// Entries the write does not touch (neither the manager's own entry gaining fields nor one that
+/// owns a changed or removed field) are kept as they were stored instead of being decoded and
+/// encoded again: the same JSON, since every stored entry was encoded by [`Entry::to_json`]
+/// ([`canonical_entry`] checks it; any other entry goes the decoding way, as before).
 pub fn track_update_with(
     old: Option<&Value>,
     new: &mut Value,
@@ -571,14 +576,21 @@ pub fn track_update_with(
 ) {
     let subresource = subresource.unwrap_or_default();
     // A client may rewrite managed fields (`[{}]` clears them); none sent means "keep".
-    let sent_any = new
-        .pointer("/metadata/managedFields")
+    let sent = new
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .and_then(|m| m.remove("managedFields"));
+    let sent_any = sent
+        .as_ref()
         .and_then(Value::as_array)
         .is_some_and(|a| !a.is_empty());
-    let mut entries = if sent_any && subresource.is_empty() {
-        decode_managed_fields(Some(new))
-    } else {
-        decode_managed_fields(old)
+    let live = old.and_then(|o| o.pointer("/metadata/managedFields"));
+    // The entries the write starts from, moved out of `new` when they are those (the subresource
+    // rules copy the live metadata, a patch starts from the live object).
+    let source: Vec<Value> = match sent {
+        Some(Value::Array(a)) if sent_any && subresource.is_empty() => a,
+        Some(Value::Array(a)) if live.is_some_and(|l| l.as_array() == Some(&a)) => a,
+        _ => live.and_then(Value::as_array).cloned().unwrap_or_default(),
     };
     let empty = json!({});
     let api_version = api_version_of(new);
@@ -593,32 +605,212 @@ pub fn track_update_with(
         .difference(strip)
         .recursive_difference(&ignored);
     cmp.removed = cmp.removed.difference(strip).recursive_difference(&ignored);
-
-    // Force-settle against a fresh "current operation" manager, then fold into the manager.
-    let never = |_: &Entry| false;
-    if settle_other_managers(&mut entries, &never, &cmp, true).is_err() {
-        return;
-    }
     let taken = cmp.modified.union(&cmp.added);
-    if !taken.is_empty() {
-        let is_me =
-            |e: &Entry| e.same_identity(manager, OPERATION_UPDATE, &api_version, subresource);
-        match entries.iter_mut().find(|e| is_me(e)) {
-            Some(me) => {
-                me.fields = me.fields.union(&taken);
-                me.time = Some(now_rfc3339.to_string());
+    let lost = taken.union(&cmp.removed);
+
+    // Every manager loses what the write changed or removed (force-settled against a fresh
+    // "current operation" manager), then the manager's own entry takes what it changed.
+    let is_me = |e: &Entry| e.same_identity(manager, OPERATION_UPDATE, &api_version, subresource);
+    let mut entries: Vec<Tracked> = Vec::with_capacity(source.len() + 1);
+    for raw in source {
+        let untouched = canonical_entry(&raw) && {
+            let fields = raw.get("fieldsV1").and_then(Value::as_object);
+            let me = Tracked::raw_identity(&raw, manager, &api_version, subresource);
+            (!me || taken.is_empty()) && !fields.is_some_and(|f| fields_v1_intersects(f, &lost))
+        };
+        if untouched {
+            if raw
+                .get("fieldsV1")
+                .and_then(Value::as_object)
+                .is_some_and(|f| !f.is_empty())
+            {
+                entries.push(Tracked::raw(raw));
             }
-            None => entries.push(Entry {
+            continue;
+        }
+        let Some(mut e) = Entry::from_json(&raw) else {
+            continue;
+        };
+        if e.fields.is_empty() {
+            continue;
+        }
+        e.fields = e.fields.difference(&taken).difference(&cmp.removed);
+        entries.push(Tracked::decoded(e));
+    }
+    if !taken.is_empty() {
+        let mine = entries
+            .iter_mut()
+            .find(|t| matches!(&t.body, Body::Decoded(e) if is_me(e)));
+        match mine {
+            Some(t) => {
+                if let Body::Decoded(me) = &mut t.body {
+                    me.fields = me.fields.union(&taken);
+                    me.time = Some(now_rfc3339.to_string());
+                }
+                t.secs = seconds(&Some(now_rfc3339.to_string()));
+            }
+            None => entries.push(Tracked::decoded(Entry {
                 manager: manager.to_string(),
                 operation: OPERATION_UPDATE.to_string(),
                 api_version,
                 time: Some(now_rfc3339.to_string()),
                 subresource: subresource.to_string(),
                 fields: taken,
-            }),
+            })),
         }
     }
-    encode_managed_fields(new, entries);
+    entries.retain(|t| match &t.body {
+        Body::Raw(_) => true,
+        Body::Decoded(e) => !e.fields.is_empty(),
+    });
+    // Sorted as [`encode_managed_fields`] sorts (a stable sort on the same keys).
+    entries.sort_by(|p, q| {
+        let (pi, qi) = (p.identity(), q.identity());
+        pi.0.cmp(qi.0)
+            .then(p.secs.cmp(&q.secs))
+            .then(pi.1.cmp(qi.1))
+            .then(pi.2.cmp(qi.2))
+            .then(pi.3.cmp(qi.3))
+    });
+    let Some(meta) = new.as_object_mut().map(|root| {
+        root.entry("metadata")
+            .or_insert_with(|| Value::Object(Map::new()))
+    }) else {
+        return;
+    };
+    let Some(meta) = meta.as_object_mut() else {
+        return;
+    };
+    if entries.is_empty() {
+        meta.remove("managedFields");
+    } else {
+        let encoded = entries
+            .into_iter()
+            .map(|t| match t.body {
+                Body::Raw(v) => v,
+                Body::Decoded(e) => e.to_json(),
+            })
+            .collect();
+        meta.insert("managedFields".into(), Value::Array(encoded));
+    }
+}
+
+/// A managedFields entry of [`track_update_with`]: kept as stored, or decoded because the write
+/// changes it; `secs` is its time as the sort reads it.
+struct Tracked {
+    body: Body,
+    secs: i64,
+}
+
+enum Body {
+    Raw(Value),
+    Decoded(Entry),
+}
+
+impl Tracked {
+    fn raw(v: Value) -> Tracked {
+        let secs = seconds(&v.get("time").and_then(Value::as_str).map(str::to_string));
+        Tracked {
+            body: Body::Raw(v),
+            secs,
+        }
+    }
+
+    fn decoded(e: Entry) -> Tracked {
+        Tracked {
+            secs: seconds(&e.time),
+            body: Body::Decoded(e),
+        }
+    }
+
+    /// `(operation, manager, apiVersion, subresource)`, as [`Entry::from_json`] reads them.
+    fn identity(&self) -> (&str, &str, &str, &str) {
+        match &self.body {
+            Body::Raw(v) => {
+                let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+                (
+                    s("operation"),
+                    s("manager"),
+                    s("apiVersion"),
+                    s("subresource"),
+                )
+            }
+            Body::Decoded(e) => (
+                e.operation.as_str(),
+                e.manager.as_str(),
+                e.api_version.as_str(),
+                e.subresource.as_str(),
+            ),
+        }
+    }
+
+    /// Whether a stored entry is the `Update` entry of `manager` ([`Entry::same_identity`]).
+    fn raw_identity(v: &Value, manager: &str, api_version: &str, subresource: &str) -> bool {
+        let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+        s("manager") == manager
+            && s("operation") == OPERATION_UPDATE
+            && s("subresource") == subresource
+            && s("apiVersion") == api_version
+    }
+}
+
+/// Whether `v` is exactly what [`Entry::to_json`] encodes for the entry [`Entry::from_json`]
+/// decodes from it (so it can be kept as it is): the known keys only, with their types, and
+/// `fieldsV1` in the form [`FieldSet::to_fields_v1`] writes.
+fn canonical_entry(v: &Value) -> bool {
+    let Some(m) = v.as_object() else {
+        return false;
+    };
+    let known = m.iter().all(|(k, x)| match k.as_str() {
+        "manager" | "operation" | "apiVersion" | "time" => x.is_string(),
+        "subresource" => x.as_str().is_some_and(|s| !s.is_empty()),
+        "fieldsType" => x.as_str() == Some(FIELDS_TYPE_V1),
+        "fieldsV1" => x
+            .as_object()
+            .is_some_and(|f| !f.contains_key(".") && f.values().all(canonical_fields_node)),
+        _ => false,
+    });
+    known
+        && [
+            "manager",
+            "operation",
+            "apiVersion",
+            "fieldsType",
+            "fieldsV1",
+        ]
+        .iter()
+        .all(|k| m.contains_key(*k))
+}
+
+/// A node of `fieldsV1` as [`FieldSet::to_fields_v1`] writes it: `{}` (a member without
+/// children), `{".": {}, ...}` (a member with children) or `{...}` (children only).
+fn canonical_fields_node(v: &Value) -> bool {
+    let Some(m) = v.as_object() else {
+        return false;
+    };
+    match m.get(".") {
+        Some(marker) => {
+            marker.as_object().is_some_and(Map::is_empty)
+                && m.len() > 1
+                && m.iter()
+                    .filter(|(k, _)| k.as_str() != ".")
+                    .all(|(_, c)| canonical_fields_node(c))
+        }
+        None => m.values().all(canonical_fields_node),
+    }
+}
+
+/// Whether a member of `set` is a member of the set `raw` (`fieldsV1`) encodes, read in place
+/// as [`FieldSet::from_fields_v1`] reads it.
+fn fields_v1_intersects(raw: &Map<String, Value>, set: &FieldSet) -> bool {
+    set.children().any(|(k, c)| match raw.get(k) {
+        None => false,
+        Some(v) => {
+            let inner = v.as_object().filter(|m| !m.is_empty());
+            let member = inner.is_none_or(|m| m.contains_key("."));
+            (c.is_member() && member) || inner.is_some_and(|m| fields_v1_intersects(m, c))
+        }
+    })
 }
 
 #[cfg(test)]

@@ -544,3 +544,286 @@ fn managed_fields_sent_by_a_client_are_the_starting_point() {
         json!({"f:data": {"f:b": {}}})
     );
 }
+
+/// The bookkeeping of `track_update_with` as it was before entries were kept as stored: every
+/// entry decoded, settled and encoded again. The reference the current one must match.
+fn track_update_reference(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    now: &str,
+    subresource: Option<&str>,
+    schema: &dyn ListTypes,
+    options: &ApplyOptions,
+) {
+    let subresource = subresource.unwrap_or_default();
+    let sent_any = new
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    let mut entries = if sent_any && subresource.is_empty() {
+        decode_managed_fields(Some(new))
+    } else {
+        decode_managed_fields(old)
+    };
+    let empty = json!({});
+    let api_version = api_version_of(new);
+    let strip = strip_set();
+    let ignored = options.ignored_set();
+    let mut cmp = typed::compare(old.unwrap_or(&empty), new, schema);
+    cmp.added = cmp.added.difference(strip).recursive_difference(&ignored);
+    cmp.modified = cmp
+        .modified
+        .difference(strip)
+        .recursive_difference(&ignored);
+    cmp.removed = cmp.removed.difference(strip).recursive_difference(&ignored);
+    let never = |_: &Entry| false;
+    settle_other_managers(&mut entries, &never, &cmp, true).unwrap();
+    let taken = cmp.modified.union(&cmp.added);
+    if !taken.is_empty() {
+        let is_me =
+            |e: &Entry| e.same_identity(manager, OPERATION_UPDATE, &api_version, subresource);
+        match entries.iter_mut().find(|e| is_me(e)) {
+            Some(me) => {
+                me.fields = me.fields.union(&taken);
+                me.time = Some(now.to_string());
+            }
+            None => entries.push(Entry {
+                manager: manager.to_string(),
+                operation: OPERATION_UPDATE.to_string(),
+                api_version,
+                time: Some(now.to_string()),
+                subresource: subresource.to_string(),
+                fields: taken,
+            }),
+        }
+    }
+    encode_managed_fields(new, entries);
+}
+
+/// Runs a write through the current and the reference bookkeeping; asserts they agree and
+/// returns the current one's object.
+fn tracked_both(
+    old: Option<&Value>,
+    new: &Value,
+    manager: &str,
+    now: &str,
+    subresource: Option<&str>,
+) -> Value {
+    let pod = builtin_kind("", "Pod").unwrap();
+    let opts = ApplyOptions::reset_fields(subresource, true);
+    let mut current = new.clone();
+    track_update_with(old, &mut current, manager, now, subresource, &pod, &opts);
+    let mut reference = new.clone();
+    track_update_reference(old, &mut reference, manager, now, subresource, &pod, &opts);
+    assert_eq!(
+        current["metadata"]["managedFields"], reference["metadata"]["managedFields"],
+        "managedFields differ from the reference bookkeeping"
+    );
+    assert_eq!(current, reference);
+    current
+}
+
+fn child_pod() -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": "child-1", "namespace": "ns",
+            "labels": {"batch.barge.dev/job-name": "a", "batch.barge.dev/array-index": "1"},
+            "finalizers": ["batch.barge.dev/attempt-result"],
+            "ownerReferences": [{"apiVersion": "batch.barge.dev/v1alpha1", "kind": "Job",
+                                 "name": "a", "uid": "u-1", "controller": true}],
+        },
+        "spec": {
+            "nodeName": "n1", "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox",
+                            "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+                            "resources": {"requests": {"cpu": "1"}}}],
+        },
+        "status": {"phase": "Pending", "qosClass": "Burstable"},
+    })
+}
+
+fn kubelet_status(phase: &str, ready: &str, since: &str) -> Value {
+    json!({
+        "phase": phase, "qosClass": "Burstable", "hostIP": "10.0.0.1", "podIP": "10.1.0.1",
+        "conditions": [
+            {"type": "Initialized", "status": "True", "lastTransitionTime": T0},
+            {"type": "Ready", "status": ready, "lastTransitionTime": since},
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": T0},
+        ],
+        "containerStatuses": [{"name": "main", "image": "busybox", "ready": ready == "True",
+                               "state": {"running": {"startedAt": T0}}}],
+    })
+}
+
+fn with_status(obj: &Value, status: Value) -> Value {
+    let mut out = obj.clone();
+    out["status"] = status;
+    out
+}
+
+#[test]
+fn untouched_entries_are_kept_as_the_reference_bookkeeping_writes_them() {
+    // A child pod's life: the operator's create, the kubelet's status patches, the operator's
+    // finalizer release with a label, the same status patch again (a no-op).
+    let created = tracked_both(None, &child_pod(), "barge", T0, None);
+    let running = tracked_both(
+        Some(&created),
+        &with_status(&created, kubelet_status("Running", "True", T0)),
+        "barge-sim-kubelet",
+        T1,
+        Some("status"),
+    );
+    assert_eq!(
+        entry(&running, "barge", "Update"),
+        entry(&created, "barge", "Update"),
+        "the creator's entry is untouched by a status patch"
+    );
+    let succeeded = tracked_both(
+        Some(&running),
+        &with_status(&running, kubelet_status("Succeeded", "False", T2)),
+        "barge-sim-kubelet",
+        T2,
+        Some("status"),
+    );
+    let again = tracked_both(
+        Some(&succeeded),
+        &succeeded,
+        "barge-sim-kubelet",
+        "2025-01-01T00:03:00Z",
+        Some("status"),
+    );
+    assert_eq!(
+        again["metadata"]["managedFields"], succeeded["metadata"]["managedFields"],
+        "a status patch identical to the live status changes no managed field, nor a time"
+    );
+    let mut released = succeeded.clone();
+    released["metadata"]["finalizers"] = json!([]);
+    released["metadata"]["labels"]["batch.barge.dev/disposable"] = json!("true");
+    let released = tracked_both(Some(&succeeded), &released, "barge", T2, None);
+    let operator = entry(&released, "barge", "Update");
+    assert!(operator["fieldsV1"]["f:metadata"]["f:labels"]
+        .get("f:batch.barge.dev/disposable")
+        .is_some());
+    assert!(operator["fieldsV1"]["f:metadata"]["f:finalizers"]
+        .get("v:\"batch.barge.dev/attempt-result\"")
+        .is_none());
+    assert_eq!(
+        entry(&released, "barge-sim-kubelet", "Update"),
+        entry(&succeeded, "barge-sim-kubelet", "Update"),
+        "the kubelet's entry is untouched by the release"
+    );
+    // Another manager takes a field the creator owned: the creator's entry loses it.
+    let mut relabelled = released.clone();
+    relabelled["metadata"]["labels"]["batch.barge.dev/array-index"] = json!("2");
+    let relabelled = tracked_both(Some(&released), &relabelled, "kubectl", T2, None);
+    assert!(
+        entry(&relabelled, "barge", "Update")["fieldsV1"]["f:metadata"]["f:labels"]
+            .get("f:batch.barge.dev/array-index")
+            .is_none()
+    );
+}
+
+#[test]
+fn entries_not_in_stored_form_are_decoded_as_before() {
+    let created = tracked_both(None, &child_pod(), "barge", T0, None);
+    // A client rewrites managedFields: extra keys, a redundant `.` marker, an empty entry.
+    let mut sent = created.clone();
+    sent["metadata"]["managedFields"] = json!([
+        {"manager": "barge", "operation": "Update", "apiVersion": "v1", "time": T0,
+         "fieldsType": "FieldsV1", "extra": 1,
+         "fieldsV1": {"f:spec": {"f:nodeName": {".": {}}}}},
+        {"manager": "other", "operation": "Update", "apiVersion": "v1",
+         "fieldsType": "FieldsV1", "fieldsV1": {}},
+        {"manager": "third", "operation": "Update", "apiVersion": "v1", "time": T1,
+         "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {"f:batch.barge.dev/job-name": {}}}}},
+    ]);
+    sent["metadata"]["labels"]["x"] = json!("y");
+    let out = tracked_both(Some(&created), &sent, "barge", T1, None);
+    assert!(entries(&out).iter().all(|e| e.get("extra").is_none()));
+    // `[{}]` clears them; on a subresource what is sent is ignored.
+    let mut cleared = created.clone();
+    cleared["metadata"]["managedFields"] = json!([{}]);
+    tracked_both(Some(&created), &cleared, "barge", T1, None);
+    tracked_both(Some(&created), &cleared, "barge", T1, Some("status"));
+    let mut none = created.clone();
+    none["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("managedFields");
+    tracked_both(Some(&created), &none, "barge", T1, None);
+}
+
+#[test]
+fn the_stored_form_check_accepts_only_what_encoding_writes() {
+    let canonical = |fields: Value| {
+        canonical_entry(
+            &json!({"manager": "m", "operation": "Update", "apiVersion": "v1",
+                                "fieldsType": "FieldsV1", "fieldsV1": fields}),
+        )
+    };
+    assert!(canonical(
+        json!({"f:a": {}, "f:b": {".": {}, "f:c": {}}, "f:d": {"f:e": {}}})
+    ));
+    assert!(
+        !canonical(json!({"f:a": {".": {}}})),
+        "a marker without children"
+    );
+    assert!(
+        !canonical(json!({".": {}, "f:a": {}})),
+        "a marker at the root"
+    );
+    assert!(
+        !canonical(json!({"f:a": {".": 1, "f:b": {}}})),
+        "a marker that is not {{}}"
+    );
+    assert!(!canonical(json!({"f:a": true})), "a leaf that is not {{}}");
+    assert!(
+        !canonical_entry(
+            &json!({"manager": "m", "operation": "Update", "apiVersion": "v1",
+        "fieldsType": "FieldsV1", "fieldsV1": {}, "subresource": ""})
+        ),
+        "an empty subresource"
+    );
+    assert!(
+        !canonical_entry(&json!({"operation": "Update", "apiVersion": "v1",
+        "fieldsType": "FieldsV1", "fieldsV1": {}})),
+        "no manager"
+    );
+    // Every entry encoding writes is in stored form.
+    let mut set = FieldSet::new();
+    set.insert(&["f:a".to_string()]);
+    set.insert(&["f:a".to_string(), "f:b".to_string()]);
+    set.insert(&[
+        "f:c".to_string(),
+        "k:{\"name\":\"x\"}".to_string(),
+        "f:d".to_string(),
+    ]);
+    let e = Entry {
+        manager: "m".into(),
+        operation: OPERATION_UPDATE.into(),
+        api_version: "v1".into(),
+        time: Some(T0.into()),
+        subresource: "status".into(),
+        fields: set.clone(),
+    };
+    assert!(canonical_entry(&e.to_json()));
+    // The intersection read in place agrees with the decoded sets'.
+    let raw = set.to_fields_v1();
+    for path in [
+        &["f:a"][..],
+        &["f:a", "f:b"],
+        &["f:c"],
+        &["f:c", "k:{\"name\":\"x\"}", "f:d"],
+        &["f:z"],
+    ] {
+        let mut probe = FieldSet::new();
+        probe.insert(&path.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            fields_v1_intersects(raw.as_object().unwrap(), &probe),
+            !set.intersection(&probe).is_empty(),
+            "{path:?}"
+        );
+    }
+}

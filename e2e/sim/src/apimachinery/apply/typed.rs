@@ -286,9 +286,14 @@ fn compare_walk(w: &mut Walk<'_>, lhs: Option<&Value>, rhs: Option<&Value>, c: &
             if in_metadata && k == "managedFields" {
                 continue;
             }
+            let (lv, rv) = (l.get(k), r.get(k));
+            // Equal on both sides: nothing added, modified or removed below.
+            if lv.zip(rv).is_some_and(|(a, b)| structural_eq(a, b)) {
+                continue;
+            }
             w.names.push(k.clone());
             w.pes.push(field_pe(k));
-            compare_walk(w, l.get(k), r.get(k), c);
+            compare_walk(w, lv, rv, c);
             w.pes.pop();
             w.names.pop();
         }
@@ -321,6 +326,9 @@ fn compare_walk(w: &mut Walk<'_>, lhs: Option<&Value>, rhs: Option<&Value>, c: &
         for pe in all {
             let li = lpes.iter().position(|p| p == pe).map(|i| &l[i]);
             let ri = rpes.iter().position(|p| p == pe).map(|i| &r[i]);
+            if li.zip(ri).is_some_and(|(a, b)| structural_eq(a, b)) {
+                continue;
+            }
             w.pes.push(pe.clone());
             compare_walk(w, li, ri, c);
             w.pes.pop();

@@ -18,10 +18,12 @@ use std::sync::Arc;
 
 use super::errors::{FieldError, FieldErrorKind};
 use super::schema::{Additional, FieldPath, Node};
-use super::structural::{json_eq, map_list_key};
+use super::structural::{json_eq, map_list_keys_eq};
 use super::ListType;
+use kube::core::cel::cel::common::ast::{EntryExpr, Expr, IdedEntryExpr};
 use kube::core::cel::cel::extractors::This;
 use kube::core::cel::cel::objects::{Key, Map};
+use kube::core::cel::cel::parser::Expression;
 use kube::core::cel::cel::{Context, ExecutionError, FunctionContext, Value as CelValue};
 use kube::core::cel::{
     CompilationError, CompilationResult, CompiledSchema, ErrorKind, KubeCelExt, SchemaFormat,
@@ -125,7 +127,10 @@ impl Walk<'_> {
         let own;
         let own_old;
         let (cel, old_cel) = match &node.cel {
-            Some(compiled) => {
+            // Rules that do not run on this write (transition rules on a create) bind nothing:
+            // descendants read the ancestor's conversion, if there was one, or convert their own.
+            Some(compiled) if node.cel_plan.binding(old.is_some()).runs => {
+                let binding = node.cel_plan.binding(old.is_some());
                 let cel = match cel {
                     Some(c) => c,
                     None => {
@@ -139,7 +144,7 @@ impl Walk<'_> {
                 // `oldSelf` is bound only for the rules that read it (transition rules), as
                 // upstream binds it lazily: the cel crate copies every bound value into its own
                 // representation, so an unread `oldSelf` would cost a second object's worth.
-                let old_cel = match (old.filter(|_| reads_old_self(compiled)), old_cel) {
+                let old_cel = match (old.filter(|_| binding.old_self != Reads::Nothing), old_cel) {
                     (None, _) => None,
                     (Some(_), Some(c)) => Some(c),
                     (Some(o), None) => {
@@ -151,13 +156,18 @@ impl Walk<'_> {
                     }
                 };
                 let has_old = old.is_some();
-                for f in evaluate_converted(compiled, cel.value, old_cel.map(|c| c.value), has_old)
-                {
+                for f in evaluate_converted(
+                    compiled,
+                    binding,
+                    cel.value,
+                    old_cel.map(|c| c.value),
+                    has_old,
+                ) {
                     self.errs.push(to_field_error(node, path, value, &f));
                 }
                 (Some(cel), old_cel)
             }
-            None => (cel, old_cel),
+            _ => (cel, old_cel),
         };
         match value {
             Value::Object(map) => {
@@ -270,8 +280,10 @@ pub(crate) fn evaluate(
     old: Option<&Value>,
 ) -> Vec<Failure> {
     let cel_old = old.map(|o| to_cel(o, compiled));
+    let plan = Plan::of(compiled);
     evaluate_converted(
         compiled,
+        plan.binding(old.is_some()),
         &to_cel(value, compiled),
         cel_old.as_ref(),
         old.is_some(),
@@ -287,10 +299,226 @@ fn reads_old_self(compiled: &CompiledSchema) -> bool {
     })
 }
 
+/// What the rules of a node read of a bound variable (`self` or `oldSelf`), from their compiled
+/// expressions. The cel crate copies a bound value into its own representation, and copies a
+/// selected field again every time a rule selects it (`self.spec.x` copies `spec`), so a node
+/// binds only what its rules can reach: where a value is only ever read through field selections
+/// (`self.spec.x`, `has(self.spec.y)`) it is bound holding those fields alone, and a field only
+/// tested for presence (`has(self.f)`) is bound as `null`. Such a rule evaluates exactly as on
+/// the whole value: the fields it selects are there (or absent) as they are in the value, and it
+/// has no way to see the others.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) enum Reads {
+    /// Not read: not bound.
+    #[default]
+    Nothing,
+    /// Only tested for presence (`has(self.f)`): any value will do.
+    Presence,
+    /// Only these fields are selected (CEL names, as keys of the converted map), each read so.
+    Fields(Vec<(Key, Reads)>),
+    /// Read as a whole (passed to a function, compared, iterated, shadowed by a macro variable).
+    Whole,
+}
+
+/// The field names of `expr` if it is `var.f1.f2…` (plain selections, no `has`), outermost last.
+fn select_chain<'a>(expr: &'a Expression, var: &str) -> Option<Vec<&'a str>> {
+    match &expr.expr {
+        Expr::Ident(name) if name == var => Some(Vec::new()),
+        Expr::Select(select) if !select.test => {
+            let mut path = select_chain(&select.operand, var)?;
+            path.push(&select.field);
+            Some(path)
+        }
+        _ => None,
+    }
+}
+
+impl Reads {
+    /// Adds a read of `path` under this value, the last field read as `leaf`.
+    fn add_path(&mut self, path: &[&str], leaf: Reads) {
+        let Some((first, rest)) = path.split_first() else {
+            self.merge(&leaf);
+            return;
+        };
+        match self {
+            Reads::Whole => {}
+            Reads::Nothing | Reads::Presence => {
+                *self = Reads::Fields(Vec::new());
+                self.add_path(path, leaf);
+            }
+            Reads::Fields(fields) => {
+                let i = match fields
+                    .iter()
+                    .position(|(k, _)| matches!(k, Key::String(s) if s.as_str() == *first))
+                {
+                    Some(i) => i,
+                    None => {
+                        fields.push((Key::String(Arc::new(first.to_string())), Reads::Nothing));
+                        fields.len() - 1
+                    }
+                };
+                fields[i].1.add_path(rest, leaf);
+            }
+        }
+    }
+
+    fn merge(&mut self, other: &Reads) {
+        match (&mut *self, other) {
+            (_, Reads::Nothing) | (Reads::Whole, _) => {}
+            (_, Reads::Whole) => *self = Reads::Whole,
+            (Reads::Nothing, Reads::Presence) => *self = Reads::Presence,
+            (_, Reads::Presence) => {}
+            (_, Reads::Fields(fields)) => {
+                for (k, sub) in fields {
+                    if let Key::String(name) = k {
+                        self.add_path(&[name.as_str()], sub.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// What `expr` reads of variable `var`, added to `self`.
+    fn collect(&mut self, expr: &Expression, var: &str) {
+        match &expr.expr {
+            Expr::Ident(name) => {
+                if name == var {
+                    *self = Reads::Whole;
+                }
+            }
+            Expr::Select(select) => match select_chain(&select.operand, var) {
+                Some(mut path) => {
+                    path.push(&select.field);
+                    let leaf = if select.test {
+                        Reads::Presence
+                    } else {
+                        Reads::Whole
+                    };
+                    self.add_path(&path, leaf);
+                }
+                None => self.collect(&select.operand, var),
+            },
+            Expr::Call(call) => {
+                if let Some(target) = &call.target {
+                    self.collect(target, var);
+                }
+                call.args.iter().for_each(|a| self.collect(a, var));
+            }
+            Expr::Comprehension(c) => {
+                // A macro variable of the same name hides the bound one: bind it whole.
+                if c.iter_var == var || c.accu_var == var || c.iter_var2.as_deref() == Some(var) {
+                    *self = Reads::Whole;
+                }
+                for e in [
+                    &c.iter_range,
+                    &c.accu_init,
+                    &c.loop_cond,
+                    &c.loop_step,
+                    &c.result,
+                ] {
+                    self.collect(e, var);
+                }
+            }
+            Expr::List(list) => list.elements.iter().for_each(|e| self.collect(e, var)),
+            Expr::Map(map) => map.entries.iter().for_each(|e| self.collect_entry(e, var)),
+            Expr::Struct(st) => st.entries.iter().for_each(|e| self.collect_entry(e, var)),
+            Expr::Literal(_) | Expr::Unspecified => {}
+        }
+    }
+
+    fn collect_entry(&mut self, entry: &IdedEntryExpr, var: &str) {
+        match &entry.expr {
+            EntryExpr::MapEntry(e) => {
+                self.collect(&e.key, var);
+                self.collect(&e.value, var);
+            }
+            EntryExpr::StructField(f) => self.collect(&f.value, var),
+        }
+    }
+
+    /// The value to bind for a variable read this way (None: not bound).
+    fn project(&self, value: &CelValue) -> Option<CelValue> {
+        match (self, value) {
+            (Reads::Nothing, _) => None,
+            (Reads::Presence, _) => Some(CelValue::Null),
+            (Reads::Fields(fields), CelValue::Map(m)) => {
+                let map: HashMap<Key, CelValue> = fields
+                    .iter()
+                    .filter_map(|(k, sub)| {
+                        let v = m.map.get(k)?;
+                        Some((k.clone(), sub.project(v).unwrap_or_else(|| v.clone())))
+                    })
+                    .collect();
+                Some(CelValue::Map(Map { map: Arc::new(map) }))
+            }
+            _ => Some(value.clone()),
+        }
+    }
+}
+
+/// What a node's rules need on one kind of write.
+#[derive(Debug, Default)]
+pub(crate) struct Binding {
+    /// Whether anything is evaluated (or a compilation failure reported) at all.
+    pub runs: bool,
+    pub self_: Reads,
+    pub old_self: Reads,
+}
+
+/// A node's [`Binding`]s on a create (no old value) and on an update, worked out once per CRD
+/// version from its compiled rules.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    create: Binding,
+    update: Binding,
+}
+
+impl Plan {
+    pub(crate) fn of(compiled: &CompiledSchema) -> Plan {
+        let old_bound = reads_old_self(compiled);
+        let mut plan = Plan::default();
+        for result in &compiled.validations {
+            let Ok(cr) = result else {
+                // Reported on every write.
+                plan.create.runs = true;
+                plan.update.runs = true;
+                continue;
+            };
+            let mut self_ = Reads::Nothing;
+            let mut old_self = Reads::Nothing;
+            for program in std::iter::once(&cr.program).chain(cr.message_program.as_ref()) {
+                self_.collect(program.expression(), "self");
+                old_self.collect(program.expression(), "oldSelf");
+            }
+            // Skipped on a create, as `evaluate_rule` skips it.
+            let on_create = !cr.is_transition_rule || cr.rule.optional_old_self == Some(true);
+            if on_create {
+                plan.create.runs = true;
+                plan.create.self_.merge(&self_);
+            }
+            plan.update.runs = true;
+            plan.update.self_.merge(&self_);
+            if old_bound {
+                plan.update.old_self.merge(&old_self);
+            }
+        }
+        plan
+    }
+
+    pub(crate) fn binding(&self, has_old: bool) -> &Binding {
+        if has_old {
+            &self.update
+        } else {
+            &self.create
+        }
+    }
+}
+
 /// [`evaluate`] over values already converted to CEL. `has_old`: the write is an update (the old
 /// value exists), whether or not `old` was bound (it is only for rules that read it).
 fn evaluate_converted(
     compiled: &CompiledSchema,
+    binding: &Binding,
     value: &CelValue,
     old: Option<&CelValue>,
     has_old: bool,
@@ -298,9 +526,11 @@ fn evaluate_converted(
     let mut out = Vec::new();
     CONTEXT.with(|base| {
         let mut node_ctx = base.new_inner_scope();
-        node_ctx.add_variable_from_value("self", value.clone());
-        if let Some(o) = old {
-            node_ctx.add_variable_from_value("oldSelf", o.clone());
+        if let Some(v) = binding.self_.project(value) {
+            node_ctx.add_variable_from_value("self", v);
+        }
+        if let Some(o) = old.and_then(|o| binding.old_self.project(o)) {
+            node_ctx.add_variable_from_value("oldSelf", o);
         }
         for result in &compiled.validations {
             match result {
@@ -334,11 +564,11 @@ fn evaluate_rule(
     } else {
         node_ctx
     };
-    let field_path = cr.rule.field_path.clone().unwrap_or_default();
+    // Built only when the rule fails.
     let failure = |message: String, reason: Option<String>, kind: ErrorKind| Failure {
         rule: cr.rule.rule.clone(),
         message,
-        field_path: field_path.clone(),
+        field_path: cr.rule.field_path.clone().unwrap_or_default(),
         reason,
         kind,
     };
@@ -637,11 +867,10 @@ fn correlate_item<'a>(
     let ListType::Map { keys } = list_type else {
         return None;
     };
-    let key = map_list_key(item, keys);
     old?.as_array()?
         .iter()
         .enumerate()
-        .find(|(_, o)| json_eq(&map_list_key(o, keys), &key))
+        .find(|(_, o)| map_list_keys_eq(o, item, keys))
 }
 
 /// The field error of a failed rule, as `validateExpressions` and `fieldErrorForReason` build
@@ -775,6 +1004,174 @@ mod tests {
         let f = evaluate(&bad, &json!("x"), None);
         assert_eq!(f.len(), 1);
         assert!(matches!(f[0].kind, ErrorKind::EvaluationError), "{f:?}");
+    }
+
+    fn plan_of(rules: Value) -> Plan {
+        let compiled = kube::core::cel::compile_schema(&json!({"type": "object",
+            "properties": {"a": {"type": "integer"}, "b": {"type": "string"}},
+            "x-kubernetes-validations": rules}));
+        Plan::of(&compiled)
+    }
+
+    fn names(reads: &Reads) -> Option<Vec<String>> {
+        match reads {
+            Reads::Nothing => Some(vec![]),
+            Reads::Presence => Some(vec!["?".into()]),
+            Reads::Whole => None,
+            Reads::Fields(fields) => Some(
+                fields
+                    .iter()
+                    .map(|(k, sub)| {
+                        let name = match k {
+                            Key::String(s) => s.to_string(),
+                            other => format!("{other:?}"),
+                        };
+                        match names(sub) {
+                            None => name,
+                            Some(inner) => format!("{name}{{{}}}", inner.join(",")),
+                        }
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn plans_bind_only_the_fields_rules_read() {
+        let p = plan_of(json!([
+            {"rule": "self.a > 0 && has(self.b)"},
+            {"rule": "self.a < 10", "messageExpression": "'c is ' + string(self.c)"}]));
+        assert!(p.create.runs && p.update.runs);
+        // `b` is only tested for presence.
+        assert_eq!(
+            names(&p.create.self_),
+            Some(vec!["a".into(), "b{?}".into(), "c".into()])
+        );
+        // Nested selections bind nested projections (the Job CRD's root rules).
+        let p = plan_of(json!([
+            {"rule": "self.metadata.name.size() <= 63"},
+            {"rule": "!has(self.spec.dependsOn) || self.spec.dependsOn.all(d, d.jobName != self.metadata.name)"},
+            {"rule": "!has(self.spec.t) || !has(self.spec.t.x) || has(self.spec.a)"}]));
+        assert_eq!(
+            names(&p.create.self_),
+            Some(vec![
+                "metadata{name}".into(),
+                "spec{dependsOn,t{x{?}},a{?}}".into()
+            ])
+        );
+        // Presence then a value read: the value is bound.
+        let p = plan_of(json!([{"rule": "!has(self.a) || self.a > 0"}]));
+        assert_eq!(names(&p.create.self_), Some(vec!["a".into()]));
+        assert_eq!(names(&p.update.old_self), Some(vec![]));
+        // Read whole: passed to a function, iterated, compared.
+        for rule in [
+            "size(self) > 0",
+            "self.all(k, k != 'x')",
+            "self == self",
+            "self.a == 1 || self.size() > 1",
+        ] {
+            assert_eq!(
+                names(&plan_of(json!([{"rule": rule}])).create.self_),
+                None,
+                "{rule}"
+            );
+        }
+        // A macro variable named like the bound one hides it: bound whole.
+        let p = plan_of(json!([{"rule": "[1].all(self, self > 0) && self.a > 0"}]));
+        assert_eq!(names(&p.create.self_), None);
+        // Transition rules do not run on a create; their oldSelf reads are bound on an update.
+        let p = plan_of(json!([{"rule": "self.a >= oldSelf.a"}]));
+        assert!(!p.create.runs);
+        assert_eq!(names(&p.update.self_), Some(vec!["a".into()]));
+        assert_eq!(names(&p.update.old_self), Some(vec!["a".into()]));
+        let p = plan_of(json!([{"rule": "self == oldSelf", "optionalOldSelf": true}]));
+        assert!(p.create.runs);
+        assert_eq!(names(&p.update.old_self), None);
+    }
+
+    #[test]
+    fn projected_bindings_evaluate_as_the_whole_object() {
+        // Every rule gives the same result (and message) with the projected `self` and
+        // `oldSelf` as with the whole values bound, failures and runtime errors included.
+        let schema = json!({"type": "object",
+            "properties": {"a": {"type": "integer"}, "b": {"type": "string"},
+                "c": {"type": "array", "items": {"type": "integer"}},
+                "m": {"type": "object", "additionalProperties": {"type": "string"}},
+                "x-y": {"type": "string"},
+                "o": {"type": "object", "properties": {"p": {"type": "integer"}, "q": {"type": "string"},
+                    "r": {"type": "object", "properties": {"s": {"type": "string"}}}}}},
+            "x-kubernetes-validations": [
+                {"rule": "self.a > 0", "message": "a positive"},
+                {"rule": "has(self.b) && self.b.startsWith('ok')", "messageExpression": "'b was ' + self.b"},
+                {"rule": "self.missing == 1"},
+                {"rule": "self.c.all(i, i < self.a)", "message": "c under a"},
+                {"rule": "!has(self.m) || self.m.size() < 2", "fieldPath": ".m"},
+                {"rule": "self.x__dash__y != 'no'", "message": "escaped"},
+                {"rule": "!has(self.o) || self.o.p > 0", "message": "o.p positive"},
+                {"rule": "!has(self.o.q) || self.o.q != 'bad'", "message": "o.q bad"},
+                {"rule": "has(self.o.r) == has(self.m)", "message": "o.r with m"},
+                {"rule": "!has(self.o) || !has(self.o.r) || self.o.r.s == oldSelf.o.r.s", "message": "o.r.s fixed"},
+                {"rule": "self.a >= oldSelf.a", "message": "a may not shrink"},
+                {"rule": "!has(oldSelf.b) || self.b == oldSelf.b", "message": "b fixed"}]});
+        let compiled = kube::core::cel::compile_schema(&schema);
+        let plan = Plan::of(&compiled);
+        let whole = |update: bool| Binding {
+            runs: true,
+            self_: Reads::Whole,
+            old_self: if update { Reads::Whole } else { Reads::Nothing },
+        };
+        let old = json!({"a": 5, "b": "ok-old", "c": [1], "m": {"k": "v"}, "x-y": "yes",
+            "o": {"p": 1, "r": {"s": "old"}}});
+        for obj in [
+            json!({"a": 5, "b": "ok-old", "c": [1, 2], "m": {"k": "v"}, "x-y": "yes"}),
+            json!({"a": 1, "b": "bad", "c": [1, 2], "m": {"k": "v", "l": "w"}, "x-y": "no"}),
+            json!({"a": 0}),
+            json!({"a": 1, "o": {"p": 0, "q": "bad", "r": {"s": "new"}}, "m": {}}),
+            json!({"a": 1, "o": {"p": 2, "q": "fine"}}),
+            json!({"a": 1, "o": {"r": null}}),
+            json!({}),
+        ] {
+            for old in [None, Some(&old)] {
+                let v = to_cel(&obj, &compiled);
+                let o = old.map(|o| to_cel(o, &compiled));
+                let got = evaluate_converted(
+                    &compiled,
+                    plan.binding(old.is_some()),
+                    &v,
+                    o.as_ref(),
+                    old.is_some(),
+                );
+                let want = evaluate_converted(
+                    &compiled,
+                    &whole(old.is_some()),
+                    &v,
+                    o.as_ref(),
+                    old.is_some(),
+                );
+                assert_eq!(format!("{got:?}"), format!("{want:?}"), "{obj} old {old:?}");
+            }
+        }
+        // The failures are the ones expected (messages unchanged).
+        let v = to_cel(&json!({"a": 1, "b": "bad", "c": [1, 2]}), &compiled);
+        let o = to_cel(&old, &compiled);
+        let msgs: Vec<String> =
+            evaluate_converted(&compiled, plan.binding(true), &v, Some(&o), true)
+                .into_iter()
+                .map(|f| f.message)
+                .collect();
+        assert_eq!(
+            msgs,
+            vec![
+                "b was bad".to_string(),
+                "rule evaluation error: No such key: missing".to_string(),
+                "c under a".to_string(),
+                "rule evaluation error: No such key: x__dash__y".to_string(),
+                "rule evaluation error: No such key: o".to_string(),
+                "rule evaluation error: No such key: o".to_string(),
+                "a may not shrink".to_string(),
+                "b fixed".to_string(),
+            ]
+        );
     }
 
     #[test]

@@ -79,6 +79,9 @@ pub(crate) struct Node {
     /// The node's own CEL rules, compiled by kube-cel over the node's schema with the rules of
     /// its descendants removed (those are evaluated at their own nodes).
     pub cel: Option<kube::core::cel::CompiledSchema>,
+    /// What the node's rules read of `self` and `oldSelf` (on a create and on an update), worked
+    /// out once from their compiled programs.
+    pub cel_plan: super::cel::Plan,
     /// Whether this node or any descendant has CEL rules (lets the CEL walk skip subtrees).
     pub has_rules: bool,
 }
@@ -302,6 +305,7 @@ impl Node {
             list_type,
             map_atomic: obj.get(kw::MAP_TYPE).and_then(Value::as_str) == Some("atomic"),
             default: obj.get("default").cloned(),
+            cel_plan: cel.as_ref().map(super::cel::Plan::of).unwrap_or_default(),
             cel,
             has_rules,
         })

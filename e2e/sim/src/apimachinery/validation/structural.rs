@@ -537,12 +537,7 @@ pub(crate) fn correlate_item<'a>(
 ) -> Option<&'a Value> {
     let old_items = old?.as_array()?;
     match list_type {
-        ListType::Map { keys } => {
-            let key = map_list_key(item, keys);
-            old_items
-                .iter()
-                .find(|o| json_eq(&map_list_key(o, keys), &key))
-        }
+        ListType::Map { keys } => old_items.iter().find(|o| map_list_keys_eq(o, item, keys)),
         ListType::Set => old_items.iter().find(|o| json_eq(o, item)),
         ListType::Atomic => None,
     }
@@ -586,7 +581,8 @@ pub(crate) fn validate_list_types(
                             bad.clone(),
                             "must be an object for an array of list-type map",
                         ));
-                    } else {
+                    } else if items.len() > 1 {
+                        // (A single item cannot repeat a key: nothing to build.)
                         let key_values: Vec<Value> =
                             items.iter().map(|x| map_list_key(x, keys)).collect();
                         for i in first_repeats(&key_values) {
@@ -620,6 +616,16 @@ pub(crate) fn map_list_key(item: &Value, keys: &[String]) -> Value {
         }
     }
     Value::Object(out)
+}
+
+/// Whether two map-list items have the same key (`json_eq` of their [`map_list_key`]s), compared
+/// in place.
+pub(crate) fn map_list_keys_eq(a: &Value, b: &Value, keys: &[String]) -> bool {
+    keys.iter().all(|k| match (a.get(k), b.get(k)) {
+        (None, None) => true,
+        (Some(x), Some(y)) => json_eq(x, y),
+        _ => false,
+    })
 }
 
 /// Indices of the second occurrence of every value that occurs more than once.

@@ -914,3 +914,63 @@ fn nested_rules_read_the_object_converted_once_at_the_root() {
         vec!["<nil>: Invalid value: bad name"]
     );
 }
+
+#[test]
+fn map_list_keys_compare_in_place_as_their_key_objects() {
+    let keys = vec!["type".to_string(), "name".to_string()];
+    let items = [
+        json!({"type": "VCPU", "name": "a", "value": "1"}),
+        json!({"type": "VCPU", "name": "a", "value": "2"}),
+        json!({"type": "VCPU"}),
+        json!({"type": "VCPU", "name": null}),
+        json!({"type": 1, "name": "a"}),
+        json!({"type": 1.0, "name": "a"}),
+        json!({}),
+        json!(null),
+        json!("scalar"),
+    ];
+    for a in &items {
+        for b in &items {
+            assert_eq!(
+                structural::map_list_keys_eq(a, b, &keys),
+                structural::json_eq(
+                    &structural::map_list_key(a, &keys),
+                    &structural::map_list_key(b, &keys)
+                ),
+                "{a} {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn rules_on_nested_list_items_fire_under_a_transition_only_parent() {
+    // The parent's rules are all transition rules, so a create binds nothing there; the rules of
+    // the map-list items below still run (converting their own values), with their messages,
+    // and on an update the parent's transition rule sees the old value.
+    let s = compile(
+        json!({"type": "object", "properties": {"spec": {"type": "object",
+        "x-kubernetes-validations": [
+            {"rule": "self.reqs == oldSelf.reqs", "message": "reqs are immutable", "fieldPath": ".reqs"}],
+        "properties": {"reqs": {"type": "array", "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+            "items": {"type": "object",
+                "x-kubernetes-validations": [
+                    {"rule": "self.type != 'VCPU' || self.value.matches('^[0-9]+$')", "message": "VCPU must be an integer"}],
+                "properties": {"type": {"type": "string"}, "value": {"type": "string"}}}}}}}}),
+    );
+    let good = json!({"spec": {"reqs": [{"type": "MEMORY", "value": "2048"}, {"type": "VCPU", "value": "1"}]}});
+    assert!(s.validate(&good, None).is_ok());
+    let bad = json!({"spec": {"reqs": [{"type": "MEMORY", "value": "2048"}, {"type": "VCPU", "value": "x"}]}});
+    assert_eq!(
+        messages(&s.validate(&bad, None).unwrap_err()),
+        vec!["spec.reqs[1]: Invalid value: VCPU must be an integer"]
+    );
+    let changed = json!({"spec": {"reqs": [{"type": "MEMORY", "value": "4096"}, {"type": "VCPU", "value": "1"}]}});
+    assert_eq!(
+        messages(&s.validate(&changed, Some(&good)).unwrap_err()),
+        vec!["spec.reqs: Invalid value: reqs are immutable"]
+    );
+    // Unchanged: ratcheted, nothing evaluated.
+    assert!(s.validate(&good, Some(&good)).is_ok());
+}

@@ -1,0 +1,464 @@
+//! The job store's entry: a compact record of a Barge [`Job`] instead of the decoded object.
+//!
+//! With 100,000 queued jobs, the decoded `Job`s were the operator's largest live memory
+//! (~2.5 KB each: every string of the spec and status its own allocation, every `Option` and
+//! map inline). A [`JobRecord`] keeps
+//! - the object's metadata (without managedFields and the last-applied annotation, which the
+//!   cache never kept), so kube's reflector and controller key, version and trigger on it;
+//! - the fields the indexes, the queue counts and the controllers' triggers read, decoded:
+//!   the recorded state, the queue, the share identifier, the definition name and the
+//!   dependencies — the names interned ([`intern`]: one allocation per distinct name, shared by
+//!   every job and every index key that names it);
+//! - the rest — `spec` and `status` — as the JSON a `Job` serializes to: the spec's bytes
+//!   interned too (jobs submitted from one template share one copy), the status's its own.
+//!
+//! A component that acts on a job decodes it ([`JobRecord::job`]): the job controller once per
+//! reconcile, the scheduler once per pod it renders. Watch events and lists decode a `Job`
+//! (kube's `DeserializeGuard` still reports an object that does not match Barge's types) and
+//! compact it ([`JobRecord::from_job`]).
+
+use std::collections::HashSet;
+use std::hash::Hash;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use kube::api::ObjectMeta;
+use kube::Resource;
+use serde::{Deserialize, Deserializer};
+
+use barge_crds::job::{JobSpec, JobStatus, JobStatusDetail};
+use barge_crds::Job;
+
+/// One shared copy of each distinct value. Entries nobody else holds any more are swept when
+/// the pool has doubled since the last sweep (amortized O(1) per insert).
+struct Pool<T: ?Sized + Eq + Hash> {
+    state: Mutex<PoolState<T>>,
+}
+
+struct PoolState<T: ?Sized + Eq + Hash> {
+    values: HashSet<Arc<T>>,
+    sweep_at: usize,
+}
+
+/// The pool's smallest sweep threshold.
+const MIN_SWEEP: usize = 1024;
+
+impl<T: ?Sized + Eq + Hash> Pool<T>
+where
+    for<'a> Arc<T>: From<&'a T>,
+{
+    fn new() -> Self {
+        Self {
+            state: Mutex::new(PoolState {
+                values: HashSet::new(),
+                sweep_at: MIN_SWEEP,
+            }),
+        }
+    }
+
+    fn intern(&self, value: &T) -> Arc<T> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(shared) = state.values.get(value) {
+            return shared.clone();
+        }
+        if state.values.len() >= state.sweep_at {
+            state.values.retain(|v| Arc::strong_count(v) > 1);
+            state.sweep_at = (state.values.len() * 2).max(MIN_SWEEP);
+        }
+        let shared: Arc<T> = Arc::from(value);
+        state.values.insert(shared.clone());
+        shared
+    }
+}
+
+static NAMES: LazyLock<Pool<str>> = LazyLock::new(Pool::new);
+static SPECS: LazyLock<Pool<[u8]>> = LazyLock::new(Pool::new);
+
+/// The shared copy of a name (a queue, a definition, a share identifier, a job id).
+pub fn intern(name: &str) -> Arc<str> {
+    NAMES.intern(name)
+}
+
+/// A Barge Job as the job store keeps it (see the module docs).
+#[derive(Clone, Debug)]
+pub struct JobRecord {
+    metadata: ObjectMeta,
+    /// `namespace/name`: the id the job indexes store, shared with them.
+    id: Arc<str>,
+    state: JobStatus,
+    queue: Arc<str>,
+    share_identifier: Option<Arc<str>>,
+    /// The name of the definition `spec.jobDefinition` references (None when the reference is
+    /// malformed).
+    definition: Option<Arc<str>>,
+    /// The `jobName` of each `dependsOn` entry that has one.
+    depends_on: Box<[Arc<str>]>,
+    /// `spec` as JSON, interned.
+    spec: Arc<[u8]>,
+    /// `status` as JSON; empty when the job has none.
+    status: Box<[u8]>,
+}
+
+/// What [`JobRecord::from_job`] drops: managedFields and client-side `kubectl apply`'s copy of
+/// the object (the cache never kept either).
+fn trim_meta(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(super::LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+impl JobRecord {
+    /// The record of `job`.
+    pub fn from_job(job: Job) -> Self {
+        let Job {
+            mut metadata,
+            spec,
+            status,
+        } = job;
+        trim_meta(&mut metadata);
+        let id = intern(&format!(
+            "{}/{}",
+            metadata.namespace.as_deref().unwrap_or_default(),
+            metadata.name.as_deref().unwrap_or_default()
+        ));
+        let state = status
+            .as_ref()
+            .and_then(|s| s.status)
+            .unwrap_or(JobStatus::Submitted);
+        // Serializing these plain data types cannot fail (no maps with non-string keys).
+        let spec_json = serde_json::to_vec(&spec).unwrap_or_default();
+        let status_json = status
+            .as_ref()
+            .map(|s| serde_json::to_vec(s).unwrap_or_default())
+            .unwrap_or_default();
+        Self {
+            metadata,
+            id,
+            state,
+            queue: intern(&spec.job_queue),
+            share_identifier: spec.share_identifier.as_deref().map(intern),
+            definition: spec
+                .job_definition_reference()
+                .ok()
+                .map(|reference| intern(reference.name)),
+            depends_on: spec
+                .depends_on
+                .iter()
+                .filter_map(|d| d.job_name.as_deref())
+                .map(intern)
+                .collect(),
+            spec: SPECS.intern(&spec_json),
+            status: status_json.into_boxed_slice(),
+        }
+    }
+
+    /// The job, decoded.
+    pub fn job(&self) -> Job {
+        let spec: JobSpec = serde_json::from_slice(&self.spec)
+            .expect("a job record's spec is the JSON of a decoded JobSpec");
+        let status: Option<JobStatusDetail> = (!self.status.is_empty()).then(|| {
+            serde_json::from_slice(&self.status)
+                .expect("a job record's status is the JSON of a decoded JobStatusDetail")
+        });
+        Job {
+            metadata: self.metadata.clone(),
+            spec,
+            status,
+        }
+    }
+
+    /// `namespace/name`, shared.
+    pub fn id(&self) -> &Arc<str> {
+        &self.id
+    }
+
+    /// The state as recorded, SUBMITTED when the controller has not written one yet.
+    pub fn state(&self) -> JobStatus {
+        self.state
+    }
+
+    /// `spec.jobQueue`.
+    pub fn queue(&self) -> &Arc<str> {
+        &self.queue
+    }
+
+    /// `spec.shareIdentifier`.
+    pub fn share_identifier(&self) -> Option<&Arc<str>> {
+        self.share_identifier.as_ref()
+    }
+
+    /// The name of the definition `spec.jobDefinition` references (None when malformed).
+    pub fn definition(&self) -> Option<&Arc<str>> {
+        self.definition.as_ref()
+    }
+
+    /// The `jobName`s of `spec.dependsOn`.
+    pub fn depends_on(&self) -> &[Arc<str>] {
+        &self.depends_on
+    }
+}
+
+impl From<Job> for JobRecord {
+    fn from(job: Job) -> Self {
+        Self::from_job(job)
+    }
+}
+
+impl Resource for JobRecord {
+    type DynamicType = ();
+    type Scope = <Job as Resource>::Scope;
+
+    fn kind(dt: &()) -> std::borrow::Cow<'_, str> {
+        Job::kind(dt)
+    }
+
+    fn group(dt: &()) -> std::borrow::Cow<'_, str> {
+        Job::group(dt)
+    }
+
+    fn version(dt: &()) -> std::borrow::Cow<'_, str> {
+        Job::version(dt)
+    }
+
+    fn plural(dt: &()) -> std::borrow::Cow<'_, str> {
+        Job::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// A record decodes as a `Job` (watch events, lists) and compacts it.
+impl<'de> Deserialize<'de> for JobRecord {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Job::deserialize(deserializer).map(JobRecord::from_job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(name: &str, status: Option<serde_json::Value>) -> Job {
+        let mut value = serde_json::json!({
+            "apiVersion": "batch.barge.dev/v1alpha1", "kind": "Job",
+            "metadata": {
+                "name": name, "namespace": "ns", "uid": format!("uid-{name}"),
+                "resourceVersion": "42", "generation": 3,
+                "creationTimestamp": "2026-12-07T08:00:00Z",
+                "labels": {"team": "render"},
+                "annotations": {
+                    "kubectl.kubernetes.io/last-applied-configuration": "{}",
+                    "note": "kept"
+                },
+                "finalizers": ["batch.barge.dev/x"],
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]
+            },
+            "spec": {
+                "jobQueue": "high", "jobDefinition": "render:2", "shareIdentifier": "blue",
+                "schedulingPriorityOverride": 7,
+                "dependsOn": [{"jobName": "first"}, {"jobName": "second", "type": "N_TO_N"}],
+                "arrayProperties": {"size": 4},
+                "containerOverrides": {"command": ["echo", "hi"], "environment": [{"name": "A", "value": "1"}]},
+                "parameters": {"frame": "12"}
+            }
+        });
+        if let Some(status) = status {
+            value["status"] = status;
+        }
+        serde_json::from_value(value).expect("a valid job")
+    }
+
+    fn without_dropped_metadata(mut job: Job) -> Job {
+        job.metadata.managed_fields = None;
+        if let Some(a) = job.metadata.annotations.as_mut() {
+            a.remove(super::super::LAST_APPLIED);
+        }
+        job
+    }
+
+    #[test]
+    fn a_record_decodes_to_the_job_without_the_dropped_metadata() {
+        let status = serde_json::json!({
+            "status": "RUNNABLE", "statusReason": "waiting for capacity", "attemptCount": 1,
+            "conditions": [{"type": "Schedulable", "status": "False", "reason": "Capacity",
+                "message": "no room", "lastTransitionTime": "2026-12-07T08:00:01Z"}]
+        });
+        for original in [job("a", None), job("b", Some(status))] {
+            let record = JobRecord::from_job(original.clone());
+            let decoded = record.job();
+            assert_eq!(decoded, without_dropped_metadata(original));
+            assert!(decoded.metadata.managed_fields.is_none());
+            assert_eq!(
+                decoded
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("note"))
+                    .map(String::as_str),
+                Some("kept")
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_carries_the_hot_fields() {
+        let record = JobRecord::from_job(job("a", Some(serde_json::json!({"status": "FAILED"}))));
+        assert_eq!(&**record.id(), "ns/a");
+        assert_eq!(record.state(), JobStatus::Failed);
+        assert_eq!(&**record.queue(), "high");
+        assert_eq!(record.share_identifier().map(|s| &**s), Some("blue"));
+        assert_eq!(record.definition().map(|s| &**s), Some("render"));
+        let deps: Vec<&str> = record.depends_on().iter().map(|d| &**d).collect();
+        assert_eq!(deps, ["first", "second"]);
+        let fresh = JobRecord::from_job(job("b", None));
+        assert_eq!(fresh.state(), JobStatus::Submitted);
+        assert_eq!(fresh.meta().resource_version.as_deref(), Some("42"));
+        assert_eq!(JobRecord::kind(&()), "Job");
+        assert_eq!(JobRecord::plural(&()), Job::plural(&()));
+    }
+
+    #[test]
+    fn records_share_their_names_and_identical_specs() {
+        let a = JobRecord::from_job(job("a", None));
+        let b = JobRecord::from_job(job("b", Some(serde_json::json!({"status": "RUNNABLE"}))));
+        assert!(Arc::ptr_eq(a.queue(), b.queue()));
+        assert!(Arc::ptr_eq(&a.spec, &b.spec));
+        let mut other = job("c", None);
+        other.spec.job_queue = "low".into();
+        let c = JobRecord::from_job(other);
+        assert!(!Arc::ptr_eq(&a.spec, &c.spec));
+        assert_eq!(c.job().spec.job_queue, "low");
+    }
+
+    #[test]
+    fn a_malformed_definition_reference_has_no_definition() {
+        let mut bad = job("a", None);
+        bad.spec.job_definition = "render:x".into();
+        assert_eq!(JobRecord::from_job(bad).definition(), None);
+    }
+
+    #[test]
+    fn a_record_deserializes_from_a_job_and_the_guard_reports_a_bad_one() {
+        let value = serde_json::to_value(job("a", None)).expect("serializes");
+        let record: JobRecord = serde_json::from_value(value).expect("decodes");
+        assert_eq!(&**record.id(), "ns/a");
+        assert!(record.meta().managed_fields.is_none());
+        let bad: kube::core::DeserializeGuard<JobRecord> =
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "batch.barge.dev/v1alpha1", "kind": "Job",
+                "metadata": {"name": "bad", "namespace": "ns"},
+                "spec": {"jobQueue": 3}
+            }))
+            .expect("the guard decodes");
+        assert!(bad.0.is_err());
+    }
+
+    /// A queued job as the `memory` bench leaves it: RUNNABLE, its conditions written.
+    fn queued(i: usize) -> Job {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "batch.barge.dev/v1alpha1", "kind": "Job",
+            "metadata": {
+                "name": format!("queued-{i}"), "namespace": "bench",
+                "uid": format!("6f1c2d3e-0000-4000-8000-{i:012}"),
+                "resourceVersion": format!("{}", 100_000 + i), "generation": 1,
+                "creationTimestamp": "2026-12-07T08:00:00Z",
+                "managedFields": [{"manager": "barge", "operation": "Apply",
+                    "apiVersion": "batch.barge.dev/v1alpha1", "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:status": {"f:status": {}, "f:statusReason": {}}}}]
+            },
+            "spec": {"jobQueue": "bench", "jobDefinition": "zero"},
+            "status": {
+                "status": "RUNNABLE", "statusReason": "waiting for capacity",
+                "createdAt": "2026-12-07T08:00:00Z", "submissionOrder": i,
+                "observedGeneration": 1,
+                "conditions": [
+                    {"type": "Valid", "status": "True", "reason": "Valid",
+                     "message": "the job and its definition are valid",
+                     "lastTransitionTime": "2026-12-07T08:00:01Z", "observedGeneration": 1},
+                    {"type": "Schedulable", "status": "False", "reason": "InsufficientCapacity",
+                     "message": "no compute environment of queue bench has room for 1 vCPU",
+                     "lastTransitionTime": "2026-12-07T08:00:02Z", "observedGeneration": 1}
+                ]
+            }
+        }))
+        .expect("a queued job")
+    }
+
+    fn rss_kib() -> u64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
+        let pages: u64 = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .expect("rss");
+        pages * 4
+    }
+
+    const MEASURED: usize = 50_000;
+
+    /// Resident memory per cached job: `cargo test -p barge-operator --lib job_record_memory
+    /// -- --ignored --nocapture --test-threads 1` (each kind in its own run: the second would
+    /// reuse what the first freed).
+    #[test]
+    #[ignore]
+    fn job_record_memory_decoded_jobs() {
+        let sources: Vec<String> = (0..MEASURED)
+            .map(|i| serde_json::to_string(&queued(i)).expect("json"))
+            .collect();
+        let before = rss_kib();
+        let kept: Vec<Arc<Job>> = sources
+            .iter()
+            .map(|source| {
+                let mut job: Job = serde_json::from_str(source).expect("decodes");
+                job.metadata.managed_fields = None;
+                Arc::new(job)
+            })
+            .collect();
+        let after = rss_kib();
+        println!(
+            "Arc<Job>: {:.0} B per job",
+            (after.saturating_sub(before) * 1024) as f64 / MEASURED as f64
+        );
+        assert_eq!(kept.len(), MEASURED);
+    }
+
+    #[test]
+    #[ignore]
+    fn job_record_memory_records() {
+        let sources: Vec<String> = (0..MEASURED)
+            .map(|i| serde_json::to_string(&queued(i)).expect("json"))
+            .collect();
+        let before = rss_kib();
+        let kept: Vec<Arc<JobRecord>> = sources
+            .iter()
+            .map(|source| Arc::new(serde_json::from_str::<JobRecord>(source).expect("decodes")))
+            .collect();
+        let after = rss_kib();
+        println!(
+            "Arc<JobRecord>: {:.0} B per job",
+            (after.saturating_sub(before) * 1024) as f64 / MEASURED as f64
+        );
+        assert_eq!(kept.len(), MEASURED);
+    }
+
+    #[test]
+    fn the_pool_sweeps_values_nobody_holds() {
+        let pool: Pool<str> = Pool::new();
+        let kept = pool.intern("kept");
+        for i in 0..(MIN_SWEEP * 3) {
+            drop(pool.intern(&format!("gone-{i}")));
+        }
+        let len = pool.state.lock().expect("unpoisoned").values.len();
+        assert!(len < MIN_SWEEP * 2, "{len} values left");
+        assert!(Arc::ptr_eq(&kept, &pool.intern("kept")));
+    }
+}

@@ -304,7 +304,7 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Sink<K> {
 
 /// Runs the watch of one kind into its sink until the process stops. Watch errors are logged
 /// and retried with kube's default backoff.
-async fn run_watch<K>(api: Api<K>, config: watcher::Config, mut sink: Sink<K>)
+async fn run_watch<K>(api: Api<K>, config: watcher::Config, sink: Sink<K>)
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -314,21 +314,12 @@ where
         + Sync
         + 'static,
 {
-    let kind = K::kind(&());
-    let stream = watcher(api, config).default_backoff();
-    let mut stream = std::pin::pin!(stream);
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(event) => sink.apply(event),
-            Err(err) => warn!(%kind, error = %err, "watch failed; retrying"),
-        }
-    }
-    debug!(%kind, "watch ended");
+    run_converted_watch(api, config, sink, |event| event).await
 }
 
 /// Runs the watch of one kind decoded without what Barge never reads ([`decode::Pruned`]: a
 /// pod's managedFields are not decoded only to be cleared by the sink), into its sink.
-async fn run_pruned_watch<K>(client: Client, config: watcher::Config, mut sink: Sink<K>)
+async fn run_pruned_watch<K>(client: Client, config: watcher::Config, sink: Sink<K>)
 where
     K: Resource<DynamicType = ()>
         + Prunable
@@ -339,12 +330,32 @@ where
         + Sync
         + 'static,
 {
+    run_converted_watch(Api::<Pruned<K>>::all(client), config, sink, unpruned).await
+}
+
+/// Runs a watch of `W` into the sink of `K`, each event converted, until the process stops.
+/// Watch errors are logged and retried with kube's default backoff.
+async fn run_converted_watch<W, K>(
+    api: Api<W>,
+    config: watcher::Config,
+    mut sink: Sink<K>,
+    convert: fn(watcher::Event<W>) -> watcher::Event<K>,
+) where
+    W: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
     let kind = K::kind(&());
-    let stream = watcher(Api::<Pruned<K>>::all(client), config).default_backoff();
+    let stream = watcher(api, config).default_backoff();
     let mut stream = std::pin::pin!(stream);
     while let Some(event) = stream.next().await {
         match event {
-            Ok(event) => sink.apply(unpruned(event)),
+            Ok(event) => sink.apply(convert(event)),
             Err(err) => warn!(%kind, error = %err, "watch failed; retrying"),
         }
     }

@@ -1128,15 +1128,11 @@ fn dependency_graph_around(ctx: &Context, job: &Job, state: JobState) -> Depende
         return DependencyGraph::new();
     }
     let namespace = job.namespace().unwrap_or_default();
+    // The record's decoded fields are enough: no job of the graph is decoded in full.
     dependency_graph(&job.name_any(), |name| {
-        let found = ctx.caches.job_object(&namespace, name)?;
-        let names = found
-            .spec
-            .depends_on
-            .iter()
-            .filter_map(|d| d.job_name.clone())
-            .collect();
-        Some((translate::record_from_status(&found).state, names))
+        let found = ctx.caches.job(&namespace, name)?;
+        let names = found.depends_on().iter().map(|d| d.to_string()).collect();
+        Some((translate::job_state(found.state()), names))
     })
 }
 

@@ -314,7 +314,7 @@ where
         + Sync
         + 'static,
 {
-    run_converted_watch(api, config, sink, |event| event).await
+    run_converted_watch(api, config, sink, Some).await
 }
 
 /// Runs the watch of one kind decoded without what Barge never reads ([`decode::Pruned`]: a
@@ -330,16 +330,19 @@ where
         + Sync
         + 'static,
 {
-    run_converted_watch(Api::<Pruned<K>>::all(client), config, sink, unpruned).await
+    run_converted_watch(Api::<Pruned<K>>::all(client), config, sink, |event| {
+        Some(unpruned(event))
+    })
+    .await
 }
 
-/// Runs a watch of `W` into the sink of `K`, each event converted, until the process stops.
-/// Watch errors are logged and retried with kube's default backoff.
+/// Runs a watch of `W` into the sink of `K`, each event converted (`None`: left out), until the
+/// process stops. Watch errors are logged and retried with kube's default backoff.
 async fn run_converted_watch<W, K>(
     api: Api<W>,
     config: watcher::Config,
     mut sink: Sink<K>,
-    convert: fn(watcher::Event<W>) -> watcher::Event<K>,
+    mut convert: impl FnMut(watcher::Event<W>) -> Option<watcher::Event<K>>,
 ) where
     W: Resource<DynamicType = ()>
         + Clone
@@ -355,7 +358,11 @@ async fn run_converted_watch<W, K>(
     let mut stream = std::pin::pin!(stream);
     while let Some(event) = stream.next().await {
         match event {
-            Ok(event) => sink.apply(convert(event)),
+            Ok(event) => {
+                if let Some(event) = convert(event) {
+                    sink.apply(event);
+                }
+            }
             Err(err) => warn!(%kind, error = %err, "watch failed; retrying"),
         }
     }
@@ -377,11 +384,8 @@ fn unpruned<K>(event: watcher::Event<Pruned<K>>) -> watcher::Event<K> {
 /// does not match Barge's API types (stored before a schema change, or by a client that
 /// bypassed validation) is reported and left out instead of failing the whole list — one bad
 /// object cannot stall every controller.
-async fn run_guarded_watch<K>(
-    api: Api<DeserializeGuard<K>>,
-    config: watcher::Config,
-    mut sink: Sink<K>,
-) where
+async fn run_guarded_watch<K>(api: Api<DeserializeGuard<K>>, config: watcher::Config, sink: Sink<K>)
+where
     K: Resource<DynamicType = ()>
         + Clone
         + DeserializeOwned
@@ -391,19 +395,7 @@ async fn run_guarded_watch<K>(
         + 'static,
 {
     let kind = K::kind(&());
-    let stream = watcher(api, config).default_backoff();
-    let mut stream = std::pin::pin!(stream);
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(event) => {
-                if let Some(event) = unguard(event, &kind) {
-                    sink.apply(event);
-                }
-            }
-            Err(err) => warn!(%kind, error = %err, "watch failed; retrying"),
-        }
-    }
-    debug!(%kind, "watch ended");
+    run_converted_watch(api, config, sink, move |event| unguard(event, &kind)).await
 }
 
 /// The field selector of the jobs that are not finished: the Job CRD declares `.status.status`

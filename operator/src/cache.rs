@@ -58,7 +58,12 @@ use crate::index::Index;
 
 pub mod decode;
 
-use decode::{Prunable, Pruned};
+pub use decode::Shared;
+use decode::{shared, Prunable, Pruned};
+
+/// A cached pod: the pod store holds them without copying each pod it is handed
+/// ([`Shared`]); a reader derefs to the `Pod`.
+pub type CachedPod = Shared<Pod>;
 
 mod job_record;
 pub use job_record::{intern, JobRecord};
@@ -66,6 +71,18 @@ pub use job_record::{intern, JobRecord};
 /// Something that consumes the watcher events of kind `K` (an [`Index`], the [`NodeUsage`]).
 pub trait EventSink<K>: Send + Sync {
     fn apply(&self, event: &watcher::Event<K>);
+
+    /// Whether [`EventSink::apply_after`] needs the object's cached version before the event.
+    fn needs_previous(&self) -> bool {
+        false
+    }
+
+    /// Applies `event` given the object's cached version before it (None: not cached, or not
+    /// looked up because no sink of the kind [`EventSink::needs_previous`]).
+    fn apply_after(&self, event: &watcher::Event<K>, previous: Option<&K>) {
+        let _ = previous;
+        self.apply(event)
+    }
 }
 
 impl<K: Resource + Send + Sync, Key: Eq + std::hash::Hash + Clone + Send + Sync> EventSink<K>
@@ -73,6 +90,14 @@ impl<K: Resource + Send + Sync, Key: Eq + std::hash::Hash + Clone + Send + Sync>
 {
     fn apply(&self, event: &watcher::Event<K>) {
         Index::apply(self, event)
+    }
+
+    fn needs_previous(&self) -> bool {
+        Index::needs_previous(self)
+    }
+
+    fn apply_after(&self, event: &watcher::Event<K>, previous: Option<&K>) {
+        Index::apply_after(self, event, previous)
     }
 }
 
@@ -248,9 +273,19 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Sink<K> {
             watcher::Event::InitDone => Some(self.store.state()),
             _ => None,
         };
+        // The version the store (and so every index) holds before this event, for the indexes
+        // that keep no keys of their own (`Index::from_previous`).
+        let previous = match &event {
+            watcher::Event::Apply(obj) | watcher::Event::Delete(obj)
+                if self.indexes.iter().any(|i| i.needs_previous()) =>
+            {
+                self.store.get(&ObjectRef::from_obj(obj))
+            }
+            _ => None,
+        };
         self.writer.apply_watcher_event(&event);
         for index in &self.indexes {
-            index.apply(&event);
+            index.apply_after(&event, previous.as_deref());
         }
         drop(applying);
         match event {
@@ -983,8 +1018,8 @@ impl NodeUsage {
     }
 }
 
-impl EventSink<Pod> for NodeUsage {
-    fn apply(&self, event: &watcher::Event<Pod>) {
+impl EventSink<CachedPod> for NodeUsage {
+    fn apply(&self, event: &watcher::Event<CachedPod>) {
         match event {
             watcher::Event::Apply(pod) => {
                 write(&self.live).upsert(crate::index::object_id(pod), pod)
@@ -1015,6 +1050,10 @@ pub fn is_barge_pod(pod: &Pod) -> bool {
     pod.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY_BARGE)
 }
 
+fn is_cached_barge_pod(pod: &CachedPod) -> bool {
+    is_barge_pod(pod)
+}
+
 /// The job state as recorded, SUBMITTED when the controller has not written one yet.
 pub fn recorded_state(job: &Job) -> JobStatus {
     job.status
@@ -1026,7 +1065,8 @@ pub fn recorded_state(job: &Job) -> JobStatus {
 /// A pair of interned names: (namespace, name), or (queue, shareIdentifier).
 pub type SharedName = (Arc<str>, Arc<str>);
 
-/// The id a job record carries (`namespace/name`), shared by the job indexes.
+/// The id a job record carries (`namespace/name`), shared by the job indexes. They keep no keys
+/// per job: the sink hands them the job's previous record (`Index::from_previous`).
 fn record_id(job: &JobRecord) -> Arc<str> {
     job.id().clone()
 }
@@ -1034,7 +1074,7 @@ fn record_id(job: &JobRecord) -> Arc<str> {
 /// The secondary indexes (each answers "which objects relate to X" without a scan).
 pub struct Indexes {
     /// Barge pods by the `batch.barge.dev/job-uid` label.
-    pub pods_by_job_uid: Arc<Index<Pod, String>>,
+    pub pods_by_job_uid: Arc<Index<CachedPod, String>>,
     /// Jobs by each (namespace, jobName) they depend on.
     pub jobs_by_dependency: Arc<Index<JobRecord, SharedName>>,
     /// Jobs by (queue, recorded state): queue job counts.
@@ -1058,10 +1098,10 @@ pub struct Indexes {
 impl Indexes {
     fn new() -> Self {
         Self {
-            pods_by_job_uid: Index::new(|p: &Pod| {
+            pods_by_job_uid: Index::new(|p: &CachedPod| {
                 p.labels().get(LABEL_JOB_UID).cloned().into_iter().collect()
             }),
-            jobs_by_dependency: Index::with_ids(
+            jobs_by_dependency: Index::from_previous(
                 |j: &JobRecord| {
                     if j.depends_on().is_empty() {
                         return Vec::new();
@@ -1074,11 +1114,11 @@ impl Indexes {
                 },
                 record_id,
             ),
-            jobs_by_queue_state: Index::with_ids(
+            jobs_by_queue_state: Index::from_previous(
                 |j: &JobRecord| vec![(j.queue().clone(), j.state())],
                 record_id,
             ),
-            active_jobs_by_queue: Index::with_ids(
+            active_jobs_by_queue: Index::from_previous(
                 |j: &JobRecord| {
                     if j.state().is_finished() {
                         Vec::new()
@@ -1088,7 +1128,7 @@ impl Indexes {
                 },
                 record_id,
             ),
-            active_jobs_by_queue_share: Index::with_ids(
+            active_jobs_by_queue_share: Index::from_previous(
                 |j: &JobRecord| match j.share_identifier() {
                     Some(share) if !j.state().is_finished() => {
                         vec![(j.queue().clone(), share.clone())]
@@ -1097,7 +1137,7 @@ impl Indexes {
                 },
                 record_id,
             ),
-            active_jobs_by_definition: Index::with_ids(
+            active_jobs_by_definition: Index::from_previous(
                 |j: &JobRecord| match j.definition() {
                     Some(definition) if !j.state().is_finished() => {
                         let ns = intern(j.meta().namespace.as_deref().unwrap_or_default());
@@ -1148,7 +1188,7 @@ pub struct Caches {
     pub compute_environments: Store<ComputeEnvironment>,
     pub scheduling_policies: Store<SchedulingPolicy>,
     /// Barge's pods only.
-    pub pods: Store<Pod>,
+    pub pods: Store<CachedPod>,
     pub nodes: Store<Node>,
     pub namespaces: Store<Namespace>,
     pub indexes: Indexes,
@@ -1167,7 +1207,7 @@ pub struct Caches {
     pub queues_feed: Arc<Feed<JobQueue>>,
     pub compute_environments_feed: Arc<Feed<ComputeEnvironment>>,
     pub scheduling_policies_feed: Arc<Feed<SchedulingPolicy>>,
-    pub pods_feed: Arc<Feed<Pod>>,
+    pub pods_feed: Arc<Feed<CachedPod>>,
     pub nodes_feed: Arc<Feed<Node>>,
     pub namespaces_feed: Arc<Feed<Namespace>>,
     /// Whether [`Caches::jobs`] holds every job: false from [`Caches::start`] until the list of
@@ -1184,7 +1224,7 @@ pub struct Sinks {
     pub queues: Sink<JobQueue>,
     pub compute_environments: Sink<ComputeEnvironment>,
     pub scheduling_policies: Sink<SchedulingPolicy>,
-    pub pods: Sink<Pod>,
+    pub pods: Sink<CachedPod>,
     pub nodes: Sink<Node>,
     pub namespaces: Sink<Namespace>,
 }
@@ -1213,7 +1253,7 @@ impl Caches {
             pods: Sink::new()
                 .guard(pod_updates.clone())
                 .raw(usage.clone())
-                .filter(is_barge_pod)
+                .filter(is_cached_barge_pod)
                 .index(indexes.pods_by_job_uid.clone()),
             nodes: Sink::new()
                 .trim(trim_node)
@@ -1288,7 +1328,12 @@ impl Caches {
                 all(),
                 sinks.scheduling_policies,
             )),
-            tokio::spawn(run_pruned_watch(client.clone(), all(), sinks.pods)),
+            tokio::spawn(run_converted_watch(
+                Api::<Pruned<Pod>>::all(client.clone()),
+                all(),
+                sinks.pods,
+                |event| Some(shared(unpruned(event))),
+            )),
             tokio::spawn(run_pruned_watch(client.clone(), all(), sinks.nodes)),
             tokio::spawn(run_watch(
                 Api::<Namespace>::all(client),
@@ -1345,6 +1390,7 @@ impl Caches {
             .iter()
             .filter_map(|id| id.split_once('/').map(|(_, name)| name))
             .filter_map(|name| self.pods.get(&ObjectRef::new(name).within(namespace)))
+            .map(|pod| pod.0.clone())
             .collect()
     }
 
@@ -1606,6 +1652,67 @@ mod tests {
     }
 
     #[test]
+    fn the_job_indexes_follow_a_job_through_states_deletion_and_relists() {
+        let (caches, mut sinks) = Caches::new();
+        let job = |name: &str, queue: &str, state: &str| -> JobRecord {
+            serde_json::from_value::<Job>(serde_json::json!({
+                "apiVersion": "batch.barge.dev/v1alpha1", "kind": "Job",
+                "metadata": {"name": name, "namespace": "team", "uid": format!("uid-{name}")},
+                "spec": {"jobQueue": queue, "jobDefinition": "d", "shareIdentifier": "blue"},
+                "status": {"status": state},
+            }))
+            .expect("job")
+            .into()
+        };
+        let counts = |queue: &str| {
+            let c = caches.queue_job_counts(queue);
+            (c.RUNNABLE, c.RUNNING, c.SUCCEEDED)
+        };
+        sinks
+            .jobs
+            .apply(watcher::Event::Apply(job("a", "q", "RUNNABLE")));
+        sinks
+            .jobs
+            .apply(watcher::Event::Apply(job("b", "q", "RUNNABLE")));
+        sinks
+            .jobs
+            .apply(watcher::Event::Apply(job("a", "q", "RUNNABLE")));
+        assert_eq!(counts("q"), (2, 0, 0));
+        assert_eq!(caches.live_jobs_by_share("q").get("blue"), Some(&2));
+        sinks
+            .jobs
+            .apply(watcher::Event::Apply(job("a", "q", "RUNNING")));
+        assert_eq!(counts("q"), (1, 1, 0));
+        sinks
+            .jobs
+            .apply(watcher::Event::Apply(job("a", "q", "SUCCEEDED")));
+        assert_eq!(counts("q"), (1, 0, 1));
+        assert_eq!(caches.live_jobs_by_share("q").get("blue"), Some(&1));
+        // Deleted with a state the cache never saw: the indexed state goes.
+        sinks
+            .jobs
+            .apply(watcher::Event::Delete(job("b", "q", "RUNNING")));
+        assert_eq!(counts("q"), (0, 0, 1));
+        assert!(!caches.queue_in_use("q"));
+        // A relist: what vanished goes, what is listed (in another queue now) comes.
+        sinks.jobs.apply(watcher::Event::Init);
+        sinks
+            .jobs
+            .apply(watcher::Event::InitApply(job("c", "r", "RUNNABLE")));
+        sinks.jobs.apply(watcher::Event::InitDone);
+        assert_eq!(counts("q"), (0, 0, 0));
+        assert_eq!(counts("r"), (1, 0, 0));
+        sinks
+            .jobs
+            .apply(watcher::Event::Apply(job("c", "r", "FAILED")));
+        assert!(!caches.queue_in_use("r") && !caches.job_definition_in_use("team", "d"));
+        sinks
+            .jobs
+            .apply(watcher::Event::Delete(job("c", "r", "FAILED")));
+        assert!(caches.indexes.jobs_by_queue_state.counts().is_empty());
+    }
+
+    #[test]
     fn pod_request_is_the_larger_of_containers_and_init_containers() {
         let mut p = pod(
             "p",
@@ -1655,24 +1762,24 @@ mod tests {
                 .insert(LABEL_COMPUTE_ENVIRONMENT.to_string(), "ce".to_string());
             p
         };
-        usage.apply(&watcher::Event::Apply(in_ce(
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(in_ce(
             "unbound", None, "Pending", true,
-        )));
-        usage.apply(&watcher::Event::Apply(in_ce(
+        ))));
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(in_ce(
             "bound",
             Some("n1"),
             "Running",
             true,
-        )));
-        usage.apply(&watcher::Event::Apply(in_ce(
+        ))));
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(in_ce(
             "foreign", None, "Pending", false,
-        )));
-        usage.apply(&watcher::Event::Apply(in_ce(
+        ))));
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(in_ce(
             "done",
             Some("n1"),
             "Succeeded",
             true,
-        )));
+        ))));
         assert_eq!(usage.barge_milli_cpu_in("ce"), 2000);
         assert!(usage.contains("ns", "unbound") && !usage.contains("ns", "foreign"));
         assert_eq!(
@@ -1681,27 +1788,27 @@ mod tests {
             "the unbound pod takes no node's room"
         );
         // Bound later: still counted once.
-        usage.apply(&watcher::Event::Apply(in_ce(
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(in_ce(
             "unbound",
             Some("n2"),
             "Running",
             true,
-        )));
+        ))));
         assert_eq!(usage.barge_milli_cpu_in("ce"), 2000);
         // A finished pod whose result is recorded (no finalizer) frees the budget.
-        usage.apply(&watcher::Event::Apply(in_ce(
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(in_ce(
             "bound",
             Some("n1"),
             "Succeeded",
             true,
-        )));
+        ))));
         assert_eq!(usage.barge_milli_cpu_in("ce"), 1000);
-        usage.apply(&watcher::Event::Delete(in_ce(
+        usage.apply(&watcher::Event::Delete(crate::cache::Shared::from(in_ce(
             "unbound",
             Some("n2"),
             "Running",
             true,
-        )));
+        ))));
         assert_eq!(usage.barge_milli_cpu_in("ce"), 0);
     }
 
@@ -1709,34 +1816,34 @@ mod tests {
     fn node_usage_counts_bound_unfinished_pods_and_follows_relists() {
         let usage = NodeUsage::new();
         let c = || vec![container(&[("cpu", "1"), ("memory", "100Mi")], &[])];
-        usage.apply(&watcher::Event::Apply(pod(
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(pod(
             "a",
             Some("n1"),
             "Running",
             false,
             c(),
-        )));
-        usage.apply(&watcher::Event::Apply(pod(
+        ))));
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(pod(
             "b",
             Some("n1"),
             "Pending",
             true,
             c(),
-        )));
-        usage.apply(&watcher::Event::Apply(pod(
+        ))));
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(pod(
             "unbound",
             None,
             "Pending",
             true,
             c(),
-        )));
-        usage.apply(&watcher::Event::Apply(pod(
+        ))));
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(pod(
             "done",
             Some("n1"),
             "Succeeded",
             true,
             c(),
-        )));
+        ))));
         assert_eq!(
             usage.used_on("n1", "nvidia.com/gpu"),
             Resources::new(2000, 200, 0, 2)
@@ -1744,26 +1851,26 @@ mod tests {
         assert!(usage.contains("ns", "b") && !usage.contains("ns", "unbound"));
         assert_eq!(usage.barge_milli_cpu_on("n1"), 1000, "only b is Barge's");
         // b finishes: its requests are released.
-        usage.apply(&watcher::Event::Apply(pod(
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(pod(
             "b",
             Some("n1"),
             "Failed",
             true,
             c(),
-        )));
+        ))));
         assert_eq!(
             usage.used_on("n1", "nvidia.com/gpu"),
             Resources::new(1000, 100, 0, 1)
         );
         // A relist without `a` forgets it.
         usage.apply(&watcher::Event::Init);
-        usage.apply(&watcher::Event::InitApply(pod(
+        usage.apply(&watcher::Event::InitApply(crate::cache::Shared::from(pod(
             "c",
             Some("n2"),
             "Running",
             false,
             c(),
-        )));
+        ))));
         assert_eq!(
             usage.pods_on("n1"),
             1,
@@ -1783,23 +1890,27 @@ mod tests {
             p.metadata.finalizers = Some(vec![FINALIZER_ATTEMPT_RESULT.to_string()]);
             p
         };
-        usage.apply(&watcher::Event::Apply(with_finalizer("Running")));
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(
+            with_finalizer("Running"),
+        )));
         assert_eq!(usage.barge_milli_cpu_on("n1"), 2000);
         // The attempt failed; the job controller has not recorded it (nor published the retry).
-        usage.apply(&watcher::Event::Apply(with_finalizer("Failed")));
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(
+            with_finalizer("Failed"),
+        )));
         assert_eq!(
             usage.barge_milli_cpu_on("n1"),
             2000,
             "the room stays held for the retried attempt"
         );
         // Recorded: the finalizer is released and the room is free.
-        usage.apply(&watcher::Event::Apply(pod(
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(pod(
             "attempt-1",
             Some("n1"),
             "Failed",
             true,
             c(),
-        )));
+        ))));
         assert_eq!(usage.barge_milli_cpu_on("n1"), 0);
         assert_eq!(usage.pods_on("n1"), 0);
     }
@@ -1838,27 +1949,27 @@ mod tests {
     fn occupancy_counts_barge_pods_and_marks_nodes_of_multi_node_jobs_exclusive() {
         let usage = NodeUsage::new();
         let c = || vec![container(&[("cpu", "1")], &[])];
-        usage.apply(&watcher::Event::Apply(pod(
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(pod(
             "single",
             Some("n1"),
             "Running",
             true,
             c(),
-        )));
-        usage.apply(&watcher::Event::Apply(pod(
+        ))));
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(pod(
             "foreign",
             Some("n1"),
             "Running",
             false,
             c(),
-        )));
-        usage.apply(&watcher::Event::Apply(pod(
+        ))));
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(pod(
             "unbound",
             None,
             "Pending",
             true,
             c(),
-        )));
+        ))));
         assert_eq!(
             usage.occupancy_on("n1"),
             occupancy(1, false),
@@ -1866,27 +1977,21 @@ mod tests {
         );
         assert_eq!(usage.occupancy_on("elsewhere"), occupancy(0, false));
         // A child node's pod (no reservation of its own) makes its node exclusive.
-        usage.apply(&watcher::Event::Apply(node_pod(
-            "mnp-1-node-1",
-            "n2",
-            "Running",
-            1,
-            None,
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(
+            node_pod("mnp-1-node-1", "n2", "Running", 1, None),
         )));
         assert_eq!(usage.occupancy_on("n2"), occupancy(1, true));
         // It finishes and its result is recorded: the node is free again.
-        usage.apply(&watcher::Event::Apply(node_pod(
-            "mnp-1-node-1",
-            "n2",
-            "Succeeded",
-            1,
-            None,
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(
+            node_pod("mnp-1-node-1", "n2", "Succeeded", 1, None),
         )));
         assert_eq!(usage.occupancy_on("n2"), occupancy(0, false));
         // A finished child whose result is not recorded holds its node, as it holds its room.
         let mut unrecorded = node_pod("mnp-1-node-2", "n3", "Failed", 2, None);
         unrecorded.metadata.finalizers = Some(vec![FINALIZER_ATTEMPT_RESULT.to_string()]);
-        usage.apply(&watcher::Event::Apply(unrecorded));
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(
+            unrecorded,
+        )));
         assert_eq!(usage.occupancy_on("n3"), occupancy(1, true));
     }
 
@@ -1895,7 +2000,9 @@ mod tests {
         let usage = NodeUsage::new();
         // The gang of job mnp: main node 0 on n1, nodes 1 and 2 reserved on n2 and n3.
         let main = |phase: &str| node_pod("mnp-1-node-0", "n1", phase, 0, Some("n1,n2,n3"));
-        usage.apply(&watcher::Event::Apply(main("Pending")));
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(main(
+            "Pending",
+        ))));
         assert_eq!(usage.occupancy_on("n1"), occupancy(1, true));
         assert_eq!(
             usage.occupancy_on("n2"),
@@ -1913,28 +2020,24 @@ mod tests {
             "a reserved node is kept"
         );
         // The child of node 1 is created on n2: the reservation and the pod both hold it.
-        usage.apply(&watcher::Event::Apply(node_pod(
-            "mnp-1-node-1",
-            "n2",
-            "Running",
-            1,
-            None,
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(
+            node_pod("mnp-1-node-1", "n2", "Running", 1, None),
         )));
-        usage.apply(&watcher::Event::Apply(main("Running")));
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(main(
+            "Running",
+        ))));
         assert_eq!(usage.occupancy_on("n2"), occupancy(1, true));
         // The main pod finishes (its result recorded): its reservation ends; n3, whose pod
         // was never created, is free, while n2 stays exclusive as long as its pod runs.
-        usage.apply(&watcher::Event::Apply(main("Succeeded")));
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(main(
+            "Succeeded",
+        ))));
         assert_eq!(usage.occupancy_on("n1"), occupancy(0, false));
         assert_eq!(usage.occupancy_on("n3"), occupancy(0, false));
         assert!(!usage.is_busy("n3"));
         assert_eq!(usage.occupancy_on("n2"), occupancy(1, true));
-        usage.apply(&watcher::Event::Delete(node_pod(
-            "mnp-1-node-1",
-            "n2",
-            "Running",
-            1,
-            None,
+        usage.apply(&watcher::Event::Delete(crate::cache::Shared::from(
+            node_pod("mnp-1-node-1", "n2", "Running", 1, None),
         )));
         assert_eq!(usage.occupancy_on("n2"), occupancy(0, false));
     }
@@ -1943,14 +2046,18 @@ mod tests {
     fn reservations_follow_deletions_and_relists() {
         let usage = NodeUsage::new();
         let main = node_pod("mnp-1-node-0", "n1", "Running", 0, Some("n1,n2"));
-        usage.apply(&watcher::Event::Apply(main.clone()));
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(
+            main.clone(),
+        )));
         assert!(usage.occupancy_on("n2").exclusive);
-        usage.apply(&watcher::Event::Delete(main.clone()));
+        usage.apply(&watcher::Event::Delete(crate::cache::Shared::from(
+            main.clone(),
+        )));
         assert_eq!(usage.occupancy_on("n1"), occupancy(0, false));
         assert_eq!(usage.occupancy_on("n2"), occupancy(0, false));
         // After a restart (a fresh list), the reservation is read back from the main pod.
         usage.apply(&watcher::Event::Init);
-        usage.apply(&watcher::Event::InitApply(main));
+        usage.apply(&watcher::Event::InitApply(crate::cache::Shared::from(main)));
         usage.apply(&watcher::Event::InitDone);
         assert_eq!(usage.occupancy_on("n2"), occupancy(0, true));
         // A relist without it forgets it.
@@ -1965,7 +2072,7 @@ mod tests {
             .as_mut()
             .expect("labels")
             .remove(LABEL_MANAGED_BY);
-        usage.apply(&watcher::Event::Apply(foreign));
+        usage.apply(&watcher::Event::Apply(crate::cache::Shared::from(foreign)));
         assert_eq!(usage.occupancy_on("n5"), occupancy(0, false));
         assert_eq!(usage.occupancy_on("n4"), occupancy(0, false));
     }
@@ -1975,20 +2082,24 @@ mod tests {
         let (caches, mut sinks) = Caches::new();
         let c = || vec![container(&[("cpu", "1")], &[])];
         sinks.pods.apply(watcher::Event::Init);
-        sinks.pods.apply(watcher::Event::InitApply(pod(
-            "mine",
-            Some("n"),
-            "Running",
-            true,
-            c(),
-        )));
-        sinks.pods.apply(watcher::Event::InitApply(pod(
-            "theirs",
-            Some("n"),
-            "Running",
-            false,
-            c(),
-        )));
+        sinks
+            .pods
+            .apply(watcher::Event::InitApply(crate::cache::Shared::from(pod(
+                "mine",
+                Some("n"),
+                "Running",
+                true,
+                c(),
+            ))));
+        sinks
+            .pods
+            .apply(watcher::Event::InitApply(crate::cache::Shared::from(pod(
+                "theirs",
+                Some("n"),
+                "Running",
+                false,
+                c(),
+            ))));
         sinks.pods.apply(watcher::Event::InitDone);
         assert_eq!(caches.pods.state().len(), 1);
         assert_eq!(caches.usage.pods_on("n"), 2);
@@ -1998,20 +2109,24 @@ mod tests {
         let mut feed = caches.pods_feed.subscribe();
         let first = feed.next().await.expect("seeded");
         assert_eq!(first.name_any(), "mine");
-        sinks.pods.apply(watcher::Event::Apply(pod(
-            "theirs",
-            Some("n"),
-            "Failed",
-            false,
-            c(),
-        )));
-        sinks.pods.apply(watcher::Event::Delete(pod(
-            "mine",
-            Some("n"),
-            "Running",
-            true,
-            c(),
-        )));
+        sinks
+            .pods
+            .apply(watcher::Event::Apply(crate::cache::Shared::from(pod(
+                "theirs",
+                Some("n"),
+                "Failed",
+                false,
+                c(),
+            ))));
+        sinks
+            .pods
+            .apply(watcher::Event::Delete(crate::cache::Shared::from(pod(
+                "mine",
+                Some("n"),
+                "Running",
+                true,
+                c(),
+            ))));
         let deleted = feed.next().await.expect("deletion is broadcast");
         assert_eq!(deleted.name_any(), "mine");
         assert!(caches.pods.state().is_empty());

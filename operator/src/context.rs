@@ -390,9 +390,12 @@ impl RunnableEntry {
 
 /// The RUNNABLE work of every job, written by the job controller and read by the scheduler
 /// (Kueue's queue manager: pending work kept apart from the cache of what runs).
+///
+/// Entries are boxed: a map sized for a burst's peak (100,000 queued jobs) then holds a key and
+/// a pointer per slot, not a whole ~200-byte entry per slot, used or not.
 #[derive(Default)]
 pub struct RunnableBook {
-    inner: RwLock<HashMap<JobKey, RunnableEntry>>,
+    inner: RwLock<HashMap<JobKey, Box<RunnableEntry>>>,
 }
 
 impl RunnableBook {
@@ -402,23 +405,26 @@ impl RunnableBook {
         let changed = map
             .get(&job)
             .is_none_or(|old| old.work != entry.work || old.uid != entry.uid);
-        map.insert(job, entry);
+        map.insert(job, Box::new(entry));
         changed
     }
 
     /// Removes the job's work (nothing to place, or the job is gone); returns whether it had any.
     pub fn withdraw(&self, job: &JobKey) -> bool {
-        self.inner
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(job)
-            .is_some()
+        let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let had = map.remove(job).is_some();
+        if had {
+            shrink_when_sparse(&mut map);
+        }
+        had
     }
 
     /// Every published entry.
     pub fn entries(&self) -> Vec<(JobKey, RunnableEntry)> {
         let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        map.iter()
+            .map(|(k, v)| (k.clone(), RunnableEntry::clone(v)))
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -596,6 +602,8 @@ pub fn forget_caught_up_write(
     if let (Some(w), Some(s)) = (last, seen) {
         if s >= w {
             written.remove(key);
+            // A burst's writes fill the map; its capacity goes once their echoes are in.
+            shrink_when_sparse(written);
         }
     }
     last

@@ -18,7 +18,9 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// The allocator: mimalloc hands freed pages back to the kernel, where glibc's malloc kept most of
-/// a submission burst's memory for ever (see `mimalloc` in Cargo.toml).
+/// a submission burst's memory for ever (see `mimalloc` in Cargo.toml). The feature
+/// `system-allocator` leaves it out, for heap profilers that see only malloc (heaptrack).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

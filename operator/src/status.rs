@@ -327,7 +327,15 @@ impl<K: std::hash::Hash + Eq + Clone, V> StatusDeferrals<K, V> {
 
     /// The status of `key` was written (or needs no write any more): its window closes.
     pub fn written(&self, key: &K) {
-        self.lock().by_key.remove(key);
+        let mut pending = self.lock();
+        if pending.by_key.remove(key).is_some() {
+            // A burst's deferrals fill the map; once they are written its capacity goes back
+            // (amortized O(1): each shrink follows at least as many removals as it moves).
+            let (len, capacity) = (pending.by_key.len(), pending.by_key.capacity());
+            if capacity >= DEFERRAL_SWEEP_AT && len * 4 < capacity {
+                pending.by_key.shrink_to(len * 2);
+            }
+        }
     }
 
     /// Objects with an open (or expired, unwritten) window.
@@ -455,6 +463,22 @@ mod tests {
             512 + 1,
             "the live even keys and the newest"
         );
+    }
+
+    #[test]
+    fn written_deferrals_give_a_burst_s_capacity_back() {
+        use std::time::{Duration, Instant};
+        let deferrals = StatusDeferrals::<u32, bool>::default();
+        let (t0, window) = (Instant::now(), Duration::from_millis(100));
+        for k in 0..10_000 {
+            deferrals.wait(&k, true, t0, window, |_, live| *live);
+        }
+        for k in 0..9_990 {
+            deferrals.written(&k);
+        }
+        assert_eq!(deferrals.len(), 10);
+        assert!(deferrals.lock().by_key.capacity() < 1024 * 2);
+        assert_eq!(deferrals.pending(&9_995, |live| *live), Some(true));
     }
     use barge_crds::consts::{CONDITION_READY, REASON_VALID};
     use barge_crds::job_queue::{JobQueueSpec, JobQueueStatus, JqStatus};

@@ -10,7 +10,12 @@
 //!   dependencies — the names interned ([`intern`]: one allocation per distinct name, shared by
 //!   every job and every index key that names it);
 //! - the rest — `spec` and `status` — as the JSON a `Job` serializes to: the spec's bytes
-//!   interned too (jobs submitted from one template share one copy), the status's its own.
+//!   interned too (jobs submitted from one template share one copy); the status without its
+//!   two fields that are unique per job (`jobId`, kept as "the uid" when it is, and
+//!   `submissionOrder`, kept as a number), interned while the job has no attempt — the queued
+//!   jobs of a burst share their conditions, reasons and timestamps (1 s resolution), so
+//!   100,000 of them hold a few hundred distinct copies — and its own once it has attempts
+//!   (pod names and times make it unique: a pool would only keep its superseded versions).
 //!
 //! A component that acts on a job decodes it ([`JobRecord::job`]): the job controller once per
 //! reconcile, the scheduler once per pod it renders. Watch events and lists decode a `Job`
@@ -72,6 +77,7 @@ where
 
 static NAMES: LazyLock<Pool<str>> = LazyLock::new(Pool::new);
 static SPECS: LazyLock<Pool<[u8]>> = LazyLock::new(Pool::new);
+static STATUSES: LazyLock<Pool<[u8]>> = LazyLock::new(Pool::new);
 
 /// The shared copy of a name (a queue, a definition, a share identifier, a job id).
 pub fn intern(name: &str) -> Arc<str> {
@@ -94,8 +100,61 @@ pub struct JobRecord {
     depends_on: Box<[Arc<str>]>,
     /// `spec` as JSON, interned.
     spec: Arc<[u8]>,
-    /// `status` as JSON; empty when the job has none.
-    status: Box<[u8]>,
+    /// `status`; None when the job has none.
+    status: Option<StoredStatus>,
+}
+
+/// A job's `status` as the record keeps it (see the module docs).
+#[derive(Clone, Debug)]
+struct StoredStatus {
+    /// The JSON of the status without `jobId` and `submissionOrder`: from the pool while the
+    /// job has no attempt, its own after.
+    json: Arc<[u8]>,
+    job_id: JobId,
+    submission_order: Option<i64>,
+}
+
+/// `status.jobId`: the job controller writes the uid there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum JobId {
+    None,
+    Uid,
+    Other(Box<str>),
+}
+
+impl StoredStatus {
+    fn new(mut status: JobStatusDetail, uid: Option<&str>) -> Self {
+        let job_id = match status.job_id.take() {
+            None => JobId::None,
+            Some(id) if Some(id.as_str()) == uid => JobId::Uid,
+            Some(id) => JobId::Other(id.into_boxed_str()),
+        };
+        let submission_order = status.submission_order.take();
+        // Serializing these plain data types cannot fail (no maps with non-string keys).
+        let json = serde_json::to_vec(&status).unwrap_or_default();
+        let json = if status.attempts.is_empty() {
+            STATUSES.intern(&json)
+        } else {
+            Arc::from(json)
+        };
+        Self {
+            json,
+            job_id,
+            submission_order,
+        }
+    }
+
+    fn decode(&self, uid: Option<&str>) -> JobStatusDetail {
+        let mut status: JobStatusDetail = serde_json::from_slice(&self.json)
+            .expect("a job record's status is the JSON of a decoded JobStatusDetail");
+        status.job_id = match &self.job_id {
+            JobId::None => None,
+            JobId::Uid => uid.map(str::to_string),
+            JobId::Other(id) => Some(id.to_string()),
+        };
+        status.submission_order = self.submission_order;
+        status
+    }
 }
 
 /// What [`JobRecord::from_job`] drops: managedFields and client-side `kubectl apply`'s copy of
@@ -130,10 +189,7 @@ impl JobRecord {
             .unwrap_or(JobStatus::Submitted);
         // Serializing these plain data types cannot fail (no maps with non-string keys).
         let spec_json = serde_json::to_vec(&spec).unwrap_or_default();
-        let status_json = status
-            .as_ref()
-            .map(|s| serde_json::to_vec(s).unwrap_or_default())
-            .unwrap_or_default();
+        let status = status.map(|s| StoredStatus::new(s, metadata.uid.as_deref()));
         Self {
             metadata,
             id,
@@ -151,7 +207,7 @@ impl JobRecord {
                 .map(intern)
                 .collect(),
             spec: SPECS.intern(&spec_json),
-            status: status_json.into_boxed_slice(),
+            status,
         }
     }
 
@@ -159,10 +215,10 @@ impl JobRecord {
     pub fn job(&self) -> Job {
         let spec: JobSpec = serde_json::from_slice(&self.spec)
             .expect("a job record's spec is the JSON of a decoded JobSpec");
-        let status: Option<JobStatusDetail> = (!self.status.is_empty()).then(|| {
-            serde_json::from_slice(&self.status)
-                .expect("a job record's status is the JSON of a decoded JobStatusDetail")
-        });
+        let status = self
+            .status
+            .as_ref()
+            .map(|s| s.decode(self.metadata.uid.as_deref()));
         Job {
             metadata: self.metadata.clone(),
             spec,
@@ -289,6 +345,7 @@ mod tests {
     fn a_record_decodes_to_the_job_without_the_dropped_metadata() {
         let status = serde_json::json!({
             "status": "RUNNABLE", "statusReason": "waiting for capacity", "attemptCount": 1,
+            "jobId": "uid-b", "submissionOrder": 17,
             "conditions": [{"type": "Schedulable", "status": "False", "reason": "Capacity",
                 "message": "no room", "lastTransitionTime": "2026-12-07T08:00:01Z"}]
         });
@@ -337,6 +394,60 @@ mod tests {
         let c = JobRecord::from_job(other);
         assert!(!Arc::ptr_eq(&a.spec, &c.spec));
         assert_eq!(c.job().spec.job_queue, "low");
+    }
+
+    #[test]
+    fn queued_statuses_share_one_copy_and_keep_their_own_id_and_order() {
+        let queued = |order: i64, job_id: &str| {
+            serde_json::json!({
+                "status": "RUNNABLE", "statusReason": "waiting", "jobId": job_id,
+                "createdAt": "2026-12-07T08:00:00Z", "submissionOrder": order,
+                "conditions": [{"type": "Schedulable", "status": "False", "reason": "Capacity",
+                    "message": "no room", "lastTransitionTime": "2026-12-07T08:00:01Z"}]
+            })
+        };
+        let a = JobRecord::from_job(job("a", Some(queued(1, "uid-a"))));
+        let b = JobRecord::from_job(job("b", Some(queued(2, "uid-b"))));
+        let (sa, sb) = (a.status.as_ref().unwrap(), b.status.as_ref().unwrap());
+        assert!(
+            Arc::ptr_eq(&sa.json, &sb.json),
+            "queued statuses share one copy"
+        );
+        assert_eq!(sa.job_id, JobId::Uid);
+        let (ja, jb) = (a.job(), b.job());
+        let (da, db) = (ja.status.unwrap(), jb.status.unwrap());
+        assert_eq!(
+            (da.job_id.as_deref(), da.submission_order),
+            (Some("uid-a"), Some(1))
+        );
+        assert_eq!(
+            (db.job_id.as_deref(), db.submission_order),
+            (Some("uid-b"), Some(2))
+        );
+        // A jobId that is not the uid (e.g. a restored object) comes back as it was.
+        let other = JobRecord::from_job(job("c", Some(queued(3, "elsewhere"))));
+        assert_eq!(
+            other.job().status.and_then(|s| s.job_id).as_deref(),
+            Some("elsewhere")
+        );
+    }
+
+    #[test]
+    fn a_status_with_attempts_is_its_own() {
+        let status = serde_json::json!({
+            "status": "SUCCEEDED", "jobId": "uid-a", "submissionOrder": 9,
+            "attempts": [{"container": {"exitCode": 0, "podName": "a-1"},
+                "startedAt": "2026-12-07T08:00:01Z", "stoppedAt": "2026-12-07T08:00:02Z"}]
+        });
+        let original = job("a", Some(status));
+        let record = JobRecord::from_job(original.clone());
+        let twin = JobRecord::from_job(original.clone());
+        let (json, twin_json) = (
+            &record.status.as_ref().unwrap().json,
+            &twin.status.as_ref().unwrap().json,
+        );
+        assert!(!Arc::ptr_eq(json, twin_json), "not pooled");
+        assert_eq!(record.job(), without_dropped_metadata(original));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::api::ListParams;
 use kube::core::DeserializeGuard;
 use kube::runtime::watcher;
@@ -39,7 +39,7 @@ use barge_core::scheduler::{schedule, JobKey, Workload};
 use barge_crds::consts::{LABEL_MANAGED_BY, MANAGED_BY_BARGE};
 use barge_crds::job::{DependencyType, JobStatus};
 use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, SchedulingPolicy};
-use barge_operator::cache::{recorded_state, Caches, JobRecord, Sink};
+use barge_operator::cache::{recorded_state, CachedPod, Caches, JobRecord, Sink};
 use barge_operator::context::{Context, OperatorConfig, RunnableEntry};
 use barge_operator::controllers::job::runnable_entry;
 use barge_operator::events::EventPublisher;
@@ -206,7 +206,12 @@ async fn read_cluster(client: &Client) -> Result<Arc<Caches>, String> {
     fill_guarded::<ComputeEnvironment>(client, &mut sinks.compute_environments).await?;
     fill_guarded::<SchedulingPolicy>(client, &mut sinks.scheduling_policies).await?;
     let all = ListParams::default;
-    fill(Api::<Pod>::all(client.clone()), all(), &mut sinks.pods).await?;
+    fill(
+        Api::<CachedPod>::all(client.clone()),
+        all(),
+        &mut sinks.pods,
+    )
+    .await?;
     fill(Api::<Node>::all(client.clone()), all(), &mut sinks.nodes).await?;
     fill(
         Api::<Namespace>::all(client.clone()),

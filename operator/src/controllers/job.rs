@@ -51,7 +51,7 @@ use barge_crds::job::ResolvedJobDefinition;
 use barge_crds::{Job, JobQueue};
 
 use super::{controller_config, measured, ReconcileError, TRANSIENT_RETRY};
-use crate::cache::{namespaced_refs, JobRecord};
+use crate::cache::{namespaced_refs, CachedPod, JobRecord};
 use crate::context::{ArrayPodRetention, Context, RunnableEntry, UnwrittenJobStatus};
 use crate::definition_revisions::{resolve, resolve_pinned, ResolveError, ResolvedDefinition};
 use crate::events::{counted, EventSpec, EventType, ACTION_CREATE_NODE_PODS, REASON_NODES_STARTED};
@@ -1448,7 +1448,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     });
     let mut controller = Controller::for_shared_stream(jobs, caches.jobs.clone())
         // A pod's change concerns its job.
-        .watches_shared_stream(caches.pods_feed.subscribe(), |pod: Arc<Pod>| {
+        .watches_shared_stream(caches.pods_feed.subscribe(), |pod: Arc<CachedPod>| {
             let namespace = pod.namespace()?;
             let job = pod.labels().get(LABEL_JOB_NAME)?;
             Some(ObjectRef::<JobRecord>::new(job).within(&namespace))

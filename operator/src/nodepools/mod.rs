@@ -902,22 +902,23 @@ pub(crate) mod tests {
             json_patch::merge(&mut value, &extra);
             serde_json::from_value(value).expect("pod")
         };
-        usage.apply(&kube::runtime::watcher::Event::Apply(pod(
-            "single-1",
-            serde_json::json!({}),
-        )));
+        usage.apply(&kube::runtime::watcher::Event::Apply(
+            crate::cache::Shared::from(pod("single-1", serde_json::json!({}))),
+        ));
         let snap = node_snapshot(&node, &usage, "nvidia.com/gpu");
         assert_eq!((snap.barge_pods, snap.exclusive), (1, false));
-        usage.apply(&kube::runtime::watcher::Event::Apply(pod(
-            "mnp-1-node-0",
-            serde_json::json!({
-                "metadata": {
-                    "labels": {barge_crds::consts::LABEL_NODE_INDEX: "0"},
-                    "annotations": {barge_crds::consts::ANNOTATION_GANG_NODES: "n0,n1"},
-                },
-                "spec": {"nodeName": "n0"},
-            }),
-        )));
+        usage.apply(&kube::runtime::watcher::Event::Apply(
+            crate::cache::Shared::from(pod(
+                "mnp-1-node-0",
+                serde_json::json!({
+                    "metadata": {
+                        "labels": {barge_crds::consts::LABEL_NODE_INDEX: "0"},
+                        "annotations": {barge_crds::consts::ANNOTATION_GANG_NODES: "n0,n1"},
+                    },
+                    "spec": {"nodeName": "n0"},
+                }),
+            )),
+        ));
         let snap = node_snapshot(&node, &usage, "nvidia.com/gpu");
         assert_eq!((snap.barge_pods, snap.exclusive), (1, true));
     }

@@ -64,8 +64,9 @@ use barge_core::scheduler::{
 };
 use barge_crds::compute_environment::{BindingMode, ComputeEnvironment};
 use barge_crds::consts::{FINALIZER_ATTEMPT_RESULT, LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_UID};
+use barge_crds::job::Job;
 
-use crate::cache::Caches;
+use crate::cache::{Caches, JobRecord};
 use crate::context::{Context, RunnableEntry};
 use crate::events::{counted, EventSpec, ACTION_PLACE_GANG, REASON_GANG_PLACED};
 use crate::nodepools::{node_snapshot, scheduler_environment};
@@ -622,20 +623,21 @@ fn bind(
     entries: &HashMap<JobKey, RunnableEntry>,
 ) -> HashMap<JobKey, String> {
     let mut failures = HashMap::new();
+    let mut jobs = DecodedJobs::default();
     for group in placement_groups(&result.placements) {
         let first = &group[0];
         let Some(entry) = entries.get(&first.job) else {
             continue;
         };
         let creation = match first.node_index {
-            None => render(ctx, first, entry, None).map(|pod| Creation {
+            None => render(ctx, &mut jobs, first, entry, None).map(|pod| Creation {
                 placement: first.clone(),
                 uid: entry.uid.clone(),
                 pod,
                 service: None,
                 assume: vec![(first.clone(), entry.request)],
             }),
-            Some(_) => gang_creation(ctx, group, entry),
+            Some(_) => gang_creation(ctx, &mut jobs, group, entry),
         };
         let creation = match creation {
             Ok(creation) => creation,
@@ -683,20 +685,23 @@ fn bind(
 /// and leaves its job the verdict `PodCreationFailed` (the next pass that offers the job
 /// again replaces it).
 fn take_answer(ctx: &Context, state: &mut LoopState, answer: Answer) {
-    let creation = match answer {
+    // Whether the job is woken here: a pod just created wakes it through the pod watch (its
+    // ADDED event), so a wake-up now would only be one more reconcile, mostly before the cache
+    // shows the pod (a second reconcile per single job that decided nothing).
+    let (creation, wake_job) = match answer {
         Answer::Sent(creation, Ok(())) => {
             let placement = &creation.placement;
             ctx.pod_refusals.created(&placement.job, unit_of(placement));
             if creation.service.is_some() {
                 announce_gang(ctx, &creation);
             }
-            creation
+            (creation, false)
         }
         // Deterministic names: the pod of this attempt exists already (a restart, a
-        // lagging cache). Nothing to do; the job controller sees it.
+        // lagging cache): it may bring no watch event, so the job is woken.
         Answer::Sent(creation, Err(e)) if e.pod_exists() => {
             debug!(pod = %creation.pod.name_any(), "pod exists already");
-            creation
+            (creation, true)
         }
         Answer::Sent(creation, Err(CreateError { object, source })) => {
             let placement = &creation.placement;
@@ -740,11 +745,13 @@ fn take_answer(ctx: &Context, state: &mut LoopState, answer: Answer) {
         }
     }
     // The job moves to STARTING once it sees its pod; wake it without waiting for
-    // unrelated events.
-    let job = &creation.placement.job;
-    ctx.triggers
-        .jobs
-        .fire(ObjectRef::new(&job.name).within(&job.namespace));
+    // unrelated events when no watch event of the pod's creation will.
+    if wake_job {
+        let job = &creation.placement.job;
+        ctx.triggers
+            .jobs
+            .fire(ObjectRef::new(&job.name).within(&job.namespace));
+    }
 }
 
 /// The placements of one pass, one group per pod to create: a single job's or array child's
@@ -810,6 +817,7 @@ fn gang_nodes(group: &[Placement], members: usize) -> Result<Vec<String>, String
 /// A gang's Service and main pod, rendered.
 fn gang_creation(
     ctx: &Context,
+    jobs: &mut DecodedJobs,
     group: &[Placement],
     entry: &RunnableEntry,
 ) -> Result<Creation, String> {
@@ -825,6 +833,7 @@ fn gang_creation(
         .ok_or_else(|| format!("the gang's main node {} was not placed", gang.main_node))?;
     let pod = render(
         ctx,
+        jobs,
         main,
         entry,
         Some(NodePod {
@@ -833,9 +842,8 @@ fn gang_creation(
             gang_nodes: Some(&nodes),
         }),
     )?;
-    let job = ctx
-        .caches
-        .job_object(&first.job.namespace, &first.job.name)
+    let job = jobs
+        .get(&ctx.caches, &first.job)
         .ok_or_else(|| format!("job {} vanished", first.job))?;
     let service =
         node_service(&job).map_err(|e| format!("the job's Service cannot be rendered: {e}"))?;
@@ -946,16 +954,46 @@ impl CreateError {
     }
 }
 
+/// The jobs one bind decoded from their cached records: an array's children placed in one pass
+/// share their job's decode (it was decoded once per child: the whole spec's JSON each time).
+/// A job is decoded again when the cache holds another version of it than the one decoded.
+#[derive(Default)]
+struct DecodedJobs(HashMap<JobKey, (Arc<JobRecord>, Arc<Job>)>);
+
+impl DecodedJobs {
+    /// The job as the cache holds it now, decoded (None: not cached).
+    fn get(&mut self, caches: &Caches, key: &JobKey) -> Option<Arc<Job>> {
+        let record = caches.job(&key.namespace, &key.name)?;
+        if let Some((decoded_from, job)) = self.0.get(key) {
+            if same_version(
+                kube::Resource::meta(&**decoded_from),
+                kube::Resource::meta(&*record),
+            ) {
+                return Some(job.clone());
+            }
+        }
+        let job = Arc::new(record.job());
+        self.0.insert(key.clone(), (record, job.clone()));
+        Some(job)
+    }
+}
+
+/// Whether two versions of an object are one: the same uid and resourceVersion (an object
+/// without a resourceVersion is never taken for another).
+fn same_version(a: &kube::api::ObjectMeta, b: &kube::api::ObjectMeta) -> bool {
+    a.uid == b.uid && a.resource_version.is_some() && a.resource_version == b.resource_version
+}
+
 /// The pod of a placement (`node`: the node of a gang's pod).
 fn render(
     ctx: &Context,
+    jobs: &mut DecodedJobs,
     placement: &Placement,
     entry: &RunnableEntry,
     node: Option<NodePod<'_>>,
 ) -> Result<Pod, String> {
-    let job = ctx
-        .caches
-        .job_object(&placement.job.namespace, &placement.job.name)
+    let job = jobs
+        .get(&ctx.caches, &placement.job)
         .ok_or_else(|| format!("job {} vanished", placement.job))?;
     let ce: Arc<ComputeEnvironment> = ctx
         .caches
@@ -1069,9 +1107,26 @@ async fn sweep_orphans(ctx: &Context) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use barge_core::index_set::IndexSet;
     use barge_core::job::RunnableGroup;
     use barge_core::scheduler::{Gang, GangMember};
+
+    #[test]
+    fn a_decoded_job_is_reused_only_for_the_same_uid_and_resource_version() {
+        let meta = |uid: &str, rv: Option<&str>| kube::api::ObjectMeta {
+            uid: Some(uid.to_string()),
+            resource_version: rv.map(str::to_string),
+            ..Default::default()
+        };
+        assert!(same_version(&meta("a", Some("7")), &meta("a", Some("7"))));
+        assert!(!same_version(&meta("a", Some("7")), &meta("a", Some("8"))));
+        assert!(
+            !same_version(&meta("a", Some("7")), &meta("b", Some("7"))),
+            "recreated"
+        );
+        assert!(!same_version(&meta("a", None), &meta("a", None)));
+    }
 
     #[test]
     fn a_pass_is_paced_by_its_own_duration() {

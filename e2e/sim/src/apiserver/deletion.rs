@@ -107,9 +107,9 @@ pub fn delete(
             return Err(ApiError::conflict(&def.qualified(), &key.1, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", cur.rv)));
         }
     }
-    let old = cur.value();
-    let mut obj = old.clone();
-    let mut fins = objects::finalizers(&obj);
+    // The finalizers, nodeName and phase are indexed: an object that goes at once (no
+    // finalizers, not a pod in its grace period) is removed without decoding it.
+    let mut fins = cur.finalizers.clone();
     match opts.propagation {
         Some(Propagation::Orphan) if !fins.iter().any(|f| f == ORPHAN_FINALIZER) => {
             fins.retain(|f| f != FOREGROUND_FINALIZER);
@@ -125,37 +125,40 @@ pub fn delete(
         _ => {}
     }
     // Graceful deletion applies to pods bound to a node and not yet finished.
-    let grace = if def.storage == PODS_STORAGE {
-        let bound = obj
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .is_some_and(|n| !n.is_empty());
-        if !bound || is_terminal_pod(&obj) {
-            0
-        } else {
-            opts.grace
-                .or_else(|| {
-                    obj.pointer("/spec/terminationGracePeriodSeconds")
-                        .and_then(Value::as_i64)
-                })
-                .unwrap_or(30)
-                .max(0)
-        }
-    } else {
-        0
-    };
+    let graceful = def.storage == PODS_STORAGE
+        && cur.node_name.as_deref().is_some_and(|n| !n.is_empty())
+        && !matches!(cur.phase.as_deref(), Some("Succeeded") | Some("Failed"));
     let ns_pending = def.storage == NAMESPACES_STORAGE;
-    let already = cur.deleting;
-    let current_grace = obj
-        .pointer("/metadata/deletionGracePeriodSeconds")
-        .and_then(Value::as_i64);
-    if fins.is_empty() && grace == 0 && !ns_pending {
+    let remove_now = |state: &mut State, cur: Arc<Stored>| {
         if opts.dry_run {
             return Ok(Deleted::Gone(cur));
         }
         let gone = write::finish_removal(state, def, key)
             .ok_or_else(|| ApiError::not_found(&def.qualified(), &key.1))?;
-        return Ok(Deleted::Gone(gone));
+        Ok(Deleted::Gone(gone))
+    };
+    if fins.is_empty() && !graceful && !ns_pending {
+        return remove_now(state, cur);
+    }
+    let old = cur.value();
+    let mut obj = old.clone();
+    let grace = if graceful {
+        opts.grace
+            .or_else(|| {
+                obj.pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            })
+            .unwrap_or(30)
+            .max(0)
+    } else {
+        0
+    };
+    let already = cur.deleting;
+    let current_grace = obj
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64);
+    if fins.is_empty() && grace == 0 && !ns_pending {
+        return remove_now(state, cur);
     }
     objects::set_finalizers(&mut obj, &fins);
     let now = jiff::Timestamp::now();

@@ -44,10 +44,22 @@ pub struct Stored {
     pub deleting: bool,
     pub finalizers: Vec<String>,
     pub owners: Vec<OwnerRef>,
+    /// Where the digits of `metadata.resourceVersion` (`rv`) start in `json`, when the store
+    /// spliced them in ([`Encoded::with_rv`]): the object at another revision is the same bytes
+    /// with other digits there ([`Stored::at_rv`]).
+    rv_at: Option<usize>,
 }
 
 fn str_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
-    v.pointer(ptr).and_then(Value::as_str)
+    field_at(v, ptr).and_then(Value::as_str)
+}
+
+/// `v.pointer(ptr)` for a pointer of plain object keys (no `~` escapes, no array indices), without
+/// the per-segment allocations of `Value::pointer`: every write indexes its object through these.
+fn field_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a Value> {
+    ptr.split('/')
+        .skip(1)
+        .try_fold(v, |t, key| t.as_object()?.get(key))
 }
 
 impl Stored {
@@ -61,8 +73,7 @@ impl Stored {
 
     /// The index fields of `v`, with empty JSON.
     fn new_indexed(v: &Value, rv: u64) -> Stored {
-        let labels = v
-            .pointer("/metadata/labels")
+        let labels = field_at(v, "/metadata/labels")
             .and_then(Value::as_object)
             .map(|m| {
                 m.iter()
@@ -70,8 +81,7 @@ impl Stored {
                     .collect()
             })
             .unwrap_or_default();
-        let owners = v
-            .pointer("/metadata/ownerReferences")
+        let owners = field_at(v, "/metadata/ownerReferences")
             .and_then(Value::as_array)
             .map(|a| {
                 a.iter()
@@ -87,8 +97,7 @@ impl Stored {
                     .collect()
             })
             .unwrap_or_default();
-        let finalizers = v
-            .pointer("/metadata/finalizers")
+        let finalizers = field_at(v, "/metadata/finalizers")
             .and_then(Value::as_array)
             .map(|a| {
                 a.iter()
@@ -109,11 +118,10 @@ impl Stored {
                 .filter(|s| !s.is_empty())
                 .map(String::from),
             phase: str_at(v, "/status/phase").map(String::from),
-            deleting: v
-                .pointer("/metadata/deletionTimestamp")
-                .is_some_and(|t| !t.is_null()),
+            deleting: field_at(v, "/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()),
             finalizers,
             owners,
+            rv_at: None,
         }
     }
 
@@ -127,6 +135,45 @@ impl Stored {
 
     pub fn value(&self) -> Value {
         serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
+
+    /// This object with `metadata.resourceVersion` set to `rv` (its DELETED event's form): the
+    /// stored bytes with the new digits spliced in where the store put the old ones — byte for
+    /// byte what decoding, setting the field and encoding again gives (the JSON is serde_json's
+    /// encoding of a `Value` either way) — or, for an object stored without that position,
+    /// decoded and encoded again.
+    fn at_rv(&self, rv: u64) -> Stored {
+        let old_digits = self.rv.to_string();
+        let spliceable = self.rv_at.filter(|&at| {
+            self.json.get(at..at + old_digits.len()) == Some(old_digits.as_bytes())
+                && self.json.get(at + old_digits.len()) == Some(&b'"')
+        });
+        let Some(at) = spliceable else {
+            let mut last = self.value();
+            if let Some(m) = last.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.insert("resourceVersion".into(), Value::String(rv.to_string()));
+            }
+            return Stored::new(&last, rv);
+        };
+        let digits = rv.to_string();
+        let mut json = Vec::with_capacity(self.json.len() + digits.len());
+        json.extend_from_slice(&self.json[..at]);
+        json.extend_from_slice(digits.as_bytes());
+        json.extend_from_slice(&self.json[at + old_digits.len()..]);
+        Stored {
+            json: Bytes::from(json),
+            rv,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            labels: self.labels.clone(),
+            node_name: self.node_name.clone(),
+            phase: self.phase.clone(),
+            deleting: self.deleting,
+            finalizers: self.finalizers.clone(),
+            owners: self.owners.clone(),
+            rv_at: Some(at),
+        }
     }
 
     pub fn key(&self) -> ObjKey {
@@ -293,6 +340,7 @@ impl Encoded {
     /// The stored object at revision `rv`.
     fn with_rv(self, rv: u64) -> Stored {
         let digits = rv.to_string();
+        let rv_at = (!self.tail.is_empty()).then_some(self.head.len());
         let json = if self.tail.is_empty() {
             self.head
         } else {
@@ -305,6 +353,7 @@ impl Encoded {
         Stored {
             json: Bytes::from(json),
             rv,
+            rv_at,
             ..self.index
         }
     }
@@ -559,11 +608,7 @@ impl Store {
         self.rv += 1;
         self.writes += 1;
         let rv = self.rv;
-        let mut last = prev.value();
-        if let Some(m) = last.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.insert("resourceVersion".into(), Value::String(rv.to_string()));
-        }
-        let gone = Arc::new(Stored::new(&last, rv));
+        let gone = Arc::new(prev.at_rv(rv));
         self.reindex(storage, key, Some(&prev), None);
         self.removed_uids.push(prev.uid.clone());
         if storage == NODES_STORAGE {
@@ -726,6 +771,63 @@ mod tests {
         assert_eq!(stored.labels.get("a").map(String::as_str), Some("b"));
         let bare = Encoded::new(&mut json!({"kind": "X"})).with_rv(7);
         assert_eq!(bare.value(), json!({"kind": "X"}));
+    }
+
+    /// The DELETED event's object (the stored bytes with the deletion's revision spliced in) is
+    /// what decoding, setting the resourceVersion and encoding again gives, whatever the digit
+    /// counts, for objects stored encoded beforehand and for objects stored from a value.
+    #[test]
+    fn removal_splices_the_deletion_revision_into_the_stored_bytes() {
+        let reference = |s: &Stored, rv: u64| {
+            let mut v = s.value();
+            v["metadata"]["resourceVersion"] = json!(rv.to_string());
+            serde_json::to_vec(&v).unwrap()
+        };
+        for (from, to) in [(9, 10), (99, 100), (1234, 1235), (5, 123_456)] {
+            let mut o = json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"namespace": "n", "name": "p", "uid": "u", "labels": {"a": "b"},
+                             "annotations": {"x": "\"resourceVersion\":\"9\""},
+                             "finalizers": ["f"], "ownerReferences": [{"uid": "o"}]},
+                "spec": {"nodeName": "node-1"}, "status": {"phase": "Succeeded"}});
+            let stored = Encoded::new(&mut o).with_rv(from);
+            assert!(stored.rv_at.is_some());
+            let gone = stored.at_rv(to);
+            assert_eq!(gone.json, reference(&stored, to), "{from} -> {to}");
+            assert_eq!(gone.rv, to);
+            assert_eq!(
+                gone.value()["metadata"]["resourceVersion"],
+                json!(to.to_string())
+            );
+            let again = Stored::new_indexed(&gone.value(), to);
+            assert_eq!(
+                (&gone.namespace, &gone.name, &gone.uid, &gone.labels),
+                (&again.namespace, &again.name, &again.uid, &again.labels)
+            );
+            assert_eq!(
+                (
+                    &gone.node_name,
+                    &gone.phase,
+                    gone.deleting,
+                    &gone.finalizers
+                ),
+                (
+                    &again.node_name,
+                    &again.phase,
+                    again.deleting,
+                    &again.finalizers
+                )
+            );
+            assert_eq!(gone.owners, again.owners);
+            // Stored from a value (no splice position): decoded and encoded again.
+            let plain = Stored::new(&stored.value(), from);
+            assert_eq!(plain.rv_at, None);
+            assert_eq!(plain.at_rv(to).json, reference(&stored, to));
+        }
+        let mut s = Store::new(10, 64);
+        let a = s.put("x", &mut obj("n", "a", "u1"));
+        let gone = s.remove("x", &a.key()).unwrap();
+        assert_eq!(gone.json, reference(&a, gone.rv));
+        assert!(gone.rv > a.rv);
     }
 
     #[test]

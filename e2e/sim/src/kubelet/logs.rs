@@ -4,7 +4,7 @@
 //! `limitBytes`, `sinceSeconds`, `sinceTime` and `previous`, which the API server's
 //! `pods/log` proxies to. The process runtime writes lines; the HTTP handlers read them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -133,7 +133,9 @@ impl ContainerLog {
 /// All container logs of this kubelet, by namespace/pod/container.
 #[derive(Debug, Default)]
 pub struct LogStore {
-    logs: Mutex<HashMap<(String, String, String), Arc<ContainerLog>>>,
+    /// By (namespace, pod, container): a pod's containers are neighbours, so forgetting a pod
+    /// reads only its own entries (a scan of every log per pod was O(n²) over an array).
+    logs: Mutex<BTreeMap<(String, String, String), Arc<ContainerLog>>>,
 }
 
 impl LogStore {
@@ -161,7 +163,16 @@ impl LogStore {
     /// Forgets the logs of a pod that is gone.
     pub fn remove_pod(&self, ns: &str, pod: &str, uid: &str) {
         let mut logs = lock(&self.logs);
-        logs.retain(|(n, p, _), l| !(n == ns && p == pod && l.pod_uid == uid));
+        let from = (ns.to_string(), pod.to_string(), String::new());
+        let gone: Vec<_> = logs
+            .range(from..)
+            .take_while(|((n, p, _), _)| n == ns && p == pod)
+            .filter(|(_, l)| l.pod_uid == uid)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            logs.remove(&k);
+        }
         drop(logs);
     }
 }
@@ -467,6 +478,30 @@ mod tests {
         assert_eq!(body, "second run\n");
         store.remove_pod("ns", "p", "uid1");
         assert_eq!(get_text(addr, "/containerLogs/ns/p/c").await.0, 404);
+    }
+
+    /// Forgetting a pod forgets its containers' logs, only if they are that pod's (its uid), and
+    /// no other pod's: not a namesake in another namespace, not a pod whose name it prefixes.
+    #[test]
+    fn removing_a_pod_forgets_only_its_own_logs() {
+        let store = LogStore::default();
+        for (ns, pod, uid, c) in [
+            ("ns", "p", "u1", "a"),
+            ("ns", "p", "u1", "b"),
+            ("ns", "p2", "u2", "a"),
+            ("ns", "o", "u3", "a"),
+            ("other", "p", "u4", "a"),
+        ] {
+            store.container(ns, pod, uid, c).append("x");
+        }
+        store.remove_pod("ns", "p", "someone-else");
+        assert!(store.get("ns", "p", "a").is_some());
+        store.remove_pod("ns", "p", "u1");
+        assert!(store.get("ns", "p", "a").is_none());
+        assert!(store.get("ns", "p", "b").is_none());
+        for (ns, pod) in [("ns", "p2"), ("ns", "o"), ("other", "p")] {
+            assert!(store.get(ns, pod, "a").is_some(), "{ns}/{pod}");
+        }
     }
 
     #[test]

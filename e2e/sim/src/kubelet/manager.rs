@@ -157,7 +157,9 @@ impl From<kube::Error> for WriteError {
 
 type WriteFuture = futures::future::BoxFuture<'static, Result<(), WriteError>>;
 
-/// A merge patch of an object's status subresource, counted in `counter`.
+/// A merge patch of an object's status subresource, counted in `counter`. The request is
+/// `Api::patch_status`'s; the answer (the patched object) is not read, so it is not decoded
+/// either (a pod's decode, managedFields and all, was ~4 % of barge-sim's CPU in an array).
 fn patch_status_call<K>(
     api: Api<K>,
     name: String,
@@ -167,11 +169,16 @@ fn patch_status_call<K>(
     counter: fn(&KubeletStats) -> &AtomicU64,
 ) -> WriteFuture
 where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K: kube::Resource + Send + 'static,
 {
     Box::pin(async move {
         bump(counter(&stats));
-        api.patch_status(&name, &pp, &Patch::Merge(&patch))
+        let mut req = kube::core::Request::new(api.resource_url())
+            .patch_subresource("status", &name, &pp, &Patch::Merge(&patch))
+            .map_err(|e| WriteError::Other(e.to_string()))?;
+        req.extensions_mut().insert("patch_status");
+        api.into_client()
+            .request_text(req)
             .await
             .map(|_| ())
             .map_err(WriteError::from)

@@ -33,6 +33,7 @@ pub mod process;
 pub mod quantity;
 pub mod resources;
 pub mod scripted;
+mod watched;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,7 +41,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use tokio::sync::{mpsc, oneshot};
@@ -51,6 +52,7 @@ pub use scripted::RuntimeKind;
 
 use manager::{Input, Manager};
 use nodestatus::Capacity;
+use watched::WatchedPod;
 
 /// How the kubelet behaves.
 #[derive(Debug, Clone)]
@@ -178,10 +180,15 @@ impl Kubelet {
         if let Some(f) = &cfg.pod_field_selector {
             pod_cfg = pod_cfg.fields(f);
         }
-        let pods = watcher(Api::<Pod>::all(client.clone()), pod_cfg).default_backoff();
+        let pods = watcher(Api::<WatchedPod>::all(client.clone()), pod_cfg).default_backoff();
         let watchers = vec![
             forward(nodes, tx.clone(), |e| Input::Node(Box::new(e)), "nodes"),
-            forward(pods, tx.clone(), |e| Input::Pod(Box::new(e)), "pods"),
+            forward(
+                pods,
+                tx.clone(),
+                |e| Input::Pod(Box::new(watched::into_pod_event(e))),
+                "pods",
+            ),
         ];
 
         let manager = Manager::new(

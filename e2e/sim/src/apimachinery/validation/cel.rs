@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::errors::{FieldError, FieldErrorKind};
-use super::schema::{Additional, FieldPath, Node};
+use super::schema::{Additional, FieldPath, Node, Trail};
 use super::structural::{json_eq, map_list_keys_eq};
 use super::ListType;
 use kube::core::cel::cel::common::ast::{EntryExpr, Expr, IdedEntryExpr};
@@ -49,7 +49,7 @@ pub(crate) fn validate(
     errs: &mut Vec<FieldError>,
 ) {
     let mut walk = Walk { errs };
-    walk.node(node, value, None, old, None, path, true);
+    walk.node(node, value, None, old, None, &Trail::Root(path), true);
 }
 
 /// A value already converted to CEL by an ancestor's conversion, with the compiled schema it was
@@ -114,7 +114,7 @@ impl Walk<'_> {
         cel: Option<Converted<'_>>,
         old: Option<&Value>,
         old_cel: Option<Converted<'_>>,
-        path: &FieldPath,
+        path: &Trail<'_>,
         resource_root: bool,
     ) {
         if !node.has_rules {
@@ -129,43 +129,60 @@ impl Walk<'_> {
         let (cel, old_cel) = match &node.cel {
             // Rules that do not run on this write (transition rules on a create) bind nothing:
             // descendants read the ancestor's conversion, if there was one, or convert their own.
-            Some(compiled) if node.cel_plan.binding(old.is_some()).runs => {
+            // Rules that surely pass (the common case) need nothing converted or bound.
+            Some(compiled)
+                if node.cel_plan.binding(old.is_some()).runs
+                    && !super::fast::all_pass(compiled, value, resource_root, old.is_some()) =>
+            {
                 let binding = node.cel_plan.binding(old.is_some());
-                let cel = match cel {
-                    Some(c) => c,
-                    None => {
+                // What is bound of `self`: projected from the ancestor's conversion if there was
+                // one; else converted whole here (and handed to descendants) when the rules read
+                // it whole; else only the fields the rules read are converted, straight from the
+                // JSON ([`project_to_cel`]), and descendants convert their own parts.
+                let (bound, cel) = match cel {
+                    Some(c) => (binding.self_.project(c.value), Some(c)),
+                    None if binding.self_ == Reads::Whole => {
                         own = to_cel_resource(value, compiled, resource_root);
-                        Converted {
-                            value: &own,
-                            schema: compiled,
-                        }
+                        (
+                            Some(own.clone()),
+                            Some(Converted {
+                                value: &own,
+                                schema: compiled,
+                            }),
+                        )
                     }
+                    None => (
+                        project_to_cel(value, compiled, &binding.self_, resource_root),
+                        None,
+                    ),
                 };
                 // `oldSelf` is bound only for the rules that read it (transition rules), as
                 // upstream binds it lazily: the cel crate copies every bound value into its own
                 // representation, so an unread `oldSelf` would cost a second object's worth.
-                let old_cel = match (old.filter(|_| binding.old_self != Reads::Nothing), old_cel) {
-                    (None, _) => None,
-                    (Some(_), Some(c)) => Some(c),
-                    (Some(o), None) => {
-                        own_old = to_cel_resource(o, compiled, resource_root);
-                        Some(Converted {
-                            value: &own_old,
-                            schema: compiled,
-                        })
-                    }
-                };
-                let has_old = old.is_some();
-                for f in evaluate_converted(
-                    compiled,
-                    binding,
-                    cel.value,
-                    old_cel.map(|c| c.value),
-                    has_old,
-                ) {
-                    self.errs.push(to_field_error(node, path, value, &f));
+                let (old_bound, old_cel) =
+                    match (old.filter(|_| binding.old_self != Reads::Nothing), old_cel) {
+                        (None, c) => (None, c),
+                        (Some(_), Some(c)) => (binding.old_self.project(c.value), Some(c)),
+                        (Some(o), None) if binding.old_self == Reads::Whole => {
+                            own_old = to_cel_resource(o, compiled, resource_root);
+                            (
+                                Some(own_old.clone()),
+                                Some(Converted {
+                                    value: &own_old,
+                                    schema: compiled,
+                                }),
+                            )
+                        }
+                        (Some(o), None) => (
+                            project_to_cel(o, compiled, &binding.old_self, resource_root),
+                            None,
+                        ),
+                    };
+                for f in evaluate_bound(compiled, bound, old_bound, old.is_some()) {
+                    self.errs
+                        .push(to_field_error(node, &path.path(), value, &f));
                 }
-                (Some(cel), old_cel)
+                (cel, old_cel)
             }
             _ => (cel, old_cel),
         };
@@ -182,7 +199,7 @@ impl Walk<'_> {
                             cel.and_then(|c| c.field(k, resource_root)),
                             old.and_then(|o| o.get(k)),
                             old_cel.and_then(|c| c.field(k, resource_root)),
-                            &path.child(k),
+                            &Trail::Child(path, k),
                             false,
                         );
                     }
@@ -199,7 +216,7 @@ impl Walk<'_> {
                                 cel.and_then(|c| c.field(k, resource_root)),
                                 old.and_then(|o| o.get(k)),
                                 old_cel.and_then(|c| c.field(k, resource_root)),
-                                &path.key(k),
+                                &Trail::Key(path, k),
                                 false,
                             );
                         }
@@ -216,7 +233,7 @@ impl Walk<'_> {
                             cel.and_then(|c| c.item(i)),
                             old_item.map(|(_, o)| o),
                             old_item.and_then(|(j, _)| old_cel.and_then(|c| c.item(j))),
-                            &path.index(i),
+                            &Trail::Index(path, i),
                             false,
                         );
                     }
@@ -231,7 +248,7 @@ impl Walk<'_> {
 const REGEX_CACHE_SIZE: usize = 512;
 
 thread_local! {
-    static REGEXES: RefCell<HashMap<Arc<String>, regex::Regex>> = RefCell::new(HashMap::new());
+    static REGEXES: RefCell<HashMap<String, regex::Regex>> = RefCell::new(HashMap::new());
     /// kube-cel's functions plus the caching `matches()`, built once per thread.
     static CONTEXT: Context<'static> = {
         let mut ctx = Context::default();
@@ -244,7 +261,7 @@ thread_local! {
 /// Whether `text` matches `pattern`, compiled once per thread: the regex stays in the cache and is
 /// used in place (a clone of a `Regex` starts with an empty matching cache, so cloning it out
 /// would rebuild its lazy DFA on every call).
-pub(crate) fn cached_is_match(pattern: &Arc<String>, text: &str) -> Result<bool, regex::Error> {
+pub(crate) fn cached_is_match(pattern: &str, text: &str) -> Result<bool, regex::Error> {
     REGEXES.with(|cache| {
         if let Some(re) = cache.borrow().get(pattern) {
             return Ok(re.is_match(text));
@@ -255,7 +272,7 @@ pub(crate) fn cached_is_match(pattern: &Arc<String>, text: &str) -> Result<bool,
         if cache.len() >= REGEX_CACHE_SIZE {
             cache.clear();
         }
-        cache.insert(pattern.clone(), re);
+        cache.insert(pattern.to_string(), re);
         Ok(matched)
     })
 }
@@ -288,6 +305,22 @@ pub(crate) fn evaluate(
         cel_old.as_ref(),
         old.is_some(),
     )
+}
+
+/// The node's rules run by the cel crate with `self` bound whole (no `oldSelf`: a create).
+#[cfg(test)]
+pub(crate) fn evaluate_whole(compiled: &CompiledSchema, value: CelValue) -> Vec<Failure> {
+    evaluate_bound(compiled, Some(value), None, false)
+}
+
+/// [`to_cel_resource`], for other modules' tests.
+#[cfg(test)]
+pub(crate) fn to_cel_resource_for_tests(
+    value: &Value,
+    compiled: &CompiledSchema,
+    resource_root: bool,
+) -> CelValue {
+    to_cel_resource(value, compiled, resource_root)
 }
 
 /// Whether any of the node's rules reads `oldSelf` (a transition rule, or one with
@@ -516,6 +549,7 @@ impl Plan {
 
 /// [`evaluate`] over values already converted to CEL. `has_old`: the write is an update (the old
 /// value exists), whether or not `old` was bound (it is only for rules that read it).
+#[cfg(test)]
 fn evaluate_converted(
     compiled: &CompiledSchema,
     binding: &Binding,
@@ -523,13 +557,29 @@ fn evaluate_converted(
     old: Option<&CelValue>,
     has_old: bool,
 ) -> Vec<Failure> {
+    evaluate_bound(
+        compiled,
+        binding.self_.project(value),
+        old.and_then(|o| binding.old_self.project(o)),
+        has_old,
+    )
+}
+
+/// Runs the node's compiled rules with `self` and `oldSelf` bound to these values (None: not
+/// bound; the rules do not read it). `has_old`: the write is an update.
+fn evaluate_bound(
+    compiled: &CompiledSchema,
+    self_: Option<CelValue>,
+    old_self: Option<CelValue>,
+    has_old: bool,
+) -> Vec<Failure> {
     let mut out = Vec::new();
     CONTEXT.with(|base| {
         let mut node_ctx = base.new_inner_scope();
-        if let Some(v) = binding.self_.project(value) {
+        if let Some(v) = self_ {
             node_ctx.add_variable_from_value("self", v);
         }
-        if let Some(o) = old.and_then(|o| binding.old_self.project(o)) {
+        if let Some(o) = old_self {
             node_ctx.add_variable_from_value("oldSelf", o);
         }
         for result in &compiled.validations {
@@ -777,6 +827,102 @@ fn to_cel_resource(value: &Value, compiled: &CompiledSchema, resource_root: bool
     match value {
         Value::Object(o) if resource_root => object_to_cel(o, compiled, true),
         _ => to_cel(value, compiled),
+    }
+}
+
+/// `reads.project(&to_cel_resource(value, compiled, resource_root))` — what a node binds of a
+/// value its rules read this way — built straight from the JSON: only the fields the rules select
+/// are converted (the Job root reads `metadata.name` and `spec.dependsOn` of the whole object).
+/// None when the value is not read.
+fn project_to_cel(
+    value: &Value,
+    compiled: &CompiledSchema,
+    reads: &Reads,
+    resource_root: bool,
+) -> Option<CelValue> {
+    match (reads, value) {
+        (Reads::Nothing, _) => None,
+        (Reads::Presence, _) => Some(CelValue::Null),
+        (Reads::Fields(fields), Value::Object(o)) => Some(project_object_to_cel(
+            o,
+            compiled,
+            fields,
+            resource_root || compiled.embedded_resource,
+        )),
+        _ => Some(to_cel_resource(value, compiled, resource_root)),
+    }
+}
+
+/// [`project_to_cel`] of an object: [`object_to_cel`]'s map cut down to `fields`, each projected.
+fn project_object_to_cel(
+    o: &serde_json::Map<String, Value>,
+    compiled: &CompiledSchema,
+    fields: &[(Key, Reads)],
+    resource: bool,
+) -> CelValue {
+    let mut map: HashMap<Key, CelValue> = HashMap::with_capacity(fields.len());
+    for (key, sub) in fields {
+        let Key::String(name) = key else { continue };
+        let found = property_named(o, name, compiled.is_map);
+        let child = match found {
+            Some((k, v)) if resource && k == "metadata" => {
+                let meta = object_meta_to_cel(v);
+                sub.project(&meta).unwrap_or(meta)
+            }
+            Some((k, v)) => match compiled
+                .properties
+                .get(k)
+                .or(compiled.additional_properties.as_deref())
+            {
+                Some(c) => match project_to_cel(v, c, sub, false) {
+                    Some(p) => p,
+                    None => to_cel(v, c),
+                },
+                None => {
+                    let whole = untyped_to_cel(v);
+                    sub.project(&whole).unwrap_or(whole)
+                }
+            },
+            None if compiled.embedded_resource => {
+                let default = match name.as_str() {
+                    "apiVersion" | "kind" => CelValue::String(Arc::new(String::new())),
+                    "metadata" => CelValue::Map(Map {
+                        map: Arc::new(HashMap::new()),
+                    }),
+                    _ => continue,
+                };
+                sub.project(&default).unwrap_or(default)
+            }
+            None => continue,
+        };
+        map.insert(key.clone(), child);
+    }
+    CelValue::Map(Map { map: Arc::new(map) })
+}
+
+/// The JSON property of `o` whose CEL name is `cel_name` (map keys are not escaped: `is_map`); the
+/// last one, as [`object_to_cel`]'s map keeps it. A plain name (no `_`, `.`, `-`, `/`, not a
+/// reserved word) is its own escape and every other name's escape has a `_`: looked up directly.
+pub(crate) fn property_named<'a>(
+    o: &'a serde_json::Map<String, Value>,
+    cel_name: &str,
+    is_map: bool,
+) -> Option<(&'a String, &'a Value)> {
+    if is_map
+        || (!cel_name.contains(['_', '.', '-', '/']) && !CEL_RESERVED_WORDS.contains(&cel_name))
+    {
+        return o.get_key_value(cel_name);
+    }
+    o.iter().rev().find(|(k, _)| cel_name_is(k, cel_name))
+}
+
+/// Whether property `name` is called `cel_name` in CEL ([`escape_field_name`], without building
+/// the escaped name for a plain one).
+pub(crate) fn cel_name_is(name: &str, cel_name: &str) -> bool {
+    if !name.contains(['_', '.', '-', '/']) && !CEL_RESERVED_WORDS.contains(&name) {
+        name == cel_name
+    } else {
+        escape_field_name(name) == cel_name
     }
 }
 
@@ -1172,6 +1318,233 @@ mod tests {
                 "b fixed".to_string(),
             ]
         );
+    }
+
+    #[test]
+    fn projected_conversion_is_the_projection_of_the_whole_conversion() {
+        // What a node binds, converted straight from the JSON, equals the whole conversion cut
+        // down by the plan: nested fields, presence tests, escaped and reserved names, map keys,
+        // a resource's metadata, an embedded resource's defaulted type meta, absent fields.
+        let schema = json!({"type": "object",
+            "properties": {"a": {"type": "integer"}, "x-y": {"type": "string"},
+                "true": {"type": "string"}, "a_b": {"type": "string"},
+                "t": {"type": "string", "format": "date-time"},
+                "m": {"type": "object", "additionalProperties": {"type": "object",
+                    "properties": {"v": {"type": "string"}, "w": {"type": "string"}}}},
+                "e": {"type": "object", "x-kubernetes-embedded-resource": true,
+                    "x-kubernetes-preserve-unknown-fields": true},
+                "o": {"type": "object", "properties": {"p": {"type": "integer"},
+                    "q": {"type": "array", "items": {"type": "string"}}}}},
+            "x-kubernetes-validations": [
+                {"rule": "self.a > 0 && self.x__dash__y != '' && self.__true__ != '' && self.a__b != ''"},
+                {"rule": "has(self.o.p) && self.o.q.size() > 0 && self.t > timestamp('2020-01-01T00:00:00Z')"},
+                {"rule": "self.m.k.v == 'x' && has(self.m.l)"},
+                {"rule": "self.metadata.name != '' && self.e.kind == '' && self.e.metadata.name == ''"},
+                {"rule": "self.e.apiVersion == oldSelf.e.apiVersion && oldSelf.o.p == self.a"}]});
+        let compiled = kube::core::cel::compile_schema(&schema);
+        let plan = Plan::of(&compiled);
+        assert!(
+            matches!(plan.update.self_, Reads::Fields(_)),
+            "{:?}",
+            plan.update.self_
+        );
+        let objects = [
+            json!({"metadata": {"name": "n", "labels": {"a": "b"}}, "a": 1, "x-y": "s",
+                "true": "t", "a_b": "u", "t": "2021-01-01T00:00:00Z",
+                "m": {"k": {"v": "x", "w": "y"}, "l": {"v": "z"}, "n": {}},
+                "e": {"apiVersion": "v1", "kind": "K", "metadata": {"name": "e"}, "spec": {}},
+                "o": {"p": 1, "q": ["a"]}}),
+            json!({"a": 1, "m": {"k": "not an object"}, "e": {}, "o": {"q": []}, "t": "bad"}),
+            json!({"metadata": {}, "e": {"spec": 1}}),
+            json!({}),
+            json!("not an object"),
+        ];
+        for obj in &objects {
+            for reads in [
+                &plan.create.self_,
+                &plan.update.self_,
+                &plan.update.old_self,
+                &Reads::Whole,
+                &Reads::Presence,
+            ] {
+                for resource_root in [true, false] {
+                    let whole = to_cel_resource(obj, &compiled, resource_root);
+                    let want = reads.project(&whole);
+                    let got = project_to_cel(obj, &compiled, reads, resource_root);
+                    assert_eq!(
+                        format!("{got:?}").len(),
+                        format!("{want:?}").len(),
+                        "{obj} {reads:?}"
+                    );
+                    assert!(got == want, "{obj} {reads:?}: {got:?} != {want:?}");
+                }
+            }
+        }
+    }
+
+    /// The reference the walk is measured against: every node with rules binds its whole value
+    /// and whole old value (converted at that node), as kube-cel's validator does.
+    fn reference_walk(
+        node: &Node,
+        value: &Value,
+        old: Option<&Value>,
+        path: &FieldPath,
+        resource_root: bool,
+        errs: &mut Vec<FieldError>,
+    ) {
+        if !node.has_rules || old.is_some_and(|o| json_eq(o, value)) {
+            return;
+        }
+        if let Some(compiled) = &node.cel {
+            let v = to_cel_resource(value, compiled, resource_root);
+            let o = old.map(|o| to_cel_resource(o, compiled, resource_root));
+            for f in evaluate_bound(compiled, Some(v), o, old.is_some()) {
+                errs.push(to_field_error(node, path, value, &f));
+            }
+        }
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let (child, child_path) = match node.properties.get(k) {
+                        Some(p) => (p, path.child(k)),
+                        None => match &node.additional {
+                            Additional::Schema(a) if !node.preserve_unknown => (&**a, path.key(k)),
+                            _ => continue,
+                        },
+                    };
+                    reference_walk(
+                        child,
+                        v,
+                        old.and_then(|o| o.get(k)),
+                        &child_path,
+                        false,
+                        errs,
+                    );
+                }
+            }
+            Value::Array(items) => {
+                if let Some(item_schema) = node.items.as_deref() {
+                    for (i, item) in items.iter().enumerate() {
+                        let old_item = correlate_item(&node.list_type, item, old).map(|(_, o)| o);
+                        reference_walk(item_schema, item, old_item, &path.index(i), false, errs);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_job_crd_walk_equals_whole_bindings() {
+        // Barge's Job CRD (rules at the root, on spec — transition rules among them —, on nested
+        // objects, list items and strings): the walk's projected, per-node bindings give the same
+        // errors, messages and order as binding every node's whole value, on creates, updates and
+        // status-only updates.
+        let crd: Value = serde_yaml::from_str(include_str!(
+            "../../../../../config/crd/bases/batch.barge.dev_jobs.yaml"
+        ))
+        .expect("Job CRD");
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let root = Node::parse(schema, "").expect("Job schema compiles");
+        let job = |name: &str, spec: Value| {
+            json!({"apiVersion": "batch.barge.dev/v1alpha1", "kind": "Job",
+                "metadata": {"name": name, "namespace": "default", "labels": {"a": "b"},
+                    "managedFields": [{"manager": "m", "operation": "Update"}]},
+                "spec": spec, "status": {"status": "SUBMITTED"}})
+        };
+        let good = json!({"jobQueue": "q", "jobDefinition": "d:1", "shareIdentifier": "teamA",
+            "parameters": {"seconds": "0"},
+            "containerOverrides": {"resourceRequirements": [
+                {"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}]},
+            "retryStrategy": {"attempts": 2, "evaluateOnExit": [
+                {"action": "RETRY", "onExitCode": "1*", "onReason": "Out*"}]},
+            "timeout": {"attemptDurationSeconds": 600},
+            "dependsOn": [{"jobName": "other"}]});
+        let mut objects = vec![
+            job("good", good.clone()),
+            job(
+                "bad.name",
+                json!({"jobQueue": "Q!", "jobDefinition": "d:0", "shareIdentifier": "a b",
+                "dependsOn": [{"jobName": "bad.name"}, {"type": "N_TO_N"}, {}],
+                "containerOverrides": {"vcpus": 2, "memory": 5, "resourceRequirements": [
+                    {"type": "VCPU", "value": "0"}, {"type": "MEMORY", "value": "01"},
+                    {"type": "GPU", "value": "x"}],
+                    "environment": [{"name": "AWS_BATCH_X", "value": "1"}]},
+                "nodeOverrides": {"numNodes": 2, "nodePropertyOverrides": [
+                    {"targetNodes": "3:1"}, {"targetNodes": "0:5"}]},
+                "terminate": {"arrayIndices": "1-3"},
+                "retryStrategy": {"evaluateOnExit": [{"action": "EXIT", "onExitCode": ""}]}}),
+            ),
+            job(
+                "arr",
+                json!({"jobQueue": "q", "jobDefinition": "d", "arrayProperties": {"size": 3},
+                "terminate": {"arrayIndices": "1,5"}, "dependsOn": [{"type": "SEQUENTIAL"}]}),
+            ),
+            job("empty", json!({})),
+        ];
+        let mut changed = job("good", good.clone());
+        changed["spec"]["jobQueue"] = json!("other-q");
+        changed["spec"]["containerOverrides"]["resourceRequirements"][0]["value"] = json!("2");
+        changed["spec"]["terminate"] = json!({"arrayIndices": "1"});
+        objects.push(changed);
+        let mut status_only = job("good", good.clone());
+        status_only["status"] = json!({"status": "RUNNABLE", "statusReason": "x"});
+        objects.push(status_only);
+        let mut dropped = job("good", good);
+        dropped["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("parameters");
+        objects.push(dropped);
+        let olds: Vec<Option<&Value>> = std::iter::once(None)
+            .chain(objects.iter().map(Some))
+            .collect();
+        let mut compared = 0;
+        for obj in &objects {
+            for old in &olds {
+                let mut got = Vec::new();
+                validate(&root, obj, *old, &FieldPath::root(), &mut got);
+                let mut want = Vec::new();
+                reference_walk(&root, obj, *old, &FieldPath::root(), true, &mut want);
+                assert_eq!(format!("{got:?}"), format!("{want:?}"), "{obj} old {old:?}");
+                compared += usize::from(!want.is_empty());
+            }
+        }
+        // The objects do fail (the comparison is not of empty lists only).
+        assert!(compared > 10, "{compared}");
+    }
+
+    #[test]
+    fn properties_are_found_by_their_cel_names() {
+        // The direct look-up of plain names finds what the scan over every escaped key finds.
+        let o = json!({"true": 1, "__true__": 2, "a_b": 3, "a__b": 4, "x-y": 5,
+            "x__dash__y": 6, "in": 7, "plain": 8, "x.y": 9, "a/b": 10});
+        let o = o.as_object().unwrap();
+        for name in [
+            "true",
+            "__true__",
+            "____true____",
+            "a_b",
+            "a__b",
+            "a____b",
+            "x-y",
+            "x__dash__y",
+            "x____dash____y",
+            "in",
+            "__in__",
+            "plain",
+            "x__dot__y",
+            "a__slash__b",
+            "missing",
+        ] {
+            let scan = o.iter().rev().find(|(k, _)| cel_name_is(k, name));
+            assert_eq!(property_named(o, name, false), scan, "{name}");
+            assert_eq!(
+                property_named(o, name, true),
+                o.get_key_value(name),
+                "{name}"
+            );
+        }
     }
 
     #[test]

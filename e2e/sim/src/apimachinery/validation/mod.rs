@@ -11,6 +11,7 @@
 
 mod cel;
 mod errors;
+mod fast;
 mod formats;
 mod mutate;
 mod names;

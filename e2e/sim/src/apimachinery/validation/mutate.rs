@@ -103,10 +103,12 @@ pub(crate) fn apply_defaults(node: &Node, value: &mut Value) {
 fn prune_non_nullable_nulls(node: &Node, value: &mut Value) {
     match value {
         Value::Object(map) => {
-            map.retain(|k, v| {
-                let child = node.child(k);
-                !(v.is_null() && child.is_some_and(|c| c.default.is_none() && !c.nullable))
-            });
+            if map.values().any(Value::is_null) {
+                map.retain(|k, v| {
+                    let child = node.child(k);
+                    !(v.is_null() && child.is_some_and(|c| c.default.is_none() && !c.nullable))
+                });
+            }
             for (k, v) in map.iter_mut() {
                 if let Some(child) = node.child(k) {
                     prune_non_nullable_nulls(child, v);
@@ -125,6 +127,10 @@ fn prune_non_nullable_nulls(node: &Node, value: &mut Value) {
 }
 
 fn default(node: &Node, value: &mut Value) {
+    // Nothing to fill below a node none of whose descendants has a default.
+    if !node.has_defaults_below {
+        return;
+    }
     match value {
         Value::Object(map) => {
             fill_property_defaults(node, map);

@@ -84,6 +84,14 @@ pub(crate) struct Node {
     pub cel_plan: super::cel::Plan,
     /// Whether this node or any descendant has CEL rules (lets the CEL walk skip subtrees).
     pub has_rules: bool,
+    /// Whether this node or any descendant is a `set` or `map` list (lets the list-type walk
+    /// skip subtrees).
+    pub has_list_types: bool,
+    /// Whether this node or any descendant is an embedded resource (lets that walk skip
+    /// subtrees).
+    pub has_embedded: bool,
+    /// Whether any descendant declares a `default` (lets defaulting skip subtrees).
+    pub has_defaults_below: bool,
 }
 
 fn get_bool(obj: &Map<String, Value>, key: &str) -> bool {
@@ -261,12 +269,22 @@ impl Node {
             || properties.values().any(|p| p.has_rules)
             || matches!(&additional, Additional::Schema(a) if a.has_rules)
             || items.as_ref().is_some_and(|i| i.has_rules);
+        let any_below = |flag: fn(&Node) -> bool| {
+            properties.values().any(flag)
+                || matches!(&additional, Additional::Schema(a) if flag(a))
+                || items.as_deref().is_some_and(flag)
+        };
+        let has_list_types = matches!(list_type, ListType::Set | ListType::Map { .. })
+            || any_below(|n| n.has_list_types);
+        let embedded = get_bool(obj, kw::EMBEDDED_RESOURCE);
+        let has_embedded = embedded || any_below(|n| n.has_embedded);
+        let has_defaults_below = any_below(|n| n.default.is_some() || n.has_defaults_below);
         Ok(Node {
             ty,
             nullable: get_bool(obj, kw::NULLABLE),
             int_or_string: get_bool(obj, kw::INT_OR_STRING),
             preserve_unknown: get_bool(obj, kw::PRESERVE_UNKNOWN),
-            embedded: get_bool(obj, kw::EMBEDDED_RESOURCE),
+            embedded,
             format: obj
                 .get("format")
                 .and_then(Value::as_str)
@@ -308,6 +326,9 @@ impl Node {
             cel_plan: cel.as_ref().map(super::cel::Plan::of).unwrap_or_default(),
             cel,
             has_rules,
+            has_list_types,
+            has_embedded,
+            has_defaults_below,
         })
     }
 

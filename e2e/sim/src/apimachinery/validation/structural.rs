@@ -550,6 +550,10 @@ pub(crate) fn validate_list_types(
     path: &Trail<'_>,
     errs: &mut Vec<FieldError>,
 ) {
+    // Nothing to check below a node without set or map lists.
+    if !node.has_list_types {
+        return;
+    }
     match value {
         Value::Object(map) => {
             for (k, v) in map {
@@ -563,7 +567,11 @@ pub(crate) fn validate_list_types(
         Value::Array(items) => {
             match &node.list_type {
                 ListType::Set => {
-                    for i in first_repeats(items) {
+                    for i in first_repeats(
+                        items.len(),
+                        |a, b| canonical_eq(&items[a], &items[b]),
+                        |i| canonical(&items[i]),
+                    ) {
                         errs.push(FieldError::duplicate(
                             Trail::Index(path, i).path().as_str(),
                             items[i].clone(),
@@ -583,12 +591,23 @@ pub(crate) fn validate_list_types(
                         ));
                     } else if items.len() > 1 {
                         // (A single item cannot repeat a key: nothing to build.)
-                        let key_values: Vec<Value> =
-                            items.iter().map(|x| map_list_key(x, keys)).collect();
-                        for i in first_repeats(&key_values) {
+                        // Items compare by their key fields in place; the key object is built
+                        // for an error only.
+                        let keys_eq = |a: &Value, b: &Value| {
+                            keys.iter().all(|k| match (a.get(k), b.get(k)) {
+                                (None, None) => true,
+                                (Some(x), Some(y)) => canonical_eq(x, y),
+                                _ => false,
+                            })
+                        };
+                        for i in first_repeats(
+                            items.len(),
+                            |a, b| keys_eq(&items[a], &items[b]),
+                            |i| canonical(&map_list_key(&items[i], keys)),
+                        ) {
                             errs.push(FieldError::duplicate(
                                 Trail::Index(path, i).path().as_str(),
-                                key_values[i].clone(),
+                                map_list_key(&items[i], keys),
                             ));
                         }
                     }
@@ -628,13 +647,26 @@ pub(crate) fn map_list_keys_eq(a: &Value, b: &Value, keys: &[String]) -> bool {
     })
 }
 
-/// Indices of the second occurrence of every value that occurs more than once.
-fn first_repeats(items: &[Value]) -> Vec<usize> {
+/// Lists up to this long look for repeats by comparing items pairwise (no canonical strings).
+const PAIRWISE_REPEATS_MAX: usize = 16;
+
+/// Indices (of `n` items) of the second occurrence of every value that occurs more than once;
+/// `eq(a, b)` is `canonical(a) == canonical(b)`, compared in place.
+fn first_repeats(
+    n: usize,
+    eq: impl Fn(usize, usize) -> bool,
+    canon: impl Fn(usize) -> String,
+) -> Vec<usize> {
+    if n <= PAIRWISE_REPEATS_MAX {
+        // The second occurrence: exactly one equal item before it.
+        return (1..n)
+            .filter(|&i| (0..i).filter(|&j| eq(j, i)).count() == 1)
+            .collect();
+    }
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut out = Vec::new();
-    for (i, x) in items.iter().enumerate() {
-        let key = canonical(x);
-        let count = seen.entry(key).or_insert(0);
+    for i in 0..n {
+        let count = seen.entry(canon(i)).or_insert(0);
         *count += 1;
         if *count == 2 {
             out.push(i);
@@ -643,7 +675,31 @@ fn first_repeats(items: &[Value]) -> Vec<usize> {
     out
 }
 
-fn canonical(v: &Value) -> String {
+/// `canonical(a) == canonical(b)` without building the strings: numbers by their rendering
+/// (1 and 1.0 are one value), objects by key and value, arrays item by item, the rest by value
+/// (a rendering never equals another JSON type's).
+pub(crate) fn canonical_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(i), Some(j)) => i == j,
+            _ => canonical(a) == canonical(b),
+        },
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| canonical_eq(v, w)))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| canonical_eq(v, w))
+        }
+        (Value::String(x), Value::String(y)) => x == y,
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        (Value::Null, Value::Null) => true,
+        _ => false,
+    }
+}
+
+pub(crate) fn canonical(v: &Value) -> String {
     match v {
         Value::Number(n) => match n.as_i64() {
             Some(i) => i.to_string(),
@@ -673,6 +729,10 @@ pub(crate) fn validate_embedded(
     path: &Trail<'_>,
     errs: &mut Vec<FieldError>,
 ) {
+    // Nothing to check below a node without embedded resources.
+    if !node.has_embedded {
+        return;
+    }
     match value {
         Value::Object(map) => {
             if node.embedded {
@@ -702,5 +762,92 @@ pub(crate) fn validate_embedded(
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values() -> Vec<Value> {
+        vec![
+            json!(null),
+            json!(true),
+            json!(false),
+            json!(1),
+            json!(1.0),
+            json!(1.5),
+            json!(-0.0),
+            json!(0),
+            json!(u64::MAX),
+            json!(18446744073709551615.0),
+            json!("1"),
+            json!("a,b"),
+            json!(""),
+            json!([]),
+            json!([1, "a"]),
+            json!([1.0, "a"]),
+            json!(["a", 1]),
+            json!({}),
+            json!({"a": 1}),
+            json!({"a": 1.0}),
+            json!({"a": 1, "b": null}),
+            json!({"b": null, "a": 1}),
+            json!({"a": "1"}),
+            json!({"a": {"b": [1, 2]}}),
+            json!({"a": {"b": [1, 2.0]}}),
+        ]
+    }
+
+    #[test]
+    fn canonical_eq_is_equality_of_the_canonical_renderings() {
+        let vs = values();
+        for a in &vs {
+            for b in &vs {
+                assert_eq!(
+                    canonical_eq(a, b),
+                    canonical(a) == canonical(b),
+                    "{a} vs {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pairwise_repeats_equal_the_canonical_ones() {
+        // Lists short enough to compare pairwise and longer ones (canonical strings) find the
+        // same second occurrences.
+        let vs = values();
+        for len in [0, 1, 2, 5, PAIRWISE_REPEATS_MAX, 40] {
+            for start in 0..vs.len() {
+                let items: Vec<Value> = (0..len)
+                    .map(|i| vs[(start + i * 7 + i / 3) % vs.len()].clone())
+                    .collect();
+                let pairwise: Vec<usize> = (1..items.len())
+                    .filter(|&i| {
+                        (0..i)
+                            .filter(|&j| canonical_eq(&items[j], &items[i]))
+                            .count()
+                            == 1
+                    })
+                    .collect();
+                let mut seen: HashMap<String, usize> = HashMap::new();
+                let mut by_string = Vec::new();
+                for (i, x) in items.iter().enumerate() {
+                    let count = seen.entry(canonical(x)).or_insert(0);
+                    *count += 1;
+                    if *count == 2 {
+                        by_string.push(i);
+                    }
+                }
+                assert_eq!(pairwise, by_string, "{items:?}");
+                let found = first_repeats(
+                    items.len(),
+                    |a, b| canonical_eq(&items[a], &items[b]),
+                    |i| canonical(&items[i]),
+                );
+                assert_eq!(found, by_string, "{items:?}");
+            }
+        }
     }
 }

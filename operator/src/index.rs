@@ -129,13 +129,7 @@ impl<K: kube::Resource, Key: Eq + Hash + Clone> Index<K, Key> {
         key_fn: impl Fn(&K) -> Vec<Key> + Send + Sync + 'static,
         id_fn: fn(&K) -> Arc<str>,
     ) -> Arc<Self> {
-        Arc::new(Self {
-            key_fn: Box::new(key_fn),
-            id_fn,
-            live: RwLock::new(State::new()),
-            buffer: RwLock::new(None),
-            from_previous: false,
-        })
+        Self::build(key_fn, id_fn, false)
     }
 
     /// Like [`Index::with_ids`], but keeping no keys per object: every event must come through
@@ -145,12 +139,20 @@ impl<K: kube::Resource, Key: Eq + Hash + Clone> Index<K, Key> {
         key_fn: impl Fn(&K) -> Vec<Key> + Send + Sync + 'static,
         id_fn: fn(&K) -> Arc<str>,
     ) -> Arc<Self> {
+        Self::build(key_fn, id_fn, true)
+    }
+
+    fn build(
+        key_fn: impl Fn(&K) -> Vec<Key> + Send + Sync + 'static,
+        id_fn: fn(&K) -> Arc<str>,
+        from_previous: bool,
+    ) -> Arc<Self> {
         Arc::new(Self {
             key_fn: Box::new(key_fn),
             id_fn,
             live: RwLock::new(State::new()),
             buffer: RwLock::new(None),
-            from_previous: true,
+            from_previous,
         })
     }
 

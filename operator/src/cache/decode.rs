@@ -84,37 +84,45 @@ impl<'de, K: Deserialize<'de> + Prunable> Deserialize<'de> for Pruned<K> {
     }
 }
 
+/// The `Resource` items a wrapper of `K` in field `.0` takes from `K` unchanged (all but
+/// `meta_mut`).
+macro_rules! delegate_resource {
+    () => {
+        type DynamicType = K::DynamicType;
+        type Scope = K::Scope;
+
+        fn kind(dt: &Self::DynamicType) -> Cow<'_, str> {
+            K::kind(dt)
+        }
+
+        fn group(dt: &Self::DynamicType) -> Cow<'_, str> {
+            K::group(dt)
+        }
+
+        fn version(dt: &Self::DynamicType) -> Cow<'_, str> {
+            K::version(dt)
+        }
+
+        fn api_version(dt: &Self::DynamicType) -> Cow<'_, str> {
+            K::api_version(dt)
+        }
+
+        fn plural(dt: &Self::DynamicType) -> Cow<'_, str> {
+            K::plural(dt)
+        }
+
+        fn url_path(dt: &Self::DynamicType, namespace: Option<&str>) -> String {
+            K::url_path(dt, namespace)
+        }
+
+        fn meta(&self) -> &ObjectMeta {
+            self.0.meta()
+        }
+    };
+}
+
 impl<K: Resource> Resource for Pruned<K> {
-    type DynamicType = K::DynamicType;
-    type Scope = K::Scope;
-
-    fn kind(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::kind(dt)
-    }
-
-    fn group(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::group(dt)
-    }
-
-    fn version(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::version(dt)
-    }
-
-    fn api_version(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::api_version(dt)
-    }
-
-    fn plural(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::plural(dt)
-    }
-
-    fn url_path(dt: &Self::DynamicType, namespace: Option<&str>) -> String {
-        K::url_path(dt, namespace)
-    }
-
-    fn meta(&self) -> &ObjectMeta {
-        self.0.meta()
-    }
+    delegate_resource!();
 
     fn meta_mut(&mut self) -> &mut ObjectMeta {
         self.0.meta_mut()
@@ -157,36 +165,7 @@ impl<K> std::ops::Deref for Shared<K> {
 }
 
 impl<K: Resource + Clone> Resource for Shared<K> {
-    type DynamicType = K::DynamicType;
-    type Scope = K::Scope;
-
-    fn kind(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::kind(dt)
-    }
-
-    fn group(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::group(dt)
-    }
-
-    fn version(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::version(dt)
-    }
-
-    fn api_version(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::api_version(dt)
-    }
-
-    fn plural(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::plural(dt)
-    }
-
-    fn url_path(dt: &Self::DynamicType, namespace: Option<&str>) -> String {
-        K::url_path(dt, namespace)
-    }
-
-    fn meta(&self) -> &ObjectMeta {
-        self.0.meta()
-    }
+    delegate_resource!();
 
     /// Copies the object first if another holder shares it (the sink trims an object fresh
     /// from the decoder, which nothing shares yet).

@@ -279,15 +279,17 @@ mod tests {
         }
     }
 
+    fn group_of(c: &ConfigMap) -> Vec<String> {
+        c.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("group").cloned())
+            .into_iter()
+            .collect()
+    }
+
     fn by_group() -> Arc<Index<ConfigMap, String>> {
-        Index::new(|c: &ConfigMap| {
-            c.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get("group").cloned())
-                .into_iter()
-                .collect()
-        })
+        Index::new(group_of)
     }
 
     #[test]
@@ -334,17 +336,7 @@ mod tests {
     impl Fed {
         fn new() -> Self {
             Self {
-                index: Index::from_previous(
-                    |c: &ConfigMap| {
-                        c.metadata
-                            .labels
-                            .as_ref()
-                            .and_then(|l| l.get("group").cloned())
-                            .into_iter()
-                            .collect()
-                    },
-                    |c: &ConfigMap| object_id(c).into(),
-                ),
+                index: Index::from_previous(group_of, |c: &ConfigMap| object_id(c).into()),
                 seen: HashMap::new(),
                 buffer: HashMap::new(),
             }

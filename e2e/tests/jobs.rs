@@ -1331,3 +1331,56 @@ async fn kube_scheduler_binding_creates_unbound_pods_within_the_vcpu_budget() {
     }
     env.finish().await;
 }
+
+/// The job controller hands kube-runtime at most 2 × `--reconcile-concurrency` requests that
+/// have not started (its gate; `controllers/gate.rs`). With a concurrency of 1 that is two: a
+/// burst of jobs, some deleted while their requests wait (the runner then finds them gone from
+/// the store), must still all run — a request the gate lost track of would hold one of its two
+/// places for ever and, after two, stop every job.
+#[tokio::test]
+async fn a_burst_through_a_gate_of_two_requests_runs_every_job() {
+    use kube::api::DeleteParams;
+    const JOBS: usize = 120;
+    const DELETED: usize = 30;
+    let env = E2e::start_with(
+        "gate",
+        Options::scripted().flag("--reconcile-concurrency=1"),
+    )
+    .await;
+    one_queue(&env, 4).await;
+    env.apply(&job_definition("tiny", "exit 0", &[], "0.25", ""))
+        .await;
+    let mut manifests = String::new();
+    for i in 0..JOBS {
+        manifests.push_str(&job(
+            &format!("g{i:03}"),
+            "q",
+            "tiny",
+            &scripted_tags("0.1", 0),
+        ));
+    }
+    env.apply(&manifests).await;
+    let jobs = env.jobs();
+    for i in (0..JOBS).step_by(JOBS / DELETED) {
+        jobs.delete(&format!("g{i:03}"), &DeleteParams::default())
+            .await
+            .expect("delete a job");
+    }
+    env.wait_until(
+        &format!("the {} jobs left to succeed", JOBS - DELETED),
+        || async {
+            let list = jobs.list(&ListParams::default()).await.ok()?;
+            let succeeded = list
+                .items
+                .iter()
+                .filter(|j| status_of(j) == Some(JobStatus::Succeeded))
+                .count();
+            (list.items.len() == JOBS - DELETED && succeeded == JOBS - DELETED).then_some(())
+        },
+    )
+    .await;
+    for j in &jobs.list(&ListParams::default()).await.expect("jobs").items {
+        assert_eq!(attempts(j), 1, "{} ran once: {:#?}", j.name_any(), j.status);
+    }
+    env.finish().await;
+}

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 
 use barge_core::job::{Blocked, JobRecord, JobView, RunnableWork, StateChange};
 use barge_core::resources::Resources;
-use barge_core::scheduler::{Constraints, JobKey, Workload};
+use barge_core::scheduler::{Constraints, JobKey, SharedStr, Workload};
 use barge_core::state::JobState;
 use barge_crds::{ComputeEnvironment, JobDefinition, JobQueue, SchedulingPolicy};
 
@@ -261,7 +261,8 @@ impl SchedulerWakeup {
 ///
 /// At 100,000 queued jobs with nothing placeable every job holds one, mostly the same: equal
 /// verdicts set one after another (a pass gives a whole queue the same one) share one
-/// allocation, and the map shrinks once most of its jobs are gone.
+/// allocation, and the map shrinks once most of its jobs are gone. The key and the uid are the
+/// runnable book's (the scheduler sets verdicts from the book's entries): shared, not copied.
 #[derive(Default)]
 pub struct Verdicts {
     inner: RwLock<VerdictMap>,
@@ -269,7 +270,7 @@ pub struct Verdicts {
 
 #[derive(Default)]
 struct VerdictMap {
-    by_job: HashMap<JobKey, (Box<str>, Arc<Blocked>)>,
+    by_job: HashMap<JobKey, (SharedStr, Arc<Blocked>)>,
     /// The verdict set last, which the next equal one shares.
     last: Option<Arc<Blocked>>,
 }
@@ -280,7 +281,7 @@ const SHRINK_FROM_CAPACITY: usize = 1024;
 /// Gives a map's memory back once it holds less than a quarter of its capacity (a burst's
 /// peak): amortized O(1) per removal, as each shrink follows at least as many removals as the
 /// entries it moves.
-fn shrink_when_sparse<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+pub fn shrink_when_sparse<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
     if map.capacity() >= SHRINK_FROM_CAPACITY && map.len() * 4 < map.capacity() {
         map.shrink_to(map.len() * 2);
     }
@@ -289,22 +290,33 @@ fn shrink_when_sparse<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
 impl Verdicts {
     /// Records the verdict for `job`; returns whether it differs from the previous one (so the
     /// caller triggers the job controller only on change).
-    pub fn set(&self, job: JobKey, uid: &str, blocked: Blocked) -> bool {
+    pub fn set(&self, job: JobKey, uid: impl Into<SharedStr>, blocked: Blocked) -> bool {
+        self.set_shared(job, uid, &Arc::new(blocked))
+    }
+
+    /// [`Verdicts::set`] with a verdict the caller may give many jobs (the scheduler's pass
+    /// builds one per distinct verdict, not one per job).
+    pub fn set_shared(
+        &self,
+        job: JobKey,
+        uid: impl Into<SharedStr>,
+        blocked: &Arc<Blocked>,
+    ) -> bool {
+        let uid = uid.into();
         let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
         if let Some((u, b)) = map.by_job.get(&job) {
-            if **u == *uid && **b == blocked {
+            if *u == uid && (Arc::ptr_eq(b, blocked) || **b == **blocked) {
                 return false;
             }
         }
         let shared = match &map.last {
-            Some(last) if **last == blocked => last.clone(),
+            Some(last) if Arc::ptr_eq(last, blocked) || **last == **blocked => last.clone(),
             _ => {
-                let new = Arc::new(blocked);
-                map.last = Some(new.clone());
-                new
+                map.last = Some(blocked.clone());
+                blocked.clone()
             }
         };
-        map.by_job.insert(job, (uid.into(), shared));
+        map.by_job.insert(job, (uid, shared));
         true
     }
 
@@ -343,8 +355,8 @@ impl Verdicts {
 /// What the scheduler may place for one job, as the job controller last published it.
 #[derive(Clone, Debug)]
 pub struct RunnableEntry {
-    /// The job's uid (a re-created job of the same name is another job).
-    pub uid: String,
+    /// The job's uid (a re-created job of the same name is another job); the verdicts share it.
+    pub uid: SharedStr,
     /// Interned (`cache::intern`): one copy per queue, not per entry.
     pub queue: Arc<str>,
     /// The job's `createdAt` (FIFO order).
@@ -372,7 +384,16 @@ impl RunnableEntry {
     /// scheduling priority: what the scheduler places, the pools' demand counts and `barge why`
     /// explains.
     pub fn workloads(&self, key: &JobKey) -> Vec<Workload> {
-        Workload::from_runnable(
+        let mut workloads = Vec::new();
+        self.push_workloads(key, &mut workloads);
+        workloads
+    }
+
+    /// [`RunnableEntry::workloads`], appended to `out`.
+    pub fn push_workloads(&self, key: &JobKey, out: &mut Vec<Workload>) {
+        let from = out.len();
+        Workload::push_runnable(
+            out,
             key,
             &self.queue,
             self.submitted_at_ms,
@@ -381,32 +402,48 @@ impl RunnableEntry {
             &self.constraints,
             self.gang.as_ref(),
             &self.work,
-        )
-        .into_iter()
-        .map(|w| w.with_share(self.share.as_deref(), self.priority))
-        .collect()
+        );
+        for w in &mut out[from..] {
+            w.share = self.share.as_ref().map(SharedStr::from);
+            w.priority = self.priority;
+        }
     }
 }
 
 /// The RUNNABLE work of every job, written by the job controller and read by the scheduler
 /// (Kueue's queue manager: pending work kept apart from the cache of what runs).
 ///
-/// Entries are boxed: a map sized for a burst's peak (100,000 queued jobs) then holds a key and
-/// a pointer per slot, not a whole ~200-byte entry per slot, used or not.
+/// Entries are shared (`Arc`): a map sized for a burst's peak (100,000 queued jobs) holds a key
+/// and a pointer per slot, not a whole ~200-byte entry per slot, used or not; and a scheduling
+/// pass reads the book by cloning the map ([`RunnableBook::shared_entries`]: a reference count
+/// per key and entry, no copy of their contents). A key's namespace is interned (one copy per
+/// namespace), and a republished entry of the same job keeps its uid's allocation, which the
+/// verdicts share.
 #[derive(Default)]
 pub struct RunnableBook {
-    inner: RwLock<HashMap<JobKey, Box<RunnableEntry>>>,
+    inner: RwLock<HashMap<JobKey, Arc<RunnableEntry>>>,
 }
 
 impl RunnableBook {
     /// Publishes `entry` for `job`, replacing what was there; returns whether its work changed.
-    pub fn publish(&self, job: JobKey, entry: RunnableEntry) -> bool {
+    pub fn publish(&self, job: JobKey, mut entry: RunnableEntry) -> bool {
         let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        let changed = map
-            .get(&job)
-            .is_none_or(|old| old.work != entry.work || old.uid != entry.uid);
-        map.insert(job, Box::new(entry));
-        changed
+        match map.get_mut(&job) {
+            Some(old) => {
+                let same_job = old.uid == entry.uid;
+                let changed = !same_job || old.work != entry.work;
+                if same_job {
+                    entry.uid = old.uid.clone();
+                }
+                *old = Arc::new(entry);
+                changed
+            }
+            None => {
+                let namespace = SharedStr::from(crate::cache::intern(&job.namespace));
+                map.insert(JobKey::shared(namespace, job.name), Arc::new(entry));
+                true
+            }
+        }
     }
 
     /// Removes the job's work (nothing to place, or the job is gone); returns whether it had any.
@@ -419,12 +456,23 @@ impl RunnableBook {
         had
     }
 
-    /// Every published entry.
-    pub fn entries(&self) -> Vec<(JobKey, RunnableEntry)> {
+    /// Every published entry (shared, not copied).
+    pub fn entries(&self) -> Vec<(JobKey, Arc<RunnableEntry>)> {
         let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        map.iter()
-            .map(|(k, v)| (k.clone(), RunnableEntry::clone(v)))
-            .collect()
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// The book as it is now, by job: a clone of the map, whose keys and entries are shared
+    /// with the book (the read lock is held for one copy of the table and a reference count
+    /// per entry, not for copying the entries' contents).
+    pub fn shared_entries(&self) -> HashMap<JobKey, Arc<RunnableEntry>> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The job's published entry.
+    pub fn get(&self, job: &JobKey) -> Option<Arc<RunnableEntry>> {
+        let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        map.get(job).cloned()
     }
 
     pub fn len(&self) -> usize {
@@ -963,6 +1011,100 @@ mod tests {
             "capacity {} after the burst",
             map.by_job.capacity()
         );
+    }
+
+    fn runnable(uid: &str, work: RunnableWork) -> RunnableEntry {
+        RunnableEntry {
+            uid: uid.into(),
+            queue: crate::cache::intern("q"),
+            submitted_at_ms: 0,
+            submission_order: 0,
+            request: Resources::default(),
+            constraints: Constraints::default(),
+            work,
+            definition: Arc::new(ResolvedDefinition {
+                name: "d".into(),
+                revision: 1,
+                spec: serde_json::from_value(serde_json::json!({
+                    "type": "container", "containerProperties": {"image": "busybox"}
+                }))
+                .expect("spec"),
+            }),
+            array_size: None,
+            gang: None,
+            share: None,
+            priority: 0,
+        }
+    }
+
+    #[test]
+    fn the_runnable_book_shares_its_keys_uids_and_entries_with_a_pass() {
+        let book = RunnableBook::default();
+        let single = |attempt| RunnableWork::Single {
+            attempt,
+            retried: false,
+        };
+        assert!(book.publish(JobKey::new("ns", "a"), runnable("u-a", single(1))));
+        assert!(book.publish(JobKey::new("ns", "b"), runnable("u-b", single(1))));
+        assert!(
+            !book.publish(JobKey::new("ns", "a"), runnable("u-a", single(1))),
+            "the same work again is no change"
+        );
+        let first = book.get(&JobKey::new("ns", "a")).expect("published");
+        assert!(book.publish(JobKey::new("ns", "a"), runnable("u-a", single(2))));
+        let second = book.get(&JobKey::new("ns", "a")).expect("published");
+        assert_eq!(second.work, single(2));
+        assert!(
+            SharedStr::ptr_eq(&first.uid, &second.uid),
+            "a republished entry of the same job keeps its uid's allocation"
+        );
+        assert!(
+            book.publish(JobKey::new("ns", "a"), runnable("u-a2", single(2))),
+            "a re-created job (another uid) is a change"
+        );
+
+        // A pass's copy: the book's keys and entries, shared.
+        let pass = book.shared_entries();
+        assert_eq!(pass.len(), 2);
+        let (key_a, entry_a) = pass.get_key_value(&JobKey::new("ns", "a")).expect("a");
+        let (key_b, _) = pass.get_key_value(&JobKey::new("ns", "b")).expect("b");
+        assert!(
+            SharedStr::ptr_eq(&key_a.namespace, &key_b.namespace),
+            "one namespace allocation for the namespace's jobs"
+        );
+        assert!(Arc::ptr_eq(
+            entry_a,
+            &book.get(&JobKey::new("ns", "a")).expect("a")
+        ));
+        let (listed_key, listed) = book
+            .entries()
+            .into_iter()
+            .find(|(k, _)| k.name == "a")
+            .expect("listed");
+        assert!(SharedStr::ptr_eq(&listed_key.name, &key_a.name));
+        assert!(Arc::ptr_eq(&listed, entry_a));
+
+        // A verdict set from the pass's entry holds the book's key and uid, not copies.
+        let verdicts = Verdicts::default();
+        let verdict = Arc::new(blocked("no room"));
+        assert!(verdicts.set_shared(key_a.clone(), &entry_a.uid, &verdict));
+        assert!(
+            !verdicts.set_shared(key_a.clone(), &entry_a.uid, &verdict),
+            "the same verdict is no change"
+        );
+        {
+            let map = verdicts.inner.read().unwrap();
+            let (key, (uid, held)) = map.by_job.get_key_value(key_a).expect("set");
+            assert!(SharedStr::ptr_eq(&key.name, &key_a.name));
+            assert!(SharedStr::ptr_eq(uid, &entry_a.uid));
+            assert!(Arc::ptr_eq(held, &verdict));
+        }
+        assert_eq!(verdicts.get(key_a, "u-a2"), Some(blocked("no room")));
+
+        assert!(book.withdraw(&JobKey::new("ns", "a")));
+        assert!(!book.withdraw(&JobKey::new("ns", "a")));
+        assert_eq!(pass.len(), 2, "a pass's copy is its own");
+        assert_eq!(book.len(), 1);
     }
 
     #[test]

@@ -109,6 +109,16 @@ async fn settled_rss_kib(operator: &Operator) -> u64 {
     least
 }
 
+/// Scheduling passes the operator has run (`barge_scheduler_pass_duration_seconds_count`).
+async fn scheduler_passes(operator: &Operator) -> f64 {
+    operator
+        .scrape(&["barge_scheduler_pass_duration_seconds_count"])
+        .await
+        .iter()
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
 async fn queued_part(bench: &Bench, n: u64, outcome: &mut Outcome) {
     let sim = Sim::start(ClusterConfig {
         watch_history: Some(4 * n as usize + 10_000),
@@ -133,7 +143,12 @@ async fn queued_part(bench: &Bench, n: u64, outcome: &mut Outcome) {
     // several KiB each. Measure once the writes have stopped.
     let writes = wait_quiet(&sim, &operator, started).await;
     let quiet = started.elapsed();
+    // While the RSS settles the operator only runs scheduling passes over the queued jobs
+    // (every 200 ms, paced by their own duration): its CPU then is what a pass costs.
+    let (passes_before, cpu_before) = (scheduler_passes(&operator).await, operator.cpu_seconds());
     let full = settled_rss_kib(&operator).await;
+    let idle_cpu = operator.cpu_seconds() - cpu_before;
+    let passes = scheduler_passes(&operator).await - passes_before;
     let peak = operator.peak_rss_kib();
     operator.kill().await;
     sim.shutdown().await;
@@ -153,7 +168,16 @@ async fn queued_part(bench: &Bench, n: u64, outcome: &mut Outcome) {
         peak as f64 / 1024.0
     );
     println!("  KiB per queued job        : {per_job:.2}");
+    let cpu_per_pass_ms = idle_cpu * 1e3 / passes.max(1.0);
+    println!(
+        "  idle with {n} RUNNABLE    : {passes:.0} scheduling passes, operator CPU {:.2} s ({cpu_per_pass_ms:.1} ms per pass)",
+        idle_cpu
+    );
     outcome.figure(Row::KibPerQueuedJob, per_job);
+    outcome.metric(
+        "operator CPU per scheduling pass once idle, ms",
+        cpu_per_pass_ms,
+    );
     outcome.metric("RSS empty, MiB", empty as f64 / 1024.0);
     outcome.metric("RSS with the queued jobs, MiB", full as f64 / 1024.0);
     outcome.metric("peak RSS while queueing, MiB", peak as f64 / 1024.0);

@@ -46,7 +46,7 @@ fn gangs(rng: &mut Rng, count: usize) -> Vec<Workload> {
             members[0] = main.clone();
             Workload {
                 job: JobKey::new("bench", &format!("mnp-{i:03}")),
-                queue: format!("queue-{:02}", rng.below(QUEUES as u64)),
+                queue: format!("queue-{:02}", rng.below(QUEUES as u64)).into(),
                 retried: false,
                 submitted_at_ms: T0 + rng.below(3_600_000) as i64,
                 submission_order: (SINGLE_JOBS + i) as i64,

@@ -134,7 +134,7 @@ fn input(rng: &mut Rng) -> (Snapshot, Vec<PoolSpec>, HashMap<String, NodeFacts>)
         let count = if array { 100 } else { 1 };
         workloads.push(Workload {
             job: JobKey::new("bench", &format!("job-{j}")),
-            queue: format!("q-{}", rng.below(QUEUES as u64)),
+            queue: format!("q-{}", rng.below(QUEUES as u64)).into(),
             retried: rng.below(50) == 0,
             submitted_at_ms: j as i64,
             submission_order: j as i64,

@@ -91,7 +91,7 @@ fn bench_array_pass() {
     workloads.push(Workload {
         job: JobKey::new("bench", "array-10k"),
         // A priority-3 queue: the array competes with the other jobs of the top queues.
-        queue: "queue-03".to_string(),
+        queue: "queue-03".into(),
         retried: false,
         submitted_at_ms: T0,
         submission_order: 0,

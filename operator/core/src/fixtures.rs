@@ -560,7 +560,7 @@ pub fn workload(
     WorkloadBuilder {
         workload: Workload {
             job: JobKey::new("default", name),
-            queue: queue.to_string(),
+            queue: queue.into(),
             retried: false,
             submitted_at_ms,
             submission_order: 0,
@@ -604,12 +604,12 @@ impl WorkloadBuilder {
     }
     /// Its `shareIdentifier` and scheduling priority.
     pub fn share(mut self, share: &str, priority: i32) -> Self {
-        self.workload.share = Some(share.to_string());
+        self.workload.share = Some(share.into());
         self.workload.priority = priority;
         self
     }
     pub fn namespace(mut self, namespace: &str) -> Self {
-        self.workload.job.namespace = namespace.to_string();
+        self.workload.job.namespace = namespace.into();
         self
     }
     pub fn build(self) -> Workload {

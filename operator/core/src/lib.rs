@@ -36,6 +36,7 @@ pub mod resources;
 pub mod retry;
 pub mod scaling;
 pub mod scheduler;
+pub mod shared_str;
 pub mod state;
 pub mod timeout;
 

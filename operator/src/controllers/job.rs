@@ -22,14 +22,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::applier;
+use kube::runtime::controller::{self, Action, ReconcileReason, ReconcileRequest};
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::utils::CancelableJoinHandle;
 use kube::{Resource, ResourceExt};
-use tracing::{debug, instrument, warn};
+use tracing::{debug, instrument, warn, Instrument};
 
 use barge_core::deps::{dependency_graph, DependencyGraph};
 use barge_core::job::{
@@ -1336,7 +1339,7 @@ fn entry_of(uid: &str, job: &Job, admitted: &Admitted, plan: &JobPlan) -> Option
         }
     };
     Some(RunnableEntry {
-        uid: uid.to_string(),
+        uid: uid.into(),
         queue: crate::cache::intern(&job.spec.job_queue),
         submitted_at_ms: plan.record.created_at_ms,
         submission_order: translate::submission_order(job),
@@ -1420,7 +1423,57 @@ fn error_policy(_: Arc<JobRecord>, error: &Error, _: Arc<Context>) -> Action {
     }
 }
 
+/// How many requests the job controller's [`gate`](super::gate) hands kube-runtime that have
+/// not started yet, per reconcile that may run at once: enough that the runner always finds
+/// the next one waiting, few enough that a burst of jobs waits in the gate (which gives its
+/// memory back) rather than in kube-runtime's scheduler (which does not).
+const GATE_PER_CONCURRENT_RECONCILE: usize = 2;
+
+/// The job controller's key for a job: its namespace and name (without the `extra` of a
+/// reference made from the object, which kube-runtime ignores when comparing).
+fn job_ref(namespace: Option<&str>, name: &str) -> ObjectRef<JobRecord> {
+    let reference = ObjectRef::new(name);
+    match namespace {
+        Some(namespace) => reference.within(namespace),
+        None => reference,
+    }
+}
+
+/// The requests a watched kind's changes make, through `mapper`, as kube-runtime's
+/// `watches_shared_stream` makes them (reason: the related object updated; one reason shared
+/// by the batch).
+fn related<O, I>(
+    feed: impl Stream<Item = Arc<O>> + Send + 'static,
+    mapper: impl Fn(Arc<O>) -> I + Send + 'static,
+) -> BoxStream<'static, (Vec<ObjectRef<JobRecord>>, Arc<ReconcileReason>)>
+where
+    O: Resource + Send + Sync + 'static,
+    O::DynamicType: Default,
+    I: IntoIterator<Item = ObjectRef<JobRecord>>,
+{
+    feed.filter_map(move |object| {
+        let refs: Vec<_> = mapper(object.clone()).into_iter().collect();
+        let batch = (!refs.is_empty()).then(|| {
+            let obj_ref = Box::new(ObjectRef::from_obj(&*object).erase());
+            (
+                refs,
+                Arc::new(ReconcileReason::RelatedObjectUpdated { obj_ref }),
+            )
+        });
+        futures::future::ready(batch)
+    })
+    .boxed()
+}
+
 /// Runs the controller until `shutdown`.
+///
+/// Every trigger — the job feed (without this replica's own status echoes), the watched
+/// kinds' mappers and `ctx.triggers.jobs` — goes through a [`gate`](super::gate) that hands
+/// kube-runtime's applier at most [`GATE_PER_CONCURRENT_RECONCILE`] × `--reconcile-concurrency`
+/// requests not started yet, with the reason kube-runtime's `Controller` would give them. The
+/// applier is kube-runtime's `Controller::run` without the controller's own trigger streams:
+/// the same store (the runner waits until it is ready), configuration, reconciles spawned as
+/// cancel-on-drop tasks in the reconcile's span, and graceful shutdown.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let caches = ctx.caches.clone();
     let (for_deps, for_defs, for_revisions, for_queues) = (
@@ -1433,32 +1486,42 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     // The watch event of this replica's own status write carries nothing its reconcile did not
     // know already (that reconcile went on from the written status): no reconcile for it.
     let echoes = ctx.clone();
-    let jobs = caches.jobs_feed.subscribe().filter(move |job| {
-        let key = JobKey::new(&job.namespace().unwrap_or_default(), &job.name_any());
-        let seen = numeric_version(&**job);
-        let written = crate::context::forget_caught_up_write(
-            &mut echoes
-                .job_written_versions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-            &key,
-            seen,
-        );
-        futures::future::ready(!own_echo(written, seen))
-    });
-    let mut controller = Controller::for_shared_stream(jobs, caches.jobs.clone())
+    let updated = Arc::new(ReconcileReason::ObjectUpdated);
+    let jobs = caches
+        .jobs_feed
+        .subscribe()
+        .filter(move |job| {
+            let key = JobKey::new(&job.namespace().unwrap_or_default(), &job.name_any());
+            let seen = numeric_version(&**job);
+            let written = crate::context::forget_caught_up_write(
+                &mut echoes
+                    .job_written_versions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()),
+                &key,
+                seen,
+            );
+            futures::future::ready(!own_echo(written, seen))
+        })
+        .map(move |job| {
+            let reference = job_ref(job.meta().namespace.as_deref(), &job.name_any());
+            (vec![reference], updated.clone())
+        })
+        .boxed();
+    let mut triggers = vec![
+        jobs,
         // A pod's change concerns its job.
-        .watches_shared_stream(caches.pods_feed.subscribe(), |pod: Arc<CachedPod>| {
+        related(caches.pods_feed.subscribe(), |pod: Arc<CachedPod>| {
             let namespace = pod.namespace()?;
             let job = pod.labels().get(LABEL_JOB_NAME)?;
             Some(ObjectRef::<JobRecord>::new(job).within(&namespace))
-        })
+        }),
         // A job's change concerns the jobs that depend on it.
-        .watches_shared_stream(caches.jobs_feed.subscribe(), move |job: Arc<JobRecord>| {
+        related(caches.jobs_feed.subscribe(), move |job: Arc<JobRecord>| {
             for_deps.dependents_of(&job.namespace().unwrap_or_default(), &job.name_any())
-        })
+        }),
         // A new definition revision concerns the unfinished jobs that name it.
-        .watches_shared_stream(
+        related(
             caches.job_definitions_feed.subscribe(),
             move |jd: Arc<barge_crds::JobDefinition>| {
                 for_defs.unfinished_jobs_of_definition(
@@ -1466,17 +1529,17 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
                     &jd.name_any(),
                 )
             },
-        )
+        ),
         // So does the ControllerRevision holding it, which comes through another watch than
         // the definition's status naming it, in either order.
-        .watches_shared_stream(
+        related(
             caches.revisions_feed.subscribe(),
             move |revision: Arc<ControllerRevision>| {
                 for_revisions.unfinished_jobs_of_revision(&revision)
             },
-        )
+        ),
         // A queue's appearance, state or rules concern its unfinished jobs.
-        .watches_shared_stream(
+        related(
             caches.queues_feed.subscribe(),
             move |queue: Arc<JobQueue>| {
                 let name = queue.name_any();
@@ -1496,13 +1559,58 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
                     ),
                 }
             },
-        )
-        .with_config(controller_config(&ctx))
-        .graceful_shutdown_on(shutdown.wait());
+        ),
+    ];
     if let Some(requests) = ctx.triggers.jobs.stream() {
-        controller = controller.reconcile_on(requests);
+        let requested = Arc::new(ReconcileReason::Unknown);
+        triggers.push(
+            requests
+                .map(move |reference| (vec![reference], requested.clone()))
+                .boxed(),
+        );
     }
-    let stream = controller.run(reconcile, error_policy, ctx).boxed();
+    let concurrency = match ctx.config.reconcile_concurrency {
+        0 => crate::context::DEFAULT_RECONCILE_CONCURRENCY,
+        n => n,
+    };
+    let (gate, requests) = super::gate::gated(
+        futures::stream::select_all(triggers),
+        GATE_PER_CONCURRENT_RECONCILE * usize::from(concurrency),
+    );
+    let queue = requests
+        .map(|(obj_ref, reason)| {
+            Ok::<_, std::convert::Infallible>(ReconcileRequest {
+                obj_ref,
+                reason: ReconcileReason::clone(&reason),
+            })
+        })
+        .take_until(shutdown.wait());
+    let started = gate.clone();
+    let stream = applier(
+        move |record: Arc<JobRecord>, ctx: Arc<Context>| {
+            // The runner took the request: the gate's slot is free.
+            started.taken(&job_ref(
+                record.meta().namespace.as_deref(),
+                &record.name_any(),
+            ));
+            CancelableJoinHandle::spawn(
+                reconcile(record, ctx).in_current_span(),
+                &tokio::runtime::Handle::current(),
+            )
+        },
+        error_policy,
+        ctx.clone(),
+        caches.jobs.clone(),
+        queue,
+        controller_config(&ctx),
+    )
+    .inspect(move |result| {
+        // The runner took the request, but the job was gone from the store.
+        if let Err(controller::Error::ObjectNotFound(obj)) = result {
+            gate.taken(&job_ref(obj.namespace.as_deref(), &obj.name));
+        }
+    })
+    .boxed();
     super::drain_classified(CONTROLLER, stream, ReconcileError::is_waiting).await;
 }
 

@@ -12,6 +12,7 @@
 //! or one layer down (see `operator/ARCHITECTURE.md`).
 
 pub mod compute_environment;
+pub mod gate;
 pub mod job;
 pub mod job_definition;
 pub mod job_queue;
@@ -100,14 +101,15 @@ pub async fn drain<K, E>(
 
 /// [`drain`], with errors for which `is_waiting` holds logged at info (they are waits, not
 /// failures).
-pub async fn drain_classified<K, E>(
+pub async fn drain_classified<K, E, Q>(
     controller: &'static str,
-    stream: impl Stream<Item = Result<(ObjectRef<K>, Action), controller::Error<E, watcher::Error>>>,
+    stream: impl Stream<Item = Result<(ObjectRef<K>, Action), controller::Error<E, Q>>>,
     is_waiting: impl Fn(&E) -> bool,
 ) where
     K: Resource,
     K::DynamicType: std::fmt::Debug,
     E: std::error::Error + 'static,
+    Q: std::error::Error + 'static,
 {
     let mut stream = std::pin::pin!(stream);
     while let Some(result) = stream.next().await {

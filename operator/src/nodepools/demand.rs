@@ -148,7 +148,7 @@ fn unbound_pod_workloads(
                 pod.namespace().as_deref().unwrap_or_default(),
                 job,
             ),
-            queue: queue.clone(),
+            queue: queue.as_str().into(),
             retried: false,
             submitted_at_ms: pod
                 .metadata

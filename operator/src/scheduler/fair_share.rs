@@ -410,8 +410,8 @@ impl PositionTracker {
 fn front_key(snapshot: &Snapshot, entry: &FrontEntry) -> FrontKey {
     let w = &snapshot.workloads[entry.workload];
     (
-        w.job.namespace.clone(),
-        w.job.name.clone(),
+        w.job.namespace.to_string(),
+        w.job.name.to_string(),
         entry.array_index,
     )
 }
@@ -438,7 +438,10 @@ pub fn front_of_queue(
                 namespace,
                 name,
                 array_index,
-                share_identifier: queue.fair_share.as_ref().and(w.share.clone()),
+                share_identifier: queue
+                    .fair_share
+                    .as_ref()
+                    .and(w.share.as_ref().map(|s| s.to_string())),
                 scheduling_priority: w.priority,
                 earliest_time_at_position: Some(status_time(since)),
             }
@@ -793,7 +796,7 @@ mod tests {
             request: Resources::new(1000, 1024, 0, 1),
             constraints: Default::default(),
             units,
-            share: share.map(str::to_string),
+            share: share.map(Into::into),
             priority,
         }
     }

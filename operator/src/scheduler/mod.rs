@@ -60,7 +60,8 @@ use barge_core::pod_creation::Unit;
 use barge_core::reasons::POD_CREATION_REFUSED;
 use barge_core::resources::Resources;
 use barge_core::scheduler::{
-    schedule, JobKey, NodeSnapshot, PassResult, Placement, Snapshot, Units, Workload,
+    schedule, JobKey, NodeSnapshot, PassResult, Placement, SharedStr, Snapshot, Units, Unplaced,
+    Workload,
 };
 use barge_crds::compute_environment::{BindingMode, ComputeEnvironment};
 use barge_crds::consts::{FINALIZER_ATTEMPT_RESULT, LABEL_COMPUTE_ENVIRONMENT, LABEL_JOB_UID};
@@ -193,7 +194,8 @@ pub async fn pass(ctx: &Context, state: &mut LoopState, creator: &mut PodCreator
     }
     // Before the book is read: a GET for each pod created long ago and never seen.
     verify_unseen(ctx, state).await;
-    // The book is read once per pass; every step works on this copy.
+    // The book is read once per pass; every step works on this copy (of the map: the entries
+    // are shared with the book, not copied).
     let entries = current_entries(ctx);
     forget_seen(ctx, state, &entries);
     // 1.
@@ -283,7 +285,7 @@ pub async fn pass(ctx: &Context, state: &mut LoopState, creator: &mut PodCreator
 /// A gang's reserved nodes go with its main pod: when the main pod's assumption goes, so do
 /// theirs (by then the main pod's annotation holds the reservation in the node usage — or the
 /// pod is gone and the gang may be placed again).
-fn forget_seen(ctx: &Context, state: &mut LoopState, entries: &HashMap<JobKey, RunnableEntry>) {
+fn forget_seen(ctx: &Context, state: &mut LoopState, entries: &Entries) {
     state.assumed.retain(|(namespace, name), a| {
         a.seen = a.seen
             || ctx.caches.usage.contains(namespace, name)
@@ -292,7 +294,7 @@ fn forget_seen(ctx: &Context, state: &mut LoopState, entries: &HashMap<JobKey, R
                 .pods
                 .get(&ObjectRef::new(name).within(namespace))
                 .is_some();
-        let kept = a.kept(entries.get(&a.job));
+        let kept = a.kept(entries.get(&a.job).map(Arc::as_ref));
         if !kept {
             a.withdraw();
         }
@@ -444,13 +446,18 @@ fn offers(
     }
 }
 
+/// The runnable book as one pass reads it: each job's published entry, shared with the book.
+type Entries = HashMap<JobKey, Arc<RunnableEntry>>;
+
 /// The published work of jobs that still exist (work of a deleted or re-created job is
-/// withdrawn from the book).
-fn current_entries(ctx: &Context) -> HashMap<JobKey, RunnableEntry> {
-    let mut entries: HashMap<JobKey, RunnableEntry> = ctx.runnable.entries().into_iter().collect();
+/// withdrawn from the book). A copy of the book's map, not of its entries: a pass over
+/// 100,000 jobs copied every entry (its strings, array groups and gang) before.
+fn current_entries(ctx: &Context) -> Entries {
+    let mut entries = ctx.runnable.shared_entries();
     entries.retain(|key, entry| {
         let current = ctx.caches.job(&key.namespace, &key.name);
-        let alive = current.and_then(|j| j.uid()).as_deref() == Some(entry.uid.as_str());
+        let alive = current
+            .is_some_and(|j| kube::Resource::meta(&*j).uid.as_deref() == Some(entry.uid.as_str()));
         if !alive {
             ctx.runnable.withdraw(key);
         }
@@ -461,7 +468,7 @@ fn current_entries(ctx: &Context) -> HashMap<JobKey, RunnableEntry> {
 
 /// Step 1: the published work as workloads, minus the units whose pods were just created (a
 /// gang is not offered while any of its nodes is assumed).
-fn collect_work(state: &LoopState, entries: &HashMap<JobKey, RunnableEntry>) -> Vec<Workload> {
+fn collect_work(state: &LoopState, entries: &Entries) -> Vec<Workload> {
     let mut in_flight: HashMap<(&JobKey, u32), Vec<Option<u32>>> = HashMap::new();
     for a in state.assumed.values() {
         in_flight
@@ -469,9 +476,12 @@ fn collect_work(state: &LoopState, entries: &HashMap<JobKey, RunnableEntry>) -> 
             .or_default()
             .push(a.array_index);
     }
-    let mut workloads = Vec::new();
+    let mut workloads = Vec::with_capacity(entries.len());
+    // One entry's workloads (one per attempt group), reused for every entry.
+    let mut of_entry = Vec::new();
     for (key, entry) in entries {
-        for mut workload in entry.workloads(key) {
+        entry.push_workloads(key, &mut of_entry);
+        for mut workload in of_entry.drain(..) {
             if let Some(indices) = in_flight.get(&(key, workload.attempt)) {
                 match &mut workload.units {
                     Units::Single | Units::Gang(_) => continue,
@@ -620,7 +630,7 @@ fn bind(
     state: &mut LoopState,
     creator: &mut PodCreator,
     result: &PassResult,
-    entries: &HashMap<JobKey, RunnableEntry>,
+    entries: &Entries,
 ) -> HashMap<JobKey, String> {
     let mut failures = HashMap::new();
     let mut jobs = DecodedJobs::default();
@@ -657,7 +667,7 @@ fn bind(
         for (unit, request) in assume {
             let created = unit.pod_name() == pod_name;
             state.assumed.insert(
-                (unit.job.namespace.clone(), unit.pod_name()),
+                (unit.job.namespace.to_string(), unit.pod_name()),
                 Assumed {
                     node: unit.node.clone(),
                     environment: unit.environment.clone(),
@@ -714,7 +724,7 @@ fn take_answer(ctx: &Context, state: &mut LoopState, answer: Answer) {
             for (unit, _) in &creation.assume {
                 state
                     .assumed
-                    .remove(&(unit.job.namespace.clone(), unit.pod_name()));
+                    .remove(&(unit.job.namespace.to_string(), unit.pod_name()));
             }
             let verdict = Blocked {
                 kind: BlockedKind::PodCreationFailed,
@@ -739,7 +749,7 @@ fn take_answer(ctx: &Context, state: &mut LoopState, answer: Answer) {
     for (unit, _) in &creation.assume {
         if let Some(a) = state
             .assumed
-            .get_mut(&(unit.job.namespace.clone(), unit.pod_name()))
+            .get_mut(&(unit.job.namespace.to_string(), unit.pod_name()))
         {
             a.answered(now);
         }
@@ -780,7 +790,7 @@ struct Creation {
     /// The placement of the pod (a gang's main node).
     placement: Placement,
     /// Its job's uid.
-    uid: String,
+    uid: SharedStr,
     pod: Pod,
     /// A gang's headless Service, created before its main pod.
     service: Option<Service>,
@@ -1021,46 +1031,15 @@ fn explain(
     ctx: &Context,
     snap: &Snapshot,
     result: &PassResult,
-    entries: &HashMap<JobKey, RunnableEntry>,
+    entries: &Entries,
     failures: &HashMap<JobKey, String>,
 ) {
-    let mut blocked: HashMap<&JobKey, Blocked> = HashMap::new();
-    let mut seen: HashSet<&JobKey> = HashSet::new();
-    for (workload, verdict) in snap.workloads.iter().zip(&result.verdicts) {
-        seen.insert(&workload.job);
-        // Waiting for room is what RUNNABLE means: no verdict (and no status write) for it.
-        // Everything else — a disabled queue, invalid environments, a strict-FIFO head, a
-        // job that can never run, no room that could appear soon — is explained on the job
-        // (written only when the verdict changes).
-        if blocked.contains_key(&workload.job) {
-            continue;
-        }
-        if let Some(verdict) = verdict
-            .unplaced
-            .as_ref()
-            .and_then(|u| u.to_blocked(&workload.queue))
-        {
-            blocked.insert(&workload.job, verdict);
-        }
-    }
-    for (job, problem) in failures {
-        if let Some(key) = seen.get(job) {
-            blocked.insert(
-                key,
-                Blocked {
-                    kind: BlockedKind::PodCreationFailed,
-                    status_reason: None,
-                    message: problem.clone(),
-                },
-            );
-        }
-    }
-    for job in seen {
-        let Some(uid) = entries.get(job).map(|e| e.uid.as_str()) else {
+    for (job, verdict) in job_verdicts(snap, result, failures) {
+        let Some(uid) = entries.get(job).map(|e| &e.uid) else {
             continue;
         };
-        let changed = match blocked.remove(job) {
-            Some(verdict) => ctx.verdicts.set(job.clone(), uid, verdict),
+        let changed = match verdict {
+            Some(verdict) => ctx.verdicts.set_shared(job.clone(), uid, &verdict),
             None => ctx.verdicts.clear(job),
         };
         if changed {
@@ -1069,6 +1048,55 @@ fn explain(
                 .fire(ObjectRef::new(&job.name).within(&job.namespace));
         }
     }
+}
+
+/// Each job of the pass with its verdict (None: waiting for room, which is no verdict), pure.
+/// A job's first verdict stands, unless creating its pod failed (`failures`). Equal verdicts
+/// one after another (the workloads of a queue mostly get the same one) are one allocation:
+/// built once per pass, not once per job.
+fn job_verdicts<'a>(
+    snap: &'a Snapshot,
+    result: &'a PassResult,
+    failures: &HashMap<JobKey, String>,
+) -> HashMap<&'a JobKey, Option<Arc<Blocked>>> {
+    let mut blocked: HashMap<&JobKey, Option<Arc<Blocked>>> =
+        HashMap::with_capacity(snap.workloads.len());
+    // The verdict built last and what it was built from.
+    let mut last: Option<(&Unplaced, &str, Arc<Blocked>)> = None;
+    for (workload, verdict) in snap.workloads.iter().zip(&result.verdicts) {
+        let slot = blocked.entry(&workload.job).or_insert(None);
+        // Waiting for room is what RUNNABLE means: no verdict (and no status write) for it.
+        // Everything else — a disabled queue, invalid environments, a strict-FIFO head, a
+        // job that can never run, no room that could appear soon — is explained on the job
+        // (written only when the verdict changes).
+        if slot.is_some() {
+            continue;
+        }
+        let Some(unplaced) = verdict.unplaced.as_ref() else {
+            continue;
+        };
+        if let Some((u, queue, shared)) = &last {
+            if *u == unplaced && *queue == workload.queue.as_str() {
+                *slot = Some(shared.clone());
+                continue;
+            }
+        }
+        if let Some(verdict) = unplaced.to_blocked(&workload.queue) {
+            let shared = Arc::new(verdict);
+            last = Some((unplaced, workload.queue.as_str(), shared.clone()));
+            *slot = Some(shared);
+        }
+    }
+    for (job, problem) in failures {
+        if let Some(slot) = blocked.get_mut(job) {
+            *slot = Some(Arc::new(Blocked {
+                kind: BlockedKind::PodCreationFailed,
+                status_reason: None,
+                message: problem.clone(),
+            }));
+        }
+    }
+    blocked
 }
 
 /// Releases the result finalizer of Barge pods whose job no longer exists (deleted jobs: the
@@ -1357,9 +1385,69 @@ mod tests {
     }
 
     #[test]
+    fn each_job_gets_its_first_verdict_and_equal_verdicts_share_one_allocation() {
+        use barge_core::fixtures::{req, workload, T0};
+        use barge_core::scheduler::WorkloadVerdict;
+        let w = |name: &str, queue: &str| workload(name, queue, req(1000, 1024, 0), T0).build();
+        let unplaced = |u: Option<Unplaced>| WorkloadVerdict {
+            placed: 0,
+            unplaced: u,
+        };
+        let disabled = || unplaced(Some(Unplaced::QueueDisabled));
+        let snap = Snapshot {
+            workloads: vec![
+                w("a", "q"),
+                w("b", "q"),
+                w("arr", "q"),
+                w("arr", "q"),
+                w("waits", "q"),
+                w("elsewhere", "q2"),
+                w("refused", "q"),
+            ],
+            ..Snapshot::default()
+        };
+        let result = PassResult {
+            verdicts: vec![
+                disabled(),
+                disabled(),
+                // An array's first attempt group waits for room, its second is blocked.
+                unplaced(Some(Unplaced::NoCapacity)),
+                disabled(),
+                unplaced(Some(Unplaced::NoCapacity)),
+                disabled(),
+                WorkloadVerdict {
+                    placed: 1,
+                    unplaced: None,
+                },
+            ],
+            ..PassResult::default()
+        };
+        let failures = HashMap::from([
+            (JobKey::new("default", "refused"), "refused".to_string()),
+            (JobKey::new("default", "not-in-the-pass"), "x".to_string()),
+        ]);
+        let verdicts = job_verdicts(&snap, &result, &failures);
+        assert_eq!(verdicts.len(), 6, "one per job of the pass: {verdicts:?}");
+        let of = |name: &str| verdicts[&JobKey::new("default", name)].clone();
+        let a = of("a").expect("a verdict");
+        assert_eq!(Some(&*a), Unplaced::QueueDisabled.to_blocked("q").as_ref());
+        let (b, arr) = (of("b").expect("b"), of("arr").expect("arr"));
+        assert!(
+            Arc::ptr_eq(&a, &b) && Arc::ptr_eq(&a, &arr),
+            "one allocation for the queue's equal verdicts"
+        );
+        assert_eq!(of("waits"), None, "waiting for room is no verdict");
+        let elsewhere = of("elsewhere").expect("a verdict");
+        assert!(elsewhere.message.contains("\"q2\""), "{elsewhere:?}");
+        let refused = of("refused").expect("a verdict");
+        assert_eq!(refused.kind, BlockedKind::PodCreationFailed);
+        assert_eq!(refused.message, "refused");
+    }
+
+    #[test]
     fn a_gang_is_not_offered_again_while_any_of_its_nodes_is_assumed() {
         let mnp = JobKey::new("ns", "mnp");
-        let entries = HashMap::from([(mnp.clone(), gang_entry(1, 3))]);
+        let entries = HashMap::from([(mnp.clone(), Arc::new(gang_entry(1, 3)))]);
         let mut state = LoopState::default();
         let offered = collect_work(&state, &entries);
         assert_eq!(offered.len(), 1);
@@ -1372,7 +1460,7 @@ mod tests {
         assert!(collect_work(&state, &entries).is_empty());
 
         // An assumption of another attempt does not hold the next one back.
-        let next = HashMap::from([(mnp, gang_entry(2, 3))]);
+        let next = HashMap::from([(mnp, Arc::new(gang_entry(2, 3)))]);
         assert_eq!(collect_work(&state, &next).len(), 1);
     }
 

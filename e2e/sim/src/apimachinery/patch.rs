@@ -140,19 +140,37 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 /// exist: kube-rs' finalizer helper adds the first finalizer with `test /metadata/finalizers
 /// null` then `add`.
 pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
-    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
-        .map_err(|e| PatchError::bad_request(e.to_string()))?;
+    let ops = json_patch_operations(patch)?;
     let mut work = target.clone();
+    apply_json_patch(&mut work, ops)?;
+    *target = work;
+    Ok(())
+}
+
+/// [`json_patch`] of a document the caller gives up: patched in place, without the copy that
+/// keeps [`json_patch`]'s target unchanged on an error (there is no target left then). Same
+/// result, same errors.
+pub fn json_patch_owned(mut target: Value, patch: &Value) -> Result<Value, PatchError> {
+    let ops = json_patch_operations(patch)?;
+    apply_json_patch(&mut target, ops)?;
+    Ok(target)
+}
+
+fn json_patch_operations(patch: &Value) -> Result<json_patch::Patch, PatchError> {
+    serde_json::from_value(patch.clone()).map_err(|e| PatchError::bad_request(e.to_string()))
+}
+
+/// The operations one by one (a `test` of `null` on a missing member passes); stops at the first
+/// that fails, leaving the document partly patched.
+fn apply_json_patch(work: &mut Value, ops: json_patch::Patch) -> Result<(), PatchError> {
     for op in ops.0 {
         if let json_patch::PatchOperation::Test(test) = &op {
             if test.value.is_null() && work.pointer(test.path.as_str()).is_none() {
                 continue;
             }
         }
-        json_patch::patch(&mut work, &[op])
-            .map_err(|e| PatchError::unprocessable(e.to_string()))?;
+        json_patch::patch(work, &[op]).map_err(|e| PatchError::unprocessable(e.to_string()))?;
     }
-    *target = work;
     Ok(())
 }
 

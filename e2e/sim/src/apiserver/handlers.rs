@@ -607,11 +607,7 @@ pub fn patch(req: &Req, body: &[u8], content_type: &str) -> ApiResult<Response> 
                         machinery::merge_patch(&mut n, &patch_body);
                         n
                     }
-                    PatchType::Json => {
-                        let mut n = served();
-                        machinery::json_patch(&mut n, &patch_body)?;
-                        n
-                    }
+                    PatchType::Json => machinery::json_patch_owned(served(), &patch_body)?,
                     PatchType::Strategic => {
                         let old = served();
                         machinery::strategic_merge_patch(&old, &patch_body, &def.group, &def.kind)?

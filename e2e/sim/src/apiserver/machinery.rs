@@ -129,6 +129,11 @@ pub fn json_patch(target: &mut Value, patch_doc: &Value) -> ApiResult<()> {
     patch::json_patch(target, patch_doc).map_err(|e| ApiError::from_status(e.to_status()))
 }
 
+/// [`json_patch`] of a document the caller gives up (no copy kept for an error).
+pub fn json_patch_owned(target: Value, patch_doc: &Value) -> ApiResult<Value> {
+    patch::json_patch_owned(target, patch_doc).map_err(|e| ApiError::from_status(e.to_status()))
+}
+
 /// Merge metadata of a built-in kind; kinds without declared merge keys merge like ConfigMaps
 /// (maps merged, lists replaced).
 fn builtin_or_plain(group: &str, kind: &str) -> Option<BuiltinKind> {

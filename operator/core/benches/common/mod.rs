@@ -121,7 +121,7 @@ pub fn single_jobs(rng: &mut Rng, count: usize) -> Vec<Workload> {
                 (rng.below(100) == 0).then(|| SHAPES[rng.below(4) as usize].0.to_string());
             Workload {
                 job: JobKey::new("bench", &format!("job-{i:06}")),
-                queue: format!("queue-{:02}", rng.below(QUEUES as u64)),
+                queue: format!("queue-{:02}", rng.below(QUEUES as u64)).into(),
                 retried: rng.below(20) == 0,
                 submitted_at_ms: T0 + rng.below(3_600_000) as i64,
                 submission_order: i as i64,

@@ -59,7 +59,10 @@ fn count(by_share: &BTreeMap<String, u64>, share: &str) -> u64 {
 }
 
 fn names(r: &PassResult) -> Vec<String> {
-    r.placements.iter().map(|p| p.job.name.clone()).collect()
+    r.placements
+        .iter()
+        .map(|p| p.job.name.to_string())
+        .collect()
 }
 
 /// A queue on a saturated `slots`-vCPU environment, simulated pass after pass: every `tick_ms`
@@ -701,7 +704,7 @@ fn an_array_of_a_thousand_children_does_not_starve_another_share() {
     let order: Vec<(String, Option<u32>)> = r
         .placements
         .iter()
-        .map(|p| (p.job.name.clone(), p.array_index))
+        .map(|p| (p.job.name.to_string(), p.array_index))
         .collect();
     let expected: Vec<(String, Option<u32>)> = [
         ("array", Some(0)),
@@ -810,7 +813,7 @@ fn placed_one_per_pass(
         let r = schedule(&s);
         assert_eq!(r.placements.len(), 1);
         let p = &r.placements[0];
-        order.push((p.job.name.clone(), p.array_index));
+        order.push((p.job.name.to_string(), p.array_index));
         match (&mut pending[p.workload].units, p.array_index) {
             (Units::Array(indices), Some(i)) => {
                 indices.remove(i);
@@ -829,7 +832,7 @@ fn placed_one_per_pass(
 fn front_names(s: &Snapshot, limit: usize) -> Vec<(String, Option<u32>)> {
     queue_front(s, &s.queues[0], limit)
         .iter()
-        .map(|f| (s.workloads[f.workload].job.name.clone(), f.array_index))
+        .map(|f| (s.workloads[f.workload].job.name.to_string(), f.array_index))
         .collect()
 }
 
@@ -913,7 +916,7 @@ fn the_front_interleaves_shares_as_the_pass_does() {
     let pass: Vec<(String, Option<u32>)> = schedule(&s)
         .placements
         .iter()
-        .map(|p| (p.job.name.clone(), p.array_index))
+        .map(|p| (p.job.name.to_string(), p.array_index))
         .collect();
     assert_eq!(front_names(&s, 6), pass);
 }

@@ -87,23 +87,33 @@ use crate::job::{Blocked, BlockedKind, RunnableWork};
 use crate::naming;
 use crate::reasons;
 use crate::resources::Resources;
+pub use crate::shared_str::SharedStr;
 use capacity::{CapacityIndex, Spot};
 use std::collections::HashMap;
 use std::fmt;
 
 /// A job's identity: namespace and name.
+///
+/// Both are [`SharedStr`]s: a key is copied into the runnable book, the verdicts and every
+/// pass's workloads and placements, and a copy is a reference count, not two allocations (the
+/// operator also interns the namespace, one allocation for all jobs of a namespace).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct JobKey {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: SharedStr,
+    pub name: SharedStr,
 }
 
 impl JobKey {
     pub fn new(namespace: &str, name: &str) -> JobKey {
         JobKey {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
+            namespace: namespace.into(),
+            name: name.into(),
         }
+    }
+
+    /// The key of shared (e.g. interned) names.
+    pub fn shared(namespace: SharedStr, name: SharedStr) -> JobKey {
+        JobKey { namespace, name }
     }
 }
 
@@ -239,7 +249,7 @@ pub struct GangMember {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Workload {
     pub job: JobKey,
-    pub queue: String,
+    pub queue: SharedStr,
     /// Back in the queue after a failed attempt (goes first).
     pub retried: bool,
     /// The job's `createdAt` (FIFO order).
@@ -254,7 +264,7 @@ pub struct Workload {
     pub constraints: Constraints,
     pub units: Units,
     /// The job's `shareIdentifier` (counted only in fair-share queues).
-    pub share: Option<String>,
+    pub share: Option<SharedStr>,
     /// `schedulingPriorityOverride`, else the definition's `schedulingPriority`, else 0
     /// (higher first within a share; fair-share queues only).
     pub priority: i32,
@@ -262,8 +272,8 @@ pub struct Workload {
 
 impl Workload {
     /// The workload with its share and scheduling priority.
-    pub fn with_share(mut self, share: Option<&str>, priority: i32) -> Workload {
-        self.share = share.map(str::to_string);
+    pub fn with_share<S: Into<SharedStr>>(mut self, share: Option<S>, priority: i32) -> Workload {
+        self.share = share.map(Into::into);
         self.priority = priority;
         self
     }
@@ -274,7 +284,7 @@ impl Workload {
     #[allow(clippy::too_many_arguments)]
     pub fn from_runnable(
         job: &JobKey,
-        queue: &str,
+        queue: impl Into<SharedStr>,
         submitted_at_ms: i64,
         submission_order: i64,
         request: Resources,
@@ -282,9 +292,39 @@ impl Workload {
         gang: Option<&Gang>,
         work: &RunnableWork,
     ) -> Vec<Workload> {
+        let mut workloads = Vec::new();
+        Workload::push_runnable(
+            &mut workloads,
+            job,
+            queue,
+            submitted_at_ms,
+            submission_order,
+            request,
+            constraints,
+            gang,
+            work,
+        );
+        workloads
+    }
+
+    /// [`Workload::from_runnable`], appended to `out` (a pass over 100,000 jobs then allocates
+    /// no vector per job).
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_runnable(
+        out: &mut Vec<Workload>,
+        job: &JobKey,
+        queue: impl Into<SharedStr>,
+        submitted_at_ms: i64,
+        submission_order: i64,
+        request: Resources,
+        constraints: &Constraints,
+        gang: Option<&Gang>,
+        work: &RunnableWork,
+    ) {
+        let queue = queue.into();
         let make = |attempt: u32, retried: bool, units: Units| Workload {
             job: job.clone(),
-            queue: queue.to_string(),
+            queue: queue.clone(),
             retried,
             submitted_at_ms,
             submission_order,
@@ -296,20 +336,20 @@ impl Workload {
             priority: 0,
         };
         match work {
-            RunnableWork::Nothing => Vec::new(),
+            RunnableWork::Nothing => {}
             RunnableWork::Single { attempt, retried } => {
-                vec![make(*attempt, *retried, Units::Single)]
+                out.push(make(*attempt, *retried, Units::Single));
             }
-            RunnableWork::Array { groups } => groups
-                .iter()
-                .filter(|g| !g.indices.is_empty())
-                .map(|g| make(g.attempt, g.retried, Units::Array(g.indices.clone())))
-                .collect(),
-            RunnableWork::Gang { attempt, retried } => gang
-                .filter(|g| !g.members.is_empty())
-                .map(|g| make(*attempt, *retried, Units::Gang(g.clone())))
-                .into_iter()
-                .collect(),
+            RunnableWork::Array { groups } => out.extend(
+                groups
+                    .iter()
+                    .filter(|g| !g.indices.is_empty())
+                    .map(|g| make(g.attempt, g.retried, Units::Array(g.indices.clone()))),
+            ),
+            RunnableWork::Gang { attempt, retried } => out.extend(
+                gang.filter(|g| !g.members.is_empty())
+                    .map(|g| make(*attempt, *retried, Units::Gang(g.clone()))),
+            ),
         }
     }
 }
@@ -372,8 +412,8 @@ pub enum Unplaced {
         /// [`BlockedKind::NoInstanceTypeFits`] or [`BlockedKind::ExceedsMaxvCpus`]; for a gang
         /// also [`BlockedKind::MultiNodeOnSpot`] or [`BlockedKind::GangTooLarge`].
         kind: BlockedKind,
-        status_reason: String,
-        message: String,
+        status_reason: SharedStr,
+        message: SharedStr,
     },
     /// No room now, and none can appear soon: no usable environment of its queue has a Ready
     /// node that could take it (where running work would free room), and none is starting a
@@ -382,9 +422,9 @@ pub enum Unplaced {
         /// The usable environments have no Ready node at all.
         no_ready_nodes: bool,
         /// The usable environments, comma-separated.
-        environments: String,
+        environments: SharedStr,
         /// The instance types they have or could have, comma-separated (for AWS's wording).
-        instance_types: String,
+        instance_types: SharedStr,
     },
 }
 
@@ -392,7 +432,7 @@ impl Unplaced {
     /// The AWS-style status reason the job shows while RUNNABLE, if any.
     pub fn status_reason(&self) -> Option<String> {
         match self {
-            Unplaced::CannotRun { status_reason, .. } => Some(status_reason.clone()),
+            Unplaced::CannotRun { status_reason, .. } => Some(status_reason.to_string()),
             Unplaced::EnvironmentsInvalid => Some(reasons::environments_invalid()),
             Unplaced::InsufficientCapacity { instance_types, .. } => {
                 Some(reasons::insufficient_instance_capacity(instance_types))
@@ -421,7 +461,7 @@ impl Unplaced {
             Unplaced::BehindStrictFifoHead { head } => {
                 format!("queue {queue:?} is strict FIFO and its head {head} does not fit yet")
             }
-            Unplaced::CannotRun { message, .. } => message.clone(),
+            Unplaced::CannotRun { message, .. } => message.to_string(),
             Unplaced::InsufficientCapacity {
                 no_ready_nodes: true,
                 environments,
@@ -991,8 +1031,9 @@ pub fn no_room_soon(
             .iter()
             .map(|&e| snapshot.environments[e].name.as_str())
             .collect::<Vec<_>>()
-            .join(", "),
-        instance_types,
+            .join(", ")
+            .into(),
+        instance_types: instance_types.into(),
     })
 }
 
@@ -1070,8 +1111,8 @@ fn request_never_runs(
         };
         return Some(Unplaced::CannotRun {
             kind: BlockedKind::NoInstanceTypeFits,
-            status_reason: reasons::job_resource_requirement(),
-            message,
+            status_reason: reasons::job_resource_requirement().into(),
+            message: message.into(),
         });
     }
     if fitting
@@ -1080,11 +1121,11 @@ fn request_never_runs(
     {
         return Some(Unplaced::CannotRun {
             kind: BlockedKind::ExceedsMaxvCpus,
-            status_reason: reasons::compute_environment_max_resource(),
+            status_reason: reasons::compute_environment_max_resource().into(),
             message: format!(
                 "requests {}m CPU per pod, more than the maxvCpus of every compute environment of queue {:?} ({env_names})",
                 request.milli_cpu, queue.name
-            ),
+            ).into(),
         });
     }
     None
@@ -1118,12 +1159,12 @@ fn gang_never_runs(
     if judged.iter().all(|e| e.spot) {
         return Some(Unplaced::CannotRun {
             kind: BlockedKind::MultiNodeOnSpot,
-            status_reason: reasons::multi_node_on_spot(),
+            status_reason: reasons::multi_node_on_spot().into(),
             message: format!(
                 "multi-node jobs do not run on SPOT compute environments, and every usable compute environment of queue {:?} ({}) is SPOT",
                 queue.name,
                 names(judged)
-            ),
+            ).into(),
         });
     }
     let mut seen = std::collections::HashSet::new();
@@ -1141,7 +1182,7 @@ fn gang_never_runs(
             return Some(Unplaced::CannotRun {
                 kind,
                 status_reason,
-                message: format!("node {i} {message}"),
+                message: format!("node {i} {message}").into(),
             });
         }
     }
@@ -1184,12 +1225,12 @@ fn gang_never_runs(
     }
     Some(Unplaced::CannotRun {
         kind: BlockedKind::GangTooLarge,
-        status_reason: reasons::gang_too_large(),
+        status_reason: reasons::gang_too_large().into(),
         message: format!(
             "the multi-node job needs {wanted} nodes, a Kubernetes node of its own for each, more than any compute environment of queue {:?} can ever hold: {}",
             queue.name,
             limits.join("; ")
-        ),
+        ).into(),
     })
 }
 

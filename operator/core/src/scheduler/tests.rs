@@ -9,7 +9,7 @@ fn placed(result: &PassResult) -> Vec<(String, Option<u32>, String, String)> {
         .iter()
         .map(|p| {
             (
-                p.job.name.clone(),
+                p.job.name.to_string(),
                 p.array_index,
                 p.environment.clone(),
                 p.node.clone().unwrap_or_default(),
@@ -22,7 +22,7 @@ fn jobs_placed(result: &PassResult) -> Vec<String> {
     result
         .placements
         .iter()
-        .map(|p| p.job.name.clone())
+        .map(|p| p.job.name.to_string())
         .collect()
 }
 
@@ -903,7 +903,7 @@ fn members_placed(result: &PassResult) -> Vec<(String, u32, String)> {
         .iter()
         .filter_map(|p| {
             Some((
-                p.job.name.clone(),
+                p.job.name.to_string(),
                 p.node_index?,
                 p.node.clone().unwrap_or_default(),
             ))

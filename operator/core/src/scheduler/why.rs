@@ -222,7 +222,7 @@ pub fn explain(snapshot: &Snapshot, result: &PassResult, w: usize) -> Explanatio
         .unwrap_or_default();
     Explanation {
         job: workload.job.to_string(),
-        queue: workload.queue.clone(),
+        queue: workload.queue.to_string(),
         request: workload.request,
         units: workload.units.count(),
         placed_now,

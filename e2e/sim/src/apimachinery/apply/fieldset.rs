@@ -72,6 +72,47 @@ impl FieldSet {
         self.children.iter()
     }
 
+    /// Adds a child node unless there is one under `pe` already (which is kept).
+    pub(crate) fn insert_child_once(&mut self, pe: String, child: FieldSet) -> bool {
+        match self.children.entry(pe) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(child);
+                true
+            }
+            std::collections::btree_map::Entry::Occupied(_) => false,
+        }
+    }
+
+    /// Adds `path` as a member and the members of `below` under it: the same set as inserting
+    /// `path` and each of `below`'s member paths prefixed with it. The empty path is ignored.
+    pub(crate) fn graft(&mut self, path: &[String], below: FieldSet) {
+        let Some((first, rest)) = path.split_first() else {
+            return;
+        };
+        if !self.children.contains_key(first) {
+            self.children.insert(first.clone(), FieldSet::default());
+        }
+        let Some(child) = self.children.get_mut(first) else {
+            return;
+        };
+        if !rest.is_empty() {
+            child.graft(rest, below);
+            return;
+        }
+        child.member = true;
+        if child.children.is_empty() {
+            child.children = below.children;
+            return;
+        }
+        for (k, c) in below.children {
+            let merged = match child.children.remove(&k) {
+                Some(mine) => mine.union(&c),
+                None => c,
+            };
+            child.children.insert(k, merged);
+        }
+    }
+
     /// No member anywhere.
     pub fn is_empty(&self) -> bool {
         self.children.values().all(|c| !c.member && c.is_empty())

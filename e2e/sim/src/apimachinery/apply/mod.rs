@@ -564,7 +564,11 @@ pub fn track_update(
 /// Entries the write does not touch (neither the manager's own entry gaining fields nor one that
 /// owns a changed or removed field) are kept as they were stored instead of being decoded and
 /// encoded again: the same JSON, since every stored entry was encoded by [`Entry::to_json`]
-/// ([`canonical_entry`] checks it; any other entry goes the decoding way, as before).
+/// ([`canonical_entry`] checks it; any other entry goes the decoding way, as before). Stored
+/// entries the write does touch are edited in place ([`fields_v1_difference`],
+/// [`fields_v1_union`]): the JSON decoding, settling and encoding them gives. A create that
+/// starts from no entries writes its one entry straight from the object
+/// ([`created_fields_v1`]): the fields comparing it with nothing gives.
 pub fn track_update_with(
     old: Option<&Value>,
     new: &mut Value,
@@ -573,6 +577,32 @@ pub fn track_update_with(
     subresource: Option<&str>,
     schema: &dyn ListTypes,
     options: &ApplyOptions,
+) {
+    track_update_impl(
+        old,
+        new,
+        manager,
+        now_rfc3339,
+        subresource,
+        schema,
+        options,
+        true,
+    );
+}
+
+/// [`track_update_with`]; `short_cuts: false` takes the general way every time (decoding every
+/// touched entry, comparing a new object with nothing): the reference the short cuts are tested
+/// against.
+#[allow(clippy::too_many_arguments)]
+fn track_update_impl(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    now_rfc3339: &str,
+    subresource: Option<&str>,
+    schema: &dyn ListTypes,
+    options: &ApplyOptions,
+    short_cuts: bool,
 ) {
     let subresource = subresource.unwrap_or_default();
     // A client may rewrite managed fields (`[{}]` clears them); none sent means "keep".
@@ -592,11 +622,31 @@ pub fn track_update_with(
         Some(Value::Array(a)) if live.is_some_and(|l| l.as_array() == Some(&a)) => a,
         _ => live.and_then(Value::as_array).cloned().unwrap_or_default(),
     };
-    let empty = json!({});
     let api_version = api_version_of(new);
     let strip = strip_set();
     let ignored = options.ignored_set();
 
+    if short_cuts && old.is_none() && source.is_empty() {
+        // A create: every field of the object is added, nobody else owns anything.
+        let fields = created_fields_v1(new, schema, strip, &ignored);
+        let entry = (!fields.is_empty()).then(|| {
+            let mut m = Map::new();
+            m.insert("manager".into(), json!(manager));
+            m.insert("operation".into(), json!(OPERATION_UPDATE));
+            m.insert("apiVersion".into(), json!(api_version));
+            m.insert("time".into(), json!(now_rfc3339));
+            m.insert("fieldsType".into(), json!(FIELDS_TYPE_V1));
+            m.insert("fieldsV1".into(), Value::Object(fields));
+            if !subresource.is_empty() {
+                m.insert("subresource".into(), json!(subresource));
+            }
+            Value::Object(m)
+        });
+        set_managed_fields(new, entry.map(|e| vec![e]));
+        return;
+    }
+
+    let empty = json!({});
     // `compare` skips managedFields itself: no copies of the objects without them.
     let mut cmp = typed::compare(old.unwrap_or(&empty), new, schema);
     cmp.added = cmp.added.difference(strip).recursive_difference(&ignored);
@@ -612,21 +662,28 @@ pub fn track_update_with(
     // "current operation" manager), then the manager's own entry takes what it changed.
     let is_me = |e: &Entry| e.same_identity(manager, OPERATION_UPDATE, &api_version, subresource);
     let mut entries: Vec<Tracked> = Vec::with_capacity(source.len() + 1);
-    for raw in source {
-        let untouched = canonical_entry(&raw) && {
+    for mut raw in source {
+        if canonical_entry(&raw) {
             let fields = raw.get("fieldsV1").and_then(Value::as_object);
-            let me = Tracked::raw_identity(&raw, manager, &api_version, subresource);
-            (!me || taken.is_empty()) && !fields.is_some_and(|f| fields_v1_intersects(f, &lost))
-        };
-        if untouched {
-            if raw
-                .get("fieldsV1")
-                .and_then(Value::as_object)
-                .is_some_and(|f| !f.is_empty())
-            {
-                entries.push(Tracked::raw(raw));
+            if fields.is_some_and(Map::is_empty) {
+                // An entry that owns nothing is dropped (decoded, it has no fields).
+                continue;
             }
-            continue;
+            let me = Tracked::raw_identity(&raw, manager, &api_version, subresource);
+            let untouched = (!me || taken.is_empty())
+                && !fields.is_some_and(|f| fields_v1_intersects(f, &lost));
+            if untouched {
+                entries.push(Tracked::raw(raw));
+                continue;
+            }
+            if short_cuts {
+                if let Some(f) = raw.get_mut("fieldsV1").and_then(Value::as_object_mut) {
+                    fields_v1_difference(f, &taken);
+                    fields_v1_difference(f, &cmp.removed);
+                }
+                entries.push(Tracked::raw(raw));
+                continue;
+            }
         }
         let Some(mut e) = Entry::from_json(&raw) else {
             continue;
@@ -638,14 +695,25 @@ pub fn track_update_with(
         entries.push(Tracked::decoded(e));
     }
     if !taken.is_empty() {
-        let mine = entries
-            .iter_mut()
-            .find(|t| matches!(&t.body, Body::Decoded(e) if is_me(e)));
+        let mine = entries.iter_mut().find(|t| match &t.body {
+            Body::Decoded(e) => is_me(e),
+            Body::Raw(v) => Tracked::raw_identity(v, manager, &api_version, subresource),
+        });
         match mine {
             Some(t) => {
-                if let Body::Decoded(me) = &mut t.body {
-                    me.fields = me.fields.union(&taken);
-                    me.time = Some(now_rfc3339.to_string());
+                match &mut t.body {
+                    Body::Decoded(me) => {
+                        me.fields = me.fields.union(&taken);
+                        me.time = Some(now_rfc3339.to_string());
+                    }
+                    Body::Raw(v) => {
+                        if let Some(f) = v.get_mut("fieldsV1").and_then(Value::as_object_mut) {
+                            fields_v1_union(f, &taken);
+                        }
+                        if let Some(m) = v.as_object_mut() {
+                            m.insert("time".into(), json!(now_rfc3339));
+                        }
+                    }
                 }
                 t.secs = seconds(&Some(now_rfc3339.to_string()));
             }
@@ -660,7 +728,10 @@ pub fn track_update_with(
         }
     }
     entries.retain(|t| match &t.body {
-        Body::Raw(_) => true,
+        Body::Raw(v) => v
+            .get("fieldsV1")
+            .and_then(Value::as_object)
+            .is_some_and(|f| !f.is_empty()),
         Body::Decoded(e) => !e.fields.is_empty(),
     });
     // Sorted as [`encode_managed_fields`] sorts (a stable sort on the same keys).
@@ -672,7 +743,19 @@ pub fn track_update_with(
             .then(pi.2.cmp(qi.2))
             .then(pi.3.cmp(qi.3))
     });
-    let Some(meta) = new.as_object_mut().map(|root| {
+    let encoded = entries
+        .into_iter()
+        .map(|t| match t.body {
+            Body::Raw(v) => v,
+            Body::Decoded(e) => e.to_json(),
+        })
+        .collect::<Vec<_>>();
+    set_managed_fields(new, (!encoded.is_empty()).then_some(encoded));
+}
+
+/// `metadata.managedFields` of `obj`: the entries, or none (the key removed).
+fn set_managed_fields(obj: &mut Value, entries: Option<Vec<Value>>) {
+    let Some(meta) = obj.as_object_mut().map(|root| {
         root.entry("metadata")
             .or_insert_with(|| Value::Object(Map::new()))
     }) else {
@@ -681,17 +764,144 @@ pub fn track_update_with(
     let Some(meta) = meta.as_object_mut() else {
         return;
     };
-    if entries.is_empty() {
-        meta.remove("managedFields");
-    } else {
-        let encoded = entries
-            .into_iter()
-            .map(|t| match t.body {
-                Body::Raw(v) => v,
-                Body::Decoded(e) => e.to_json(),
-            })
-            .collect();
-        meta.insert("managedFields".into(), Value::Array(encoded));
+    match entries {
+        None => {
+            meta.remove("managedFields");
+        }
+        Some(e) => {
+            meta.insert("managedFields".into(), Value::Array(e));
+        }
+    }
+}
+
+/// The `fieldsV1` of the fields a create adds: what [`typed::compare`] of nothing with `obj`
+/// reports as added (every node below the root but `metadata.managedFields`: object members,
+/// items of associative lists by their path elements — the first of equal ones —, atomic maps,
+/// atomic and empty lists and empty objects as leaves), less `strip` (as
+/// [`FieldSet::difference`]) and the subtrees of `ignored` (as
+/// [`FieldSet::recursive_difference`]), encoded as [`FieldSet::to_fields_v1`] encodes: built in
+/// one walk, without the field set.
+fn created_fields_v1(
+    obj: &Value,
+    types: &dyn ListTypes,
+    strip: &FieldSet,
+    ignored: &FieldSet,
+) -> Map<String, Value> {
+    let mut names = Vec::new();
+    added_children(obj, types, &mut names, Some(strip), Some(ignored))
+}
+
+/// The `fieldsV1` children of the node `v` at `names` (see [`created_fields_v1`]); `strip` and
+/// `ignored` are those sets' nodes at the same path.
+fn added_children(
+    v: &Value,
+    types: &dyn ListTypes,
+    names: &mut Vec<String>,
+    strip: Option<&FieldSet>,
+    ignored: Option<&FieldSet>,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    let child = |out: &mut Map<String, Value>,
+                 names: &mut Vec<String>,
+                 pe: String,
+                 c: &Value,
+                 name: Option<&String>| {
+        if out.contains_key(&pe) {
+            return;
+        }
+        let ign = ignored.and_then(|s| s.child(&pe));
+        if ign.is_some_and(FieldSet::is_member) {
+            return;
+        }
+        let st = strip.and_then(|s| s.child(&pe));
+        if let Some(n) = name {
+            names.push(n.clone());
+        }
+        let mut children = added_children(c, types, names, st, ign);
+        if name.is_some() {
+            names.pop();
+        }
+        let member = !st.is_some_and(FieldSet::is_member);
+        if children.is_empty() {
+            if member {
+                out.insert(pe, Value::Object(Map::new()));
+            }
+        } else {
+            if member {
+                children.insert(".".into(), Value::Object(Map::new()));
+            }
+            out.insert(pe, Value::Object(children));
+        }
+    };
+    match v {
+        Value::Object(map) => {
+            if map.is_empty() || (!names.is_empty() && types.map_is_atomic(names)) {
+                return out;
+            }
+            let in_metadata = matches!(names.as_slice(), [m] if m == "metadata");
+            for (k, c) in map {
+                if in_metadata && k == "managedFields" {
+                    continue;
+                }
+                child(&mut out, names, typed::field_pe(k), c, Some(k));
+            }
+        }
+        Value::Array(items) => {
+            if items.is_empty() {
+                return out;
+            }
+            let lt = types.list_type(names);
+            if lt == ListType::Atomic {
+                return out;
+            }
+            for (i, item) in items.iter().enumerate() {
+                child(&mut out, names, typed::item_pe(&lt, item, i), item, None);
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// Removes the members of `set` from the `fieldsV1` node `raw` (in stored form) in place: the
+/// encoding of `FieldSet::from_fields_v1(raw).difference(set)`.
+fn fields_v1_difference(raw: &mut Map<String, Value>, set: &FieldSet) {
+    for (k, c) in set.children() {
+        let Some(Value::Object(node)) = raw.get_mut(k) else {
+            continue;
+        };
+        let member = (node.is_empty() || node.contains_key(".")) && !c.is_member();
+        fields_v1_difference(node, c);
+        let has_children = node.keys().any(|k| k != ".");
+        if !has_children && !member {
+            raw.remove(k);
+        } else if !has_children || !member {
+            node.remove(".");
+        } else {
+            node.insert(".".into(), Value::Object(Map::new()));
+        }
+    }
+}
+
+/// Adds the members of `set` to the `fieldsV1` node `raw` (in stored form) in place: the
+/// encoding of `FieldSet::from_fields_v1(raw).union(set)`.
+fn fields_v1_union(raw: &mut Map<String, Value>, set: &FieldSet) {
+    for (k, c) in set.children() {
+        match raw.get_mut(k) {
+            Some(Value::Object(node)) => {
+                let member = node.is_empty() || node.contains_key(".") || c.is_member();
+                fields_v1_union(node, c);
+                let has_children = node.keys().any(|k| k != ".");
+                if has_children && member {
+                    node.insert(".".into(), Value::Object(Map::new()));
+                } else {
+                    node.remove(".");
+                }
+            }
+            _ => {
+                raw.insert(k.clone(), c.to_fields_v1());
+            }
+        }
     }
 }
 

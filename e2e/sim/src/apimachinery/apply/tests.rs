@@ -827,3 +827,312 @@ fn the_stored_form_check_accepts_only_what_encoding_writes() {
         );
     }
 }
+
+/// Runs a write with the short cuts and the general way ([`track_update_impl`]) and through the
+/// reference bookkeeping; asserts all three write the same object and returns it.
+fn tracked_all(
+    old: Option<&Value>,
+    new: &Value,
+    manager: &str,
+    now: &str,
+    subresource: Option<&str>,
+    schema: &dyn ListTypes,
+    opts: &ApplyOptions,
+) -> Value {
+    let mut short = new.clone();
+    track_update_impl(
+        old,
+        &mut short,
+        manager,
+        now,
+        subresource,
+        schema,
+        opts,
+        true,
+    );
+    let mut general = new.clone();
+    track_update_impl(
+        old,
+        &mut general,
+        manager,
+        now,
+        subresource,
+        schema,
+        opts,
+        false,
+    );
+    let mut reference = new.clone();
+    track_update_reference(old, &mut reference, manager, now, subresource, schema, opts);
+    assert_eq!(
+        short["metadata"]["managedFields"], general["metadata"]["managedFields"],
+        "short cuts vs the general way, {manager} {subresource:?}"
+    );
+    assert_eq!(short, general);
+    assert_eq!(short, reference, "vs the reference bookkeeping");
+    // Byte for byte, too (what the store keeps).
+    assert_eq!(
+        serde_json::to_vec(&short).unwrap(),
+        serde_json::to_vec(&general).unwrap()
+    );
+    short
+}
+
+fn job_crd_schema() -> CompiledSchema {
+    let crd: Value = serde_yaml::from_str(include_str!(
+        "../../../../../config/crd/bases/batch.barge.dev_jobs.yaml"
+    ))
+    .expect("Job CRD");
+    CompiledSchema::new(&crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+        .expect("Job schema")
+}
+
+/// Objects whose shapes exercise every rule of the create short cut: empty objects and lists,
+/// nulls, associative lists (map lists with defaulted keys, sets, duplicates), atomic lists,
+/// `map[string]X` maps, server-owned metadata, managedFields sent along, type meta only.
+fn shapes() -> Vec<Value> {
+    let mut pod = child_pod();
+    pod["spec"]["containers"][0]["ports"] = json!([
+        {"containerPort": 80}, {"containerPort": 80, "protocol": "UDP"}, {"containerPort": 80}]);
+    pod["spec"]["containers"][0]["command"] = json!(["sh", "-c", "true"]);
+    pod["spec"]["tolerations"] =
+        json!([{"key": "a", "operator": "Exists"}, {"key": "a", "operator": "Exists"}]);
+    pod["spec"]["nodeSelector"] = json!({});
+    pod["spec"]["volumes"] = json!([]);
+    pod["spec"]["affinity"] = Value::Null;
+    pod["spec"]["securityContext"] = json!({});
+    pod["metadata"]["finalizers"] = json!(["a", "b", "a"]);
+    pod["metadata"]["uid"] = json!("u");
+    pod["metadata"]["resourceVersion"] = json!("7");
+    pod["metadata"]["creationTimestamp"] = json!(T0);
+    pod["metadata"]["generation"] = json!(1);
+    pod["metadata"]["annotations"] = json!({"x": "y", "empty": ""});
+    let mut with_sent = child_pod();
+    with_sent["metadata"]["managedFields"] = json!([]);
+    let job = json!({"apiVersion": "batch.barge.dev/v1alpha1", "kind": "Job",
+        "metadata": {"name": "j", "namespace": "default", "labels": {"bench": "jobs"}},
+        "spec": {"jobQueue": "q", "jobDefinition": "d:1", "shareIdentifier": "teamA",
+            "parameters": {"seconds": "0"},
+            "containerOverrides": {"resourceRequirements": [
+                {"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}],
+                "environment": [{"name": "A", "value": "1"}]},
+            "retryStrategy": {"attempts": 2, "evaluateOnExit": [{"action": "RETRY", "onExitCode": "1*"}]},
+            "timeout": {"attemptDurationSeconds": 600},
+            "dependsOn": [{"jobName": "other"}, {"jobName": "other"}],
+            "tags": {"team": "a"}},
+        "status": {"status": "SUBMITTED", "statusReason": "x"}});
+    vec![
+        child_pod(),
+        pod,
+        with_sent,
+        job,
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap"}),
+        json!({}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {}},
+            "data": {"a": "1", "b": ""}, "binaryData": {}, "immutable": false}),
+        json!({"metadata": {"name": "n", "namespace": "ns", "selfLink": "x", "clusterName": "c"},
+            "a": {"b": {"c": [1, 2, {"d": null}]}}, "e": [[1], []], "f": null}),
+    ]
+}
+
+#[test]
+fn a_create_writes_the_fields_the_general_way_writes() {
+    let pod = builtin_kind("", "Pod").unwrap();
+    let cm = builtin_kind("", "ConfigMap").unwrap();
+    let job = job_crd_schema();
+    let schemas: [&dyn ListTypes; 5] = [&pod, &cm, &deployment_kind(), &job, &Untyped];
+    let mut entries_written = 0;
+    for obj in shapes() {
+        for schema in schemas {
+            for sub in [None, Some("status")] {
+                for has_status in [true, false] {
+                    let opts = ApplyOptions::reset_fields(sub, has_status);
+                    let out = tracked_all(None, &obj, "barge", T0, sub, schema, &opts);
+                    entries_written += entries(&out).len();
+                }
+            }
+            let none = ApplyOptions::default();
+            tracked_all(None, &obj, "barge", T0, None, schema, &none);
+        }
+    }
+    assert!(entries_written > 100, "{entries_written}");
+    // An object with nothing to own gets no entry.
+    let out = tracked_all(
+        None,
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}),
+        "m",
+        T0,
+        None,
+        &cm,
+        &ApplyOptions::default(),
+    );
+    assert!(out["metadata"].get("managedFields").is_none());
+}
+
+#[test]
+fn touched_entries_edited_in_place_equal_decoded_ones() {
+    let pod = builtin_kind("", "Pod").unwrap();
+    let main = ApplyOptions::reset_fields(None, true);
+    let status = ApplyOptions::reset_fields(Some("status"), true);
+    // A child pod's life with a second manager owning some of the operator's fields.
+    let created = tracked_all(None, &child_pod(), "barge", T0, None, &pod, &main);
+    let running = tracked_all(
+        Some(&created),
+        &with_status(&created, kubelet_status("Running", "True", T0)),
+        "barge-sim-kubelet",
+        T1,
+        Some("status"),
+        &pod,
+        &status,
+    );
+    let succeeded = tracked_all(
+        Some(&running),
+        &with_status(&running, kubelet_status("Succeeded", "False", T2)),
+        "barge-sim-kubelet",
+        T2,
+        Some("status"),
+        &pod,
+        &status,
+    );
+    // The kubelet drops a condition and the pod IP: its entry loses them (in place).
+    let mut fewer = kubelet_status("Succeeded", "False", T2);
+    fewer.as_object_mut().unwrap().remove("podIP");
+    fewer["conditions"].as_array_mut().unwrap().remove(0);
+    let fewer = tracked_all(
+        Some(&succeeded),
+        &with_status(&succeeded, fewer),
+        "barge-sim-kubelet",
+        T2,
+        Some("status"),
+        &pod,
+        &status,
+    );
+    // The operator's release: its own entry loses the finalizer, gains a label.
+    let mut released = fewer.clone();
+    released["metadata"]["finalizers"] = json!([]);
+    released["metadata"]["labels"]["batch.barge.dev/disposable"] = json!("true");
+    let released = tracked_all(Some(&fewer), &released, "barge", T2, None, &pod, &main);
+    // Another manager changes the operator's fields: they leave its entry (in place), a field
+    // whose removal empties a node of it removes the node.
+    let mut edited = released.clone();
+    edited["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("batch.barge.dev/job-name");
+    edited["spec"]["containers"][0]["env"] = json!([{"name": "A", "value": "9"}]);
+    edited["spec"]["containers"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("resources");
+    let edited = tracked_all(Some(&released), &edited, "kubectl", T2, None, &pod, &main);
+    // The operator writes every field back: it takes them again, kubectl keeps the rest.
+    let mut back = edited.clone();
+    back["metadata"]["labels"]["batch.barge.dev/job-name"] = json!("a");
+    back["spec"]["containers"][0]["env"] = child_pod()["spec"]["containers"][0]["env"].clone();
+    back["spec"]["containers"][0]["resources"] = json!({"requests": {"cpu": "1"}});
+    let back = tracked_all(Some(&edited), &back, "barge", T2, None, &pod, &main);
+    // Everything removed: every entry owning only those fields goes.
+    let mut bare = back.clone();
+    bare["spec"] = json!({});
+    bare["metadata"].as_object_mut().unwrap().remove("labels");
+    tracked_all(Some(&back), &bare, "kubectl", T2, None, &pod, &main);
+    // A Job: the operator's status writes and a spec edit, with the CRD's list types.
+    let job = job_crd_schema();
+    let mut j = shapes()[3].clone();
+    j.as_object_mut().unwrap().remove("status");
+    let j1 = tracked_all(None, &j, "barge", T0, None, &job, &main);
+    let mut s = j1.clone();
+    s["status"] =
+        json!({"status": "RUNNABLE", "statusReason": "r", "attempts": [{"startedAt": 1}]});
+    let j2 = tracked_all(Some(&j1), &s, "barge", T1, Some("status"), &job, &status);
+    let mut s2 = j2.clone();
+    s2["status"] = json!({"status": "RUNNING", "attempts": [{"startedAt": 1}, {"startedAt": 2}]});
+    let j3 = tracked_all(Some(&j2), &s2, "barge", T2, Some("status"), &job, &status);
+    let mut spec = j3.clone();
+    spec["spec"]["dependsOn"] = json!([{"jobName": "third"}]);
+    spec["spec"]["containerOverrides"]["resourceRequirements"][0]["value"] = json!("2");
+    let j4 = tracked_all(Some(&j3), &spec, "editor", T2, None, &job, &main);
+    tracked_all(Some(&j4), &j3, "barge", T2, None, &job, &main);
+}
+
+/// A small deterministic generator of field sets over a few path elements.
+fn random_set(rng: &mut fastrand::Rng, depth: usize) -> FieldSet {
+    let pes = ["f:a", "f:b", "f:c", "k:{\"name\":\"x\"}", "v:\"y\"", "i:0"];
+    let mut set = FieldSet::new();
+    for _ in 0..rng.usize(0..8) {
+        let len = rng.usize(1..=depth);
+        let path: Vec<String> = (0..len)
+            .map(|_| pes[rng.usize(..pes.len())].to_string())
+            .collect();
+        set.insert(&path);
+    }
+    set
+}
+
+#[test]
+fn fields_v1_edited_in_place_equal_the_set_operations() {
+    let mut rng = fastrand::Rng::with_seed(14);
+    let mut changed = 0;
+    for _ in 0..3000 {
+        let stored = random_set(&mut rng, 4);
+        let other = random_set(&mut rng, 4);
+        let raw = stored.to_fields_v1();
+        assert!(
+            canonical_entry(
+                &json!({"manager": "m", "operation": "Update", "apiVersion": "v1",
+            "fieldsType": "FieldsV1", "fieldsV1": raw})
+            ),
+            "{raw}"
+        );
+        let mut diff = raw.as_object().unwrap().clone();
+        fields_v1_difference(&mut diff, &other);
+        assert_eq!(
+            Value::Object(diff),
+            stored.difference(&other).to_fields_v1(),
+            "{raw} - {}",
+            other.to_fields_v1()
+        );
+        let mut union = raw.as_object().unwrap().clone();
+        fields_v1_union(&mut union, &other);
+        assert_eq!(
+            Value::Object(union),
+            stored.union(&other).to_fields_v1(),
+            "{raw} + {}",
+            other.to_fields_v1()
+        );
+        if stored.difference(&other) != stored {
+            changed += 1;
+        }
+    }
+    assert!(changed > 200, "{changed}");
+}
+
+#[test]
+fn one_sided_subtrees_compare_as_leaf_by_leaf() {
+    let pod = builtin_kind("", "Pod").unwrap();
+    let job = job_crd_schema();
+    let schemas: [&dyn ListTypes; 4] = [&pod, &deployment_kind(), &job, &Untyped];
+    let mut objects = shapes();
+    objects.push(with_status(
+        &child_pod(),
+        kubelet_status("Running", "True", T0),
+    ));
+    objects.push(with_status(
+        &child_pod(),
+        kubelet_status("Succeeded", "False", T1),
+    ));
+    let mut members = 0;
+    for lhs in &objects {
+        for rhs in &objects {
+            for schema in schemas {
+                let fast = typed::compare_with(lhs, rhs, schema, true);
+                let reference = typed::compare_with(lhs, rhs, schema, false);
+                assert_eq!(fast.added, reference.added, "added {lhs} -> {rhs}");
+                assert_eq!(fast.modified, reference.modified, "modified {lhs} -> {rhs}");
+                assert_eq!(fast.removed, reference.removed, "removed {lhs} -> {rhs}");
+                members += fast.added.paths().len() + fast.removed.paths().len();
+            }
+        }
+    }
+    assert!(members > 1000, "{members}");
+}

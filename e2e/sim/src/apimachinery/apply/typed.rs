@@ -45,6 +45,9 @@ struct Walk<'a> {
     types: &'a dyn ListTypes,
     names: Vec<String>,
     pes: Vec<String>,
+    /// [`compare`] builds the set of a subtree only one side has in one go ([`one_sided`]);
+    /// false: leaf by leaf, the reference it is tested against.
+    whole_subtrees: bool,
 }
 
 impl<'a> Walk<'a> {
@@ -53,6 +56,7 @@ impl<'a> Walk<'a> {
             types,
             names: Vec::new(),
             pes: Vec::new(),
+            whole_subtrees: true,
         }
     }
 
@@ -240,10 +244,61 @@ pub(crate) struct Comparison {
 /// `Compare` of two objects; `metadata.managedFields` is skipped (it is never owned), so callers
 /// need not copy the objects without it.
 pub(crate) fn compare(lhs: &Value, rhs: &Value, types: &dyn ListTypes) -> Comparison {
+    compare_with(lhs, rhs, types, true)
+}
+
+/// [`compare`]; `whole_subtrees: false` walks a one-sided subtree leaf by leaf (the reference).
+pub(crate) fn compare_with(
+    lhs: &Value,
+    rhs: &Value,
+    types: &dyn ListTypes,
+    whole_subtrees: bool,
+) -> Comparison {
     let mut c = Comparison::default();
     let mut w = Walk::new(types);
+    w.whole_subtrees = whole_subtrees;
     compare_walk(&mut w, Some(lhs), Some(rhs), &mut c);
     c
+}
+
+/// The members below a node only one side of a comparison has (`v`, at the walk's path), as
+/// [`compare_walk`] finds them with nothing on the other side: every object member (but
+/// `metadata.managedFields`), every item of an associative list (the first of equal path
+/// elements); atomic maps, atomic or empty lists and empty objects have none.
+fn one_sided(w: &mut Walk<'_>, v: &Value) -> FieldSet {
+    let mut set = FieldSet::new();
+    match v {
+        Value::Object(map) if !map.is_empty() && !w.map_atomic() => {
+            let in_metadata = matches!(w.names.as_slice(), [m] if m == "metadata");
+            for (k, child) in map {
+                if in_metadata && k == "managedFields" {
+                    continue;
+                }
+                w.names.push(k.clone());
+                let mut below = one_sided(w, child);
+                w.names.pop();
+                below.set_member(true);
+                set.insert_child_once(field_pe(k), below);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            let lt = w.list_type();
+            if lt == ListType::Atomic {
+                return set;
+            }
+            for (i, item) in items.iter().enumerate() {
+                let pe = item_pe(&lt, item, i);
+                if set.child(&pe).is_some() {
+                    continue;
+                }
+                let mut below = one_sided(w, item);
+                below.set_member(true);
+                set.insert_child_once(pe, below);
+            }
+        }
+        _ => {}
+    }
+    set
 }
 
 fn empty_container(v: Option<&Value>) -> bool {
@@ -265,6 +320,21 @@ fn leaf(w: &Walk<'_>, lhs: Option<&Value>, rhs: Option<&Value>, c: &mut Comparis
 }
 
 fn compare_walk(w: &mut Walk<'_>, lhs: Option<&Value>, rhs: Option<&Value>, c: &mut Comparison) {
+    if w.whole_subtrees && !w.pes.is_empty() {
+        match (lhs, rhs) {
+            (None, Some(v)) => {
+                let below = one_sided(w, v);
+                c.added.graft(&w.pes, below);
+                return;
+            }
+            (Some(v), None) => {
+                let below = one_sided(w, v);
+                c.removed.graft(&w.pes, below);
+                return;
+            }
+            _ => {}
+        }
+    }
     let is_obj = |v: Option<&Value>| v.is_none_or(|v| v.is_object() || v.is_null());
     let is_arr = |v: Option<&Value>| v.is_none_or(|v| v.is_array() || v.is_null());
     let any_obj = lhs.is_some_and(Value::is_object) || rhs.is_some_and(Value::is_object);

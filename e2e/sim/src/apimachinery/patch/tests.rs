@@ -492,3 +492,41 @@ fn unsupported_media_type_for_custom_resources() {
         .unwrap()
         .contains(APPLY_PATCH_CONTENT_TYPE));
 }
+
+#[test]
+fn json_patch_of_a_given_up_document_equals_the_atomic_one() {
+    let patches = [
+        json!([
+            {"op": "test", "path": "/metadata/finalizers/0", "value": "batch.barge.dev/attempt-result"},
+            {"op": "remove", "path": "/metadata/finalizers/0"},
+            {"op": "add", "path": "/metadata/labels/batch.barge.dev~1disposable", "value": "true"}
+        ]),
+        json!([
+            {"op": "test", "path": "/metadata/missing", "value": null},
+            {"op": "add", "path": "/metadata/missing", "value": ["x"]},
+            {"op": "test", "path": "/metadata/missing", "value": null}
+        ]),
+        json!([
+            {"op": "replace", "path": "/spec/containers/0/image", "value": "alpine"},
+            {"op": "test", "path": "/metadata/name", "value": "other"}
+        ]),
+        json!([{"op": "remove", "path": "/spec/missing"}]),
+        json!([{"op": "move", "from": "/spec/tolerations", "path": "/spec/t2"},
+               {"op": "copy", "from": "/spec/t2", "path": "/spec/t3"}]),
+        json!({"op": "add"}),
+        json!([{"op": "frobnicate", "path": "/a"}]),
+        json!([]),
+    ];
+    for p in patches {
+        let mut atomic = pod();
+        let a = json_patch(&mut atomic, &p).map(|()| atomic);
+        let owned = json_patch_owned(pod(), &p);
+        match (a, owned) {
+            (Ok(a), Ok(o)) => assert_eq!(a, o, "{p}"),
+            (Err(a), Err(o)) => {
+                assert_eq!(a.to_status(), o.to_status(), "{p}");
+            }
+            (a, o) => panic!("{p}: {a:?} vs {o:?}"),
+        }
+    }
+}

@@ -21,6 +21,18 @@ impl FieldSet {
 
     /// Adds a path (a sequence of path elements). The empty path is ignored.
     pub fn insert(&mut self, path: &[String]) {
+        self.at_first(path, |child, rest| {
+            if rest.is_empty() {
+                child.member = true;
+            } else {
+                child.insert(rest);
+            }
+        });
+    }
+
+    /// Calls `then` with the child under `path`'s first element (made if missing) and the rest
+    /// of `path`. The empty path is ignored.
+    fn at_first(&mut self, path: &[String], then: impl FnOnce(&mut FieldSet, &[String])) {
         let Some((first, rest)) = path.split_first() else {
             return;
         };
@@ -28,13 +40,8 @@ impl FieldSet {
         if !self.children.contains_key(first) {
             self.children.insert(first.clone(), FieldSet::default());
         }
-        let Some(child) = self.children.get_mut(first) else {
-            return;
-        };
-        if rest.is_empty() {
-            child.member = true;
-        } else {
-            child.insert(rest);
+        if let Some(child) = self.children.get_mut(first) {
+            then(child, rest);
         }
     }
 
@@ -86,31 +93,24 @@ impl FieldSet {
     /// Adds `path` as a member and the members of `below` under it: the same set as inserting
     /// `path` and each of `below`'s member paths prefixed with it. The empty path is ignored.
     pub(crate) fn graft(&mut self, path: &[String], below: FieldSet) {
-        let Some((first, rest)) = path.split_first() else {
-            return;
-        };
-        if !self.children.contains_key(first) {
-            self.children.insert(first.clone(), FieldSet::default());
-        }
-        let Some(child) = self.children.get_mut(first) else {
-            return;
-        };
-        if !rest.is_empty() {
-            child.graft(rest, below);
-            return;
-        }
-        child.member = true;
-        if child.children.is_empty() {
-            child.children = below.children;
-            return;
-        }
-        for (k, c) in below.children {
-            let merged = match child.children.remove(&k) {
-                Some(mine) => mine.union(&c),
-                None => c,
-            };
-            child.children.insert(k, merged);
-        }
+        self.at_first(path, |child, rest| {
+            if !rest.is_empty() {
+                child.graft(rest, below);
+                return;
+            }
+            child.member = true;
+            if child.children.is_empty() {
+                child.children = below.children;
+                return;
+            }
+            for (k, c) in below.children {
+                let merged = match child.children.remove(&k) {
+                    Some(mine) => mine.union(&c),
+                    None => c,
+                };
+                child.children.insert(k, merged);
+            }
+        });
     }
 
     /// No member anywhere.

@@ -1384,3 +1384,121 @@ async fn a_burst_through_a_gate_of_two_requests_runs_every_job() {
     }
     env.finish().await;
 }
+
+/// How long a test leaves the operator idle: many scheduler ticks (100 ms here), so that the
+/// loop has long settled on passes that find nothing changed and decide nothing anew
+/// (`scheduler/unchanged.rs`).
+const IDLE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Placed "promptly" after what held a job back changed: a few passes, not a timer's period.
+const PROMPTLY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A pass that writes the queues' status decides in full (every 5 s by default): without
+/// them, only the inputs a test changes make a pass decide.
+const NO_QUEUE_STATUS_ROUNDS: &str = "--queue-status-interval-ms=600000";
+
+/// Waits until `name` is RUNNABLE with a Schedulable=False condition whose message has `says`.
+async fn wait_blocked(env: &E2e, name: &str, says: &str) {
+    env.wait_for(&env.jobs(), name, says, |j| {
+        j.status.as_ref().is_some_and(|s| {
+            s.status == Some(JobStatus::Runnable)
+                && s.conditions.iter().any(|c| {
+                    c.type_ == "Schedulable" && c.status == "False" && c.message.contains(says)
+                })
+        })
+    })
+    .await;
+}
+
+/// The scheduler leaves a pass out when nothing it reads changed since one that placed
+/// nothing: a job blocked by its DISABLED queue on an idle operator runs as soon as the queue
+/// is enabled (a queue change is one of the pass's inputs).
+#[tokio::test]
+async fn an_idle_operator_places_a_blocked_job_as_soon_as_its_queue_is_enabled() {
+    let env = E2e::start_with(
+        "idle-queue",
+        Options::scripted().flag(NO_QUEUE_STATUS_ROUNDS),
+    )
+    .await;
+    // The environment is DISABLED until the job is RUNNABLE (a DISABLED queue takes no new job).
+    let environment = compute_environment("ce", 4);
+    let queue = job_queue("q", 10, &["ce"]);
+    env.apply(&format!(
+        "{}{queue}",
+        environment.replace("state: ENABLED", "state: DISABLED"),
+    ))
+    .await;
+    env.wait_compute_environment("${NS}-ce", 2).await;
+    env.apply(&job_definition("tiny", "exit 0", &[], "1", ""))
+        .await;
+    env.apply(&job("waits", "q", "tiny", &scripted_tags("0", 0)))
+        .await;
+    wait_blocked(&env, "waits", "DISABLED").await;
+    env.apply(&queue.replace("state: ENABLED", "state: DISABLED"))
+        .await;
+    env.apply(&environment).await;
+    wait_blocked(&env, "waits", "queue").await;
+    tokio::time::sleep(IDLE).await;
+    assert_eq!(
+        status_of(&env.jobs().get("waits").await.expect("job")),
+        Some(JobStatus::Runnable),
+        "nothing places a job of a DISABLED queue"
+    );
+
+    env.apply(&queue).await;
+    let enabled = std::time::Instant::now();
+    env.wait_job_reached("waits", JobStatus::Starting).await;
+    assert!(
+        enabled.elapsed() < PROMPTLY,
+        "placed {:?} after its queue was enabled",
+        enabled.elapsed()
+    );
+    env.wait_job("waits", JobStatus::Succeeded).await;
+    env.finish().await;
+}
+
+/// A job whose pod creates were refused backs off; once the API server accepts pods again its
+/// next try comes when its backoff ends, although nothing else changes: the end of a backoff is
+/// one of the scheduler's inputs (the job controller would only look again when the attempt is
+/// given up, minutes later here).
+#[tokio::test]
+async fn an_idle_operator_tries_a_refused_create_again_when_its_backoff_ends() {
+    if support::skip_on_real_cluster(
+        "an_idle_operator_tries_a_refused_create_again_when_its_backoff_ends",
+    ) {
+        return;
+    }
+    let env = E2e::start_with(
+        "idle-refused",
+        Options::scripted()
+            .flag("--pod-create-give-up-seconds=600")
+            .flag(NO_QUEUE_STATUS_ROUNDS),
+    )
+    .await;
+    one_queue(&env, 4).await;
+    let sim = env.sim_cluster().expect("simulated cluster");
+    sim.faults().set(barge_sim::apiserver::faults::FaultConfig {
+        error_rate: 1.0,
+        error_codes: vec![403],
+        verbs: vec!["create".into()],
+        resources: vec!["pods".into()],
+        ..Default::default()
+    });
+    env.apply(&job_definition("tiny", "exit 0", &[], "1", ""))
+        .await;
+    env.apply(&job("refused", "q", "tiny", &scripted_tags("0", 0)))
+        .await;
+    // The backoff doubles from 1 s with each refusal: after the third, the next try is 4 s
+    // away, and nothing else happens meanwhile.
+    wait_blocked(&env, "refused", "refused 3 time(s)").await;
+    sim.faults().clear();
+    let cleared = std::time::Instant::now();
+    env.wait_job_reached("refused", JobStatus::Starting).await;
+    assert!(
+        cleared.elapsed() < PROMPTLY,
+        "tried again {:?} after pods were accepted again",
+        cleared.elapsed()
+    );
+    env.wait_job("refused", JobStatus::Succeeded).await;
+    env.finish().await;
+}

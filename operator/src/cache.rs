@@ -109,6 +109,8 @@ impl<K: Resource + Send + Sync, Key: Eq + std::hash::Hash + Clone + Send + Sync>
 pub struct Feed<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> {
     store: Store<K>,
     subscribers: Mutex<Vec<mpsc::UnboundedSender<Arc<K>>>>,
+    /// Events applied so far (see [`Feed::changes`]).
+    changes: std::sync::atomic::AtomicU64,
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Feed<K> {
@@ -116,7 +118,20 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Feed<K> {
         Self {
             store,
             subscribers: Mutex::new(Vec::new()),
+            changes: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// How many events of the kind were applied, counted once each has reached the store, its
+    /// indexes and the raw sinks (the pod usage): a reader that sees the count unchanged since
+    /// it last read the kind has missed no change (the scheduler's idle passes rest on it).
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// A stream of every object of the kind that changes from now on (deleted ones included),
@@ -265,6 +280,8 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Sink<K> {
             sink.apply(&event);
         }
         let Some(event) = self.filtered(event) else {
+            drop(applying);
+            self.feed.changed();
             return;
         };
         let vanished = match &event {
@@ -288,6 +305,7 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Sink<K> {
             index.apply_after(&event, previous.as_deref());
         }
         drop(applying);
+        self.feed.changed();
         match event {
             watcher::Event::Apply(obj) => {
                 let cached = self.store.get(&ObjectRef::from_obj(&obj));
@@ -1380,6 +1398,23 @@ impl Caches {
         Ok(())
     }
 
+    /// Events applied so far to the kinds a scheduling pass reads (jobs, queues, compute
+    /// environments, scheduling policies, pods and the pod usage, nodes, namespaces): a sum of
+    /// counters that only grow, so it is unchanged only when none of them changed.
+    pub fn scheduling_changes(&self) -> u64 {
+        [
+            self.jobs_feed.changes(),
+            self.queues_feed.changes(),
+            self.compute_environments_feed.changes(),
+            self.scheduling_policies_feed.changes(),
+            self.pods_feed.changes(),
+            self.nodes_feed.changes(),
+            self.namespaces_feed.changes(),
+        ]
+        .iter()
+        .fold(0u64, |sum, n| sum.wrapping_add(*n))
+    }
+
     // -- lookups used by the controllers -------------------------------------------------------
 
     /// The Barge pods of the job with `uid`, in name order.
@@ -2132,6 +2167,37 @@ mod tests {
         assert!(caches.pods.state().is_empty());
         assert!(caches.pods_of_job("ns", "uid-1").is_empty());
         assert_eq!(caches.usage.pods_on("n"), 0);
+    }
+
+    #[test]
+    fn every_pod_event_counts_as_a_change_once_the_usage_and_the_store_have_it() {
+        let (caches, mut sinks) = Caches::new();
+        let c = || vec![container(&[("cpu", "1")], &[])];
+        let before = caches.scheduling_changes();
+        // Not Barge's: left out of the store, but its requests go into the usage.
+        sinks
+            .pods
+            .apply(watcher::Event::Apply(crate::cache::Shared::from(pod(
+                "theirs",
+                Some("n"),
+                "Running",
+                false,
+                c(),
+            ))));
+        let after_foreign = caches.scheduling_changes();
+        assert!(after_foreign > before, "the usage changed");
+        assert_eq!(caches.usage.pods_on("n"), 1);
+        sinks
+            .pods
+            .apply(watcher::Event::Apply(crate::cache::Shared::from(pod(
+                "mine",
+                Some("n"),
+                "Running",
+                true,
+                c(),
+            ))));
+        assert!(caches.scheduling_changes() > after_foreign);
+        assert_eq!(caches.pods.state().len(), 1);
     }
 
     #[test]

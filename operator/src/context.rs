@@ -353,20 +353,46 @@ impl Verdicts {
 }
 
 /// What the scheduler may place for one job, as the job controller last published it.
-#[derive(Clone, Debug)]
+///
+/// What only this job has (uid, FIFO position, work) is inline; the rest — what its pods ask
+/// for and how it is ordered, the same for every job submitted from one template — is an
+/// [`EntryShape`] the book shares between entries ([`RunnableBook::publish`]), read through
+/// `Deref` (`entry.request`, `entry.queue`, …).
+#[derive(Clone, Debug, PartialEq)]
 pub struct RunnableEntry {
     /// The job's uid (a re-created job of the same name is another job); the verdicts share it.
     pub uid: SharedStr,
-    /// Interned (`cache::intern`): one copy per queue, not per entry.
-    pub queue: Arc<str>,
     /// The job's `createdAt` (FIFO order).
     pub submitted_at_ms: i64,
     /// The job's `status.submissionOrder` (FIFO order within one `createdAt` second).
     pub submission_order: i64,
+    pub work: RunnableWork,
+    pub shape: Arc<EntryShape>,
+}
+
+impl std::ops::Deref for RunnableEntry {
+    type Target = EntryShape;
+
+    fn deref(&self) -> &EntryShape {
+        &self.shape
+    }
+}
+
+/// Changing a field of the shape gives this entry its own copy (the shared one is unchanged).
+impl std::ops::DerefMut for RunnableEntry {
+    fn deref_mut(&mut self) -> &mut EntryShape {
+        Arc::make_mut(&mut self.shape)
+    }
+}
+
+/// The part of a [`RunnableEntry`] that jobs of one template have in common.
+#[derive(Clone, Debug)]
+pub struct EntryShape {
+    /// Interned (`cache::intern`): one copy per queue, not per entry.
+    pub queue: Arc<str>,
     /// What one pod of the job asks for.
     pub request: Resources,
     pub constraints: Constraints,
-    pub work: RunnableWork,
     /// The definition revision the pods run.
     pub definition: Arc<ResolvedDefinition>,
     pub array_size: Option<u32>,
@@ -377,6 +403,22 @@ pub struct RunnableEntry {
     pub share: Option<Arc<str>>,
     /// `schedulingPriorityOverride`, else the definition's `schedulingPriority`, else 0.
     pub priority: i32,
+}
+
+/// Equal shapes: the definition compared by identity first (a revision is one shared
+/// allocation; comparing its spec for every publish would cost more than the sharing saves).
+impl PartialEq for EntryShape {
+    fn eq(&self, other: &Self) -> bool {
+        self.queue == other.queue
+            && self.request == other.request
+            && self.constraints == other.constraints
+            && (Arc::ptr_eq(&self.definition, &other.definition)
+                || self.definition == other.definition)
+            && self.array_size == other.array_size
+            && self.gang == other.gang
+            && self.share == other.share
+            && self.priority == other.priority
+    }
 }
 
 impl RunnableEntry {
@@ -422,28 +464,53 @@ impl RunnableEntry {
 #[derive(Default)]
 pub struct RunnableBook {
     inner: RwLock<HashMap<JobKey, Arc<RunnableEntry>>>,
+    /// The shape published last, which the next equal one shares (see `share_shape`).
+    last_shape: Mutex<Option<Arc<EntryShape>>>,
+    /// Changes so far (see [`RunnableBook::changes`]).
+    changes: std::sync::atomic::AtomicU64,
 }
 
 impl RunnableBook {
     /// Publishes `entry` for `job`, replacing what was there; returns whether its work changed.
     pub fn publish(&self, job: JobKey, mut entry: RunnableEntry) -> bool {
         let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        self.share_shape(&mut entry, map.get(&job).map(|old| &old.shape));
         match map.get_mut(&job) {
             Some(old) => {
                 let same_job = old.uid == entry.uid;
                 let changed = !same_job || old.work != entry.work;
+                let differs = **old != entry;
                 if same_job {
                     entry.uid = old.uid.clone();
                 }
                 *old = Arc::new(entry);
+                if differs {
+                    self.changed();
+                }
                 changed
             }
             None => {
                 let namespace = SharedStr::from(crate::cache::intern(&job.namespace));
                 map.insert(JobKey::shared(namespace, job.name), Arc::new(entry));
+                self.changed();
                 true
             }
         }
+    }
+
+    /// Gives `entry` the shape its job's previous entry or the entry published last has, when
+    /// equal (jobs of one template are published one after another): one shared allocation
+    /// for a whole burst, not one per job. Called under the book's write lock.
+    fn share_shape(&self, entry: &mut RunnableEntry, previous: Option<&Arc<EntryShape>>) {
+        let mut last = self.last_shape.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(shared) = previous
+            .into_iter()
+            .chain(last.as_ref())
+            .find(|s| Arc::ptr_eq(s, &entry.shape) || ***s == *entry.shape)
+        {
+            entry.shape = shared.clone();
+        }
+        *last = Some(entry.shape.clone());
     }
 
     /// Removes the job's work (nothing to place, or the job is gone); returns whether it had any.
@@ -451,9 +518,26 @@ impl RunnableBook {
         let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
         let had = map.remove(job).is_some();
         if had {
+            self.changed();
             shrink_when_sparse(&mut map);
+            if map.is_empty() {
+                // Nothing left to share it with: let its definition revision go.
+                *self.last_shape.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
         }
         had
+    }
+
+    /// How many times an entry was added, replaced by a different one or withdrawn (counted
+    /// under the write lock, after the change): unchanged since a reader last read the book, the
+    /// book is the same (the scheduler's idle passes rest on it).
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Every published entry (shared, not copied).
@@ -1016,25 +1100,125 @@ mod tests {
     fn runnable(uid: &str, work: RunnableWork) -> RunnableEntry {
         RunnableEntry {
             uid: uid.into(),
-            queue: crate::cache::intern("q"),
             submitted_at_ms: 0,
             submission_order: 0,
-            request: Resources::default(),
-            constraints: Constraints::default(),
             work,
-            definition: Arc::new(ResolvedDefinition {
-                name: "d".into(),
-                revision: 1,
-                spec: serde_json::from_value(serde_json::json!({
-                    "type": "container", "containerProperties": {"image": "busybox"}
-                }))
-                .expect("spec"),
+            shape: Arc::new(EntryShape {
+                queue: crate::cache::intern("q"),
+                request: Resources::default(),
+                constraints: Constraints::default(),
+                definition: Arc::new(ResolvedDefinition {
+                    name: "d".into(),
+                    revision: 1,
+                    spec: serde_json::from_value(serde_json::json!({
+                        "type": "container", "containerProperties": {"image": "busybox"}
+                    }))
+                    .expect("spec"),
+                }),
+                array_size: None,
+                gang: None,
+                share: None,
+                priority: 0,
             }),
-            array_size: None,
-            gang: None,
-            share: None,
-            priority: 0,
         }
+    }
+
+    #[test]
+    fn the_runnable_book_counts_every_change_a_scheduling_pass_could_see() {
+        let book = RunnableBook::default();
+        let single = RunnableWork::Single {
+            attempt: 1,
+            retried: false,
+        };
+        let key = JobKey::new("ns", "a");
+        let counted = |change: &dyn Fn()| {
+            let before = book.changes();
+            change();
+            book.changes() - before
+        };
+        assert_eq!(
+            counted(&|| {
+                book.publish(key.clone(), runnable("u", single.clone()));
+            }),
+            1,
+            "new"
+        );
+        assert_eq!(
+            counted(&|| {
+                book.publish(key.clone(), runnable("u", single.clone()));
+            }),
+            0,
+            "the same entry again (a reconcile that changed nothing)"
+        );
+        let mut higher = runnable("u", single.clone());
+        higher.priority = 5;
+        assert_eq!(
+            counted(&|| {
+                book.publish(key.clone(), higher.clone());
+            }),
+            1,
+            "the same work with another priority: no wake-up, but the pass orders by it"
+        );
+        assert_eq!(
+            counted(&|| {
+                book.withdraw(&key);
+            }),
+            1,
+            "withdrawn"
+        );
+        assert_eq!(
+            counted(&|| {
+                book.withdraw(&key);
+            }),
+            0,
+            "nothing to withdraw"
+        );
+    }
+
+    #[test]
+    fn entries_of_one_template_share_one_shape_and_a_changed_one_gets_its_own() {
+        let book = RunnableBook::default();
+        let single = RunnableWork::Single {
+            attempt: 1,
+            retried: false,
+        };
+        for name in ["a", "b", "c"] {
+            assert!(book.publish(
+                JobKey::new("ns", name),
+                runnable(&format!("u-{name}"), single.clone())
+            ));
+        }
+        let shape = |name: &str| {
+            book.get(&JobKey::new("ns", name))
+                .expect("published")
+                .shape
+                .clone()
+        };
+        assert!(Arc::ptr_eq(&shape("a"), &shape("b")) && Arc::ptr_eq(&shape("b"), &shape("c")));
+        assert_eq!(shape("a").request, Resources::default());
+        // Another priority is another shape: b's changes, a's and c's stay shared.
+        let mut higher = runnable("u-b", single.clone());
+        higher.priority = 5;
+        book.publish(JobKey::new("ns", "b"), higher);
+        assert_eq!(book.get(&JobKey::new("ns", "b")).unwrap().priority, 5);
+        assert_eq!(book.get(&JobKey::new("ns", "a")).unwrap().priority, 0);
+        assert!(!Arc::ptr_eq(&shape("a"), &shape("b")));
+        assert!(Arc::ptr_eq(&shape("a"), &shape("c")));
+        // A job republished unchanged keeps the shape it had, even after another was published.
+        book.publish(JobKey::new("ns", "a"), runnable("u-a", single.clone()));
+        assert!(Arc::ptr_eq(&shape("a"), &shape("c")));
+        // Changing a field through an entry copies its shape; the shared one is unchanged.
+        let mut copy = (*book.get(&JobKey::new("ns", "c")).unwrap()).clone();
+        copy.share = Some(crate::cache::intern("blue"));
+        assert!(shape("c").share.is_none());
+        assert!(!Arc::ptr_eq(&copy.shape, &shape("c")));
+        for name in ["a", "b", "c"] {
+            book.withdraw(&JobKey::new("ns", name));
+        }
+        assert!(
+            book.last_shape.lock().unwrap().is_none(),
+            "an empty book holds no shape (nor its definition revision)"
+        );
     }
 
     #[test]

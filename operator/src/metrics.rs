@@ -65,6 +65,9 @@ pub struct Metrics {
     /// Duration of one scheduling pass (snapshot, decide, apply).
     pub pass_seconds: Histogram,
     pub placements: Counter,
+    /// Scheduling passes that found every input of the decision unchanged since a pass that
+    /// placed nothing, and so decided nothing anew (counted in `pass_seconds` too).
+    pub passes_unchanged: Counter,
     pub pod_creations_failed: Counter,
     pub ce_desired_vcpus: Family<ComputeEnvironmentLabels, Gauge>,
     pub ce_allocated_vcpus: Family<ComputeEnvironmentLabels, Gauge>,
@@ -132,6 +135,12 @@ impl Metrics {
             "scheduler_placements",
             "Units (jobs, array children) placed on nodes",
             placements.clone(),
+        );
+        let passes_unchanged = Counter::default();
+        registry.register(
+            "scheduler_passes_unchanged",
+            "Scheduling passes whose inputs had not changed since a pass that placed nothing (not decided again)",
+            passes_unchanged.clone(),
         );
         let pod_creations_failed = Counter::default();
         registry.register(
@@ -209,6 +218,7 @@ impl Metrics {
             reconcile_seconds,
             pass_seconds,
             placements,
+            passes_unchanged,
             pod_creations_failed,
             ce_desired_vcpus,
             ce_allocated_vcpus,

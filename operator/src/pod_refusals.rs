@@ -9,6 +9,7 @@
 //! the shared, in-memory record (a new leader starts empty, and the bound starts over).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use barge_core::pod_creation::{is_refusal, CreationRefusal, Unit};
@@ -18,6 +19,8 @@ use barge_core::scheduler::JobKey;
 #[derive(Default)]
 pub struct PodRefusals {
     inner: Mutex<HashMap<JobKey, (String, CreationRefusal)>>,
+    /// Changes so far (see [`PodRefusals::changes`]).
+    changes: AtomicU64,
 }
 
 impl PodRefusals {
@@ -33,6 +36,7 @@ impl PodRefusals {
         give_up_after_ms: i64,
     ) -> bool {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        self.changes.fetch_add(1, Ordering::AcqRel);
         match map.get_mut(job) {
             Some((u, refusal)) if u == uid => refusal.refused_again(unit, message, now_ms),
             _ => {
@@ -49,6 +53,7 @@ impl PodRefusals {
         let Some((_, refusal)) = map.get_mut(job) else {
             return;
         };
+        self.changes.fetch_add(1, Ordering::AcqRel);
         refusal.units.remove(&unit);
         refusal.refusals = 0;
         if refusal.units.is_empty() {
@@ -72,10 +77,26 @@ impl PodRefusals {
 
     /// Forgets the job (it has nothing left to place, or it is gone).
     pub fn forget(&self, job: &JobKey) {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(job);
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if map.remove(job).is_some() {
+            self.changes.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// How many times a refusal was recorded, eased by a created pod or forgotten: unchanged,
+    /// which jobs back off changes only with time, at [`PodRefusals::next_retry_ms`].
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
+    }
+
+    /// The earliest moment after `now_ms` at which a job backing off at `now_ms` may be tried
+    /// again (None: none backs off).
+    pub fn next_retry_ms(&self, now_ms: i64) -> Option<i64> {
+        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.values()
+            .filter(|(_, r)| r.backing_off(now_ms))
+            .map(|(_, r)| r.retry_at_ms())
+            .min()
     }
 
     pub fn len(&self) -> usize {
@@ -147,6 +168,33 @@ mod tests {
         );
         refusals.created(&job, unit(1));
         assert!(refusals.is_empty());
+    }
+
+    #[test]
+    fn every_change_is_counted_and_the_next_retry_is_the_earliest_backoff_end() {
+        let refusals = PodRefusals::default();
+        let (a, b) = (JobKey::new("ns", "a"), JobKey::new("ns", "b"));
+        assert_eq!(refusals.next_retry_ms(T0), None);
+        let before = refusals.changes();
+        refusals.refused(&a, "u", unit(1), "forbidden", T0, 60_000);
+        assert!(refusals.changes() > before, "a refusal");
+        // Refused again: the backoff doubles to 2 s.
+        refusals.refused(&a, "u", unit(1), "forbidden", T0 + 1_000, 60_000);
+        refusals.refused(&b, "u", unit(1), "forbidden", T0 + 1_500, 60_000);
+        assert_eq!(refusals.next_retry_ms(T0 + 1_500), Some(T0 + 2_500));
+        // b's backoff is over: only a's is ahead.
+        assert_eq!(refusals.next_retry_ms(T0 + 2_500), Some(T0 + 3_000));
+        assert_eq!(refusals.next_retry_ms(T0 + 3_000), None);
+
+        let before = refusals.changes();
+        refusals.created(&JobKey::new("ns", "never-refused"), unit(1));
+        refusals.forget(&JobKey::new("ns", "never-refused"));
+        assert_eq!(refusals.changes(), before, "nothing changed");
+        refusals.created(&a, unit(1));
+        assert!(refusals.changes() > before, "a create eases a refusal");
+        let before = refusals.changes();
+        refusals.forget(&b);
+        assert!(refusals.changes() > before, "a forgotten job");
     }
 
     #[test]

@@ -9,8 +9,9 @@
 //!   the recorded state, the queue, the share identifier, the definition name and the
 //!   dependencies — the names interned ([`intern`]: one allocation per distinct name, shared by
 //!   every job and every index key that names it);
-//! - the rest — `spec` and `status` — as the JSON a `Job` serializes to: the spec's bytes
-//!   interned too (jobs submitted from one template share one copy); the status without its
+//! - the rest — `spec` and `status` — as the JSON a `Job` serializes to: the spec's bytes and
+//!   the fields decoded from them in one shared part (jobs submitted from one template share
+//!   one, so a record holds its metadata and a few pointers); the status without its
 //!   two fields that are unique per job (`jobId`, kept as "the uid" when it is, and
 //!   `submissionOrder`, kept as a number), interned while the job has no attempt — the queued
 //!   jobs of a burst share their conditions, reasons and timestamps (1 s resolution), so
@@ -76,7 +77,6 @@ where
 }
 
 static NAMES: LazyLock<Pool<str>> = LazyLock::new(Pool::new);
-static SPECS: LazyLock<Pool<[u8]>> = LazyLock::new(Pool::new);
 static STATUSES: LazyLock<Pool<[u8]>> = LazyLock::new(Pool::new);
 
 /// The shared copy of a name (a queue, a definition, a share identifier, a job id).
@@ -91,6 +91,19 @@ pub struct JobRecord {
     /// `namespace/name`: the id the job indexes store, shared with them.
     id: Arc<str>,
     state: JobStatus,
+    /// `spec` and what the record decodes from it, shared by every job with the same spec.
+    spec: Arc<SpecPart>,
+    /// `status`; None when the job has none.
+    status: Option<StoredStatus>,
+}
+
+/// A job's `spec` as the record keeps it: the JSON and the fields decoded from it. A function
+/// of the JSON alone, so every record whose spec serializes to the same bytes shares one
+/// (`SPEC_PARTS`): a queued job's record holds a pointer, not five.
+#[derive(Debug)]
+struct SpecPart {
+    /// `spec` as JSON (also the pool's key).
+    json: Arc<[u8]>,
     queue: Arc<str>,
     share_identifier: Option<Arc<str>>,
     /// The name of the definition `spec.jobDefinition` references (None when the reference is
@@ -98,10 +111,58 @@ pub struct JobRecord {
     definition: Option<Arc<str>>,
     /// The `jobName` of each `dependsOn` entry that has one.
     depends_on: Box<[Arc<str>]>,
-    /// `spec` as JSON, interned.
-    spec: Arc<[u8]>,
-    /// `status`; None when the job has none.
-    status: Option<StoredStatus>,
+}
+
+impl SpecPart {
+    fn new(spec: &JobSpec, json: Arc<[u8]>) -> Self {
+        Self {
+            json,
+            queue: intern(&spec.job_queue),
+            share_identifier: spec.share_identifier.as_deref().map(intern),
+            definition: spec
+                .job_definition_reference()
+                .ok()
+                .map(|reference| intern(reference.name)),
+            depends_on: spec
+                .depends_on
+                .iter()
+                .filter_map(|d| d.job_name.as_deref())
+                .map(intern)
+                .collect(),
+        }
+    }
+}
+
+/// The shared [`SpecPart`]s by spec JSON; parts no record holds any more are swept when the
+/// pool has doubled since the last sweep (as [`Pool`]).
+struct SpecPool {
+    parts: std::collections::HashMap<Arc<[u8]>, Arc<SpecPart>>,
+    sweep_at: usize,
+}
+
+static SPEC_PARTS: LazyLock<Mutex<SpecPool>> = LazyLock::new(|| {
+    Mutex::new(SpecPool {
+        parts: std::collections::HashMap::new(),
+        sweep_at: MIN_SWEEP,
+    })
+});
+
+/// The shared part of `spec`.
+fn spec_part(spec: &JobSpec) -> Arc<SpecPart> {
+    // Serializing these plain data types cannot fail (no maps with non-string keys).
+    let json = serde_json::to_vec(spec).unwrap_or_default();
+    let mut pool = SPEC_PARTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(part) = pool.parts.get(json.as_slice()) {
+        return part.clone();
+    }
+    if pool.parts.len() >= pool.sweep_at {
+        pool.parts.retain(|_, part| Arc::strong_count(part) > 1);
+        pool.sweep_at = (pool.parts.len() * 2).max(MIN_SWEEP);
+    }
+    let json: Arc<[u8]> = Arc::from(json);
+    let part = Arc::new(SpecPart::new(spec, json.clone()));
+    pool.parts.insert(json, part.clone());
+    part
 }
 
 /// A job's `status` as the record keeps it (see the module docs).
@@ -187,33 +248,19 @@ impl JobRecord {
             .as_ref()
             .and_then(|s| s.status)
             .unwrap_or(JobStatus::Submitted);
-        // Serializing these plain data types cannot fail (no maps with non-string keys).
-        let spec_json = serde_json::to_vec(&spec).unwrap_or_default();
         let status = status.map(|s| StoredStatus::new(s, metadata.uid.as_deref()));
         Self {
             metadata,
             id,
             state,
-            queue: intern(&spec.job_queue),
-            share_identifier: spec.share_identifier.as_deref().map(intern),
-            definition: spec
-                .job_definition_reference()
-                .ok()
-                .map(|reference| intern(reference.name)),
-            depends_on: spec
-                .depends_on
-                .iter()
-                .filter_map(|d| d.job_name.as_deref())
-                .map(intern)
-                .collect(),
-            spec: SPECS.intern(&spec_json),
+            spec: spec_part(&spec),
             status,
         }
     }
 
     /// The job, decoded.
     pub fn job(&self) -> Job {
-        let spec: JobSpec = serde_json::from_slice(&self.spec)
+        let spec: JobSpec = serde_json::from_slice(&self.spec.json)
             .expect("a job record's spec is the JSON of a decoded JobSpec");
         let status = self
             .status
@@ -238,22 +285,22 @@ impl JobRecord {
 
     /// `spec.jobQueue`.
     pub fn queue(&self) -> &Arc<str> {
-        &self.queue
+        &self.spec.queue
     }
 
     /// `spec.shareIdentifier`.
     pub fn share_identifier(&self) -> Option<&Arc<str>> {
-        self.share_identifier.as_ref()
+        self.spec.share_identifier.as_ref()
     }
 
     /// The name of the definition `spec.jobDefinition` references (None when malformed).
     pub fn definition(&self) -> Option<&Arc<str>> {
-        self.definition.as_ref()
+        self.spec.definition.as_ref()
     }
 
     /// The `jobName`s of `spec.dependsOn`.
     pub fn depends_on(&self) -> &[Arc<str>] {
-        &self.depends_on
+        &self.spec.depends_on
     }
 }
 
@@ -394,6 +441,42 @@ mod tests {
         let c = JobRecord::from_job(other);
         assert!(!Arc::ptr_eq(&a.spec, &c.spec));
         assert_eq!(c.job().spec.job_queue, "low");
+        assert_eq!(&**c.queue(), "low");
+        assert_eq!(&**a.queue(), "high");
+        let deps: Vec<&str> = c.depends_on().iter().map(|d| &**d).collect();
+        assert_eq!(deps, ["first", "second"]);
+        // A record is its metadata and a few pointers: what is decoded from the spec is shared.
+        assert!(
+            std::mem::size_of::<JobRecord>() <= std::mem::size_of::<ObjectMeta>() + 96,
+            "a job record is {} bytes",
+            std::mem::size_of::<JobRecord>()
+        );
+    }
+
+    #[test]
+    fn the_spec_pool_forgets_parts_no_record_holds() {
+        let spec_of = |i: usize| {
+            let mut j = job("p", None);
+            j.spec.job_queue = format!("pool-test-{i}");
+            j.spec
+        };
+        let first = spec_part(&spec_of(0));
+        for i in 1..=MIN_SWEEP * 2 {
+            drop(spec_part(&spec_of(i)));
+        }
+        let pool = SPEC_PARTS.lock().unwrap();
+        assert!(
+            pool.parts.len() < MIN_SWEEP * 2,
+            "parts nobody holds were swept: {} left",
+            pool.parts.len()
+        );
+        let json = serde_json::to_vec(&spec_of(0)).unwrap();
+        assert!(
+            pool.parts
+                .get(json.as_slice())
+                .is_some_and(|p| Arc::ptr_eq(p, &first)),
+            "a part a record holds stays shared"
+        );
     }
 
     #[test]

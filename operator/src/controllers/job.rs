@@ -55,7 +55,7 @@ use barge_crds::{Job, JobQueue};
 
 use super::{controller_config, measured, ReconcileError, TRANSIENT_RETRY};
 use crate::cache::{namespaced_refs, CachedPod, JobRecord};
-use crate::context::{ArrayPodRetention, Context, RunnableEntry, UnwrittenJobStatus};
+use crate::context::{ArrayPodRetention, Context, EntryShape, RunnableEntry, UnwrittenJobStatus};
 use crate::definition_revisions::{resolve, resolve_pinned, ResolveError, ResolvedDefinition};
 use crate::events::{counted, EventSpec, EventType, ACTION_CREATE_NODE_PODS, REASON_NODES_STARTED};
 use crate::metrics::QueueStateLabels;
@@ -1340,21 +1340,24 @@ fn entry_of(uid: &str, job: &Job, admitted: &Admitted, plan: &JobPlan) -> Option
     };
     Some(RunnableEntry {
         uid: uid.into(),
-        queue: crate::cache::intern(&job.spec.job_queue),
         submitted_at_ms: plan.record.created_at_ms,
         submission_order: translate::submission_order(job),
-        request,
-        constraints,
         work: plan.runnable.clone(),
-        definition: definition.clone(),
-        array_size: plan.record.array.as_ref().map(|a| a.size),
-        gang: admitted.gang().cloned(),
-        share: job
-            .spec
-            .share_identifier
-            .as_deref()
-            .map(crate::cache::intern),
-        priority: scheduling_priority(job, &definition.spec),
+        // The book shares it with the equal shapes of other jobs (`RunnableBook::publish`).
+        shape: Arc::new(EntryShape {
+            queue: crate::cache::intern(&job.spec.job_queue),
+            request,
+            constraints,
+            definition: definition.clone(),
+            array_size: plan.record.array.as_ref().map(|a| a.size),
+            gang: admitted.gang().cloned(),
+            share: job
+                .spec
+                .share_identifier
+                .as_deref()
+                .map(crate::cache::intern),
+            priority: scheduling_priority(job, &definition.spec),
+        }),
     })
 }
 

@@ -43,6 +43,7 @@
 
 pub mod fair_share;
 pub mod pod_creator;
+pub mod unchanged;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -81,6 +82,7 @@ use fair_share::{
     QueueStatusState,
 };
 use pod_creator::{Answer, PodCreator, Withdrawn};
+use unchanged::{depends_on_time, Inputs, Settled};
 
 /// How long a created pod may stay unseen by the caches before the scheduler asks the API
 /// server whether it still exists (a check, not an expiry: see `verify_unseen`).
@@ -134,6 +136,14 @@ pub struct LoopState {
     passes: u64,
     /// Fair-share usage ledgers and the queues' status written at a bounded rate.
     pub queue_status: QueueStatusState,
+    /// Changes to `assumed` that a pass reads (see [`unchanged`]): an assumption made or
+    /// dropped, a pod seen or found lost.
+    assumed_changes: u64,
+    /// The last pass, when it placed nothing: a pass whose inputs are unchanged since decides
+    /// nothing anew ([`unchanged`]).
+    settled: Option<Settled>,
+    /// The caches' change count when orphaned pods were last swept without a failure.
+    swept_at: Option<u64>,
 }
 
 /// Runs the loop until `shutdown`.
@@ -194,6 +204,36 @@ pub async fn pass(ctx: &Context, state: &mut LoopState, creator: &mut PodCreator
     }
     // Before the book is read: a GET for each pod created long ago and never seen.
     verify_unseen(ctx, state).await;
+    // What the decision reads, counted before any of it is read: a change made from now on
+    // shows in the next pass's counts.
+    let inputs = Inputs {
+        book: ctx.runnable.changes(),
+        caches: ctx.caches.scheduling_changes(),
+        refusals: ctx.pod_refusals.changes(),
+        assumed: state.assumed_changes,
+    };
+    let decided_ms = jiff::Timestamp::now().as_millisecond();
+    let status_due = state
+        .queue_status
+        .round_due(ctx.config.queue_status_interval, Instant::now());
+    // Steps 1–5 would decide what the last pass decided: nothing to place, the verdicts in
+    // place. The usage ledgers still advance (the queue status reads them), and a pass that
+    // writes the queues' status decides in full (it reports the front of each queue).
+    if !status_due
+        && state
+            .settled
+            .is_some_and(|s| s.decides_again(&inputs, decided_ms))
+    {
+        let assumed = assumed_shares(&ctx.caches, state);
+        state
+            .queue_status
+            .ledgers
+            .advance_with(&ctx.caches, &assumed, decided_ms);
+        ctx.metrics.passes_unchanged.inc();
+        finish(ctx, state, started).await;
+        return;
+    }
+    state.settled = None;
     // The book is read once per pass; every step works on this copy (of the map: the entries
     // are shared with the book, not copied).
     let entries = current_entries(ctx);
@@ -201,7 +241,7 @@ pub async fn pass(ctx: &Context, state: &mut LoopState, creator: &mut PodCreator
     // 1.
     let workloads = collect_work(state, &entries);
     // Jobs whose pod creations were refused wait out their backoff.
-    let workloads = hold_back_refused(ctx, workloads);
+    let workloads = hold_back_refused(ctx, workloads, decided_ms);
     let t_collect = started.elapsed();
     // Usage decays and accrues on every pass, whether or not anything waits.
     let now_ms = jiff::Timestamp::now().as_millisecond();
@@ -210,10 +250,13 @@ pub async fn pass(ctx: &Context, state: &mut LoopState, creator: &mut PodCreator
         .queue_status
         .ledgers
         .advance_with(&ctx.caches, &assumed, now_ms);
-    let status_due = state
-        .queue_status
-        .round_due(ctx.config.queue_status_interval, Instant::now());
     let mut left = None;
+    // What this pass decided on, if it places nothing (and so may be taken again).
+    let mut settled = Some(Settled {
+        inputs,
+        next_retry_ms: ctx.pod_refusals.next_retry_ms(decided_ms),
+        timed: false,
+    });
     if !workloads.is_empty() {
         // 2.
         let mut snap = snapshot(&ctx.caches, state, workloads);
@@ -242,11 +285,19 @@ pub async fn pass(ctx: &Context, state: &mut LoopState, creator: &mut PodCreator
             bind_ms = (t_bind - t_decide).as_secs_f64() * 1e3,
             "scheduling pass"
         );
+        if result.placements.is_empty() && failures.is_empty() {
+            if let Some(settled) = settled.as_mut() {
+                settled.timed = depends_on_time(&snap);
+            }
+        } else {
+            settled = None;
+        }
         if status_due {
             remove_placed(&mut snap, &result.placements);
             left = Some(snap);
         }
     }
+    state.settled = settled;
     // 6.
     if status_due {
         let mut snap = left.unwrap_or_else(|| snapshot(&ctx.caches, state, Vec::new()));
@@ -260,11 +311,23 @@ pub async fn pass(ctx: &Context, state: &mut LoopState, creator: &mut PodCreator
         );
         write_queue_statuses(ctx, &mut state.queue_status, &snap, now_ms).await;
     }
+    finish(ctx, state, started).await;
+}
+
+/// The end of every pass, decided or not: orphaned pods swept every [`SWEEP_EVERY`] passes
+/// (when the caches changed since the last sweep that released everything it found), and the
+/// pass counted.
+async fn finish(ctx: &Context, state: &mut LoopState, started: Instant) {
     state.passes += 1;
     // Until every job is listed (start-up), a pod's job missing from the cache may be a
     // finished one not listed yet: no pod is taken for an orphan before that.
     if state.passes.is_multiple_of(SWEEP_EVERY) && ctx.caches.all_jobs_listed() {
-        sweep_orphans(ctx).await;
+        // Counted before the caches are read, like a pass's inputs.
+        let caches = ctx.caches.scheduling_changes();
+        if state.swept_at != Some(caches) {
+            let released_all = sweep_orphans(ctx).await;
+            state.swept_at = released_all.then_some(caches);
+        }
     }
     ctx.metrics
         .pass_seconds
@@ -286,21 +349,29 @@ pub async fn pass(ctx: &Context, state: &mut LoopState, creator: &mut PodCreator
 /// theirs (by then the main pod's annotation holds the reservation in the node usage — or the
 /// pod is gone and the gang may be placed again).
 fn forget_seen(ctx: &Context, state: &mut LoopState, entries: &Entries) {
+    let mut changed = false;
     state.assumed.retain(|(namespace, name), a| {
-        a.seen = a.seen
+        let seen = a.seen
             || ctx.caches.usage.contains(namespace, name)
             || ctx
                 .caches
                 .pods
                 .get(&ObjectRef::new(name).within(namespace))
                 .is_some();
+        changed |= seen != a.seen;
+        a.seen = seen;
         let kept = a.kept(entries.get(&a.job).map(Arc::as_ref));
         if !kept {
             a.withdraw();
         }
+        changed |= !kept;
         kept
     });
+    let before = state.assumed.len();
     forget_orphaned_reservations(&mut state.assumed);
+    if changed || state.assumed.len() != before {
+        state.assumed_changes += 1;
+    }
 }
 
 /// Millicpu per (queue, share) of the pods this loop created that the caches do not count yet.
@@ -425,6 +496,9 @@ async fn verify_unseen(ctx: &Context, state: &mut LoopState) {
             }
         };
         a.checked(found, Instant::now());
+        if found.is_some() {
+            state.assumed_changes += 1;
+        }
     }
 }
 
@@ -634,6 +708,9 @@ fn bind(
 ) -> HashMap<JobKey, String> {
     let mut failures = HashMap::new();
     let mut jobs = DecodedJobs::default();
+    if !result.placements.is_empty() {
+        state.assumed_changes += 1;
+    }
     for group in placement_groups(&result.placements) {
         let first = &group[0];
         let Some(entry) = entries.get(&first.job) else {
@@ -726,6 +803,7 @@ fn take_answer(ctx: &Context, state: &mut LoopState, answer: Answer) {
                     .assumed
                     .remove(&(unit.job.namespace.to_string(), unit.pod_name()));
             }
+            state.assumed_changes += 1;
             let verdict = Blocked {
                 kind: BlockedKind::PodCreationFailed,
                 status_reason: None,
@@ -938,15 +1016,14 @@ fn record_refusal(
     }
 }
 
-/// Drops the workloads of jobs that back off after refused pod creations.
-fn hold_back_refused(ctx: &Context, workloads: Vec<Workload>) -> Vec<Workload> {
+/// Drops the workloads of jobs that back off at `now_ms` after refused pod creations.
+fn hold_back_refused(ctx: &Context, workloads: Vec<Workload>, now_ms: i64) -> Vec<Workload> {
     if ctx.pod_refusals.is_empty() {
         return workloads;
     }
-    let now = jiff::Timestamp::now().as_millisecond();
     workloads
         .into_iter()
-        .filter(|w| !ctx.pod_refusals.backing_off(&w.job, now))
+        .filter(|w| !ctx.pod_refusals.backing_off(&w.job, now_ms))
         .collect()
 }
 
@@ -1100,8 +1177,10 @@ fn job_verdicts<'a>(
 }
 
 /// Releases the result finalizer of Barge pods whose job no longer exists (deleted jobs: the
-/// garbage collector deletes their pods, which must not hang on the finalizer).
-async fn sweep_orphans(ctx: &Context) {
+/// garbage collector deletes their pods, which must not hang on the finalizer); returns whether
+/// every release succeeded.
+async fn sweep_orphans(ctx: &Context) -> bool {
+    let mut released_all = true;
     let live: HashSet<String> = ctx
         .caches
         .jobs
@@ -1127,9 +1206,13 @@ async fn sweep_orphans(ctx: &Context) {
         let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
         match release_pod(&api, &pod.name_any(), pod.finalizers(), false).await {
             Ok(()) => info!(pod = %pod.name_any(), %namespace, "released the pod of a deleted job"),
-            Err(e) => warn!(error = %e, "releasing the pod of a deleted job"),
+            Err(e) => {
+                released_all = false;
+                warn!(error = %e, "releasing the pod of a deleted job");
+            }
         }
     }
+    released_all
 }
 
 #[cfg(test)]
@@ -1210,24 +1293,26 @@ mod tests {
     fn entry(work: RunnableWork) -> RunnableEntry {
         RunnableEntry {
             uid: "u".into(),
-            queue: "q".into(),
             submitted_at_ms: 0,
             submission_order: 0,
-            request: Resources::default(),
-            constraints: Default::default(),
             work,
-            definition: Arc::new(crate::definition_revisions::ResolvedDefinition {
-                name: "d".into(),
-                revision: 1,
-                spec: serde_json::from_value(serde_json::json!({
-                    "type": "container", "containerProperties": {"image": "busybox"}
-                }))
-                .expect("spec"),
+            shape: Arc::new(crate::context::EntryShape {
+                queue: "q".into(),
+                request: Resources::default(),
+                constraints: Default::default(),
+                definition: Arc::new(crate::definition_revisions::ResolvedDefinition {
+                    name: "d".into(),
+                    revision: 1,
+                    spec: serde_json::from_value(serde_json::json!({
+                        "type": "container", "containerProperties": {"image": "busybox"}
+                    }))
+                    .expect("spec"),
+                }),
+                array_size: Some(10),
+                gang: None,
+                share: None,
+                priority: 0,
             }),
-            array_size: Some(10),
-            gang: None,
-            share: None,
-            priority: 0,
         }
     }
 
@@ -1304,14 +1389,13 @@ mod tests {
     }
 
     fn gang_entry(attempt: u32, nodes: u32) -> RunnableEntry {
-        RunnableEntry {
-            gang: Some(gang(nodes, 0)),
-            array_size: None,
-            ..entry(RunnableWork::Gang {
-                attempt,
-                retried: false,
-            })
-        }
+        let mut entry = entry(RunnableWork::Gang {
+            attempt,
+            retried: false,
+        });
+        entry.gang = Some(gang(nodes, 0));
+        entry.array_size = None;
+        entry
     }
 
     fn placement(job: &str, attempt: u32, node_index: Option<u32>, node: &str) -> Placement {

@@ -1,0 +1,199 @@
+//! When a scheduling pass would decide exactly what the previous one decided: the rule that lets
+//! an idle loop (say 100,000 RUNNABLE jobs and nothing placeable) skip steps 1–5 instead of
+//! re-deciding the same book on every tick.
+//!
+//! Steps 1–5 are a function of what the pass reads: the runnable book; the caches of jobs
+//! (which entries are of live jobs; live jobs per fair-share share), queues, compute
+//! environments, scheduling policies, nodes, pods and the pod usage (the snapshot), namespaces;
+//! the loop's own assumed pods; the refused creates' backoffs (which jobs are held back); and
+//! the fair-share usage ledgers. Each of the first ones counts its changes ([`Inputs`], read
+//! before the pass reads anything, so a change made while a pass runs shows in the next
+//! count). The other two change with time alone:
+//! - a backoff ends: the pass that decided records when the first job it held back may be tried
+//!   again, and from then on the pass runs;
+//! - usage decays and accrues every pass: a fair-share queue whose usage decays
+//!   (`shareDecaySeconds` > 0) and that has a share with usage, or one that runs something (and
+//!   so accrues), makes the decision depend on the clock, and such a pass is never skipped.
+//!   With no usage and nothing running, advancing the ledger keeps it empty; with no decay, only
+//!   what runs now counts (the caches and the assumed pods, counted above).
+//!
+//! Only a pass that placed nothing (and failed to render nothing) is taken as the reference:
+//! one that placed something changed the loop's assumptions, so the next pass decides anew
+//! anyway. Its verdicts (step 5) are in place and no one else sets them; the job controller
+//! clears a job's verdict only when it withdraws the job from the book, which is a change.
+//! Nothing here rests on a timer: the loop's tick only decides when a pass runs, and every
+//! pass that runs either finds every count unchanged or decides anew.
+
+/// Change counts of the inputs of a pass's decision.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Inputs {
+    /// [`crate::context::RunnableBook::changes`].
+    pub book: u64,
+    /// [`crate::cache::Caches::scheduling_changes`].
+    pub caches: u64,
+    /// [`crate::pod_refusals::PodRefusals::changes`].
+    pub refusals: u64,
+    /// Changes to the loop's assumed pods that a pass reads.
+    pub assumed: u64,
+}
+
+/// A pass that placed nothing, as the next passes compare themselves with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settled {
+    /// The counts read before it read anything.
+    pub inputs: Inputs,
+    /// The earliest moment (ms since the epoch) at which a job it held back after a refused
+    /// create may be tried again (None: it held none back).
+    pub next_retry_ms: Option<i64>,
+    /// Its decision depended on the clock (fair-share usage that decays or accrues).
+    pub timed: bool,
+}
+
+impl Settled {
+    /// Whether a pass with inputs `now`, at `now_ms`, would decide exactly what this one did.
+    pub fn decides_again(&self, now: &Inputs, now_ms: i64) -> bool {
+        !self.timed && self.inputs == *now && self.next_retry_ms.is_none_or(|at| now_ms < at)
+    }
+}
+
+/// Whether a pass's decision over `snapshot` (its fair-share queues filled) depends on the
+/// clock through the usage ledgers (see the module docs).
+pub fn depends_on_time(snapshot: &barge_core::scheduler::Snapshot) -> bool {
+    snapshot.queues.iter().any(|queue| {
+        queue.fair_share.as_ref().is_some_and(|fair| {
+            fair.policy.share_decay_seconds > 0
+                && fair
+                    .shares
+                    .iter()
+                    .any(|s| s.usage_vcpu_seconds != 0.0 || s.running_milli_cpu > 0)
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use barge_core::scheduler::{FairSharePolicy, QueueFairShare, QueueSpec, ShareState, Snapshot};
+
+    fn inputs() -> Inputs {
+        Inputs {
+            book: 3,
+            caches: 40,
+            refusals: 1,
+            assumed: 7,
+        }
+    }
+
+    fn settled() -> Settled {
+        Settled {
+            inputs: inputs(),
+            next_retry_ms: None,
+            timed: false,
+        }
+    }
+
+    #[test]
+    fn a_pass_with_every_input_unchanged_decides_again_what_the_last_one_did() {
+        assert!(settled().decides_again(&inputs(), 1_000));
+        assert!(settled().decides_again(&inputs(), i64::MAX), "however late");
+    }
+
+    #[test]
+    fn any_changed_input_makes_the_pass_decide_anew() {
+        let changes: [fn(&mut Inputs); 4] = [
+            |i| i.book += 1,
+            |i| i.caches += 1,
+            |i| i.refusals += 1,
+            |i| i.assumed += 1,
+        ];
+        for change in changes {
+            let mut now = inputs();
+            change(&mut now);
+            assert!(!settled().decides_again(&now, 1_000), "{now:?}");
+        }
+    }
+
+    #[test]
+    fn a_held_back_job_is_tried_again_once_its_backoff_ends() {
+        let held = Settled {
+            next_retry_ms: Some(5_000),
+            ..settled()
+        };
+        assert!(held.decides_again(&inputs(), 4_999));
+        assert!(!held.decides_again(&inputs(), 5_000));
+        assert!(!held.decides_again(&inputs(), 9_000));
+    }
+
+    #[test]
+    fn a_decision_that_depends_on_the_clock_is_never_taken_again() {
+        let timed = Settled {
+            timed: true,
+            ..settled()
+        };
+        assert!(!timed.decides_again(&inputs(), 1_000));
+    }
+
+    fn snapshot(decay: u32, shares: Vec<ShareState>) -> Snapshot {
+        Snapshot {
+            queues: vec![
+                QueueSpec {
+                    name: "fifo".into(),
+                    priority: 1,
+                    enabled: true,
+                    environments: vec!["ce".into()],
+                    strict_fifo: false,
+                    fair_share: None,
+                },
+                QueueSpec {
+                    name: "fair".into(),
+                    priority: 1,
+                    enabled: true,
+                    environments: vec!["ce".into()],
+                    strict_fifo: false,
+                    fair_share: Some(QueueFairShare {
+                        policy: FairSharePolicy {
+                            share_decay_seconds: decay,
+                            compute_reservation: 0,
+                            weights: Vec::new(),
+                        },
+                        shares,
+                    }),
+                },
+            ],
+            environments: Vec::new(),
+            nodes: Vec::new(),
+            workloads: Vec::new(),
+        }
+    }
+
+    fn share(usage: f64, running_milli_cpu: i64) -> ShareState {
+        ShareState {
+            share: "a".into(),
+            running_milli_cpu,
+            usage_vcpu_seconds: usage,
+            live_jobs: 3,
+        }
+    }
+
+    #[test]
+    fn only_decaying_or_accruing_fair_share_usage_ties_the_decision_to_the_clock() {
+        assert!(!depends_on_time(&snapshot(3600, Vec::new())));
+        assert!(
+            !depends_on_time(&snapshot(3600, vec![share(0.0, 0)])),
+            "no usage and nothing running: the ledger stays empty"
+        );
+        assert!(
+            depends_on_time(&snapshot(3600, vec![share(12.5, 0)])),
+            "usage decays"
+        );
+        assert!(
+            depends_on_time(&snapshot(3600, vec![share(0.0, 500)])),
+            "usage accrues"
+        );
+        assert!(
+            !depends_on_time(&snapshot(0, vec![share(0.0, 500)])),
+            "without decay only what runs now counts"
+        );
+    }
+}

@@ -20,7 +20,7 @@ use barge_crds::job::JobStatus;
 use barge_crds::ComputeEnvironment;
 use futures::StreamExt;
 use kube::api::{ApiResource, DynamicObject, ListParams};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -97,6 +97,7 @@ fn watch_nodes(env: &E2e, ce: &str) -> (Arc<Mutex<NodeLog>>, tokio::task::JoinHa
             watcher::Config::default()
                 .labels(&format!("{LABEL_CLUSTER_API_COMPUTE_ENVIRONMENT}={ce}")),
         )
+        .default_backoff()
         .boxed();
         while let Some(event) = events.next().await {
             let Ok(event) = event else { continue };

@@ -1188,7 +1188,7 @@ struct UnboundPods {
 #[tokio::test]
 async fn kube_scheduler_binding_creates_unbound_pods_within_the_vcpu_budget() {
     use futures::StreamExt;
-    use kube::runtime::watcher;
+    use kube::runtime::{watcher, WatchStreamExt};
 
     let env = E2e::start("kubesched").await;
     // A fixed pool of 4 vCPUs (two c5.large nodes) whose pods the kube-scheduler binds (here
@@ -1208,7 +1208,7 @@ async fn kube_scheduler_binding_creates_unbound_pods_within_the_vcpu_budget() {
     let api = env.pods();
     let watch = tokio::spawn(async move {
         let mut listed = Some(listed_tx);
-        let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()));
+        let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
         while let Some(event) = stream.next().await {
             let Ok(event) = event else { continue };
             let mut seen = record.lock().expect("lock");

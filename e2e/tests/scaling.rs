@@ -224,13 +224,13 @@ fn record_statuses(
     tokio::task::JoinHandle<()>,
 ) {
     use futures::StreamExt;
-    use kube::runtime::watcher;
+    use kube::runtime::{watcher, WatchStreamExt};
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = seen.clone();
     let api = env.compute_environments();
     let config = watcher::Config::default().fields(&format!("metadata.name={ce}"));
     let task = tokio::spawn(async move {
-        let mut stream = std::pin::pin!(watcher(api, config));
+        let mut stream = std::pin::pin!(watcher(api, config).default_backoff());
         while let Some(event) = stream.next().await {
             let (Ok(watcher::Event::Apply(ce)) | Ok(watcher::Event::InitApply(ce))) = event else {
                 continue;

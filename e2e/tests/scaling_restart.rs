@@ -43,7 +43,7 @@ use barge_sim::FaultConfig;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 
 use support::{
@@ -114,7 +114,7 @@ impl NodeWatch {
         let config =
             watcher::Config::default().labels(&format!("{LABEL_COMPUTE_ENVIRONMENT}={ce}"));
         let task = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(watcher(api, config));
+            let mut stream = std::pin::pin!(watcher(api, config).default_backoff());
             while let Some(event) = stream.next().await {
                 let Ok(mut s) = record.lock() else { return };
                 match event {
@@ -186,7 +186,8 @@ impl WorkWatch {
         let jobs: Api<Job> = env.jobs();
         let record = seen.clone();
         let job_task = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(watcher(jobs, watcher::Config::default()));
+            let mut stream =
+                std::pin::pin!(watcher(jobs, watcher::Config::default()).default_backoff());
             while let Some(event) = stream.next().await {
                 if let Ok(watcher::Event::Apply(j)) | Ok(watcher::Event::InitApply(j)) = event {
                     let Ok(mut s) = record.lock() else { return };
@@ -201,7 +202,8 @@ impl WorkWatch {
         let pods: Api<Pod> = env.pods();
         let record = seen.clone();
         let pod_task = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(watcher(pods, watcher::Config::default()));
+            let mut stream =
+                std::pin::pin!(watcher(pods, watcher::Config::default()).default_backoff());
             while let Some(event) = stream.next().await {
                 if let Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) = event {
                     let Ok(mut s) = record.lock() else { return };

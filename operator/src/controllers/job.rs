@@ -28,7 +28,7 @@ use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::applier;
-use kube::runtime::controller::{self, Action, ReconcileReason, ReconcileRequest};
+use kube::runtime::controller::{self, ReconcileReason, ReconcileRequest};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::utils::CancelableJoinHandle;
 use kube::{Resource, ResourceExt};
@@ -1418,7 +1418,32 @@ fn should_delete_released(retention: ArrayPodRetention, pod: &Pod) -> bool {
     }
 }
 
-fn error_policy(_: Arc<JobRecord>, error: &Error, _: Arc<Context>) -> Action {
+/// What a reconcile asks for next: kube-runtime's `Action`, whose delay kube-runtime does not
+/// expose — the job controller's requeues go through its [`gate`](super::gate) instead of
+/// kube-runtime's scheduler (see [`run`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Action {
+    requeue_after: Option<Duration>,
+}
+
+impl Action {
+    /// Reconcile again after `after` unless something triggers a reconcile earlier.
+    const fn requeue(after: Duration) -> Self {
+        Self {
+            requeue_after: Some(after),
+        }
+    }
+
+    /// Reconcile again when something triggers it.
+    const fn await_change() -> Self {
+        Self {
+            requeue_after: None,
+        }
+    }
+}
+
+/// The delay before a job whose reconcile failed with `error` is reconciled again.
+fn error_policy(error: &Error) -> Action {
     if error.is_waiting() {
         Action::requeue(CONFLICT_RETRY)
     } else {
@@ -1476,7 +1501,10 @@ where
 /// requests not started yet, with the reason kube-runtime's `Controller` would give them. The
 /// applier is kube-runtime's `Controller::run` without the controller's own trigger streams:
 /// the same store (the runner waits until it is ready), configuration, reconciles spawned as
-/// cancel-on-drop tasks in the reconcile's span, and graceful shutdown.
+/// cancel-on-drop tasks in the reconcile's span, and graceful shutdown. Requeues — a
+/// reconcile's [`Action::requeue`] and the error policy's — go to the gate's timer (with the
+/// reasons kube-runtime gives them), and kube-runtime is told to await a change: its scheduler
+/// holds no more than the gate's limit, whatever a burst of jobs asks for.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let caches = ctx.caches.clone();
     let (for_deps, for_defs, for_revisions, for_queues) = (
@@ -1589,19 +1617,36 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         })
         .take_until(shutdown.wait());
     let started = gate.clone();
+    let failed = gate.clone();
+    let retry = Arc::new(ReconcileReason::ReconcilerRequestedRetry);
+    let error_retry = Arc::new(ReconcileReason::ErrorPolicyRequestedRetry);
     let stream = applier(
         move |record: Arc<JobRecord>, ctx: Arc<Context>| {
             // The runner took the request: the gate's slot is free.
-            started.taken(&job_ref(
-                record.meta().namespace.as_deref(),
-                &record.name_any(),
-            ));
+            let key = job_ref(record.meta().namespace.as_deref(), &record.name_any());
+            started.taken(&key);
+            let (requeues, retry) = (started.clone(), retry.clone());
+            let reconciled = async move {
+                let action = reconcile(record, ctx).await?;
+                // Reported before the runner frees the job's slot: a trigger held meanwhile
+                // starts a reconcile that supersedes it.
+                if let Some(after) = action.requeue_after {
+                    requeues.requeue(key, after, retry);
+                }
+                Ok::<_, Error>(controller::Action::await_change())
+            };
             CancelableJoinHandle::spawn(
-                reconcile(record, ctx).in_current_span(),
+                reconciled.in_current_span(),
                 &tokio::runtime::Handle::current(),
             )
         },
-        error_policy,
+        move |record: Arc<JobRecord>, error: &Error, _: Arc<Context>| {
+            if let Some(after) = error_policy(error).requeue_after {
+                let key = job_ref(record.meta().namespace.as_deref(), &record.name_any());
+                failed.requeue(key, after, error_retry.clone());
+            }
+            controller::Action::await_change()
+        },
         ctx.clone(),
         caches.jobs.clone(),
         queue,

@@ -1136,3 +1136,93 @@ async fn share_identifiers_are_required_on_fair_share_queues_and_ignored_on_fifo
     );
     env.finish().await;
 }
+
+/// Waits until `status.fairShare` of queue `${NS}-<queue>` lists `share` with `weight`.
+async fn wait_share_weight(env: &E2e, queue: &str, share: &str, weight: f64) {
+    let deadline = Instant::now() + support::WAIT;
+    loop {
+        let status = fair_share_status(env, queue).await;
+        if share_weight(status.as_ref(), share) == Some(weight) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status.fairShare of {queue} never gave {share} weight {weight}; last seen: {status:#?}\n{}",
+            env.operator_log()
+        );
+        tokio::time::sleep(support::POLL).await;
+    }
+}
+
+/// The weight `status` lists for `share`.
+fn share_weight(status: Option<&FairShareStatus>, share: &str) -> Option<f64> {
+    status?
+        .shares
+        .iter()
+        .find(|s| s.share_identifier == share)
+        .map(|s| s.weight_factor)
+}
+
+/// An idle operator leaves a queue-status round out when nothing the round reads changed since
+/// a round whose writes all succeeded — never after a write that failed: a policy change whose
+/// status write the API server refused reaches the queue's `status.fairShare` once writes are
+/// accepted again, with nothing else changing meanwhile (a job waits behind a blocker; no usage
+/// kept: shareDecaySeconds 0).
+#[tokio::test]
+async fn an_idle_operator_writes_a_refused_queue_status_once_the_api_server_accepts_it() {
+    if support::skip_on_real_cluster(
+        "an_idle_operator_writes_a_refused_queue_status_once_the_api_server_accepts_it",
+    ) {
+        return;
+    }
+    // Rounds every second (`options`): the idle wait spans several.
+    const IDLE: Duration = Duration::from_secs(4);
+    const PROMPTLY: Duration = Duration::from_secs(10);
+    let env = E2e::start_with("idle-status", options()).await;
+    env.apply(&format!(
+        "{}{}{}",
+        compute_environment("ce", 2),
+        scheduling_policy("p", 0, 0, &[("a", 1.0)]),
+        fair_queue("q", &["ce"], "p", "")
+    ))
+    .await;
+    env.wait_compute_environment("${NS}-ce", 1).await;
+    env.apply(&scripted_definition("hold", "2", "600", ""))
+        .await;
+    let blocker = vec![Submit::new("blocker", "hold", "a")];
+    let waiting = vec![Submit::new("waits", "hold", "a")];
+    submit(&env, "q", &blocker).await;
+    wait_running(&env, &names(&blocker), 1).await;
+    submit(&env, "q", &waiting).await;
+    wait_all_runnable(&env, &names(&waiting)).await;
+    front_listing(&env, "q", &names(&waiting)).await;
+    wait_share_weight(&env, "q", "a", 1.0).await;
+
+    let sim = env.sim_cluster().expect("simulated cluster");
+    sim.faults().set(barge_sim::apiserver::faults::FaultConfig {
+        error_rate: 1.0,
+        error_codes: vec![500],
+        verbs: vec!["patch".into()],
+        resources: vec!["jobqueues/status".into()],
+        ..Default::default()
+    });
+    env.apply(&scheduling_policy("p", 0, 0, &[("a", 0.5)]))
+        .await;
+    tokio::time::sleep(IDLE).await;
+    assert_eq!(
+        share_weight(fair_share_status(&env, "q").await.as_ref(), "a"),
+        Some(1.0),
+        "no queue status is written while the API server refuses it"
+    );
+    sim.faults().clear();
+    let cleared = Instant::now();
+    wait_share_weight(&env, "q", "a", 0.5).await;
+    assert!(
+        cleared.elapsed() < PROMPTLY,
+        "the new weight was written {:?} after the API server accepted writes again",
+        cleared.elapsed()
+    );
+    let all: Vec<String> = names(&blocker).into_iter().chain(names(&waiting)).collect();
+    terminate_all(&env, &all).await;
+    env.finish().await;
+}

@@ -68,6 +68,9 @@ pub struct Metrics {
     /// Scheduling passes that found every input of the decision unchanged since a pass that
     /// placed nothing, and so decided nothing anew (counted in `pass_seconds` too).
     pub passes_unchanged: Counter,
+    /// Of those, passes on which a queue-status round was due and that found every input of
+    /// the round unchanged since a round whose writes all succeeded (nothing written again).
+    pub queue_status_rounds_unchanged: Counter,
     pub pod_creations_failed: Counter,
     pub ce_desired_vcpus: Family<ComputeEnvironmentLabels, Gauge>,
     pub ce_allocated_vcpus: Family<ComputeEnvironmentLabels, Gauge>,
@@ -141,6 +144,12 @@ impl Metrics {
             "scheduler_passes_unchanged",
             "Scheduling passes whose inputs had not changed since a pass that placed nothing (not decided again)",
             passes_unchanged.clone(),
+        );
+        let queue_status_rounds_unchanged = Counter::default();
+        registry.register(
+            "scheduler_queue_status_rounds_unchanged",
+            "Queue-status rounds whose inputs had not changed since a round whose writes all succeeded (not decided or written again)",
+            queue_status_rounds_unchanged.clone(),
         );
         let pod_creations_failed = Counter::default();
         registry.register(
@@ -219,6 +228,7 @@ impl Metrics {
             pass_seconds,
             placements,
             passes_unchanged,
+            queue_status_rounds_unchanged,
             pod_creations_failed,
             ce_desired_vcpus,
             ce_allocated_vcpus,

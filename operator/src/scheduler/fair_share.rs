@@ -617,15 +617,32 @@ fn plan_writes<'a>(
     writes
 }
 
+/// Takes in a write the API server accepted: the next rounds compare with what it wrote.
+fn record_written(state: &mut QueueStatusState, write: QueueWrite) {
+    match write.fair_share {
+        Some(Some(fair)) => {
+            state.written_fair.insert(write.queue.clone(), fair);
+        }
+        Some(None) => {
+            state.written_fair.remove(&write.queue);
+        }
+        None => {}
+    }
+    if let Some(front) = write.front {
+        state.written_front.insert(write.queue, front);
+    }
+}
+
 /// A round of queue status writes (see the module docs): each queue whose `status.fairShare`
 /// or `status.frontOfQueue` changed gets one JSON merge patch of its status subresource with
-/// just those fields.
+/// just those fields. Returns whether every write it planned succeeded (true when it planned
+/// none); a queue found gone counts as a write not made.
 pub async fn write_queue_statuses(
     ctx: &Context,
     state: &mut QueueStatusState,
     snapshot: &Snapshot,
     now_ms: i64,
-) {
+) -> bool {
     let queues: HashMap<String, std::sync::Arc<JobQueue>> = snapshot
         .queues
         .iter()
@@ -641,7 +658,7 @@ pub async fn write_queue_statuses(
         now_ms,
     );
     if writes.is_empty() {
-        return;
+        return true;
     }
     let api: Api<JobQueue> = Api::all(ctx.client.clone());
     let params = PatchParams {
@@ -667,32 +684,23 @@ pub async fn write_queue_statuses(
         .buffer_unordered(STATUS_WRITE_CONCURRENCY)
         .collect()
         .await;
+    let mut all_written = true;
     for (write, result) in results {
         ctx.metrics.status_writes.inc();
         ctx.metrics.queue_status_writes.inc();
         match result {
-            Ok(()) => {
-                match write.fair_share {
-                    Some(Some(fair)) => {
-                        state.written_fair.insert(write.queue.clone(), fair);
-                    }
-                    Some(None) => {
-                        state.written_fair.remove(&write.queue);
-                    }
-                    None => {}
-                }
-                if let Some(front) = write.front {
-                    state.written_front.insert(write.queue, front);
-                }
-            }
+            Ok(()) => record_written(state, write),
             Err(e) if is_not_found(&e) => {
+                all_written = false;
                 debug!(queue = %write.queue, "the queue is gone; its status is not written");
             }
             Err(e) => {
+                all_written = false;
                 warn!(queue = %write.queue, error = %e, "writing the queue's fairShare/frontOfQueue failed; retried next round")
             }
         }
     }
+    all_written
 }
 
 #[cfg(test)]
@@ -1200,6 +1208,146 @@ mod tests {
         assert!(writes[0].front.is_none());
         state.written_fair.remove("q");
         assert!(plan_writes(&mut state, &snapshot, none, T0 + 25_000).is_empty());
+    }
+
+    /// One round at `now_ms` over `snapshot` as the loop runs it: queue `q`'s ledger advanced
+    /// with `running`, its shares filled in, the writes planned; those planned are taken as
+    /// written when `accepted`.
+    fn round(
+        state: &mut QueueStatusState,
+        snapshot: &mut Snapshot,
+        running: &BTreeMap<String, i64>,
+        live_jobs: &BTreeMap<String, u64>,
+        now_ms: i64,
+        accepted: bool,
+    ) -> usize {
+        let fair = snapshot
+            .queues
+            .iter_mut()
+            .find(|q| q.name == "q")
+            .and_then(|q| q.fair_share.as_mut())
+            .expect("fair-share queue q");
+        let ledger = &mut state.ledgers.queues.get_mut("q").expect("ledger").ledger;
+        ledger.advance(now_ms, fair.policy.share_decay_seconds, running);
+        fair.shares = share_states(running, live_jobs, ledger);
+        let none = |_: &str| -> Option<&JobQueueStatus> { None };
+        let writes = plan_writes(state, snapshot, none, now_ms);
+        let planned = writes.len();
+        if accepted {
+            for write in writes {
+                record_written(state, write);
+            }
+        }
+        planned
+    }
+
+    /// The premise of leaving out a queue-status round whose inputs are unchanged
+    /// (`unchanged::Reported`): once a round's writes all succeeded, a round over the same
+    /// snapshot writes nothing however much later it comes, as long as the usage does not move
+    /// with the clock; a failed write is planned again; decaying usage makes later writes.
+    #[test]
+    fn a_round_over_an_unchanged_snapshot_writes_nothing_unless_a_write_failed_or_usage_moves() {
+        use crate::scheduler::unchanged::depends_on_time;
+        let later = [T0 + 5_000, T0 + 600_000, T0 + 86_400_000];
+        // (decay, what runs, unfinished jobs per share, usage at T0, RUNNABLE work in q)
+        type Case = (
+            u32,
+            Vec<(&'static str, i64)>,
+            Vec<(&'static str, u64)>,
+            f64,
+            bool,
+        );
+        let steady: [Case; 3] = [
+            // No decay: only what runs counts (no usage is ever kept).
+            (0, vec![("a", 2000)], vec![("a", 3), ("b", 1)], 0.0, true),
+            // Decay, but no usage and nothing running: the ledger stays empty.
+            (600, Vec::new(), vec![("a", 2), ("b", 1)], 0.0, true),
+            (600, Vec::new(), Vec::new(), 0.0, false),
+        ];
+        for (decay, running, live, usage, work) in steady {
+            let running: BTreeMap<String, i64> =
+                running.iter().map(|(s, m)| (s.to_string(), *m)).collect();
+            let live: BTreeMap<String, u64> =
+                live.iter().map(|(s, n)| (s.to_string(), *n)).collect();
+            let mut queue = fair_queue("q", 0, Vec::new());
+            if let Some(fair) = queue.fair_share.as_mut() {
+                fair.policy.share_decay_seconds = decay;
+            }
+            let mut fifo = queue.clone();
+            fifo.name = "f".into();
+            fifo.fair_share = None;
+            let mut workloads = vec![workload("f1", "f", None, 0, Units::Single)];
+            if work {
+                workloads.push(workload("a1", "q", Some("a"), 0, Units::Single));
+                workloads.push(workload("b1", "q", Some("b"), 5, Units::Single));
+            }
+            let mut snapshot = Snapshot {
+                queues: vec![fifo, queue],
+                environments: vec![environment("ce", 8)],
+                nodes: Vec::new(),
+                workloads,
+            };
+            let mut state = QueueStatusState {
+                ledgers: ledgers_for("q", "fair"),
+                ..QueueStatusState::default()
+            };
+            if let Some(l) = state.ledgers.queues.get_mut("q") {
+                l.ledger.usage = BTreeMap::from([("a".to_string(), usage)]);
+                l.ledger.usage.retain(|_, u| *u > 0.0);
+            }
+            let case = format!("decay {decay}, running {running:?}, live {live:?}, work {work}");
+            // A first round whose writes failed: the next round plans them again.
+            let first = round(&mut state, &mut snapshot, &running, &live, T0, false);
+            assert!(first > 0, "{case}");
+            assert!(!depends_on_time(&snapshot), "{case}");
+            let again = round(&mut state, &mut snapshot, &running, &live, T0 + 1000, true);
+            assert_eq!(again, first, "a failed write is planned again: {case}");
+            for at in later {
+                assert_eq!(
+                    round(&mut state, &mut snapshot, &running, &live, at, true),
+                    0,
+                    "nothing changed but the time ({at}): {case}"
+                );
+                assert!(!depends_on_time(&snapshot), "{case}");
+            }
+        }
+
+        // Usage that decays: the share is active while its usage lasts, then it is not, and
+        // a round written in full says so — such a snapshot is timed, and rounds run in full.
+        let mut queue = fair_queue("q", 0, Vec::new());
+        if let Some(fair) = queue.fair_share.as_mut() {
+            fair.policy.share_decay_seconds = 600;
+        }
+        let mut snapshot = Snapshot {
+            queues: vec![queue],
+            environments: vec![environment("ce", 8)],
+            ..Snapshot::default()
+        };
+        let mut state = QueueStatusState {
+            ledgers: ledgers_for("q", "fair"),
+            ..QueueStatusState::default()
+        };
+        if let Some(l) = state.ledgers.queues.get_mut("q") {
+            l.ledger.usage = BTreeMap::from([("a".to_string(), 30.0)]);
+        }
+        let (running, live) = (BTreeMap::new(), BTreeMap::new());
+        assert_eq!(
+            round(&mut state, &mut snapshot, &running, &live, T0, true),
+            1
+        );
+        assert!(depends_on_time(&snapshot));
+        assert_eq!(
+            round(
+                &mut state,
+                &mut snapshot,
+                &running,
+                &live,
+                T0 + 3_600_000,
+                true
+            ),
+            1,
+            "the decayed share is no longer active"
+        );
     }
 
     #[test]

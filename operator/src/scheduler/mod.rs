@@ -31,7 +31,10 @@
 //!    wake that job on change; waiting for capacity is no verdict (that is what RUNNABLE says);
 //! 6. queue status (every `--queue-status-interval-ms`): each queue's `status.fairShare` and
 //!    `status.frontOfQueue` from what is left of the snapshot once the placed units are out,
-//!    written only when changed ([`fair_share`]).
+//!    written only when changed ([`fair_share`]). A due round whose inputs are unchanged since
+//!    the last round that ran in full, whose statuses did not depend on the clock and whose
+//!    writes all succeeded is left out with steps 1–5 ([`unchanged::Reported`]): it would
+//!    write nothing.
 //!
 //! Fair share: before step 2 of every pass (also one with nothing RUNNABLE) the usage ledgers
 //! of the fair-share queues are advanced with what each share runs now (the caches' count plus
@@ -82,7 +85,7 @@ use fair_share::{
     QueueStatusState,
 };
 use pod_creator::{Answer, PodCreator, Withdrawn};
-use unchanged::{depends_on_time, Inputs, Settled};
+use unchanged::{depends_on_time, Inputs, Reported, Settled};
 
 /// How long a created pod may stay unseen by the caches before the scheduler asks the API
 /// server whether it still exists (a check, not an expiry: see `verify_unseen`).
@@ -142,6 +145,9 @@ pub struct LoopState {
     /// The last pass, when it placed nothing: a pass whose inputs are unchanged since decides
     /// nothing anew ([`unchanged`]).
     settled: Option<Settled>,
+    /// The last queue-status round that ran in full, when its pass placed nothing: a due round
+    /// whose inputs are unchanged since writes nothing anew ([`unchanged`]).
+    reported: Option<Reported>,
     /// The caches' change count when orphaned pods were last swept without a failure.
     swept_at: Option<u64>,
 }
@@ -217,19 +223,28 @@ pub async fn pass(ctx: &Context, state: &mut LoopState, creator: &mut PodCreator
         .queue_status
         .round_due(ctx.config.queue_status_interval, Instant::now());
     // Steps 1–5 would decide what the last pass decided: nothing to place, the verdicts in
-    // place. The usage ledgers still advance (the queue status reads them), and a pass that
-    // writes the queues' status decides in full (it reports the front of each queue).
-    if !status_due
-        && state
+    // place. The usage ledgers still advance (the queue status reads them). A due queue-status
+    // round is left out likewise only when it would write nothing: its inputs unchanged since
+    // a round that wrote all it planned, and its statuses not moving with the clock.
+    let unchanged = if status_due {
+        state
+            .reported
+            .is_some_and(|r| r.reports_again(&inputs, decided_ms))
+    } else {
+        state
             .settled
             .is_some_and(|s| s.decides_again(&inputs, decided_ms))
-    {
+    };
+    if unchanged {
         let assumed = assumed_shares(&ctx.caches, state);
         state
             .queue_status
             .ledgers
             .advance_with(&ctx.caches, &assumed, decided_ms);
         ctx.metrics.passes_unchanged.inc();
+        if status_due {
+            ctx.metrics.queue_status_rounds_unchanged.inc();
+        }
         finish(ctx, state, started).await;
         return;
     }
@@ -309,7 +324,12 @@ pub async fn pass(ctx: &Context, state: &mut LoopState, creator: &mut PodCreator
             &assumed,
             &mut snap,
         );
-        write_queue_statuses(ctx, &mut state.queue_status, &snap, now_ms).await;
+        let written = write_queue_statuses(ctx, &mut state.queue_status, &snap, now_ms).await;
+        state.reported = settled.map(|pass| Reported {
+            pass,
+            timed: depends_on_time(&snap),
+            written,
+        });
     }
     finish(ctx, state, started).await;
 }

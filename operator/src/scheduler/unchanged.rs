@@ -23,6 +23,27 @@
 //! clears a job's verdict only when it withdraws the job from the book, which is a change.
 //! Nothing here rests on a timer: the loop's tick only decides when a pass runs, and every
 //! pass that runs either finds every count unchanged or decides anew.
+//!
+//! ## Queue-status rounds
+//! A round (every `--queue-status-interval-ms`) writes each queue's `status.fairShare` and
+//! `status.frontOfQueue` from the pass's snapshot once the placed units are out, and only what
+//! changed since the last write (`fair_share::plan_writes`). A due round is left out too
+//! ([`Reported::reports_again`]) when its pass would be ([`Settled::decides_again`]) with the
+//! counts of the last round that ran in full, that round's statuses did not depend on the clock
+//! ([`depends_on_time`] over the snapshot it wrote from) and every write it planned succeeded.
+//! Then a round run in full would write nothing: it would build the same snapshot (same
+//! counts, no backoff ended, usage not moving with time: no decaying usage and nothing
+//! accruing, so each fair-share queue's ledger holds no usage or keeps none); compute the same
+//! fronts (same order; each entry's `earliestTimeAtPosition` is kept while it holds its
+//! position) and the same `fairShare` but for `updatedAt` (the rest is the snapshot's, the
+//! usage 0); and compare them with the same written statuses — those the last round wrote
+//! (every write succeeded), or the queue's cached status (the caches are counted). A status
+//! that was not written because it had not changed stays unchanged: time alone moves only
+//! `updatedAt` and the predicted usage of an idle share, which only decays towards 0 (a
+//! difference found small stays small). A write that failed leaves its status to write: the
+//! next round runs in full, whatever the counts. The round's own writes come back through the
+//! queues' watch and change the counts: the round after a round that wrote decides once more
+//! (and writes nothing), then rounds settle.
 
 /// Change counts of the inputs of a pass's decision.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,6 +74,27 @@ impl Settled {
     /// Whether a pass with inputs `now`, at `now_ms`, would decide exactly what this one did.
     pub fn decides_again(&self, now: &Inputs, now_ms: i64) -> bool {
         !self.timed && self.inputs == *now && self.next_retry_ms.is_none_or(|at| now_ms < at)
+    }
+}
+
+/// The last queue-status round that ran in full, as the next due rounds compare themselves
+/// with it (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reported {
+    /// Its pass, which placed nothing.
+    pub pass: Settled,
+    /// The statuses it computed depended on the clock: [`depends_on_time`] over the snapshot
+    /// it wrote from (which, with nothing RUNNABLE, its pass did not build).
+    pub timed: bool,
+    /// Every write it planned succeeded (true when it planned none).
+    pub written: bool,
+}
+
+impl Reported {
+    /// Whether a round with inputs `now`, at `now_ms`, would write nothing that this one did
+    /// not write already.
+    pub fn reports_again(&self, now: &Inputs, now_ms: i64) -> bool {
+        self.written && !self.timed && self.pass.decides_again(now, now_ms)
     }
 }
 
@@ -132,6 +174,78 @@ mod tests {
             ..settled()
         };
         assert!(!timed.decides_again(&inputs(), 1_000));
+    }
+
+    fn reported() -> Reported {
+        Reported {
+            pass: settled(),
+            timed: false,
+            written: true,
+        }
+    }
+
+    #[test]
+    fn a_round_with_every_input_unchanged_since_a_round_that_wrote_all_is_left_out() {
+        assert!(reported().reports_again(&inputs(), 1_000));
+        assert!(
+            reported().reports_again(&inputs(), i64::MAX),
+            "however late"
+        );
+    }
+
+    #[test]
+    fn any_changed_input_makes_a_due_round_run_in_full() {
+        let changes: [fn(&mut Inputs); 4] = [
+            |i| i.book += 1,
+            |i| i.caches += 1,
+            |i| i.refusals += 1,
+            |i| i.assumed += 1,
+        ];
+        for change in changes {
+            let mut now = inputs();
+            change(&mut now);
+            assert!(!reported().reports_again(&now, 1_000), "{now:?}");
+        }
+    }
+
+    #[test]
+    fn a_round_whose_write_failed_is_run_again_with_nothing_changed() {
+        let failed = Reported {
+            written: false,
+            ..reported()
+        };
+        assert!(!failed.reports_again(&inputs(), 1_000));
+    }
+
+    #[test]
+    fn statuses_that_depend_on_the_clock_are_computed_again_each_round() {
+        let timed = Reported {
+            timed: true,
+            ..reported()
+        };
+        assert!(!timed.reports_again(&inputs(), 1_000));
+        // The pass's decision was timed (its snapshot had decaying usage), the statuses not.
+        let timed_pass = Reported {
+            pass: Settled {
+                timed: true,
+                ..settled()
+            },
+            ..reported()
+        };
+        assert!(!timed_pass.reports_again(&inputs(), 1_000));
+    }
+
+    #[test]
+    fn a_round_after_a_held_back_jobs_backoff_ended_runs_in_full() {
+        let held = Reported {
+            pass: Settled {
+                next_retry_ms: Some(5_000),
+                ..settled()
+            },
+            ..reported()
+        };
+        assert!(held.reports_again(&inputs(), 4_999));
+        assert!(!held.reports_again(&inputs(), 5_000));
     }
 
     fn snapshot(decay: u32, shares: Vec<ShareState>) -> Snapshot {

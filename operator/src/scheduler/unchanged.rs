@@ -141,15 +141,17 @@ mod tests {
         assert!(settled().decides_again(&inputs(), i64::MAX), "however late");
     }
 
+    /// Each input's change, one at a time.
+    const CHANGES: [fn(&mut Inputs); 4] = [
+        |i| i.book += 1,
+        |i| i.caches += 1,
+        |i| i.refusals += 1,
+        |i| i.assumed += 1,
+    ];
+
     #[test]
     fn any_changed_input_makes_the_pass_decide_anew() {
-        let changes: [fn(&mut Inputs); 4] = [
-            |i| i.book += 1,
-            |i| i.caches += 1,
-            |i| i.refusals += 1,
-            |i| i.assumed += 1,
-        ];
-        for change in changes {
+        for change in CHANGES {
             let mut now = inputs();
             change(&mut now);
             assert!(!settled().decides_again(&now, 1_000), "{now:?}");
@@ -195,13 +197,7 @@ mod tests {
 
     #[test]
     fn any_changed_input_makes_a_due_round_run_in_full() {
-        let changes: [fn(&mut Inputs); 4] = [
-            |i| i.book += 1,
-            |i| i.caches += 1,
-            |i| i.refusals += 1,
-            |i| i.assumed += 1,
-        ];
-        for change in changes {
+        for change in CHANGES {
             let mut now = inputs();
             change(&mut now);
             assert!(!reported().reports_again(&now, 1_000), "{now:?}");

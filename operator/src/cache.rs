@@ -4,15 +4,18 @@
 //! Data flow, per kind: `watcher(Api<K>)` → [`Sink`], which for every watcher event, in this
 //! order, strips what nobody reads (managedFields, the last-applied annotation of client-side
 //! `kubectl apply`; a node's image list), then
-//! 1. applies it to the kind's kube reflector `Writer` (readers hold the [`Store`]),
+//! 1. applies it to the kind's store ([`Backing`]): kube's reflector `Writer` (readers hold the
+//!    [`Store`]), or for jobs Barge's own [`JobStore`] (same semantics; keyed by the record's
+//!    interned `namespace/name` instead of kube's `ObjectRef` with its own copies of the name,
+//!    namespace, uid and resourceVersion),
 //! 2. applies it to the kind's [`Index`]es (same protocol: Init/InitApply/InitDone swap),
 //! 3. broadcasts the object to every subscriber of the kind's [`Feed`] — including objects that
 //!    were deleted, and after a relist every object (and those that vanished while the watch was
 //!    down), so a controller never misses a change.
 //!
-//! Controllers are driven from the feeds with kube's shared-stream API
-//! (`Controller::for_shared_stream(caches.jobs_feed.subscribe(), caches.jobs.clone())`,
-//! `watches_shared_stream`, `owns_shared_stream`). The feed is Barge's own rather than
+//! Controllers are driven from the feeds: the job controller through its gate and runner
+//! (`controllers::gate`, `controllers::runner`), the others with kube's shared-stream API
+//! (`watches_shared_stream`, `owns_shared_stream`). The feed is Barge's own rather than
 //! `Writer::subscribe`: kube's `ReflectHandle` never yields deletions and returns `Pending`
 //! without a waker when an object is deleted between broadcast and poll; ours yields every event,
 //! cannot stall the watch (unbounded per-subscriber channels; the controllers' schedulers
@@ -29,7 +32,7 @@
 //! the same label. Pods and nodes are decoded without their managedFields (a node also without
 //! its image list) rather than decoded and then stripped ([`decode`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use futures::channel::mpsc;
@@ -67,6 +70,8 @@ pub type CachedPod = Shared<Pod>;
 
 mod job_record;
 pub use job_record::{intern, JobRecord};
+mod job_store;
+pub use job_store::{JobStore, JobStoreWriter};
 
 /// Something that consumes the watcher events of kind `K` (an [`Index`], the [`NodeUsage`]).
 pub trait EventSink<K>: Send + Sync {
@@ -107,16 +112,17 @@ impl<K: Resource + Send + Sync, Key: Eq + std::hash::Hash + Clone + Send + Sync>
 
 /// Fans the objects of one kind out to the controllers that subscribed to them.
 pub struct Feed<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> {
-    store: Store<K>,
+    /// Every object of the kind the store holds now.
+    cached: Box<dyn Fn() -> Vec<Arc<K>> + Send + Sync>,
     subscribers: Mutex<Vec<mpsc::UnboundedSender<Arc<K>>>>,
     /// Events applied so far (see [`Feed::changes`]).
     changes: std::sync::atomic::AtomicU64,
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Feed<K> {
-    fn new(store: Store<K>) -> Self {
+    fn new(cached: Box<dyn Fn() -> Vec<Arc<K>> + Send + Sync>) -> Self {
         Self {
-            store,
+            cached,
             subscribers: Mutex::new(Vec::new()),
             changes: std::sync::atomic::AtomicU64::new(0),
         }
@@ -142,7 +148,7 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Feed<K> {
         // Seed under the lock: a concurrent broadcast either reaches us through the channel or
         // is already in the store we copy, so nothing falls between the two (duplicates are
         // harmless to a controller).
-        for obj in self.store.state() {
+        for obj in (self.cached)() {
             let _ = tx.unbounded_send(obj);
         }
         subscribers.push(tx);
@@ -181,10 +187,69 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 // Sink: writer + indexes + feed for one kind
 // ---------------------------------------------------------------------------------------------
 
-/// Applies the watcher events of one kind to its store, indexes and feed.
-pub struct Sink<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> {
+/// The store a [`Sink`] fills: kube's reflector store ([`Reflector`]) for every kind but jobs,
+/// Barge's own [`JobStore`] for jobs. Both apply watcher events with kube's `Writer` semantics.
+pub trait Backing<K>: Send + Sync + 'static {
+    /// The cached version of the object `like` names (by namespace and name).
+    fn get(&self, like: &K) -> Option<Arc<K>>;
+    /// Every cached object.
+    fn state(&self) -> Vec<Arc<K>>;
+    /// Applies one watcher event.
+    fn apply_watcher_event(&mut self, event: &watcher::Event<K>);
+    /// A reader of every cached object, for the kind's [`Feed`].
+    fn reader(&self) -> Box<dyn Fn() -> Vec<Arc<K>> + Send + Sync>;
+}
+
+/// kube's reflector store and its writer.
+pub struct Reflector<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> {
     writer: reflector::store::Writer<K>,
     store: Store<K>,
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Backing<K> for Reflector<K> {
+    fn get(&self, like: &K) -> Option<Arc<K>> {
+        self.store.get(&ObjectRef::from_obj(like))
+    }
+
+    fn state(&self) -> Vec<Arc<K>> {
+        self.store.state()
+    }
+
+    fn apply_watcher_event(&mut self, event: &watcher::Event<K>) {
+        self.writer.apply_watcher_event(event)
+    }
+
+    fn reader(&self) -> Box<dyn Fn() -> Vec<Arc<K>> + Send + Sync> {
+        let store = self.store.clone();
+        Box::new(move || store.state())
+    }
+}
+
+impl Backing<JobRecord> for JobStoreWriter {
+    fn get(&self, like: &JobRecord) -> Option<Arc<JobRecord>> {
+        self.store().get_id(like.id())
+    }
+
+    fn state(&self) -> Vec<Arc<JobRecord>> {
+        self.store().state()
+    }
+
+    fn apply_watcher_event(&mut self, event: &watcher::Event<JobRecord>) {
+        JobStoreWriter::apply_watcher_event(self, event)
+    }
+
+    fn reader(&self) -> Box<dyn Fn() -> Vec<Arc<JobRecord>> + Send + Sync> {
+        let store = self.store();
+        Box::new(move || store.state())
+    }
+}
+
+/// The jobs' sink: Barge's own [`JobStore`].
+pub type JobSink = Sink<JobRecord, JobStoreWriter>;
+
+/// Applies the watcher events of one kind to its store, indexes and feed.
+pub struct Sink<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static, B = Reflector<K>> {
+    backing: B,
     indexes: Vec<Arc<dyn EventSink<K>>>,
     /// Sinks that see every object, before `keep` filters (the pod usage).
     raw_sinks: Vec<Arc<dyn EventSink<K>>>,
@@ -224,10 +289,30 @@ fn trim_node(node: &mut Node) {
 impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Sink<K> {
     fn new() -> Self {
         let (store, writer) = reflector::store();
-        let feed = Arc::new(Feed::new(store.clone()));
+        Self::with_backing(Reflector { writer, store })
+    }
+
+    pub fn store(&self) -> Store<K> {
+        self.backing.store.clone()
+    }
+}
+
+impl JobSink {
+    fn jobs() -> Self {
+        let (_, writer) = JobStore::new();
+        Self::with_backing(writer)
+    }
+
+    pub fn store(&self) -> JobStore {
+        self.backing.store()
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static, B: Backing<K>> Sink<K, B> {
+    fn with_backing(backing: B) -> Self {
+        let feed = Arc::new(Feed::new(backing.reader()));
         Self {
-            writer,
-            store,
+            backing,
             indexes: Vec::new(),
             raw_sinks: Vec::new(),
             feed,
@@ -287,7 +372,7 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Sink<K> {
         let vanished = match &event {
             // Objects cached now but absent from the fresh list were deleted while the watch
             // was down: tell the subscribers once the new list is in.
-            watcher::Event::InitDone => Some(self.store.state()),
+            watcher::Event::InitDone => Some(self.backing.state()),
             _ => None,
         };
         // The version the store (and so every index) holds before this event, for the indexes
@@ -296,11 +381,11 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Sink<K> {
             watcher::Event::Apply(obj) | watcher::Event::Delete(obj)
                 if self.indexes.iter().any(|i| i.needs_previous()) =>
             {
-                self.store.get(&ObjectRef::from_obj(obj))
+                self.backing.get(obj)
             }
             _ => None,
         };
-        self.writer.apply_watcher_event(&event);
+        self.backing.apply_watcher_event(&event);
         for index in &self.indexes {
             index.apply_after(&event, previous.as_deref());
         }
@@ -308,16 +393,15 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Sink<K> {
         self.feed.changed();
         match event {
             watcher::Event::Apply(obj) => {
-                let cached = self.store.get(&ObjectRef::from_obj(&obj));
+                let cached = self.backing.get(&obj);
                 self.feed.broadcast(cached.unwrap_or_else(|| Arc::new(obj)));
             }
             watcher::Event::Delete(obj) => self.feed.broadcast(Arc::new(obj)),
             watcher::Event::InitDone => {
-                let now = self.store.state();
-                let present: HashSet<ObjectRef<K>> =
-                    now.iter().map(|o| ObjectRef::from_obj(&**o)).collect();
+                let now = self.backing.state();
+                // Stores key by namespace and name (kube's `ObjectRef` ignores uid and version).
                 for obj in vanished.unwrap_or_default() {
-                    if !present.contains(&ObjectRef::from_obj(&*obj)) {
+                    if self.backing.get(&obj).is_none() {
                         self.feed.broadcast(obj);
                     }
                 }
@@ -334,20 +418,16 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Sink<K> {
     fn filtered(&self, event: watcher::Event<K>) -> Option<watcher::Event<K>> {
         match event {
             watcher::Event::Apply(obj) if !(self.keep)(&obj) => {
-                let cached = self.store.get(&ObjectRef::from_obj(&obj)).is_some();
+                let cached = self.backing.get(&obj).is_some();
                 cached.then_some(watcher::Event::Delete(obj))
             }
             watcher::Event::InitApply(obj) if !(self.keep)(&obj) => None,
             watcher::Event::Delete(obj) if !(self.keep)(&obj) => {
-                let cached = self.store.get(&ObjectRef::from_obj(&obj)).is_some();
+                let cached = self.backing.get(&obj).is_some();
                 cached.then_some(watcher::Event::Delete(obj))
             }
             other => Some(other),
         }
-    }
-
-    pub fn store(&self) -> Store<K> {
-        self.store.clone()
     }
 
     pub fn feed(&self) -> Arc<Feed<K>> {
@@ -470,7 +550,7 @@ pub const UNFINISHED_JOBS: &str = "status.status!=SUCCEEDED,status.status!=FAILE
 async fn run_jobs_watch(
     api: Api<DeserializeGuard<JobRecord>>,
     config: watcher::Config,
-    mut sink: Sink<JobRecord>,
+    mut sink: JobSink,
     complete: tokio::sync::watch::Sender<bool>,
 ) {
     let kind = Job::kind(&());
@@ -514,7 +594,7 @@ async fn run_jobs_watch(
 async fn list_unfinished_jobs(
     api: &Api<DeserializeGuard<JobRecord>>,
     page_size: Option<u32>,
-    sink: &mut Sink<JobRecord>,
+    sink: &mut JobSink,
 ) -> Result<usize, kube::Error> {
     let kind = Job::kind(&());
     let mut params = ListParams::default().fields(UNFINISHED_JOBS);
@@ -1199,7 +1279,7 @@ impl Indexes {
 /// [`Context`](crate::context::Context).
 pub struct Caches {
     /// Compact records of the jobs; [`JobRecord::job`] decodes one.
-    pub jobs: Store<JobRecord>,
+    pub jobs: JobStore,
     pub job_definitions: Store<JobDefinition>,
     pub revisions: Store<ControllerRevision>,
     pub queues: Store<JobQueue>,
@@ -1236,7 +1316,7 @@ pub struct Caches {
 
 /// The sinks of [`Caches::new`], to be driven by watches ([`Caches::start`]) or by a test.
 pub struct Sinks {
-    pub jobs: Sink<JobRecord>,
+    pub jobs: JobSink,
     pub job_definitions: Sink<JobDefinition>,
     pub revisions: Sink<ControllerRevision>,
     pub queues: Sink<JobQueue>,
@@ -1255,7 +1335,7 @@ impl Caches {
         let usage = NodeUsage::new();
         let pod_updates = Arc::new(RwLock::new(()));
         let sinks = Sinks {
-            jobs: Sink::new()
+            jobs: JobSink::jobs()
                 .index(indexes.jobs_by_dependency.clone())
                 .index(indexes.jobs_by_queue_state.clone())
                 .index(indexes.active_jobs_by_queue.clone())
@@ -1386,7 +1466,7 @@ impl Caches {
     /// Resolves once every store has seen its first list, the jobs store possibly with only
     /// the unfinished jobs ([`Caches::all_jobs_listed`] tells): enough to schedule and run jobs.
     pub async fn wait_until_schedulable(&self) -> Result<(), reflector::store::WriterDropped> {
-        self.jobs.wait_until_ready().await?;
+        self.jobs.wait_until_ready().await;
         self.job_definitions.wait_until_ready().await?;
         self.revisions.wait_until_ready().await?;
         self.queues.wait_until_ready().await?;
@@ -1471,7 +1551,7 @@ impl Caches {
 
     /// The record of job `namespace/name`.
     pub fn job(&self, namespace: &str, name: &str) -> Option<Arc<JobRecord>> {
-        self.jobs.get(&ObjectRef::new(name).within(namespace))
+        self.jobs.get(namespace, name)
     }
 
     /// The job `namespace/name`, decoded from its record.

@@ -39,7 +39,7 @@ use barge_core::scheduler::{schedule, JobKey, Workload};
 use barge_crds::consts::{LABEL_MANAGED_BY, MANAGED_BY_BARGE};
 use barge_crds::job::{DependencyType, JobStatus};
 use barge_crds::{ComputeEnvironment, Job, JobDefinition, JobQueue, SchedulingPolicy};
-use barge_operator::cache::{recorded_state, CachedPod, Caches, JobRecord, Sink};
+use barge_operator::cache::{recorded_state, Backing, CachedPod, Caches, JobRecord, Sink};
 use barge_operator::context::{Context, OperatorConfig, RunnableEntry};
 use barge_operator::controllers::job::runnable_entry;
 use barge_operator::events::EventPublisher;
@@ -171,9 +171,10 @@ where
 
 /// [`fill`] for Barge's kinds, leaving out objects that do not parse (as the operator's watches
 /// do).
-async fn fill_guarded<K>(client: &Client, sink: &mut Sink<K>) -> Result<(), String>
+async fn fill_guarded<K, B>(client: &Client, sink: &mut Sink<K, B>) -> Result<(), String>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync,
+    B: Backing<K>,
 {
     let api: Api<DeserializeGuard<K>> = Api::all(client.clone());
     let list = api
@@ -194,17 +195,17 @@ where
 async fn read_cluster(client: &Client) -> Result<Arc<Caches>, String> {
     let (caches, mut sinks) = Caches::new();
     let barge = ListParams::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY_BARGE}"));
-    fill_guarded::<JobRecord>(client, &mut sinks.jobs).await?;
-    fill_guarded::<JobDefinition>(client, &mut sinks.job_definitions).await?;
+    fill_guarded::<JobRecord, _>(client, &mut sinks.jobs).await?;
+    fill_guarded::<JobDefinition, _>(client, &mut sinks.job_definitions).await?;
     fill(
         Api::<ControllerRevision>::all(client.clone()),
         barge,
         &mut sinks.revisions,
     )
     .await?;
-    fill_guarded::<JobQueue>(client, &mut sinks.queues).await?;
-    fill_guarded::<ComputeEnvironment>(client, &mut sinks.compute_environments).await?;
-    fill_guarded::<SchedulingPolicy>(client, &mut sinks.scheduling_policies).await?;
+    fill_guarded::<JobQueue, _>(client, &mut sinks.queues).await?;
+    fill_guarded::<ComputeEnvironment, _>(client, &mut sinks.compute_environments).await?;
+    fill_guarded::<SchedulingPolicy, _>(client, &mut sinks.scheduling_policies).await?;
     let all = ListParams::default;
     fill(
         Api::<CachedPod>::all(client.clone()),

@@ -22,13 +22,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::applier;
-use kube::runtime::controller::{self, ReconcileReason, ReconcileRequest};
+use kube::runtime::controller::{self, ReconcileReason};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::utils::CancelableJoinHandle;
 use kube::{Resource, ResourceExt};
@@ -53,7 +53,7 @@ use barge_crds::consts::{
 use barge_crds::job::ResolvedJobDefinition;
 use barge_crds::{Job, JobQueue};
 
-use super::{controller_config, measured, ReconcileError, TRANSIENT_RETRY};
+use super::{measured, ReconcileError, TRANSIENT_RETRY};
 use crate::cache::{namespaced_refs, CachedPod, JobRecord};
 use crate::context::{ArrayPodRetention, Context, EntryShape, RunnableEntry, UnwrittenJobStatus};
 use crate::definition_revisions::{resolve, resolve_pinned, ResolveError, ResolvedDefinition};
@@ -1493,18 +1493,26 @@ where
     .boxed()
 }
 
+/// What one run of the job controller's runner yields (as kube-runtime's applier would).
+type RunOutcome = Result<
+    (ObjectRef<JobRecord>, controller::Action),
+    controller::Error<Error, std::convert::Infallible>,
+>;
+
 /// Runs the controller until `shutdown`.
 ///
 /// Every trigger — the job feed (without this replica's own status echoes), the watched
 /// kinds' mappers and `ctx.triggers.jobs` — goes through a [`gate`](super::gate) that hands
-/// kube-runtime's applier at most [`GATE_PER_CONCURRENT_RECONCILE`] × `--reconcile-concurrency`
-/// requests not started yet, with the reason kube-runtime's `Controller` would give them. The
-/// applier is kube-runtime's `Controller::run` without the controller's own trigger streams:
-/// the same store (the runner waits until it is ready), configuration, reconciles spawned as
-/// cancel-on-drop tasks in the reconcile's span, and graceful shutdown. Requeues — a
-/// reconcile's [`Action::requeue`] and the error policy's — go to the gate's timer (with the
-/// reasons kube-runtime gives them), and kube-runtime is told to await a change: its scheduler
-/// holds no more than the gate's limit, whatever a burst of jobs asks for.
+/// the job controller's [`runner`](super::runner) at most [`GATE_PER_CONCURRENT_RECONCILE`] ×
+/// `--reconcile-concurrency` requests not started yet, with the reason kube-runtime's
+/// `Controller` would give them. The runner does what kube-runtime's applier did (which needs
+/// kube's reflector store; the jobs live in Barge's own [`JobStore`](crate::cache::JobStore)):
+/// nothing starts before the job store is ready, at most `--reconcile-concurrency` reconciles
+/// run at once (0: no limit), never two of one job, each spawned as a cancel-on-drop task in a
+/// `reconciling object` span, a job gone from the store ends its request as "object not
+/// found", and the shutdown cuts the input and lets the reconciles in flight finish. Requeues —
+/// a reconcile's [`Action::requeue`] and the error policy's — go to the gate's timer (with the
+/// reasons kube-runtime gives them), reported before the reconcile's slot is freed.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let caches = ctx.caches.clone();
     let (for_deps, for_defs, for_revisions, for_queues) = (
@@ -1608,57 +1616,76 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         futures::stream::select_all(triggers),
         GATE_PER_CONCURRENT_RECONCILE * usize::from(concurrency),
     );
-    let queue = requests
-        .map(|(obj_ref, reason)| {
-            Ok::<_, std::convert::Infallible>(ReconcileRequest {
-                obj_ref,
-                reason: ReconcileReason::clone(&reason),
-            })
-        })
-        .take_until(shutdown.wait());
-    let started = gate.clone();
-    let failed = gate.clone();
+    let requests = requests.take_until(shutdown.wait()).boxed();
     let retry = Arc::new(ReconcileReason::ReconcilerRequestedRetry);
     let error_retry = Arc::new(ReconcileReason::ErrorPolicyRequestedRetry);
-    let stream = applier(
-        move |record: Arc<JobRecord>, ctx: Arc<Context>| {
-            // The runner took the request: the gate's slot is free.
-            let key = job_ref(record.meta().namespace.as_deref(), &record.name_any());
-            started.taken(&key);
-            let (requeues, retry) = (started.clone(), retry.clone());
-            let reconciled = async move {
-                let action = reconcile(record, ctx).await?;
-                // Reported before the runner frees the job's slot: a trigger held meanwhile
-                // starts a reconcile that supersedes it.
-                if let Some(after) = action.requeue_after {
-                    requeues.requeue(key, after, retry);
-                }
-                Ok::<_, Error>(controller::Action::await_change())
-            };
+    let store = caches.jobs.clone();
+    let ready = {
+        let store = store.clone();
+        async move { store.wait_until_ready().await }
+    };
+    let limit = usize::from(ctx.config.reconcile_concurrency);
+    let start = move |obj_ref: &ObjectRef<JobRecord>,
+                      reason: Arc<ReconcileReason>|
+          -> BoxFuture<'static, RunOutcome> {
+        let obj_ref = obj_ref.clone();
+        // The runner took the request: the gate's slot is free (and a requeue pending for the
+        // job is superseded by this run, found or not).
+        gate.taken(&obj_ref);
+        let found = store.get(
+            obj_ref.namespace.as_deref().unwrap_or_default(),
+            &obj_ref.name,
+        );
+        let Some(record) = found else {
+            let gone = controller::Error::ObjectNotFound(Box::new(obj_ref.erase()));
+            return futures::future::ready(Err(gone)).boxed();
+        };
+        let span = tracing::info_span!(
+            "reconciling object",
+            "object.ref" = %obj_ref,
+            object.reason = %reason
+        );
+        let (requeues, retry, failed, error_retry) = (
+            gate.clone(),
+            retry.clone(),
+            gate.clone(),
+            error_retry.clone(),
+        );
+        let key = obj_ref.clone();
+        let ctx = ctx.clone();
+        let reconciled = async move {
+            let action = reconcile(record, ctx).await?;
+            // Reported before the runner frees the job's slot: a trigger held meanwhile
+            // starts a reconcile that supersedes it.
+            if let Some(after) = action.requeue_after {
+                requeues.requeue(key, after, retry);
+            }
+            Ok::<_, Error>(controller::Action::await_change())
+        };
+        let task = span.in_scope(|| {
             CancelableJoinHandle::spawn(
                 reconciled.in_current_span(),
                 &tokio::runtime::Handle::current(),
             )
-        },
-        move |record: Arc<JobRecord>, error: &Error, _: Arc<Context>| {
-            if let Some(after) = error_policy(error).requeue_after {
-                let key = job_ref(record.meta().namespace.as_deref(), &record.name_any());
-                failed.requeue(key, after, error_retry.clone());
+        });
+        async move {
+            match task.await {
+                Ok(action) => Ok((obj_ref, action)),
+                Err(error) => {
+                    if let Some(after) = error_policy(&error).requeue_after {
+                        failed.requeue(obj_ref.clone(), after, error_retry);
+                    }
+                    Err(controller::Error::ReconcilerFailed(
+                        error,
+                        Box::new(obj_ref.erase()),
+                    ))
+                }
             }
-            controller::Action::await_change()
-        },
-        ctx.clone(),
-        caches.jobs.clone(),
-        queue,
-        controller_config(&ctx),
-    )
-    .inspect(move |result| {
-        // The runner took the request, but the job was gone from the store.
-        if let Err(controller::Error::ObjectNotFound(obj)) = result {
-            gate.taken(&job_ref(obj.namespace.as_deref(), &obj.name));
         }
-    })
-    .boxed();
+        .instrument(span)
+        .boxed()
+    };
+    let stream = super::runner::Runner::new(requests, limit, ready, start);
     super::drain_classified(CONTROLLER, stream, ReconcileError::is_waiting).await;
 }
 

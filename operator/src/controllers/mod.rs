@@ -16,6 +16,7 @@ pub mod gate;
 pub mod job;
 pub mod job_definition;
 pub mod job_queue;
+pub mod runner;
 pub mod scheduling_policy;
 
 use std::fmt::Display;
